@@ -1,0 +1,2 @@
+//! The blackhole: answers 200 to everything and keeps nothing.
+fn main() {}

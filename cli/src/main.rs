@@ -1,0 +1,2 @@
+//! `hookfwd`: forwards GitHub webhook deliveries to a local handler.
+fn main() {}

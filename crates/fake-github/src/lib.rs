@@ -1,0 +1,1 @@
+//! A faithful, stateful stand-in for GitHub's hooks and deliveries endpoints.

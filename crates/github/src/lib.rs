@@ -1,0 +1,21 @@
+//! GitHub REST client for repository, organization and App hooks and their deliveries.
+//!
+//! It keeps payloads byte-exact, sends conditional requests so that idle polls cost
+//! no rate limit, waits out rate limits, retries what is safe to retry, and never
+//! prints a token.
+
+mod auth;
+mod client;
+mod error;
+mod secret;
+pub mod signature;
+mod types;
+
+pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
+pub use client::{Client, Config, Listing, NextPage, Page, RateLimit};
+pub use error::{Error, Result};
+pub use secret::Secret;
+pub use types::{
+    Delivery, DeliveryItem, DeliveryRequest, Hook, HookConfig, HookRef, HookResponse, HookUpdate, NewHook, Owner,
+    ParseOwnerError,
+};

@@ -1,0 +1,317 @@
+//! The shapes GitHub's hooks and deliveries endpoints send and accept.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Who owns a set of hooks: a repository or an organization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Owner {
+    /// `OWNER/REPO`.
+    Repo {
+        /// The user or organization that owns the repository.
+        owner: String,
+        /// The repository name.
+        repo: String,
+    },
+    /// An organization.
+    Org {
+        /// The organization login.
+        org: String,
+    },
+}
+
+/// Why a string is not a repository (`OWNER/REPO`) or an organization name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not a repository (OWNER/REPO) or an organization name")]
+pub struct ParseOwnerError(pub String);
+
+impl Owner {
+    /// `owner/repo` is a repository; a name without a slash is an organization.
+    pub fn parse(text: &str) -> Result<Self, ParseOwnerError> {
+        let valid = |part: &str| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        match text.split_once('/') {
+            Some((owner, repo)) if valid(owner) && valid(repo) => {
+                Ok(Self::Repo { owner: owner.into(), repo: repo.into() })
+            }
+            None if valid(text) => Ok(Self::Org { org: text.into() }),
+            _ => Err(ParseOwnerError(text.into())),
+        }
+    }
+
+    /// The API path of this owner's hooks, such as `/repos/o/r/hooks`.
+    pub fn hooks_path(&self) -> String {
+        match self {
+            Self::Repo { owner, repo } => format!("/repos/{owner}/{repo}/hooks"),
+            Self::Org { org } => format!("/orgs/{org}/hooks"),
+        }
+    }
+
+    /// The hook `id` of this owner.
+    pub fn hook(&self, id: u64) -> HookRef {
+        match self {
+            Self::Repo { owner, repo } => HookRef::Repo { owner: owner.clone(), repo: repo.clone(), id },
+            Self::Org { org } => HookRef::Org { org: org.clone(), id },
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Repo { owner, repo } => write!(f, "{owner}/{repo}"),
+            Self::Org { org } => write!(f, "{org}"),
+        }
+    }
+}
+
+/// One hook whose deliveries can be listed: a repository's, an organization's, or the GitHub App's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HookRef {
+    /// A repository hook.
+    Repo {
+        /// The user or organization that owns the repository.
+        owner: String,
+        /// The repository name.
+        repo: String,
+        /// The hook id.
+        id: u64,
+    },
+    /// An organization hook.
+    Org {
+        /// The organization login.
+        org: String,
+        /// The hook id.
+        id: u64,
+    },
+    /// The single hook of the GitHub App that the client authenticates as.
+    App,
+}
+
+impl HookRef {
+    /// The API path of the hook, such as `/repos/o/r/hooks/1` or `/app/hook`.
+    pub fn path(&self) -> String {
+        match self {
+            Self::Repo { owner, repo, id } => format!("/repos/{owner}/{repo}/hooks/{id}"),
+            Self::Org { org, id } => format!("/orgs/{org}/hooks/{id}"),
+            Self::App => "/app/hook".to_string(),
+        }
+    }
+
+    /// The hook id, which the App hook does not expose.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Self::Repo { id, .. } | Self::Org { id, .. } => Some(*id),
+            Self::App => None,
+        }
+    }
+
+    /// A stable name usable as a file name, such as `repos-o-r-hooks-1`.
+    pub fn key(&self) -> String {
+        self.path().trim_start_matches('/').replace('/', "-")
+    }
+}
+
+impl fmt::Display for HookRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Repo { owner, repo, id } => write!(f, "{owner}/{repo} hook {id}"),
+            Self::Org { org, id } => write!(f, "org {org} hook {id}"),
+            Self::App => f.write_str("the GitHub App hook"),
+        }
+    }
+}
+
+/// A repository or organization webhook (`hook` / `org-hook` in GitHub's description).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hook {
+    /// The hook id.
+    pub id: u64,
+    /// `Repository` or `Organization`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Always `web` for webhooks.
+    pub name: String,
+    /// Whether GitHub delivers to it.
+    pub active: bool,
+    /// The events it is subscribed to; `*` means all.
+    pub events: Vec<String>,
+    /// Where and how GitHub delivers.
+    pub config: HookConfig,
+    /// The outcome of the last delivery, on repository hooks.
+    #[serde(default)]
+    pub last_response: Option<HookResponse>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A hook's delivery configuration (`webhook-config`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HookConfig {
+    /// The URL GitHub posts to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `json` or `form`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The signing secret on create; GitHub answers `********` when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `"0"` verifies TLS; GitHub sends a string or a number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_ssl: Option<serde_json::Value>,
+}
+
+/// `hook-response`: the last delivery's outcome.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HookResponse {
+    /// The status code the hook URL answered.
+    pub code: Option<i64>,
+    /// `active`, `unused` or a failure description.
+    pub status: Option<String>,
+    /// A human-readable description.
+    pub message: Option<String>,
+}
+
+/// The body of a create-hook request.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewHook {
+    /// Always `web`.
+    pub name: String,
+    /// Whether GitHub delivers to it.
+    pub active: bool,
+    /// Events to subscribe to; `*` for all.
+    pub events: Vec<String>,
+    /// URL, content type and secret.
+    pub config: HookConfig,
+}
+
+/// The body of an update-hook request; absent fields are left as they are.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HookUpdate {
+    /// New events, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// New active flag, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// New config, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<HookConfig>,
+}
+
+/// One entry of a deliveries list (`hook-delivery-item`): no request or payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryItem {
+    /// The delivery id; a redelivery gets a new one.
+    pub id: u64,
+    /// The event's id, shared by every delivery of that event (and its redeliveries).
+    pub guid: String,
+    /// When GitHub attempted it.
+    pub delivered_at: DateTime<Utc>,
+    /// Whether it is a redelivery.
+    pub redelivery: bool,
+    /// Seconds GitHub spent delivering.
+    pub duration: f64,
+    /// GitHub's description of the outcome, such as `OK`.
+    pub status: String,
+    /// The status code GitHub got from the hook URL (0 when it could not connect).
+    pub status_code: i64,
+    /// The event name, such as `push`.
+    pub event: String,
+    /// The payload's `action`, if any.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The GitHub App installation, if any.
+    #[serde(default)]
+    pub installation_id: Option<u64>,
+    /// The repository, if any.
+    #[serde(default)]
+    pub repository_id: Option<u64>,
+    /// When the delivery was throttled, if it was.
+    #[serde(default)]
+    pub throttled_at: Option<DateTime<Utc>>,
+}
+
+impl DeliveryItem {
+    /// `event.action`, or `event` when there is no action.
+    pub fn kind(&self) -> String {
+        match &self.action {
+            Some(action) => format!("{}.{action}", self.event),
+            None => self.event.clone(),
+        }
+    }
+}
+
+/// A whole delivery (`hook-delivery`), with the request GitHub sent.
+#[derive(Debug, Deserialize)]
+pub struct Delivery {
+    /// The delivery id.
+    pub id: u64,
+    /// The event's id.
+    pub guid: String,
+    /// When GitHub attempted it.
+    pub delivered_at: DateTime<Utc>,
+    /// Whether it is a redelivery.
+    pub redelivery: bool,
+    /// The event name.
+    pub event: String,
+    /// The payload's `action`, if any.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The status code GitHub got from the hook URL.
+    pub status_code: i64,
+    /// The URL GitHub delivered to.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The request GitHub sent.
+    pub request: DeliveryRequest,
+}
+
+/// The request of a delivery: headers and the payload exactly as the API returned it.
+#[derive(Debug, Deserialize)]
+pub struct DeliveryRequest {
+    /// Request headers, such as `X-GitHub-Event`.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// The JSON payload, byte for byte as the API returned it; never re-serialised.
+    #[serde(default)]
+    pub payload: Option<Box<RawValue>>,
+}
+
+impl Delivery {
+    /// A request header, matched without regard to case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let headers = self.request.headers.as_ref()?;
+        headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_repositories_and_organizations() {
+        assert_eq!(Owner::parse("octo/hello").unwrap(), Owner::Repo { owner: "octo".into(), repo: "hello".into() });
+        assert_eq!(Owner::parse("octo").unwrap(), Owner::Org { org: "octo".into() });
+        for bad in ["", "/", "a/", "/b", "a/b/c", "a b", "a/b c"] {
+            assert!(Owner::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn keeps_payload_bytes_exactly() {
+        let body = r#"{"id":1,"guid":"g","delivered_at":"2021-05-12T20:33:44Z","redelivery":false,"event":"push","status_code":200,"request":{"headers":{"X-GitHub-Event":"push"},"payload":{"b":  1,"a":[ 2 ]}}}"#;
+        let delivery: Delivery = serde_json::from_str(body).unwrap();
+        assert_eq!(delivery.request.payload.unwrap().get(), r#"{"b":  1,"a":[ 2 ]}"#);
+    }
+}

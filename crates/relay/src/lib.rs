@@ -1,0 +1,1 @@
+//! The hookfwd engine: sources → poller → fetcher → forwarder → ledger.

@@ -1,0 +1,1 @@
+//! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
