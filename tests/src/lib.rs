@@ -4,18 +4,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::OnceLock;
 
-/// The path of a workspace binary (`hookfwd`, `blackhole`, `fake-github`), built on first use
-/// so that `cargo test` alone always runs the current code.
-pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the workspace binaries failed");
-    });
+/// The path of the `hookfwd` binary, built on first use so that `cargo test` alone
+/// always runs the current code.
+pub fn hookfwd() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| bin("hookfwd")).clone()
+}
+
+/// The path of the `fake-github` binary, built on first use.
+pub fn fake_github() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| bin("fake-github")).clone()
+}
+
+fn bin(name: &str) -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--bin", name])
+        .current_dir(workspace_root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
     let path = target_dir().join(name);
     assert!(path.exists(), "{} was not built", path.display());
     path

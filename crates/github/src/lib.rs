@@ -7,6 +7,7 @@
 mod auth;
 mod client;
 mod error;
+pub mod samples;
 mod secret;
 pub mod signature;
 mod types;
