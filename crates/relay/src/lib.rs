@@ -1,1 +1,67 @@
 //! The hookfwd engine: sources → poller → fetcher → forwarder → ledger.
+//!
+//! [`run`] sets up each source's hook, then polls its deliveries and forwards every
+//! new one to the target, recording it in the ledger only after the target answered.
+//! Everything the user should see is sent as an [`Event`]; the CLI renders them.
+
+mod error;
+mod event;
+pub mod forward;
+pub mod ledger;
+pub mod rule;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+pub use event::{Event, HookOrigin};
+pub use forward::{Forwarder, Outgoing, Response};
+pub use rule::{Rule, Source, Target};
+
+/// How the relay runs, shared by every rule.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Time between polls of an idle source; stretched when the rate budget runs low.
+    pub interval: Duration,
+    /// Also forward deliveries of this recent past that the ledger has not recorded.
+    pub since: Option<Duration>,
+    /// Where the ledgers live.
+    pub state_dir: PathBuf,
+    /// Delete hooks this run created when it stops.
+    pub cleanup: bool,
+    /// How many deliveries to fetch from GitHub at once, per source.
+    pub fetch_concurrency: usize,
+    /// How long to wait for the target to answer one delivery.
+    pub target_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            since: None,
+            state_dir: PathBuf::from("."),
+            cleanup: false,
+            fetch_concurrency: 8,
+            target_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
+///
+/// A source that cannot be set up is reported as [`Event::SourceFailed`] and does not
+/// stop the others; `run` fails only when no source could be set up.
+pub async fn run(
+    client: github::Client,
+    rules: Vec<Rule>,
+    settings: Settings,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let _ = (client, rules, settings, events, cancel);
+    todo!("the relay engine")
+}

@@ -1,0 +1,29 @@
+//! What stops the relay, or makes a rule unusable.
+
+/// A relay failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `--rule` or config file entry is malformed.
+    #[error("invalid rule: {0}")]
+    Rule(String),
+    /// `--to` is not a URL or `host:port[/path]`.
+    #[error("`{0}` is not a target URL or host:port[/path]")]
+    Target(String),
+    /// No source could be set up.
+    #[error("no source could be set up")]
+    NoSources,
+    /// The ledger could not be read or written.
+    #[error("the ledger at {path} could not be {action}")]
+    Ledger {
+        /// The ledger file.
+        path: std::path::PathBuf,
+        /// `read` or `written`.
+        action: &'static str,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A GitHub call failed in a way retrying will not fix.
+    #[error(transparent)]
+    GitHub(#[from] github::Error),
+}

@@ -1,0 +1,106 @@
+//! What the relay tells the user: one [`Event`] per thing worth showing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use github::{DeliveryItem, HookRef, RateLimit};
+use url::Url;
+
+/// Whether a source's hook was already there or created by this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookOrigin {
+    /// A hook with the hook URL already existed.
+    Found,
+    /// This run created it (and `--cleanup` will delete it).
+    Created,
+    /// The GitHub App's own hook.
+    App,
+}
+
+/// Something the CLI shows: a feed line, a status-line update, or a warning.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A source is set up and about to be polled.
+    HookReady {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// The hook being polled.
+        hook: HookRef,
+        /// Found or created.
+        origin: HookOrigin,
+        /// The hook's `config.url` (the blackhole).
+        hook_url: Option<String>,
+        /// Where its deliveries go.
+        target: Url,
+        /// Events the hook is subscribed to.
+        events: Vec<String>,
+    },
+    /// A source could not be set up; the others go on.
+    SourceFailed {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// One sentence naming what failed and the permission needed.
+        error: String,
+    },
+    /// Every source has been tried; polling has started.
+    Ready {
+        /// How many sources are being polled.
+        sources: usize,
+    },
+    /// A delivery is about to be sent to the target (`-->`).
+    Delivering {
+        /// Its hook.
+        hook: HookRef,
+        /// The delivery as GitHub listed it.
+        item: DeliveryItem,
+    },
+    /// The target answered a delivery (`<--`); recorded in the ledger unless it was a retryable failure.
+    Answered {
+        /// Its hook.
+        hook: HookRef,
+        /// The delivery.
+        item: DeliveryItem,
+        /// Where it went.
+        target: Url,
+        /// The target's status code.
+        status: u16,
+        /// From sending the request to the answer.
+        latency: Duration,
+    },
+    /// The target was unreachable or answered 5xx; the delivery will be retried.
+    Retrying {
+        /// Its hook.
+        hook: HookRef,
+        /// The delivery.
+        item: DeliveryItem,
+        /// Why, such as `connection refused` or `503`.
+        reason: String,
+        /// How long until the next attempt.
+        wait: Duration,
+        /// Attempts so far.
+        attempt: u32,
+    },
+    /// A poll finished.
+    Polled {
+        /// The hook polled.
+        hook: HookRef,
+        /// When.
+        at: DateTime<Utc>,
+        /// New deliveries found, waiting to be forwarded.
+        backlog: usize,
+        /// GitHub's rate budget after the poll.
+        rate: RateLimit,
+    },
+    /// Something the user should know that does not stop anything.
+    Warning {
+        /// One sentence.
+        message: String,
+    },
+    /// A poll or fetch failed; it will be tried again.
+    Error {
+        /// The hook concerned, if any.
+        hook: Option<HookRef>,
+        /// One sentence.
+        message: String,
+    },
+}
