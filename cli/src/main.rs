@@ -1,2 +1,23 @@
-//! `hookfwd`: forwards GitHub webhook deliveries to a local handler.
-fn main() {}
+//! `hookfwd`: forwards GitHub webhook deliveries to a local handler. Parses, sets up logging, runs, exits.
+
+mod args;
+mod cmd;
+mod exit;
+mod feed;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let status = feed::init_logging(&cli.output);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return exit::report(&anyhow::Error::new(error).context("could not start the async runtime")),
+    };
+    match runtime.block_on(cmd::run(cli, status)) {
+        Ok(code) => code,
+        Err(error) => exit::report(&error),
+    }
+}

@@ -1,0 +1,406 @@
+//! The command line, parsed by clap. Each `///` comment is the `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use github::Owner;
+use relay::Target;
+use url::Url;
+
+/// Real GitHub webhooks on your laptop, in CI, or in a private cluster, with no inbound port.
+///
+/// hookfwd polls GitHub's webhook deliveries API and replays each new delivery to your
+/// handler, with GitHub's headers and a signature made with your local secret.
+#[derive(Debug, Parser)]
+#[command(name = "hookfwd", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// How to print.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Output options, shared by every command.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print one JSON object per line on stdout instead of the human feed.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Show logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Forward a repository's, organization's or App's webhooks to a local handler.
+    Dev(DevArgs),
+    /// Run many rules (sources → target) in one long-running process.
+    Forward(ForwardArgs),
+    /// Send a synthetic, GitHub-identical delivery to a handler (for CI smoke tests).
+    Send(SendArgs),
+    /// Replay past deliveries that GitHub still holds to a handler, without touching the ledger.
+    Replay(ReplayArgs),
+    /// Make GitHub itself produce a delivery: a ping, or a redelivery of a past one.
+    Trigger(TriggerArgs),
+    /// Forward until a matching new delivery has been handled, then exit (for CI against real GitHub).
+    Wait(WaitArgs),
+    /// List or remove a repository's or organization's hooks.
+    Hooks(HooksArgs),
+    /// Check the token, permissions, hook, hook URL and state directory, one line each.
+    Doctor(DoctorArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+/// How to reach and authenticate to GitHub.
+#[derive(Debug, Clone, Args)]
+pub struct GitHubArgs {
+    /// GitHub API root: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com", value_name = "URL")]
+    pub api_url: Url,
+    /// GitHub App id, to authenticate as an App instead of with a token.
+    #[arg(long, env = "HOOKFWD_APP_ID", value_name = "ID", requires = "app_key")]
+    pub app_id: Option<u64>,
+    /// The GitHub App's private key (PEM file).
+    #[arg(long, env = "HOOKFWD_APP_KEY", value_name = "FILE", requires = "app_id")]
+    pub app_key: Option<PathBuf>,
+    /// The App installation to act as on repositories and organizations.
+    #[arg(long, env = "HOOKFWD_INSTALLATION_ID", value_name = "ID")]
+    pub installation_id: Option<u64>,
+}
+
+/// Which hooks to use.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// A repository, OWNER/REPO (repeatable).
+    #[arg(long = "repo", value_name = "OWNER/REPO", value_parser = parse_repo)]
+    pub repos: Vec<Owner>,
+    /// An organization (repeatable).
+    #[arg(long = "org", value_name = "ORG", value_parser = parse_org)]
+    pub orgs: Vec<Owner>,
+    /// The GitHub App's own hook (needs --app-id and --app-key).
+    #[arg(long)]
+    pub app: bool,
+}
+
+/// `hookfwd dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The handler: a URL or host:port[/path] (http assumed).
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub to: Target,
+    /// The blackhole URL the hook delivers to; a distinct path per developer gives each their own hook.
+    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
+    pub hook_url: Option<String>,
+    /// Forwarding options.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// Options shared by the commands that forward deliveries.
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// The local webhook secret to sign forwarded deliveries with (prefer the env var: argv is visible to others).
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Events for a hook that hookfwd creates, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "*", value_name = "EVENTS")]
+    pub events: Vec<String>,
+    /// Also forward deliveries of this recent past that were never forwarded (e.g. 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Time between polls; it stretches when the rate budget runs low.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Where the ledgers of forwarded deliveries live.
+    #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Delete the hook on exit, if this run created it.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+/// `hookfwd forward`.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// A rule as JSON: {"from":["org/repo","org"],"to":"http://…","hook":{"config":{"url":"https://…"},"events":["push"]}}.
+    #[arg(long = "rule", value_name = "JSON", required_unless_present = "config")]
+    pub rules: Vec<String>,
+    /// A TOML file of rules.
+    #[arg(long, value_name = "FILE", conflicts_with = "rules")]
+    pub config: Option<PathBuf>,
+    /// Forwarding options.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// `hookfwd send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The event, such as push or pull_request.
+    #[arg(long, value_name = "EVENT")]
+    pub event: String,
+    /// The action, for events that have one (default: the sample's).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// A payload file, or - for stdin (default: a built-in sample).
+    #[arg(long, value_name = "FILE")]
+    pub payload: Option<PathBuf>,
+    /// The handler: a URL or host:port[/path].
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub to: Target,
+    /// The webhook secret to sign with.
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Send it this many times, each a new delivery.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Succeed only if the handler answers this status (to assert a rejection).
+    #[arg(long, value_name = "STATUS")]
+    pub expect_status: Option<u16>,
+}
+
+/// `hookfwd replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The handler: a URL or host:port[/path].
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub to: Target,
+    /// The blackhole URL that identifies the hook.
+    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
+    pub hook_url: Option<String>,
+    /// Only deliveries of this recent past.
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Duration,
+    /// Only this event.
+    #[arg(long, value_name = "EVENT")]
+    pub event: Option<String>,
+    /// Only this action.
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// Only this delivery guid.
+    #[arg(long, value_name = "GUID")]
+    pub guid: Option<String>,
+    /// At most this many deliveries (the newest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// The webhook secret to sign with.
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// `hookfwd trigger`.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// What to trigger.
+    #[command(subcommand)]
+    pub what: Trigger,
+}
+
+/// What `hookfwd trigger` makes GitHub do.
+#[derive(Debug, Subcommand)]
+pub enum Trigger {
+    /// Ask GitHub to send a ping delivery.
+    Ping(TriggerTarget),
+    /// Ask GitHub to redeliver a past delivery, by guid.
+    Redeliver {
+        /// The delivery guid (X-GitHub-Delivery).
+        guid: String,
+        /// Which hook.
+        #[command(flatten)]
+        target: TriggerTarget,
+    },
+}
+
+/// The hook `trigger` acts on.
+#[derive(Debug, Args)]
+pub struct TriggerTarget {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The blackhole URL that identifies the hook.
+    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
+    pub hook_url: Option<String>,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// `hookfwd wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The event to wait for.
+    #[arg(long, value_name = "EVENT")]
+    pub event: String,
+    /// The action to wait for.
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// The handler: a URL or host:port[/path].
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub to: Target,
+    /// The blackhole URL that identifies (or creates) the hook.
+    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
+    pub hook_url: Option<String>,
+    /// Give up after this long (exit 5).
+    #[arg(long, default_value = "120s", value_name = "DURATION", value_parser = parse_interval)]
+    pub timeout: Duration,
+    /// Forwarding options.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// `hookfwd hooks`.
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    /// List or remove.
+    #[command(subcommand)]
+    pub action: HooksAction,
+}
+
+/// What `hookfwd hooks` does.
+#[derive(Debug, Subcommand)]
+pub enum HooksAction {
+    /// Show each hook's URL, events and last response; mark the ones hookfwd uses.
+    List(HooksTarget),
+    /// Delete a hook by id.
+    Rm {
+        /// The hook id.
+        id: u64,
+        /// Which repository or organization.
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+}
+
+/// The repository or organization `hooks` acts on.
+#[derive(Debug, Args)]
+pub struct HooksTarget {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The blackhole URL; hooks pointing at it are marked as hookfwd's.
+    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
+    pub hook_url: Option<String>,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// `hookfwd doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The blackhole URL to check.
+    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
+    pub hook_url: Option<String>,
+    /// The state directory to check.
+    #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// `hookfwd completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+fn parse_repo(text: &str) -> Result<Owner, String> {
+    match Owner::parse(text) {
+        Ok(owner @ Owner::Repo { .. }) => Ok(owner),
+        _ => Err(format!("`{text}` is not a repository; use OWNER/REPO, such as octo-org/hello-world")),
+    }
+}
+
+fn parse_org(text: &str) -> Result<Owner, String> {
+    match Owner::parse(text) {
+        Ok(owner @ Owner::Org { .. }) => Ok(owner),
+        _ => Err(format!("`{text}` is not an organization name; use --repo for OWNER/REPO")),
+    }
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    Target::parse(text).map_err(|error| error.to_string())
+}
+
+fn parse_hook_url(text: &str) -> Result<String, String> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(text.to_string()),
+        _ => Err(format!(
+            "`{text}` is not an http(s) URL; give the blackhole's URL, such as https://blackhole.example.com/alice"
+        )),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration; use forms like 30s, 5m, 2h"))
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be longer than zero".to_string()),
+        duration => Ok(duration),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rejects_zero_interval_and_garbage_durations() {
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("soon").is_err());
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn distinguishes_repositories_from_organizations() {
+        assert!(parse_repo("octo/hello").is_ok());
+        assert!(parse_repo("octo").is_err());
+        assert!(parse_org("octo").is_ok());
+        assert!(parse_org("octo/hello").is_err());
+        assert!(parse_hook_url("ftp://x").is_err());
+        assert!(parse_hook_url("https://blackhole.example.com/alice").is_ok());
+    }
+}

@@ -1,0 +1,88 @@
+//! `hookfwd dev` and `hookfwd forward`: run the relay and show its feed.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use github::Secret;
+use relay::{Rule, Settings, Source};
+use tokio::sync::mpsc;
+
+use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs};
+use crate::exit::{Exit, USAGE};
+use crate::feed::{Context, Feed, Status};
+
+/// `hookfwd dev`: one rule from flags.
+pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    let sources = super::sources(&args.sources)?;
+    let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
+    if needs_hook && args.hook_url.is_none() {
+        return Err(Exit::new(
+            USAGE,
+            "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
+        ));
+    }
+    let rule = Rule {
+        sources,
+        target: args.to,
+        hook_url: args.hook_url,
+        events: args.relay.events.clone(),
+        secret: args.relay.secret.clone().map(Secret::new),
+    };
+    run_rules(vec![rule], args.relay, &args.github, output, status).await
+}
+
+/// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
+pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    let mut rules = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the config file {}", path.display()))?;
+            Rule::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
+    };
+    let secret = args.relay.secret.clone().map(Secret::new);
+    for rule in &mut rules {
+        if rule.secret.is_none() {
+            rule.secret = secret.clone();
+        }
+    }
+    run_rules(rules, args.relay, &args.github, output, status).await
+}
+
+/// Runs the relay until Ctrl-C or SIGTERM, rendering its events.
+pub async fn run_rules(
+    rules: Vec<Rule>,
+    relay: RelayArgs,
+    github: &GitHubArgs,
+    output: &OutputArgs,
+    status: Status,
+) -> anyhow::Result<ExitCode> {
+    let (client, credentials) = super::github_client(github).await?;
+    let settings = Settings {
+        interval: relay.interval,
+        since: relay.since,
+        state_dir: super::state_dir(relay.state_dir)?,
+        cleanup: relay.cleanup,
+        ..Settings::default()
+    };
+    let context = Context {
+        token: super::describe_credentials(&credentials),
+        secret: super::describe_secret(rules.first().and_then(|rule| rule.secret.as_ref())),
+        interval: settings.interval,
+    };
+    let mut feed = Feed::new(output, status, context);
+    let cancel = super::cancel_on_signals();
+    let (events, mut received) = mpsc::channel(1024);
+    let engine = tokio::spawn(relay::run(client, rules, settings, events, cancel.clone()));
+    while let Some(event) = received.recv().await {
+        if let Err(error) = feed.show(&event) {
+            // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
+            cancel.cancel();
+            engine.await.context("the relay stopped unexpectedly")??;
+            return Err(error.into());
+        }
+    }
+    engine.await.context("the relay stopped unexpectedly")??;
+    Ok(ExitCode::SUCCESS)
+}

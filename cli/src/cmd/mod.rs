@@ -1,0 +1,136 @@
+//! One module per subcommand, and what they share: the GitHub client, the state directory, signals.
+
+mod completions;
+mod dev;
+mod doctor;
+mod hooks;
+mod replay;
+mod send;
+mod trigger;
+mod wait;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use github::{AppCredentials, CredentialSource, Credentials, Owner, Secret};
+use relay::Source;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{Cli, Command, GitHubArgs, SourceArgs};
+use crate::exit::{Exit, USAGE};
+use crate::feed::Status;
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
+    let output = cli.output;
+    match cli.command {
+        Command::Dev(args) => dev::dev(args, &output, status).await,
+        Command::Forward(args) => dev::forward(args, &output, status).await,
+        Command::Send(args) => send::send(args, &output, status).await,
+        Command::Replay(args) => replay::replay(args, &output, status).await,
+        Command::Trigger(args) => trigger::trigger(args, &output).await,
+        Command::Wait(args) => wait::wait(args, &output, status).await,
+        Command::Hooks(args) => hooks::hooks(args, &output).await,
+        Command::Doctor(args) => doctor::doctor(args, &output).await,
+        Command::Completions(args) => completions::completions(args),
+    }
+}
+
+/// Finds credentials and builds the GitHub client.
+pub async fn github_client(args: &GitHubArgs) -> anyhow::Result<(github::Client, Credentials)> {
+    let app = match (args.app_id, &args.app_key) {
+        (Some(app_id), Some(path)) => {
+            let pem = tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("could not read the GitHub App private key {}", path.display()))?;
+            let app = AppCredentials { app_id, private_key: Secret::new(pem), installation_id: args.installation_id };
+            Some((app, path.clone()))
+        }
+        _ => None,
+    };
+    let credentials = Credentials::discover(|name| std::env::var(name).ok().filter(|value| !value.is_empty()), app)?;
+    let config = github::Config {
+        api_url: args.api_url.clone(),
+        auth: credentials.auth.clone(),
+        timeout: Duration::from_secs(30),
+    };
+    Ok((github::Client::new(config)?, credentials))
+}
+
+/// Where the token came from, masked, for the Ready line and `doctor`.
+pub fn describe_credentials(credentials: &Credentials) -> String {
+    match (&credentials.source, &credentials.auth) {
+        (CredentialSource::Env(name), github::Auth::Token(token)) => format!("{name} ({})", token.masked()),
+        (CredentialSource::GhCli, github::Auth::Token(token)) => format!("gh auth token ({})", token.masked()),
+        (CredentialSource::App(path), github::Auth::App(app)) => {
+            format!("GitHub App {} (key {})", app.app_id, path.display())
+        }
+        (source, _) => format!("{source:?}"),
+    }
+}
+
+/// Where the secret came from, masked.
+pub fn describe_secret(secret: Option<&Secret>) -> String {
+    match secret {
+        None => "none (forwarded deliveries are unsigned)".to_string(),
+        Some(secret) if std::env::var("HOOKFWD_SECRET").is_ok_and(|value| value == secret.expose()) => {
+            "HOOKFWD_SECRET (***)".to_string()
+        }
+        Some(_) => "--secret (***)".to_string(),
+    }
+}
+
+/// The sources named by `--repo`, `--org` and `--app`; at least one.
+pub fn sources(args: &SourceArgs) -> anyhow::Result<Vec<Source>> {
+    let mut sources: Vec<Source> = args.repos.iter().chain(&args.orgs).cloned().map(Source::Owner).collect();
+    if args.app {
+        sources.push(Source::App);
+    }
+    if sources.is_empty() {
+        return Err(Exit::new(USAGE, "name at least one source with --repo OWNER/REPO, --org ORG or --app"));
+    }
+    Ok(sources)
+}
+
+/// The owners named by `--repo` and `--org`, for commands that work on hooks by owner.
+pub fn owners(args: &SourceArgs) -> anyhow::Result<Vec<Owner>> {
+    let owners: Vec<Owner> = args.repos.iter().chain(&args.orgs).cloned().collect();
+    if owners.is_empty() {
+        return Err(Exit::new(USAGE, "name a repository with --repo OWNER/REPO or an organization with --org ORG"));
+    }
+    Ok(owners)
+}
+
+/// The state directory: the flag, else the platform's state (or local data) directory.
+pub fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    flag.or_else(|| dirs::state_dir().or_else(dirs::data_local_dir).map(|dir| dir.join("hookfwd")))
+        .context("could not find a state directory; set --state-dir or HOOKFWD_STATE_DIR")
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn cancel_on_signals() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate => {}
+        }
+        token.cancel();
+    });
+    cancel
+}

@@ -1,0 +1,289 @@
+//! What the user sees: the feed on stdout (text or JSON), logs and the live status line on stderr.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use chrono::{DateTime, Local, Utc};
+use console::style;
+use indicatif::ProgressStyle;
+use relay::{Event, HookOrigin};
+use serde_json::json;
+use tracing::Span;
+use tracing_indicatif::IndicatifLayer;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::args::OutputArgs;
+
+/// The live status line on stderr; absent when stderr is not a terminal, or with `--json` or `-q`.
+#[derive(Clone)]
+pub struct Status(Option<Span>);
+
+impl Status {
+    /// Replaces the status text.
+    pub fn set(&self, message: impl Into<String>) {
+        if let Some(span) = &self.0 {
+            span.pb_set_style(&spinner_style());
+            span.pb_set_message(&message.into());
+        }
+    }
+
+    /// Shows a progress bar of `done` out of `total`.
+    pub fn progress(&self, message: impl Into<String>, done: u64, total: u64) {
+        if let Some(span) = &self.0 {
+            span.pb_set_style(&bar_style());
+            span.pb_set_length(total);
+            span.pb_set_position(done);
+            span.pb_set_message(&message.into());
+        }
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.cyan} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Sets up tracing on stderr (quiet by default, `-v` for more, `RUST_LOG` overrides) and the status line.
+pub fn init_logging(output: &OutputArgs) -> Status {
+    let colors = std::env::var_os("NO_COLOR").is_none();
+    console::set_colors_enabled(colors && std::io::stdout().is_terminal());
+    console::set_colors_enabled_stderr(colors && std::io::stderr().is_terminal());
+
+    let level = match (output.quiet, output.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let indicatif = IndicatifLayer::new().with_max_progress_bars(1, None);
+    let show_status = !output.json && !output.quiet && std::io::stderr().is_terminal();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(indicatif.get_stderr_writer())
+        .with_ansi(console::colors_enabled_stderr())
+        .with_target(false)
+        .with_filter(filter);
+    let status_only = tracing_subscriber::filter::filter_fn(|meta| meta.name() == "status");
+    let _ = tracing_subscriber::registry().with(fmt).with(indicatif.with_filter(status_only)).try_init();
+
+    if !show_status {
+        return Status(None);
+    }
+    let span = tracing::info_span!("status");
+    span.pb_set_style(&spinner_style());
+    span.pb_start();
+    Status(Some(span))
+}
+
+/// Writes one line to stdout without garbling the status line; a closed stdout is an error, not a panic.
+pub fn print(line: &str) -> std::io::Result<()> {
+    match tracing_indicatif::writer::get_indicatif_stdout_writer() {
+        Some(mut out) => writeln!(out, "{line}"),
+        None => writeln!(std::io::stdout().lock(), "{line}"),
+    }
+}
+
+/// Facts about the run that only the CLI knows, shown on the Ready line.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Where the token came from, masked, such as `GITHUB_TOKEN (ghp_***)`.
+    pub token: String,
+    /// Where the secret came from, masked, or `none`.
+    pub secret: String,
+    /// The poll interval.
+    pub interval: Duration,
+}
+
+/// Renders relay events as the feed and the status line.
+pub struct Feed {
+    json: bool,
+    quiet: bool,
+    status: Status,
+    context: Context,
+    hooks: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Feed {
+    /// A feed for the given output options.
+    pub fn new(output: &OutputArgs, status: Status, context: Context) -> Self {
+        Self { json: output.json, quiet: output.quiet, status, context, hooks: Vec::new(), failed: Vec::new() }
+    }
+
+    /// Shows one event.
+    pub fn show(&mut self, event: &Event) -> std::io::Result<()> {
+        match event {
+            Event::HookReady { source, hook, origin, hook_url, target, events } => {
+                let origin = match origin {
+                    HookOrigin::Found => "found",
+                    HookOrigin::Created => "created",
+                    HookOrigin::App => "app",
+                };
+                self.hooks.push(format!("{source} (hook {}, {origin}) → {target}", hook.id().unwrap_or_default()));
+                if self.json {
+                    print(
+                        &json!({"type": "hook", "source": source, "hook_id": hook.id(), "origin": origin,
+                            "hook_url": hook_url, "target": target.as_str(), "events": events})
+                        .to_string(),
+                    )?;
+                }
+                Ok(())
+            }
+            Event::SourceFailed { source, error } => {
+                self.failed.push(source.clone());
+                self.line_or_json(
+                    &format!("{} {source}: {error}", style("✗").red()),
+                    json!({"type": "error", "source": source, "message": error}),
+                    true,
+                )
+            }
+            Event::Ready { sources } => {
+                self.status.set(format!(
+                    "polling {sources} source(s) every {}",
+                    humantime::format_duration(self.context.interval)
+                ));
+                if self.json {
+                    return print(
+                        &json!({"type": "ready", "sources": self.hooks, "interval_ms": self.context.interval.as_millis() as u64,
+                            "token": self.context.token, "secret": self.context.secret})
+                        .to_string(),
+                    );
+                }
+                if self.quiet {
+                    return Ok(());
+                }
+                print(&format!(
+                    "{} Forwarding {}\n      polling every {} · token {} · secret {} · Ctrl-C to stop",
+                    style("Ready!").green().bold(),
+                    self.hooks.join(", "),
+                    humantime::format_duration(self.context.interval),
+                    self.context.token,
+                    self.context.secret,
+                ))
+            }
+            Event::Delivering { item, .. } => {
+                if self.json || self.quiet {
+                    return Ok(());
+                }
+                let redelivery =
+                    if item.redelivery { style(" (redelivery)").yellow().to_string() } else { String::new() };
+                print(&format!(
+                    "{}  {} {} [{}]{redelivery} · delivered {}",
+                    now(),
+                    style("-->").cyan(),
+                    style(item.kind()).bold(),
+                    item.guid,
+                    ago(item.delivered_at),
+                ))
+            }
+            Event::Answered { item, target, status, latency, .. } => {
+                let text = format!(
+                    "{}  {} [{}] POST {target} [{} ms] [{}]",
+                    now(),
+                    style("<--").cyan(),
+                    status_style(*status),
+                    latency.as_millis(),
+                    item.guid,
+                );
+                self.line_or_json(
+                    &text,
+                    json!({"type": "forwarded", "id": item.id, "guid": item.guid, "event": item.event,
+                        "action": item.action, "redelivery": item.redelivery, "delivered_at": item.delivered_at,
+                        "target": target.as_str(), "status": status, "latency_ms": latency.as_millis() as u64}),
+                    *status >= 400,
+                )
+            }
+            Event::Retrying { item, reason, wait, attempt, .. } => {
+                let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
+                self.status.set(format!("handler unreachable ({reason}), retrying in {wait_text}"));
+                self.line_or_json(
+                    &format!(
+                        "{}  {} {} [{}]: {reason}, retry {attempt} in {wait_text}",
+                        now(),
+                        style("!!!").yellow(),
+                        item.kind(),
+                        item.guid
+                    ),
+                    json!({"type": "retry", "id": item.id, "guid": item.guid, "reason": reason,
+                        "attempt": attempt, "wait_ms": wait.as_millis() as u64}),
+                    false,
+                )
+            }
+            Event::Polled { at, backlog, rate, .. } => {
+                let rate = match (rate.remaining, rate.limit) {
+                    (Some(remaining), Some(limit)) => {
+                        let reset = rate.reset_at.map(|r| r.with_timezone(&Local).format(" resets %H:%M").to_string());
+                        format!(" · rate {remaining}/{limit}{}", reset.unwrap_or_default())
+                    }
+                    _ => String::new(),
+                };
+                let polled = at.with_timezone(&Local).format("%H:%M:%S");
+                if *backlog > 0 {
+                    self.status.set(format!("draining {backlog} deliveries · last poll {polled}{rate}"));
+                } else {
+                    self.status.set(format!("polling · last poll {polled}{rate}"));
+                }
+                Ok(())
+            }
+            Event::Warning { message } => self.line_or_json(
+                &format!("{} {message}", style("warning:").yellow()),
+                json!({"type": "warning", "message": message}),
+                true,
+            ),
+            Event::Error { hook, message } => {
+                let hook = hook.as_ref().map(|hook| hook.to_string());
+                self.line_or_json(
+                    &format!("{} {message}", style("error:").red()),
+                    json!({"type": "error", "hook": hook, "message": message}),
+                    true,
+                )
+            }
+        }
+    }
+
+    /// Sources that could not be set up.
+    pub fn failed_sources(&self) -> &[String] {
+        &self.failed
+    }
+
+    fn line_or_json(&self, text: &str, object: serde_json::Value, important: bool) -> std::io::Result<()> {
+        if self.json {
+            print(&object.to_string())
+        } else if self.quiet && !important {
+            Ok(())
+        } else if important {
+            // Errors and warnings go to stderr so that stdout stays the feed.
+            match tracing_indicatif::writer::get_indicatif_stderr_writer() {
+                Some(mut err) => writeln!(err, "{text}"),
+                None => writeln!(std::io::stderr().lock(), "{text}"),
+            }
+        } else {
+            print(text)
+        }
+    }
+}
+
+fn now() -> String {
+    Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn ago(at: DateTime<Utc>) -> String {
+    let seconds = (Utc::now() - at).num_seconds().max(0) as u64;
+    format!("{} ago", humantime::format_duration(Duration::from_secs(seconds)))
+}
+
+fn status_style(status: u16) -> console::StyledObject<u16> {
+    match status {
+        200..=299 => style(status).green(),
+        400..=499 => style(status).yellow(),
+        _ => style(status).red(),
+    }
+}
