@@ -1,10 +1,17 @@
 //! The forwarder: rebuilds GitHub's request, signs it with the local secret, and POSTs it to the target.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use github::{Delivery, Secret};
+use github::{Delivery, Secret, signature};
 
 use crate::Target;
+
+/// The content type of JSON hooks.
+const JSON: &str = "application/json";
+/// The content type of `form` hooks: the body is `payload=<urlencoded JSON>`.
+const FORM: &str = "application/x-www-form-urlencoded";
+/// The most of a target's answer read (and thrown away) so the connection can be reused.
+const MAX_DRAIN: usize = 64 * 1024;
 
 /// One request for the target: GitHub's headers, the exact payload bytes, fresh signatures.
 #[derive(Debug, Clone)]
@@ -18,15 +25,94 @@ pub struct Outgoing {
 impl Outgoing {
     /// Rebuilds the request GitHub sent for `delivery`, signed with `secret` when given
     /// (without one, GitHub's signature headers are dropped: they cannot verify).
+    ///
+    /// Every `X-GitHub-*` header GitHub recorded is kept as sent (so Enterprise Server's
+    /// host and version headers pass too), and `User-Agent`; `X-GitHub-Event` and
+    /// `X-GitHub-Delivery` fall back to the delivery's own fields.
     pub fn from_delivery(delivery: &Delivery, secret: Option<&Secret>) -> Self {
-        let _ = (delivery, secret);
-        todo!()
+        let payload = delivery.request.payload.as_ref().map_or("null", |raw| raw.get());
+        let form = delivery.header("Content-Type").is_some_and(|value| value.to_ascii_lowercase().starts_with(FORM));
+        let body = if form {
+            form_urlencoded::Serializer::new(String::new()).append_pair("payload", payload).finish().into_bytes()
+        } else {
+            payload.as_bytes().to_vec()
+        };
+
+        let mut headers = Vec::new();
+        for (name, value) in delivery.request.headers.iter().flatten() {
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with("x-github-") || lower == "user-agent" {
+                headers.push((name.clone(), value.clone()));
+            }
+        }
+        if delivery.header("X-GitHub-Event").is_none() {
+            headers.push(("X-GitHub-Event".into(), delivery.event.clone()));
+        }
+        if delivery.header("X-GitHub-Delivery").is_none() {
+            headers.push(("X-GitHub-Delivery".into(), delivery.guid.clone()));
+        }
+        if delivery.header("User-Agent").is_none() {
+            headers.push(("User-Agent".into(), "GitHub-Hookshot/hookfwd".into()));
+        }
+        headers.push(("Content-Type".into(), if form { FORM } else { JSON }.into()));
+        sign(&mut headers, &body, secret);
+        Self { headers, body }
     }
 
     /// A synthetic delivery indistinguishable in form from GitHub's, for `hookfwd send`.
+    ///
+    /// The installation target is the payload's repository (or organization) when it names one.
     pub fn synthetic(event: &str, payload: &[u8], secret: Option<&Secret>) -> Self {
-        let _ = (event, payload, secret);
-        todo!()
+        let hook_id: u32 = rand::random_range(100_000_000..999_999_999);
+        let agent: u32 = rand::random_range(0..0x1000_0000);
+        let (target_type, target_id) = installation_target(payload).unwrap_or(("repository", u64::from(hook_id)));
+        let mut headers = vec![
+            ("Accept".into(), "*/*".into()),
+            ("Content-Type".into(), JSON.into()),
+            ("User-Agent".into(), format!("GitHub-Hookshot/{agent:07x}")),
+            ("X-GitHub-Delivery".into(), uuid::Uuid::new_v4().to_string()),
+            ("X-GitHub-Event".into(), event.to_string()),
+            ("X-GitHub-Hook-ID".into(), hook_id.to_string()),
+            ("X-GitHub-Hook-Installation-Target-ID".into(), target_id.to_string()),
+            ("X-GitHub-Hook-Installation-Target-Type".into(), target_type.into()),
+        ];
+        sign(&mut headers, payload, secret);
+        Self { headers, body: payload.to_vec() }
+    }
+
+    /// A header's value, matched without regard to case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+/// Replaces any signature headers with ones computed over `body` with `secret`.
+fn sign(headers: &mut Vec<(String, String)>, body: &[u8], secret: Option<&Secret>) {
+    headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("X-Hub-Signature-256") && !name.eq_ignore_ascii_case("X-Hub-Signature")
+    });
+    if let Some(secret) = secret {
+        headers.push(("X-Hub-Signature".into(), signature::sha1(secret, body)));
+        headers.push(("X-Hub-Signature-256".into(), signature::sha256(secret, body)));
+    }
+}
+
+/// `("repository", id)` or `("organization", id)` from a payload, as GitHub's installation-target headers say.
+fn installation_target(payload: &[u8]) -> Option<(&'static str, u64)> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        id: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        repository: Option<Named>,
+        organization: Option<Named>,
+    }
+    let parsed: Payload = serde_json::from_slice(payload).ok()?;
+    match (parsed.repository, parsed.organization) {
+        (Some(repo), _) => Some(("repository", repo.id)),
+        (None, Some(org)) => Some(("organization", org.id)),
+        _ => None,
     }
 }
 
@@ -39,20 +125,192 @@ pub struct Response {
     pub latency: Duration,
 }
 
+impl Response {
+    /// Whether the target is in trouble and the delivery should be retried (5xx).
+    pub fn is_retryable(&self) -> bool {
+        self.status >= 500
+    }
+}
+
 /// POSTs [`Outgoing`] requests to one target.
 #[derive(Debug, Clone)]
-pub struct Forwarder {}
+pub struct Forwarder {
+    /// The target URL.
+    target: Target,
+    /// Shared connection pool; redirects are not followed (a 3xx is the target's answer).
+    http: reqwest::Client,
+    /// Per-attempt timeout.
+    timeout: Duration,
+}
 
 impl Forwarder {
     /// A forwarder to `target`, giving up on one attempt after `timeout`.
     pub fn new(target: Target, timeout: Duration) -> Self {
-        let _ = (target, timeout);
-        todo!()
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            // Only TLS backend initialisation can fail here, which would fail every HTTP
+            // client in the process; fall back to the default builder's client.
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { target, http, timeout }
+    }
+
+    /// The target this forwarder POSTs to.
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// Sends one request once. `Err` carries a one-line reason (`connection refused`, `timed out`).
     pub async fn send(&self, request: &Outgoing) -> Result<Response, String> {
-        let _ = request;
-        todo!()
+        let mut builder = self.http.post(self.target.0.clone()).timeout(self.timeout);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let started = Instant::now();
+        let mut response = builder.body(request.body.clone()).send().await.map_err(|e| reason(&e))?;
+        let latency = started.elapsed();
+        let status = response.status().as_u16();
+        // Read a little of the answer so the connection can be reused; never look at it.
+        let mut drained = 0;
+        while drained < MAX_DRAIN {
+            match response.chunk().await {
+                Ok(Some(chunk)) => drained += chunk.len(),
+                _ => break,
+            }
+        }
+        Ok(Response { status, latency })
+    }
+}
+
+/// A one-line reason for a failed attempt, without the URL (the feed already shows it).
+fn reason(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".into();
+    }
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+                std::io::ErrorKind::TimedOut => "timed out".into(),
+                _ => io.to_string(),
+            };
+        }
+        source = current.source();
+    }
+    if error.is_connect() { "could not connect".into() } else { "the request failed".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use github::signature::verify_sha256;
+
+    fn delivery(headers: &str, payload: &str) -> Delivery {
+        serde_json::from_str(&format!(
+            r#"{{"id":7,"guid":"0b989ba4-242f-11e5-81e1-c7b6966d2516","delivered_at":"2021-05-12T20:33:44Z","redelivery":false,"event":"issues","action":"opened","status_code":200,"request":{{"headers":{headers},"payload":{payload}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    const HEADERS: &str = r#"{"Accept":"*/*","content-type":"application/json","User-Agent":"GitHub-Hookshot/abc1234","x-github-delivery":"0b989ba4-242f-11e5-81e1-c7b6966d2516","X-GitHub-Event":"issues","X-GitHub-Hook-ID":"42","X-GitHub-Hook-Installation-Target-ID":"79929171","X-GitHub-Hook-Installation-Target-Type":"repository","X-Hub-Signature":"sha1=upstream","X-Hub-Signature-256":"sha256=upstream"}"#;
+
+    #[test]
+    fn keeps_githubs_headers_and_payload_bytes_and_resigns() {
+        let payload = r#"{"action":"opened",  "issue":{"title":"é \u00e9"}, "n":1.50}"#;
+        let secret = Secret::new("It's a Secret to Everybody");
+        let out = Outgoing::from_delivery(&delivery(HEADERS, payload), Some(&secret));
+        assert_eq!(out.body, payload.as_bytes());
+        assert_eq!(out.header("X-GitHub-Event"), Some("issues"));
+        assert_eq!(out.header("X-GitHub-Delivery"), Some("0b989ba4-242f-11e5-81e1-c7b6966d2516"));
+        assert_eq!(out.header("X-GitHub-Hook-ID"), Some("42"));
+        assert_eq!(out.header("X-GitHub-Hook-Installation-Target-ID"), Some("79929171"));
+        assert_eq!(out.header("X-GitHub-Hook-Installation-Target-Type"), Some("repository"));
+        assert_eq!(out.header("User-Agent"), Some("GitHub-Hookshot/abc1234"));
+        assert_eq!(out.header("Content-Type"), Some(JSON));
+        let sig = out.header("X-Hub-Signature-256").unwrap();
+        assert!(verify_sha256(&secret, &out.body, sig));
+        assert_eq!(out.header("X-Hub-Signature"), Some(signature::sha1(&secret, &out.body).as_str()));
+        let names: Vec<_> = out.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+        assert_eq!(names.iter().filter(|n| n.starts_with("x-hub-signature")).count(), 2);
+        assert_eq!(names.iter().filter(|n| *n == "content-type").count(), 1);
+    }
+
+    #[test]
+    fn drops_upstream_signatures_without_a_secret() {
+        let out = Outgoing::from_delivery(&delivery(HEADERS, "{}"), None);
+        assert_eq!(out.header("X-Hub-Signature-256"), None);
+        assert_eq!(out.header("X-Hub-Signature"), None);
+    }
+
+    #[test]
+    fn falls_back_to_the_deliverys_fields() {
+        let out = Outgoing::from_delivery(&delivery("{}", r#"{"a":1}"#), None);
+        assert_eq!(out.header("X-GitHub-Event"), Some("issues"));
+        assert_eq!(out.header("X-GitHub-Delivery"), Some("0b989ba4-242f-11e5-81e1-c7b6966d2516"));
+        assert!(out.header("User-Agent").unwrap().starts_with("GitHub-Hookshot/"));
+        assert_eq!(out.header("Content-Type"), Some(JSON));
+    }
+
+    #[test]
+    fn form_hooks_get_a_urlencoded_payload_field() {
+        let payload = r#"{"a":"b c&d=e","u":"é"}"#;
+        let secret = Secret::new("s");
+        let out = Outgoing::from_delivery(
+            &delivery(r#"{"Content-Type":"application/x-www-form-urlencoded","X-GitHub-Event":"issues"}"#, payload),
+            Some(&secret),
+        );
+        assert_eq!(out.header("Content-Type"), Some(FORM));
+        let body = String::from_utf8(out.body.clone()).unwrap();
+        assert!(body.starts_with("payload=%7B%22a%22"), "{body}");
+        let decoded: Vec<_> = form_urlencoded::parse(&out.body).collect();
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].0, "payload");
+        assert_eq!(decoded[0].1, payload);
+        assert!(verify_sha256(&secret, &out.body, out.header("X-Hub-Signature-256").unwrap()));
+    }
+
+    #[test]
+    fn synthetic_requests_look_like_githubs() {
+        let secret = Secret::new("It's a Secret to Everybody");
+        let payload = br#"{"zen":"Keep it logically awesome.","repository":{"id":1296269}}"#;
+        let out = Outgoing::synthetic("ping", payload, Some(&secret));
+        assert_eq!(out.body, payload);
+        assert_eq!(out.header("X-GitHub-Event"), Some("ping"));
+        let guid = out.header("X-GitHub-Delivery").unwrap();
+        assert_eq!(uuid::Uuid::parse_str(guid).unwrap().get_version_num(), 4);
+        let agent = out.header("User-Agent").unwrap();
+        let hex = agent.strip_prefix("GitHub-Hookshot/").unwrap();
+        assert!(hex.len() == 7 && hex.chars().all(|c| c.is_ascii_hexdigit()), "{agent}");
+        assert!(out.header("X-GitHub-Hook-ID").unwrap().parse::<u64>().is_ok());
+        assert_eq!(out.header("X-GitHub-Hook-Installation-Target-ID"), Some("1296269"));
+        assert_eq!(out.header("X-GitHub-Hook-Installation-Target-Type"), Some("repository"));
+        assert!(verify_sha256(&secret, payload, out.header("X-Hub-Signature-256").unwrap()));
+        assert!(out.header("X-Hub-Signature").unwrap().starts_with("sha1="));
+        // Two sends are two deliveries.
+        let again = Outgoing::synthetic("ping", payload, Some(&secret));
+        assert_ne!(again.header("X-GitHub-Delivery"), Some(guid));
+    }
+
+    #[test]
+    fn githubs_published_vector_verifies_through_synthetic() {
+        let secret = Secret::new("It's a Secret to Everybody");
+        let out = Outgoing::synthetic("ping", b"Hello, World!", Some(&secret));
+        assert_eq!(
+            out.header("X-Hub-Signature-256"),
+            Some("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+        );
+        assert_eq!(out.header("X-GitHub-Hook-Installation-Target-Type"), Some("repository"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_targets_give_a_short_reason() {
+        // Bind then drop, so the port is (almost certainly) closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let forwarder = Forwarder::new(Target::parse(&format!("127.0.0.1:{port}")).unwrap(), Duration::from_secs(2));
+        let err = forwarder.send(&Outgoing::synthetic("ping", b"{}", None)).await.unwrap_err();
+        assert_eq!(err, "connection refused");
     }
 }

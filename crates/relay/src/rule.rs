@@ -1,6 +1,11 @@
 //! Rules: which sources feed which target, from `--rule` JSON, a TOML config, or `dev` flags.
+//!
+//! Secrets never sit in a rule's text (which may be on argv): a rule names an environment
+//! variable with `secret_env`, and the CLI fills [`Rule::secret`] from `HOOKFWD_SECRET` when unset.
 
 use github::{Owner, Secret};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use url::Url;
 
 use crate::Error;
@@ -14,6 +19,15 @@ pub enum Source {
     App,
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Owner(owner) => write!(f, "{owner}"),
+            Self::App => f.write_str("app"),
+        }
+    }
+}
+
 /// The local handler deliveries are POSTed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target(pub Url);
@@ -21,8 +35,40 @@ pub struct Target(pub Url);
 impl Target {
     /// Accepts a URL or `host:port[/path]` (http assumed).
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let _ = text;
-        todo!()
+        let bad = || Error::Target(text.to_string());
+        let text = text.trim();
+        if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let url = if text.contains("://") {
+            let url = Url::parse(text).map_err(|_| bad())?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad());
+            }
+            url
+        } else {
+            // `host:port[/path]`: the port is what tells it apart from a typo.
+            let (authority, _) = text.split_once('/').unwrap_or((text, ""));
+            let Some((host, port)) = authority.rsplit_once(':') else { return Err(bad()) };
+            if host.is_empty() || port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let url = Url::parse(&format!("http://{text}")).map_err(|_| bad())?;
+            if url.port().is_none() && port != "80" {
+                return Err(bad());
+            }
+            url
+        };
+        if url.host_str().is_none_or(str::is_empty) || url.cannot_be_a_base() {
+            return Err(bad());
+        }
+        Ok(Self(url))
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
@@ -41,17 +87,350 @@ pub struct Rule {
     pub secret: Option<Secret>,
 }
 
+/// `--rule` JSON, in the seed's shape.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRule {
+    #[serde(default)]
+    from: Vec<String>,
+    to: String,
+    #[serde(default)]
+    hook: Option<JsonHook>,
+    #[serde(default)]
+    app: bool,
+    #[serde(default)]
+    secret_env: Option<String>,
+    /// Accepted only to refuse it with a helpful sentence.
+    #[serde(default)]
+    secret: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonHook {
+    #[serde(default)]
+    config: Option<JsonHookConfig>,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonHookConfig {
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// A TOML config file: `[[rule]]` tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFile {
+    #[serde(default)]
+    rule: Vec<TomlRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlRule {
+    #[serde(default)]
+    from: Vec<String>,
+    to: String,
+    #[serde(default)]
+    hook_url: Option<String>,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    app: bool,
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    secret: Option<IgnoredAny>,
+}
+
+/// The fields every rule format shares, before validation.
+struct RawRule {
+    from: Vec<String>,
+    to: String,
+    hook_url: Option<String>,
+    events: Vec<String>,
+    app: bool,
+    secret_env: Option<String>,
+    inline_secret: bool,
+}
+
 impl Rule {
     /// Parses the seed's `--rule` format:
     /// `{"from":["org1/repo1","org2"],"to":"http://…/","hook":{"config":{"url":"https://…"},"events":["push"]}}`.
+    ///
+    /// Also accepted: `"app": true` for the GitHub App's hook, and `"secret_env": "NAME"`
+    /// to read the local secret from an environment variable.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        let _ = text;
-        todo!()
+        Self::from_json_with_env(text, |name| std::env::var(name).ok())
     }
 
-    /// Parses a TOML config file holding many rules.
+    /// Parses a TOML config file holding many rules:
+    ///
+    /// ```toml
+    /// [[rule]]
+    /// from = ["octo/hello", "octo-org"]
+    /// to = "localhost:3000/webhook"
+    /// hook_url = "https://blackhole.example.com/"
+    /// events = ["push", "check_run"]
+    /// secret_env = "HELLO_SECRET"
+    /// ```
     pub fn from_toml(text: &str) -> Result<Vec<Self>, Error> {
-        let _ = text;
-        todo!()
+        Self::from_toml_with_env(text, |name| std::env::var(name).ok())
+    }
+
+    /// [`Rule::from_json`] reading environment variables through `env`.
+    pub fn from_json_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let raw: JsonRule = serde_json::from_str(text).map_err(|e| Error::Rule(json_reason(&e)))?;
+        let (hook_url, events) = match raw.hook {
+            Some(hook) => (hook.config.and_then(|c| c.url), hook.events),
+            None => (None, Vec::new()),
+        };
+        RawRule {
+            from: raw.from,
+            to: raw.to,
+            hook_url,
+            events,
+            app: raw.app,
+            secret_env: raw.secret_env,
+            inline_secret: raw.secret.is_some(),
+        }
+        .validate(&env)
+    }
+
+    /// [`Rule::from_toml`] reading environment variables through `env`.
+    pub fn from_toml_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Vec<Self>, Error> {
+        let file: TomlFile = toml::from_str(text).map_err(|e| Error::Rule(toml_reason(text, &e)))?;
+        if file.rule.is_empty() {
+            return Err(Error::Rule("the config file has no [[rule]] table".into()));
+        }
+        file.rule
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                RawRule {
+                    from: raw.from,
+                    to: raw.to,
+                    hook_url: raw.hook_url,
+                    events: raw.events,
+                    app: raw.app,
+                    secret_env: raw.secret_env,
+                    inline_secret: raw.secret.is_some(),
+                }
+                .validate(&env)
+                .map_err(|e| match e {
+                    Error::Rule(reason) => Error::Rule(format!("rule {}: {reason}", index + 1)),
+                    other => other,
+                })
+            })
+            .collect()
+    }
+}
+
+impl RawRule {
+    fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Rule, Error> {
+        if self.inline_secret {
+            return Err(Error::Rule(
+                "`secret` is not accepted in a rule; put the secret in an environment variable and name it with `secret_env`"
+                    .into(),
+            ));
+        }
+        let mut sources = Vec::with_capacity(self.from.len() + usize::from(self.app));
+        for entry in &self.from {
+            let owner = Owner::parse(entry.trim()).map_err(|_| {
+                Error::Rule(format!("`from` entry `{entry}` is not a repository (OWNER/REPO) or an organization name"))
+            })?;
+            let source = Source::Owner(owner);
+            if !sources.contains(&source) {
+                sources.push(source);
+            }
+        }
+        if self.app {
+            sources.push(Source::App);
+        }
+        if sources.is_empty() {
+            return Err(Error::Rule("`from` names no repository or organization, and `app` is not true".into()));
+        }
+        let target = Target::parse(&self.to)
+            .map_err(|_| Error::Rule(format!("`to` is `{}`, which is not a URL or host:port[/path]", self.to)))?;
+        if let Some(url) = &self.hook_url {
+            match Url::parse(url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                _ => return Err(Error::Rule(format!("the hook URL `{url}` is not an http(s) URL"))),
+            }
+        }
+        if let Some(event) = self.events.iter().find(|e| e.is_empty() || e.chars().any(char::is_whitespace)) {
+            return Err(Error::Rule(format!("`events` holds `{event}`, which is not an event name")));
+        }
+        let secret = match self.secret_env {
+            Some(name) => match env(&name) {
+                Some(value) if !value.is_empty() => Some(Secret::new(value)),
+                _ => return Err(Error::Rule(format!("`secret_env` names `{name}`, which is not set or empty"))),
+            },
+            None => None,
+        };
+        Ok(Rule { sources, target, hook_url: self.hook_url, events: self.events, secret })
+    }
+}
+
+/// serde_json's message already names the field (`missing field `to``); add what it is about.
+fn json_reason(error: &serde_json::Error) -> String {
+    if error.is_syntax() || error.is_eof() {
+        format!("the rule is not valid JSON ({error})")
+    } else {
+        format!("{error}")
+    }
+}
+
+fn toml_reason(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().trim_end_matches('.');
+    match error.span() {
+        Some(span) => {
+            let line = text.get(..span.start).map_or(0, |before| before.matches('\n').count()) + 1;
+            format!("{message} (line {line})")
+        }
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_urls_and_host_port() {
+        assert_eq!(Target::parse("localhost:3000").unwrap().0.as_str(), "http://localhost:3000/");
+        assert_eq!(Target::parse("127.0.0.1:8080/webhook").unwrap().0.as_str(), "http://127.0.0.1:8080/webhook");
+        assert_eq!(Target::parse("[::1]:9000/x").unwrap().0.as_str(), "http://[::1]:9000/x");
+        assert_eq!(Target::parse("https://example.com/hook").unwrap().0.as_str(), "https://example.com/hook");
+        assert_eq!(Target::parse("http://localhost:3000/a?b=c").unwrap().0.as_str(), "http://localhost:3000/a?b=c");
+    }
+
+    #[test]
+    fn rejects_garbage_and_other_schemes() {
+        for bad in [
+            "",
+            " ",
+            "localhost",
+            "ftp://example.com/",
+            "file:///etc/passwd",
+            "host:port",
+            ":3000",
+            "a b:1",
+            "http://",
+            "mailto:x@y",
+        ] {
+            assert!(matches!(Target::parse(bad), Err(Error::Target(_))), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn parses_the_seed_rule_format() {
+        let rule = Rule::from_json_with_env(
+            r#"{"from":["org1/repo1","org2"],"to":"http://localhost:3000/","hook":{"config":{"url":"https://bh.example/"},"events":["check_run","push"]}}"#,
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.sources,
+            vec![
+                Source::Owner(Owner::Repo { owner: "org1".into(), repo: "repo1".into() }),
+                Source::Owner(Owner::Org { org: "org2".into() })
+            ]
+        );
+        assert_eq!(rule.target.0.as_str(), "http://localhost:3000/");
+        assert_eq!(rule.hook_url.as_deref(), Some("https://bh.example/"));
+        assert_eq!(rule.events, ["check_run", "push"]);
+        assert!(rule.secret.is_none());
+    }
+
+    #[test]
+    fn reads_the_secret_from_the_named_env_var() {
+        let env = |name: &str| (name == "MY_SECRET").then(|| "s3cr3t".to_string());
+        let rule =
+            Rule::from_json_with_env(r#"{"from":["o/r"],"to":"localhost:1","secret_env":"MY_SECRET"}"#, env).unwrap();
+        assert_eq!(rule.secret.unwrap().expose(), "s3cr3t");
+        let err = Rule::from_json_with_env(r#"{"from":["o/r"],"to":"localhost:1","secret_env":"NOPE"}"#, env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`NOPE`"), "{err}");
+    }
+
+    #[test]
+    fn app_is_an_explicit_field() {
+        let rule = Rule::from_json_with_env(r#"{"app":true,"to":"localhost:1"}"#, no_env).unwrap();
+        assert_eq!(rule.sources, vec![Source::App]);
+        // An organization may be called `app`; it stays an organization.
+        let rule = Rule::from_json_with_env(r#"{"from":["app"],"to":"localhost:1"}"#, no_env).unwrap();
+        assert_eq!(rule.sources, vec![Source::Owner(Owner::Org { org: "app".into() })]);
+    }
+
+    #[test]
+    fn malformed_rules_get_one_clear_sentence() {
+        let cases = [
+            (r#"{"from":["o/r"]}"#, "missing field `to`"),
+            (r#"{"from":["o/r"],"to":"localhost:1","form":1}"#, "unknown field `form`"),
+            (r#"{"from":["a/b/c"],"to":"localhost:1"}"#, "`from` entry `a/b/c`"),
+            (r#"{"from":[],"to":"localhost:1"}"#, "names no repository"),
+            (r#"{"from":["o/r"],"to":"gopher://x"}"#, "`to` is `gopher://x`"),
+            (r#"{"from":["o/r"],"to":"localhost:1","secret":"x"}"#, "secret_env"),
+            (r#"{"from":["o/r"],"to":"localhost:1","hook":{"config":{"url":"nope"}}}"#, "hook URL `nope`"),
+            (r#"{"from":"o/r","to":"localhost:1"}"#, "invalid type"),
+            (r#"{"from":["o/r"],"#, "not valid JSON"),
+        ];
+        for (text, expected) in cases {
+            let err = Rule::from_json_with_env(text, no_env).unwrap_err();
+            assert!(matches!(err, Error::Rule(_)), "{text}: {err:?}");
+            let message = err.to_string();
+            assert!(message.contains(expected), "{text}: {message}");
+            assert!(!message.contains('\n'), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn parses_many_rules_from_toml() {
+        let env = |name: &str| (name == "S").then(|| "x".to_string());
+        let rules = Rule::from_toml_with_env(
+            r#"
+            [[rule]]
+            from = ["o/r", "org"]
+            to = "localhost:3000/hook"
+            hook_url = "https://bh.example/"
+            events = ["push"]
+            secret_env = "S"
+
+            [[rule]]
+            app = true
+            to = "http://127.0.0.1:4000/"
+            "#,
+            env,
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].sources.len(), 2);
+        assert_eq!(rules[0].hook_url.as_deref(), Some("https://bh.example/"));
+        assert!(rules[0].secret.is_some());
+        assert_eq!(rules[1].sources, vec![Source::App]);
+    }
+
+    #[test]
+    fn malformed_toml_names_the_rule_and_field() {
+        let err = Rule::from_toml_with_env("[[rule]]\nfrom=[\"o/r\"]\nto=\"localhost:1\"\nhookurl=\"x\"\n", no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `hookurl`"), "{err}");
+        let err = Rule::from_toml_with_env("[[rule]]\nfrom=[\"o/r\"]\nto=\"nope\"\n[[rule]]\n", no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `to`") || err.contains("rule 1"), "{err}");
+        let err = Rule::from_toml_with_env("", no_env).unwrap_err().to_string();
+        assert!(err.contains("no [[rule]]"), "{err}");
     }
 }
