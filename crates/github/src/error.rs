@@ -85,9 +85,25 @@ pub enum Error {
         /// What is wrong, such as an unreadable private key. Never includes key material.
         reason: String,
     },
-    /// The API URL is not a usable http(s) URL.
+    /// The API URL is not a usable http(s) URL, or a link GitHub gave points outside it.
     #[error("`{0}` is not a usable GitHub API URL")]
     ApiUrl(String),
+    /// The call exists only for repository and organization hooks, not for the App's.
+    #[error("{what} cannot be changed through the API this way; manage it in the GitHub App's settings")]
+    Unsupported {
+        /// The hook, such as `the GitHub App hook`.
+        what: String,
+    },
+    /// The token cannot be sent in an HTTP header (a stray newline or quote, say).
+    #[error("the GitHub token contains characters that cannot be sent; check it for stray quotes, spaces or newlines")]
+    MalformedToken,
+}
+
+impl Error {
+    /// Whether waiting and trying again later may succeed without the user changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Unreachable { .. })
+    }
 }
 
 /// The result of a GitHub API call.

@@ -13,7 +13,7 @@ pub mod signature;
 mod types;
 
 pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
-pub use client::{Client, Config, Listing, NextPage, Page, RateLimit};
+pub use client::{Client, Config, Listing, NextPage, Page, RateLimit, RetryPolicy};
 pub use error::{Error, Result};
 pub use secret::Secret;
 pub use types::{
