@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use github::Secret;
-use relay::{Rule, Settings, Source};
+use relay::{Event, Rule, Settings, Source};
 use tokio::sync::mpsc;
 
 use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs};
@@ -28,7 +28,7 @@ pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::
         events: args.relay.events.clone(),
         secret: args.relay.secret.clone().map(Secret::new),
     };
-    run_rules(vec![rule], args.relay, &args.github, output, status).await
+    run_rules(vec![rule], args.relay, &args.github, output, status, &mut Forever).await
 }
 
 /// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
@@ -47,16 +47,45 @@ pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> 
             rule.secret = secret.clone();
         }
     }
-    run_rules(rules, args.relay, &args.github, output, status).await
+    run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
 }
 
-/// Runs the relay until Ctrl-C or SIGTERM, rendering its events.
+/// When a relay run ends besides Ctrl-C: `dev` and `forward` never, `wait` at a matching delivery or its timeout.
+pub trait Until {
+    /// Looks at each event after it is shown; `Some` stops the relay and ends the run with that result.
+    fn event(&mut self, _event: &Event) -> Option<anyhow::Result<ExitCode>> {
+        None
+    }
+
+    /// When to give up, if ever.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// The result once the deadline has passed.
+    fn timed_out(&mut self) -> anyhow::Result<ExitCode> {
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The result when the relay stopped by itself or on Ctrl-C.
+    fn stopped(&mut self) -> anyhow::Result<ExitCode> {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub struct Forever;
+
+impl Until for Forever {}
+
+/// Runs the relay until Ctrl-C or SIGTERM, or until `until` says so, rendering its events.
 pub async fn run_rules(
     rules: Vec<Rule>,
     relay: RelayArgs,
     github: &GitHubArgs,
     output: &OutputArgs,
     status: Status,
+    until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
     let (client, credentials) = super::github_client(github).await?;
     let settings = Settings {
@@ -75,14 +104,32 @@ pub async fn run_rules(
     let cancel = super::cancel_on_signals();
     let (events, mut received) = mpsc::channel(1024);
     let engine = tokio::spawn(relay::run(client, rules, settings, events, cancel.clone()));
-    while let Some(event) = received.recv().await {
+    let deadline = until.deadline();
+    let timeout = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    let outcome = loop {
+        let event = tokio::select! {
+            event = received.recv() => event,
+            () = &mut timeout => break until.timed_out(),
+        };
+        let Some(event) = event else { break until.stopped() };
         if let Err(error) = feed.show(&event) {
             // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
-            cancel.cancel();
-            engine.await.context("the relay stopped unexpectedly")??;
-            return Err(error.into());
+            break Err(error.into());
         }
-    }
-    engine.await.context("the relay stopped unexpectedly")??;
-    Ok(ExitCode::SUCCESS)
+        if let Some(outcome) = until.event(&event) {
+            break outcome;
+        }
+    };
+    // Stop cleanly so the ledger is flushed; events sent meanwhile are read but not shown.
+    cancel.cancel();
+    let drain = async { while received.recv().await.is_some() {} };
+    let (engine, ()) = tokio::join!(engine, drain);
+    engine.context("the relay stopped unexpectedly")??;
+    outcome
 }

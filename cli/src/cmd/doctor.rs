@@ -1,11 +1,287 @@
-//! `hookfwd doctor`: one line per check.
+//! `hookfwd doctor`: one line per check, `✓` or `✗` with a hint, so a newcomer sees what to fix first.
 
+use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use console::style;
+use github::{HookRef, Owner};
+use serde_json::json;
+use url::Url;
 
 use crate::args::{DoctorArgs, OutputArgs};
+use crate::exit::{AUTH, Exit, FAILURE};
+use crate::feed::print;
+
+/// How long the hook URL has to answer.
+const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the checks.
 pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let _ = (args, output);
-    Err(crate::exit::Exit::new(1, "doctor is being built"))
+    let mut report = Report { json: output.json, quiet: output.quiet, failed: 0, auth: false };
+
+    let client = match super::github_client(&args.github).await {
+        Ok((client, credentials)) => {
+            report.pass("token", format!("found in {}", super::describe_credentials(&credentials)))?;
+            Some(client)
+        }
+        Err(error) => {
+            let auth = !error.chain().any(|cause| matches!(cause.downcast_ref(), Some(github::Error::ApiUrl(_))));
+            report.auth |= auth;
+            report.fail("token", error_line(&error), "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`")?;
+            None
+        }
+    };
+
+    if let Some(client) = &client {
+        let owners: Vec<Owner> = args.sources.repos.iter().chain(&args.sources.orgs).cloned().collect();
+        if owners.is_empty() && !args.sources.app {
+            report.warn("permissions", "not checked", "name a repository with --repo or an organization with --org")?;
+        }
+        for owner in &owners {
+            if !check_owner(&mut report, client, owner, args.hook_url.as_deref()).await? {
+                break;
+            }
+        }
+        if args.sources.app {
+            check_app(&mut report, client).await?;
+        }
+    }
+
+    match &args.hook_url {
+        Some(url) => check_hook_url(&mut report, url).await?,
+        None => report.warn(
+            "hook URL",
+            "not checked",
+            "set --hook-url or HOOKFWD_HOOK_URL to the blackhole's URL (see docs/deploy.md)",
+        )?,
+    }
+
+    match super::state_dir(args.state_dir.clone()) {
+        Ok(dir) => match writable(&dir) {
+            Ok(()) => report.pass("state directory", format!("{} is writable", dir.display()))?,
+            Err(error) => report.fail(
+                "state directory",
+                format!("{} is not writable: {error}", dir.display()),
+                "fix its permissions, or choose another with --state-dir or HOOKFWD_STATE_DIR",
+            )?,
+        },
+        Err(error) => report.fail("state directory", error_line(&error), "set --state-dir or HOOKFWD_STATE_DIR")?,
+    }
+
+    match (report.auth, report.failed) {
+        (true, failed) => Err(Exit::new(AUTH, format!("{} failed; the token is missing or rejected", checks(failed)))),
+        (false, 0) => Ok(ExitCode::SUCCESS),
+        (false, failed) => Err(Exit::new(FAILURE, format!("{} failed", checks(failed)))),
+    }
+}
+
+fn checks(count: usize) -> String {
+    if count == 1 { "1 check".to_string() } else { format!("{count} checks") }
+}
+
+/// Visibility, permission and hook checks for one repository or organization.
+/// Returns false when the token was rejected, which makes further GitHub checks pointless.
+async fn check_owner(
+    report: &mut Report,
+    client: &github::Client,
+    owner: &Owner,
+    hook_url: Option<&str>,
+) -> anyhow::Result<bool> {
+    let name = owner.to_string();
+    let hooks = match client.list_hooks(owner).await {
+        Ok(hooks) => hooks,
+        Err(github::Error::Unauthorized) => {
+            report.auth = true;
+            report.fail("token", "GitHub rejected it (401)", "it may be expired or revoked; create a new one")?;
+            return Ok(false);
+        }
+        Err(github::Error::NotFound { .. }) => {
+            report.fail(
+                &name,
+                "not found, or not visible to this token (404)",
+                "check the spelling, and that the token was granted access to it",
+            )?;
+            return Ok(true);
+        }
+        Err(error @ github::Error::Forbidden { .. }) => {
+            report.pass(&name, "visible")?;
+            let hint = match owner {
+                Owner::Repo { .. } => {
+                    "a classic token needs admin:repo_hook; a fine-grained one needs Webhooks: read and write"
+                }
+                Owner::Org { .. } => {
+                    "a classic token needs admin:org_hook; a fine-grained one needs organization Webhooks: read and write"
+                }
+            };
+            report.fail(&name, error.to_string(), hint)?;
+            return Ok(true);
+        }
+        Err(error) => {
+            report.fail(&name, error.to_string(), "run again with -v for details")?;
+            return Ok(true);
+        }
+    };
+    report.pass(&name, "visible")?;
+    report.pass(&name, format!("the token may manage its hooks ({} found)", hooks.len()))?;
+    let Some(url) = hook_url else { return Ok(true) };
+    match hooks.iter().find(|hook| super::hooks::delivers_to(hook, url)) {
+        Some(hook) if hook.active => report.pass(&name, format!("hook {} delivers to {url}", hook.id))?,
+        Some(hook) => report.fail(
+            &name,
+            format!("hook {} delivers to {url} but is inactive", hook.id),
+            "activate it in the repository's webhook settings, or remove it with `hookfwd hooks rm` and run `hookfwd dev`",
+        )?,
+        None => report.fail(
+            &name,
+            format!("no hook delivers to {url}"),
+            "`hookfwd dev` creates it; `hookfwd hooks list` shows the hooks there are",
+        )?,
+    }
+    Ok(true)
+}
+
+/// Whether the GitHub App's hook deliveries can be read (the JWT works).
+async fn check_app(report: &mut Report, client: &github::Client) -> anyhow::Result<()> {
+    match client.list_deliveries(&HookRef::App, 1).await {
+        Ok(_) => report.pass("app", "the App's hook deliveries are readable"),
+        Err(error) => {
+            report.auth |= matches!(error, github::Error::Unauthorized | github::Error::AppCredentials { .. });
+            report.fail("app", error.to_string(), "check --app-id, --app-key and that the App has a webhook")
+        }
+    }
+}
+
+/// Whether the hook URL answers 2xx to a POST; a plain-http URL gets a warning, since GitHub needs HTTPS.
+async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(HOOK_URL_TIMEOUT)
+        .user_agent(concat!("hookfwd-doctor/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let answer = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .body(r#"{"zen":"hookfwd doctor checks that this URL answers"}"#)
+        .send()
+        .await;
+    match answer {
+        Ok(response) if response.status().is_success() => {
+            report.pass("hook URL", format!("{url} answered {}", response.status().as_u16()))?;
+        }
+        Ok(response) => report.fail(
+            "hook URL",
+            format!("{url} answered {}", response.status().as_u16()),
+            "GitHub records failed deliveries too, but the blackhole should answer 200; is this its URL?",
+        )?,
+        Err(error) => {
+            let reason = if error.is_timeout() {
+                format!("no answer within {}s", HOOK_URL_TIMEOUT.as_secs())
+            } else if error.is_connect() {
+                "could not connect".to_string()
+            } else {
+                error.without_url().to_string()
+            };
+            report.fail(
+                "hook URL",
+                format!("{url}: {reason}"),
+                "deploy the blackhole (see docs/deploy.md) and check the URL",
+            )?;
+        }
+    }
+    if let Ok(parsed) = Url::parse(url)
+        && parsed.scheme() != "https"
+    {
+        let loopback = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(domain)) => domain == "localhost",
+            None => false,
+        };
+        let hint = if loopback {
+            "fine for local testing; GitHub itself delivers only to HTTPS URLs it can reach"
+        } else {
+            "GitHub needs an HTTPS URL in production; put the blackhole behind TLS"
+        };
+        report.warn("hook URL", format!("{url} is not HTTPS"), hint)?;
+    }
+    Ok(())
+}
+
+/// Creates, writes and removes a 0600 file in `dir`, creating `dir` if needed.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!(".hookfwd-doctor-{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&path).and_then(|mut file| {
+        file.write_all(b"hookfwd doctor\n")?;
+        file.sync_all()
+    });
+    let removed = std::fs::remove_file(&path);
+    written.and(removed)
+}
+
+/// The error and its causes on one line.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line
+}
+
+/// Prints each check's outcome and counts the failures.
+struct Report {
+    /// `--json`: one object per check.
+    json: bool,
+    /// `--quiet`: failures only.
+    quiet: bool,
+    /// Checks that failed.
+    failed: usize,
+    /// Whether the token is missing or was rejected (exit 3).
+    auth: bool,
+}
+
+impl Report {
+    fn pass(&mut self, check: &str, message: impl Into<String>) -> anyhow::Result<()> {
+        self.line("pass", check, &message.into(), None)
+    }
+
+    fn warn(&mut self, check: &str, message: impl Into<String>, hint: &str) -> anyhow::Result<()> {
+        self.line("warn", check, &message.into(), Some(hint))
+    }
+
+    fn fail(&mut self, check: &str, message: impl Into<String>, hint: &str) -> anyhow::Result<()> {
+        self.failed += 1;
+        self.line("fail", check, &message.into(), Some(hint))
+    }
+
+    fn line(&self, level: &str, check: &str, message: &str, hint: Option<&str>) -> anyhow::Result<()> {
+        if self.json {
+            let object =
+                json!({"check": check, "ok": level != "fail", "level": level, "message": message, "hint": hint});
+            return Ok(print(&object.to_string())?);
+        }
+        if self.quiet && level != "fail" {
+            return Ok(());
+        }
+        let mark = match level {
+            "pass" => style("✓").green(),
+            "warn" => style("!").yellow(),
+            _ => style("✗").red(),
+        };
+        let mut text = format!("{mark} {check}: {message}");
+        if let Some(hint) = hint {
+            text.push_str(&format!("\n    {} {hint}", style("hint:").dim()));
+        }
+        Ok(print(&text)?)
+    }
 }

@@ -1,11 +1,123 @@
-//! `hookfwd hooks`: list and remove hooks.
+//! `hookfwd hooks`: list and remove hooks, and find the hook a command acts on.
 
 use std::process::ExitCode;
 
-use crate::args::{HooksArgs, OutputArgs};
+use anyhow::Context as _;
+use console::style;
+use github::{Hook, HookRef, Owner};
+use relay::Source;
+use serde_json::json;
+
+use crate::args::{HooksAction, HooksArgs, HooksTarget, OutputArgs};
+use crate::exit::{Exit, FAILURE, USAGE};
+use crate::feed::print;
 
 /// Lists or removes hooks.
 pub async fn hooks(args: HooksArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let _ = (args, output);
-    Err(crate::exit::Exit::new(1, "hooks is being built"))
+    match args.action {
+        HooksAction::List(target) => list(target, output).await,
+        HooksAction::Rm { id, target } => remove(id, target, output).await,
+    }
+}
+
+/// `hookfwd hooks list`: one line (or JSON object) per hook, hookfwd's marked.
+async fn list(target: HooksTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let owners = super::owners(&target.sources)?;
+    let (client, _) = super::github_client(&target.github).await?;
+    for owner in &owners {
+        let hooks = client.list_hooks(owner).await.with_context(|| format!("could not list the hooks of {owner}"))?;
+        if hooks.is_empty() && !output.json && !output.quiet {
+            print(&format!("{owner}: no hooks"))?;
+        }
+        for hook in &hooks {
+            let ours = target.hook_url.as_deref().is_some_and(|url| delivers_to(hook, url));
+            if output.json {
+                print(
+                    &json!({"owner": owner.to_string(), "id": hook.id, "url": hook.config.url,
+                        "events": hook.events, "active": hook.active, "content_type": hook.config.content_type,
+                        "last_response": hook.last_response, "hookfwd": ours})
+                    .to_string(),
+                )?;
+            } else {
+                print(&describe(owner, hook, ours))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One human line for a hook: id, URL, events, active, last response, and whether hookfwd uses it.
+fn describe(owner: &Owner, hook: &Hook, ours: bool) -> String {
+    let url = hook.config.url.as_deref().unwrap_or("(no URL)");
+    let active = if hook.active { style("active").green() } else { style("inactive").yellow() };
+    let last = match &hook.last_response {
+        Some(response) => {
+            let code = response.code.map(|code| code.to_string());
+            let text = [code, response.status.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+            if text.is_empty() { "none".to_string() } else { text }
+        }
+        None => "none".to_string(),
+    };
+    let mark = if ours { format!("  {}", style("← hookfwd").cyan().bold()) } else { String::new() };
+    format!("{owner}  {:>10}  {url}  events: {}  {active}  last: {last}{mark}", hook.id, hook.events.join(","))
+}
+
+/// `hookfwd hooks rm ID`.
+async fn remove(id: u64, target: HooksTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let owners = super::owners(&target.sources)?;
+    let [owner] = owners.as_slice() else {
+        return Err(Exit::new(USAGE, "name exactly one --repo or --org whose hook to remove"));
+    };
+    let (client, _) = super::github_client(&target.github).await?;
+    let hook = owner.hook(id);
+    client.delete_hook(&hook).await.with_context(|| format!("could not delete {hook}"))?;
+    if output.json {
+        print(&json!({"type": "deleted", "owner": owner.to_string(), "id": id}).to_string())?;
+    } else if !output.quiet {
+        print(&format!("{} deleted {hook}", style("✓").green()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `hook` delivers to `url`; `https://x` and `https://x/` are the same URL.
+pub fn delivers_to(hook: &Hook, url: &str) -> bool {
+    let Some(own) = hook.config.url.as_deref() else { return false };
+    own == url
+        || match (url::Url::parse(own), url::Url::parse(url)) {
+            (Ok(own), Ok(url)) => own == url,
+            _ => false,
+        }
+}
+
+/// The hook a command acts on for `source`: the one delivering to `hook_url`, or the only hook when no URL is given.
+pub async fn find(client: &github::Client, source: &Source, hook_url: Option<&str>) -> anyhow::Result<HookRef> {
+    let owner = match source {
+        Source::App => return Ok(HookRef::App),
+        Source::Owner(owner) => owner,
+    };
+    let hooks = client.list_hooks(owner).await.with_context(|| format!("could not list the hooks of {owner}"))?;
+    let urls = || {
+        let urls: Vec<&str> = hooks.iter().map(|hook| hook.config.url.as_deref().unwrap_or("(no URL)")).collect();
+        if urls.is_empty() { "it has none".to_string() } else { format!("its hooks deliver to {}", urls.join(", ")) }
+    };
+    match hook_url {
+        Some(url) => match hooks.iter().find(|hook| delivers_to(hook, url)) {
+            Some(hook) => Ok(owner.hook(hook.id)),
+            None => Err(Exit::new(
+                FAILURE,
+                format!(
+                    "{owner} has no hook that delivers to {url} ({}); check --hook-url or HOOKFWD_HOOK_URL",
+                    urls()
+                ),
+            )),
+        },
+        None => match hooks.as_slice() {
+            [hook] => Ok(owner.hook(hook.id)),
+            [] => Err(Exit::new(FAILURE, format!("{owner} has no hooks; run `hookfwd dev` once to create one"))),
+            _ => Err(Exit::new(
+                USAGE,
+                format!("{owner} has {} hooks; pick one with --hook-url ({})", hooks.len(), urls()),
+            )),
+        },
+    }
 }

@@ -1,11 +1,95 @@
-//! `hookfwd trigger`: GitHub produces a delivery.
+//! `hookfwd trigger`: GitHub itself produces a delivery, a ping or a redelivery, to test the whole path.
 
 use std::process::ExitCode;
 
-use crate::args::{OutputArgs, TriggerArgs};
+use anyhow::Context as _;
+use console::style;
+use github::{DeliveryItem, HookRef, Listing};
+use serde_json::json;
+
+use crate::args::{OutputArgs, Trigger, TriggerArgs, TriggerTarget};
+use crate::exit::{Exit, FAILURE};
+use crate::feed::print;
 
 /// Triggers a ping or a redelivery.
 pub async fn trigger(args: TriggerArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let _ = (args, output);
-    Err(crate::exit::Exit::new(1, "trigger is being built"))
+    match args.what {
+        Trigger::Ping(target) => ping(target, output).await,
+        Trigger::Redeliver { guid, target } => redeliver(&guid, target, output).await,
+    }
+}
+
+/// Asks GitHub to ping each source's hook.
+async fn ping(target: TriggerTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let sources = super::sources(&target.sources)?;
+    let (client, _) = super::github_client(&target.github).await?;
+    for source in &sources {
+        let hook = super::hooks::find(&client, source, target.hook_url.as_deref()).await?;
+        client.ping_hook(&hook).await.with_context(|| format!("could not ask GitHub to ping {hook}"))?;
+        if output.json {
+            print(&json!({"type": "ping", "hook": hook.to_string(), "hook_id": hook.id()}).to_string())?;
+        } else if !output.quiet {
+            print(&format!("{} GitHub is sending a ping to {hook}", style("✓").green()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks GitHub to redeliver the newest delivery with `guid`, looking through each source's hook.
+async fn redeliver(guid: &str, target: TriggerTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let sources = super::sources(&target.sources)?;
+    let (client, _) = super::github_client(&target.github).await?;
+    let mut searched = Vec::new();
+    for source in &sources {
+        let hook = super::hooks::find(&client, source, target.hook_url.as_deref()).await?;
+        if let Some(item) = find_delivery(&client, &hook, guid).await? {
+            client
+                .redeliver(&hook, item.id)
+                .await
+                .with_context(|| format!("could not ask GitHub to redeliver {guid}"))?;
+            if output.json {
+                print(
+                    &json!({"type": "redeliver", "hook": hook.to_string(), "hook_id": hook.id(), "guid": guid,
+                        "id": item.id, "event": item.event, "action": item.action})
+                    .to_string(),
+                )?;
+            } else if !output.quiet {
+                print(&format!(
+                    "{} GitHub is redelivering {} [{guid}] (delivery {}) to {hook}",
+                    style("✓").green(),
+                    item.kind(),
+                    item.id
+                ))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        searched.push(hook.to_string());
+    }
+    Err(Exit::new(
+        FAILURE,
+        format!(
+            "no delivery with guid {guid} among those GitHub still holds for {}; check the guid (X-GitHub-Delivery) and the hook",
+            searched.join(", ")
+        ),
+    ))
+}
+
+/// The newest delivery of `hook` with `guid`, paging back through everything GitHub still holds.
+async fn find_delivery(client: &github::Client, hook: &HookRef, guid: &str) -> anyhow::Result<Option<DeliveryItem>> {
+    let context = || format!("could not list the deliveries of {hook}");
+    // A fresh client has no ETag cached, so the first page is never a 304; forget any anyway to be sure.
+    client.forget_etags(hook);
+    let mut page = match client.list_deliveries(hook, 100).await.with_context(context)? {
+        Listing::Page(page) => page,
+        Listing::NotModified => return Ok(None),
+    };
+    loop {
+        if let Some(item) = page.items.iter().find(|item| item.guid == guid) {
+            return Ok(Some(item.clone()));
+        }
+        match &page.next {
+            Some(next) => page = client.next_deliveries(next).await.with_context(context)?,
+            None => return Ok(None),
+        }
+    }
 }

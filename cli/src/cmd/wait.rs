@@ -1,12 +1,148 @@
-//! `hookfwd wait`: forward until a matching delivery was handled.
+//! `hookfwd wait`: forward like `dev` until a matching new delivery was handled, for CI against real GitHub.
+//!
+//! Every delivery is forwarded, matching or not (it is a relay); only a matching one ends the wait.
+//! "New" means GitHub made it after the wait began (less a little clock skew), or within `--since`
+//! when given, so that a ledger's backlog from an earlier run does not end the wait by accident.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use console::style;
+use github::{DeliveryItem, Secret};
+use relay::{Event, Rule, Source};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::dev::{Until, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
-use crate::feed::Status;
+use crate::exit::{Exit, FAILURE, REJECTED, TIMEOUT, USAGE};
+use crate::feed::{Status, print};
+
+/// How far GitHub's clock may be ahead of ours without a new delivery looking old.
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// Waits for a matching delivery.
 pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let _ = (args, output, status);
-    Err(crate::exit::Exit::new(1, "wait is being built"))
+    let sources = super::sources(&args.sources)?;
+    let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
+    if needs_hook && args.hook_url.is_none() {
+        return Err(Exit::new(
+            USAGE,
+            "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
+        ));
+    }
+    let rule = Rule {
+        sources,
+        target: args.to,
+        hook_url: args.hook_url,
+        events: args.relay.events.clone(),
+        secret: args.relay.secret.clone().map(Secret::new),
+    };
+    let lookback = args.relay.since.unwrap_or(CLOCK_SKEW);
+    let mut until = Match {
+        event: args.event,
+        action: args.action,
+        after: Utc::now() - chrono::TimeDelta::from_std(lookback).unwrap_or(chrono::TimeDelta::MAX),
+        deadline: Instant::now() + args.timeout,
+        timeout: args.timeout,
+        json: output.json,
+        quiet: output.quiet,
+        failure: None,
+    };
+    run_rules(vec![rule], args.relay, &args.github, output, status, &mut until).await
+}
+
+/// Ends the run when a matching delivery has been answered.
+struct Match {
+    /// The event to wait for.
+    event: String,
+    /// The action to wait for, if any.
+    action: Option<String>,
+    /// Deliveries GitHub made before this are not new.
+    after: DateTime<Utc>,
+    /// When to give up.
+    deadline: Instant,
+    /// `--timeout`, for the message.
+    timeout: Duration,
+    /// `--json`.
+    json: bool,
+    /// `--quiet`.
+    quiet: bool,
+    /// The last way a matching delivery failed (a 5xx or an unreachable handler), still being retried.
+    failure: Option<String>,
+}
+
+impl Match {
+    fn kind(&self) -> String {
+        match &self.action {
+            Some(action) => format!("{}.{action}", self.event),
+            None => self.event.clone(),
+        }
+    }
+
+    fn matches(&self, item: &DeliveryItem) -> bool {
+        item.event == self.event
+            && self.action.as_ref().is_none_or(|action| item.action.as_ref() == Some(action))
+            && item.delivered_at >= self.after
+    }
+
+    fn handled(&self, item: &DeliveryItem, status: u16) -> anyhow::Result<ExitCode> {
+        if self.json {
+            print(
+                &json!({"type": "matched", "id": item.id, "guid": item.guid, "event": item.event,
+                    "action": item.action, "status": status})
+                .to_string(),
+            )?;
+        } else if !self.quiet {
+            print(&format!("{} {} [{}] was handled ({status})", style("✓").green(), item.kind(), item.guid))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Until for Match {
+    fn event(&mut self, event: &Event) -> Option<anyhow::Result<ExitCode>> {
+        match event {
+            Event::Answered { item, status, .. } if self.matches(item) => match status {
+                200..=299 => Some(self.handled(item, *status)),
+                500.. => {
+                    // The relay retries a 5xx: the wait goes on, and reports it if time runs out.
+                    self.failure = Some(format!("the handler answered {status} to {} [{}]", item.kind(), item.guid));
+                    None
+                }
+                _ => Some(Err(Exit::new(
+                    REJECTED,
+                    format!("the handler rejected {} [{}] with {status}", item.kind(), item.guid),
+                ))),
+            },
+            Event::Retrying { item, reason, .. } if self.matches(item) => {
+                self.failure = Some(format!("{} [{}] could not be delivered: {reason}", item.kind(), item.guid));
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.deadline)
+    }
+
+    fn timed_out(&mut self) -> anyhow::Result<ExitCode> {
+        let waited = humantime::format_duration(self.timeout);
+        match &self.failure {
+            Some(failure) => Err(Exit::new(REJECTED, format!("{failure}, and it was not handled within {waited}"))),
+            None => Err(Exit::new(
+                TIMEOUT,
+                format!(
+                    "no new {} delivery was handled within {waited}; check the hook's events with `hookfwd hooks list`",
+                    self.kind()
+                ),
+            )),
+        }
+    }
+
+    fn stopped(&mut self) -> anyhow::Result<ExitCode> {
+        Err(Exit::new(FAILURE, format!("stopped before a new {} delivery was handled", self.kind())))
+    }
 }
