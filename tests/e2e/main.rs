@@ -1,1 +1,2 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
+mod send;

@@ -1,5 +1,9 @@
 //! Support for the end-to-end tests: the built binaries and child processes that die with the test.
 
+mod receiver;
+
+pub use receiver::Receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::OnceLock;

@@ -1,0 +1,320 @@
+//! `hookfwd send` through the real binary, against the octokit receiver and a recording handler;
+//! plus what every command owes on bad input: one clear line, exit 2, no secret.
+
+use std::collections::HashSet;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use e2e::{Receiver, Recorder, hookfwd};
+use github::Secret;
+use github::signature::{sha1, verify_sha256};
+use serde_json::Value;
+
+const SECRET: &str = "send-secret-never-printed-91c2";
+
+/// What a run of `hookfwd` printed and how it ended.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The stdout lines parsed as JSON (for `--json` runs).
+    fn json(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect()
+    }
+}
+
+/// Runs `hookfwd args…` with `HOOKFWD_SECRET=secret` and `stdin` as input, and checks what
+/// every run owes: no panic, no backtrace, and the secret nowhere in the output.
+async fn run_with(args: &[&str], secret: &str, stdin: Option<&[u8]>) -> Run {
+    let mut command = tokio::process::Command::new(hookfwd());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOOKFWD_SECRET", secret)
+        .env("NO_COLOR", "1")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("hookfwd starts");
+    if let Some(bytes) = stdin {
+        use tokio::io::AsyncWriteExt;
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(bytes).await.expect("write stdin");
+        drop(pipe);
+    }
+    let output: Output =
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("hookfwd exits").unwrap();
+    let run = Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    for text in [&run.stdout, &run.stderr] {
+        assert!(!text.contains("panicked") && !text.contains("RUST_BACKTRACE"), "hookfwd {args:?} panicked: {text}");
+        assert!(!text.contains(secret), "hookfwd {args:?} printed the secret: {text}");
+    }
+    run
+}
+
+async fn run(args: &[&str]) -> Run {
+    run_with(args, SECRET, None).await
+}
+
+/// One `"type":"sent"` line from a `--json` run that sent once.
+fn sent(run: &Run) -> Value {
+    let lines = run.json();
+    assert_eq!(lines.len(), 1, "one line per request: {}", run.stdout);
+    assert_eq!(lines[0]["type"], "sent");
+    lines[0].clone()
+}
+
+#[tokio::test]
+async fn octokit_verifies_and_parses_every_sample_signed_with_the_local_secret() {
+    let receiver = Receiver::start(SECRET).await;
+    assert!(github::samples::EVENTS.len() >= 10, "samples for the common events");
+    for required in [
+        "push",
+        "ping",
+        "pull_request",
+        "issues",
+        "issue_comment",
+        "check_run",
+        "check_suite",
+        "workflow_run",
+        "workflow_job",
+        "release",
+    ] {
+        assert!(github::samples::EVENTS.contains(&required), "a sample for {required}");
+    }
+    for event in github::samples::EVENTS {
+        let out = run(&["send", "--event", event, "--to", receiver.url(), "--json"]).await;
+        assert_eq!(out.code, Some(0), "send --event {event}: {}{}", out.stdout, out.stderr);
+        let line = sent(&out);
+        let guid = line["guid"].as_str().expect("a guid");
+        assert_eq!(line["event"], *event);
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["target"], receiver.url());
+        assert!(line["latency_ms"].is_u64());
+
+        let seen = receiver.wait_for_delivery(guid).await;
+        assert_eq!(seen["type"], "event", "octokit accepted {event}: {seen}");
+        assert_eq!(seen["name"], *event);
+        assert_eq!(seen["action"], line["action"]);
+        let action = github::samples::default_action(event);
+        assert_eq!(seen["action"].as_str(), action, "{event} carries its default action");
+    }
+    assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
+}
+
+#[tokio::test]
+async fn action_flag_sets_the_action_octokit_sees() {
+    let receiver = Receiver::start(SECRET).await;
+    let out = run(&["send", "--event", "pull_request", "--action", "closed", "--to", receiver.url(), "--json"]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let line = sent(&out);
+    assert_eq!(line["action"], "closed");
+    let seen = receiver.wait_for_delivery(line["guid"].as_str().unwrap()).await;
+    assert_eq!(
+        (seen["type"].as_str(), seen["name"].as_str(), seen["action"].as_str()),
+        (Some("event"), Some("pull_request"), Some("closed"))
+    );
+
+    let out = run(&["send", "--event", "push", "--action", "opened", "--to", receiver.url()]).await;
+    assert_eq!(out.code, Some(2), "push has no action: {}", out.stderr);
+}
+
+#[tokio::test]
+async fn octokit_rejects_the_wrong_secret_and_send_exits_4_unless_expected() {
+    let receiver = Receiver::start(SECRET).await;
+    let wrong = "not-the-receivers-secret-55";
+    let out = run_with(&["send", "--event", "ping", "--to", receiver.url(), "--json"], wrong, None).await;
+    assert_eq!(out.code, Some(4), "a rejection exits 4: {}{}", out.stdout, out.stderr);
+    let line = sent(&out);
+    assert_eq!(line["status"], 400);
+    let seen = receiver.wait_for_delivery(line["guid"].as_str().unwrap()).await;
+    assert_eq!(seen["type"], "rejected");
+    assert!(seen["error"].as_str().unwrap().contains("signature does not match"), "{seen}");
+    assert_eq!(out.stderr.lines().count(), 1, "one sentence: {}", out.stderr);
+    assert!(out.stderr.contains("400"), "{}", out.stderr);
+
+    let out =
+        run_with(&["send", "--event", "ping", "--to", receiver.url(), "--expect-status", "400"], wrong, None).await;
+    assert_eq!(out.code, Some(0), "the expected rejection succeeds: {}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1, "one line per request: {}", out.stdout);
+
+    let out = run(&["send", "--event", "ping", "--to", receiver.url(), "--expect-status", "400"]).await;
+    assert_eq!(out.code, Some(4), "a 200 is not the expected 400: {}{}", out.stdout, out.stderr);
+}
+
+#[tokio::test]
+async fn payload_file_is_sent_byte_exact_with_githubs_headers() {
+    let handler = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payload.json");
+    // Whitespace, key order, escapes and a trailing newline that re-serialising would change.
+    let payload = "{ \"zen\" :\"é \\u00e9\",\n  \"action\":\"opened\", \"n\": 1.50,\"repository\":{\"id\":42}}\n";
+    std::fs::write(&path, payload).unwrap();
+
+    let out = run(&["send", "--event", "issues", "--payload", path.to_str().unwrap(), "--to", &handler.url()]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1, "one line per request: {}", out.stdout);
+    assert!(out.stdout.contains("issues.opened") && out.stdout.contains("200"), "{}", out.stdout);
+
+    let received = handler.wait_for(Duration::from_secs(5), "the delivery", |r| r.len() == 1).await;
+    let request = &received[0];
+    assert_eq!(request.path, "/webhook");
+    assert_eq!(&request.body[..], payload.as_bytes(), "byte-exact body");
+    let secret = Secret::new(SECRET);
+    let sha256 = request.header("x-hub-signature-256").expect("X-Hub-Signature-256");
+    assert!(verify_sha256(&secret, &request.body, sha256), "the sha256 signature verifies");
+    assert_eq!(request.header("x-hub-signature"), Some(sha1(&secret, &request.body).as_str()));
+    assert_eq!(request.header("x-github-event"), Some("issues"));
+    let guid = request.header("x-github-delivery").expect("X-GitHub-Delivery");
+    assert!(uuid::Uuid::parse_str(guid).is_ok(), "the delivery id is a uuid: {guid}");
+    assert!(out.stdout.contains(guid), "the line names the delivery: {}", out.stdout);
+    assert!(request.header("x-github-hook-id").is_some_and(|id| id.parse::<u64>().is_ok()));
+    assert_eq!(request.header("x-github-hook-installation-target-id"), Some("42"));
+    assert_eq!(request.header("x-github-hook-installation-target-type"), Some("repository"));
+    assert!(request.header("user-agent").is_some_and(|agent| agent.starts_with("GitHub-Hookshot/")));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+
+    // stdin works the same way.
+    let out =
+        run_with(&["send", "--event", "issues", "--payload", "-", "--to", &handler.url()], SECRET, Some(b"[1]")).await;
+    assert_eq!(out.code, Some(2), "an array is not a webhook payload: {}", out.stderr);
+    let out =
+        run_with(&["send", "--event", "custom", "--payload", "-", "--to", &handler.url()], SECRET, Some(b"{\"a\":1}"))
+            .await;
+    assert_eq!(out.code, Some(0), "any event name goes with a payload: {}", out.stderr);
+    let received = handler.wait_for(Duration::from_secs(5), "the stdin delivery", |r| r.len() == 2).await;
+    assert_eq!(&received[1].body[..], b"{\"a\":1}");
+    assert_eq!(received[1].header("x-github-event"), Some("custom"));
+}
+
+#[tokio::test]
+async fn action_flag_changes_only_the_action_of_a_payload_file() {
+    let handler = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payload.json");
+    std::fs::write(&path, r#"{"action":"opened","number":7,"pull_request":{"title":"é","n":1.50}}"#).unwrap();
+    let file = path.to_str().unwrap();
+    let out =
+        run(&["send", "--event", "pull_request", "--payload", file, "--action", "closed", "--to", &handler.url()])
+            .await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let received = handler.wait_for(Duration::from_secs(5), "the delivery", |r| r.len() == 1).await;
+    assert_eq!(
+        &received[0].body[..],
+        r#"{"action":"closed","number":7,"pull_request":{"title":"é","n":1.50}}"#.as_bytes()
+    );
+    let sha256 = received[0].header("x-hub-signature-256").unwrap();
+    assert!(verify_sha256(&Secret::new(SECRET), &received[0].body, sha256), "signed after the change");
+}
+
+#[tokio::test]
+async fn repeat_sends_each_time_a_new_delivery() {
+    let handler = Recorder::start().await;
+    let out = run(&["send", "--event", "push", "--repeat", "3", "--to", &handler.url(), "--json"]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let lines = out.json();
+    assert_eq!(lines.len(), 3, "one line per request: {}", out.stdout);
+    let guids: HashSet<&str> = lines.iter().map(|line| line["guid"].as_str().unwrap()).collect();
+    assert_eq!(guids.len(), 3, "three distinct guids: {guids:?}");
+
+    let received = handler.wait_for(Duration::from_secs(5), "three deliveries", |r| r.len() == 3).await;
+    let delivered: HashSet<&str> = received.iter().map(|r| r.header("x-github-delivery").unwrap()).collect();
+    assert_eq!(delivered, guids);
+    assert!(received.windows(2).all(|pair| pair[0].body == pair[1].body), "the same payload each time");
+}
+
+#[tokio::test]
+async fn an_unreachable_handler_exits_1_with_one_line() {
+    // A port that was just free: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = run(&["send", "--event", "ping", "--to", &format!("127.0.0.1:{port}/webhook")]).await;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "one sentence: {}", out.stderr);
+    assert!(out.stderr.contains("could not reach the handler"), "{}", out.stderr);
+}
+
+/// Asserts a usage error: exit 2, one error line on stderr (clap may add its `--help` pointer), nothing on stdout.
+fn assert_usage_error(out: &Run, what: &str) -> String {
+    assert_eq!(out.code, Some(2), "{what} exits 2: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "{what}: nothing on stdout: {}", out.stdout);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| {
+            !line.trim().is_empty() && !line.starts_with("For more information") && !line.starts_with("hint:")
+        })
+        .collect();
+    assert_eq!(lines.len(), 1, "{what}: one clear line, got: {}", out.stderr);
+    lines[0].to_string()
+}
+
+#[tokio::test]
+async fn bad_input_gets_one_clear_line_and_exit_2() {
+    let to = "127.0.0.1:9/webhook";
+
+    let line = assert_usage_error(&run(&["send", "--event", "nope", "--to", to]).await, "an unknown event");
+    for event in github::samples::EVENTS {
+        assert!(line.contains(event), "the message lists {event}: {line}");
+    }
+    assert!(line.contains("nope"), "{line}");
+
+    let line = assert_usage_error(
+        &run(&["send", "--event", "push", "--payload", "/nonexistent/payload.json", "--to", to]).await,
+        "a missing payload file",
+    );
+    assert!(line.contains("/nonexistent/payload.json"), "names the file: {line}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, "not json {").unwrap();
+    let line = assert_usage_error(
+        &run(&["send", "--event", "push", "--payload", path.to_str().unwrap(), "--to", to]).await,
+        "a payload that is not JSON",
+    );
+    assert!(line.contains("not valid JSON"), "{line}");
+
+    let line = assert_usage_error(&run(&["send", "--event", "push", "--to", "garbage"]).await, "--to garbage");
+    assert!(line.contains("garbage"), "{line}");
+    assert_usage_error(&run(&["send", "--event", "push", "--to", "ftp://x/y"]).await, "--to ftp://");
+    assert_usage_error(&run(&["send", "--event", "push", "--to", to, "--repeat", "0"]).await, "--repeat 0");
+
+    let dev = ["dev", "--repo", "octo-org/hello-world", "--to", "localhost:3000"];
+    let line = assert_usage_error(&run(&[&dev[..], &["--interval", "0"]].concat()).await, "--interval 0");
+    assert!(line.contains("interval"), "{line}");
+    let line =
+        assert_usage_error(&run(&["dev", "--repo", "not/a/slug", "--to", "localhost:3000"]).await, "a malformed slug");
+    assert!(line.contains("not/a/slug"), "{line}");
+    assert_usage_error(&run(&["dev", "--repo", "octo", "--to", "localhost:3000"]).await, "an org given as --repo");
+}
+
+#[tokio::test]
+async fn help_never_shows_the_secret_from_the_environment() {
+    for args in [&["send", "--help"][..], &["dev", "--help"], &["--help"], &["replay", "--help"]] {
+        // run() asserts the secret is absent.
+        let out = run(args).await;
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.contains("HOOKFWD_SECRET") || args == ["--help"], "{args:?} names the variable");
+    }
+}
+
+#[tokio::test]
+async fn completions_print_a_script_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]).await;
+        assert_eq!(out.code, Some(0), "{shell}: {}", out.stderr);
+        assert!(out.stdout.contains("hookfwd"), "{shell} script names hookfwd");
+        assert!(out.stdout.lines().count() > 10, "{shell} script is not trivial");
+    }
+}
