@@ -1,1 +1,285 @@
 //! A faithful, stateful stand-in for GitHub's hooks and deliveries endpoints.
+//!
+//! [`FakeGitHub`] serves the repository, organization and App hook endpoints that
+//! hookfwd uses, following GitHub's OpenAPI description: tokens and scopes, a real
+//! per-token rate budget, ETags and 304s, opaque delivery cursors with `Link`
+//! headers, and GitHub's error bodies. [`FakeGitHub::emit`] delivers events to hook
+//! URLs the way Hookshot does (headers, signatures, form or JSON bodies) and records
+//! every attempt, so the deliveries API has something true to report. [`Faults`]
+//! injects latency, server errors, rate limits, dropped connections and retention.
+//!
+//! Besides GitHub's paths it answers a small control surface under `/_fake/` (see
+//! [`control`]) so that a separate process can drive the `fake-github` binary.
+
+mod api;
+pub mod control;
+mod deliver;
+mod faults;
+mod server;
+mod state;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub use faults::Faults;
+pub use state::{HookSpec, RecordedDelivery, Stats};
+
+use state::{Scope, State};
+
+/// A running fake GitHub. Dropping it stops the server.
+pub struct FakeGitHub {
+    /// Shared with the server and delivery tasks.
+    inner: Arc<Inner>,
+    /// Cancelled on drop, which stops accepting and closes connections.
+    shutdown: CancellationToken,
+    /// Where it listens.
+    addr: SocketAddr,
+}
+
+/// The state and machinery shared by the handle, the server and deliveries.
+pub(crate) struct Inner {
+    /// Everything the fake knows; never held across an `.await`.
+    state: Mutex<State>,
+    /// The faults tests switch on.
+    faults: Faults,
+    /// Delivers to hook URLs, with GitHub's 10 s timeout.
+    http: reqwest::Client,
+    /// The API root, such as `http://127.0.0.1:PORT/`.
+    api_url: Url,
+    /// Numbers `x-github-request-id`.
+    requests: AtomicU64,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters to a test double; keep serving rather than cascade the panic.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh request id in GitHub's `XXXX:XXXX:XXXXXX:XXXXXXX:XXXXXXXX` shape.
+    pub(crate) fn request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let port = self.api_url.port().unwrap_or(0);
+        format!("FA4E:{port:04X}:{:06X}:{:07X}:{:08X}", n >> 24, n & 0xFF_FFFF, Utc::now().timestamp())
+    }
+
+    /// Forgets deliveries older than the retention.
+    pub(crate) fn purge(&self) {
+        let retention = chrono::Duration::from_std(self.faults.retention()).unwrap_or(chrono::Duration::days(3));
+        self.lock().purge(Utc::now() - retention);
+    }
+}
+
+impl FakeGitHub {
+    /// Starts a fake on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When no local port can be bound, which only a broken test machine does.
+    pub async fn start() -> FakeGitHub {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0 for the fake GitHub");
+        Self::serve(listener).expect("a freshly bound listener has a local address")
+    }
+
+    /// Serves on `listener` (from the current Tokio runtime) until the handle is dropped.
+    pub fn serve(listener: TcpListener) -> io::Result<FakeGitHub> {
+        Self::serve_until(listener, CancellationToken::new())
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled or the handle is dropped.
+    pub fn serve_until(listener: TcpListener, shutdown: CancellationToken) -> io::Result<FakeGitHub> {
+        let addr = listener.local_addr()?;
+        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+        let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+        let api_url = Url::parse(&format!("http://{host}:{}/", addr.port())).map_err(io::Error::other)?;
+        let http = reqwest::Client::builder()
+            .timeout(deliver::DELIVERY_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(io::Error::other)?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::new()),
+            faults: Faults::default(),
+            http,
+            api_url,
+            requests: AtomicU64::new(1),
+        });
+        tokio::spawn(server::run(listener, Arc::clone(&inner), shutdown.clone()));
+        Ok(FakeGitHub { inner, shutdown, addr })
+    }
+
+    /// The API root, such as `http://127.0.0.1:PORT/`.
+    pub fn api_url(&self) -> Url {
+        self.inner.api_url.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A built-in always-200 hook URL (`{api_url}_fake/blackhole`), like hookfwd's blackhole.
+    pub fn blackhole_url(&self) -> String {
+        format!("{}_fake/blackhole", self.inner.api_url)
+    }
+
+    /// Accepts `token` with these classic scopes (`X-OAuth-Scopes`, e.g. `"repo, admin:repo_hook"`).
+    pub fn add_token(&self, token: &str, scopes: &str) {
+        let scopes = Some(scopes.to_string());
+        self.inner.lock().tokens.insert(token.to_string(), state::Token { scopes, expires_at: None });
+    }
+
+    /// Revokes `token`: it answers 401 from now on.
+    pub fn revoke_token(&self, token: &str) {
+        self.inner.lock().tokens.remove(token);
+    }
+
+    /// Adds the repository `owner/repo` (and its owner, as a user unless it is an organization); returns its id.
+    /// Adding it again returns the same id. A name without a slash is taken as `name/name`.
+    pub fn add_repo(&self, full_name: &str) -> u64 {
+        let (owner, name) = full_name.split_once('/').unwrap_or((full_name, full_name));
+        self.inner.lock().repo(owner, name).id
+    }
+
+    /// Adds the organization `org` (or makes an existing user one).
+    pub fn add_org(&self, org: &str) {
+        self.inner.lock().account(org, true);
+    }
+
+    /// Adds a hook to `owner` (`o/r`, created if new, or an organization name); returns the hook id.
+    /// Unlike creating one through the API, this sends no `ping`.
+    pub fn add_hook(&self, owner: &str, hook: HookSpec) -> u64 {
+        let mut state = self.inner.lock();
+        let scope = match owner.split_once('/') {
+            Some((login, name)) => Scope::Repo(state.repo(login, name).id),
+            None => Scope::Org(state.account(owner, true).login.to_ascii_lowercase()),
+        };
+        state.insert_hook(scope, &hook)
+    }
+
+    /// Delivers `payload` as `event` to every matching active hook of `owner`: the repository's, its
+    /// organization's, and every registered App's. Returns the new delivery ids (ascending); an
+    /// unknown repository has no hooks and gets none.
+    pub async fn emit(&self, owner: &str, event: &str, payload: serde_json::Value) -> Vec<u64> {
+        self.inner.emit(owner, event, payload).await
+    }
+
+    /// Emits many events, 64 at a time; returns every new delivery id, ascending. Quick enough to
+    /// seed a backlog of 10,000 deliveries to a local always-200 URL.
+    pub async fn emit_many(&self, owner: &str, event: &str, payloads: Vec<serde_json::Value>) -> Vec<u64> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(64));
+        let mut tasks = tokio::task::JoinSet::new();
+        for payload in payloads {
+            let inner = Arc::clone(&self.inner);
+            let (owner, event, limit) = (owner.to_string(), event.to_string(), Arc::clone(&limit));
+            tasks.spawn(async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = limit.acquire_owned().await.ok();
+                inner.emit(&owner, &event, payload).await
+            });
+        }
+        let mut ids: Vec<u64> = tasks.join_all().await.into_iter().flatten().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Emits this project's sample payload for `event` (see `github::samples`); `None` when there is none.
+    pub async fn emit_sample(&self, owner: &str, event: &str) -> Option<Vec<u64>> {
+        let payload = serde_json::from_str(github::samples::sample(event)?).ok()?;
+        Some(self.emit(owner, event, payload).await)
+    }
+
+    /// The deliveries of hook `hook_id` still retained, oldest first. For the App hook use
+    /// [`FakeGitHub::app_hook_id`].
+    pub fn deliveries(&self, hook_id: u64) -> Vec<RecordedDelivery> {
+        self.inner.purge();
+        self.inner.lock().hooks.get(&hook_id).map(|hook| hook.deliveries.clone()).unwrap_or_default()
+    }
+
+    /// A cloneable handle on the faults.
+    pub fn faults(&self) -> Faults {
+        self.inner.faults.clone()
+    }
+
+    /// Sets every token's primary budget per hour (default 5000).
+    pub fn set_rate_limit(&self, per_hour: u32) {
+        self.inner.lock().per_hour = per_hour;
+    }
+
+    /// Whether creating a hook through the API pings it, as GitHub does (default true).
+    pub fn set_ping_on_create(&self, ping: bool) {
+        self.inner.lock().ping_on_create = ping;
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.inner.lock().stats.clone()
+    }
+
+    /// Registers a GitHub App: its RS256 public key verifies JWTs for `/app/*`, and its single
+    /// installation covers every repository. Its hook starts active for every event, pointing at
+    /// [`FakeGitHub::blackhole_url`] (change it with `PATCH /app/hook/config` or [`FakeGitHub::set_app_hook`]).
+    ///
+    /// # Panics
+    /// When `public_key_pem` is not an RSA public key in PEM: a mistake in the test itself.
+    pub fn add_app(&self, app_id: u64, public_key_pem: &str, installation_id: u64) {
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key_pem.as_bytes())
+            .expect("add_app takes an RSA public key in PEM");
+        let blackhole = self.blackhole_url();
+        let mut state = self.inner.lock();
+        let hook_id = match state.apps.get(&app_id) {
+            Some(app) => app.hook_id,
+            None => state.insert_hook(Scope::App(app_id), &HookSpec::new(blackhole)),
+        };
+        state.apps.insert(app_id, state::App { id: app_id, key, installation_id, hook_id });
+    }
+
+    /// Points App `app_id`'s hook elsewhere (url, secret, content type, events, active).
+    pub fn set_app_hook(&self, app_id: u64, spec: HookSpec) {
+        let mut state = self.inner.lock();
+        let Some(hook_id) = state.apps.get(&app_id).map(|app| app.hook_id) else { return };
+        if let Some(hook) = state.hooks.get_mut(&hook_id) {
+            hook.url = spec.url;
+            hook.events = spec.events;
+            hook.secret = spec.secret.filter(|secret| !secret.is_empty());
+            hook.content_type = spec.content_type;
+            hook.active = spec.active;
+            hook.updated_at = Utc::now();
+        }
+    }
+
+    /// The internal hook id of App `app_id`'s hook, for [`FakeGitHub::deliveries`].
+    pub fn app_hook_id(&self, app_id: u64) -> Option<u64> {
+        self.inner.lock().apps.get(&app_id).map(|app| app.hook_id)
+    }
+
+    /// Moves every recorded delivery's `delivered_at` back by `by`, to test retention and `--since` without waiting.
+    pub fn age(&self, by: Duration) {
+        Self::age_state(&self.inner, by);
+    }
+
+    pub(crate) fn age_state(inner: &Inner, by: Duration) {
+        let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        let mut state = inner.lock();
+        for hook in state.hooks.values_mut() {
+            for delivery in &mut hook.deliveries {
+                delivery.delivered_at = delivery.delivered_at.checked_sub_signed(by).unwrap_or(delivery.delivered_at);
+            }
+        }
+    }
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,185 @@
+//! Faults a test can switch on at run time: latency, server errors, rate limits, dropped connections, retention.
+//!
+//! Rates are applied deterministically (an accumulator, not a dice roll), so a rate of
+//! 0.25 fails exactly every fourth API request and tests never flake on luck.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// GitHub keeps deliveries for about three days.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// A cloneable handle on the fake's faults; every setter takes effect on the next API request.
+#[derive(Clone)]
+pub struct Faults(Arc<Mutex<FaultState>>);
+
+/// What the faults currently are.
+struct FaultState {
+    /// Added to every API answer.
+    latency: Duration,
+    /// Fraction of API requests answered 502 or 500.
+    server_error_rate: f64,
+    /// Accumulates `server_error_rate`; a request fails each time it reaches 1.
+    server_error_acc: f64,
+    /// Alternates 502 and 500 between injected errors.
+    server_error_count: u64,
+    /// Fraction of API requests whose connection is closed without an answer.
+    drop_rate: f64,
+    /// Accumulates `drop_rate`.
+    drop_acc: f64,
+    /// How many more requests hit the secondary rate limit.
+    secondary_left: u32,
+    /// The `retry-after` those requests carry.
+    secondary_retry_after: Duration,
+    /// Until when the primary budget of every token is exhausted.
+    primary_exhausted_until: Option<DateTime<Utc>>,
+    /// Deliveries older than this are forgotten.
+    retention: Duration,
+}
+
+/// What the faults decide for one API request.
+pub(crate) struct Verdict {
+    /// Sleep this long before answering.
+    pub latency: Duration,
+    /// Close the connection without answering.
+    pub drop: bool,
+    /// Answer with this server error.
+    pub server_error: Option<u16>,
+    /// Answer 403 secondary rate limit with this `retry-after`.
+    pub secondary: Option<Duration>,
+}
+
+impl FaultState {
+    fn new() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            server_error_rate: 0.0,
+            server_error_acc: 0.0,
+            server_error_count: 0,
+            drop_rate: 0.0,
+            drop_acc: 0.0,
+            secondary_left: 0,
+            secondary_retry_after: Duration::ZERO,
+            primary_exhausted_until: None,
+            retention: DEFAULT_RETENTION,
+        }
+    }
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(FaultState::new())))
+    }
+}
+
+/// Adds `rate` to `acc` and says whether this request is one of the unlucky ones.
+fn tick(acc: &mut f64, rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    *acc += rate.min(1.0);
+    if *acc >= 1.0 - 1e-9 {
+        *acc -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        // A panic while holding this lock leaves plain numbers behind, which stay usable.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds `latency` to every API answer.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    /// Answers this fraction of API requests with a 502 or 500 (alternating) and GitHub's error body.
+    pub fn set_server_error_rate(&self, rate: f64) {
+        let mut state = self.lock();
+        state.server_error_rate = rate.clamp(0.0, 1.0);
+        state.server_error_acc = 0.0;
+    }
+
+    /// The next `n` API requests answer 403 with `retry-after` and GitHub's secondary-rate-limit message.
+    pub fn secondary_limit(&self, n: u32, retry_after: Duration) {
+        let mut state = self.lock();
+        state.secondary_left = n;
+        state.secondary_retry_after = retry_after;
+    }
+
+    /// Exhausts every token's primary budget until `reset_in` from now.
+    pub fn exhaust_primary(&self, reset_in: Duration) {
+        let reset = Utc::now() + chrono::Duration::from_std(reset_in).unwrap_or(chrono::Duration::hours(1));
+        self.lock().primary_exhausted_until = Some(reset);
+    }
+
+    /// Closes this fraction of API requests' connections without an answer.
+    pub fn set_drop_rate(&self, rate: f64) {
+        let mut state = self.lock();
+        state.drop_rate = rate.clamp(0.0, 1.0);
+        state.drop_acc = 0.0;
+    }
+
+    /// Forgets deliveries older than `retention` (GitHub keeps about three days).
+    pub fn set_retention(&self, retention: Duration) {
+        self.lock().retention = retention;
+    }
+
+    /// Switches every fault off (retention goes back to three days).
+    pub fn clear(&self) {
+        *self.lock() = FaultState::new();
+    }
+
+    /// The current retention.
+    pub fn retention(&self) -> Duration {
+        self.lock().retention
+    }
+
+    /// When the exhausted primary budget resets, if it is exhausted now.
+    pub(crate) fn primary_exhausted(&self) -> Option<DateTime<Utc>> {
+        let mut state = self.lock();
+        match state.primary_exhausted_until {
+            Some(until) if until > Utc::now() => Some(until),
+            Some(_) => {
+                state.primary_exhausted_until = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Decides the fate of one API request.
+    pub(crate) fn judge(&self) -> Verdict {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let drop = tick(&mut state.drop_acc, state.drop_rate);
+        let server_error = (!drop && tick(&mut state.server_error_acc, state.server_error_rate)).then(|| {
+            state.server_error_count += 1;
+            if state.server_error_count % 2 == 1 { 502 } else { 500 }
+        });
+        let secondary = (!drop && server_error.is_none() && state.secondary_left > 0).then(|| {
+            state.secondary_left -= 1;
+            state.secondary_retry_after
+        });
+        Verdict { latency: state.latency, drop, server_error, secondary }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_exact_fractions() {
+        let faults = Faults::default();
+        faults.set_server_error_rate(0.25);
+        let failed = (0..100).filter(|_| faults.judge().server_error.is_some()).count();
+        assert_eq!(failed, 25);
+    }
+}
