@@ -71,7 +71,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, Err(_)) => SocketAddr::from(([0, 0, 0, 0], 8080)),
     };
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let config = blackhole::Config {
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,
@@ -84,4 +84,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     };
     Ok(blackhole::run(listener, config, shutdown).await?)
+}
+
+/// Binds with a deep backlog: clients beyond --max-connections wait there, and the default of 128 would drop their SYNs.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
