@@ -4,6 +4,8 @@
 //! new one to the target, recording it in the ledger only after the target answered.
 //! Everything the user should see is sent as an [`Event`]; the CLI renders them.
 
+mod backoff;
+mod engine;
 mod error;
 mod event;
 pub mod forward;
@@ -62,6 +64,5 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let _ = (client, rules, settings, events, cancel);
-    todo!("the relay engine")
+    engine::run(client, rules, settings, events, cancel).await
 }
