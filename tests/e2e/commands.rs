@@ -1,0 +1,426 @@
+//! `replay`, `trigger`, `wait`, `hooks` and `doctor` through the real binary, against the fake GitHub.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{Guard, Recorder, hookfwd};
+use fake_github::{FakeGitHub, HookSpec};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "ghp_e2eCommandsTokenNeverPrinted00042";
+const SECRET: &str = "commands-secret-never-printed-91c2";
+const REPO: &str = "octo-org/hello-world";
+
+/// A fake GitHub that knows the token and the repository, with one hook at its blackhole URL.
+async fn github() -> (FakeGitHub, u64) {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo(REPO);
+    let hook = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
+    (fake, hook)
+}
+
+/// A `hookfwd` child with a clean environment, its output collected as it arrives.
+struct Run {
+    child: Guard,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// What a finished run printed.
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    /// Each stdout line as JSON.
+    fn json(&self) -> Vec<Value> {
+        self.stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
+    }
+}
+
+impl Run {
+    /// Starts `hookfwd ARGS --api-url FAKE` with GITHUB_TOKEN=`token`, HOOKFWD_SECRET and a state directory.
+    fn start(fake: &FakeGitHub, token: &str, state: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(hookfwd())
+            .args(args)
+            .args(["--api-url", fake.api_url().as_str()])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", state)
+            .env("HOOKFWD_STATE_DIR", state)
+            .env("GITHUB_TOKEN", token)
+            .env("HOOKFWD_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hookfwd starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (lines, out) = (stdout.clone(), child.stdout.take().expect("piped stdout"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let (text, mut err) = (stderr.clone(), child.stderr.take().expect("piped stderr"));
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buffer) {
+                text.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Self { child: Guard(child), stdout, stderr }
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    async fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self.stdout.lock().unwrap().iter().find(|line| line.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` line; stdout: {:?}; stderr: {}",
+                self.stdout.lock().unwrap(),
+                self.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits (at most a minute) for the process to exit; checks that the token and secret were never printed.
+    async fn finish(mut self) -> Finished {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let code = loop {
+            if let Some(status) = self.child.0.try_wait().expect("try_wait") {
+                break status.code();
+            }
+            assert!(Instant::now() < deadline, "hookfwd did not exit; stderr: {}", self.stderr.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        // The reader threads drain what is left in the pipes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stdout = self.stdout.lock().unwrap().join("\n");
+        let stderr = self.stderr.lock().unwrap().clone();
+        for text in [&stdout, &stderr] {
+            assert!(!text.contains(TOKEN), "the token was printed: {text}");
+            assert!(!text.contains(SECRET), "the secret was printed: {text}");
+        }
+        Finished { code, stdout, stderr }
+    }
+}
+
+/// Runs `hookfwd ARGS` to completion with the good token.
+async fn hookfwd_run(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Finished {
+    Run::start(fake, TOKEN, state, args).finish().await
+}
+
+/// Polls `check` until it holds, for at most 30 s.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn payload(action: Option<&str>, marker: &str) -> Value {
+    let mut payload = json!({"marker": marker, "repository": {"full_name": REPO}});
+    if let Some(action) = action {
+        payload["action"] = json!(action);
+    }
+    payload
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_forwards_filtered_deliveries_oldest_first_without_a_ledger() {
+    let (fake, hook) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start().await;
+    fake.emit(REPO, "push", payload(None, "too-old")).await;
+    fake.age(Duration::from_secs(2 * 3600));
+    for (event, action, marker) in [
+        ("push", None, "a"),
+        ("issues", Some("opened"), "issue"),
+        ("push", None, "b"),
+        ("pull_request", Some("closed"), "pr"),
+        ("push", None, "c"),
+    ] {
+        fake.emit(REPO, event, payload(action, marker)).await;
+    }
+
+    let hook_url = fake.blackhole_url();
+    let to = recorder.url();
+    let args = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--since", "1h"];
+    let run =
+        hookfwd_run(&fake, state.path(), &[&args[..], &["--event", "push", "--limit", "2", "--json"]].concat()).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+
+    // The two newest pushes of the last hour, oldest first, with GitHub's headers and our signature.
+    let received = recorder.received();
+    let markers: Vec<Value> =
+        received.iter().map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["marker"].clone()).collect();
+    assert_eq!(markers, [json!("b"), json!("c")]);
+    let pushes: Vec<String> = fake.deliveries(hook).into_iter().filter(|d| d.event == "push").map(|d| d.guid).collect();
+    let guids: Vec<&str> = received.iter().map(|r| r.header("x-github-delivery").unwrap()).collect();
+    assert_eq!(guids, [pushes[2].as_str(), pushes[3].as_str()]);
+    for request in &received {
+        assert_eq!(request.header("x-github-event"), Some("push"));
+        let signature = request.header("x-hub-signature-256").expect("a signature");
+        assert!(
+            github::signature::verify_sha256(&github::Secret::new(SECRET), &request.body, signature),
+            "{signature}"
+        );
+    }
+
+    // One JSON line per delivery, and no ledger written anywhere.
+    let lines = run.json();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(lines.iter().all(|line| line["type"] == "forwarded" && line["status"] == 200), "{}", run.stdout);
+    assert_eq!(lines[1]["guid"], json!(pushes[3]));
+    let leftovers: Vec<_> = walk(state.path());
+    assert!(leftovers.is_empty(), "replay wrote {leftovers:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_exits_4_when_the_handler_refuses() {
+    let (fake, _) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start().await;
+    recorder.answer(400);
+    fake.emit(REPO, "push", payload(None, "x")).await;
+
+    let (to, hook_url) = (recorder.url(), fake.blackhole_url());
+    let run = hookfwd_run(&fake, state.path(), &["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url]).await;
+    assert_eq!(run.code, Some(4), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("refused 1 of 1"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_without_hook_url_needs_one_when_there_are_many_hooks() {
+    let (fake, _) = github().await;
+    fake.add_hook(REPO, HookSpec::new("https://elsewhere.example/hook"));
+    let state = tempfile::tempdir().unwrap();
+    let run = hookfwd_run(&fake, state.path(), &["replay", "--repo", REPO, "--to", "localhost:9"]).await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--hook-url") && run.stderr.contains("https://elsewhere.example/hook"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trigger_ping_makes_github_send_a_ping() {
+    let (fake, hook) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let hook_url = fake.blackhole_url();
+    let run = hookfwd_run(&fake, state.path(), &["trigger", "ping", "--repo", REPO, "--hook-url", &hook_url]).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(run.stdout.contains("ping"), "{}", run.stdout);
+    eventually("a ping delivery", || fake.deliveries(hook).into_iter().find(|d| d.event == "ping")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trigger_redeliver_makes_a_redelivery_with_the_same_guid() {
+    let (fake, hook) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    fake.emit(REPO, "issues", payload(Some("opened"), "x")).await;
+    let original = fake.deliveries(hook).pop().expect("a delivery");
+    assert!(!original.redelivery);
+
+    let hook_url = fake.blackhole_url();
+    let args = ["trigger", "redeliver", &original.guid, "--repo", REPO, "--hook-url", &hook_url];
+    let run = hookfwd_run(&fake, state.path(), &args).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let again = eventually("a redelivery", || {
+        fake.deliveries(hook).into_iter().find(|d| d.guid == original.guid && d.id != original.id)
+    })
+    .await;
+    assert!(again.redelivery);
+    assert_eq!(again.event, "issues");
+
+    let args = ["trigger", "redeliver", "no-such-guid", "--repo", REPO, "--hook-url", &hook_url];
+    let run = hookfwd_run(&fake, state.path(), &args).await;
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    assert!(run.stderr.contains("no delivery with guid no-such-guid"), "{}", run.stderr);
+}
+
+/// Starts `hookfwd wait` for `issues.opened` and waits for its ready line.
+async fn start_wait(fake: &FakeGitHub, state: &Path, to: &str, timeout: &str) -> Run {
+    let hook_url = fake.blackhole_url();
+    let args = [
+        "wait",
+        "--repo",
+        REPO,
+        "--event",
+        "issues",
+        "--action",
+        "opened",
+        "--to",
+        to,
+        "--hook-url",
+        &hook_url,
+        "--timeout",
+        timeout,
+        "--interval",
+        "100ms",
+        "--json",
+    ];
+    let run = Run::start(fake, TOKEN, state, &args);
+    run.wait_line(r#""type":"ready""#).await;
+    run
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_exits_0_once_a_matching_delivery_was_handled() {
+    let (fake, _) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start().await;
+    let wait = start_wait(&fake, state.path(), &recorder.url(), "60s").await;
+
+    // Not matching: forwarded all the same, and the wait goes on.
+    fake.emit(REPO, "push", payload(None, "push")).await;
+    fake.emit(REPO, "issues", payload(Some("closed"), "closed")).await;
+    recorder.wait_for(Duration::from_secs(30), "the non-matching deliveries", |r| r.len() == 2).await;
+    fake.emit(REPO, "issues", payload(Some("opened"), "opened")).await;
+
+    let run = wait.finish().await;
+    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let matched = run.json().into_iter().find(|line| line["type"] == "matched").expect("a matched line");
+    assert_eq!(matched["action"], "opened");
+    assert_eq!(matched["status"], 200);
+    let markers: Vec<Value> = recorder
+        .received()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["marker"].clone())
+        .collect();
+    assert_eq!(markers, [json!("push"), json!("closed"), json!("opened")]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_exits_5_when_nothing_matches_in_time() {
+    let (fake, _) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start().await;
+    let wait = start_wait(&fake, state.path(), &recorder.url(), "2s").await;
+    fake.emit(REPO, "issues", payload(Some("closed"), "closed")).await;
+
+    let run = wait.finish().await;
+    assert_eq!(run.code, Some(5), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("no new issues.opened delivery"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_exits_4_when_the_handler_rejects_the_match() {
+    let (fake, _) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start().await;
+    recorder.answer(422);
+    let wait = start_wait(&fake, state.path(), &recorder.url(), "60s").await;
+    fake.emit(REPO, "issues", payload(Some("opened"), "opened")).await;
+
+    let run = wait.finish().await;
+    assert_eq!(run.code, Some(4), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("rejected issues.opened"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hooks_list_marks_hookfwds_hook_and_rm_deletes_one() {
+    let (fake, ours) = github().await;
+    let other = fake.add_hook(REPO, HookSpec::new("https://ci.example/hook").events(&["push"]));
+    let state = tempfile::tempdir().unwrap();
+    let hook_url = fake.blackhole_url();
+
+    let run =
+        hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--hook-url", &hook_url, "--json"]).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let hooks = run.json();
+    assert_eq!(hooks.len(), 2, "{}", run.stdout);
+    let mine = hooks.iter().find(|hook| hook["id"] == ours).expect("our hook");
+    assert_eq!(mine["hookfwd"], true);
+    assert_eq!(mine["url"], json!(hook_url));
+    let theirs = hooks.iter().find(|hook| hook["id"] == other).expect("the other hook");
+    assert_eq!(theirs["hookfwd"], false);
+    assert_eq!(theirs["events"], json!(["push"]));
+
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--hook-url", &hook_url]).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let marked: Vec<&str> = run.stdout.lines().filter(|line| line.contains("hookfwd")).collect();
+    assert_eq!(marked.len(), 1, "{}", run.stdout);
+    assert!(marked[0].contains(&hook_url) && marked[0].contains(&ours.to_string()), "{}", run.stdout);
+
+    let id = other.to_string();
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "rm", &id, "--repo", REPO]).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--json"]).await;
+    let ids: Vec<Value> = run.json().into_iter().map(|hook| hook["id"].clone()).collect();
+    assert_eq!(ids, [json!(ours)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_against_the_fake() {
+    let (fake, _) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let hook_url = fake.blackhole_url();
+    let dir = state.path().join("state");
+    let dir = dir.to_str().unwrap();
+    let run =
+        hookfwd_run(&fake, state.path(), &["doctor", "--repo", REPO, "--hook-url", &hook_url, "--state-dir", dir])
+            .await;
+    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains('✗'), "{}", run.stdout);
+    for expected in ["✓ token: found in GITHUB_TOKEN (ghp_***)", "✓ octo-org/hello-world: visible", "✓ hook URL"]
+    {
+        assert!(run.stdout.contains(expected), "no `{expected}` in {}", run.stdout);
+    }
+    assert!(run.stdout.contains("delivers to"), "{}", run.stdout);
+    assert!(run.stdout.contains("is not HTTPS"), "{}", run.stdout);
+    assert!(run.stdout.contains("is writable"), "{}", run.stdout);
+    assert!(walk(state.path()).is_empty(), "doctor left files behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_exits_3_for_a_rejected_token() {
+    let (fake, _) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let bad = "ghp_revokedTokenThatGitHubRejects0000001";
+    let run = Run::start(&fake, bad, state.path(), &["doctor", "--repo", REPO]).finish().await;
+    assert_eq!(run.code, Some(3), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("✗ token: GitHub rejected it"), "{}", run.stdout);
+    assert!(!run.stdout.contains(bad) && !run.stderr.contains(bad), "the bad token was printed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_reports_a_repository_it_cannot_see() {
+    let (fake, _) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let run = hookfwd_run(&fake, state.path(), &["doctor", "--repo", "octo-org/missing"]).await;
+    assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("✗ octo-org/missing: not found"), "{}", run.stdout);
+}
