@@ -19,6 +19,7 @@ mod tls;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -130,6 +131,17 @@ struct Shared {
     http: http1::Builder,
     /// The server's configuration.
     config: Config,
+}
+
+/// Binds a listener on `addr` with a deep backlog.
+///
+/// Clients beyond [`Config::max_connections`] wait in the backlog; at the
+/// usual 128 the kernel would drop their SYNs and they would retry for seconds.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
