@@ -169,6 +169,7 @@ fn status_style(status: u16, expected: bool) -> console::StyledObject<u16> {
 
 /// A JSON object's members in their original order, each value kept as its original text,
 /// so that setting `action` leaves every other byte of the values as it was.
+#[derive(Debug)]
 struct Object(Vec<(String, Box<RawValue>)>);
 
 impl Object {
