@@ -459,15 +459,10 @@ async fn start_once(
     let hook = &source.hook;
     match (plan, ledger) {
         (Plan::StartNow, _) => {
-            let (items, origin) = match client.list_deliveries(hook, PER_PAGE).await? {
-                Listing::Page(page) => {
-                    // An empty list: whatever shows up later is new.
-                    let newest = page.items.iter().map(|item| item.delivered_at).max();
-                    (page.items, newest.unwrap_or(DateTime::<Utc>::UNIX_EPOCH))
-                }
-                // Someone listed this hook with this client already; start at the local time.
-                Listing::NotModified => (Vec::new(), now),
-            };
+            let page = first_page(client, hook).await?;
+            // An empty list: whatever shows up later is new.
+            let origin = page.items.iter().map(|item| item.delivered_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            let items = page.items;
             let done = items.iter().filter(|i| i.delivered_at >= origin).map(|i| (i.id, i.delivered_at)).collect();
             Ok(Begin::Create { origin, done, first: Vec::new() })
         }
@@ -502,10 +497,7 @@ async fn scan_all(
     hook: &HookRef,
     stop_before: DateTime<Utc>,
 ) -> Result<Vec<DeliveryItem>, github::Error> {
-    let mut page = match client.list_deliveries(hook, PER_PAGE).await? {
-        Listing::Page(page) => page,
-        Listing::NotModified => return Ok(Vec::new()),
-    };
+    let mut page = first_page(client, hook).await?;
     let mut items = Vec::new();
     loop {
         let reached = page.items.iter().any(|item| item.delivered_at < stop_before);
@@ -513,6 +505,20 @@ async fn scan_all(
         match page.next {
             Some(next) if !reached => page = client.next_deliveries(&next).await?,
             _ => return Ok(items),
+        }
+    }
+}
+
+/// The newest page, in full even if this client listed it before (a 304 would hide it).
+async fn first_page(client: &github::Client, hook: &HookRef) -> Result<Page, github::Error> {
+    match client.list_deliveries(hook, PER_PAGE).await? {
+        Listing::Page(page) => Ok(page),
+        Listing::NotModified => {
+            client.forget_etags(hook);
+            match client.list_deliveries(hook, PER_PAGE).await? {
+                Listing::Page(page) => Ok(page),
+                Listing::NotModified => Ok(Page { items: Vec::new(), next: None }),
+            }
         }
     }
 }

@@ -1,0 +1,530 @@
+//! The relay engine driven in-process against the fake GitHub and a local receiver that
+//! verifies every signature.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fake_github::{FakeGitHub, HookSpec};
+use github::{Auth, Client, Config, HookRef, Owner, RetryPolicy, Secret};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use relay::{Event, HookOrigin, Rule, Settings, Source, Target};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "ghp_relaytestsrelaytestsrelaytests0000";
+const SECRET: &str = "local-handler-secret";
+/// Long enough for any of these runs; a hang fails instead of blocking CI.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HashMap<String, String>,
+    body: Bytes,
+    /// Whether `X-Hub-Signature-256` verified with [`SECRET`].
+    signed: bool,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+    fn guid(&self) -> String {
+        self.header("x-github-delivery").unwrap_or_default().to_string()
+    }
+}
+
+/// A local handler on 127.0.0.1 that records what it gets and answers `status`.
+struct Receiver {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    stop: CancellationToken,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        Self::on(TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    fn on(listener: TcpListener) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let (log, token) = (received.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok((stream, _)) => stream, Err(_) => continue },
+                    () = token.cancelled() => return,
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let headers = request
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+                                .collect::<HashMap<_, _>>();
+                            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let signed = headers
+                                .get("x-hub-signature-256")
+                                .is_some_and(|sig| github::signature::verify_sha256(&Secret::new(SECRET), &body, sig));
+                            log.lock().unwrap().push(Received { headers, body, signed });
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, received, stop }
+    }
+
+    fn target(&self) -> Target {
+        Target::parse(&format!("127.0.0.1:{}/webhook", self.addr.port())).unwrap()
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn client(fake: &FakeGitHub) -> Client {
+    let config =
+        Config { api_url: fake.api_url(), auth: Auth::Token(Secret::new(TOKEN)), timeout: Duration::from_secs(10) };
+    Client::new(config).unwrap().with_retry_policy(RetryPolicy {
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+        attempts: 3,
+        secondary_wait: Duration::from_millis(100),
+        secondary_cap: Duration::from_millis(500),
+        max_rate_limit_wait: None,
+    })
+}
+
+async fn fake() -> FakeGitHub {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook, admin:org_hook");
+    fake.set_ping_on_create(false);
+    fake
+}
+
+fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
+    Rule {
+        sources: from.iter().map(|s| Source::Owner(Owner::parse(s).unwrap())).collect(),
+        target,
+        hook_url: Some(hook_url.to_string()),
+        events: Vec::new(),
+        secret: Some(Secret::new(SECRET)),
+    }
+}
+
+fn settings(state: &std::path::Path) -> Settings {
+    Settings {
+        interval: Duration::from_millis(50),
+        since: None,
+        state_dir: state.to_path_buf(),
+        cleanup: false,
+        fetch_concurrency: 8,
+        target_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A relay running in the background, with the events it sent.
+struct Running {
+    cancel: CancellationToken,
+    task: JoinHandle<Result<(), relay::Error>>,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Running {
+    fn start(client: Client, rules: Vec<Rule>, settings: Settings) -> Self {
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(relay::run(client, rules, settings, tx, cancel.clone()));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let log = events.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                log.lock().unwrap().push(event);
+            }
+        });
+        Self { cancel, task, events }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn count(&self, matches: impl Fn(&Event) -> bool) -> usize {
+        self.events.lock().unwrap().iter().filter(|e| matches(e)).count()
+    }
+
+    async fn polled(&self, more: usize) {
+        let before = self.count(|e| matches!(e, Event::Polled { .. }));
+        wait_for("polls", || self.count(|e| matches!(e, Event::Polled { .. })) >= before + more).await;
+    }
+
+    async fn stop(self) -> Result<(), relay::Error> {
+        self.cancel.cancel();
+        tokio::time::timeout(PATIENCE, self.task).await.expect("the relay stops when cancelled").unwrap()
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The guids of a hook's deliveries in the order the relay must forward them: oldest first.
+fn oldest_first(fake: &FakeGitHub, hook: u64) -> Vec<String> {
+    let mut deliveries = fake.deliveries(hook);
+    deliveries.sort_by_key(|d| (d.delivered_at.timestamp(), d.id));
+    deliveries.into_iter().map(|d| d.guid).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_a_250_delivery_backlog_once_each_oldest_first_signed_and_byte_exact() {
+    let fake = fake().await;
+    let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    let payloads = (0..250).map(|n| json!({"n": n, "text": "spaced  out ünïcode", "nested": {"f": 1.50}})).collect();
+    let ids = fake.emit_many("octo/hello", "issues", payloads).await;
+    assert_eq!(ids.len(), 250);
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(state.path());
+    settings.since = Some(Duration::from_secs(3600));
+
+    let running =
+        Running::start(client(&fake), vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())], settings);
+    wait_for("250 deliveries", || receiver.count() >= 250).await;
+    running.polled(3).await;
+    running.stop().await.unwrap();
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 250, "each delivery exactly once");
+    let guids: Vec<_> = received.iter().map(Received::guid).collect();
+    assert_eq!(guids, oldest_first(&fake, hook), "oldest first");
+    let recorded: HashMap<_, _> = fake.deliveries(hook).into_iter().map(|d| (d.guid.clone(), d)).collect();
+    for request in &received {
+        assert!(request.signed, "signature verifies");
+        let original = &recorded[&request.guid()];
+        assert_eq!(request.body, original.payload, "payload bytes unchanged");
+        assert_eq!(request.header("x-github-event"), Some("issues"));
+        assert_eq!(request.header("x-github-hook-id"), Some(hook.to_string().as_str()));
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert!(request.header("user-agent").unwrap().starts_with("GitHub-Hookshot/"));
+        assert!(request.header("x-github-hook-installation-target-id").is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuses_the_hook_found_by_url_even_when_another_is_listed_first() {
+    let fake = fake().await;
+    let _other = fake.add_hook("octo/hello", HookSpec::new("https://elsewhere.example/hook"));
+    let ours = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        settings(state.path()),
+    );
+    wait_for("ready", || running.count(|e| matches!(e, Event::Ready { .. })) == 1).await;
+    running.polled(1).await;
+    let ready = running.events().into_iter().find_map(|e| match e {
+        Event::HookReady { hook, origin, .. } => Some((hook, origin)),
+        _ => None,
+    });
+    assert_eq!(
+        ready,
+        Some((HookRef::Repo { owner: "octo".into(), repo: "hello".into(), id: ours }, HookOrigin::Found))
+    );
+    assert_eq!(fake.stats().hook_creates, 0);
+    fake.emit("octo/hello", "push", json!({"ref": "refs/heads/main"})).await;
+    wait_for("the push", || receiver.count() == 1).await;
+    running.stop().await.unwrap();
+    assert_eq!(receiver.received()[0].guid(), fake.deliveries(ours)[0].guid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_a_missing_hook_and_cleanup_deletes_only_that() {
+    let fake = fake().await;
+    fake.add_repo("octo/hello");
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(state.path());
+    settings.cleanup = true;
+    let mut rule = rule(&["octo/hello"], receiver.target(), &fake.blackhole_url());
+    rule.events = vec!["push".into()];
+    let running = Running::start(client(&fake), vec![rule], settings);
+    running.polled(1).await;
+    let created = running.events().into_iter().find_map(|e| match e {
+        Event::HookReady { hook, origin: HookOrigin::Created, events, .. } => Some((hook, events)),
+        _ => None,
+    });
+    let (hook, events) = created.expect("the hook was created");
+    assert_eq!(events, ["push"]);
+    fake.emit("octo/hello", "push", json!({"ref": "refs/heads/main"})).await;
+    wait_for("the push", || receiver.count() == 1).await;
+    running.stop().await.unwrap();
+    assert_eq!(fake.stats().hook_deletes, 1);
+    let owner = Owner::parse("octo/hello").unwrap();
+    let left = client(&fake).list_hooks(&owner).await.unwrap();
+    assert!(left.iter().all(|h| Some(h.id) != hook.id()), "the created hook is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_is_forwarded_again() {
+    let fake = fake().await;
+    let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        settings(state.path()),
+    );
+    running.polled(1).await;
+    let ids = fake.emit("octo/hello", "issues", json!({"action": "opened"})).await;
+    wait_for("the delivery", || receiver.count() == 1).await;
+    let hook_ref = HookRef::Repo { owner: "octo".into(), repo: "hello".into(), id: hook };
+    client(&fake).redeliver(&hook_ref, ids[0]).await.unwrap();
+    wait_for("the redelivery", || receiver.count() == 2).await;
+    running.polled(3).await;
+    running.stop().await.unwrap();
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].guid(), received[1].guid(), "a redelivery keeps the guid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_poll_costs_no_rate_limit() {
+    let fake = fake().await;
+    fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    fake.emit("octo/hello", "push", json!({})).await;
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        settings(state.path()),
+    );
+    running.polled(2).await;
+    let before = fake.stats();
+    running.polled(10).await;
+    let after = fake.stats();
+    running.stop().await.unwrap();
+    assert_eq!(after.counted, before.counted, "idle polls are free");
+    assert!(after.not_modified >= before.not_modified + 9, "{before:?} {after:?}");
+    assert_eq!(receiver.count(), 0, "a delivery from before the start is not forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_down_for_seconds_loses_nothing() {
+    let fake = fake().await;
+    let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    let payloads = (0..20).map(|n| json!({"n": n})).collect();
+    fake.emit_many("octo/hello", "issues", payloads).await;
+    // Reserve a port, then leave it closed: the handler is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let target = Target::parse(&format!("127.0.0.1:{port}/webhook")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(state.path());
+    settings.since = Some(Duration::from_secs(3600));
+    let running = Running::start(client(&fake), vec![rule(&["octo/hello"], target, &fake.blackhole_url())], settings);
+    wait_for("retries", || running.count(|e| matches!(e, Event::Retrying { .. })) >= 3).await;
+    // More arrive while it is down.
+    fake.emit_many("octo/hello", "issues", (20..30).map(|n| json!({"n": n})).collect()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let receiver = Receiver::on(TcpListener::bind(("127.0.0.1", port)).await.unwrap());
+    wait_for("30 deliveries", || receiver.count() >= 30).await;
+    running.polled(3).await;
+    running.stop().await.unwrap();
+    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    assert_eq!(guids, oldest_first(&fake, hook), "all of them, once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_server_errors_and_secondary_limits_lose_nothing() {
+    let fake = fake().await;
+    let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    fake.emit_many("octo/hello", "issues", (0..150).map(|n| json!({"n": n})).collect()).await;
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(state.path());
+    settings.since = Some(Duration::from_secs(3600));
+    fake.faults().set_server_error_rate(0.2);
+    fake.faults().secondary_limit(5, Duration::from_millis(200));
+    let running =
+        Running::start(client(&fake), vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())], settings);
+    wait_for("150 deliveries", || receiver.count() >= 150).await;
+    fake.emit_many("octo/hello", "issues", (150..170).map(|n| json!({"n": n})).collect()).await;
+    wait_for("170 deliveries", || receiver.count() >= 170).await;
+    running.polled(3).await;
+    running.stop().await.unwrap();
+    assert!(fake.stats().server_errors > 0 && fake.stats().secondary_limited > 0, "{:?}", fake.stats());
+    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    assert_eq!(guids, oldest_first(&fake, hook));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_organization_hooks() {
+    let fake = fake().await;
+    fake.add_org("acme");
+    fake.add_repo("acme/widgets");
+    let hook = fake.add_hook("acme", HookSpec::new(fake.blackhole_url()));
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["acme"], receiver.target(), &fake.blackhole_url())],
+        settings(state.path()),
+    );
+    running.polled(1).await;
+    fake.emit("acme/widgets", "push", json!({"ref": "refs/heads/main"})).await;
+    wait_for("the org delivery", || receiver.count() == 1).await;
+    running.stop().await.unwrap();
+    let request = &receiver.received()[0];
+    assert_eq!(request.header("x-github-hook-id"), Some(hook.to_string().as_str()));
+    assert!(request.signed);
+    assert!(relay::ledger::Ledger::path(state.path(), &HookRef::Org { org: "acme".into(), id: hook }).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_others() {
+    let fake = fake().await;
+    let a = fake.add_hook("octo/a", HookSpec::new(fake.blackhole_url()));
+    let b = fake.add_hook("octo/b", HookSpec::new(fake.blackhole_url()));
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["octo/a", "octo/missing", "octo/b"], receiver.target(), &fake.blackhole_url())],
+        settings(state.path()),
+    );
+    wait_for("ready", || running.count(|e| matches!(e, Event::Ready { sources: 2 })) == 1).await;
+    running.polled(2).await;
+    let failed: Vec<_> = running
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::SourceFailed { source, error } => Some((source, error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, "octo/missing");
+    assert!(failed[0].1.contains("octo/missing") && !failed[0].1.contains('\n'), "{}", failed[0].1);
+    for n in 0..3 {
+        fake.emit("octo/a", "push", json!({"n": n})).await;
+        fake.emit("octo/b", "push", json!({"n": n})).await;
+    }
+    wait_for("six deliveries", || receiver.count() == 6).await;
+    running.polled(3).await;
+    running.stop().await.unwrap();
+    let by_hook = |id: u64| {
+        receiver.received().iter().filter(|r| r.header("x-github-hook-id") == Some(id.to_string().as_str())).count()
+    };
+    assert_eq!((by_hook(a), by_hook(b)), (3, 3));
+    assert_eq!(receiver.count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_source_at_all_is_an_error() {
+    let fake = fake().await;
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["octo/missing", "ghost-org"], receiver.target(), &fake.blackhole_url())],
+        settings(state.path()),
+    );
+    let result = tokio::time::timeout(PATIENCE, running.task).await.unwrap().unwrap();
+    assert!(matches!(result, Err(relay::Error::NoSources)), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_after_a_restart_and_catches_up_on_what_arrived_meanwhile() {
+    let fake = fake().await;
+    let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    fake.emit("octo/hello", "push", json!({"before": "start"})).await;
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let rules = vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())];
+
+    let running = Running::start(client(&fake), rules.clone(), settings(state.path()));
+    running.polled(1).await;
+    fake.emit_many("octo/hello", "issues", (0..5).map(|n| json!({"n": n})).collect()).await;
+    wait_for("five", || receiver.count() == 5).await;
+    running.stop().await.unwrap();
+
+    // While stopped: 120 more, more than a page.
+    fake.emit_many("octo/hello", "issues", (5..125).map(|n| json!({"n": n})).collect()).await;
+    let running = Running::start(client(&fake), rules, settings(state.path()));
+    wait_for("all", || receiver.count() >= 125).await;
+    running.polled(3).await;
+    running.stop().await.unwrap();
+
+    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    let mut expected = oldest_first(&fake, hook);
+    expected.remove(0); // from before the first start
+    assert_eq!(guids, expected);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = fake().await;
+    let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("nested/state");
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        settings(&dir),
+    );
+    running.polled(1).await;
+    running.stop().await.unwrap();
+    let path =
+        relay::ledger::Ledger::path(&dir, &HookRef::Repo { owner: "octo".into(), repo: "hello".into(), id: hook });
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn a_malformed_rule_gets_one_clear_error() {
+    let err = Rule::from_json(r#"{"from":["octo/hello"],"to":"localhost:3000","hook":{"config":{"ur":"x"}}}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.lines().count(), 1);
+    assert!(err.starts_with("invalid rule: unknown field `ur`"), "{err}");
+}
