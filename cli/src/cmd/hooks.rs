@@ -121,3 +121,22 @@ pub async fn find(client: &github::Client, source: &Source, hook_url: Option<&st
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(url: &str) -> Hook {
+        serde_json::from_value(json!({"id": 1, "name": "web", "active": true, "events": ["*"],
+            "config": {"url": url}, "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_hook_url_matches_with_or_without_a_trailing_slash_on_the_root() {
+        assert!(delivers_to(&hook("https://bh.example/alice"), "https://bh.example/alice"));
+        assert!(delivers_to(&hook("https://BH.example"), "https://bh.example/"));
+        assert!(!delivers_to(&hook("https://bh.example/alice"), "https://bh.example/bob"));
+        assert!(!delivers_to(&hook("https://bh.example/alice"), "http://bh.example/alice"));
+    }
+}

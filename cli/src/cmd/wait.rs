@@ -146,3 +146,62 @@ impl Until for Match {
         Err(Exit::new(FAILURE, format!("stopped before a new {} delivery was handled", self.kind())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use github::HookRef;
+
+    fn item(event: &str, action: Option<&str>, delivered_at: DateTime<Utc>) -> DeliveryItem {
+        serde_json::from_value(json!({"id": 7, "guid": "g-1", "delivered_at": delivered_at, "redelivery": false,
+            "duration": 0.1, "status": "OK", "status_code": 200, "event": event, "action": action}))
+        .unwrap()
+    }
+
+    fn answered(item: DeliveryItem, status: u16) -> Event {
+        Event::Answered {
+            hook: HookRef::Repo { owner: "o".into(), repo: "r".into(), id: 1 },
+            item,
+            target: url::Url::parse("http://localhost:3000/").unwrap(),
+            status,
+            latency: Duration::from_millis(3),
+        }
+    }
+
+    fn waiting(after: DateTime<Utc>) -> Match {
+        Match {
+            event: "issues".into(),
+            action: Some("opened".into()),
+            after,
+            deadline: Instant::now(),
+            timeout: Duration::from_secs(1),
+            json: true,
+            quiet: true,
+            failure: None,
+        }
+    }
+
+    fn code(result: anyhow::Result<ExitCode>) -> u8 {
+        result.unwrap_err().downcast_ref::<Exit>().unwrap().code
+    }
+
+    #[test]
+    fn only_a_new_delivery_of_the_event_and_action_ends_the_wait() {
+        let now = Utc::now();
+        let mut until = waiting(now);
+        assert!(until.event(&answered(item("push", None, now), 200)).is_none());
+        assert!(until.event(&answered(item("issues", Some("closed"), now), 200)).is_none());
+        let old = now - chrono::TimeDelta::seconds(60);
+        assert!(until.event(&answered(item("issues", Some("opened"), old), 200)).is_none());
+        assert_eq!(code(until.timed_out()), TIMEOUT);
+        assert!(until.event(&answered(item("issues", Some("opened"), now), 400)).is_some_and(|r| code(r) == REJECTED));
+    }
+
+    #[test]
+    fn a_server_error_keeps_waiting_and_is_reported_at_the_timeout() {
+        let now = Utc::now();
+        let mut until = waiting(now);
+        assert!(until.event(&answered(item("issues", Some("opened"), now), 503)).is_none());
+        assert_eq!(code(until.timed_out()), REJECTED);
+    }
+}
