@@ -835,8 +835,12 @@ pub(crate) fn throttle(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
 pub(crate) fn throttle_wait(throttle: &Throttle, now: DateTime<Utc>, streak: u32, policy: &RetryPolicy) -> Duration {
     match throttle {
         Throttle::Primary { reset_at } => {
-            // A second more than the reset, as GitHub's clock and ours may differ by a little.
-            let until_reset = reset_at.and_then(|reset| (reset - now).to_std().ok()).unwrap_or(policy.secondary_wait);
+            // A second more than the reset, as GitHub's clock and ours may differ by a little
+            // (and the header is rounded down to the second).
+            let until_reset = match reset_at {
+                Some(reset) => (*reset - now).to_std().unwrap_or(Duration::ZERO),
+                None => policy.secondary_wait,
+            };
             until_reset + Duration::from_secs(1)
         }
         Throttle::Secondary { retry_after } => {
@@ -931,7 +935,9 @@ mod tests {
         let primary = Throttle::Primary { reset_at: Some(now + chrono::TimeDelta::seconds(100)) };
         assert_eq!(throttle_wait(&primary, now, 0, &policy), Duration::from_secs(101));
         let past = Throttle::Primary { reset_at: Some(now - chrono::TimeDelta::seconds(5)) };
-        assert_eq!(throttle_wait(&past, now, 0, &policy), Duration::from_secs(61));
+        assert_eq!(throttle_wait(&past, now, 0, &policy), Duration::from_secs(1));
+        let unknown = Throttle::Primary { reset_at: None };
+        assert_eq!(throttle_wait(&unknown, now, 0, &policy), Duration::from_secs(61));
     }
 
     #[test]
@@ -946,6 +952,51 @@ mod tests {
         assert_eq!(throttle_wait(&given, now, 1, &policy), Duration::from_secs(10));
         let zero = Throttle::Secondary { retry_after: Some(Duration::ZERO) };
         assert_eq!(throttle_wait(&zero, now, 0, &policy), Duration::from_secs(1), "never hammer");
+    }
+
+    fn token_client() -> Client {
+        let config = Config {
+            api_url: Url::parse("http://127.0.0.1:1").unwrap(),
+            auth: Auth::Token(Secret::new("t")),
+            timeout: Duration::from_secs(1),
+        };
+        Client::new(config).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_out_a_secondary_limit_and_shows_it_to_clones() {
+        let client = token_client();
+        let clone = client.clone();
+        let start = tokio::time::Instant::now();
+        let throttle = Throttle::Secondary { retry_after: Some(Duration::from_secs(5)) };
+        let wait = tokio::spawn(async move { clone.wait_out(throttle, "a test").await });
+        tokio::task::yield_now().await;
+        let until = client.waiting_until().expect("a clone is waiting");
+        assert!(until > Utc::now() + chrono::TimeDelta::seconds(4), "{until}");
+        wait.await.unwrap().unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        // The next one in a row waits twice as long.
+        let throttle = Throttle::Secondary { retry_after: Some(Duration::from_secs(5)) };
+        let start = tokio::time::Instant::now();
+        client.wait_out(throttle, "a test").await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_the_primary_reset_or_refuses_past_the_maximum() {
+        let client = token_client();
+        let start = tokio::time::Instant::now();
+        let reset_at = Some(Utc::now() + chrono::TimeDelta::seconds(120));
+        client.wait_out(Throttle::Primary { reset_at }, "a test").await.unwrap();
+        let waited = start.elapsed();
+        assert!(waited > Duration::from_secs(119) && waited <= Duration::from_secs(121), "{waited:?}");
+
+        let policy = RetryPolicy { max_rate_limit_wait: Some(Duration::from_secs(60)), ..RetryPolicy::default() };
+        let impatient = client.with_retry_policy(policy);
+        let start = tokio::time::Instant::now();
+        let error = impatient.wait_out(Throttle::Primary { reset_at }, "a test").await.unwrap_err();
+        assert!(matches!(error, Error::RateLimited { .. }), "{error}");
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[test]
