@@ -90,15 +90,23 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         Some(want) => want.to_string(),
         None => "2xx".to_string(),
     };
-    let statuses: Vec<String> = unexpected.iter().map(u16::to_string).collect();
+    let mut statuses = unexpected.clone();
+    statuses.sort_unstable();
+    statuses.dedup();
+    let statuses: Vec<String> = statuses.iter().map(u16::to_string).collect();
+    let count = match args.repeat {
+        1 => String::new(),
+        total => format!(" to {} of {total} deliveries", unexpected.len()),
+    };
+    // A handler that checks signatures answers 400, 401 or 403 to a wrong secret; say so.
+    let hint = match (args.expect_status, unexpected.iter().any(|status| matches!(status, 400 | 401 | 403))) {
+        (None, true) if secret.is_some() => " (does HOOKFWD_SECRET match the handler's secret?)",
+        (None, true) => " (the handler may require a signature: set HOOKFWD_SECRET)",
+        _ => "",
+    };
     Err(Exit::new(
         REJECTED,
-        format!(
-            "the handler answered {} to {} of {} deliveries, not the expected {wanted}",
-            statuses.join(", "),
-            unexpected.len(),
-            args.repeat
-        ),
+        format!("the handler answered {}{count}, not the expected {wanted}{hint}", statuses.join(", ")),
     ))
 }
 
