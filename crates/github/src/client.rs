@@ -480,7 +480,12 @@ impl Client {
                 self.wait_out(throttle, call.what).await?;
                 continue;
             }
-            if status == StatusCode::UNAUTHORIZED && !reauthorized && self.drop_installation_token().await {
+            let installation_call = !is_app_path(self.api_path(&call.url));
+            if status == StatusCode::UNAUTHORIZED
+                && installation_call
+                && !reauthorized
+                && self.drop_installation_token().await
+            {
                 reauthorized = true;
                 continue;
             }
@@ -616,6 +621,9 @@ impl Client {
                         "GitHub rejected the JWT of App {} (401); check the App id and that the private key is the App's",
                         signer.app_id
                     ),
+                },
+                AuthState::Token(_) if is_app_path(path) => Error::AppCredentials {
+                    reason: "the GitHub App hook needs the App's id and private key, not a token (401)".to_string(),
                 },
                 _ => Error::Unauthorized,
             },

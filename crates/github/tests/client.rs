@@ -299,6 +299,10 @@ async fn a_rejected_token_is_unauthorized() {
     let error = client(&fake, stranger).get_hook(&hook).await.unwrap_err();
     assert!(matches!(error, Error::Unauthorized), "{error}");
     assert!(!all_text(&error).contains(stranger));
+
+    // The App hook takes the App's JWT; a token there gets a sentence that says so.
+    let error = client(&fake, TOKEN).list_deliveries(&HookRef::App, 10).await.unwrap_err();
+    assert!(matches!(error, Error::AppCredentials { .. }), "{error}");
 }
 
 #[tokio::test]
