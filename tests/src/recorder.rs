@@ -1,0 +1,116 @@
+//! A webhook handler for tests: a real HTTP server on 127.0.0.1:0 that records every request
+//! and answers the status the test sets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// One request the recorder received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The request path.
+    pub path: String,
+    /// Headers, names lower-cased.
+    pub headers: BTreeMap<String, String>,
+    /// The body bytes.
+    pub body: Bytes,
+}
+
+impl Received {
+    /// A header by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// The recorder; it stops serving when dropped.
+pub struct Recorder {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    /// Starts a recorder answering 200.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("bound address");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let (log, answer) = (received.clone(), status.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, answer) = (log.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let (log, answer) = (log.clone(), answer.clone());
+                        async move {
+                            let path = request.uri().path().to_string();
+                            let headers = request
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+                                .collect();
+                            let body = request.into_body().collect().await?.to_bytes();
+                            let status = answer.load(Ordering::SeqCst);
+                            if (200..300).contains(&status) {
+                                log.lock().expect("recorder lock").push(Received { path, headers, body });
+                            }
+                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).expect("valid status");
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { addr, received, status, task }
+    }
+
+    /// `http://127.0.0.1:PORT/webhook`.
+    pub fn url(&self) -> String {
+        format!("http://{}/webhook", self.addr)
+    }
+
+    /// Answer `status` from now on; requests answered with a non-2xx status are not recorded.
+    pub fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Everything recorded so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("recorder lock").clone()
+    }
+
+    /// Waits until `done` holds for what was recorded, or panics after `timeout`.
+    pub async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {} requests", received.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
