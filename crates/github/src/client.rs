@@ -521,7 +521,10 @@ impl Client {
             Throttle::Secondary { .. } => self.inner.secondary_streak.fetch_add(1, Ordering::Relaxed),
         };
         let wait = throttle_wait(&throttle, now, streak, &self.policy);
-        let until = now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
+        let until = chrono::TimeDelta::from_std(wait)
+            .ok()
+            .and_then(|delta| now.checked_add_signed(delta))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if self.policy.max_rate_limit_wait.is_some_and(|max| wait > max) {
             return Err(Error::RateLimited { reset_at: until });
         }
@@ -824,7 +827,8 @@ pub(crate) fn throttle(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
         .get(header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        // A day is already absurd; a bigger number is a broken header, not a reason to sleep for years.
+        .map(|secs| Duration::from_secs(secs.min(24 * 3600)));
     let message = github_message(body).unwrap_or_default().to_ascii_lowercase();
     let secondary_message = message.contains("secondary rate limit") || message.contains("abuse detection");
     let exhausted = parse_rate_limit(headers).is_some_and(|rate| rate.remaining == Some(0));
