@@ -61,6 +61,7 @@ fn code(error: &anyhow::Error) -> u8 {
                 github::Error::Unauthorized
                 | github::Error::Forbidden { .. }
                 | github::Error::NoCredentials
+                | github::Error::MalformedToken
                 | github::Error::AppCredentials { .. } => AUTH,
                 github::Error::ApiUrl(_) => USAGE,
                 _ => FAILURE,
