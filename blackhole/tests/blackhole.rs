@@ -24,7 +24,12 @@ impl Server {
 
     /// Starts the binary with exactly these flags and environment, and waits for it to listen.
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_blackhole"))
+        Server::spawn_with(Command::new(env!("CARGO_BIN_EXE_blackhole")), args, env)
+    }
+
+    /// Starts a prepared command with these flags and environment, and waits for it to listen.
+    fn spawn_with(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = command
             .args(args)
             .env_remove("PORT")
             .envs(env.iter().copied())
@@ -272,6 +277,34 @@ fn serves_or_cleanly_refuses_1000_concurrent_connections() {
     });
     assert_eq!(served + refused, CLIENTS);
     assert!(served >= 100, "only {served} of {CLIENTS} served ({refused} refused)");
+    assert_ok(&server.exchange(GET));
+}
+
+#[test]
+fn keeps_serving_when_accept_runs_out_of_file_descriptors() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_blackhole"));
+    // SAFETY: setrlimit is async-signal-safe and touches only the child being set up.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 24, rlim_max: 24 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let server = Server::spawn_with(command, &["--listen", "127.0.0.1:0", "--max-connections", "100"], &[]);
+    // Silent clients hold their descriptors until the fd limit, not the connection cap, stops accept.
+    let mut held: Vec<TcpStream> = (0..40).map(|_| server.connect()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log_text().contains("accept failed") {
+        assert!(Instant::now() < deadline, "accept never failed: {}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.log_text().contains("Too many open files"), "{}", server.log_text());
+    held.clear();
+    // Once the clients are gone the descriptors come back, and so does service.
     assert_ok(&server.exchange(GET));
 }
 
