@@ -24,11 +24,9 @@ pub struct Exit {
     pub message: String,
 }
 
-impl Exit {
-    /// An error that exits with `code`.
-    pub fn new(code: u8, message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(Self { code, message: message.into() })
-    }
+/// An error that exits with `code`.
+pub fn fail(code: u8, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Exit { code, message: message.into() })
 }
 
 /// Prints `hookfwd: <error>: <cause>…` and a hint, and returns the exit code for it.

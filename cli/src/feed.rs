@@ -109,13 +109,12 @@ pub struct Feed {
     status: Status,
     context: Context,
     hooks: Vec<String>,
-    failed: Vec<String>,
 }
 
 impl Feed {
     /// A feed for the given output options.
     pub fn new(output: &OutputArgs, status: Status, context: Context) -> Self {
-        Self { json: output.json, quiet: output.quiet, status, context, hooks: Vec::new(), failed: Vec::new() }
+        Self { json: output.json, quiet: output.quiet, status, context, hooks: Vec::new() }
     }
 
     /// Shows one event.
@@ -137,14 +136,11 @@ impl Feed {
                 }
                 Ok(())
             }
-            Event::SourceFailed { source, error } => {
-                self.failed.push(source.clone());
-                self.line_or_json(
-                    &format!("{} {source}: {error}", style("✗").red()),
-                    json!({"type": "error", "source": source, "message": error}),
-                    true,
-                )
-            }
+            Event::SourceFailed { source, error } => self.line_or_json(
+                &format!("{} {source}: {error}", style("✗").red()),
+                json!({"type": "error", "source": source, "message": error}),
+                true,
+            ),
             Event::Ready { sources } => {
                 self.status.set(format!(
                     "polling {sources} source(s) every {}",
@@ -247,11 +243,6 @@ impl Feed {
                 )
             }
         }
-    }
-
-    /// Sources that could not be set up.
-    pub fn failed_sources(&self) -> &[String] {
-        &self.failed
     }
 
     fn line_or_json(&self, text: &str, object: serde_json::Value, important: bool) -> std::io::Result<()> {

@@ -8,7 +8,7 @@ use relay::{Event, Rule, Settings, Source};
 use tokio::sync::mpsc;
 
 use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs};
-use crate::exit::{Exit, USAGE};
+use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed, Status};
 
 /// `hookfwd dev`: one rule from flags.
@@ -16,7 +16,7 @@ pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::
     let sources = super::sources(&args.sources)?;
     let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
     if needs_hook && args.hook_url.is_none() {
-        return Err(Exit::new(
+        return Err(fail(
             USAGE,
             "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
         ));

@@ -11,7 +11,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::args::{DoctorArgs, OutputArgs};
-use crate::exit::{AUTH, Exit, FAILURE};
+use crate::exit::{AUTH, FAILURE, fail};
 use crate::feed::print;
 
 /// How long the hook URL has to answer.
@@ -71,9 +71,9 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
     }
 
     match (report.auth, report.failed) {
-        (true, failed) => Err(Exit::new(AUTH, format!("{} failed; the token is missing or rejected", checks(failed)))),
+        (true, failed) => Err(fail(AUTH, format!("{} failed; the token is missing or rejected", checks(failed)))),
         (false, 0) => Ok(ExitCode::SUCCESS),
-        (false, failed) => Err(Exit::new(FAILURE, format!("{} failed", checks(failed)))),
+        (false, failed) => Err(fail(FAILURE, format!("{} failed", checks(failed)))),
     }
 }
 

@@ -9,7 +9,7 @@ use relay::Source;
 use serde_json::json;
 
 use crate::args::{HooksAction, HooksArgs, HooksTarget, OutputArgs};
-use crate::exit::{Exit, FAILURE, USAGE};
+use crate::exit::{FAILURE, USAGE, fail};
 use crate::feed::print;
 
 /// Lists or removes hooks.
@@ -66,7 +66,7 @@ fn describe(owner: &Owner, hook: &Hook, ours: bool) -> String {
 async fn remove(id: u64, target: HooksTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let owners = super::owners(&target.sources)?;
     let [owner] = owners.as_slice() else {
-        return Err(Exit::new(USAGE, "name exactly one --repo or --org whose hook to remove"));
+        return Err(fail(USAGE, "name exactly one --repo or --org whose hook to remove"));
     };
     let (client, _) = super::github_client(&target.github).await?;
     let hook = owner.hook(id);
@@ -103,7 +103,7 @@ pub async fn find(client: &github::Client, source: &Source, hook_url: Option<&st
     match hook_url {
         Some(url) => match hooks.iter().find(|hook| delivers_to(hook, url)) {
             Some(hook) => Ok(owner.hook(hook.id)),
-            None => Err(Exit::new(
+            None => Err(fail(
                 FAILURE,
                 format!(
                     "{owner} has no hook that delivers to {url} ({}); check --hook-url or HOOKFWD_HOOK_URL",
@@ -113,11 +113,8 @@ pub async fn find(client: &github::Client, source: &Source, hook_url: Option<&st
         },
         None => match hooks.as_slice() {
             [hook] => Ok(owner.hook(hook.id)),
-            [] => Err(Exit::new(FAILURE, format!("{owner} has no hooks; run `hookfwd dev` once to create one"))),
-            _ => Err(Exit::new(
-                USAGE,
-                format!("{owner} has {} hooks; pick one with --hook-url ({})", hooks.len(), urls()),
-            )),
+            [] => Err(fail(FAILURE, format!("{owner} has no hooks; run `hookfwd dev` once to create one"))),
+            _ => Err(fail(USAGE, format!("{owner} has {} hooks; pick one with --hook-url ({})", hooks.len(), urls()))),
         },
     }
 }

@@ -19,7 +19,7 @@ use relay::Source;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{Cli, Command, GitHubArgs, SourceArgs};
-use crate::exit::{Exit, USAGE};
+use crate::exit::{USAGE, fail};
 use crate::feed::Status;
 
 /// Runs the parsed command line.
@@ -89,7 +89,7 @@ pub fn sources(args: &SourceArgs) -> anyhow::Result<Vec<Source>> {
         sources.push(Source::App);
     }
     if sources.is_empty() {
-        return Err(Exit::new(USAGE, "name at least one source with --repo OWNER/REPO, --org ORG or --app"));
+        return Err(fail(USAGE, "name at least one source with --repo OWNER/REPO, --org ORG or --app"));
     }
     Ok(sources)
 }
@@ -98,7 +98,7 @@ pub fn sources(args: &SourceArgs) -> anyhow::Result<Vec<Source>> {
 pub fn owners(args: &SourceArgs) -> anyhow::Result<Vec<Owner>> {
     let owners: Vec<Owner> = args.repos.iter().chain(&args.orgs).cloned().collect();
     if owners.is_empty() {
-        return Err(Exit::new(USAGE, "name a repository with --repo OWNER/REPO or an organization with --org ORG"));
+        return Err(fail(USAGE, "name a repository with --repo OWNER/REPO or an organization with --org ORG"));
     }
     Ok(owners)
 }

@@ -11,7 +11,7 @@ use github::{DeliveryItem, HookRef, Listing, Secret};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
-use crate::exit::{Exit, FAILURE, REJECTED};
+use crate::exit::{FAILURE, REJECTED, fail};
 use crate::feed::{Context, Feed, Status};
 
 /// How long the handler has to answer one replayed delivery.
@@ -67,7 +67,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             .with_context(|| format!("could not get delivery {} [{}] from GitHub", item.id, item.guid))?;
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
         let response = forwarder.send(&request).await.map_err(|reason| {
-            Exit::new(
+            fail(
                 FAILURE,
                 format!(
                     "could not reach the handler at {} ({reason}); replayed {done} of {total}; is it running?",
@@ -89,7 +89,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     status.progress("replayed", total as u64, total as u64);
     if refused > 0 {
-        return Err(Exit::new(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
+        return Err(fail(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
     }
     if !output.quiet && !output.json {
         eprintln!("replayed {total} {}", if total == 1 { "delivery" } else { "deliveries" });

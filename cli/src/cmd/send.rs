@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use tokio::io::AsyncReadExt;
 
 use crate::args::{OutputArgs, SendArgs};
-use crate::exit::{Exit, FAILURE, REJECTED, USAGE};
+use crate::exit::{FAILURE, REJECTED, USAGE, fail};
 use crate::feed::{Status, print};
 
 /// How long one request may take before the handler counts as unreachable.
@@ -55,7 +55,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         let response = forwarder
             .send(&request)
             .await
-            .map_err(|reason| Exit::new(FAILURE, format!("could not reach the handler at {target}: {reason}")))?;
+            .map_err(|reason| fail(FAILURE, format!("could not reach the handler at {target}: {reason}")))?;
         let expected = match args.expect_status {
             Some(want) => response.status == want,
             None => (200..300).contains(&response.status),
@@ -104,10 +104,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         (None, true) => " (the handler may require a signature: set HOOKFWD_SECRET)",
         _ => "",
     };
-    Err(Exit::new(
-        REJECTED,
-        format!("the handler answered {}{count}, not the expected {wanted}{hint}", statuses.join(", ")),
-    ))
+    Err(fail(REJECTED, format!("the handler answered {}{count}, not the expected {wanted}{hint}", statuses.join(", "))))
 }
 
 /// The payload bytes: the `--payload` file (or stdin) byte-exact, else the built-in sample;
@@ -118,7 +115,7 @@ async fn payload(args: &SendArgs) -> anyhow::Result<Vec<u8>> {
         None => match github::samples::sample(&args.event) {
             Some(sample) => (sample.as_bytes().to_vec(), format!("the built-in {} sample", args.event)),
             None => {
-                return Err(Exit::new(
+                return Err(fail(
                     USAGE,
                     format!(
                         "there is no built-in sample for the event `{}`; give one of {}, or --payload FILE",
@@ -132,13 +129,13 @@ async fn payload(args: &SendArgs) -> anyhow::Result<Vec<u8>> {
     let object = match serde_json::from_slice::<Object>(&bytes) {
         Ok(object) => object,
         Err(error) if error.is_data() => {
-            return Err(Exit::new(USAGE, format!("{from} is JSON but not an object, which a webhook payload is")));
+            return Err(fail(USAGE, format!("{from} is JSON but not an object, which a webhook payload is")));
         }
-        Err(error) => return Err(Exit::new(USAGE, format!("{from} is not valid JSON ({error})"))),
+        Err(error) => return Err(fail(USAGE, format!("{from} is not valid JSON ({error})"))),
     };
     let Some(action) = &args.action else { return Ok(bytes) };
     if args.payload.is_none() && object.get("action").is_none() {
-        return Err(Exit::new(USAGE, format!("`{}` deliveries have no action; leave out --action", args.event)));
+        return Err(fail(USAGE, format!("`{}` deliveries have no action; leave out --action", args.event)));
     }
     Ok(object.with_action(action))
 }
@@ -151,7 +148,7 @@ async fn read_payload(path: &Path) -> anyhow::Result<Vec<u8>> {
     } else {
         tokio::fs::read(path).await
     };
-    read.map_err(|error| Exit::new(USAGE, format!("could not read the payload {}: {error}", describe(path))))
+    read.map_err(|error| fail(USAGE, format!("could not read the payload {}: {error}", describe(path))))
 }
 
 fn describe(path: &Path) -> String {

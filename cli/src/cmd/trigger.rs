@@ -8,7 +8,7 @@ use github::{DeliveryItem, HookRef, Listing};
 use serde_json::json;
 
 use crate::args::{OutputArgs, Trigger, TriggerArgs, TriggerTarget};
-use crate::exit::{Exit, FAILURE};
+use crate::exit::{FAILURE, fail};
 use crate::feed::print;
 
 /// Triggers a ping or a redelivery.
@@ -65,7 +65,7 @@ async fn redeliver(guid: &str, target: TriggerTarget, output: &OutputArgs) -> an
         }
         searched.push(hook.to_string());
     }
-    Err(Exit::new(
+    Err(fail(
         FAILURE,
         format!(
             "no delivery with guid {guid} among those GitHub still holds for {}; check the guid (X-GitHub-Delivery) and the hook",

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::dev::{Until, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
-use crate::exit::{Exit, FAILURE, REJECTED, TIMEOUT, USAGE};
+use crate::exit::{FAILURE, REJECTED, TIMEOUT, USAGE, fail};
 use crate::feed::{Status, print};
 
 /// How far GitHub's clock may be ahead of ours without a new delivery looking old.
@@ -27,7 +27,7 @@ pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow
     let sources = super::sources(&args.sources)?;
     let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
     if needs_hook && args.hook_url.is_none() {
-        return Err(Exit::new(
+        return Err(fail(
             USAGE,
             "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
         ));
@@ -111,7 +111,7 @@ impl Until for Match {
                     self.failure = Some(format!("the handler answered {status} to {} [{}]", item.kind(), item.guid));
                     None
                 }
-                _ => Some(Err(Exit::new(
+                _ => Some(Err(fail(
                     REJECTED,
                     format!("the handler rejected {} [{}] with {status}", item.kind(), item.guid),
                 ))),
@@ -131,8 +131,8 @@ impl Until for Match {
     fn timed_out(&mut self) -> anyhow::Result<ExitCode> {
         let waited = humantime::format_duration(self.timeout);
         match &self.failure {
-            Some(failure) => Err(Exit::new(REJECTED, format!("{failure}, and it was not handled within {waited}"))),
-            None => Err(Exit::new(
+            Some(failure) => Err(fail(REJECTED, format!("{failure}, and it was not handled within {waited}"))),
+            None => Err(fail(
                 TIMEOUT,
                 format!(
                     "no new {} delivery was handled within {waited}; check the hook's events with `hookfwd hooks list`",
@@ -143,7 +143,7 @@ impl Until for Match {
     }
 
     fn stopped(&mut self) -> anyhow::Result<ExitCode> {
-        Err(Exit::new(FAILURE, format!("stopped before a new {} delivery was handled", self.kind())))
+        Err(fail(FAILURE, format!("stopped before a new {} delivery was handled", self.kind())))
     }
 }
 
@@ -182,7 +182,7 @@ mod tests {
     }
 
     fn code(result: anyhow::Result<ExitCode>) -> u8 {
-        result.unwrap_err().downcast_ref::<Exit>().unwrap().code
+        result.unwrap_err().downcast_ref::<crate::exit::Exit>().unwrap().code
     }
 
     #[test]
