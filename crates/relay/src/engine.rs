@@ -89,6 +89,7 @@ pub(crate) async fn run(
     let mut runs = Vec::new();
     let mut created = Vec::new();
     let mut hooks = HashSet::new();
+    let mut fatal = None;
     'rules: for rule in &rules {
         let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
         for source in &rule.sources {
@@ -123,15 +124,26 @@ pub(crate) async fn run(
                         .await;
                     runs.push(SourceRun { name, hook, forwarder: forwarder.clone(), secret: rule.secret.clone() });
                 }
-                Err(error) => {
+                Err(failure) => {
                     warn!(source = %name, "source could not be set up");
+                    let error = match &failure {
+                        SetupFailure::NoHookUrl(sentence) => sentence.clone(),
+                        SetupFailure::GitHub(error) => error.to_string(),
+                    };
                     events.emit(Event::SourceFailed { source: name, error }).await;
+                    // A rejected token fails every source alike: stop with it rather than try each.
+                    if let SetupFailure::GitHub(error @ github::Error::Unauthorized) = failure {
+                        fatal = Some(error);
+                        break 'rules;
+                    }
                 }
             }
         }
     }
 
-    let result = if cancel.is_cancelled() {
+    let result = if let Some(error) = fatal {
+        Err(Error::GitHub(error))
+    } else if cancel.is_cancelled() {
         Ok(())
     } else if runs.is_empty() {
         Err(Error::NoSources)
@@ -181,22 +193,30 @@ pub(crate) async fn run(
     result
 }
 
+/// Why a source could not be set up.
+enum SetupFailure {
+    /// The rule gives no hook URL to find the hook by: one sentence.
+    NoHookUrl(String),
+    /// GitHub refused; its `Display` names the source and the permission.
+    GitHub(github::Error),
+}
+
 /// Finds the source's hook by URL, or creates it.
 async fn set_up(
     client: &github::Client,
     rule: &Rule,
     source: &Source,
-) -> Result<(HookRef, HookOrigin, Option<String>, Vec<String>), String> {
+) -> Result<(HookRef, HookOrigin, Option<String>, Vec<String>), SetupFailure> {
     let owner = match source {
         Source::App => return Ok((HookRef::App, HookOrigin::App, rule.hook_url.clone(), rule.events.clone())),
         Source::Owner(owner) => owner,
     };
     let Some(url) = rule.hook_url.as_deref() else {
-        return Err(format!(
+        return Err(SetupFailure::NoHookUrl(format!(
             "{owner}: no hook URL to find or create its hook by; give --hook-url or set HOOKFWD_HOOK_URL"
-        ));
+        )));
     };
-    let hooks = client.list_hooks(owner).await.map_err(|e| e.to_string())?;
+    let hooks = client.list_hooks(owner).await.map_err(SetupFailure::GitHub)?;
     let same = |other: &str| other.trim_end_matches('/') == url.trim_end_matches('/');
     if let Some(hook) = hooks.iter().find(|hook| hook.config.url.as_deref().is_some_and(same)) {
         if !hook.active {
@@ -216,7 +236,7 @@ async fn set_up(
             insecure_ssl: Some(serde_json::Value::String("0".into())),
         },
     };
-    let hook = client.create_hook(owner, &new).await.map_err(|e| e.to_string())?;
+    let hook = client.create_hook(owner, &new).await.map_err(SetupFailure::GitHub)?;
     Ok((owner.hook(hook.id), HookOrigin::Created, Some(url.to_string()), hook.events))
 }
 

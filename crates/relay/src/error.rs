@@ -23,7 +23,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A GitHub call failed in a way retrying will not fix.
-    #[error(transparent)]
-    GitHub(#[from] github::Error),
+    /// A GitHub call failed in a way retrying will not fix, such as a rejected token.
+    ///
+    /// The GitHub error is also the `source()`, so callers walking the chain find it.
+    #[error("{0}")]
+    GitHub(
+        #[from]
+        #[source]
+        github::Error,
+    ),
 }

@@ -528,3 +528,23 @@ fn a_malformed_rule_gets_one_clear_error() {
     assert_eq!(err.lines().count(), 1);
     assert!(err.starts_with("invalid rule: unknown field `ur`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_stops_the_run_with_the_github_error() {
+    let fake = fake().await;
+    fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    fake.revoke_token(TOKEN);
+    let receiver = Receiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        client(&fake),
+        vec![rule(&["octo/hello", "octo/other"], receiver.target(), &fake.blackhole_url())],
+        settings(state.path()),
+    );
+    let result = tokio::time::timeout(PATIENCE, running.task).await.unwrap().unwrap();
+    let error = result.unwrap_err();
+    assert!(matches!(error, relay::Error::GitHub(github::Error::Unauthorized)), "{error:?}");
+    // Callers walking the chain find the GitHub error itself.
+    let source = std::error::Error::source(&error).unwrap();
+    assert!(source.downcast_ref::<github::Error>().is_some());
+}
