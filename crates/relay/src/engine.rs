@@ -148,19 +148,32 @@ pub(crate) async fn run(
     } else if runs.is_empty() {
         Err(Error::NoSources)
     } else {
-        events.emit(Event::Ready { sources: runs.len() }).await;
         let ctx = Arc::new(Ctx {
             client: client.clone(),
             settings: settings.clone(),
             events: events.clone(),
             sources: runs.len(),
         });
+        // Each source's starting point is fixed before "ready", so whatever happens after the
+        // user sees it is forwarded.
+        let starts = futures::future::join_all(runs.iter().map(|source| start(&ctx, source, &cancel))).await;
         let stop = cancel.child_token();
         let mut tasks = JoinSet::new();
-        for source in runs {
-            tasks.spawn(forward_source(ctx.clone(), source, stop.clone()));
-        }
         let mut result = Ok(());
+        let mut started = Vec::new();
+        for (source, begun) in runs.into_iter().zip(starts) {
+            match begun {
+                Ok(Some(begun)) => started.push((source, begun)),
+                Ok(None) => {}
+                Err(error) => result = Err(error),
+            }
+        }
+        if result.is_ok() && !cancel.is_cancelled() {
+            events.emit(Event::Ready { sources: started.len() }).await;
+            for (source, (ledger, first)) in started {
+                tasks.spawn(forward_source(ctx.clone(), source, ledger, first, stop.clone()));
+            }
+        }
         while let Some(joined) = tasks.join_next().await {
             let outcome = joined.unwrap_or_else(|e| {
                 Err(Error::Ledger {
@@ -380,8 +393,13 @@ impl Shared {
 }
 
 /// Runs one source until `cancel`: start, then poll and forward side by side.
-async fn forward_source(ctx: Arc<Ctx>, source: SourceRun, cancel: CancellationToken) -> Result<(), Error> {
-    let Some((ledger, first)) = start(&ctx, &source, &cancel).await? else { return Ok(()) };
+async fn forward_source(
+    ctx: Arc<Ctx>,
+    source: SourceRun,
+    ledger: Ledger,
+    first: Vec<DeliveryItem>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let shared = Arc::new(Shared { queue: Mutex::default(), ledger: Mutex::new(ledger), notify: Notify::new() });
     shared.enqueue(first);
     let source = Arc::new(source);
