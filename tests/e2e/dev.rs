@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Guard, Recorder, hookfwd};
+use e2e::{Guard, Receiver, Recorder, hookfwd};
 use fake_github::FakeGitHub;
 use github::Secret;
 use serde_json::{Value, json};
@@ -25,6 +25,11 @@ struct Dev {
 
 impl Dev {
     fn start(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Self {
+        Self::start_signing_with(SECRET, fake, target, state, extra)
+    }
+
+    /// Like [`Dev::start`], with another local secret.
+    fn start_signing_with(secret: &str, fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(hookfwd())
             .args(["dev", "--repo", REPO, "--to", target, "--hook-url", &fake.blackhole_url()])
             .args(["--api-url", fake.api_url().as_str(), "--interval", "100ms"])
@@ -34,7 +39,7 @@ impl Dev {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("GITHUB_TOKEN", TOKEN)
-            .env("HOOKFWD_SECRET", SECRET)
+            .env("HOOKFWD_SECRET", secret)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -60,10 +65,17 @@ impl Dev {
 
     /// Waits for a stdout line containing `needle` and returns it.
     async fn wait_line(&self, needle: &str) -> String {
+        self.wait_lines(needle, 1).await.swap_remove(0)
+    }
+
+    /// Waits for at least `count` stdout lines containing `needle` and returns them all.
+    async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(line) = self.stdout.lock().unwrap().iter().find(|line| line.contains(needle)) {
-                return line.clone();
+            let lines: Vec<String> =
+                self.stdout.lock().unwrap().iter().filter(|line| line.contains(needle)).cloned().collect();
+            if lines.len() >= count {
+                return lines;
             }
             assert!(
                 Instant::now() < deadline,
@@ -226,4 +238,48 @@ async fn an_unknown_repository_is_named_and_fails() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains(REPO) && stderr.contains("not found"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn octokit_accepts_every_event_relayed_from_github() {
+    let fake = fake_with_repo().await;
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+
+    let dev = Dev::start(&fake, receiver.url(), state.path(), &["--json"]);
+    let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
+    let hook_id = hook["hook_id"].as_u64().expect("hook id");
+    dev.wait_line("\"type\":\"ready\"").await;
+    let mut guids = Vec::new();
+    for event in github::samples::EVENTS {
+        let ids = fake.emit_sample(REPO, event).await.expect("a sample for every event");
+        assert_eq!(ids.len(), 1, "one hook, one delivery");
+        let guid = fake.deliveries(hook_id).into_iter().find(|d| d.id == ids[0]).expect("recorded").guid;
+        guids.push((event, guid));
+    }
+    for (event, guid) in &guids {
+        let line = receiver.wait_for_delivery(guid).await;
+        assert_eq!(line["type"], "event", "octokit verified and parsed {event}: {line}");
+        assert_eq!(line["name"], **event);
+    }
+    assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
+    // GitHub's ping for the hook hookfwd created may be relayed too; every relayed delivery is accepted.
+    let forwarded = dev.wait_lines("\"type\":\"forwarded\"", guids.len()).await.len();
+    receiver.wait_for(Duration::from_secs(10), "every relayed delivery", |lines| lines.len() >= forwarded).await;
+    assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn octokit_rejects_a_relay_signing_with_another_secret() {
+    let fake = fake_with_repo().await;
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+
+    let dev = Dev::start_signing_with("not-the-handlers-secret", &fake, receiver.url(), state.path(), &["--json"]);
+    dev.wait_line("\"type\":\"ready\"").await;
+    fake.emit(REPO, "issues", payload(1)).await;
+    let rejected = receiver.wait_for(Duration::from_secs(30), "a rejection", |lines| !lines.is_empty()).await;
+    assert_eq!(rejected[0]["type"], "rejected", "{rejected:?}");
+    let line: Value = serde_json::from_str(&dev.wait_line("\"type\":\"forwarded\"").await).unwrap();
+    assert_eq!(line["status"], 400, "the feed reports the handler's refusal: {line}");
 }
