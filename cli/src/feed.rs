@@ -109,12 +109,14 @@ pub struct Feed {
     status: Status,
     context: Context,
     hooks: Vec<String>,
+    /// Set while the handler is unreachable, so poll updates do not hide it.
+    unreachable: Option<String>,
 }
 
 impl Feed {
     /// A feed for the given output options.
     pub fn new(output: &OutputArgs, status: Status, context: Context) -> Self {
-        Self { json: output.json, quiet: output.quiet, status, context, hooks: Vec::new() }
+        Self { json: output.json, quiet: output.quiet, status, context, hooks: Vec::new(), unreachable: None }
     }
 
     /// Shows one event.
@@ -126,7 +128,9 @@ impl Feed {
                     HookOrigin::Created => "created",
                     HookOrigin::App => "app",
                 };
-                self.hooks.push(format!("{source} (hook {}, {origin}) → {target}", hook.id().unwrap_or_default()));
+                let via = hook_url.as_deref().map(|url| format!(" via {url}")).unwrap_or_default();
+                let id = hook.id().map(|id| format!("hook {id}, ")).unwrap_or_default();
+                self.hooks.push(format!("{source} ({id}{origin}){via} → {target}"));
                 if self.json {
                     print(
                         &json!({"type": "hook", "source": source, "hook_id": hook.id(), "origin": origin,
@@ -181,6 +185,7 @@ impl Feed {
                 ))
             }
             Event::Answered { item, target, status, latency, .. } => {
+                self.unreachable = None;
                 let text = format!(
                     "{}  {} [{}] POST {target} [{} ms] [{}]",
                     now(),
@@ -199,7 +204,9 @@ impl Feed {
             }
             Event::Retrying { item, reason, wait, attempt, .. } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
-                self.status.set(format!("handler unreachable ({reason}), retrying in {wait_text}"));
+                let message = format!("handler unreachable ({reason}), retrying in {wait_text}");
+                self.status.set(message.clone());
+                self.unreachable = Some(message);
                 self.line_or_json(
                     &format!(
                         "{}  {} {} [{}]: {reason}, retry {attempt} in {wait_text}",
@@ -222,7 +229,9 @@ impl Feed {
                     _ => String::new(),
                 };
                 let polled = at.with_timezone(&Local).format("%H:%M:%S");
-                if *backlog > 0 {
+                if let Some(message) = &self.unreachable {
+                    self.status.set(format!("{message} · {backlog} waiting · last poll {polled}{rate}"));
+                } else if *backlog > 0 {
                     self.status.set(format!("draining {backlog} deliveries · last poll {polled}{rate}"));
                 } else {
                     self.status.set(format!("polling · last poll {polled}{rate}"));

@@ -37,7 +37,7 @@ pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> 
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("could not read the config file {}", path.display()))?;
-            Rule::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            Rule::from_toml(&text).with_context(|| format!("could not load rules from {}", path.display()))?
         }
         None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
     };

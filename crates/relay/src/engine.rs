@@ -125,7 +125,7 @@ pub(crate) async fn run(
                     runs.push(SourceRun { name, hook, forwarder: forwarder.clone(), secret: rule.secret.clone() });
                 }
                 Err(failure) => {
-                    warn!(source = %name, "source could not be set up");
+                    debug!(source = %name, "source could not be set up");
                     let error = match &failure {
                         SetupFailure::NoHookUrl(sentence) => sentence.clone(),
                         SetupFailure::GitHub(error) => error.to_string(),
@@ -233,7 +233,10 @@ async fn set_up(
     let same = |other: &str| other.trim_end_matches('/') == url.trim_end_matches('/');
     if let Some(hook) = hooks.iter().find(|hook| hook.config.url.as_deref().is_some_and(same)) {
         if !hook.active {
-            warn!(hook = hook.id, "hook is inactive");
+            warn!(
+                hook = hook.id,
+                "the hook is inactive, so GitHub records no deliveries for it; activate it in the repository settings"
+            );
         }
         return Ok((owner.hook(hook.id), HookOrigin::Found, hook.config.url.clone(), hook.events.clone()));
     }
@@ -608,7 +611,7 @@ async fn poll_loop(
                 wait = poll_interval(ctx.settings.interval, rate, ctx.sources, Utc::now());
             }
             Err(error) => {
-                warn!(hook = %source.hook, "poll failed");
+                debug!(hook = %source.hook, "poll failed");
                 ctx.events
                     .emit(Event::Error {
                         hook: Some(source.hook.clone()),
@@ -775,7 +778,7 @@ async fn fetch(ctx: &Ctx, source: &SourceRun, item: &DeliveryItem, cancel: &Canc
         if matches!(error, github::Error::NotFound { .. }) {
             not_found += 1;
         }
-        warn!(delivery = item.id, "fetch failed");
+        debug!(delivery = item.id, "fetch failed");
         ctx.events
             .emit(Event::Error {
                 hook: Some(source.hook.clone()),
@@ -828,7 +831,7 @@ async fn deliver(
             Err(reason) => reason,
         };
         let wait = backoff.next_wait();
-        warn!(delivery = item.id, attempt, reason = %reason, "target unavailable; retrying");
+        debug!(delivery = item.id, attempt, reason = %reason, "target unavailable; retrying");
         ctx.events.emit(Event::Retrying { hook: source.hook.clone(), item: item.clone(), reason, wait, attempt }).await;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
