@@ -1,12 +1,10 @@
 //! `replay`, `trigger`, `wait`, `hooks` and `doctor` through the real binary, against the fake GitHub.
 
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Guard, Recorder, hookfwd};
+use e2e::{Finished, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
@@ -24,97 +22,34 @@ async fn github() -> (FakeGitHub, u64) {
 }
 
 /// A `hookfwd` child with a clean environment, its output collected as it arrives.
-struct Run {
-    child: Guard,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-/// What a finished run printed.
-struct Finished {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Finished {
-    /// Each stdout line as JSON.
-    fn json(&self) -> Vec<Value> {
-        self.stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
-    }
-}
+struct Run(Running);
 
 impl Run {
     /// Starts `hookfwd ARGS --api-url FAKE` with GITHUB_TOKEN=`token`, HOOKFWD_SECRET and a state directory.
     fn start(fake: &FakeGitHub, token: &str, state: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(hookfwd())
-            .args(args)
-            .args(["--api-url", fake.api_url().as_str()])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", state)
-            .env("HOOKFWD_STATE_DIR", state)
-            .env("GITHUB_TOKEN", token)
-            .env("HOOKFWD_SECRET", SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hookfwd starts");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (lines, out) = (stdout.clone(), child.stdout.take().expect("piped stdout"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let (text, mut err) = (stderr.clone(), child.stderr.take().expect("piped stderr"));
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buffer) {
-                text.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        Self { child: Guard(child), stdout, stderr }
+        let api_url = fake.api_url().to_string();
+        let env = [
+            ("HOME", state.as_os_str()),
+            ("HOOKFWD_STATE_DIR", state.as_os_str()),
+            ("GITHUB_TOKEN", OsStr::new(token)),
+            ("HOOKFWD_SECRET", OsStr::new(SECRET)),
+        ];
+        Self(Running::hookfwd(args.iter().copied().chain(["--api-url", api_url.as_str()]), &env))
     }
 
     /// Waits for a stdout line containing `needle`.
     async fn wait_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(line) = self.stdout.lock().unwrap().iter().find(|line| line.contains(needle)) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` line; stdout: {:?}; stderr: {}",
-                self.stdout.lock().unwrap(),
-                self.stderr.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.0.wait_line(needle).await
     }
 
-    /// Waits (at most a minute) for the process to exit; checks that the token and secret were never printed.
-    async fn finish(mut self) -> Finished {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let code = loop {
-            if let Some(status) = self.child.0.try_wait().expect("try_wait") {
-                break status.code();
-            }
-            assert!(Instant::now() < deadline, "hookfwd did not exit; stderr: {}", self.stderr.lock().unwrap());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
-        // The reader threads drain what is left in the pipes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let stdout = self.stdout.lock().unwrap().join("\n");
-        let stderr = self.stderr.lock().unwrap().clone();
-        for text in [&stdout, &stderr] {
+    /// Waits for the process to exit; checks that the token and secret were never printed.
+    async fn finish(self) -> Finished {
+        let finished = self.0.finish().await;
+        for text in [&finished.stdout, &finished.stderr] {
             assert!(!text.contains(TOKEN), "the token was printed: {text}");
             assert!(!text.contains(SECRET), "the secret was printed: {text}");
         }
-        Finished { code, stdout, stderr }
+        finished
     }
 }
 

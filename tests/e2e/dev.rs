@@ -1,13 +1,11 @@
 //! `hookfwd dev` through the real binary: crash recovery, shutdown, output hygiene, bad credentials.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{Guard, Receiver, Recorder, hookfwd};
+use e2e::{Receiver, Recorder, Running};
 use fake_github::FakeGitHub;
 use github::Secret;
 use serde_json::{Value, json};
@@ -16,92 +14,23 @@ const TOKEN: &str = "ghp_e2eTokenThatMustNeverBePrinted0001";
 const SECRET: &str = "local-secret-never-printed-7f3a";
 const REPO: &str = "octo-org/hello-world";
 
-/// A running `hookfwd dev`, with its output collected as it arrives.
-struct Dev {
-    child: Guard,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
+/// Starts `hookfwd dev` on the repository against the fake, signing with the local secret.
+fn start_dev(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
+    start_dev_signing_with(SECRET, fake, target, state, extra)
 }
 
-impl Dev {
-    fn start(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Self {
-        Self::start_signing_with(SECRET, fake, target, state, extra)
-    }
-
-    /// Like [`Dev::start`], with another local secret.
-    fn start_signing_with(secret: &str, fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(hookfwd())
-            .args(["dev", "--repo", REPO, "--to", target, "--hook-url", &fake.blackhole_url()])
-            .args(["--api-url", fake.api_url().as_str(), "--interval", "100ms"])
-            .arg("--state-dir")
-            .arg(state)
-            .args(extra)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GITHUB_TOKEN", TOKEN)
-            .env("HOOKFWD_SECRET", secret)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hookfwd starts");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (lines, out) = (stdout.clone(), child.stdout.take().expect("piped stdout"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let (text, mut err) = (stderr.clone(), child.stderr.take().expect("piped stderr"));
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buffer) {
-                text.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        Self { child: Guard(child), stdout, stderr }
-    }
-
-    /// Waits for a stdout line containing `needle` and returns it.
-    async fn wait_line(&self, needle: &str) -> String {
-        self.wait_lines(needle, 1).await.swap_remove(0)
-    }
-
-    /// Waits for at least `count` stdout lines containing `needle` and returns them all.
-    async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let lines: Vec<String> =
-                self.stdout.lock().unwrap().iter().filter(|line| line.contains(needle)).cloned().collect();
-            if lines.len() >= count {
-                return lines;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` line; stdout: {:?}; stderr: {}",
-                self.stdout.lock().unwrap(),
-                self.stderr.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits for the process to exit and returns its code with everything it printed.
-    async fn exit(mut self) -> (Option<i32>, String, String) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.0.try_wait().expect("wait works") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "hookfwd did not exit");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
-        tokio::time::sleep(Duration::from_millis(100)).await; // let the readers drain the pipes
-        let stdout = self.stdout.lock().unwrap().join("\n");
-        let stderr = self.stderr.lock().unwrap().clone();
-        (status.code(), stdout, stderr)
-    }
+/// Like [`start_dev`], with another local secret.
+fn start_dev_signing_with(secret: &str, fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
+    let hook_url = fake.blackhole_url();
+    let api_url = fake.api_url().to_string();
+    let mut args: Vec<&OsStr> = ["dev", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url]
+        .into_iter()
+        .chain(["--interval", "100ms", "--state-dir"])
+        .map(OsStr::new)
+        .collect();
+    args.push(state.as_os_str());
+    args.extend(extra.iter().map(OsStr::new));
+    Running::hookfwd(args, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(secret))])
 }
 
 async fn fake_with_repo() -> FakeGitHub {
@@ -131,7 +60,7 @@ async fn resumes_after_kill_without_loss() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = Dev::start(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
     let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
     let hook_id = hook["hook_id"].as_u64().expect("hook id");
     dev.wait_line("\"type\":\"ready\"").await;
@@ -143,13 +72,13 @@ async fn resumes_after_kill_without_loss() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     handler.wait_for(Duration::from_secs(30), "the first forwards", |got| got.len() >= 5).await;
-    dev.child.signal(libc::SIGKILL);
-    let (code, _, _) = dev.exit().await;
+    dev.signal(libc::SIGKILL);
+    let code = dev.finish().await.code;
     assert_eq!(code, None, "killed by a signal");
     for n in 20..40 {
         fake.emit(REPO, "issues", payload(n)).await;
     }
-    let dev = Dev::start(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     for n in 40..total {
         fake.emit(REPO, "issues", payload(n)).await;
@@ -182,7 +111,7 @@ async fn stops_on_sigterm_and_never_prints_secrets() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = Dev::start(&fake, &handler.url(), state.path(), &["-vvv"]);
+    let dev = start_dev(&fake, &handler.url(), state.path(), &["-vvv"]);
     dev.wait_line("Ready").await;
     for n in 0..3 {
         fake.emit(REPO, "issues", payload(n)).await;
@@ -191,8 +120,8 @@ async fn stops_on_sigterm_and_never_prints_secrets() {
     assert_signed(&received);
     dev.wait_line("<--").await;
 
-    dev.child.signal(libc::SIGTERM);
-    let (code, stdout, stderr) = dev.exit().await;
+    dev.signal(libc::SIGTERM);
+    let e2e::Finished { code, stdout, stderr } = dev.finish().await;
     assert_eq!(code, Some(0), "SIGTERM is a clean stop; stderr: {stderr}");
     assert!(stdout.contains("--> issues.opened"), "the feed shows each delivery: {stdout}");
     assert!(stdout.contains("<-- [200] POST"), "the feed shows the handler's answer: {stdout}");
@@ -218,8 +147,8 @@ async fn a_rejected_token_is_one_sentence_and_exit_3() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = Dev::start(&fake, &handler.url(), state.path(), &[]);
-    let (code, stdout, stderr) = dev.exit().await;
+    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let e2e::Finished { code, stdout, stderr } = dev.finish().await;
     assert_eq!(code, Some(3), "stdout: {stdout}; stderr: {stderr}");
     assert!(stderr.contains("401"), "names the failure: {stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
@@ -233,8 +162,8 @@ async fn an_unknown_repository_is_named_and_fails() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = Dev::start(&fake, &handler.url(), state.path(), &[]);
-    let (code, _, stderr) = dev.exit().await;
+    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let e2e::Finished { code, stderr, .. } = dev.finish().await;
     assert_ne!(code, Some(0));
     assert!(stderr.contains(REPO) && stderr.contains("not found"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -246,7 +175,7 @@ async fn octokit_accepts_every_event_relayed_from_github() {
     let receiver = Receiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = Dev::start(&fake, receiver.url(), state.path(), &["--json"]);
+    let dev = start_dev(&fake, receiver.url(), state.path(), &["--json"]);
     let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
     let hook_id = hook["hook_id"].as_u64().expect("hook id");
     dev.wait_line("\"type\":\"ready\"").await;
@@ -275,7 +204,7 @@ async fn octokit_rejects_a_relay_signing_with_another_secret() {
     let receiver = Receiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = Dev::start_signing_with("not-the-handlers-secret", &fake, receiver.url(), state.path(), &["--json"]);
+    let dev = start_dev_signing_with("not-the-handlers-secret", &fake, receiver.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     fake.emit(REPO, "issues", payload(1)).await;
     let rejected = receiver.wait_for(Duration::from_secs(30), "a rejection", |lines| !lines.is_empty()).await;

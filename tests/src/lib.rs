@@ -1,8 +1,10 @@
 //! Support for the end-to-end tests: the built binaries and child processes that die with the test.
 
+mod process;
 mod receiver;
 mod recorder;
 
+pub use process::{Finished, Running};
 pub use receiver::Receiver;
 pub use recorder::{Received, Recorder};
 

@@ -1,0 +1,120 @@
+//! A `hookfwd` child process whose output is collected as it arrives, for tests that watch it run.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{Guard, hookfwd};
+
+/// How long a test waits for a line or for the process to exit.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A running `hookfwd`; killed when dropped.
+pub struct Running {
+    child: Guard,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// What a finished `hookfwd` printed.
+pub struct Finished {
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Each stdout line as JSON (for `--json` runs).
+    pub fn json(&self) -> Vec<Value> {
+        self.stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
+    }
+}
+
+impl Running {
+    /// Starts `hookfwd ARGS` with a clean environment: `PATH` and `env` only.
+    pub fn hookfwd<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, env: &[(&str, &OsStr)]) -> Self {
+        let mut child = Command::new(hookfwd())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hookfwd starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (lines, out) = (stdout.clone(), child.stdout.take().expect("piped stdout"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().expect("output lock").push(line);
+            }
+        });
+        let (text, mut err) = (stderr.clone(), child.stderr.take().expect("piped stderr"));
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buffer) {
+                text.lock().expect("output lock").push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Self { child: Guard(child), stdout, stderr }
+    }
+
+    /// The stdout lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout.lock().expect("output lock").clone()
+    }
+
+    /// Sends a signal (`libc::SIGTERM`, `libc::SIGKILL`, …).
+    pub fn signal(&self, signal: i32) {
+        self.child.signal(signal);
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub async fn wait_line(&self, needle: &str) -> String {
+        self.wait_lines(needle, 1).await.swap_remove(0)
+    }
+
+    /// Waits for at least `count` stdout lines containing `needle` and returns them all.
+    pub async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let lines: Vec<String> = self.lines().into_iter().filter(|line| line.contains(needle)).collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count} `{needle}` lines; stdout: {:?}; stderr: {}",
+                self.lines(),
+                self.stderr.lock().expect("output lock")
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits for the process to exit and returns what it printed.
+    pub async fn finish(mut self) -> Finished {
+        let deadline = Instant::now() + PATIENCE;
+        let code = loop {
+            if let Some(status) = self.child.0.try_wait().expect("try_wait") {
+                break status.code();
+            }
+            assert!(Instant::now() < deadline, "hookfwd did not exit; stderr: {}", self.stderr.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        // The reader threads drain what is left in the pipes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stdout = self.lines().join("\n");
+        let stderr = self.stderr.lock().expect("output lock").clone();
+        Finished { code, stdout, stderr }
+    }
+}
