@@ -4,31 +4,35 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use github::Secret;
-use relay::{Event, Rule, Settings, Source};
+use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
-use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs};
+use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed, Status};
 
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let sources = super::sources(&args.sources)?;
+    let rule = flag_rule(&args.sources, args.to, args.hook_url, &args.relay)?;
+    run_rules(vec![rule], args.relay, &args.github, output, status, &mut Forever).await
+}
+
+/// The one rule that `dev` and `wait` build from their flags.
+pub fn flag_rule(
+    sources: &SourceArgs,
+    target: Target,
+    hook_url: Option<String>,
+    relay: &RelayArgs,
+) -> anyhow::Result<Rule> {
+    let sources = super::sources(sources)?;
     let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
-    if needs_hook && args.hook_url.is_none() {
+    if needs_hook && hook_url.is_none() {
         return Err(fail(
             USAGE,
             "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
         ));
     }
-    let rule = Rule {
-        sources,
-        target: args.to,
-        hook_url: args.hook_url,
-        events: args.relay.events.clone(),
-        secret: args.relay.secret.clone().map(Secret::new),
-    };
-    run_rules(vec![rule], args.relay, &args.github, output, status, &mut Forever).await
+    Ok(Rule { sources, target, hook_url, events: relay.events.clone(), secret: relay.secret.clone().map(Secret::new) })
 }
 
 /// `hookfwd forward`: rules from `--rule` JSON or a TOML file.

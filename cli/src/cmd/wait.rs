@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use console::style;
-use github::{DeliveryItem, Secret};
-use relay::{Event, Rule, Source};
+use github::DeliveryItem;
+use relay::Event;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::dev::{Until, run_rules};
+use super::dev::{Until, flag_rule, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
-use crate::exit::{FAILURE, REJECTED, TIMEOUT, USAGE, fail};
+use crate::exit::{FAILURE, REJECTED, TIMEOUT, fail};
 use crate::feed::{Status, print};
 
 /// How far GitHub's clock may be ahead of ours without a new delivery looking old.
@@ -24,21 +24,7 @@ const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// Waits for a matching delivery.
 pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let sources = super::sources(&args.sources)?;
-    let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
-    if needs_hook && args.hook_url.is_none() {
-        return Err(fail(
-            USAGE,
-            "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
-        ));
-    }
-    let rule = Rule {
-        sources,
-        target: args.to,
-        hook_url: args.hook_url,
-        events: args.relay.events.clone(),
-        secret: args.relay.secret.clone().map(Secret::new),
-    };
+    let rule = flag_rule(&args.sources, args.to, args.hook_url, &args.relay)?;
     let lookback = args.relay.since.unwrap_or(CLOCK_SKEW);
     let mut until = Match {
         event: args.event,
