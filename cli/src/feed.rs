@@ -1,10 +1,12 @@
 //! What the user sees: the feed on stdout (text or JSON), logs and the live status line on stderr.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
 use console::style;
+use github::HookRef;
 use indicatif::ProgressStyle;
 use relay::{Event, HookOrigin};
 use serde_json::json;
@@ -111,12 +113,30 @@ pub struct Feed {
     hooks: Vec<String>,
     /// Set while the handler is unreachable, so poll updates do not hide it.
     unreachable: Option<String>,
+    /// Deliveries waiting to be forwarded, per hook, as of each hook's last poll.
+    waiting: HashMap<HookRef, usize>,
+    /// Deliveries answered since a backlog began, and the backlog's size, for the progress bar.
+    drained: u64,
+    total: u64,
+    /// The last poll's time and rate budget, for the status line.
+    polled: String,
 }
 
 impl Feed {
     /// A feed for the given output options.
     pub fn new(output: &OutputArgs, status: Status, context: Context) -> Self {
-        Self { json: output.json, quiet: output.quiet, status, context, hooks: Vec::new(), unreachable: None }
+        Self {
+            json: output.json,
+            quiet: output.quiet,
+            status,
+            context,
+            hooks: Vec::new(),
+            unreachable: None,
+            waiting: HashMap::new(),
+            drained: 0,
+            total: 0,
+            polled: String::new(),
+        }
     }
 
     /// Shows one event.
@@ -186,6 +206,8 @@ impl Feed {
             }
             Event::Answered { item, target, status, latency, .. } => {
                 self.unreachable = None;
+                self.drained += 1;
+                self.show_status();
                 let text = format!(
                     "{}  {} [{}] POST {target} [{} ms] [{}]",
                     now(),
@@ -220,7 +242,7 @@ impl Feed {
                     false,
                 )
             }
-            Event::Polled { at, backlog, rate, .. } => {
+            Event::Polled { hook, at, backlog, rate } => {
                 let rate = match (rate.remaining, rate.limit) {
                     (Some(remaining), Some(limit)) => {
                         let reset = rate.reset_at.map(|r| r.with_timezone(&Local).format(" resets %H:%M").to_string());
@@ -228,14 +250,15 @@ impl Feed {
                     }
                     _ => String::new(),
                 };
-                let polled = at.with_timezone(&Local).format("%H:%M:%S");
-                if let Some(message) = &self.unreachable {
-                    self.status.set(format!("{message} · {backlog} waiting · last poll {polled}{rate}"));
-                } else if *backlog > 0 {
-                    self.status.set(format!("draining {backlog} deliveries · last poll {polled}{rate}"));
+                self.polled = format!("last poll {}{rate}", at.with_timezone(&Local).format("%H:%M:%S"));
+                self.waiting.insert(hook.clone(), *backlog);
+                let waiting: usize = self.waiting.values().sum();
+                if waiting == 0 {
+                    (self.drained, self.total) = (0, 0);
                 } else {
-                    self.status.set(format!("polling · last poll {polled}{rate}"));
+                    self.total = self.drained + waiting as u64;
                 }
+                self.show_status();
                 Ok(())
             }
             Event::Warning { message } => self.line_or_json(
@@ -251,6 +274,19 @@ impl Feed {
                     true,
                 )
             }
+        }
+    }
+
+    /// The status line: unreachable handler first, then a progress bar while a backlog drains, else polling.
+    fn show_status(&self) {
+        let polled = &self.polled;
+        if let Some(message) = &self.unreachable {
+            let waiting: usize = self.waiting.values().sum();
+            self.status.set(format!("{message} · {waiting} waiting · {polled}"));
+        } else if self.total > self.drained + 1 {
+            self.status.progress(format!("draining the backlog · {polled}"), self.drained, self.total);
+        } else {
+            self.status.set(format!("polling · {polled}"));
         }
     }
 
