@@ -111,6 +111,8 @@ pub struct Feed {
     status: Status,
     context: Context,
     hooks: Vec<String>,
+    /// Sources that could not be set up, held until the Ready line.
+    failed: Vec<String>,
     /// Set while the handler is unreachable, so poll updates do not hide it.
     unreachable: Option<String>,
     /// Deliveries waiting to be forwarded, per hook, as of each hook's last poll.
@@ -131,6 +133,7 @@ impl Feed {
             status,
             context,
             hooks: Vec::new(),
+            failed: Vec::new(),
             unreachable: None,
             waiting: HashMap::new(),
             drained: 0,
@@ -160,12 +163,20 @@ impl Feed {
                 }
                 Ok(())
             }
-            Event::SourceFailed { source, error } => self.line_or_json(
-                &format!("{} {source}: {error}", style("✗").red()),
-                json!({"type": "error", "source": source, "message": error}),
-                true,
-            ),
+            Event::SourceFailed { source, error } => {
+                let line = format!("{} {source}: {error}", style("✗").red());
+                if self.json {
+                    print(&json!({"type": "error", "source": source, "message": error}).to_string())
+                } else {
+                    // Shown with the Ready line; when no source starts, the final error says it all.
+                    self.failed.push(line);
+                    Ok(())
+                }
+            }
             Event::Ready { sources } => {
+                for line in std::mem::take(&mut self.failed) {
+                    self.line_or_json(&line, serde_json::Value::Null, true)?;
+                }
                 self.status.set(format!(
                     "polling {sources} source(s) every {}",
                     humantime::format_duration(self.context.interval)

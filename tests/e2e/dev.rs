@@ -212,3 +212,21 @@ async fn octokit_rejects_a_relay_signing_with_another_secret() {
     let line: Value = serde_json::from_str(&dev.wait_line("\"type\":\"forwarded\"").await).unwrap();
     assert_eq!(line["status"], 400, "the feed reports the handler's refusal: {line}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_hookfwd_on_the_same_hook_and_state_is_refused() {
+    let fake = fake_with_repo().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+
+    let first = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    first.wait_line("\"type\":\"ready\"").await;
+    let second = start_dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
+    assert_eq!(second.code, Some(1), "{}", second.stderr);
+    assert!(second.stderr.contains("already being forwarded by another hookfwd"), "{}", second.stderr);
+
+    // The first one goes on forwarding, once.
+    fake.emit(REPO, "issues", payload(7)).await;
+    let received = handler.wait_for(Duration::from_secs(30), "the forward", |got| !got.is_empty()).await;
+    assert_signed(&received);
+}

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
 use crate::backoff::Backoff;
-use crate::ledger::{Ledger, WINDOW};
+use crate::ledger::{Ledger, Lock, WINDOW};
 use crate::{Error, Event, Forwarder, HookOrigin, Outgoing, Rule, Settings, Source};
 
 /// How long GitHub keeps deliveries.
@@ -59,6 +59,8 @@ struct SourceRun {
     forwarder: Forwarder,
     /// The local signing secret.
     secret: Option<Secret>,
+    /// This process's hold on the hook's ledger, for as long as the source runs.
+    _lock: Lock,
 }
 
 pub(crate) async fn run(
@@ -90,6 +92,7 @@ pub(crate) async fn run(
     let mut created = Vec::new();
     let mut hooks = HashSet::new();
     let mut fatal = None;
+    let mut failures = Vec::new();
     'rules: for rule in &rules {
         let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
         for source in &rule.sources {
@@ -105,12 +108,19 @@ pub(crate) async fn run(
                 Ok((hook, origin, hook_url, hook_events)) => {
                     if !hooks.insert(hook.clone()) {
                         let error = format!("{name}: its hook is already forwarded by an earlier rule");
-                        events.emit(Event::SourceFailed { source: name, error }).await;
+                        failures.push(failed(&events, name, error).await);
                         continue;
                     }
                     if origin == HookOrigin::Created {
                         created.push(hook.clone());
                     }
+                    let lock = match Lock::take(&settings.state_dir, &hook) {
+                        Ok(lock) => lock,
+                        Err(error) => {
+                            failures.push(failed(&events, name, error.to_string()).await);
+                            continue;
+                        }
+                    };
                     info!(source = %name, hook = %hook, ?origin, "source ready");
                     events
                         .emit(Event::HookReady {
@@ -122,7 +132,13 @@ pub(crate) async fn run(
                             events: hook_events,
                         })
                         .await;
-                    runs.push(SourceRun { name, hook, forwarder: forwarder.clone(), secret: rule.secret.clone() });
+                    runs.push(SourceRun {
+                        name,
+                        hook,
+                        forwarder: forwarder.clone(),
+                        secret: rule.secret.clone(),
+                        _lock: lock,
+                    });
                 }
                 Err(failure) => {
                     debug!(source = %name, "source could not be set up");
@@ -130,7 +146,7 @@ pub(crate) async fn run(
                         SetupFailure::NoHookUrl(sentence) => sentence.clone(),
                         SetupFailure::GitHub(error) => error.to_string(),
                     };
-                    events.emit(Event::SourceFailed { source: name, error }).await;
+                    failures.push(failed(&events, name, error).await);
                     // A rejected token fails every source alike: stop with it rather than try each.
                     if let SetupFailure::GitHub(error @ github::Error::Unauthorized) = failure {
                         fatal = Some(error);
@@ -146,7 +162,7 @@ pub(crate) async fn run(
     } else if cancel.is_cancelled() {
         Ok(())
     } else if runs.is_empty() {
-        Err(Error::NoSources)
+        Err(Error::NoSources(failures.join("; ")))
     } else {
         let ctx = Arc::new(Ctx {
             client: client.clone(),
@@ -204,6 +220,13 @@ pub(crate) async fn run(
         }
     }
     result
+}
+
+/// Reports a source that could not be set up, and returns the sentence for the final error.
+async fn failed(events: &Emitter, source: String, error: String) -> String {
+    let sentence = if error.contains(&source) { error.clone() } else { format!("{source}: {error}") };
+    events.emit(Event::SourceFailed { source, error }).await;
+    sentence
 }
 
 /// Why a source could not be set up.

@@ -9,9 +9,17 @@ pub enum Error {
     /// `--to` is not a URL or `host:port[/path]`.
     #[error("`{0}` is not a target URL or host:port[/path]")]
     Target(String),
-    /// No source could be set up.
-    #[error("no source could be set up")]
-    NoSources,
+    /// No source could be set up; each one's reason, joined.
+    #[error("no source could be set up: {0}")]
+    NoSources(String),
+    /// Another hookfwd is forwarding the same hook with the same state directory.
+    #[error("{hook} is already being forwarded by another hookfwd using {path}")]
+    Busy {
+        /// The hook.
+        hook: String,
+        /// Its lock file.
+        path: std::path::PathBuf,
+    },
     /// The ledger could not be read or written.
     #[error("the ledger at {path} could not be {action}")]
     Ledger {

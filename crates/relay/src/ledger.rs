@@ -301,6 +301,28 @@ impl Ledger {
     }
 }
 
+/// A hook's ledger held by this process until dropped: two processes forwarding one hook
+/// from one state directory would forward every delivery twice.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Takes the lock of `hook`'s ledger in `dir`, or fails at once with [`Error::Busy`].
+    pub fn take(dir: &Path, hook: &HookRef) -> Result<Self, Error> {
+        let path = Ledger::path(dir, hook).with_extension("lock");
+        let failed = |source| Error::Ledger { path: path.clone(), action: "locked", source };
+        create_dir(dir).map_err(failed)?;
+        let file = private().read(true).write(true).create(true).truncate(false).open(&path).map_err(failed)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy { hook: hook.to_string(), path }),
+            Err(std::fs::TryLockError::Error(source)) => Err(failed(source)),
+        }
+    }
+}
+
 /// Open options for a file only the user may read.
 fn private() -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -339,6 +361,17 @@ mod tests {
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn one_process_at_a_time_holds_a_hooks_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Lock::take(dir.path(), &hook()).unwrap();
+        assert!(matches!(Lock::take(dir.path(), &hook()), Err(Error::Busy { .. })));
+        let other = HookRef::Repo { owner: "o".into(), repo: "r".into(), id: 2 };
+        assert!(Lock::take(dir.path(), &other).is_ok(), "another hook is not blocked");
+        drop(held);
+        assert!(Lock::take(dir.path(), &hook()).is_ok(), "the lock goes with its holder");
     }
 
     #[test]

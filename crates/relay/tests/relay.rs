@@ -467,7 +467,7 @@ async fn no_source_at_all_is_an_error() {
         settings(state.path()),
     );
     let result = tokio::time::timeout(PATIENCE, running.task).await.unwrap().unwrap();
-    assert!(matches!(result, Err(relay::Error::NoSources)), "{result:?}");
+    assert!(matches!(result, Err(relay::Error::NoSources(_))), "{result:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
