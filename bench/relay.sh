@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Benchmarks the relay: the release `hookfwd dev` against the in-process fake GitHub with
+# 20 ms of added API latency, on 127.0.0.1 only.
+#
+# A 10,000-delivery backlog drains (throughput against concurrency ÷ latency, peak and
+# progressive RSS, GETs per delivery); then ~60 single events at irregular spacing while it
+# idle-polls at --interval 1s (added latency); then a quiet minute (rate-limited calls);
+# then the same backlog with no added latency. About four minutes in all.
+# Prints a Markdown table, and whether each target is met, for docs/benchmarks.md.
+# Knobs for quick runs: RELAY_BACKLOG, RELAY_EVENTS, RELAY_IDLE_SECS, RELAY_SKIP_ZERO=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --bin hookfwd
+HOOKFWD_BIN=$PWD/target/release/hookfwd cargo bench -p hookfwd-e2e --bench relay

@@ -1,0 +1,522 @@
+//! The relay benchmark: the release `hookfwd dev` binary against the in-process fake GitHub
+//! with 20 ms of added API latency. Prints a Markdown table for `docs/benchmarks.md`.
+//!
+//! Phases, in one run: a 10,000-delivery backlog drains (throughput, RSS, GETs per delivery);
+//! then, with the same process idle-polling at `--interval 1s`, about 60 single events at
+//! irregular spacing (added latency); then a quiet minute (rate-limited calls while idle);
+//! last, the same backlog drained with no added latency, for comparison.
+//!
+//! Run it with `bench/relay.sh`. Everything listens on 127.0.0.1. Knobs, for quick runs:
+//! `HOOKFWD_BIN` (the binary; else it is built in release), `RELAY_BACKLOG` (10000),
+//! `RELAY_EVENTS` (60), `RELAY_IDLE_SECS` (60), `RELAY_SKIP_ZERO=1` (no 0 ms drain).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use e2e::Guard;
+use fake_github::{FakeGitHub, HookSpec, Stats};
+use github::Secret;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "ghp_benchRelayTokenNeverPrinted000001";
+const SECRET: &str = "relay-bench-secret-never-printed";
+const REPO: &str = "octo/backlog";
+/// Added to every fake API answer: a nearby GitHub.
+const LATENCY: Duration = Duration::from_millis(20);
+/// `Settings::fetch_concurrency` in crates/relay/src/lib.rs.
+const FETCH_CONCURRENCY: f64 = 8.0;
+/// Each payload carries this much filler, so the backlog's payloads (40 MiB) outweigh the memory allowed.
+const FILLER: usize = 4096;
+/// No phase may take longer than this.
+const PHASE_DEADLINE: Duration = Duration::from_secs(240);
+
+/// What the counting handler saw: each delivery's guid and when it arrived, and bad signatures.
+#[derive(Default)]
+struct Seen {
+    arrivals: Vec<(String, Instant)>,
+    bad_signatures: usize,
+}
+
+/// A handler on 127.0.0.1:0 that checks each signature and keeps only the guid and the time.
+/// Lighter than `e2e::Recorder`, which keeps every body and header.
+struct Handler {
+    url: String,
+    count: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Handler {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let url = format!("http://{}/webhook", listener.local_addr().expect("bound address"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (counter, log) = (count.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (counter, log) = (counter.clone(), log.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let (counter, log) = (counter.clone(), log.clone());
+                        async move {
+                            let header = |name: &str| {
+                                let value = request.headers().get(name).and_then(|v| v.to_str().ok());
+                                value.unwrap_or_default().to_string()
+                            };
+                            let (guid, signature) = (header("x-github-delivery"), header("x-hub-signature-256"));
+                            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let at = Instant::now();
+                            let valid = github::signature::verify_sha256(&Secret::new(SECRET), &body, &signature);
+                            {
+                                let mut seen = log.lock().expect("handler lock");
+                                seen.arrivals.push((guid, at));
+                                seen.bad_signatures += usize::from(!valid);
+                            }
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, count, seen }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A running `hookfwd dev`, its feed counted by type.
+struct Relay {
+    /// Killed when the relay is dropped.
+    _child: Guard,
+    /// Its process id, for `/proc`.
+    pid: u32,
+    /// When the `ready` line was read.
+    ready: Arc<Mutex<Option<Instant>>>,
+    /// `error`, `retry` and `warning` lines.
+    trouble: Arc<Mutex<Vec<String>>>,
+    /// Its `--state-dir`, removed when the relay is dropped.
+    _state: tempfile::TempDir,
+}
+
+impl Relay {
+    fn start(bin: &Path, fake: &FakeGitHub, target: &str) -> Self {
+        let state = tempfile::tempdir().expect("a temporary state dir");
+        let mut command = Command::new(bin);
+        // RELAY_LOG=FILE keeps hookfwd's debug log, for looking into a missed target.
+        let log = std::env::var_os("RELAY_LOG").map(|path| std::fs::File::create(path).expect("RELAY_LOG is writable"));
+        if log.is_some() {
+            command.arg("-vv");
+        }
+        let mut child = command
+            .args(["dev", "--repo", REPO, "--to", target, "--hook-url", &fake.blackhole_url()])
+            .args(["--api-url", fake.api_url().as_str(), "--interval", "1s", "--since", "1h", "--json"])
+            .arg("--state-dir")
+            .arg(state.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("HOOKFWD_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.map_or_else(Stdio::piped, Stdio::from))
+            .spawn()
+            .expect("hookfwd starts");
+        let ready = Arc::new(Mutex::new(None));
+        let trouble = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("piped");
+        let (ready_at, lines) = (ready.clone(), trouble.clone());
+        // Reading the feed as it comes keeps the relay from ever blocking on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains(r#""type":"ready""#) {
+                    ready_at.lock().expect("ready lock").get_or_insert(Instant::now());
+                } else if ["error", "retry", "warning"].iter().any(|t| line.contains(&format!(r#""type":"{t}""#))) {
+                    lines.lock().expect("trouble lock").push(line);
+                }
+            }
+        });
+        if let Some(mut err) = child.stderr.take() {
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        }
+        let pid = child.id();
+        Self { _child: Guard(child), pid, ready, trouble, _state: state }
+    }
+
+    fn trouble(&self) -> Vec<String> {
+        self.trouble.lock().expect("trouble lock").clone()
+    }
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The fake GitHub with one repository hook, ready for a backlog.
+async fn fake_with_hook() -> (FakeGitHub, u64) {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    let hook = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
+    // One GET per delivery: 10,000 is more than GitHub's default 5,000 an hour (a GitHub App
+    // installation gets up to 12,500; Enterprise Cloud 15,000).
+    fake.set_rate_limit(50_000);
+    (fake, hook)
+}
+
+async fn seed(fake: &FakeGitHub, backlog: usize) {
+    let filler = "x".repeat(FILLER);
+    let payloads = (0..backlog).map(|n| json!({"action": "opened", "number": n, "filler": filler})).collect();
+    let started = Instant::now();
+    let ids = fake.emit_many(REPO, "issues", payloads).await;
+    assert_eq!(ids.len(), backlog, "every seeded event made a delivery");
+    eprintln!("relay bench: seeded {backlog} deliveries in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// What one backlog drain measured.
+struct Drain {
+    /// Spawn to the last delivery's arrival.
+    total: Duration,
+    /// The `ready` line to the last arrival (the initial listing is done before `ready`).
+    from_ready: Option<Duration>,
+    /// RSS when 25, 50, 75 and 100 % had arrived, in KiB.
+    rss_at: [Option<u64>; 4],
+    /// The highest sampled VmRSS, and VmHWM at the end, in KiB.
+    sampled_peak: u64,
+    hwm: Option<u64>,
+    /// Fake stats over the drain.
+    stats: Stats,
+    /// Delivered / distinct / bad signatures.
+    received: usize,
+    distinct: usize,
+    bad_signatures: usize,
+}
+
+impl Drain {
+    fn rate(&self) -> f64 {
+        self.received as f64 / self.total.as_secs_f64()
+    }
+
+    fn rate_from_ready(&self) -> Option<f64> {
+        self.from_ready.map(|d| self.received as f64 / d.as_secs_f64())
+    }
+}
+
+/// Starts hookfwd on a seeded backlog and samples it until every delivery arrived.
+async fn drain(bin: &Path, fake: &FakeGitHub, handler: &Handler, backlog: usize) -> (Relay, Drain) {
+    let before = fake.stats();
+    let spawned = Instant::now();
+    let relay = Relay::start(bin, fake, &handler.url);
+    let milestones = [backlog.div_ceil(4), backlog.div_ceil(2), (backlog * 3).div_ceil(4), backlog];
+    let mut rss_at = [None; 4];
+    let mut sampled_peak = 0;
+    let mut last_report = Instant::now();
+    loop {
+        let count = handler.count();
+        let rss = status_kib(relay.pid, "VmRSS:");
+        sampled_peak = sampled_peak.max(rss.unwrap_or(0));
+        for (slot, milestone) in rss_at.iter_mut().zip(milestones) {
+            if slot.is_none() && count >= milestone {
+                *slot = rss;
+            }
+        }
+        if count >= backlog {
+            break;
+        }
+        if spawned.elapsed() > PHASE_DEADLINE {
+            eprintln!("relay bench: drain stopped at the deadline with {count} of {backlog}");
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!("relay bench: {count} of {backlog} after {:.0} s", spawned.elapsed().as_secs_f64());
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hwm = status_kib(relay.pid, "VmHWM:");
+    let after = fake.stats();
+    let seen = handler.seen.lock().expect("handler lock");
+    let last = seen.arrivals.iter().map(|(_, at)| *at).max().unwrap_or_else(Instant::now);
+    let ready = *relay.ready.lock().expect("ready lock");
+    let distinct = seen.arrivals.iter().map(|(guid, _)| guid.as_str()).collect::<std::collections::HashSet<_>>().len();
+    let result = Drain {
+        total: last - spawned,
+        from_ready: ready.map(|ready| last.saturating_duration_since(ready)),
+        rss_at,
+        sampled_peak,
+        hwm,
+        stats: delta(&before, &after),
+        received: seen.arrivals.len(),
+        distinct,
+        bad_signatures: seen.bad_signatures,
+    };
+    drop(seen);
+    (relay, result)
+}
+
+fn delta(before: &Stats, after: &Stats) -> Stats {
+    let mut stats = after.clone();
+    stats.requests -= before.requests;
+    stats.counted -= before.counted;
+    stats.not_modified -= before.not_modified;
+    stats.list_deliveries -= before.list_deliveries;
+    stats.get_delivery -= before.get_delivery;
+    stats.primary_limited -= before.primary_limited;
+    stats.secondary_limited -= before.secondary_limited;
+    stats
+}
+
+/// A small deterministic generator, so every run spaces its events alike.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+/// Emits single events at irregular spacing while the relay idles; each one's emit-to-handler time.
+async fn added_latency(fake: &FakeGitHub, hook: u64, handler: &Handler, events: usize) -> (Vec<Duration>, usize) {
+    let start_count = handler.count();
+    let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut emitted = HashMap::new();
+    for n in 0..events {
+        tokio::time::sleep(Duration::from_millis(200 + random.next() % 1101)).await;
+        let at = Instant::now();
+        for id in fake.emit(REPO, "issues", json!({"action": "edited", "number": n})).await {
+            emitted.insert(id, at);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while handler.count() < start_count + emitted.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let guids: HashMap<String, u64> = fake.deliveries(hook).into_iter().map(|d| (d.guid, d.id)).collect();
+    let seen = handler.seen.lock().expect("handler lock");
+    let mut latencies: Vec<Duration> = seen.arrivals[start_count..]
+        .iter()
+        .filter_map(|(guid, arrived)| Some(arrived.saturating_duration_since(*emitted.get(guids.get(guid)?)?)))
+        .collect();
+    if std::env::var_os("RELAY_VERBOSE").is_some() {
+        let unix = |at: Instant| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            now.as_secs_f64() - at.elapsed().as_secs_f64()
+        };
+        for (guid, arrived) in &seen.arrivals[start_count..] {
+            if let Some(emitted) = guids.get(guid).and_then(|id| emitted.get(id)) {
+                let took = arrived.saturating_duration_since(*emitted).as_millis();
+                eprintln!("relay bench: emitted at {:.3}, arrived after {took} ms", unix(*emitted));
+            }
+        }
+    }
+    latencies.sort();
+    let missing = emitted.len() - latencies.len();
+    (latencies, missing)
+}
+
+/// The release binary: `HOOKFWD_BIN`, else built now.
+fn hookfwd_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HOOKFWD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = e2e::workspace_root();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--bin", "hookfwd"])
+        .current_dir(root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building hookfwd in release failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("release/hookfwd")
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no arguments.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let bin = hookfwd_bin();
+    let backlog = env_number("RELAY_BACKLOG", 10_000) as usize;
+    let events = env_number("RELAY_EVENTS", 60) as usize;
+    let idle = Duration::from_secs(env_number("RELAY_IDLE_SECS", 60));
+    let bound = FETCH_CONCURRENCY / LATENCY.as_secs_f64();
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    let mut row = |measure: &str, result: String, target: &str| rows.push([measure.into(), result, target.into()]);
+
+    // 1. The backlog, at 20 ms.
+    let (fake, hook) = fake_with_hook().await;
+    seed(&fake, backlog).await;
+    fake.faults().set_latency(LATENCY);
+    let handler = Handler::start().await;
+    let (relay, slow) = drain(&bin, &fake, &handler, backlog).await;
+    let recorded = fake.deliveries(hook).len();
+    eprintln!("relay bench: drained {} in {:.1} s", slow.received, slow.total.as_secs_f64());
+
+    let ratio = slow.rate() / bound;
+    row("theoretical bound (concurrency ÷ latency)", format!("{bound:.0} deliveries/s (8 ÷ 20 ms)"), "");
+    row(
+        &format!("drain {backlog} deliveries, spawn → last arrival"),
+        format!("{:.1} s, {:.0} deliveries/s", slow.total.as_secs_f64(), slow.rate()),
+        "",
+    );
+    row("… as a share of the bound", format!("{:.0} %", ratio * 100.0), &format!("≥ 80 % ({})", verdict(ratio >= 0.8)));
+    if let (Some(from_ready), Some(rate)) = (slow.from_ready, slow.rate_from_ready()) {
+        row(
+            "drain, `ready` → last arrival (listing excluded)",
+            format!(
+                "{:.1} s, {rate:.0} deliveries/s, {:.0} % of the bound",
+                from_ready.as_secs_f64(),
+                rate / bound * 100.0
+            ),
+            "",
+        );
+    }
+    row(
+        "forwarded / distinct / bad signatures",
+        format!("{} / {} / {}", slow.received, slow.distinct, slow.bad_signatures),
+        &format!(
+            "{backlog} / {backlog} / 0 ({})",
+            verdict(slow.received == backlog && slow.distinct == backlog && slow.bad_signatures == 0)
+        ),
+    );
+    let peak = slow.hwm.unwrap_or(slow.sampled_peak);
+    let rss: Vec<String> = slow.rss_at.iter().map(|r| r.map_or("?".into(), mib)).collect();
+    row("peak RSS (VmHWM)", mib(peak), &format!("≤ 30 MiB ({})", verdict(peak > 0 && peak <= 30 * 1024)));
+    let known: Vec<u64> = slow.rss_at.iter().flatten().copied().collect();
+    let spread = known.iter().max().zip(known.iter().min()).map(|(max, min)| max - min);
+    row(
+        "RSS at 25 / 50 / 75 / 100 % (sampled every 50 ms)",
+        format!("{} (spread {})", rss.join(" / "), spread.map_or("?".into(), mib)),
+        &format!("flat ({})", verdict(spread.is_some_and(|s| s <= 2 * 1024) && known.len() == 4)),
+    );
+    let per = slow.stats.get_delivery as f64 / recorded.max(1) as f64;
+    row(
+        "delivery GETs per delivery",
+        format!("{per:.3} ({} GETs, {recorded} deliveries)", slow.stats.get_delivery),
+        &format!("≤ 1.02 ({})", verdict(per <= 1.02)),
+    );
+    row(
+        "list calls during the drain",
+        format!("{} ({} answered 304)", slow.stats.list_deliveries, slow.stats.not_modified),
+        "",
+    );
+
+    // 2. Added latency, the same process now idle-polling every second.
+    let (latencies, missing) = added_latency(&fake, hook, &handler, events).await;
+    let p50 = percentile(&latencies, 50.0);
+    row(
+        &format!("added latency at `--interval 1s`, {} events: p50 / p90 / max", latencies.len()),
+        format!(
+            "{} / {} / {}{}",
+            ms(p50),
+            ms(percentile(&latencies, 90.0)),
+            ms(latencies.last().copied().unwrap_or_default()),
+            if missing > 0 { format!(" ({missing} never arrived)") } else { String::new() }
+        ),
+        &format!(
+            "p50 ≤ 700 ms ({})",
+            verdict(missing == 0 && !latencies.is_empty() && p50 <= Duration::from_millis(700))
+        ),
+    );
+
+    // 3. A quiet spell.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = fake.stats();
+    tokio::time::sleep(idle).await;
+    let quiet = delta(&before, &fake.stats());
+    let per_hour = quiet.counted as f64 * 3600.0 / idle.as_secs_f64();
+    row(
+        &format!("rate-limited calls while idle ({} s, extrapolated to the hour)", idle.as_secs()),
+        format!(
+            "{} in {} s → {per_hour:.0} per hour ({} list calls, {} answered 304)",
+            quiet.counted,
+            idle.as_secs(),
+            quiet.list_deliveries,
+            quiet.not_modified
+        ),
+        &format!("0 ({})", verdict(quiet.counted == 0)),
+    );
+    let idle_rss = status_kib(relay.pid, "VmRSS:");
+    row("RSS after the idle spell", idle_rss.map_or("?".into(), mib), "");
+    let trouble = relay.trouble();
+    drop(relay);
+
+    // 4. The same backlog with no added latency.
+    if std::env::var_os("RELAY_SKIP_ZERO").is_none() {
+        let (fake, _) = fake_with_hook().await;
+        seed(&fake, backlog).await;
+        let handler = Handler::start().await;
+        let (relay, fast) = drain(&bin, &fake, &handler, backlog).await;
+        drop(relay);
+        row(
+            "drain at 0 ms latency, spawn → last arrival",
+            format!(
+                "{:.1} s, {:.0} deliveries/s, peak RSS {}",
+                fast.total.as_secs_f64(),
+                fast.rate(),
+                mib(fast.hwm.unwrap_or(fast.sampled_peak))
+            ),
+            "",
+        );
+        row("20 ms drain ÷ 0 ms drain", format!("{:.2}", slow.rate() / fast.rate()), "");
+    }
+
+    println!("| measure | result | target |");
+    println!("|---|---|---|");
+    for [measure, result, target] in &rows {
+        println!("| {measure} | {result} | {target} |");
+    }
+    if !trouble.is_empty() {
+        println!("\n{} error/retry/warning lines in the 20 ms run's feed; the first:", trouble.len());
+        for line in trouble.iter().take(5) {
+            println!("    {line}");
+        }
+    }
+}
