@@ -14,6 +14,7 @@ use github::{Delivery, DeliveryItem, HookConfig, HookRef, Listing, NewHook, Next
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument, warn};
 
 use crate::backoff::Backoff;
@@ -746,11 +747,23 @@ async fn forward_loop(
             }
         })
     };
+    // Each fetch is its own task: `buffered` polls its futures only while this loop waits for
+    // the next one, so unspawned fetches would stall while a delivery is forwarded and recorded,
+    // and go out in bursts of `fetch_concurrency` rather than one as each slot frees.
     let fetched = taken
         .map(|item| {
             let (ctx, source, cancel) = (ctx.clone(), source.clone(), cancel.clone());
+            let fetching = AbortOnDropHandle::new(tokio::spawn({
+                let item = item.clone();
+                async move { fetch(&ctx, &source, &item, &cancel).await }
+            }));
             async move {
-                let outcome = fetch(&ctx, &source, &item, &cancel).await;
+                let outcome = match fetching.await {
+                    Ok(outcome) => outcome,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // Aborted only when the runtime shuts down.
+                    Err(_) => Fetched::Cancelled,
+                };
                 (item, outcome)
             }
         })
