@@ -318,10 +318,15 @@ pub(crate) fn plan(
     }
 }
 
-/// The poll interval: the configured one, stretched so that `sources` polling at this pace
-/// cannot spend the rate budget (less a reserve) before it resets.
+/// The poll interval: the configured one while a fifth or more of the budget is left (idle
+/// polls answer 304 and cost nothing, so there is no reason to slow down); below that,
+/// stretched so that `sources` polling at this pace, each poll costing a call, cannot spend
+/// the rate budget (less a reserve) before it resets.
 pub(crate) fn poll_interval(base: Duration, rate: RateLimit, sources: usize, now: DateTime<Utc>) -> Duration {
     let (Some(remaining), Some(reset_at)) = (rate.remaining, rate.reset_at) else { return base };
+    if rate.limit.is_some_and(|limit| u64::from(remaining) * 5 >= u64::from(limit)) {
+        return base;
+    }
     let to_reset = (reset_at - now).to_std().unwrap_or(Duration::ZERO);
     // Keep 5% (at least 10 calls) for fetching payloads and for the user's other tools.
     let reserve = rate.limit.map_or(50, |limit| (limit / 20).max(10));
@@ -914,6 +919,11 @@ mod tests {
         let now = at(0);
         let plenty = RateLimit { limit: Some(5000), remaining: Some(4900), reset_at: Some(at(3600)) };
         assert_eq!(poll_interval(base, plenty, 1, now), base);
+        let fast = Duration::from_millis(100);
+        assert_eq!(poll_interval(fast, plenty, 4, now), fast, "a full budget never slows idle polls");
+        let fifth = RateLimit { limit: Some(5000), remaining: Some(999), reset_at: Some(at(3600)) };
+        // 1 source × 3600 s / (999 - 250) ≈ 4.8 s once less than a fifth is left.
+        assert!(poll_interval(base, fifth, 1, now) > Duration::from_secs(4));
         let low = RateLimit { limit: Some(5000), remaining: Some(350), reset_at: Some(at(3600)) };
         // 3 sources × 3600 s / (350 - 250) = 108 s.
         assert_eq!(poll_interval(base, low, 3, now), Duration::from_secs(108));
