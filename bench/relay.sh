@@ -3,9 +3,10 @@
 # 20 ms of added API latency, on 127.0.0.1 only.
 #
 # A 10,000-delivery backlog drains (throughput against concurrency ÷ latency, peak and
-# progressive RSS, GETs per delivery); then ~60 single events at irregular spacing while it
-# idle-polls at --interval 1s (added latency); then a quiet minute (rate-limited calls);
-# then the same backlog with no added latency. About four minutes in all.
+# progressive RSS, GETs per delivery); the same process, idle-polling at --interval 1s, gets
+# 20 single events at irregular spacing (added latency just after a backlog), then a quiet
+# minute (rate-limited calls); a fresh relay on a quiet hook gets 60 events (added latency);
+# then the backlog drains again with no added latency. About four minutes in all.
 # Prints a Markdown table, and whether each target is met, for docs/benchmarks.md.
 # Knobs for quick runs: RELAY_BACKLOG, RELAY_EVENTS, RELAY_IDLE_SECS, RELAY_SKIP_ZERO=1.
 set -euo pipefail

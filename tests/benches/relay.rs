@@ -2,13 +2,16 @@
 //! with 20 ms of added API latency. Prints a Markdown table for `docs/benchmarks.md`.
 //!
 //! Phases, in one run: a 10,000-delivery backlog drains (throughput, RSS, GETs per delivery);
-//! then, with the same process idle-polling at `--interval 1s`, about 60 single events at
-//! irregular spacing (added latency); then a quiet minute (rate-limited calls while idle);
-//! last, the same backlog drained with no added latency, for comparison.
+//! the same process, now idle-polling at `--interval 1s`, gets 20 single events at irregular
+//! spacing (added latency just after a backlog), then a quiet minute (rate-limited calls while
+//! idle); a fresh relay on a quiet hook gets 60 such events (added latency); last, the backlog
+//! drains again with no added latency, for comparison.
 //!
 //! Run it with `bench/relay.sh`. Everything listens on 127.0.0.1. Knobs, for quick runs:
 //! `HOOKFWD_BIN` (the binary; else it is built in release), `RELAY_BACKLOG` (10000),
-//! `RELAY_EVENTS` (60), `RELAY_IDLE_SECS` (60), `RELAY_SKIP_ZERO=1` (no 0 ms drain).
+//! `RELAY_AFTER_EVENTS` (20), `RELAY_EVENTS` (60), `RELAY_IDLE_SECS` (60), `RELAY_SKIP_ZERO=1`
+//! (no 0 ms drain); for looking into a miss, `RELAY_LOG=FILE` (hookfwd's debug log) and
+//! `RELAY_VERBOSE=1` (each event's latency).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -120,7 +123,8 @@ impl Relay {
         let state = tempfile::tempdir().expect("a temporary state dir");
         let mut command = Command::new(bin);
         // RELAY_LOG=FILE keeps hookfwd's debug log, for looking into a missed target.
-        let log = std::env::var_os("RELAY_LOG").map(|path| std::fs::File::create(path).expect("RELAY_LOG is writable"));
+        let log = std::env::var_os("RELAY_LOG")
+            .map(|path| std::fs::File::options().create(true).append(true).open(path).expect("RELAY_LOG is writable"));
         if log.is_some() {
             command.arg("-vv");
         }
@@ -316,8 +320,43 @@ fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
+/// What the added-latency phase measured.
+struct Latency {
+    /// Emit to arrival, sorted.
+    sorted: Vec<Duration>,
+    /// Events that never arrived.
+    missing: usize,
+    /// Fake stats over the phase.
+    stats: Stats,
+}
+
+impl Latency {
+    fn row(&self, row: &mut impl FnMut(&str, String, &str), what: &str) {
+        let p50 = percentile(&self.sorted, 50.0);
+        let events = self.sorted.len() + self.missing;
+        row(
+            &format!("added latency at `--interval 1s`, {what}, {events} events: p50 / p90 / max"),
+            format!(
+                "{} / {} / {}{}; {} list calls ({:.1} per event), {} answered 304",
+                ms(p50),
+                ms(percentile(&self.sorted, 90.0)),
+                ms(self.sorted.last().copied().unwrap_or_default()),
+                if self.missing > 0 { format!(" ({} never arrived)", self.missing) } else { String::new() },
+                self.stats.list_deliveries,
+                self.stats.list_deliveries as f64 / events.max(1) as f64,
+                self.stats.not_modified,
+            ),
+            &format!(
+                "p50 ≤ 700 ms ({})",
+                verdict(self.missing == 0 && !self.sorted.is_empty() && p50 <= Duration::from_millis(700))
+            ),
+        );
+    }
+}
+
 /// Emits single events at irregular spacing while the relay idles; each one's emit-to-handler time.
-async fn added_latency(fake: &FakeGitHub, hook: u64, handler: &Handler, events: usize) -> (Vec<Duration>, usize) {
+async fn added_latency(fake: &FakeGitHub, hook: u64, handler: &Handler, events: usize) -> Latency {
+    let before = fake.stats();
     let start_count = handler.count();
     let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut emitted = HashMap::new();
@@ -352,7 +391,7 @@ async fn added_latency(fake: &FakeGitHub, hook: u64, handler: &Handler, events: 
     }
     latencies.sort();
     let missing = emitted.len() - latencies.len();
-    (latencies, missing)
+    Latency { sorted: latencies, missing, stats: delta(&before, &fake.stats()) }
 }
 
 /// The release binary: `HOOKFWD_BIN`, else built now.
@@ -385,10 +424,12 @@ async fn bench() {
     let bin = hookfwd_bin();
     let backlog = env_number("RELAY_BACKLOG", 10_000) as usize;
     let events = env_number("RELAY_EVENTS", 60) as usize;
+    let after_events = env_number("RELAY_AFTER_EVENTS", 20) as usize;
     let idle = Duration::from_secs(env_number("RELAY_IDLE_SECS", 60));
     let bound = FETCH_CONCURRENCY / LATENCY.as_secs_f64();
     let mut rows: Vec<[String; 3]> = Vec::new();
-    let mut row = |measure: &str, result: String, target: &str| rows.push([measure.into(), result, target.into()]);
+    let mut row =
+        |measure: &str, result: String, target: &str| rows.push([measure.to_string(), result, target.to_string()]);
 
     // 1. The backlog, at 20 ms.
     let (fake, hook) = fake_with_hook().await;
@@ -406,12 +447,12 @@ async fn bench() {
         format!("{:.1} s, {:.0} deliveries/s", slow.total.as_secs_f64(), slow.rate()),
         "",
     );
-    row("… as a share of the bound", format!("{:.0} %", ratio * 100.0), &format!("≥ 80 % ({})", verdict(ratio >= 0.8)));
+    row("… as a share of the bound", format!("{:.1} %", ratio * 100.0), &format!("≥ 80 % ({})", verdict(ratio >= 0.8)));
     if let (Some(from_ready), Some(rate)) = (slow.from_ready, slow.rate_from_ready()) {
         row(
             "drain, `ready` → last arrival (listing excluded)",
             format!(
-                "{:.1} s, {rate:.0} deliveries/s, {:.0} % of the bound",
+                "{:.1} s, {rate:.0} deliveries/s, {:.1} % of the bound",
                 from_ready.as_secs_f64(),
                 rate / bound * 100.0
             ),
@@ -434,7 +475,7 @@ async fn bench() {
     row(
         "RSS at 25 / 50 / 75 / 100 % (sampled every 50 ms)",
         format!("{} (spread {})", rss.join(" / "), spread.map_or("?".into(), mib)),
-        &format!("flat ({})", verdict(spread.is_some_and(|s| s <= 2 * 1024) && known.len() == 4)),
+        &format!("flat, spread ≤ 2 MiB ({})", verdict(spread.is_some_and(|s| s <= 2 * 1024) && known.len() == 4)),
     );
     let per = slow.stats.get_delivery as f64 / recorded.max(1) as f64;
     row(
@@ -448,23 +489,9 @@ async fn bench() {
         "",
     );
 
-    // 2. Added latency, the same process now idle-polling every second.
-    let (latencies, missing) = added_latency(&fake, hook, &handler, events).await;
-    let p50 = percentile(&latencies, 50.0);
-    row(
-        &format!("added latency at `--interval 1s`, {} events: p50 / p90 / max", latencies.len()),
-        format!(
-            "{} / {} / {}{}",
-            ms(p50),
-            ms(percentile(&latencies, 90.0)),
-            ms(latencies.last().copied().unwrap_or_default()),
-            if missing > 0 { format!(" ({missing} never arrived)") } else { String::new() }
-        ),
-        &format!(
-            "p50 ≤ 700 ms ({})",
-            verdict(missing == 0 && !latencies.is_empty() && p50 <= Duration::from_millis(700))
-        ),
-    );
+    // 2. Added latency right after the backlog, the same process now idle-polling every second.
+    let after_backlog = added_latency(&fake, hook, &handler, after_events).await;
+    after_backlog.row(&mut row, "just after the backlog");
 
     // 3. A quiet spell.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -488,7 +515,23 @@ async fn bench() {
     let trouble = relay.trouble();
     drop(relay);
 
-    // 4. The same backlog with no added latency.
+    // 4. Added latency on a quiet hook: a fresh fake and relay, nothing delivered in the last minutes.
+    {
+        let (fake, hook) = fake_with_hook().await;
+        fake.faults().set_latency(LATENCY);
+        let handler = Handler::start().await;
+        let relay = Relay::start(&bin, &fake, &handler.url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while relay.ready.lock().expect("ready lock").is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let it settle into idle polls (304s) before the first event.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let quiet = added_latency(&fake, hook, &handler, events).await;
+        quiet.row(&mut row, "quiet hook");
+    }
+
+    // 5. The same backlog with no added latency.
     if std::env::var_os("RELAY_SKIP_ZERO").is_none() {
         let (fake, _) = fake_with_hook().await;
         seed(&fake, backlog).await;
