@@ -8,7 +8,8 @@
 # minute (rate-limited calls); a fresh relay on a quiet hook gets 60 events (added latency);
 # then the backlog drains again with no added latency. About four minutes in all.
 # Prints a Markdown table, and whether each target is met, for docs/benchmarks.md.
-# Knobs for quick runs: RELAY_BACKLOG, RELAY_EVENTS, RELAY_IDLE_SECS, RELAY_SKIP_ZERO=1.
+# Knobs for quick runs: RELAY_BACKLOG, RELAY_AFTER_EVENTS, RELAY_EVENTS, RELAY_IDLE_SECS, RELAY_SKIP_ZERO=1
+# (see the top of tests/benches/relay.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
