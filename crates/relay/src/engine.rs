@@ -604,7 +604,14 @@ struct Resume {
     newest: Option<DateTime<Utc>>,
     /// Where the scan ends.
     stop_before: DateTime<Utc>,
+    /// Whether the scan goes all the way to `stop_before`, or stops at a page it wholly knows.
+    deep: bool,
 }
+
+/// How often a poll that finds something new pages back the whole window for late arrivals;
+/// the others stop at the first page they wholly know, so a busy hook costs a page or two a poll.
+/// Well under [`WINDOW`], so a late arrival is caught before the floor passes it.
+const DEEP_SCAN_EVERY: Duration = Duration::from_secs(60);
 
 /// Lists new deliveries every interval and queues them for the forwarder.
 async fn poll_loop(
@@ -617,6 +624,8 @@ async fn poll_loop(
     let mut resume: Option<Resume> = None;
     // The newest delivery ever listed: later scans page back only a window before it.
     let mut newest_listed: Option<DateTime<Utc>> = None;
+    // The start scanned everything it had to.
+    let mut last_deep_scan = tokio::time::Instant::now();
     // The first poll right away, so `Polled` reports the backlog the start found.
     let mut wait = Duration::ZERO;
     loop {
@@ -625,13 +634,16 @@ async fn poll_loop(
             () = cancel.cancelled() => return Ok(()),
         }
         let polled = tokio::select! {
-            polled = poll_once(&ctx, &source, &shared, &mut resume, &mut newest_listed) => polled,
+            polled = poll_once(&ctx, &source, &shared, &mut resume, &mut newest_listed, last_deep_scan.elapsed() >= DEEP_SCAN_EVERY) => polled,
             () = cancel.cancelled() => return Ok(()),
         };
         let rate = ctx.client.rate_limit();
         match polled {
-            Ok(added) => {
+            Ok((added, deep)) => {
                 backoff.reset();
+                if deep {
+                    last_deep_scan = tokio::time::Instant::now();
+                }
                 let backlog = shared.backlog();
                 debug!(hook = %source.hook, added, backlog, "polled");
                 ctx.events.emit(Event::Polled { hook: source.hook.clone(), at: Utc::now(), backlog, rate }).await;
@@ -660,12 +672,13 @@ async fn poll_once(
     shared: &Shared,
     resume: &mut Option<Resume>,
     newest_listed: &mut Option<DateTime<Utc>>,
-) -> Result<usize, github::Error> {
+    deep: bool,
+) -> Result<(usize, bool), github::Error> {
     let client = &ctx.client;
     let mut state = match client.list_deliveries(&source.hook, PER_PAGE).await? {
         Listing::NotModified => match resume.take() {
             Some(state) => state,
-            None => return Ok(0),
+            None => return Ok((0, false)),
         },
         Listing::Page(page) => {
             let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
@@ -673,7 +686,7 @@ async fn poll_once(
             // Late arrivals are late relative to what was listed, so a window before the newest
             // listed delivery is enough; never above the floor, where the ledger forgets ids.
             let stop_before = newest_listed.and_then(|n| n.checked_sub_signed(window)).map_or(floor, |t| t.max(floor));
-            let mut state = Resume { next: None, found: Vec::new(), newest: None, stop_before };
+            let mut state = Resume { next: None, found: Vec::new(), newest: None, stop_before, deep };
             state.next = take_page(shared, &mut state, page);
             state
         }
@@ -688,19 +701,21 @@ async fn poll_once(
         }
     }
     *newest_listed = (*newest_listed).max(state.newest);
-    Ok(shared.enqueue(state.found))
+    Ok((shared.enqueue(state.found), state.deep))
 }
 
 /// Keeps a page's unknown deliveries; the next page's link if the scan must go on.
 fn take_page(shared: &Shared, state: &mut Resume, page: Page) -> Option<NextPage> {
     let reached = page.items.iter().any(|item| item.delivered_at < state.stop_before);
+    let mut wholly_known = !page.items.is_empty();
     for item in page.items {
         state.newest = state.newest.max(Some(item.delivered_at));
         if item.delivered_at >= state.stop_before && !shared.is_known(&item) {
+            wholly_known = false;
             state.found.push(item);
         }
     }
-    if reached { None } else { page.next }
+    if reached || (wholly_known && !state.deep) { None } else { page.next }
 }
 
 /// How long to wait after a GitHub error: until the reset for a rate limit, else the backoff.
