@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use github::{Delivery, DeliveryItem, HookConfig, HookRef, Listing, NewHook, NextPage, Page, RateLimit, Secret};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -770,12 +770,20 @@ async fn forward_loop(
     // Each fetch is its own task: `buffered` polls its futures only while this loop waits for
     // the next one, so unspawned fetches would stall while a delivery is forwarded and recorded,
     // and go out in bursts of `fetch_concurrency` rather than one as each slot frees.
+    // The window holds twice as many as may be fetched at once, so that `fetch_concurrency`
+    // GETs stay in flight while fetched deliveries wait their turn to be forwarded in order.
+    let concurrency = ctx.settings.fetch_concurrency.max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
     let fetched = taken
         .map(|item| {
-            let (ctx, source, cancel) = (ctx.clone(), source.clone(), cancel.clone());
+            let (ctx, source, cancel, permits) = (ctx.clone(), source.clone(), cancel.clone(), permits.clone());
             let fetching = AbortOnDropHandle::new(tokio::spawn({
                 let item = item.clone();
-                async move { fetch(&ctx, &source, &item, &cancel).await }
+                async move {
+                    // The semaphore is never closed, so a permit always comes.
+                    let _permit = permits.acquire_owned().await;
+                    fetch(&ctx, &source, &item, &cancel).await
+                }
             }));
             async move {
                 let outcome = match fetching.await {
@@ -787,7 +795,7 @@ async fn forward_loop(
                 (item, outcome)
             }
         })
-        .buffered(ctx.settings.fetch_concurrency.max(1));
+        .buffered(2 * concurrency);
     let mut fetched = std::pin::pin!(fetched);
     while let Some((item, outcome)) = fetched.next().await {
         match outcome {
