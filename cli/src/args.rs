@@ -224,24 +224,24 @@ pub struct TriggerArgs {
 #[derive(Debug, Subcommand)]
 pub enum Trigger {
     /// Ask GitHub to send a ping delivery.
-    Ping(TriggerTarget),
+    Ping(HookTarget),
     /// Ask GitHub to redeliver a past delivery, by guid.
     Redeliver {
         /// The delivery guid (X-GitHub-Delivery).
         guid: String,
         /// Which hook.
         #[command(flatten)]
-        target: TriggerTarget,
+        target: HookTarget,
     },
 }
 
-/// The hook `trigger` acts on.
+/// The hooks `trigger` and `hooks` act on.
 #[derive(Debug, Args)]
-pub struct TriggerTarget {
+pub struct HookTarget {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
-    /// The blackhole URL that identifies the hook.
+    /// The blackhole URL that identifies hookfwd's hook.
     #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
     pub hook_url: Option<String>,
     /// GitHub connection.
@@ -290,29 +290,15 @@ pub struct HooksArgs {
 #[derive(Debug, Subcommand)]
 pub enum HooksAction {
     /// Show each hook's URL, events and last response; mark the ones hookfwd uses.
-    List(HooksTarget),
+    List(HookTarget),
     /// Delete a hook by id.
     Rm {
         /// The hook id.
         id: u64,
         /// Which repository or organization.
         #[command(flatten)]
-        target: HooksTarget,
+        target: HookTarget,
     },
-}
-
-/// The repository or organization `hooks` acts on.
-#[derive(Debug, Args)]
-pub struct HooksTarget {
-    /// Sources.
-    #[command(flatten)]
-    pub sources: SourceArgs,
-    /// The blackhole URL; hooks pointing at it are marked as hookfwd's.
-    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
-    pub hook_url: Option<String>,
-    /// GitHub connection.
-    #[command(flatten)]
-    pub github: GitHubArgs,
 }
 
 /// `hookfwd doctor`.

@@ -8,7 +8,7 @@ use github::{Hook, HookRef, Owner};
 use relay::Source;
 use serde_json::json;
 
-use crate::args::{HooksAction, HooksArgs, HooksTarget, OutputArgs};
+use crate::args::{HookTarget, HooksAction, HooksArgs, OutputArgs};
 use crate::exit::{FAILURE, USAGE, fail};
 use crate::feed::print;
 
@@ -21,7 +21,7 @@ pub async fn hooks(args: HooksArgs, output: &OutputArgs) -> anyhow::Result<ExitC
 }
 
 /// `hookfwd hooks list`: one line (or JSON object) per hook, hookfwd's marked.
-async fn list(target: HooksTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+async fn list(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let owners = super::owners(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
     for owner in &owners {
@@ -63,7 +63,7 @@ fn describe(owner: &Owner, hook: &Hook, ours: bool) -> String {
 }
 
 /// `hookfwd hooks rm ID`.
-async fn remove(id: u64, target: HooksTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+async fn remove(id: u64, target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let owners = super::owners(&target.sources)?;
     let [owner] = owners.as_slice() else {
         return Err(fail(USAGE, "name exactly one --repo or --org whose hook to remove"));

@@ -7,7 +7,7 @@ use console::style;
 use github::{DeliveryItem, HookRef, Listing};
 use serde_json::json;
 
-use crate::args::{OutputArgs, Trigger, TriggerArgs, TriggerTarget};
+use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
 use crate::exit::{FAILURE, fail};
 use crate::feed::print;
 
@@ -20,7 +20,7 @@ pub async fn trigger(args: TriggerArgs, output: &OutputArgs) -> anyhow::Result<E
 }
 
 /// Asks GitHub to ping each source's hook.
-async fn ping(target: TriggerTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
     for source in &sources {
@@ -36,7 +36,7 @@ async fn ping(target: TriggerTarget, output: &OutputArgs) -> anyhow::Result<Exit
 }
 
 /// Asks GitHub to redeliver the newest delivery with `guid`, looking through each source's hook.
-async fn redeliver(guid: &str, target: TriggerTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
     let mut searched = Vec::new();
