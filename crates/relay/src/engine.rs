@@ -64,7 +64,11 @@ struct SourceRun {
     _lock: Lock,
 }
 
-pub(crate) async fn run(
+/// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
+///
+/// A source that cannot be set up is reported as [`Event::SourceFailed`] and does not
+/// stop the others; `run` fails only when no source could be set up.
+pub async fn run(
     client: github::Client,
     rules: Vec<Rule>,
     settings: Settings,

@@ -15,9 +15,7 @@ pub mod rule;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
+pub use engine::run;
 pub use error::Error;
 pub use event::{Event, HookOrigin};
 pub use forward::{Forwarder, Outgoing, Response};
@@ -51,18 +49,4 @@ impl Default for Settings {
             target_timeout: Duration::from_secs(30),
         }
     }
-}
-
-/// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
-///
-/// A source that cannot be set up is reported as [`Event::SourceFailed`] and does not
-/// stop the others; `run` fails only when no source could be set up.
-pub async fn run(
-    client: github::Client,
-    rules: Vec<Rule>,
-    settings: Settings,
-    events: mpsc::Sender<Event>,
-    cancel: CancellationToken,
-) -> Result<(), Error> {
-    engine::run(client, rules, settings, events, cancel).await
 }
