@@ -982,15 +982,7 @@ async fn ping(inner: &Arc<Inner>, owner: &Owner, id: u64) {
         (payload, repository_id)
     };
     let Some(target) = inner.target(id, repository_id) else { return };
-    let attempt = Attempt {
-        guid: uuid::Uuid::new_v4().to_string(),
-        event: "ping".into(),
-        action: None,
-        // Serialising a Value cannot fail: its keys are strings.
-        payload: Bytes::from(serde_json::to_vec(&payload).unwrap_or_default()),
-        redelivery: false,
-    };
-    inner.deliver(&target, attempt).await;
+    inner.deliver(&target, Attempt::new("ping", &payload)).await;
 }
 
 /// `POST .../tests`: the latest push, to this hook only, if it subscribes to pushes.
@@ -1004,15 +996,7 @@ async fn test_push(inner: &Arc<Inner>, owner: &Owner, id: u64) {
         github::samples::sample("push").and_then(|text| serde_json::from_str(text).ok()).unwrap_or_else(|| json!({}));
     payload["repository"] = repository_json(&inner.lock(), repo);
     let Some(target) = inner.target(id, Some(repo.id)) else { return };
-    let attempt = Attempt {
-        guid: uuid::Uuid::new_v4().to_string(),
-        event: "push".into(),
-        action: None,
-        // Serialising a Value cannot fail: its keys are strings.
-        payload: Bytes::from(serde_json::to_vec(&payload).unwrap_or_default()),
-        redelivery: false,
-    };
-    inner.deliver(&target, attempt).await;
+    inner.deliver(&target, Attempt::new("push", &payload)).await;
 }
 
 /// A compact `repository` object for payloads.

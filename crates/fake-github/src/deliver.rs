@@ -44,6 +44,20 @@ pub(crate) struct Attempt {
     pub redelivery: bool,
 }
 
+impl Attempt {
+    /// A first attempt of a new event without an action, such as a ping: a fresh guid.
+    pub(crate) fn new(event: &str, payload: &serde_json::Value) -> Self {
+        Self {
+            guid: uuid::Uuid::new_v4().to_string(),
+            event: event.into(),
+            action: None,
+            // Serialising a Value cannot fail: its keys are strings.
+            payload: Bytes::from(serde_json::to_vec(payload).unwrap_or_default()),
+            redelivery: false,
+        }
+    }
+}
+
 impl Inner {
     /// The hooks that receive `event` for `owner` (`o/r` or `org`), with their delivery details.
     pub(crate) fn targets(&self, owner: &str, event: &str) -> Vec<Target> {
