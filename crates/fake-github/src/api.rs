@@ -187,7 +187,11 @@ impl Call<'_> {
 /// Answers one HTTP request; `Err` closes the connection without an answer.
 pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_string();
+    // Under a prefix (GitHub Enterprise Server's `/api/v3`) only what lies below it is the API.
+    let Some(path) = strip_prefix(parts.uri.path(), &inner.prefix) else {
+        return Ok(finish(&inner, Reply::not_found(DOCS), None));
+    };
+    let path = path.to_string();
     let segments: Vec<&str> = path.split('/').filter(|segment| !segment.is_empty()).collect();
     let query: Vec<(String, String)> = parts
         .uri
@@ -292,6 +296,15 @@ pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Res
         inner.lock().stats.counted += 1;
     }
     Ok(finish(&inner, with_scopes(reply, &scopes), Some(limits)))
+}
+
+/// `path` below `prefix` (`/api/v3/repos` → `/repos`); `None` when it lies outside. An empty prefix keeps every path.
+fn strip_prefix<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    match path.strip_prefix(prefix)? {
+        "" => Some("/"),
+        rest if rest.starts_with('/') => Some(rest),
+        _ => None,
+    }
 }
 
 /// Reads a request body up to [`BODY_LIMIT`]; `None` when it is too large or broken.

@@ -1,6 +1,7 @@
 //! The control surface under `/_fake/`, so another process can drive the `fake-github` binary.
 //!
-//! Unauthenticated, untouched by faults, and not counted in [`crate::Stats`]. JSON in, JSON out:
+//! Unauthenticated, untouched by faults, and not counted in [`crate::Stats`]. Under a path prefix
+//! (`--prefix /api/v3`) it moves with the API, to `{api_url}_fake/`. JSON in, JSON out:
 //!
 //! | request | body | answer |
 //! |---|---|---|

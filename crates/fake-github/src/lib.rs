@@ -7,6 +7,8 @@
 //! URLs the way Hookshot does (headers, signatures, form or JSON bodies) and records
 //! every attempt, so the deliveries API has something true to report. [`Faults`]
 //! injects latency, server errors, rate limits, dropped connections and retention.
+//! [`FakeGitHub::start_with_prefix`] serves it all under a path such as GitHub Enterprise
+//! Server's `/api/v3`.
 //!
 //! Besides GitHub's paths it answers a small control surface under `/_fake/` (see
 //! [`control`]) so that a separate process can drive the `fake-github` binary.
@@ -52,8 +54,11 @@ pub(crate) struct Inner {
     faults: Faults,
     /// Delivers to hook URLs, with GitHub's 10 s timeout.
     http: reqwest::Client,
-    /// The API root, such as `http://127.0.0.1:PORT/`.
+    /// The API root, such as `http://127.0.0.1:PORT/` (or `http://127.0.0.1:PORT/api/v3/` with a prefix).
     api_url: Url,
+    /// The path every API and control path sits under, such as `/api/v3` on GitHub Enterprise
+    /// Server; empty on github.com.
+    prefix: String,
     /// Numbers `x-github-request-id`.
     requests: AtomicU64,
 }
@@ -89,6 +94,17 @@ impl FakeGitHub {
         Self::serve(listener).expect("a freshly bound listener has a local address")
     }
 
+    /// Starts a fake on `127.0.0.1:0` that serves under `prefix`, as GitHub Enterprise Server serves
+    /// its API under `/api/v3`: every path, every URL in a body and every `Link` carries the prefix,
+    /// the control surface is `{api_url}_fake/`, and a path outside the prefix answers 404.
+    ///
+    /// # Panics
+    /// When no local port can be bound, or `prefix` is not a path such as `/api/v3`.
+    pub async fn start_with_prefix(prefix: &str) -> FakeGitHub {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0 for the fake GitHub");
+        Self::serve_with_prefix(listener, prefix, CancellationToken::new()).expect("a path prefix such as /api/v3")
+    }
+
     /// Serves on `listener` (from the current Tokio runtime) until the handle is dropped.
     pub fn serve(listener: TcpListener) -> io::Result<FakeGitHub> {
         Self::serve_until(listener, CancellationToken::new())
@@ -96,10 +112,23 @@ impl FakeGitHub {
 
     /// Serves on `listener` until `shutdown` is cancelled or the handle is dropped.
     pub fn serve_until(listener: TcpListener, shutdown: CancellationToken) -> io::Result<FakeGitHub> {
+        Self::serve_with_prefix(listener, "", shutdown)
+    }
+
+    /// Like [`FakeGitHub::serve_until`], under the path `prefix` (such as `/api/v3`; empty or `/` for
+    /// none), as [`FakeGitHub::start_with_prefix`] describes. A prefix with a query, a fragment or
+    /// an empty segment is refused.
+    pub fn serve_with_prefix(
+        listener: TcpListener,
+        prefix: &str,
+        shutdown: CancellationToken,
+    ) -> io::Result<FakeGitHub> {
+        let prefix = normalize_prefix(prefix)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad path prefix {prefix:?}")))?;
         let addr = listener.local_addr()?;
         let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
         let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
-        let api_url = Url::parse(&format!("http://{host}:{}/", addr.port())).map_err(io::Error::other)?;
+        let api_url = Url::parse(&format!("http://{host}:{}{prefix}/", addr.port())).map_err(io::Error::other)?;
         let http = reqwest::Client::builder()
             .timeout(deliver::DELIVERY_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -111,13 +140,14 @@ impl FakeGitHub {
             faults: Faults::default(),
             http,
             api_url,
+            prefix,
             requests: AtomicU64::new(1),
         });
         tokio::spawn(server::run(listener, Arc::clone(&inner), shutdown.clone()));
         Ok(FakeGitHub { inner, shutdown, addr })
     }
 
-    /// The API root, such as `http://127.0.0.1:PORT/`.
+    /// The API root, such as `http://127.0.0.1:PORT/` (with a prefix, `http://127.0.0.1:PORT/api/v3/`).
     pub fn api_url(&self) -> Url {
         self.inner.api_url.clone()
     }
@@ -278,8 +308,41 @@ impl FakeGitHub {
     }
 }
 
+/// `/api/v3` from `api/v3/`, `/api/v3` or `/api/v3/`; empty from `` or `/`; `None` when it is not
+/// a plain path of non-empty, unreserved segments.
+fn normalize_prefix(prefix: &str) -> Option<String> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Some(String::new());
+    }
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
+    };
+    trimmed.split('/').all(plain).then(|| format!("/{trimmed}"))
+}
+
 impl Drop for FakeGitHub {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_prefix;
+
+    #[test]
+    fn a_prefix_is_one_leading_slash_and_no_trailing_one() {
+        assert_eq!(normalize_prefix("").as_deref(), Some(""));
+        assert_eq!(normalize_prefix("/").as_deref(), Some(""));
+        for prefix in ["/api/v3", "api/v3", "/api/v3/"] {
+            assert_eq!(normalize_prefix(prefix).as_deref(), Some("/api/v3"), "{prefix}");
+        }
+        for bad in ["/api//v3", "/api/v3?x=1", "/a b", "/api/../v3", "/api#v3"] {
+            assert_eq!(normalize_prefix(bad), None, "{bad}");
+        }
     }
 }

@@ -34,6 +34,9 @@ struct Args {
     /// Do not ping hooks created through the API (GitHub does).
     #[arg(long)]
     no_ping_on_create: bool,
+    /// Serve under this path, as GitHub Enterprise Server serves `/api/v3`; the control surface moves under it too.
+    #[arg(long, default_value = "", value_name = "PATH")]
+    prefix: String,
 }
 
 #[tokio::main]
@@ -54,7 +57,8 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    let fake = FakeGitHub::serve(listener).context("starting the server")?;
+    let fake = FakeGitHub::serve_with_prefix(listener, &args.prefix, tokio_util::sync::CancellationToken::new())
+        .context("starting the server")?;
     fake.set_rate_limit(args.rate_limit);
     fake.set_ping_on_create(!args.no_ping_on_create);
     for token in &args.tokens {

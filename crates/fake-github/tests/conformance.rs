@@ -850,6 +850,83 @@ async fn binary_prints_its_url_first_and_is_driven_over_http() {
     child.kill().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_prefix_puts_every_path_url_and_link_under_it_like_github_enterprise_server() {
+    let fake = FakeGitHub::start_with_prefix("/api/v3").await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.set_ping_on_create(false);
+    fake.add_repo("o/r");
+    let api = fake.api_url().to_string();
+    assert_eq!(api, format!("http://{}/api/v3/", fake.addr()));
+    assert!(fake.blackhole_url().starts_with(&api), "{}", fake.blackhole_url());
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // The API root as users type it (no trailing slash) plus a path, the way clients join them.
+    let created: Value = http
+        .post(format!("{}/repos/o/r/hooks", api.trim_end_matches('/')))
+        .bearer_auth(TOKEN)
+        .json(&json!({"config": {"url": fake.blackhole_url()}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hook = created["id"].as_u64().unwrap();
+    for field in ["url", "ping_url", "deliveries_url", "test_url"] {
+        let url = created[field].as_str().unwrap();
+        assert!(url.starts_with(&format!("{api}repos/o/r/hooks/{hook}")), "{field}: {url}");
+    }
+    for n in 0..5 {
+        fake.emit("o/r", "push", json!({"n": n})).await;
+    }
+    let mut url = format!("{api}repos/o/r/hooks/{hook}/deliveries?per_page=2");
+    let mut seen = 0;
+    loop {
+        let response = http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let link = header(&response, "link");
+        seen += response.json::<Vec<Value>>().await.unwrap().len();
+        let Some(next) = link.strip_prefix('<').and_then(|rest| rest.split_once(">; rel=\"next\"")).map(|(u, _)| u)
+        else {
+            break;
+        };
+        assert!(next.starts_with(&api), "the next link keeps the prefix: {next}");
+        url = next.to_string();
+    }
+    assert_eq!(seen, 5);
+
+    // Outside the prefix there is no API, as on GitHub Enterprise Server.
+    let root = format!("http://{}/", fake.addr());
+    for path in ["repos/o/r/hooks", "rate_limit", "_fake/stats", "api/v30/rate_limit"] {
+        let response = http.get(format!("{root}{path}")).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let stats: Value = http.get(format!("{api}_fake/stats")).send().await.unwrap().json().await.unwrap();
+    assert!(stats["requests"].as_u64().unwrap() >= 4, "{stats}");
+}
+
+#[tokio::test]
+async fn binary_serves_under_prefix() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fake-github"))
+        .args(["--token", "t1:repo", "--repo", "o/r", "--prefix", "/api/v3"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next_line().await.unwrap().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/api/v3/"), "{url}");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hooks = http.get(format!("{url}repos/o/r/hooks")).bearer_auth("t1").send().await.unwrap();
+    assert_eq!(hooks.status(), 200);
+    let root = url.trim_end_matches("api/v3/");
+    let outside = http.get(format!("{root}repos/o/r/hooks")).bearer_auth("t1").send().await.unwrap();
+    assert_eq!(outside.status(), 404);
+    child.kill().await.unwrap();
+}
+
 #[test]
 fn schema_check_is_not_vacuous() {
     if components().is_none() {
