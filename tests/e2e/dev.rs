@@ -132,9 +132,11 @@ async fn stops_on_sigterm_and_never_prints_secrets() {
 
     // The ledger is private to the user.
     use std::os::unix::fs::PermissionsExt;
-    let ledgers: Vec<_> = std::fs::read_dir(state.path()).unwrap().map(|entry| entry.unwrap().path()).collect();
-    assert!(!ledgers.is_empty(), "a ledger was written");
-    for ledger in ledgers.iter().filter(|path| path.is_file()) {
+    // One directory per GitHub instance, named for its API host and port.
+    let instance = state.path().join(format!("127.0.0.1-{}", fake.api_url().port().unwrap()));
+    let ledgers: Vec<_> = std::fs::read_dir(&instance).unwrap().map(|entry| entry.unwrap().path()).collect();
+    assert!(ledgers.iter().any(|path| path.is_file()), "a ledger was written");
+    for ledger in &ledgers {
         let mode = std::fs::metadata(ledger).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{} has mode {mode:o}", ledger.display());
     }

@@ -18,7 +18,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument, warn};
 
 use crate::backoff::Backoff;
-use crate::ledger::{Ledger, Lock, WINDOW};
+use crate::ledger::{self, Ledger, Lock, WINDOW};
 use crate::{Error, Event, Forwarder, HookOrigin, Outgoing, Rule, Settings, Source};
 
 /// How long GitHub keeps deliveries.
@@ -76,6 +76,8 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let events = Emitter(events);
+    // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
+    let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
     if rules.iter().any(|rule| rule.secret.is_none()) {
         events
             .emit(Event::Warning {

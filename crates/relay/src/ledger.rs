@@ -301,6 +301,16 @@ impl Ledger {
     }
 }
 
+/// The directory of one GitHub instance's ledgers under `state_dir`, named for its API host and
+/// port (`api.github.com`, `ghe.example.com`, `127.0.0.1-8080`): hook ids are per instance.
+pub fn dir(state_dir: &Path, api_url: &url::Url) -> PathBuf {
+    let host = api_url.host_str().unwrap_or("github");
+    state_dir.join(match api_url.port() {
+        Some(port) => format!("{host}-{port}"),
+        None => host.to_string(),
+    })
+}
+
 /// A hook's ledger held by this process until dropped: two processes forwarding one hook
 /// from one state directory would forward every delivery twice.
 #[derive(Debug)]
@@ -361,6 +371,14 @@ mod tests {
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn keeps_each_github_instance_in_its_own_directory() {
+        let dir = |url: &str| dir(Path::new("/state"), &url::Url::parse(url).unwrap());
+        assert_eq!(dir("https://api.github.com"), Path::new("/state/api.github.com"));
+        assert_eq!(dir("https://ghe.example.com/api/v3"), Path::new("/state/ghe.example.com"));
+        assert_eq!(dir("http://127.0.0.1:8080/"), Path::new("/state/127.0.0.1-8080"));
     }
 
     #[test]
