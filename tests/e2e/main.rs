@@ -1,5 +1,6 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
 mod commands;
 mod dev;
+mod enterprise;
 mod forward;
 mod send;
