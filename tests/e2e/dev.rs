@@ -232,3 +232,20 @@ async fn a_second_hookfwd_on_the_same_hook_and_state_is_refused() {
     let received = handler.wait_for(Duration::from_secs(30), "the forward", |got| !got.is_empty()).await;
     assert_signed(&received);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_revoked_while_running_stops_with_exit_3() {
+    let fake = fake_with_repo().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+
+    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    dev.wait_line("Ready").await;
+    fake.revoke_token(TOKEN);
+    let e2e::Finished { code, stderr, .. } = dev.finish().await;
+    assert_eq!(code, Some(3), "a token that GitHub now rejects cannot recover: {stderr}");
+    let sentences: Vec<&str> = stderr.lines().filter(|line| line.starts_with("hookfwd: ")).collect();
+    assert_eq!(sentences.len(), 1, "{stderr}");
+    assert!(sentences[0].contains("401"), "one sentence names the failure: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains(TOKEN), "{stderr}");
+}

@@ -285,10 +285,7 @@ async fn app_hook_deliveries_are_forwarded_once_each_with_the_app_jwt() {
     assert_never_printed(&finished, &secrets.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
-// Ignored until the relay fails on a rejected App JWT: today `start` (crates/relay/src/engine.rs)
-// retries the App source's first listing forever, reporting the 401 once a second, and never exits.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "relay bug: a rejected App JWT is retried forever instead of exiting 3"]
 async fn a_key_the_app_does_not_have_is_one_line_and_exit_3() {
     let fake = fake_with_app().await;
     let handler = Recorder::start().await;

@@ -50,7 +50,11 @@ pub async fn github_client(args: &GitHubArgs) -> anyhow::Result<(github::Client,
         }
         _ => None,
     };
-    let credentials = Credentials::discover(|name| std::env::var(name).ok().filter(|value| !value.is_empty()), app)?;
+    // App credentials given to hookfwd itself win over a token that merely sits in the environment.
+    let credentials = match app {
+        Some((app, path)) => Credentials { auth: github::Auth::App(app), source: CredentialSource::App(path) },
+        None => Credentials::discover(|name| std::env::var(name).ok().filter(|value| !value.is_empty()), None)?,
+    };
     let config = github::Config {
         api_url: args.api_url.clone(),
         auth: credentials.auth.clone(),

@@ -155,7 +155,9 @@ pub async fn run(
                     };
                     failures.push(failed(&events, name, error).await);
                     // A rejected token fails every source alike: stop with it rather than try each.
-                    if let SetupFailure::GitHub(error @ github::Error::Unauthorized) = failure {
+                    if let SetupFailure::GitHub(error) = failure
+                        && is_auth(&error)
+                    {
                         fatal = Some(error);
                         break 'rules;
                     }
@@ -184,12 +186,26 @@ pub async fn run(
         let mut tasks = JoinSet::new();
         let mut result = Ok(());
         let mut started = Vec::new();
+        let mut refused = None;
         for (source, begun) in runs.into_iter().zip(starts) {
             match begun {
                 Ok(Some(begun)) => started.push((source, begun)),
                 Ok(None) => {}
+                // GitHub refused this source; the others go on.
+                Err(Error::GitHub(error)) => {
+                    failures.push(failed(&events, source.name.clone(), error.to_string()).await);
+                    if is_auth(&error) {
+                        refused.get_or_insert(error);
+                    }
+                }
                 Err(error) => result = Err(error),
             }
+        }
+        if result.is_ok() && started.is_empty() && !cancel.is_cancelled() {
+            result = Err(match refused {
+                Some(error) => Error::GitHub(error),
+                None => Error::NoSources(failures.join("; ")),
+            });
         }
         if result.is_ok() && !cancel.is_cancelled() {
             events.emit(Event::Ready { sources: started.len() }).await;
@@ -227,6 +243,11 @@ pub async fn run(
         }
     }
     result
+}
+
+/// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
+fn is_auth(error: &github::Error) -> bool {
+    matches!(error, github::Error::Unauthorized | github::Error::AppCredentials { .. } | github::Error::MalformedToken)
 }
 
 /// Reports a source that could not be set up, and returns the sentence for the final error.
@@ -504,6 +525,8 @@ async fn start(
                 }
                 return Ok(Some((ledger, first)));
             }
+            // Only what may pass is worth waiting for: a refusal fails the source at once.
+            Err(error) if !error.is_transient() => return Err(Error::GitHub(error)),
             Err(error) => {
                 ctx.events.emit(Event::Error { hook: Some(source.hook.clone()), message: error.to_string() }).await;
                 let wait = wait_after(&error, &mut backoff);
@@ -657,6 +680,7 @@ async fn poll_loop(
                 blocking(move || lock(&shared.ledger).checked(Utc::now())).await?;
                 wait = poll_interval(ctx.settings.interval, rate, ctx.sources, Utc::now());
             }
+            Err(error) if is_auth(&error) => return Err(Error::GitHub(error)),
             Err(error) => {
                 debug!(hook = %source.hook, "poll failed");
                 ctx.events
@@ -744,6 +768,8 @@ enum Fetched {
     Gone,
     /// Stopped.
     Cancelled,
+    /// GitHub refused the credentials (a revoked token): nothing can be fetched any more.
+    Refused(github::Error),
 }
 
 /// Takes queued deliveries oldest first, fetches a few ahead, forwards each in order, records it.
@@ -806,6 +832,7 @@ async fn forward_loop(
     while let Some((item, outcome)) = fetched.next().await {
         match outcome {
             Fetched::Cancelled => return Ok(()),
+            Fetched::Refused(error) => return Err(Error::GitHub(error)),
             Fetched::Gone => {
                 ctx.events
                     .emit(Event::Warning {
@@ -843,6 +870,7 @@ async fn fetch(ctx: &Ctx, source: &SourceRun, item: &DeliveryItem, cancel: &Canc
         let error = match result {
             Ok(delivery) => return Fetched::Delivery(Box::new(delivery)),
             Err(github::Error::NotFound { .. }) if not_found + 1 >= GONE_AFTER => return Fetched::Gone,
+            Err(error) if is_auth(&error) => return Fetched::Refused(error),
             Err(error) => error,
         };
         if matches!(error, github::Error::NotFound { .. }) {
