@@ -89,6 +89,10 @@ pub struct SourceArgs {
     /// The GitHub App's own hook (needs --app-id and --app-key).
     #[arg(long)]
     pub app: bool,
+    /// The blackhole URL that identifies hookfwd's hook (dev and wait create it if missing);
+    /// a distinct path per developer gives each their own hook.
+    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
+    pub hook_url: Option<String>,
 }
 
 /// `hookfwd dev`.
@@ -100,9 +104,6 @@ pub struct DevArgs {
     /// The handler: a URL or host:port[/path] (http assumed).
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
-    /// The blackhole URL the hook delivers to; a distinct path per developer gives each their own hook.
-    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
-    pub hook_url: Option<String>,
     /// Forwarding options.
     #[command(flatten)]
     pub relay: RelayArgs,
@@ -186,9 +187,6 @@ pub struct ReplayArgs {
     /// The handler: a URL or host:port[/path].
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
-    /// The blackhole URL that identifies the hook.
-    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
-    pub hook_url: Option<String>,
     /// Only deliveries of this recent past.
     #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration)]
     pub since: Duration,
@@ -241,9 +239,6 @@ pub struct HookTarget {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
-    /// The blackhole URL that identifies hookfwd's hook.
-    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
-    pub hook_url: Option<String>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -264,9 +259,6 @@ pub struct WaitArgs {
     /// The handler: a URL or host:port[/path].
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
-    /// The blackhole URL that identifies (or creates) the hook.
-    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
-    pub hook_url: Option<String>,
     /// Give up after this long (exit 5).
     #[arg(long, default_value = "120s", value_name = "DURATION", value_parser = parse_interval)]
     pub timeout: Duration,
@@ -307,9 +299,6 @@ pub struct DoctorArgs {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
-    /// The blackhole URL to check.
-    #[arg(long, env = "HOOKFWD_HOOK_URL", value_name = "URL", value_parser = parse_hook_url)]
-    pub hook_url: Option<String>,
     /// The state directory to check.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

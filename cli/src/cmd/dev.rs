@@ -13,18 +13,14 @@ use crate::feed::{Context, Feed, Status};
 
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let rule = flag_rule(&args.sources, args.to, args.hook_url, &args.relay)?;
+    let rule = flag_rule(&args.sources, args.to, &args.relay)?;
     run_rules(vec![rule], args.relay, &args.github, output, status, &mut Forever).await
 }
 
 /// The one rule that `dev` and `wait` build from their flags.
-pub fn flag_rule(
-    sources: &SourceArgs,
-    target: Target,
-    hook_url: Option<String>,
-    relay: &RelayArgs,
-) -> anyhow::Result<Rule> {
-    let sources = super::sources(sources)?;
+pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow::Result<Rule> {
+    let sources = super::sources(args)?;
+    let hook_url = args.hook_url.clone();
     let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
     if needs_hook && hook_url.is_none() {
         return Err(fail(

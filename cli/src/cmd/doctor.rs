@@ -40,7 +40,7 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             report.warn("permissions", "not checked", "name a repository with --repo or an organization with --org")?;
         }
         for owner in &owners {
-            if !check_owner(&mut report, client, owner, args.hook_url.as_deref()).await? {
+            if !check_owner(&mut report, client, owner, args.sources.hook_url.as_deref()).await? {
                 break;
             }
         }
@@ -49,7 +49,7 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         }
     }
 
-    match &args.hook_url {
+    match &args.sources.hook_url {
         Some(url) => check_hook_url(&mut report, url).await?,
         None => report.warn(
             "hook URL",

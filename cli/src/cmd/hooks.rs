@@ -30,7 +30,7 @@ async fn list(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
             print(&format!("{owner}: no hooks"))?;
         }
         for hook in &hooks {
-            let ours = target.hook_url.as_deref().is_some_and(|url| delivers_to(hook, url));
+            let ours = target.sources.hook_url.as_deref().is_some_and(|url| delivers_to(hook, url));
             if output.json {
                 print(
                     &json!({"owner": owner.to_string(), "id": hook.id, "url": hook.config.url,

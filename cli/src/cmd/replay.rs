@@ -27,7 +27,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     status.set("listing deliveries");
     let mut chosen: Vec<(HookRef, DeliveryItem)> = Vec::new();
     for source in &sources {
-        let hook = super::hooks::find(&client, source, args.hook_url.as_deref()).await?;
+        let hook = super::hooks::find(&client, source, args.sources.hook_url.as_deref()).await?;
         for item in recent(&client, &hook, cutoff).await? {
             let wanted = args.event.as_ref().is_none_or(|event| &item.event == event)
                 && args.action.as_ref().is_none_or(|action| item.action.as_ref() == Some(action))

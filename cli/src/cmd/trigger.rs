@@ -24,7 +24,7 @@ async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
     for source in &sources {
-        let hook = super::hooks::find(&client, source, target.hook_url.as_deref()).await?;
+        let hook = super::hooks::find(&client, source, target.sources.hook_url.as_deref()).await?;
         client.ping_hook(&hook).await.with_context(|| format!("could not ask GitHub to ping {hook}"))?;
         if output.json {
             print(&json!({"type": "ping", "hook": hook.to_string(), "hook_id": hook.id()}).to_string())?;
@@ -41,7 +41,7 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
     let (client, _) = super::github_client(&target.github).await?;
     let mut searched = Vec::new();
     for source in &sources {
-        let hook = super::hooks::find(&client, source, target.hook_url.as_deref()).await?;
+        let hook = super::hooks::find(&client, source, target.sources.hook_url.as_deref()).await?;
         if let Some(item) = find_delivery(&client, &hook, guid).await? {
             client
                 .redeliver(&hook, item.id)
