@@ -1,0 +1,335 @@
+//! The engine behind [`crate::run`]: hook setup, then per source a poller and a forwarder
+//! sharing a queue of listed deliveries and the ledger.
+//!
+//! The poller only lists (cheap, small items); the forwarder fetches payloads a few at a
+//! time just ahead of forwarding, so memory stays flat however long the backlog is.
+//!
+//! | module | stage |
+//! |---|---|
+//! | [`setup`] | find or create each source's hook |
+//! | [`start`] | where a source starts: now, `--since`, or the ledger |
+//! | [`poller`] | list new deliveries every interval into the queue |
+//! | [`queue`] | what the poller and the forwarder share, ledger included |
+//! | [`deliver`] | fetch a few ahead, forward in order, record |
+
+mod deliver;
+mod poller;
+mod queue;
+mod setup;
+mod start;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use github::{DeliveryItem, HookRef, Secret};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::backoff::Backoff;
+use crate::ledger::{self, Ledger, Lock};
+use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
+
+use self::deliver::forward_loop;
+use self::poller::poll_loop;
+use self::queue::{Shared, lock};
+use self::setup::{SetupFailure, set_up};
+use self::start::start;
+
+/// How long GitHub keeps deliveries.
+pub(crate) const RETENTION: Duration = Duration::from_secs(3 * 24 * 60 * 60);
+/// Deliveries per list page (GitHub's maximum).
+const PER_PAGE: u8 = 100;
+/// How many times a delivery that GitHub says is not found is asked for before it counts as gone.
+const GONE_AFTER: u32 = 3;
+
+/// Sends events, ignoring a receiver that has gone away.
+#[derive(Clone)]
+struct Emitter(mpsc::Sender<Event>);
+
+impl Emitter {
+    async fn emit(&self, event: Event) {
+        let _ = self.0.send(event).await;
+    }
+}
+
+/// What every source task shares.
+struct Ctx {
+    /// The GitHub client (clones share the ETag cache and rate budget).
+    client: github::Client,
+    /// The run's settings.
+    settings: Settings,
+    /// Where events go.
+    events: Emitter,
+    /// How many sources share the rate budget.
+    sources: usize,
+}
+
+/// One source ready to be polled.
+struct SourceRun {
+    /// `owner/repo`, the org, or `app`.
+    name: String,
+    /// Its hook.
+    hook: HookRef,
+    /// Where its deliveries go.
+    forwarder: Forwarder,
+    /// The local signing secret.
+    secret: Option<Secret>,
+    /// This process's hold on the hook's ledger, for as long as the source runs.
+    _lock: Lock,
+}
+
+/// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
+///
+/// A source that cannot be set up is reported as [`Event::SourceFailed`] and does not
+/// stop the others; `run` fails only when no source could be set up.
+pub async fn run(
+    client: github::Client,
+    rules: Vec<Rule>,
+    settings: Settings,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let events = Emitter(events);
+    // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
+    let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
+    if rules.iter().any(|rule| rule.secret.is_none()) {
+        events
+            .emit(Event::Warning {
+                message: "no local secret (HOOKFWD_SECRET or secret_env) is set, so forwarded requests carry no \
+                          X-Hub-Signature headers and a handler that verifies them will reject them"
+                    .into(),
+            })
+            .await;
+    }
+    if settings.since.is_some_and(|since| since > RETENTION) {
+        events
+            .emit(Event::Warning {
+                message: "GitHub keeps deliveries for about 3 days, so older ones cannot be forwarded".into(),
+            })
+            .await;
+    }
+
+    let mut runs = Vec::new();
+    let mut created = Vec::new();
+    let mut hooks = HashSet::new();
+    let mut fatal = None;
+    let mut failures = Vec::new();
+    'rules: for rule in &rules {
+        let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
+        for source in &rule.sources {
+            if cancel.is_cancelled() {
+                break 'rules;
+            }
+            let name = source.to_string();
+            let setup = tokio::select! {
+                setup = set_up(&client, rule, source) => setup,
+                () = cancel.cancelled() => break 'rules,
+            };
+            match setup {
+                Ok((hook, origin, hook_url, hook_events)) => {
+                    if !hooks.insert(hook.clone()) {
+                        let error = format!("{name}: its hook is already forwarded by an earlier rule");
+                        failures.push(failed(&events, name, error).await);
+                        continue;
+                    }
+                    if origin == HookOrigin::Created {
+                        created.push(hook.clone());
+                    }
+                    let lock = match Lock::take(&settings.state_dir, &hook) {
+                        Ok(lock) => lock,
+                        Err(error) => {
+                            failures.push(failed(&events, name, error.to_string()).await);
+                            continue;
+                        }
+                    };
+                    info!(source = %name, hook = %hook, ?origin, "source ready");
+                    events
+                        .emit(Event::HookReady {
+                            source: name.clone(),
+                            hook: hook.clone(),
+                            origin,
+                            hook_url,
+                            target: rule.target.0.clone(),
+                            events: hook_events,
+                        })
+                        .await;
+                    runs.push(SourceRun {
+                        name,
+                        hook,
+                        forwarder: forwarder.clone(),
+                        secret: rule.secret.clone(),
+                        _lock: lock,
+                    });
+                }
+                Err(failure) => {
+                    debug!(source = %name, "source could not be set up");
+                    let error = match &failure {
+                        SetupFailure::NoHookUrl(sentence) => sentence.clone(),
+                        SetupFailure::GitHub(error) => error.to_string(),
+                    };
+                    failures.push(failed(&events, name, error).await);
+                    // A rejected token fails every source alike: stop with it rather than try each.
+                    if let SetupFailure::GitHub(error) = failure
+                        && is_auth(&error)
+                    {
+                        fatal = Some(error);
+                        break 'rules;
+                    }
+                }
+            }
+        }
+    }
+
+    let result = if let Some(error) = fatal {
+        Err(Error::GitHub(error))
+    } else if cancel.is_cancelled() {
+        Ok(())
+    } else if runs.is_empty() {
+        Err(Error::NoSources(failures.join("; ")))
+    } else {
+        let ctx = Arc::new(Ctx {
+            client: client.clone(),
+            settings: settings.clone(),
+            events: events.clone(),
+            sources: runs.len(),
+        });
+        // Each source's starting point is fixed before "ready", so whatever happens after the
+        // user sees it is forwarded.
+        let starts = futures::future::join_all(runs.iter().map(|source| start(&ctx, source, &cancel))).await;
+        let stop = cancel.child_token();
+        let mut tasks = JoinSet::new();
+        let mut result = Ok(());
+        let mut started = Vec::new();
+        let mut refused = None;
+        for (source, begun) in runs.into_iter().zip(starts) {
+            match begun {
+                Ok(Some(begun)) => started.push((source, begun)),
+                Ok(None) => {}
+                // GitHub refused this source; the others go on.
+                Err(Error::GitHub(error)) => {
+                    failures.push(failed(&events, source.name.clone(), error.to_string()).await);
+                    if is_auth(&error) {
+                        refused.get_or_insert(error);
+                    }
+                }
+                Err(error) => result = Err(error),
+            }
+        }
+        if result.is_ok() && started.is_empty() && !cancel.is_cancelled() {
+            result = Err(match refused {
+                Some(error) => Error::GitHub(error),
+                None => Error::NoSources(failures.join("; ")),
+            });
+        }
+        if result.is_ok() && !cancel.is_cancelled() {
+            events.emit(Event::Ready { sources: started.len() }).await;
+            for (source, (ledger, first)) in started {
+                tasks.spawn(forward_source(ctx.clone(), source, ledger, first, stop.clone()));
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let outcome = joined.unwrap_or_else(|e| {
+                Err(Error::Ledger {
+                    path: settings.state_dir.clone(),
+                    action: "written",
+                    source: std::io::Error::other(format!("a source task failed: {e}")),
+                })
+            });
+            if let Err(error) = outcome {
+                // Without a working ledger nothing can be promised: stop every source.
+                stop.cancel();
+                if result.is_ok() {
+                    result = Err(error);
+                }
+            }
+        }
+        result
+    };
+
+    if settings.cleanup {
+        for hook in &created {
+            match client.delete_hook(hook).await {
+                Ok(()) => info!(hook = %hook, "deleted the hook this run created"),
+                Err(error) => {
+                    events.emit(Event::Warning { message: format!("could not delete {hook}: {error}") }).await;
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
+fn is_auth(error: &github::Error) -> bool {
+    matches!(error, github::Error::Unauthorized | github::Error::AppCredentials { .. } | github::Error::MalformedToken)
+}
+
+/// Reports a source that could not be set up, and returns the sentence for the final error.
+async fn failed(events: &Emitter, source: String, error: String) -> String {
+    let sentence = if error.contains(&source) { error.clone() } else { format!("{source}: {error}") };
+    events.emit(Event::SourceFailed { source, error }).await;
+    sentence
+}
+
+/// Runs one source until `cancel`: start, then poll and forward side by side.
+async fn forward_source(
+    ctx: Arc<Ctx>,
+    source: SourceRun,
+    ledger: Ledger,
+    first: Vec<DeliveryItem>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let shared = Arc::new(Shared { queue: Mutex::default(), ledger: Mutex::new(ledger), notify: Notify::new() });
+    shared.enqueue(first);
+    let source = Arc::new(source);
+    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
+    let forwarding = forward_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
+    let result = tokio::try_join!(polling, forwarding).map(|_| ());
+    if result.is_err() {
+        cancel.cancel();
+    }
+    // Every record was fsynced already; compacting leaves a small file behind.
+    let compacted = blocking(move || lock(&shared.ledger).compact()).await;
+    result.and(compacted)
+}
+
+/// Runs ledger I/O off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(Error::Ledger { path: "ledger".into(), action: "written", source: std::io::Error::other(e.to_string()) })
+    })
+}
+
+/// How long to wait after a GitHub error: until the reset for a rate limit, else the backoff.
+fn wait_after(error: &github::Error, backoff: &mut Backoff) -> Duration {
+    let wait = backoff.next_wait();
+    match error {
+        github::Error::RateLimited { reset_at } => {
+            let until = (*reset_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            wait.max(until.min(Duration::from_secs(15 * 60)))
+        }
+        _ => wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_the_reset_after_a_rate_limit() {
+        let mut backoff = Backoff::default();
+        let reset_at = Utc::now() + TimeDelta::seconds(120);
+        let wait = wait_after(&github::Error::RateLimited { reset_at }, &mut backoff);
+        assert!(wait >= Duration::from_secs(119) && wait <= Duration::from_secs(121), "{wait:?}");
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(wait).await;
+        assert!(start.elapsed() >= Duration::from_secs(119));
+    }
+}

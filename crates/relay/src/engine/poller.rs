@@ -1,0 +1,189 @@
+//! The poller: lists new deliveries every interval and queues them for the forwarder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use github::{DeliveryItem, Listing, NextPage, Page, RateLimit};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::backoff::Backoff;
+use crate::ledger::WINDOW;
+use crate::{Error, Event};
+
+use super::queue::{Shared, lock};
+use super::{Ctx, PER_PAGE, SourceRun, blocking, is_auth, wait_after};
+
+/// The poll interval: the configured one while a fifth or more of the budget is left (idle
+/// polls answer 304 and cost nothing, so there is no reason to slow down); below that,
+/// stretched so that `sources` polling at this pace, each poll costing a call, cannot spend
+/// the rate budget (less a reserve) before it resets.
+pub(crate) fn poll_interval(base: Duration, rate: RateLimit, sources: usize, now: DateTime<Utc>) -> Duration {
+    let (Some(remaining), Some(reset_at)) = (rate.remaining, rate.reset_at) else { return base };
+    if rate.limit.is_some_and(|limit| u64::from(remaining) * 5 >= u64::from(limit)) {
+        return base;
+    }
+    let to_reset = (reset_at - now).to_std().unwrap_or(Duration::ZERO);
+    // Keep 5% (at least 10 calls) for fetching payloads and for the user's other tools.
+    let reserve = rate.limit.map_or(50, |limit| (limit / 20).max(10));
+    if remaining <= reserve {
+        return base.max(to_reset + Duration::from_secs(1));
+    }
+    let needed = to_reset.mul_f64(sources.max(1) as f64 / f64::from(remaining - reserve));
+    base.max(needed)
+}
+
+/// An unfinished scan, kept when a later page failed: page one will answer 304 next time,
+/// so the rest must be listed from where it stopped.
+pub(super) struct Resume {
+    /// The next page to list, if the scan must go on.
+    next: Option<NextPage>,
+    /// Unknown deliveries found so far.
+    found: Vec<DeliveryItem>,
+    /// The newest delivery listed so far.
+    newest: Option<DateTime<Utc>>,
+    /// Where the scan ends.
+    stop_before: DateTime<Utc>,
+    /// Whether the scan goes all the way to `stop_before`, or stops at a page it wholly knows.
+    deep: bool,
+}
+
+/// How often a poll that finds something new pages back the whole window for late arrivals;
+/// the others stop at the first page they wholly know, so a busy hook costs a page or two a poll.
+/// Well under [`WINDOW`], so a late arrival is caught before the floor passes it.
+pub(super) const DEEP_SCAN_EVERY: Duration = Duration::from_secs(60);
+
+/// Lists new deliveries every interval and queues them for the forwarder.
+pub(super) async fn poll_loop(
+    ctx: Arc<Ctx>,
+    source: Arc<SourceRun>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut backoff = Backoff::default();
+    let mut resume: Option<Resume> = None;
+    // The newest delivery ever listed: later scans page back only a window before it.
+    let mut newest_listed: Option<DateTime<Utc>> = None;
+    // The start scanned everything it had to.
+    let mut last_deep_scan = tokio::time::Instant::now();
+    // The first poll right away, so `Polled` reports the backlog the start found.
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+        let polled = tokio::select! {
+            polled = poll_once(&ctx, &source, &shared, &mut resume, &mut newest_listed, last_deep_scan.elapsed() >= DEEP_SCAN_EVERY) => polled,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let rate = ctx.client.rate_limit();
+        match polled {
+            Ok((added, deep)) => {
+                backoff.reset();
+                if deep {
+                    last_deep_scan = tokio::time::Instant::now();
+                }
+                let backlog = shared.backlog();
+                debug!(hook = %source.hook, added, backlog, "polled");
+                ctx.events.emit(Event::Polled { hook: source.hook.clone(), at: Utc::now(), backlog, rate }).await;
+                let shared = shared.clone();
+                blocking(move || lock(&shared.ledger).checked(Utc::now())).await?;
+                wait = poll_interval(ctx.settings.interval, rate, ctx.sources, Utc::now());
+            }
+            Err(error) if is_auth(&error) => return Err(Error::GitHub(error)),
+            Err(error) => {
+                debug!(hook = %source.hook, "poll failed");
+                ctx.events
+                    .emit(Event::Error {
+                        hook: Some(source.hook.clone()),
+                        message: format!("listing the deliveries of {} failed: {error}", source.name),
+                    })
+                    .await;
+                wait = wait_after(&error, &mut backoff).max(ctx.settings.interval);
+            }
+        }
+    }
+}
+
+/// One poll: a conditional list, then older pages down to what the ledger holds.
+pub(super) async fn poll_once(
+    ctx: &Ctx,
+    source: &SourceRun,
+    shared: &Shared,
+    resume: &mut Option<Resume>,
+    newest_listed: &mut Option<DateTime<Utc>>,
+    deep: bool,
+) -> Result<(usize, bool), github::Error> {
+    let client = &ctx.client;
+    let mut state = match client.list_deliveries(&source.hook, PER_PAGE).await? {
+        Listing::NotModified => match resume.take() {
+            Some(state) => state,
+            None => return Ok((0, false)),
+        },
+        Listing::Page(page) => {
+            let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
+            let floor = shared.floor();
+            // Late arrivals are late relative to what was listed, so a window before the newest
+            // listed delivery is enough; never above the floor, where the ledger forgets ids.
+            let stop_before = newest_listed.and_then(|n| n.checked_sub_signed(window)).map_or(floor, |t| t.max(floor));
+            let mut state = Resume { next: None, found: Vec::new(), newest: None, stop_before, deep };
+            state.next = take_page(shared, &mut state, page);
+            state
+        }
+    };
+    while let Some(next) = state.next.clone() {
+        match client.next_deliveries(&next).await {
+            Ok(page) => state.next = take_page(shared, &mut state, page),
+            Err(error) => {
+                *resume = Some(state);
+                return Err(error);
+            }
+        }
+    }
+    *newest_listed = (*newest_listed).max(state.newest);
+    Ok((shared.enqueue(state.found), state.deep))
+}
+
+/// Keeps a page's unknown deliveries; the next page's link if the scan must go on.
+pub(super) fn take_page(shared: &Shared, state: &mut Resume, page: Page) -> Option<NextPage> {
+    let reached = page.items.iter().any(|item| item.delivered_at < state.stop_before);
+    let mut wholly_known = !page.items.is_empty();
+    for item in page.items {
+        state.newest = state.newest.max(Some(item.delivered_at));
+        if item.delivered_at >= state.stop_before && !shared.is_known(&item) {
+            wholly_known = false;
+            state.found.push(item);
+        }
+    }
+    if reached || (wholly_known && !state.deep) { None } else { page.next }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn stretches_the_interval_when_the_budget_runs_low() {
+        let base = Duration::from_secs(1);
+        let now = at(0);
+        let plenty = RateLimit { limit: Some(5000), remaining: Some(4900), reset_at: Some(at(3600)) };
+        assert_eq!(poll_interval(base, plenty, 1, now), base);
+        let fast = Duration::from_millis(100);
+        assert_eq!(poll_interval(fast, plenty, 4, now), fast, "a full budget never slows idle polls");
+        let fifth = RateLimit { limit: Some(5000), remaining: Some(999), reset_at: Some(at(3600)) };
+        // 1 source × 3600 s / (999 - 250) ≈ 4.8 s once less than a fifth is left.
+        assert!(poll_interval(base, fifth, 1, now) > Duration::from_secs(4));
+        let low = RateLimit { limit: Some(5000), remaining: Some(350), reset_at: Some(at(3600)) };
+        // 3 sources × 3600 s / (350 - 250) = 108 s.
+        assert_eq!(poll_interval(base, low, 3, now), Duration::from_secs(108));
+        let spent = RateLimit { limit: Some(5000), remaining: Some(100), reset_at: Some(at(600)) };
+        assert_eq!(poll_interval(base, spent, 1, now), Duration::from_secs(601));
+        assert_eq!(poll_interval(base, RateLimit::default(), 5, now), base);
+    }
+}

@@ -1,0 +1,62 @@
+//! Hook setup: find the source's hook by its URL, or create it.
+
+use github::{HookConfig, HookRef, NewHook};
+use tracing::warn;
+
+use crate::{HookOrigin, Rule, Source};
+
+/// Why a source could not be set up.
+pub(super) enum SetupFailure {
+    /// The rule gives no hook URL to find the hook by: one sentence.
+    NoHookUrl(String),
+    /// GitHub refused; its `Display` names the source and the permission.
+    GitHub(github::Error),
+}
+
+/// Finds the source's hook by URL, or creates it.
+pub(super) async fn set_up(
+    client: &github::Client,
+    rule: &Rule,
+    source: &Source,
+) -> Result<(HookRef, HookOrigin, Option<String>, Vec<String>), SetupFailure> {
+    let owner = match source {
+        Source::App => return Ok((HookRef::App, HookOrigin::App, rule.hook_url.clone(), rule.events.clone())),
+        Source::Owner(owner) => owner,
+    };
+    let Some(url) = rule.hook_url.as_deref() else {
+        return Err(SetupFailure::NoHookUrl(format!(
+            "{owner}: no hook URL to find or create its hook by; give --hook-url or set HOOKFWD_HOOK_URL"
+        )));
+    };
+    let hooks = client.list_hooks(owner).await.map_err(SetupFailure::GitHub)?;
+    let same = |other: &str| other.trim_end_matches('/') == url.trim_end_matches('/');
+    if let Some(hook) = hooks.iter().find(|hook| hook.config.url.as_deref().is_some_and(same)) {
+        if !hook.active {
+            warn!(
+                hook = hook.id,
+                "the hook is inactive, so GitHub records no deliveries for it; activate it in the repository settings"
+            );
+        }
+        return Ok((owner.hook(hook.id), HookOrigin::Found, hook.config.url.clone(), hook.events.clone()));
+    }
+    let events = if rule.events.is_empty() { vec!["*".to_string()] } else { rule.events.clone() };
+    let new = NewHook {
+        name: "web".into(),
+        active: true,
+        events,
+        config: HookConfig {
+            url: Some(url.to_string()),
+            content_type: Some("json".into()),
+            secret: Some(random_secret()),
+            insecure_ssl: Some(serde_json::Value::String("0".into())),
+        },
+    };
+    let hook = client.create_hook(owner, &new).await.map_err(SetupFailure::GitHub)?;
+    Ok((owner.hook(hook.id), HookOrigin::Created, Some(url.to_string()), hook.events))
+}
+
+/// 32 random bytes as hex: the hook's secret at GitHub, which only the blackhole would see.
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

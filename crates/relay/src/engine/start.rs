@@ -1,0 +1,221 @@
+//! Where a source starts forwarding: now, `--since`, or where its ledger ends.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use github::{DeliveryItem, HookRef, Listing, Page};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::backoff::Backoff;
+use crate::ledger::Ledger;
+use crate::{Error, Event};
+
+use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
+
+/// Where a source starts forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// No ledger, no `--since`: the newest listed delivery is the starting point.
+    StartNow,
+    /// No ledger: forward everything delivered from this time on.
+    StartFrom(DateTime<Utc>),
+    /// Resume from the ledger; with `extend_to`, also forward what it has not recorded since then.
+    Resume {
+        /// `--since` reaching before the ledger's origin.
+        extend_to: Option<DateTime<Utc>>,
+        /// The last poll is older than GitHub's retention: some deliveries may be gone.
+        stale: bool,
+    },
+}
+
+/// Decides where to start from the ledger (its origin and last poll), `--since`, and the time.
+pub(crate) fn plan(
+    ledger: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    since: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Plan {
+    let from = since.map(|since| now - TimeDelta::from_std(since).unwrap_or(TimeDelta::MAX));
+    match ledger {
+        None => from.map_or(Plan::StartNow, Plan::StartFrom),
+        Some((origin, checked)) => {
+            let retention = TimeDelta::from_std(RETENTION).unwrap_or(TimeDelta::MAX);
+            Plan::Resume { extend_to: from.filter(|from| *from < origin), stale: now - checked > retention }
+        }
+    }
+}
+
+/// Opens or creates the ledger and lists what to forward first. `None` when cancelled.
+pub(super) async fn start(
+    ctx: &Ctx,
+    source: &SourceRun,
+    cancel: &CancellationToken,
+) -> Result<Option<(Ledger, Vec<DeliveryItem>)>, Error> {
+    let dir = ctx.settings.state_dir.clone();
+    let hook = source.hook.clone();
+    let existing = blocking(move || Ledger::open(&dir, &hook)).await?;
+    let now = Utc::now();
+    let plan = plan(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, now);
+    debug!(hook = %source.hook, ?plan, "start");
+    let mut backoff = Backoff::default();
+    loop {
+        let attempt = start_once(ctx, source, &plan, existing.as_ref(), now).await;
+        match attempt {
+            Ok(Begin::Create { origin, done, first }) => {
+                let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
+                let ledger = blocking(move || Ledger::create(&dir, &hook, origin, done, Utc::now())).await?;
+                return Ok(Some((ledger, first)));
+            }
+            Ok(Begin::Resume { known, extend_to, first }) => {
+                let Some(mut ledger) = existing else {
+                    return Err(Error::Ledger {
+                        path: ctx.settings.state_dir.clone(),
+                        action: "read",
+                        source: std::io::Error::other("the ledger vanished while starting"),
+                    });
+                };
+                if let Plan::Resume { stale: true, .. } = plan {
+                    ctx.events
+                        .emit(Event::Warning {
+                            message: format!(
+                                "{} was last polled more than 3 days ago, longer than GitHub keeps deliveries; \
+                                 some may be gone",
+                                source.name
+                            ),
+                        })
+                        .await;
+                }
+                if let Some(origin) = extend_to {
+                    ledger = blocking(move || ledger.extend_back(origin, known).map(|()| ledger)).await?;
+                }
+                return Ok(Some((ledger, first)));
+            }
+            // Only what may pass is worth waiting for: a refusal fails the source at once.
+            Err(error) if !error.is_transient() => return Err(Error::GitHub(error)),
+            Err(error) => {
+                ctx.events.emit(Event::Error { hook: Some(source.hook.clone()), message: error.to_string() }).await;
+                let wait = wait_after(&error, &mut backoff);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancel.cancelled() => return Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// What the first listing decided.
+pub(super) enum Begin {
+    /// A new ledger from `origin`, with `done` counting as handled; `first` to forward.
+    Create { origin: DateTime<Utc>, done: Vec<(u64, DateTime<Utc>)>, first: Vec<DeliveryItem> },
+    /// The existing ledger; `known` were forwarded before (for `extend_to`); `first` to forward.
+    Resume { known: Vec<(u64, DateTime<Utc>)>, extend_to: Option<DateTime<Utc>>, first: Vec<DeliveryItem> },
+}
+
+pub(super) async fn start_once(
+    ctx: &Ctx,
+    source: &SourceRun,
+    plan: &Plan,
+    ledger: Option<&Ledger>,
+    now: DateTime<Utc>,
+) -> Result<Begin, github::Error> {
+    let client = &ctx.client;
+    let hook = &source.hook;
+    match (plan, ledger) {
+        (Plan::StartNow, _) => {
+            let page = first_page(client, hook).await?;
+            // An empty list: whatever shows up later is new.
+            let origin = page.items.iter().map(|item| item.delivered_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            let items = page.items;
+            let done = items.iter().filter(|i| i.delivered_at >= origin).map(|i| (i.id, i.delivered_at)).collect();
+            Ok(Begin::Create { origin, done, first: Vec::new() })
+        }
+        (Plan::StartFrom(from), _) => {
+            let first = scan_all(client, hook, *from).await?;
+            Ok(Begin::Create { origin: *from, done: Vec::new(), first })
+        }
+        (Plan::Resume { extend_to, .. }, Some(ledger)) => {
+            let stop_before = extend_to.unwrap_or(ledger.floor()).min(ledger.floor());
+            let items = scan_all(client, hook, stop_before).await?;
+            let (origin, floor) = (ledger.origin(), ledger.floor());
+            let mut known = Vec::new();
+            let mut first = Vec::new();
+            for item in items {
+                if extend_to.is_some() && item.delivered_at >= origin && item.delivered_at < floor {
+                    known.push((item.id, item.delivered_at));
+                } else if extend_to.is_some_and(|to| item.delivered_at >= to && item.delivered_at < origin)
+                    || !ledger.is_recorded(item.id, item.delivered_at)
+                {
+                    first.push(item);
+                }
+            }
+            Ok(Begin::Resume { known, extend_to: *extend_to, first })
+        }
+        (Plan::Resume { .. }, None) => Ok(Begin::Create { origin: now, done: Vec::new(), first: Vec::new() }),
+    }
+}
+
+/// Every listed delivery from `stop_before` on, paging back as far as needed.
+pub(super) async fn scan_all(
+    client: &github::Client,
+    hook: &HookRef,
+    stop_before: DateTime<Utc>,
+) -> Result<Vec<DeliveryItem>, github::Error> {
+    let mut page = first_page(client, hook).await?;
+    let mut items = Vec::new();
+    loop {
+        let reached = page.items.iter().any(|item| item.delivered_at < stop_before);
+        items.extend(page.items.into_iter().filter(|item| item.delivered_at >= stop_before));
+        match page.next {
+            Some(next) if !reached => page = client.next_deliveries(&next).await?,
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// The newest page, in full even if this client listed it before (a 304 would hide it).
+pub(super) async fn first_page(client: &github::Client, hook: &HookRef) -> Result<Page, github::Error> {
+    match client.list_deliveries(hook, PER_PAGE).await? {
+        Listing::Page(page) => Ok(page),
+        Listing::NotModified => {
+            client.forget_etags(hook);
+            match client.list_deliveries(hook, PER_PAGE).await? {
+                Listing::Page(page) => Ok(page),
+                Listing::NotModified => Ok(Page { items: Vec::new(), next: None }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn without_a_ledger_starts_now_or_at_since() {
+        assert_eq!(plan(None, None, at(0)), Plan::StartNow);
+        assert_eq!(plan(None, Some(HOUR), at(7200)), Plan::StartFrom(at(3600)));
+    }
+
+    #[test]
+    fn with_a_ledger_resumes_and_extends_only_back() {
+        let ledger = Some((at(1000), at(5000)));
+        assert_eq!(plan(ledger, None, at(6000)), Plan::Resume { extend_to: None, stale: false });
+        // --since reaching after the origin adds nothing: the ledger covers it.
+        assert_eq!(plan(ledger, Some(HOUR), at(6000)), Plan::Resume { extend_to: None, stale: false });
+        assert_eq!(plan(ledger, Some(2 * HOUR), at(6000)), Plan::Resume { extend_to: Some(at(-1200)), stale: false });
+    }
+
+    #[test]
+    fn warns_when_the_gap_is_longer_than_retention() {
+        let ledger = Some((at(0), at(0)));
+        let later = at(RETENTION.as_secs() as i64 + 60);
+        assert_eq!(plan(ledger, None, later), Plan::Resume { extend_to: None, stale: true });
+    }
+}
