@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::Inner;
-use crate::state::{LastResponse, RecordedDelivery, Scope};
+use crate::state::{Hook, LastResponse, RecordedDelivery, Scope, State};
 
 /// Hookshot's version, as it appears in `User-Agent`.
 pub(crate) const HOOKSHOT: &str = "GitHub-Hookshot/5f3a1c9";
@@ -62,63 +62,30 @@ impl Inner {
     /// The hooks that receive `event` for `owner` (`o/r` or `org`), with their delivery details.
     pub(crate) fn targets(&self, owner: &str, event: &str) -> Vec<Target> {
         let state = self.lock();
-        let mut targets = Vec::new();
-        let (org_login, repo) = match owner.split_once('/') {
+        let (org_login, repository_id) = match owner.split_once('/') {
             Some((login, name)) => match state.find_repo(login, name) {
-                Some(repo) => (login, Some(repo.clone())),
-                None => return targets,
+                Some(repo) => (login, Some(repo.id)),
+                None => return Vec::new(),
             },
             None => (owner, None),
         };
-        let org = state.find_org(org_login).cloned();
-        for hook in state.hooks.values().filter(|hook| hook.wants(event)) {
-            let (target_type, target_id, installation_id) = match (&hook.scope, &repo, &org) {
-                (Scope::Repo(id), Some(repo), _) if *id == repo.id => ("repository", repo.id, None),
-                (Scope::Org(login), _, Some(org)) if login.eq_ignore_ascii_case(&org.login) => {
-                    ("organization", org.id, None)
-                }
-                (Scope::App(app_id), _, _) => match state.apps.get(app_id) {
-                    Some(app) => ("integration", app.id, Some(app.installation_id)),
-                    None => continue,
-                },
-                _ => continue,
-            };
-            targets.push(Target {
-                hook_id: hook.id,
-                url: hook.url.clone(),
-                secret: hook.secret.clone(),
-                content_type: hook.content_type.clone(),
-                target_type,
-                target_id,
-                installation_id,
-                repository_id: repo.as_ref().map(|repo| repo.id),
-            });
-        }
-        targets
+        let concerned = |hook: &Hook| match &hook.scope {
+            Scope::Repo(id) => Some(*id) == repository_id,
+            Scope::Org(login) => login.eq_ignore_ascii_case(org_login),
+            Scope::App(_) => true,
+        };
+        state
+            .hooks
+            .values()
+            .filter(|hook| hook.wants(event) && concerned(hook))
+            .filter_map(|hook| target_of(&state, hook, repository_id))
+            .collect()
     }
 
     /// The delivery details of one hook, whatever its events, or `None` when it is gone.
     pub(crate) fn target(&self, hook_id: u64, repository_id: Option<u64>) -> Option<Target> {
         let state = self.lock();
-        let hook = state.hooks.get(&hook_id)?;
-        let (target_type, target_id, installation_id, repository_id) = match &hook.scope {
-            Scope::Repo(id) => ("repository", *id, None, Some(*id)),
-            Scope::Org(login) => ("organization", state.find_org(login)?.id, None, repository_id),
-            Scope::App(app_id) => {
-                let app = state.apps.get(app_id)?;
-                ("integration", app.id, Some(app.installation_id), repository_id)
-            }
-        };
-        Some(Target {
-            hook_id,
-            url: hook.url.clone(),
-            secret: hook.secret.clone(),
-            content_type: hook.content_type.clone(),
-            target_type,
-            target_id,
-            installation_id,
-            repository_id,
-        })
+        target_of(&state, state.hooks.get(&hook_id)?, repository_id)
     }
 
     /// Delivers `payload` to every matching hook of `owner` under one new guid; returns the delivery ids.
@@ -258,4 +225,26 @@ impl Inner {
 /// A GitHub-looking `node_id`.
 pub(crate) fn node_id(prefix: &str, id: u64) -> String {
     format!("{prefix}{id}")
+}
+
+/// Where and how `hook` is delivered to, for an event of `repository_id`; `None` when its org or App is gone.
+fn target_of(state: &State, hook: &Hook, repository_id: Option<u64>) -> Option<Target> {
+    let (target_type, target_id, installation_id, repository_id) = match &hook.scope {
+        Scope::Repo(id) => ("repository", *id, None, Some(*id)),
+        Scope::Org(login) => ("organization", state.find_org(login)?.id, None, repository_id),
+        Scope::App(app_id) => {
+            let app = state.apps.get(app_id)?;
+            ("integration", app.id, Some(app.installation_id), repository_id)
+        }
+    };
+    Some(Target {
+        hook_id: hook.id,
+        url: hook.url.clone(),
+        secret: hook.secret.clone(),
+        content_type: hook.content_type.clone(),
+        target_type,
+        target_id,
+        installation_id,
+        repository_id,
+    })
 }
