@@ -93,6 +93,14 @@ pub fn print(line: &str) -> std::io::Result<()> {
     }
 }
 
+/// Writes one line to stderr without garbling the status line.
+fn eprint(line: &str) -> std::io::Result<()> {
+    match tracing_indicatif::writer::get_indicatif_stderr_writer() {
+        Some(mut err) => writeln!(err, "{line}"),
+        None => writeln!(std::io::stderr().lock(), "{line}"),
+    }
+}
+
 /// Facts about the run that only the CLI knows, shown on the Ready line.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
@@ -175,7 +183,7 @@ impl Feed {
             }
             Event::Ready { sources } => {
                 for line in std::mem::take(&mut self.failed) {
-                    self.line_or_json(&line, serde_json::Value::Null, true)?;
+                    eprint(&line)?;
                 }
                 self.status.set(format!(
                     "polling {sources} source(s) every {}",
@@ -308,10 +316,7 @@ impl Feed {
             Ok(())
         } else if important {
             // Errors and warnings go to stderr so that stdout stays the feed.
-            match tracing_indicatif::writer::get_indicatif_stderr_writer() {
-                Some(mut err) => writeln!(err, "{text}"),
-                None => writeln!(std::io::stderr().lock(), "{text}"),
-            }
+            eprint(text)
         } else {
             print(text)
         }
