@@ -94,6 +94,14 @@ pub enum Error {
         /// The hook, such as `the GitHub App hook`.
         what: String,
     },
+    /// GitHub's answer was larger than hookfwd reads for that kind of call.
+    #[error("GitHub's answer for {what} is larger than the {limit} bytes hookfwd reads")]
+    TooLarge {
+        /// What was being requested.
+        what: String,
+        /// The cap, in bytes.
+        limit: u64,
+    },
     /// The token cannot be sent in an HTTP header (a stray newline or quote, say).
     #[error("the GitHub token contains characters that cannot be sent; check it for stray quotes, spaces or newlines")]
     MalformedToken,
@@ -103,6 +111,14 @@ impl Error {
     /// Whether waiting and trying again later may succeed without the user changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Unreachable { .. })
+    }
+}
+
+impl Error {
+    /// Whether asking again can never succeed for this one item (an oversized or unreadable
+    /// delivery), so the caller should skip it rather than retry it forever.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::TooLarge { .. } | Self::Decode { .. })
     }
 }
 
