@@ -581,7 +581,8 @@ mod tests {
 
     #[test]
     fn the_total_bound_evicts_the_oldest_event_of_any_path() {
-        let hub = hub(100, 1 << 20, 3000);
+        // Each event counts its 1000 body bytes, "{}" for headers and a 27-byte timestamp: three fit.
+        let hub = hub(100, 1 << 20, 3100);
         publish(&hub, "/a", 1000);
         publish(&hub, "/b", 1000);
         publish(&hub, "/a", 1000);
