@@ -31,11 +31,23 @@ async fn run(args: args::Args) -> anyhow::Result<()> {
     let config = args.config()?;
     let addr = args.listen_addr(std::env::var("PORT").ok())?;
     let listener = blackhole::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+    let (first, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let signals = async move {
+        let mut first = Some(first);
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            // The first signal starts the drain; a second means "now", as in most servers.
+            match first.take() {
+                Some(first) => drop(first.send(())),
+                None => return,
+            }
         }
     };
-    Ok(blackhole::run(listener, config, shutdown).await?)
+    tokio::select! {
+        served = blackhole::run(listener, config, async { drop(shutdown.await) }) => Ok(served?),
+        () = signals => anyhow::bail!("a second signal during the drain; exiting without waiting for it"),
+    }
 }
