@@ -3,4 +3,6 @@ mod commands;
 mod dev;
 mod enterprise;
 mod forward;
+/// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
+mod push;
 mod send;
