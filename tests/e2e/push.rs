@@ -146,8 +146,7 @@ async fn the_same_delivery_seen_by_both_paths_is_forwarded_once() {
     let receiver = Receiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     // A safety poll every 200 ms lists every delivery the stream brought, too.
-    let dev =
-        start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
     let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
     for n in 0..20 {
@@ -170,8 +169,7 @@ async fn a_redelivery_is_forwarded_again_once() {
     let blackhole = streaming_blackhole();
     let receiver = Receiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev =
-        start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
     let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
     fake.emit(REPO, "issues", payload(1)).await;
@@ -180,7 +178,17 @@ async fn a_redelivery_is_forwarded_again_once() {
 
     let api_url = fake.api_url().to_string();
     let hook_url = blackhole.url("/alice");
-    let trigger = ["trigger", "redeliver", original.guid.as_str(), "--repo", REPO, "--hook-url", &hook_url, "--api-url", &api_url];
+    let trigger = [
+        "trigger",
+        "redeliver",
+        original.guid.as_str(),
+        "--repo",
+        REPO,
+        "--hook-url",
+        &hook_url,
+        "--api-url",
+        &api_url,
+    ];
     let run = Running::hookfwd(trigger, &[("GITHUB_TOKEN", OsStr::new(TOKEN))]).finish().await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     receiver

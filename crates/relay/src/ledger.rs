@@ -178,7 +178,10 @@ impl Ledger {
                 }
                 [Some("g"), Some(guid), Some(api), Some(pushed), Some(t), None] if valid_guid(guid) => {
                     match (api.parse(), pushed.parse(), time(t)) {
-                        (Ok(api), Ok(pushed), Some(t)) => Some(count(&mut guids, guid, t, Attempts { api, pushed })),
+                        (Ok(api), Ok(pushed), Some(t)) => {
+                            count(&mut guids, guid, t, Attempts { api, pushed });
+                            Some(())
+                        }
                         _ => None,
                     }
                 }
