@@ -313,6 +313,12 @@ pub struct DoctorArgs {
     /// The state directory to check.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The blackhole's stream token, to check push mode.
+    #[arg(long, env = "HOOKFWD_STREAM_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub stream_token: Option<String>,
+    /// The hook's upstream secret, if hookfwd did not create the hook.
+    #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub hook_secret: Option<String>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,

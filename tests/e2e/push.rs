@@ -366,6 +366,44 @@ async fn a_blackhole_that_does_not_stream_is_one_warning_then_polling() {
     assert_eq!(dev.lines().iter().filter(|line| line.contains("does not stream")).count(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let state = tempfile::tempdir().unwrap();
+    fake.add_hook(REPO, HookSpec::new(blackhole.url("/alice")).secret(UPSTREAM));
+    let api_url = fake.api_url().to_string();
+    let hook_url = blackhole.url("/alice");
+    let state_dir = state.path().to_str().unwrap();
+    let args =
+        ["doctor", "--json", "--repo", REPO, "--hook-url", &hook_url, "--api-url", &api_url, "--state-dir", state_dir];
+    let doctor = |env: Vec<(&'static str, &'static str)>| {
+        let mut vars = vec![("GITHUB_TOKEN", OsStr::new(TOKEN))];
+        vars.extend(env.into_iter().map(|(name, value)| (name, OsStr::new(value))));
+        Running::hookfwd(args, &vars)
+    };
+    let stream_lines = |finished: &e2e::Finished| -> Vec<Value> {
+        finished.json().into_iter().filter(|line| line["check"] == "stream").collect()
+    };
+
+    let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)]).finish().await;
+    assert_eq!(finished.code, Some(0), "{}", finished.stdout);
+    let lines = stream_lines(&finished);
+    assert!(lines[0]["message"].as_str().unwrap().contains("accepted the token"), "{lines:?}");
+    assert_eq!(lines[1]["level"], "warn", "the upstream secret is unknown: {lines:?}");
+
+    let env = vec![("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
+    let finished = doctor(env).finish().await;
+    assert!(stream_lines(&finished).iter().all(|line| line["level"] == "pass"), "{}", finished.stdout);
+
+    let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", "wrong-token-0000")]).finish().await;
+    assert_eq!(finished.code, Some(3), "{}", finished.stdout);
+    assert!(stream_lines(&finished)[0]["message"].as_str().unwrap().contains("refused the stream token"));
+    for secret in [STREAM_TOKEN, UPSTREAM, "wrong-token-0000"] {
+        assert!(!finished.stdout.contains(secret) && !finished.stderr.contains(secret));
+    }
+}
+
 async fn wait_until(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
