@@ -367,6 +367,33 @@ async fn a_blackhole_that_does_not_stream_is_one_warning_then_polling() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_repositories_on_one_hook_path_each_stream_their_own_deliveries() {
+    let fake = fake_with_repo().await;
+    let other = "octo-org/other";
+    fake.add_repo(other);
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    // Both hooks deliver to /shared, so both subscriptions see both repositories' POSTs.
+    let dev = start_dev(&fake, &blackhole.url("/shared"), receiver.url(), state.path(), &["--repo", other]);
+    dev.wait_lines("\"state\":\"up\"", 2).await;
+    for n in 0..3 {
+        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(other, "issues", payload(n)).await;
+    }
+    receiver.wait_for(Duration::from_secs(20), "six deliveries", |events| events.len() >= 6).await;
+    dev.wait_lines("\"type\":\"forwarded\"", 6).await;
+    assert!(forwarded(&dev).iter().all(|line| line["via"] == "stream"));
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert!(!finished.stdout.contains("does not verify"), "another hook's delivery is no forgery");
+    let summaries: Vec<Value> = finished.json().into_iter().filter(|line| line["type"] == "summary").collect();
+    assert_eq!(summaries.len(), 2);
+    assert!(summaries.iter().all(|line| line["rejected"] == 0), "{summaries:?}");
+    assert_eq!(accepted(&receiver).values().sum::<usize>(), 6, "each once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();

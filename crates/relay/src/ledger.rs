@@ -320,6 +320,12 @@ impl Ledger {
         }
         self.write(&format!("p {guid} {}\n", nanos(received_at)))?;
         self.count(guid, received_at, Attempts { api: 0, pushed: 1 });
+        // Only claims move the floor; should the safety poll fail for long while the stream goes on,
+        // the oldest guids go first. Their listed twins would then be forwarded again: a repeat, never a loss.
+        while self.guids.len() > self.max_done {
+            let Some((_, oldest)) = self.guids_by_time.pop_first() else { break };
+            self.guids.remove(&oldest);
+        }
         self.appended += 1;
         self.compact_if_due()
     }

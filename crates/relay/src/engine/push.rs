@@ -197,6 +197,13 @@ async fn delivered(
         let event = pushed.header("x-github-event")?.to_string();
         Some((pushed, guid, event))
     });
+    // Another hook delivering to the same URL path (another repository forwarded with the same
+    // hook URL): its deliveries are that source's business, not forgeries.
+    if let (Some((pushed, _, _)), Some(id)) = (&parsed, source.hook.id())
+        && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
+    {
+        return Ok(());
+    }
     let Some((pushed, guid, event)) = parsed else {
         if !std::mem::replace(&mut warned.malformed, true) {
             warn(
