@@ -1,11 +1,13 @@
 //! Support for the end-to-end tests: the built binaries and child processes that die with the test.
 
 mod blackhole;
+mod counter;
 mod process;
 mod receiver;
 mod recorder;
 
 pub use blackhole::Blackhole;
+pub use counter::{Counter, Seen};
 pub use process::{Finished, Running};
 pub use receiver::Receiver;
 pub use recorder::{Received, Recorder};
