@@ -298,14 +298,15 @@ fn stream_config(
     hook_url: Option<&str>,
     created: Option<Secret>,
 ) -> Result<Option<StreamConfig>, Error> {
+    // Kept even without a stream token, so that a later run in push mode can verify too.
+    if let Some(secret) = &created {
+        ledger::store_hook_secret(&settings.state_dir, hook, secret)?;
+    }
     let (Some(token), Some(url)) = (&rule.stream_token, hook_url.and_then(crate::stream::stream_url)) else {
         return Ok(None);
     };
     let upstream = match created {
-        Some(secret) => {
-            ledger::store_hook_secret(&settings.state_dir, hook, &secret)?;
-            Some(secret)
-        }
+        Some(secret) => Some(secret),
         None => match &rule.hook_secret {
             Some(secret) => Some(secret.clone()),
             None => ledger::load_hook_secret(&settings.state_dir, hook)?,

@@ -173,7 +173,9 @@ async fn read(
                         if event.id.is_some() {
                             *last_id = event.id;
                         }
-                        delivered(ctx, source, shared, config, &event.data, warned).await?;
+                        if !delivered(ctx, source, shared, config, &event.data, warned, cancel).await? {
+                            return Ok(Ended::Cancelled);
+                        }
                     }
                     "gap" => return Ok(Ended::Dropped("fell behind the blackhole's buffer".into())),
                     _ => {}
@@ -183,7 +185,7 @@ async fn read(
     }
 }
 
-/// Verifies and queues one pushed delivery, or rings the doorbell.
+/// Verifies and queues one pushed delivery, or rings the doorbell; `false` if the run stopped.
 async fn delivered(
     ctx: &Ctx,
     source: &SourceRun,
@@ -191,7 +193,8 @@ async fn delivered(
     config: &StreamConfig,
     data: &str,
     warned: &mut Warned,
-) -> Result<(), Error> {
+    cancel: &CancellationToken,
+) -> Result<bool, Error> {
     let parsed = PushedDelivery::parse(data).and_then(|pushed| {
         let guid = pushed.header("x-github-delivery")?.to_string();
         let event = pushed.header("x-github-event")?.to_string();
@@ -202,7 +205,7 @@ async fn delivered(
     if let (Some((pushed, _, _)), Some(id)) = (&parsed, source.hook.id())
         && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
     {
-        return Ok(());
+        return Ok(true);
     }
     let Some((pushed, guid, event)) = parsed else {
         if !std::mem::replace(&mut warned.malformed, true) {
@@ -213,13 +216,13 @@ async fn delivered(
             .await;
         }
         shared.ring();
-        return Ok(());
+        return Ok(true);
     };
     let Some(upstream) = &config.upstream else {
         // Nothing unverified reaches the handler: the API brings it, signed by GitHub's record.
         debug!(hook = %source.hook, guid = %guid, "doorbell");
         shared.ring();
-        return Ok(());
+        return Ok(true);
     };
     if !pushed.verifies(upstream) {
         let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
@@ -235,7 +238,16 @@ async fn delivered(
             )
             .await;
         }
-        return Ok(());
+        return Ok(true);
+    }
+    // A slow handler: stop reading until there is room (the blackhole drops a reader that falls
+    // too far behind, and what it missed comes back on resume or from the API).
+    while !shared.has_room() {
+        tokio::select! {
+            () = shared.room.notified() => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            () = cancel.cancelled() => return Ok(false),
+        }
     }
     let action = action(&pushed);
     let pushed = Pushed {
@@ -251,7 +263,7 @@ async fn delivered(
     if outcome != PushOutcome::Queued {
         debug!(hook = %source.hook, ?outcome, "pushed delivery already handled");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The payload's `action`, for the feed; JSON bodies only.

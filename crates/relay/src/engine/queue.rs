@@ -162,10 +162,19 @@ pub(super) struct Shared {
     pub(super) streaming: AtomicBool,
     /// Pushed deliveries whose signature did not verify.
     pub(super) rejected: AtomicU64,
+    /// Body bytes of pushed deliveries queued or in flight, against [`MAX_PUSHED_BYTES`].
+    pushed_bytes: AtomicU64,
+    /// Wakes the stream task when a pushed delivery was recorded, so there is room again.
+    pub(super) room: Notify,
     /// Until when the poller keeps to `--interval` after a doorbell: GitHub lists a delivery only
     /// once its attempt has finished, which can be a little after the blackhole pushed it.
     pub(super) doorbell_until: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The most body bytes of pushed deliveries held at once: beyond it the stream task stops
+/// reading, so a slow handler makes the blackhole drop this subscriber (it resumes later, or the
+/// API catches up) rather than grow hookfwd's memory.
+pub(super) const MAX_PUSHED_BYTES: u64 = 32 << 20;
 
 /// How long after a doorbell the poller keeps polling at `--interval`.
 pub(super) const DOORBELL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -185,6 +194,8 @@ impl Shared {
             poll_now: Notify::new(),
             streaming: AtomicBool::new(false),
             rejected: AtomicU64::new(0),
+            pushed_bytes: AtomicU64::new(0),
+            room: Notify::new(),
             doorbell_until: Mutex::new(None),
         }
     }
@@ -202,6 +213,12 @@ impl Shared {
 
     pub(super) fn floor(&self) -> DateTime<Utc> {
         lock(&self.ledger).floor()
+    }
+
+    /// Whether another pushed delivery may be queued now (always, when none is held).
+    pub(super) fn has_room(&self) -> bool {
+        let held = self.pushed_bytes.load(Ordering::Relaxed);
+        held == 0 || held < MAX_PUSHED_BYTES
     }
 
     /// Whether the stream is healthy.
@@ -277,6 +294,7 @@ impl Shared {
             return Ok(PushOutcome::Owed);
         }
         drop(ledger);
+        self.pushed_bytes.fetch_add(pushed.body.len() as u64, Ordering::Relaxed);
         queue.add_busy(&pushed.guid, 0, 1);
         let seq = queue.next_seq;
         queue.next_seq += 1;
@@ -322,6 +340,8 @@ impl Shared {
                     queue.ids.remove(&id);
                 }
                 queue.add_busy(&pushed.guid, 0, -1);
+                self.pushed_bytes.fetch_sub(pushed.body.len() as u64, Ordering::Relaxed);
+                self.room.notify_one();
             }
         }
         queue.in_flight.remove(&taken.key);
@@ -479,5 +499,18 @@ mod tests {
         drop(queue);
         shared.record(&Taken { key, pending }).unwrap();
         assert!(shared.floor() <= at(100) - PUSH_MARGIN, "{}", shared.floor());
+    }
+
+    #[test]
+    fn pushed_bodies_held_are_bounded_until_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        assert!(shared.has_room());
+        let mut big = pushed(10);
+        big.body = vec![b' '; MAX_PUSHED_BYTES as usize];
+        shared.push(big).unwrap();
+        assert!(!shared.has_room(), "the stream stops reading");
+        forward_all(&shared);
+        assert!(shared.has_room());
     }
 }
