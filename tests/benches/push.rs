@@ -120,7 +120,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn ms(d: Duration) -> String {
-    format!("{} ms", d.as_millis())
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn delta(before: &Stats, after: &Stats) -> Stats {
