@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GitHub Action's run step: runs `hookfwd send` or `hookfwd wait` from the action's inputs and
+# exposes the last delivery's guid and the handler's status as step outputs.
+#
+# Inputs arrive as INPUT_* environment variables (never interpolated into this script, so an input
+# cannot inject shell). hookfwd's exit code is the step's: the outputs are written first, so a
+# rejected delivery still reports which one it was and what the handler answered.
+set -euo pipefail
+
+die() {
+  echo "hookfwd action: $*" >&2
+  exit 2
+}
+
+command="${INPUT_COMMAND:-}"
+args=()
+# add FLAG VALUE: passes the flag only when the input is set.
+add() {
+  [ -z "$2" ] || args+=("$1" "$2")
+}
+
+case "$command" in
+  send)
+    add --event "${INPUT_EVENT:-}"
+    add --fixture "${INPUT_FIXTURE:-}"
+    add --payload "${INPUT_PAYLOAD:-}"
+    add --expect-status "${INPUT_EXPECT_STATUS:-}"
+    add --repeat "${INPUT_REPEAT:-}"
+    ;;
+  wait)
+    add --event "${INPUT_EVENT:-}"
+    add --repo "${INPUT_REPO:-}"
+    add --org "${INPUT_ORG:-}"
+    add --hook-url "${INPUT_HOOK_URL:-}"
+    add --timeout "${INPUT_TIMEOUT:-}"
+    add --since "${INPUT_SINCE:-}"
+    ;;
+  *) die "input 'command' is '$command'; use send or wait (or leave it empty to only install hookfwd)." ;;
+esac
+add --action "${INPUT_ACTION:-}"
+add --to "${INPUT_TO:-}"
+# Extra flags, one per line, for whatever the inputs above do not name.
+if [ -n "${INPUT_ARGS:-}" ]; then
+  while IFS= read -r line; do
+    [ -z "$line" ] || args+=("$line")
+  done <<<"$INPUT_ARGS"
+fi
+
+# Secrets go through the environment, never the command line; an empty input keeps what the job set.
+[ -z "${INPUT_SECRET:-}" ] || export HOOKFWD_SECRET="$INPUT_SECRET"
+[ -z "${INPUT_TOKEN:-}" ] || export GITHUB_TOKEN="$INPUT_TOKEN"
+
+out=$(mktemp "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/hookfwd-run.XXXXXX")
+trap 'rm -f "$out"' EXIT
+status=0
+"${HOOKFWD:-hookfwd}" "$command" --json "${args[@]}" >"$out" || status=$?
+cat "$out"
+
+# The last delivery sent (send) or matched (wait); --repeat and a fixture directory send several.
+last=$(jq -c 'select(.type == "sent" or .type == "matched")' "$out" 2>/dev/null | tail -n 1 || true)
+guid=$(jq -r '.guid // empty' <<<"${last:-null}")
+handler_status=$(jq -r '.status // empty' <<<"${last:-null}")
+if [ -n "${GITHUB_OUTPUT:-}" ]; then
+  {
+    echo "guid=$guid"
+    echo "status=$handler_status"
+    echo "exit-code=$status"
+  } >>"$GITHUB_OUTPUT"
+fi
+exit "$status"
