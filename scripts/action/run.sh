@@ -53,13 +53,14 @@ fi
 out=$(mktemp "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/hookfwd-run.XXXXXX")
 trap 'rm -f "$out"' EXIT
 status=0
-"${HOOKFWD:-hookfwd}" "$command" --json "${args[@]}" >"$out" || status=$?
+"${HOOKFWD:-hookfwd}" "$command" --json ${args[@]+"${args[@]}"} >"$out" || status=$?
 cat "$out"
 
 # The last delivery sent (send) or matched (wait); --repeat and a fixture directory send several.
-last=$(jq -c 'select(.type == "sent" or .type == "matched")' "$out" 2>/dev/null | tail -n 1 || true)
-guid=$(jq -r '.guid // empty' <<<"${last:-null}")
-handler_status=$(jq -r '.status // empty' <<<"${last:-null}")
+# hookfwd writes compact JSON, one object per line, so sed reads it without needing jq on the runner.
+last=$(grep -E '^\{.*"type":"(sent|matched)"' "$out" | tail -n 1 || true)
+guid=$(sed -nE 's/.*"guid":"([^"]*)".*/\1/p' <<<"$last")
+handler_status=$(sed -nE 's/.*"status":([0-9]+).*/\1/p' <<<"$last")
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
   {
     echo "guid=$guid"
