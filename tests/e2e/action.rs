@@ -21,7 +21,7 @@ const RUNNERS: [(&str, &str, &str); 5] = [
     ("Windows", "X64", "x86_64-pc-windows-msvc"),
 ];
 
-/// A directory laid out like `https://github.com/OWNER/hookfwd/releases`: `download/<tag>/<asset>`
+/// A directory laid out like a GitHub repository's `releases/`: `download/<tag>/<asset>`
 /// and `download/<tag>/sha256.sum`, packed the way release.yml packs them.
 struct Release {
     root: TempDir,
