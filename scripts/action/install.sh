@@ -52,6 +52,14 @@ fi
 
 exe=hookfwd
 [ "$ext" = zip ] && exe=hookfwd.exe
+# Git Bash on Windows: the runner's paths are C:\… ones; work with their /c/… form, and hand the
+# runner (GITHUB_PATH, outputs) the Windows form back.
+native() { printf '%s\n' "$1"; }
+if command -v cygpath >/dev/null; then
+  [ -z "${RUNNER_TOOL_CACHE:-}" ] || RUNNER_TOOL_CACHE=$(cygpath -u "$RUNNER_TOOL_CACHE")
+  [ -z "${RUNNER_TEMP:-}" ] || RUNNER_TEMP=$(cygpath -u "$RUNNER_TEMP")
+  native() { cygpath -w "$1"; }
+fi
 cache="${RUNNER_TOOL_CACHE:-${TMPDIR:-/tmp}}/hookfwd/$version/$target"
 
 # A pinned version unpacked before (on this runner, or restored by actions/cache) is used as it is;
@@ -102,10 +110,12 @@ if [ "$version" = latest ] || [ ! -x "$cache/$exe" ]; then
   chmod +x "$cache/$exe"
 fi
 
-[ -z "${GITHUB_PATH:-}" ] || echo "$cache" >>"$GITHUB_PATH"
+if [ -n "${GITHUB_PATH:-}" ]; then
+  native "$cache" >>"$GITHUB_PATH"
+fi
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
   {
-    echo "path=$cache/$exe"
+    echo "path=$(native "$cache/$exe")"
     echo "target=$target"
   } >>"$GITHUB_OUTPUT"
 fi

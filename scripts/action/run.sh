@@ -5,6 +5,7 @@
 # Inputs arrive as INPUT_* environment variables (never interpolated into this script, so an input
 # cannot inject shell). hookfwd's exit code is the step's: the outputs are written first, so a
 # rejected delivery still reports which one it was and what the handler answered.
+# HOOKFWD names the binary to run; by default the hookfwd the install step put on PATH.
 set -euo pipefail
 
 die() {
