@@ -51,6 +51,10 @@ fi
 [ -z "${INPUT_SECRET:-}" ] || export HOOKFWD_SECRET="$INPUT_SECRET"
 [ -z "${INPUT_TOKEN:-}" ] || export GITHUB_TOKEN="$INPUT_TOKEN"
 
+# Git Bash on Windows: RUNNER_TEMP is a C:\… path; mktemp wants its /c/… form.
+if command -v cygpath >/dev/null && [ -n "${RUNNER_TEMP:-}" ]; then
+  RUNNER_TEMP=$(cygpath -u "$RUNNER_TEMP")
+fi
 out=$(mktemp "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/hookfwd-run.XXXXXX")
 trap 'rm -f "$out"' EXIT
 status=0

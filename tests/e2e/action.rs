@@ -55,6 +55,9 @@ impl Release {
             sums += &format!("{}  {}\n", sha256(&asset), asset_name(target));
         }
         fs::write(dir.join("sha256.sum"), sums).unwrap();
+        // GitHub serves the newest release under latest/download/ as well.
+        fs::create_dir_all(root.path().join("latest")).unwrap();
+        copy_dir(&dir, &root.path().join("latest").join("download"));
         Self { root }
     }
 
@@ -66,6 +69,14 @@ impl Release {
     /// A file of the release, by name.
     fn file(&self, name: &str) -> PathBuf {
         self.root.path().join("download").join(VERSION).join(name)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 
@@ -115,6 +126,10 @@ impl Install {
     }
 
     fn run_on(runner: TempDir, release: &str, os: &str, arch: &str, version: &str) -> Self {
+        // The runner gives every step fresh GITHUB_PATH and GITHUB_OUTPUT files.
+        for file in ["github_path", "github_output"] {
+            _ = fs::remove_file(runner.path().join(file));
+        }
         let output = Command::new("bash")
             .arg(workspace_root().join("scripts/action/install.sh"))
             .env_clear()
@@ -236,6 +251,18 @@ fn install_reuses_a_pinned_version_from_the_tool_cache() {
     assert!(second.output.status.success(), "{}", second.stderr());
     let exe = second.path_entry().join("hookfwd");
     assert_eq!(fs::read_to_string(exe).unwrap(), "binary for x86_64-apple-darwin\n");
+}
+
+#[test]
+fn install_of_latest_downloads_the_newest_release_every_time() {
+    let release = Release::new();
+    let first = Install::run(&release.url(), "Linux", "ARM64", "latest");
+    assert!(first.output.status.success(), "{}", first.stderr());
+    let exe = first.path_entry().join("hookfwd");
+    assert_eq!(fs::read_to_string(exe).unwrap(), "binary for aarch64-unknown-linux-musl\n");
+    // "latest" moves, so a cached copy is never trusted: with the release gone, the run fails.
+    let gone = format!("file://{}", first.runner.path().join("no-release").display());
+    first.again(&gone, "Linux", "ARM64", "latest").assert_one_sentence("has no asset");
 }
 
 /// Runs the action's run step with `INPUT_*` variables, as action.yml sets them.
