@@ -32,6 +32,7 @@ asset="hookfwd-$target.$ext"
 
 version="${HOOKFWD_VERSION:-latest}"
 case "$version" in
+  */* | *..*) die "version '$version' is not a release tag like v0.1.0, nor 'latest'." ;;
   latest) ;;
   v[0-9]*) ;;
   [0-9]*) version="v$version" ;;

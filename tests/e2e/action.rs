@@ -233,11 +233,12 @@ fn install_fails_in_one_sentence_when_the_release_lacks_the_runners_asset() {
 }
 
 #[test]
-fn install_refuses_an_unsupported_runner_in_one_sentence() {
+fn install_refuses_an_unsupported_runner_or_version_in_one_sentence() {
     let release = Release::new();
     Install::run(&release.url(), "FreeBSD", "X64", VERSION).assert_one_sentence("no prebuilt hookfwd for runner OS");
     Install::run(&release.url(), "Windows", "ARM64", VERSION).assert_one_sentence("'Windows' on 'ARM64'");
     Install::run(&release.url(), "Linux", "X64", "main").assert_one_sentence("not a release tag");
+    Install::run(&release.url(), "Linux", "X64", "v0.1.0/../../x").assert_one_sentence("not a release tag");
 }
 
 #[test]
