@@ -5,8 +5,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use e2e::{Recorder, hookfwd, workspace_root};
+use fake_github::{FakeGitHub, HookSpec};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -270,6 +272,15 @@ fn install_of_latest_downloads_the_newest_release_every_time() {
 async fn run_step(inputs: &[(&str, &str)]) -> (Output, String) {
     let runner = tempfile::tempdir().unwrap();
     let github_output = runner.path().join("github_output");
+    let output = tokio::time::timeout(Duration::from_secs(60), run_step_command(runner.path(), inputs).output())
+        .await
+        .expect("the run step ends")
+        .expect("bash runs");
+    (output, fs::read_to_string(&github_output).unwrap_or_default())
+}
+
+/// The run step as a command, on a runner whose temporary files live in `runner`.
+fn run_step_command(runner: &Path, inputs: &[(&str, &str)]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new("bash");
     command
         .arg(workspace_root().join("scripts/action/run.sh"))
@@ -277,17 +288,13 @@ async fn run_step(inputs: &[(&str, &str)]) -> (Output, String) {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("NO_COLOR", "1")
         .env("HOOKFWD", hookfwd())
-        .env("RUNNER_TEMP", runner.path())
-        .env("GITHUB_OUTPUT", &github_output)
+        .env("RUNNER_TEMP", runner)
+        .env("GITHUB_OUTPUT", runner.join("github_output"))
         .kill_on_drop(true);
     for (name, value) in inputs {
         command.env(name, value);
     }
-    let output = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
-        .await
-        .expect("the run step ends")
-        .expect("bash runs");
-    (output, fs::read_to_string(&github_output).unwrap_or_default())
+    command
 }
 
 #[tokio::test]
@@ -329,4 +336,60 @@ async fn action_refuses_an_unknown_command_in_one_sentence() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("use send or wait"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn action_wait_outputs_the_matched_delivery_and_passes_extra_args_through() {
+    const TOKEN: &str = "ghp_actionWaitTokenNeverPrinted000042";
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo("octo-org/hello-world");
+    fake.add_hook("octo-org/hello-world", HookSpec::new(fake.blackhole_url()));
+    let handler = Recorder::start().await;
+    let (url, hook_url, api_url) = (handler.url(), fake.blackhole_url(), fake.api_url().to_string());
+    // --api-url and --interval have no input of their own: they go through `args`, one per line.
+    let extra = format!("--api-url\n{api_url}\n--interval\n100ms");
+    let runner = tempfile::tempdir().unwrap();
+    let state = runner.path().join("state");
+    let state = state.to_str().unwrap();
+    let mut step = run_step_command(
+        runner.path(),
+        &[
+            ("INPUT_COMMAND", "wait"),
+            ("INPUT_REPO", "octo-org/hello-world"),
+            ("INPUT_EVENT", "issues"),
+            ("INPUT_ACTION", "opened"),
+            ("INPUT_TO", &url),
+            ("INPUT_HOOK_URL", &hook_url),
+            ("INPUT_TIMEOUT", "60s"),
+            ("INPUT_TOKEN", TOKEN),
+            ("INPUT_SECRET", "action-secret"),
+            ("INPUT_ARGS", &extra),
+            ("HOOKFWD_STATE_DIR", state),
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("bash runs");
+
+    // The step's output is read only when it ends, so emit until the wait has seen one.
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            fake.emit("octo-org/hello-world", "issues", serde_json::json!({"action": "opened"})).await;
+            tokio::select! {
+                status = step.wait() => break status.expect("the step runs"),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the wait ends");
+
+    let outputs = fs::read_to_string(runner.path().join("github_output")).unwrap();
+    assert!(status.success(), "outputs: {outputs}");
+    let received = handler.received();
+    let guid = received[0].header("x-github-delivery").expect("a delivery guid");
+    assert!(outputs.lines().any(|line| line == format!("guid={guid}")), "outputs: {outputs}");
+    assert!(outputs.lines().any(|line| line == "status=200"), "outputs: {outputs}");
+    assert!(!outputs.contains(TOKEN));
 }
