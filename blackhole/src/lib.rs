@@ -434,7 +434,7 @@ async fn absorb(head: Parts, mut body: Incoming, shared: &Shared) -> Result<Repl
             event = header("x-github-event"),
             delivery = header("x-github-delivery"),
             status = reply.status().as_u16(),
-            bytes = bytes.map_or_else(|| "-".to_owned(), |bytes| bytes.to_string()),
+            bytes,
             duration = ?started.elapsed(),
             "request"
         );
