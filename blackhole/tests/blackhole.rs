@@ -879,3 +879,169 @@ fn a_bad_stream_token_list_gets_one_sentence_and_a_nonzero_exit() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("stream token"), "{stderr}");
 }
+
+// ---- abuse (issue 11, items 1 and 2) ----
+
+#[test]
+fn a_content_length_over_the_limit_gets_413_before_the_body_is_sent() {
+    for args in [&[][..], &["--max-body", "1MiB"][..]] {
+        let server = Server::start(args);
+        let declared = if args.is_empty() { "2000000000" } else { "1048577" };
+        let mut stream = server.connect();
+        // Only the head: the answer must come without waiting for the body.
+        let head = format!("POST /alice HTTP/1.1\r\nHost: b\r\nContent-Length: {declared}\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let answer = read_all(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{args:?}: {answer:?}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close\r\n"), "{answer:?}");
+    }
+    // At the limit is fine.
+    let server = Server::start(&["--max-body", "1MiB"]);
+    assert_ok(&post(&server, "/alice", &[], &vec![b'x'; 1024 * 1024]));
+}
+
+#[test]
+fn a_chunked_body_over_the_limit_gets_413_and_its_connection_is_closed() {
+    let server = Server::start(&["--max-body", "1MiB", "--log-requests"]);
+    let mut stream = server.connect();
+    stream.write_all(b"POST /alice HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // 8 MiB offered in 64 KiB chunks; the writer stops when the server closes.
+    let sent = std::thread::spawn(move || {
+        let chunk = [b'x'; 64 * 1024];
+        let mut sent = 0;
+        for _ in 0..128 {
+            let ok = writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_ok()
+                && writer.write_all(&chunk).is_ok()
+                && writer.write_all(b"\r\n").is_ok();
+            if !ok {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let answer = read_all(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{answer:?}");
+    let sent = sent.join().unwrap();
+    assert!(sent < 8 * 1024 * 1024, "the server took the whole 8 MiB body ({sent} bytes)");
+    assert!(server.log_text().contains("status=413"), "{}", server.log_text());
+    assert_ok(&server.exchange(GET));
+}
+
+#[test]
+fn a_slow_body_flood_is_cut_at_the_body_timeout_and_a_normal_post_gets_through() {
+    const FLOOD: usize = 200;
+    // Fewer slots than flood connections, and no per-address cap: only the body deadline frees them.
+    let server = Server::start(&["--body-timeout", "2s", "--max-connections", "100", "--max-connections-per-ip", "0"]);
+    let addr = server.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (closed, probe) = runtime.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let started = Instant::now();
+        let flood: Vec<_> = (0..FLOOD)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+                    // Half declare 2 GB (refused at once), half a size within the limit (cut at the deadline).
+                    let declared = if i % 2 == 0 { 2_000_000_000 } else { 20_000_000 };
+                    let head = format!("POST /flood HTTP/1.1\r\nHost: b\r\nContent-Length: {declared}\r\n\r\n");
+                    stream.write_all(head.as_bytes()).await.ok()?;
+                    // One byte every 500 ms for up to 60 s: the idle cut alone would never fire.
+                    let mut buf = [0u8; 512];
+                    for _ in 0..120 {
+                        tokio::select! {
+                            read = stream.read(&mut buf) => match read {
+                                Ok(0) | Err(_) => return Some(started.elapsed()),
+                                Ok(_) => {} // the 408, then the close
+                            },
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                                if stream.write_all(b"x").await.is_err() {
+                                    return Some(started.elapsed());
+                                }
+                            }
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let probe_started = Instant::now();
+        let mut probe = tokio::net::TcpStream::connect(addr).await.unwrap();
+        probe
+            .write_all(b"POST /alice HTTP/1.1\r\nHost: b\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), probe.read_to_end(&mut answer))
+            .await
+            .expect("the probe hung")
+            .unwrap();
+        let probe = (String::from_utf8_lossy(&answer).into_owned(), probe_started.elapsed());
+        let mut closed = Vec::new();
+        for task in flood {
+            closed.push(task.await.unwrap());
+        }
+        (closed, probe)
+    });
+    assert_ok(&probe.0);
+    eprintln!("probe answered in {:?} under a flood of {FLOOD}", probe.1);
+    let kept_open = closed.iter().filter(|closed| closed.is_none()).count();
+    assert_eq!(kept_open, 0, "{kept_open} flood connections were never closed by the server");
+    let last = closed.iter().flatten().max().unwrap();
+    eprintln!("the last flood connection was closed after {last:?} (body timeout 2 s, 100 slots for {FLOOD})");
+    assert_ok(&server.exchange(GET));
+}
+
+#[test]
+fn connections_beyond_the_per_address_cap_are_closed_and_other_addresses_still_served() {
+    let server = Server::start(&["--max-connections-per-ip", "3"]);
+    let addr = server.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let from = |ip: [u8; 4]| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from((ip, 0))).unwrap();
+            socket.connect(addr).await.unwrap()
+        };
+        let ask = |mut stream: tokio::net::TcpStream| async move {
+            let _ = stream.write_all(GET).await;
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        };
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut stream = from([127, 0, 0, 1]).await;
+            // A request and its answer make sure the server has counted this connection.
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            assert!(stream.read(&mut buf).await.unwrap() > 0);
+            held.push(stream);
+        }
+        assert_eq!(ask(from([127, 0, 0, 1]).await).await, "", "a fourth connection from one address was served");
+        assert!(ask(from([127, 0, 0, 2]).await).await.starts_with("HTTP/1.1 200 OK"), "another address was refused");
+        held.pop();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(ask(from([127, 0, 0, 1]).await).await.starts_with("HTTP/1.1 200 OK"), "a freed slot was not reused");
+    });
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once_with_1() {
+    let mut server = Server::start(&["--drain-timeout", "60s"]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"POST /alice HTTP/1.1\r\nHost: b\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut stream).starts_with("HTTP/1.1 100 Continue"));
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{}", server.log_text());
+    assert!(server.log_text().contains("second signal"), "{}", server.log_text());
+}
