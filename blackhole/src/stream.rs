@@ -412,6 +412,8 @@ pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Repl
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // A stream is the last response on its connection: when it ends, the client reconnects anyway.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
