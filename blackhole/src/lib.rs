@@ -93,6 +93,7 @@ pub struct Config {
     /// Largest request body; a larger one gets 413 and its connection is closed.
     pub max_body: u64,
     /// How long a client gets to send a whole request body, however steadily it trickles.
+    /// GitHub gives up on a delivery after 10 s, so a body still arriving later is no use to it.
     pub body_timeout: Duration,
     /// Most connections open at once from one client address; 0 for no limit
     /// (behind a proxy every client has the proxy's address).
@@ -114,7 +115,7 @@ impl Default for Config {
             log_requests: false,
             tls: None,
             max_body: DEFAULT_MAX_BODY,
-            body_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(10),
             max_connections_per_ip: 64,
             stream: None,
         }
