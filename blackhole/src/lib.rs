@@ -229,8 +229,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
 ///
-/// After `shutdown` the listener is closed, open connections finish the
-/// request in flight (idle ones close at once), and the function returns
+/// After `shutdown` the listener is closed, streams end, open connections
+/// finish the request in flight (idle ones close at once), and the function returns
 /// when they are all done or [`Config::drain_timeout`] has passed.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::LocalAddr)?;
@@ -248,11 +248,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let (stop_streams, streams_stopped) = watch::channel(false);
     let hub = config.stream.clone().map(|stream| Arc::new(Hub::new(stream, streams_stopped.clone())));
     if let Some(hub) = &hub {
-        tokio::spawn(sweep(
-            hub.clone(),
-            config.stream.as_ref().map_or(Duration::ZERO, |s| s.buffer_age),
-            streams_stopped,
-        ));
+        tokio::spawn(hub.clone().sweep_until_stopped());
         info!("streaming deliveries to subscribers");
     }
     let shared = Arc::new(Shared { http, config, hub, peers: Mutex::new(HashMap::new()) });
@@ -311,17 +307,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         Err(_) => warn!(deadline = ?drain_timeout, "drain deadline passed; dropping the connections left"),
     }
     Ok(())
-}
-
-/// Drops expired events from the replay buffers now and then, until shutdown.
-async fn sweep(hub: Arc<Hub>, age: Duration, mut stopped: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval((age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => hub.sweep(),
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-    }
 }
 
 /// Serves one accepted connection, over TLS when configured, until it closes.

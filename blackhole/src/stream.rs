@@ -208,6 +208,19 @@ impl Hub {
         order.retain(|(seq, path)| paths.get(path).is_some_and(|p| p.events.front().is_some_and(|e| e.seq <= *seq)));
     }
 
+    /// Sweeps now and then (a quarter of the buffer age, within 1 to 30 s) until shutdown.
+    pub(crate) async fn sweep_until_stopped(self: Arc<Self>) {
+        let period = (self.config.buffer_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let mut tick = tokio::time::interval(period);
+        let mut stopped = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.sweep(),
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
     /// Registers a subscriber on `path`; returns it with whether `last_event_id` resumes without a gap.
     fn subscribe(
         self: &Arc<Self>,
@@ -554,7 +567,7 @@ impl Body for SseBody {
     }
 }
 
-/// The entry for `path` in a map, for tests of the buffer bounds.
+/// The seqs buffered for `path`, for tests of the buffer bounds.
 #[cfg(test)]
 fn buffered(hub: &Hub, path: &str) -> Vec<u64> {
     hub.lock().paths.get(path).map(|p| p.events.iter().map(|e| e.seq).collect()).unwrap_or_default()
