@@ -64,6 +64,7 @@ if sys.argv[2] == "post":
     print(ok)
 else:
     k, path = int(sys.argv[3]), sys.argv[4]
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])  # so that sigwait, not death, takes it
     counts = {"delivery": 0, "gap": 0}
     socks = []
     for _ in range(k):
@@ -106,11 +107,18 @@ load() {
 }
 # Starts K subscribers on PATH; sets sub_pid once they are connected.
 subscribe() {
-  coproc SUB { exec taskset -c 1 python3 "$work/client.py" "$PORT" subscribe "$1" "$2" "$TOKEN"; }
-  sub_pid=$SUB_PID
+  : >"$work/sub.out"
+  taskset -c 1 python3 "$work/client.py" "$PORT" subscribe "$1" "$2" "$TOKEN" >"$work/sub.out" &
+  sub_pid=$!
   pids+=("$sub_pid")
-  read -r _ <&"${SUB[0]}"
+  until grep -q ready "$work/sub.out"; do sleep 0.05; done
   sleep 1
+}
+# Stops the subscribers; prints what the first one received: "deliveries gaps".
+unsubscribe() {
+  kill "$sub_pid"
+  wait "$sub_pid" 2>/dev/null || true
+  tail -n 1 "$work/sub.out"
 }
 
 hz=$(getconf CLK_TCK)
@@ -126,12 +134,11 @@ start --stream-token "$TOKEN"
 idle_stream_kb=$(rss_kb "$bh_pid")
 subscribe 100 /idle
 subs_kb=$(rss_kb "$bh_pid")
-kill "$sub_pid"; wait "$sub_pid" 2>/dev/null || true
+unsubscribe >/dev/null
 subscribe 1 /alice
 read -r stream_ticks stream_ok < <(load)
 sleep 1
-kill "$sub_pid"
-read -r received gaps <&"${SUB[0]}"
+read -r received gaps < <(unsubscribe)
 hwm_kb=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$bh_pid/status")
 kill "$bh_pid"
 
