@@ -114,11 +114,10 @@ subscribe() {
   until grep -q ready "$work/sub.out"; do sleep 0.05; done
   sleep 1
 }
-# Stops the subscribers; prints what the first one received: "deliveries gaps".
+# Stops the subscribers; then the last line of sub.out is what the first one received: "deliveries gaps".
 unsubscribe() {
   kill "$sub_pid"
   wait "$sub_pid" 2>/dev/null || true
-  tail -n 1 "$work/sub.out"
 }
 
 hz=$(getconf CLK_TCK)
@@ -134,11 +133,12 @@ start --stream-token "$TOKEN"
 idle_stream_kb=$(rss_kb "$bh_pid")
 subscribe 100 /idle
 subs_kb=$(rss_kb "$bh_pid")
-unsubscribe >/dev/null
+unsubscribe
 subscribe 1 /alice
 read -r stream_ticks stream_ok < <(load)
 sleep 1
-read -r received gaps < <(unsubscribe)
+unsubscribe
+read -r received gaps < <(tail -n 1 "$work/sub.out")
 hwm_kb=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$bh_pid/status")
 kill "$bh_pid"
 
