@@ -427,3 +427,24 @@ async fn absorb(head: Parts, mut body: Incoming, shared: &Shared) -> Result<Repl
     }
     Ok(reply)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_config_never_shows_a_stream_token() {
+        let stream = StreamConfig {
+            tokens: Tokens::parse("first-s3cret,second-s3cret").unwrap(),
+            buffer_count: 256,
+            buffer_bytes: 1 << 25,
+            buffer_age: Duration::from_secs(120),
+            buffer_total: 1 << 26,
+            keepalive: Duration::from_secs(15),
+            max_subscribers: 256,
+        };
+        let shown = format!("{:?}", Config { stream: Some(stream), ..Config::default() });
+        assert!(shown.contains("buffer_count: 256"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}
