@@ -80,7 +80,8 @@ impl Server {
         read_all(&mut stream)
     }
 
-    /// Resident set size and its peak so far, in bytes, from /proc.
+    /// Resident set size and its peak so far, in bytes, from /proc (so Linux only).
+    #[cfg(target_os = "linux")]
     fn memory(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let field = |name: &str| -> u64 {
@@ -167,6 +168,7 @@ fn answers_200_to_any_method_and_path() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // RSS from /proc
 fn absorbs_a_25_mib_chunked_body_without_holding_it() {
     let server = Server::start(&["--log-requests"]);
     // Let the runtime settle with one request before taking the baseline.
@@ -827,6 +829,7 @@ fn the_replay_buffer_is_bounded_by_count_bytes_and_age() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // RSS from /proc
 fn a_subscriber_that_never_reads_cannot_grow_memory_past_the_buffer_limits() {
     const BUFFER: u64 = 8 * 1024 * 1024;
     let server = streaming(&["--stream-buffer-bytes", "8MiB", "--stream-buffer-total", "16MiB"]);
@@ -995,6 +998,7 @@ fn a_slow_body_flood_is_cut_at_the_body_timeout_and_a_normal_post_gets_through()
 }
 
 #[test]
+#[cfg(target_os = "linux")] // all of 127.0.0.0/8 is loopback on Linux; macOS has only 127.0.0.1
 fn connections_beyond_the_per_address_cap_are_closed_and_other_addresses_still_served() {
     let server = Server::start(&["--max-connections-per-ip", "3"]);
     let addr = server.addr;
