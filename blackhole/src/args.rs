@@ -41,8 +41,9 @@ pub struct Args {
     /// Largest request body (GitHub sends at most 25 MB); larger gets 413, before reading when declared
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
     max_body: u64,
-    /// Time a client gets to send a whole request body, however steadily it trickles; then 408
-    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    /// Time a client gets to send a whole request body, however steadily it trickles; then 408.
+    /// GitHub gives up on a delivery after 10 s, so a slower body is not one GitHub is waiting on
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
     /// Most connections open at once from one client address; 0 for no limit (behind a proxy, where every
     /// client has the proxy's address)

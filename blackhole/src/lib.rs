@@ -93,6 +93,7 @@ pub struct Config {
     /// Largest request body; a larger one gets 413 and its connection is closed.
     pub max_body: u64,
     /// How long a client gets to send a whole request body, however steadily it trickles.
+    /// GitHub gives up on a delivery after 10 s, so a body still arriving later is no use to it.
     pub body_timeout: Duration,
     /// Most connections open at once from one client address; 0 for no limit
     /// (behind a proxy every client has the proxy's address).
@@ -114,7 +115,7 @@ impl Default for Config {
             log_requests: false,
             tls: None,
             max_body: DEFAULT_MAX_BODY,
-            body_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(10),
             max_connections_per_ip: 64,
             stream: None,
         }
@@ -228,8 +229,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
 ///
-/// After `shutdown` the listener is closed, open connections finish the
-/// request in flight (idle ones close at once), and the function returns
+/// After `shutdown` the listener is closed, streams end, open connections
+/// finish the request in flight (idle ones close at once), and the function returns
 /// when they are all done or [`Config::drain_timeout`] has passed.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::LocalAddr)?;
@@ -247,11 +248,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let (stop_streams, streams_stopped) = watch::channel(false);
     let hub = config.stream.clone().map(|stream| Arc::new(Hub::new(stream, streams_stopped.clone())));
     if let Some(hub) = &hub {
-        tokio::spawn(sweep(
-            hub.clone(),
-            config.stream.as_ref().map_or(Duration::ZERO, |s| s.buffer_age),
-            streams_stopped,
-        ));
+        tokio::spawn(hub.clone().sweep_until_stopped());
         info!("streaming deliveries to subscribers");
     }
     let shared = Arc::new(Shared { http, config, hub, peers: Mutex::new(HashMap::new()) });
@@ -310,17 +307,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         Err(_) => warn!(deadline = ?drain_timeout, "drain deadline passed; dropping the connections left"),
     }
     Ok(())
-}
-
-/// Drops expired events from the replay buffers now and then, until shutdown.
-async fn sweep(hub: Arc<Hub>, age: Duration, mut stopped: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval((age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => hub.sweep(),
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-    }
 }
 
 /// Serves one accepted connection, over TLS when configured, until it closes.
@@ -434,10 +420,31 @@ async fn absorb(head: Parts, mut body: Incoming, shared: &Shared) -> Result<Repl
             event = header("x-github-event"),
             delivery = header("x-github-delivery"),
             status = reply.status().as_u16(),
-            bytes = bytes.map_or_else(|| "-".to_owned(), |bytes| bytes.to_string()),
+            bytes,
             duration = ?started.elapsed(),
             "request"
         );
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_config_never_shows_a_stream_token() {
+        let stream = StreamConfig {
+            tokens: Tokens::parse("first-s3cret,second-s3cret").unwrap(),
+            buffer_count: 256,
+            buffer_bytes: 1 << 25,
+            buffer_age: Duration::from_secs(120),
+            buffer_total: 1 << 26,
+            keepalive: Duration::from_secs(15),
+            max_subscribers: 256,
+        };
+        let shown = format!("{:?}", Config { stream: Some(stream), ..Config::default() });
+        assert!(shown.contains("buffer_count: 256"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 }

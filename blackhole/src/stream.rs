@@ -154,7 +154,8 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock would abort the process (panic = "abort"), so poison never outlives it.
+        // Nothing under the lock can panic halfway through an update (the release build aborts on
+        // panic anyway), so a poisoned lock still holds consistent buffers: go on with them.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -206,6 +207,19 @@ impl Hub {
         // Drop index entries of events that are gone, so the index shrinks with the buffers.
         let State { order, paths, .. } = state;
         order.retain(|(seq, path)| paths.get(path).is_some_and(|p| p.events.front().is_some_and(|e| e.seq <= *seq)));
+    }
+
+    /// Sweeps now and then (a quarter of the buffer age, within 1 to 30 s) until shutdown.
+    pub(crate) async fn sweep_until_stopped(self: Arc<Self>) {
+        let period = (self.config.buffer_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let mut tick = tokio::time::interval(period);
+        let mut stopped = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.sweep(),
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
     }
 
     /// Registers a subscriber on `path`; returns it with whether `last_event_id` resumes without a gap.
@@ -412,6 +426,8 @@ pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Repl
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // A stream is the last response on its connection: when it ends, the client reconnects anyway.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -434,12 +450,6 @@ async fn pump(
     mut shutdown: watch::Receiver<bool>,
     keepalive: Duration,
 ) {
-    let send = async |tx: &mpsc::Sender<Bytes>, shutdown: &mut watch::Receiver<bool>, frame: Bytes| {
-        tokio::select! {
-            sent = tx.send(frame) => sent.is_ok(),
-            _ = shutdown.wait_for(|stop| *stop) => false,
-        }
-    };
     if !send(&tx, &mut shutdown, hello).await {
         return;
     }
@@ -449,7 +459,7 @@ async fn pump(
         sub.newest.borrow_and_update();
         match hub.next(&sub.path, sub.cursor) {
             Next::Event(event) => {
-                if !send_event(&hub, &sub.path, &event, &tx, &mut shutdown, send).await {
+                if !send_event(&hub, &sub.path, &event, &tx, &mut shutdown).await {
                     return;
                 }
                 sub.cursor = event.seq;
@@ -474,6 +484,14 @@ async fn pump(
     }
 }
 
+/// Hands a frame to the response as soon as hyper takes it; false when the stream is over.
+async fn send(tx: &mpsc::Sender<Bytes>, shutdown: &mut watch::Receiver<bool>, frame: Bytes) -> bool {
+    tokio::select! {
+        sent = tx.send(frame) => sent.is_ok(),
+        _ = shutdown.wait_for(|stop| *stop) => false,
+    }
+}
+
 /// Sends one `delivery` event, its body base64-encoded a chunk at a time as the socket takes it.
 async fn send_event(
     hub: &Hub,
@@ -481,12 +499,17 @@ async fn send_event(
     event: &Event,
     tx: &mpsc::Sender<Bytes>,
     shutdown: &mut watch::Receiver<bool>,
-    send: impl AsyncFn(&mpsc::Sender<Bytes>, &mut watch::Receiver<bool>, Bytes) -> bool,
 ) -> bool {
-    let head = format!(
+    let mut head = format!(
         "id: {}-{}\nevent: delivery\ndata: {{\"received_at\":\"{}\",\"headers\":{},\"body\":\"",
         hub.boot, event.seq, event.received_at, event.headers
     );
+    // A body that fits one frame goes out with its head and tail in one write, as most do.
+    if event.body.len() <= BODY_CHUNK {
+        STANDARD.encode_string(&event.body, &mut head);
+        head.push_str("\"}\n\n");
+        return send(tx, shutdown, Bytes::from(head)).await;
+    }
     if !send(tx, shutdown, Bytes::from(head)).await {
         return false;
     }
@@ -552,7 +575,7 @@ impl Body for SseBody {
     }
 }
 
-/// The entry for `path` in a map, for tests of the buffer bounds.
+/// The seqs buffered for `path`, for tests of the buffer bounds.
 #[cfg(test)]
 fn buffered(hub: &Hub, path: &str) -> Vec<u64> {
     hub.lock().paths.get(path).map(|p| p.events.iter().map(|e| e.seq).collect()).unwrap_or_default()
