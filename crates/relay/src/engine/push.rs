@@ -195,19 +195,7 @@ async fn delivered(
     warned: &mut Warned,
     cancel: &CancellationToken,
 ) -> Result<bool, Error> {
-    let parsed = PushedDelivery::parse(data).and_then(|pushed| {
-        let guid = pushed.header("x-github-delivery")?.to_string();
-        let event = pushed.header("x-github-event")?.to_string();
-        Some((pushed, guid, event))
-    });
-    // Another hook delivering to the same URL path (another repository forwarded with the same
-    // hook URL): its deliveries are that source's business, not forgeries.
-    if let (Some((pushed, _, _)), Some(id)) = (&parsed, source.hook.id())
-        && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
-    {
-        return Ok(true);
-    }
-    let Some((pushed, guid, event)) = parsed else {
+    let Some(pushed) = PushedDelivery::parse(data) else {
         if !std::mem::replace(&mut warned.malformed, true) {
             warn(
                 ctx,
@@ -218,6 +206,20 @@ async fn delivered(
         shared.ring();
         return Ok(true);
     };
+    let (Some(guid), Some(event)) = (pushed.header("x-github-delivery"), pushed.header("x-github-event")) else {
+        // Any POST to the path is streamed: a scanner, or `hookfwd doctor` checking the URL. Without
+        // GitHub's headers it claims to be no delivery, so it is neither forwarded nor a forgery.
+        debug!(hook = %source.hook, "a pushed POST without GitHub's headers was ignored");
+        return Ok(true);
+    };
+    let (guid, event) = (guid.to_string(), event.to_string());
+    // Another hook delivering to the same URL path (another repository forwarded with the same
+    // hook URL): its deliveries are that source's business, not forgeries.
+    if let Some(id) = source.hook.id()
+        && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
+    {
+        return Ok(true);
+    }
     let Some(upstream) = &config.upstream else {
         // Nothing unverified reaches the handler: the API brings it, signed by GitHub's record.
         debug!(hook = %source.hook, guid = %guid, "doorbell");
