@@ -323,6 +323,30 @@ async fn a_wrong_stream_token_is_one_sentence_and_exit_3() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_token_refused_mid_run_is_a_warning_and_polling_goes_on() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let hook = hook_id(&dev).await;
+    dev.wait_line("\"state\":\"up\"").await;
+    // The blackhole comes back with the token rotated away from hookfwd's.
+    let (addr, _) = blackhole.kill();
+    let rotated = vec!["--stream-token".to_string(), "rotated-token-never-printed".to_string()];
+    let _blackhole = Blackhole::restart((addr, rotated));
+    let warning = dev.wait_line("refused the stream token").await;
+    assert!(warning.contains("\"type\":\"warning\""), "{warning}");
+    fake.emit(REPO, "issues", payload(1)).await;
+    all_arrive(&receiver, &guids(&fake, hook), Duration::from_secs(20)).await;
+    let line = dev.wait_line("\"type\":\"forwarded\"").await;
+    assert!(line.contains("\"via\":\"api\""), "{line}");
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert_eq!(finished.code, Some(0), "still running until stopped: {}", finished.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn without_the_upstream_secret_deliveries_arrive_via_the_api_promptly() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
