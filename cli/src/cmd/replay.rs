@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
-use github::{DeliveryItem, HookRef, Listing, Secret};
+use chrono::Utc;
+use github::{DeliveryItem, HookRef, Secret};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
@@ -22,13 +22,22 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     let sources = super::sources(&args.sources)?;
     let (client, credentials) = super::github_client(&args.github).await?;
     let secret = args.secret.clone().map(Secret::new);
-    let cutoff = Utc::now() - chrono::TimeDelta::from_std(args.since).unwrap_or(chrono::TimeDelta::MAX);
+    let cutoff = relay::since::cutoff(Utc::now(), args.since);
 
     status.set("listing deliveries");
     let mut chosen: Vec<(HookRef, DeliveryItem)> = Vec::new();
     for source in &sources {
         let hook = super::hooks::find(&client, source, args.sources.hook_url.as_deref()).await?;
-        for item in recent(&client, &hook, cutoff).await? {
+        let listed = client
+            .deliveries_since(&hook, cutoff)
+            .await
+            .with_context(|| format!("could not list the deliveries of {hook}"))?;
+        for reason in listed.skipped {
+            if !output.quiet && !output.json {
+                eprintln!("warning: {}", crate::feed::visible(&reason));
+            }
+        }
+        for item in listed.items {
             let wanted = args.event.as_ref().is_none_or(|event| &item.event == event)
                 && args.action.as_ref().is_none_or(|action| item.action.as_ref() == Some(action))
                 && args.guid.as_ref().is_none_or(|guid| &item.guid == guid);
@@ -95,24 +104,4 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         eprintln!("replayed {total} {}", if total == 1 { "delivery" } else { "deliveries" });
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The deliveries of `hook` at or after `cutoff`, newest first, paging back until older ones begin.
-async fn recent(client: &github::Client, hook: &HookRef, cutoff: DateTime<Utc>) -> anyhow::Result<Vec<DeliveryItem>> {
-    let context = || format!("could not list the deliveries of {hook}");
-    // The list is conditional; a cached ETag could answer 304 with nothing to read.
-    client.forget_etags(hook);
-    let mut page = match client.list_deliveries(hook, 100).await.with_context(context)? {
-        Listing::Page(page) => page,
-        Listing::NotModified => return Ok(Vec::new()),
-    };
-    let mut items = Vec::new();
-    loop {
-        let older = page.items.iter().any(|item| item.delivered_at < cutoff);
-        items.extend(page.items.into_iter().filter(|item| item.delivered_at >= cutoff));
-        match page.next {
-            Some(next) if !older => page = client.next_deliveries(&next).await.with_context(context)?,
-            _ => return Ok(items),
-        }
-    }
 }

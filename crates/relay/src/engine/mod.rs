@@ -34,7 +34,7 @@ use crate::ledger::{self, Ledger, Lock};
 use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
 
 use self::deliver::forward_loop;
-use self::poller::poll_loop;
+use self::poller::{announce_waits, poll_loop};
 use self::queue::{Shared, lock};
 use self::setup::{SetupFailure, set_up};
 use self::start::start;
@@ -227,6 +227,7 @@ pub async fn run(
         }
         if result.is_ok() && !cancel.is_cancelled() {
             events.emit(Event::Ready { sources: started.len() }).await;
+            tasks.spawn(announce_waits(client.clone(), events.clone(), settings.interval, stop.clone()));
             for (source, (ledger, first)) in started {
                 tasks.spawn(forward_source(ctx.clone(), source, ledger, first, stop.clone()));
             }
