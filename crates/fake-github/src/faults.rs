@@ -61,10 +61,10 @@ pub enum Hostile {
     LinkLoop,
     /// A deliveries list's `rel="next"` link is a fresh URL every time, serving the same page.
     EndlessPages,
-    /// Delivery `id` is listed with a `delivered_at` that is not a time.
+    /// Every delivery of `event` is listed with a `delivered_at` that is not a time.
     MalformedItem {
-        /// The delivery.
-        id: u64,
+        /// The event whose deliveries are listed broken, such as `push`.
+        event: String,
     },
     /// Every answer says `remaining` calls are left until a reset `reset_in_s` seconds from now.
     FarRateReset {

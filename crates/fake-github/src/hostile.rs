@@ -136,9 +136,9 @@ pub(crate) fn apply(
             kept.push(format!("hop={}", inner.faults.next_hop()));
             with_link(reply, link(kept.join("&")))
         }
-        Hostile::MalformedItem { id } => edit_json(reply, |value| {
+        Hostile::MalformedItem { event } => edit_json(reply, |value| {
             for item in value.as_array_mut().into_iter().flatten() {
-                if item.get("id").and_then(Value::as_u64) == Some(id) {
+                if item.get("event").and_then(Value::as_str) == Some(event.as_str()) {
                     item["delivered_at"] = Value::from("not a time");
                 }
             }
