@@ -911,7 +911,10 @@ pub(crate) fn throttle_wait(throttle: &Throttle, now: DateTime<Utc>, streak: u32
 
 /// The body of `response`, or `None` once it is longer than `limit` bytes: the declared length
 /// is checked first, then a running count, so no more than `limit` bytes are ever held.
-async fn read_capped(mut response: reqwest::Response, limit: u64) -> std::result::Result<Option<Vec<u8>>, reqwest::Error> {
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> std::result::Result<Option<Vec<u8>>, reqwest::Error> {
     let declared = response.content_length();
     if declared.is_some_and(|length| length > limit) {
         return Ok(None);

@@ -134,7 +134,10 @@ impl Error {
     /// Whether asking again can never succeed for this one item (an oversized or unreadable
     /// delivery, a list whose links loop), so the caller should skip it rather than retry it forever.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::TooLarge { .. } | Self::Decode { .. } | Self::PagingLoop { .. } | Self::TooManyPages { .. })
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::Decode { .. } | Self::PagingLoop { .. } | Self::TooManyPages { .. }
+        )
     }
 }
 

@@ -142,9 +142,7 @@ impl Client {
         match self.list_deliveries(hook, per_page).await? {
             Listing::Page(page) => Ok(page),
             // The client never passes on a 304 to a request that sent no validator.
-            Listing::NotModified => {
-                Err(Error::Server { status: 304, what: format!("the deliveries of {hook}") })
-            }
+            Listing::NotModified => Err(Error::Server { status: 304, what: format!("the deliveries of {hook}") }),
         }
     }
 
@@ -181,7 +179,10 @@ mod tests {
         let (items, skipped) = read_items(body, "the deliveries of o/r hook 1").unwrap();
         assert_eq!(items.iter().map(|item| item.id).collect::<Vec<_>>(), [1]);
         assert_eq!(skipped.len(), 2, "{skipped:?}");
-        assert!(skipped[0].contains("delivery 2") && skipped[0].contains("the deliveries of o/r hook 1"), "{skipped:?}");
+        assert!(
+            skipped[0].contains("delivery 2") && skipped[0].contains("the deliveries of o/r hook 1"),
+            "{skipped:?}"
+        );
         assert!(skipped[1].contains("item 3"), "{skipped:?}");
         assert!(matches!(read_items(b"{}", "x"), Err(Error::Decode { .. })));
     }

@@ -94,7 +94,8 @@ pub(super) async fn poll_loop(
                 if wait > ctx.settings.interval {
                     let until = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
                     let left = rate.remaining.map_or_else(String::new, |left| format!(" ({left} calls left)"));
-                    let reason = format!("the GitHub rate budget is low{left}, so polls are spaced out until it resets");
+                    let reason =
+                        format!("the GitHub rate budget is low{left}, so polls are spaced out until it resets");
                     ctx.events.emit(Event::Waiting { until, reason }).await;
                 }
             }
