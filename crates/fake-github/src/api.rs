@@ -58,7 +58,7 @@ pub(crate) struct Reply {
     /// Whether it counts against the primary budget.
     pub counted: bool,
     /// A body generated as it is sent, in place of `body`.
-    pub generated: Option<Generated>,
+    pub generated: Option<Box<Generated>>,
 }
 
 impl Reply {
@@ -74,7 +74,7 @@ impl Reply {
     /// `reply` with its body replaced by one generated as it is sent.
     pub(crate) fn generated(mut reply: Reply, body: Generated) -> Self {
         reply.body = Bytes::new();
-        reply.generated = Some(body);
+        reply.generated = Some(Box::new(body));
         reply
     }
 
@@ -373,7 +373,7 @@ fn limits(inner: &Inner, key: &str, count: bool) -> Limits {
 /// Adds the headers every GitHub answer carries.
 fn finish(inner: &Inner, reply: Reply, limits: Option<Limits>) -> Response<AnswerBody> {
     let body = match reply.generated {
-        Some(generated) => Either::Right(generated),
+        Some(generated) => Either::Right(*generated),
         None => Either::Left(Full::new(reply.body)),
     };
     let mut response = Response::new(body);
