@@ -97,6 +97,7 @@ async fn an_endless_list_and_a_500_mb_delivery_keep_memory_bounded_and_forwardin
     assert!(refused["message"].as_str().unwrap().contains("larger than"), "{refused}");
 
     let peak = peak_rss(dev.pid());
+    eprintln!("hookfwd peak RSS (VmHWM) after an endless list and a 500 MB delivery: {} MiB", peak / (1024 * 1024));
     assert!(peak < MEMORY_BOUND, "hookfwd peaked at {} MiB", peak / (1024 * 1024));
     assert!(dev.lines().iter().all(|line| serde_json::from_str::<Value>(line).is_ok()), "one JSON object a line");
 }

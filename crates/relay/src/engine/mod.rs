@@ -94,6 +94,9 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let events = Emitter(events);
+    // From the first call on: a rate limit can hold up the setup as much as the polls.
+    let announcer =
+        tokio::spawn(announce_waits(client.clone(), events.clone(), settings.interval, cancel.child_token()));
     // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
     let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
     if rules.iter().any(|rule| rule.secret.is_none()) {
@@ -227,7 +230,6 @@ pub async fn run(
         }
         if result.is_ok() && !cancel.is_cancelled() {
             events.emit(Event::Ready { sources: started.len() }).await;
-            tasks.spawn(announce_waits(client.clone(), events.clone(), settings.interval, stop.clone()));
             for (source, (ledger, first)) in started {
                 tasks.spawn(forward_source(ctx.clone(), source, ledger, first, stop.clone()));
             }
@@ -251,6 +253,7 @@ pub async fn run(
         result
     };
 
+    announcer.abort();
     if settings.cleanup {
         for hook in &created {
             match client.delete_hook(hook).await {

@@ -93,7 +93,7 @@ pub(super) async fn poll_loop(
                 wait = poll_interval(ctx.settings.interval, rate, ctx.sources, Utc::now());
                 if wait > ctx.settings.interval {
                     let until = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
-                    let left = rate.remaining.map_or_else(String::new, |left| format!(" ({left} calls left)"));
+                    let left = rate.remaining.map_or_else(String::new, |left| format!(" ({left} left)"));
                     let reason =
                         format!("the GitHub rate budget is low{left}, so polls are spaced out until it resets");
                     ctx.events.emit(Event::Waiting { until, reason }).await;
