@@ -147,8 +147,9 @@ pub(super) async fn poll_once(
                 warn_skipped(ctx, std::mem::take(&mut page.skipped)).await;
                 state.next = take_page(shared, &mut state, page);
             }
-            // A list that loops or never ends: keep what it gave, and start afresh next time.
-            Err(error) if error.is_permanent() => {
+            // A list that loops or never ends: keep what it gave, and start afresh next time
+            // (following the same link again would only fail again).
+            Err(error @ (github::Error::PagingLoop { .. } | github::Error::TooManyPages { .. })) => {
                 shared.enqueue(state.found);
                 return Err(error);
             }
