@@ -234,3 +234,44 @@ async fn terminal_escapes_from_github_are_printed_as_visible_text() {
     assert!(stdout.iter().all(|line| !line.starts_with("[fake line")), "no forged line: {stdout:?}");
     assert!(stderr.lines().all(|line| !line.starts_with("[fake line")), "no forged line: {stderr}");
 }
+
+/// `hookfwd replay --since 1h` of the repository's hook against the fake, to completion.
+async fn replay(fake: &FakeGitHub, target: &str) -> e2e::Finished {
+    let hook_url = fake.blackhole_url();
+    let api_url = fake.api_url().to_string();
+    let args =
+        ["replay", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url, "--since", "1h"];
+    Running::hookfwd(args, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("NO_COLOR", OsStr::new("1"))]).finish().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_skips_a_delivery_too_large_to_read_and_replays_the_rest() {
+    let fake = fake_with_repo().await;
+    let handler = Recorder::start().await;
+    fake.add_hook(REPO, fake_github::HookSpec::new(fake.blackhole_url()));
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.extend(fake.emit(REPO, "issues", payload(n)).await);
+    }
+    // Replay goes oldest first: the first delivery it asks for answers 200 MB.
+    fake.faults().set_hostile(Hostile::HugeDelivery { bytes: 200 * 1000 * 1000 }, Some(1));
+    let run = replay(&fake, &handler.url()).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(handler.received().len(), 2, "the other two are replayed");
+    assert!(run.stderr.contains(&format!("skipped delivery {}", ids[0])), "{}", run.stderr);
+    assert!(run.stderr.contains("replayed 2 of 3"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_of_a_looping_list_stops_with_one_sentence() {
+    let fake = fake_with_repo().await;
+    let handler = Recorder::start().await;
+    fake.add_hook(REPO, fake_github::HookSpec::new(fake.blackhole_url()));
+    fake.emit(REPO, "issues", payload(1)).await;
+    fake.faults().set_hostile(Hostile::LinkLoop, None);
+    let run = replay(&fake, &handler.url()).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("links back to a page"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "one sentence: {}", run.stderr);
+    assert_eq!(fake.stats().list_deliveries, 2, "the first page and the link back, once");
+}

@@ -23,6 +23,12 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     let (client, credentials) = super::github_client(&args.github).await?;
     let secret = args.secret.clone().map(Secret::new);
     let cutoff = relay::since::cutoff(Utc::now(), args.since);
+    let context = Context {
+        token: super::describe_credentials(&credentials),
+        secret: super::describe_secret(secret.as_ref()),
+        interval: Duration::ZERO,
+    };
+    let mut feed = Feed::new(output, status.clone(), context);
 
     status.set("listing deliveries");
     let mut chosen: Vec<(HookRef, DeliveryItem)> = Vec::new();
@@ -32,10 +38,8 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             .deliveries_since(&hook, cutoff)
             .await
             .with_context(|| format!("could not list the deliveries of {hook}"))?;
-        for reason in listed.skipped {
-            if !output.quiet && !output.json {
-                eprintln!("warning: {}", crate::feed::visible(&reason));
-            }
+        for message in listed.skipped {
+            feed.show(&Event::Warning { message })?;
         }
         for item in listed.items {
             let wanted = args.event.as_ref().is_none_or(|event| &item.event == event)
@@ -60,20 +64,26 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let context = Context {
-        token: super::describe_credentials(&credentials),
-        secret: super::describe_secret(secret.as_ref()),
-        interval: Duration::ZERO,
-    };
-    let mut feed = Feed::new(output, status.clone(), context);
     let forwarder = Forwarder::new(args.to.clone(), TARGET_TIMEOUT);
     let mut refused = 0usize;
+    let mut skipped = 0usize;
     for (done, (hook, item)) in chosen.into_iter().enumerate() {
         status.progress(format!("replaying {}", item.kind()), done as u64, total as u64);
-        let delivery = client
-            .get_delivery(&hook, item.id)
-            .await
-            .with_context(|| format!("could not get delivery {} [{}] from GitHub", item.id, item.guid))?;
+        let delivery = match client.get_delivery(&hook, item.id).await {
+            Ok(delivery) => delivery,
+            // Asking again cannot help (too large, unreadable): say so, and replay the rest.
+            Err(error) if error.is_permanent() => {
+                skipped += 1;
+                feed.show(&Event::Warning {
+                    message: format!("skipped delivery {} [{}]: {error}", item.id, item.guid),
+                })?;
+                continue;
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error)
+                    .context(format!("could not get delivery {} [{}] from GitHub", item.id, item.guid)));
+            }
+        };
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
         let response = forwarder.send(&request).await.map_err(|reason| {
             fail(
@@ -99,6 +109,13 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     status.progress("replayed", total as u64, total as u64);
     if refused > 0 {
         return Err(fail(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
+    }
+    if skipped > 0 {
+        let sent = total - skipped;
+        return Err(fail(
+            FAILURE,
+            format!("replayed {sent} of {total} deliveries; {skipped} could not be read from GitHub and were skipped"),
+        ));
     }
     if !output.quiet && !output.json {
         eprintln!("replayed {total} {}", if total == 1 { "delivery" } else { "deliveries" });
