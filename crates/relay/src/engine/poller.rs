@@ -92,7 +92,10 @@ pub(super) async fn poll_loop(
                 blocking(move || lock(&shared.ledger).checked(Utc::now())).await?;
                 wait = poll_interval(ctx.settings.interval, rate, ctx.sources, Utc::now());
                 if wait > ctx.settings.interval {
-                    let until = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
+                    let until = TimeDelta::from_std(wait)
+                        .ok()
+                        .and_then(|wait| Utc::now().checked_add_signed(wait))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC);
                     let left = rate.remaining.map_or_else(String::new, |left| format!(" ({left} left)"));
                     let reason =
                         format!("the GitHub rate budget is low{left}, so polls are spaced out until it resets");
@@ -164,7 +167,7 @@ pub(super) async fn poll_once(
 }
 
 /// One warning per listed item that could not be read.
-async fn warn_skipped(ctx: &Ctx, skipped: Vec<String>) {
+pub(super) async fn warn_skipped(ctx: &Ctx, skipped: Vec<String>) {
     for message in skipped {
         ctx.events.emit(Event::Warning { message }).await;
     }

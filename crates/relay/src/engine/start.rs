@@ -11,6 +11,7 @@ use crate::backoff::Backoff;
 use crate::ledger::Ledger;
 use crate::{Error, Event};
 
+use super::poller::warn_skipped;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
 
 /// Where a source starts forwarding.
@@ -165,13 +166,6 @@ pub(super) async fn scan_all(
     let page = ctx.client.deliveries_since(hook, stop_before).await?;
     warn_skipped(ctx, page.skipped).await;
     Ok(page.items)
-}
-
-/// One warning per listed item that could not be read.
-async fn warn_skipped(ctx: &Ctx, skipped: Vec<String>) {
-    for message in skipped {
-        ctx.events.emit(Event::Warning { message }).await;
-    }
 }
 
 /// The newest page, in full even if this client listed it before (a 304 would hide it).
