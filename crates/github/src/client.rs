@@ -24,7 +24,7 @@ pub const LIST_LIMIT: u64 = 32 * 1024 * 1024;
 /// The most bytes read of one delivery: GitHub caps payloads at 25 MB, which JSON escaping can
 /// double or more, plus its headers.
 pub const DELIVERY_LIMIT: u64 = 100 * 1024 * 1024;
-/// GitHub's rate-limit window. No rate limit is waited out for longer (plus [`WAIT_JITTER`]): a
+/// GitHub's rate-limit window. No rate limit is waited out for longer (plus up to a minute of jitter): a
 /// reset or `retry-after` further ahead is a broken header, not a reason to stop for years.
 pub const RATE_WINDOW: Duration = Duration::from_secs(3600);
 /// Up to this much is added to a wait cut down to [`RATE_WINDOW`], so that many clients do not
