@@ -166,12 +166,13 @@ async fn a_rate_limit_reset_ten_years_ahead_waits_at_most_an_hour_and_says_so() 
     };
 
     // A 200 that says one call is left until a reset ten years ahead: polls are spaced, not stopped.
-    fake.faults().set_hostile(Hostile::FarRateReset { remaining: 1, reset_in_s: ten_years }, Some(1));
+    fake.faults().set_hostile(Hostile::FarRateReset { remaining: 1, reset_in_s: ten_years }, None);
     fake.emit(REPO, "issues", payload(1)).await;
     let spaced: Value = serde_json::from_str(&dev.wait_line("\"type\":\"waiting\"").await).unwrap();
     most(&spaced);
     assert!(spaced["reason"].as_str().unwrap().contains("budget"), "{spaced}");
     drop(dev);
+    fake.faults().clear_hostile();
 
     // A 403 with the budget spent until ten years ahead.
     let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
@@ -226,7 +227,7 @@ async fn terminal_escapes_from_github_are_printed_as_visible_text() {
     let event = "issues\u{1b}]0;title\u{7}";
     let action = "op\u{1b}[2Jened\r\n[fake line";
     fake.emit(REPO, event, json!({"action": action, "repository": {"full_name": REPO}})).await;
-    let line = dev.wait_line("-->").await;
+    let line = dev.wait_line("--> issues").await;
     assert!(line.contains("\\u{1b}") && line.contains("\\u{d}\\u{a}[fake line"), "shown as text: {line:?}");
     // Whatever else is said about it (a refusal, a retry) is said in the same way.
     tokio::time::sleep(Duration::from_secs(1)).await;
