@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// One thread: the server is I/O-bound, cheap hosts give one vCPU, and it avoids cross-thread wake-ups.
 #[tokio::main(flavor = "current_thread")]
@@ -25,17 +24,35 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: args::Args) -> anyhow::Result<()> {
-    // Handlers go in first: as PID 1 in a container, a signal with no handler is ignored.
-    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let shutdown = shutdown_signal()?;
     let config = args.config()?;
     let addr = args.listen_addr(std::env::var("PORT").ok())?;
     let listener = blackhole::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    let shutdown = async move {
+    Ok(blackhole::run(listener, config, shutdown).await?)
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers go in at once: as PID 1 in a container, a signal with no
+/// handler is ignored.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-    };
-    Ok(blackhole::run(listener, config, shutdown).await?)
+    })
+}
+
+/// Resolves on Ctrl-C: Windows has no SIGTERM.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    Ok(async {
+        // An error means no handler could be installed: then only killing the process stops it.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
 }

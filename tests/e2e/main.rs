@@ -1,4 +1,5 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
+mod action;
 mod commands;
 mod dev;
 mod enterprise;
