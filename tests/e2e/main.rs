@@ -4,4 +4,5 @@ mod commands;
 mod dev;
 mod enterprise;
 mod forward;
+mod hostile;
 mod send;
