@@ -68,6 +68,16 @@ impl Running {
         Self { child: Guard(child), stdout, stderr }
     }
 
+    /// The process id, to read its `/proc` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Everything on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("output lock").clone()
+    }
+
     /// The stdout lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.stdout.lock().expect("output lock").clone()

@@ -13,6 +13,7 @@
 //! | `POST /_fake/emit` | `{"owner", "event", "payload"?}` (default: the project's sample) | `{"deliveries": [id…]}` |
 //! | `GET /_fake/hooks/{id}/deliveries` | | `[{id, guid, event, action, redelivery, status_code, delivered_at}]` |
 //! | `POST /_fake/faults` | `{"latency_ms"?, "server_error_rate"?, "drop_rate"?, "secondary_limit"?: {"n", "retry_after_s"}, "exhaust_primary_s"?, "retention_s"?, "clear"?}` | 204 |
+//! | `POST /_fake/hostile` | `{"answer", …its fields, "times"?}` (see [`crate::Hostile`]), or `{"clear": true}` | 204 |
 //! | `POST /_fake/rate_limit` | `{"per_hour"}` | 204 |
 //! | `POST /_fake/age` | `{"seconds"}` | 204 |
 //! | `GET /_fake/stats` | | the [`crate::Stats`] counters |
@@ -26,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Reply, time};
 use crate::state::{HookSpec, Scope};
-use crate::{FakeGitHub, Inner};
+use crate::{FakeGitHub, Hostile, Inner};
 
 const DOCS: &str = "https://docs.github.com/rest";
 
@@ -130,6 +131,18 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
             if let Some(retention) = number("retention_s") {
                 faults.set_retention(seconds(retention));
             }
+            no_content()
+        }
+        (&Method::POST, ["hostile"]) => {
+            if body.get("clear").and_then(Value::as_bool) == Some(true) {
+                inner.faults.clear_hostile();
+                return no_content();
+            }
+            let Ok(answer) = serde_json::from_value::<Hostile>(body.clone()) else {
+                return missing("a known answer (see fake_github::Hostile)");
+            };
+            let times = body.get("times").and_then(Value::as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            inner.faults.set_hostile(answer, times);
             no_content()
         }
         (&Method::POST, ["rate_limit"]) => {

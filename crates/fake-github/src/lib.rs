@@ -17,6 +17,7 @@ mod api;
 pub mod control;
 mod deliver;
 mod faults;
+pub mod hostile;
 mod server;
 mod state;
 
@@ -31,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-pub use faults::Faults;
+pub use faults::{Faults, Hostile};
 pub use state::{HookSpec, RecordedDelivery, Stats};
 
 use state::{Scope, State};

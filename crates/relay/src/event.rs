@@ -135,6 +135,14 @@ pub enum Event {
         /// Pushed deliveries whose signature did not verify, never forwarded.
         rejected: u64,
     },
+    /// Calls to GitHub hold off until `until`: a rate limit, or polls spaced out to spare the budget.
+    /// Sent for every wait longer than the poll interval.
+    Waiting {
+        /// When calls resume.
+        until: DateTime<Utc>,
+        /// Why, in a few words.
+        reason: String,
+    },
     /// Something the user should know that does not stop anything.
     Warning {
         /// One sentence.

@@ -12,6 +12,7 @@ mod event;
 pub mod forward;
 pub mod ledger;
 pub mod rule;
+pub mod since;
 pub mod stream;
 
 use std::path::PathBuf;

@@ -36,7 +36,7 @@ use crate::ledger::{self, Ledger, Lock};
 use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
 
 use self::deliver::forward_loop;
-use self::poller::poll_loop;
+use self::poller::{announce_waits, poll_loop};
 use self::push::{StreamConfig, stream_loop};
 use self::queue::{Shared, lock};
 use self::setup::{SetUp, SetupFailure, set_up};
@@ -99,6 +99,9 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let events = Emitter(events);
+    // From the first call on: a rate limit can hold up the setup as much as the polls.
+    let announcer =
+        tokio::spawn(announce_waits(client.clone(), events.clone(), settings.interval, cancel.child_token()));
     // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
     let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
     if rules.iter().any(|rule| rule.secret.is_none()) {
@@ -263,6 +266,7 @@ pub async fn run(
         result
     };
 
+    announcer.abort();
     if settings.cleanup {
         for hook in &created {
             match client.delete_hook(hook).await {
