@@ -107,9 +107,26 @@ pub struct DevArgs {
     /// Forwarding options.
     #[command(flatten)]
     pub relay: RelayArgs,
+    /// The local inspector.
+    #[command(flatten)]
+    pub inspect: InspectArgs,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
+}
+
+/// The local inspector page of `dev` and `forward`.
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// Serve the inspector on this loopback address (default 127.0.0.1:4040, or the next free port).
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_inspect")]
+    pub inspect: Option<std::net::SocketAddr>,
+    /// Do not serve the inspector.
+    #[arg(long)]
+    pub no_inspect: bool,
+    /// How many deliveries the inspector keeps (the oldest go first; also bounded to 32 MiB).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub inspect_keep: usize,
 }
 
 /// Options shared by the commands that forward deliveries.
@@ -144,6 +161,9 @@ pub struct RelayArgs {
     /// Delete the hook on exit, if this run created it.
     #[arg(long)]
     pub cleanup: bool,
+    /// Save each forwarded delivery as a fixture file in DIR (see docs/fixtures.md).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 /// `hookfwd forward`.
@@ -158,6 +178,9 @@ pub struct ForwardArgs {
     /// Forwarding options.
     #[command(flatten)]
     pub relay: RelayArgs,
+    /// The local inspector.
+    #[command(flatten)]
+    pub inspect: InspectArgs,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -167,8 +190,11 @@ pub struct ForwardArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The event, such as push or pull_request.
-    #[arg(long, value_name = "EVENT")]
-    pub event: String,
+    #[arg(long, value_name = "EVENT", required_unless_present = "fixture")]
+    pub event: Option<String>,
+    /// Send saved fixtures instead: a fixture file, or a directory of them in name order (re-signed).
+    #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["event", "action", "payload", "repeat"])]
+    pub fixture: Option<PathBuf>,
     /// The action, for events that have one (default: the sample's).
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
@@ -196,8 +222,11 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub sources: SourceArgs,
     /// The handler: a URL or host:port[/path].
-    #[arg(long, value_name = "URL", value_parser = parse_target)]
-    pub to: Target,
+    #[arg(long, value_name = "URL", value_parser = parse_target, required_unless_present = "save")]
+    pub to: Option<Target>,
+    /// Save the deliveries as fixture files in DIR instead of forwarding them.
+    #[arg(long, value_name = "DIR", conflicts_with = "to")]
+    pub save: Option<PathBuf>,
     /// Only deliveries of this recent past.
     #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_since)]
     pub since: Duration,

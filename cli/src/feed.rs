@@ -133,12 +133,16 @@ pub struct Context {
     pub streaming: bool,
     /// The poll interval while the stream is healthy.
     pub safety_interval: Duration,
+    /// The inspector's URL, when it runs.
+    pub inspector: Option<String>,
 }
 
 /// Renders relay events as the feed and the status line.
 pub struct Feed {
     json: bool,
     quiet: bool,
+    /// `-v`: show every answer's whole kept body.
+    verbose: u8,
     status: Status,
     context: Context,
     hooks: Vec<String>,
@@ -167,6 +171,7 @@ impl Feed {
         Self {
             json: output.json,
             quiet: output.quiet,
+            verbose: output.verbose,
             status,
             context,
             hooks: Vec::new(),
@@ -235,15 +240,20 @@ impl Feed {
                     return print(
                         &json!({"type": "ready", "sources": self.hooks, "interval_ms": self.context.interval.as_millis() as u64,
                             "mode": mode, "safety_interval_ms": self.context.safety_interval.as_millis() as u64,
-                            "token": self.context.token, "secret": self.context.secret})
+                            "token": self.context.token, "secret": self.context.secret,
+                            "inspector": self.context.inspector})
                         .to_string(),
                     );
                 }
                 if self.quiet {
                     return Ok(());
                 }
+                let inspector = match &self.context.inspector {
+                    Some(url) => format!("\n      inspect deliveries at {}", style(url).underlined()),
+                    None => String::new(),
+                };
                 print(&format!(
-                    "{} Forwarding {}\n      {} · token {} · secret {} · Ctrl-C to stop",
+                    "{} Forwarding {}\n      {} · token {} · secret {} · Ctrl-C to stop{inspector}",
                     style("Ready!").green().bold(),
                     self.hooks.join(", "),
                     self.mode(),
@@ -266,11 +276,11 @@ impl Feed {
                     ago(item.delivered_at),
                 ))
             }
-            Event::Answered { item, target, status, latency, via, .. } => {
+            Event::Answered { item, target, status, latency, via, answer, .. } => {
                 self.unreachable = None;
                 self.drained += 1;
                 self.show_status();
-                let text = format!(
+                let mut text = format!(
                     "{}  {} [{}] POST {target} [{} ms] [{}]",
                     now(),
                     style("<--").cyan(),
@@ -278,14 +288,16 @@ impl Feed {
                     latency.as_millis(),
                     visible(&item.guid),
                 );
-                self.line_or_json(
-                    &text,
-                    json!({"type": "forwarded", "id": (*via == Via::Api).then_some(item.id), "guid": item.guid,
-                        "via": via.as_str(), "event": item.event,
-                        "action": item.action, "redelivery": item.redelivery, "delivered_at": item.delivered_at,
-                        "target": target.as_str(), "status": status, "latency_ms": latency.as_millis() as u64}),
-                    *status >= 400,
-                )
+                for line in crate::answer::excerpt(*status, answer, self.verbose) {
+                    text.push('\n');
+                    text.push_str(&line);
+                }
+                let mut object = json!({"type": "forwarded", "id": (*via == Via::Api).then_some(item.id),
+                    "guid": item.guid, "via": via.as_str(), "event": item.event,
+                    "action": item.action, "redelivery": item.redelivery, "delivered_at": item.delivered_at,
+                    "target": target.as_str(), "status": status, "latency_ms": latency.as_millis() as u64});
+                crate::answer::add_json(&mut object, answer);
+                self.line_or_json(&text, object, *status >= 400)
             }
             Event::Retrying { item, reason, wait, attempt, .. } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));

@@ -1,9 +1,12 @@
 //! `hookfwd`: forwards GitHub webhook deliveries to a local handler. Parses, sets up logging, runs, exits.
 
+mod answer;
 mod args;
 mod cmd;
 mod exit;
 mod feed;
+mod fixture;
+mod inspect;
 
 use std::process::ExitCode;
 

@@ -5,12 +5,14 @@ mod counter;
 mod process;
 mod receiver;
 mod recorder;
+mod webdriver;
 
 pub use blackhole::Blackhole;
 pub use counter::{Counter, Seen};
 pub use process::{Finished, Running};
 pub use receiver::Receiver;
 pub use recorder::{Received, Recorder};
+pub use webdriver::Browser;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

@@ -39,6 +39,8 @@ pub struct Recorder {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// The body of every answer (`ok` unless [`Recorder::answer_with`] set one).
+    body: Arc<Mutex<Bytes>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -49,13 +51,14 @@ impl Recorder {
         let addr = listener.local_addr().expect("bound address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (log, answer) = (received.clone(), status.clone());
+        let body = Arc::new(Mutex::new(Bytes::from_static(b"ok")));
+        let (log, answer, said) = (received.clone(), status.clone(), body.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, answer) = (log.clone(), answer.clone());
+                let (log, answer, said) = (log.clone(), answer.clone(), said.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (log, answer) = (log.clone(), answer.clone());
+                        let (log, answer, said) = (log.clone(), answer.clone(), said.clone());
                         async move {
                             let path = request.uri().path().to_string();
                             let headers = request
@@ -68,7 +71,8 @@ impl Recorder {
                             if (200..300).contains(&status) {
                                 log.lock().expect("recorder lock").push(Received { path, headers, body });
                             }
-                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                            let said = said.lock().expect("recorder lock").clone();
+                            let mut response = Response::new(Full::new(said));
                             *response.status_mut() = hyper::StatusCode::from_u16(status).expect("valid status");
                             Ok::<_, hyper::Error>(response)
                         }
@@ -77,7 +81,7 @@ impl Recorder {
                 });
             }
         });
-        Self { addr, received, status, task }
+        Self { addr, received, status, body, task }
     }
 
     /// `http://127.0.0.1:PORT/webhook`.
@@ -88,6 +92,12 @@ impl Recorder {
     /// Answer `status` from now on; requests answered with a non-2xx status are not recorded.
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answer `status` with `body` from now on.
+    pub fn answer_with(&self, status: u16, body: &str) {
+        *self.body.lock().expect("recorder lock") = Bytes::copy_from_slice(body.as_bytes());
+        self.answer(status);
     }
 
     /// Everything recorded so far.

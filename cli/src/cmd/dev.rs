@@ -7,14 +7,15 @@ use github::Secret;
 use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
-use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
+use crate::args::{DevArgs, ForwardArgs, GitHubArgs, InspectArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed, Status};
+use crate::inspect::Inspector;
 
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let rule = flag_rule(&args.sources, args.to, &args.relay)?;
-    run_rules(vec![rule], args.relay, &args.github, output, status, &mut Forever).await
+    run_rules(vec![rule], args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
 }
 
 /// The one rule that `dev` and `wait` build from their flags.
@@ -67,7 +68,7 @@ pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> 
             rule.hook_secret = hook_secret.clone();
         }
     }
-    run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
+    run_rules(rules, args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
 }
 
 /// When a relay run ends besides Ctrl-C: `dev` and `forward` never, `wait` at a matching delivery or its timeout.
@@ -98,16 +99,24 @@ pub struct Forever;
 
 impl Until for Forever {}
 
-/// Runs the relay until Ctrl-C or SIGTERM, or until `until` says so, rendering its events.
+/// Runs the relay until Ctrl-C or SIGTERM, or until `until` says so, rendering its events
+/// (and showing them in the inspector, and saving fixtures, when asked).
 pub async fn run_rules(
     rules: Vec<Rule>,
     relay: RelayArgs,
+    inspect: Option<&InspectArgs>,
     github: &GitHubArgs,
     output: &OutputArgs,
     status: Status,
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
+    // Bad local input is said before GitHub is asked anything.
+    let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
+    let inspector = match inspect {
+        Some(args) => Inspector::start(args, client.clone()).await?,
+        None => None,
+    };
     let settings = Settings {
         interval: relay.interval,
         safety_interval: relay.safety_interval,
@@ -122,6 +131,7 @@ pub async fn run_rules(
         interval: settings.interval,
         streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
         safety_interval: settings.safety_interval,
+        inspector: inspector.as_ref().map(|inspector| inspector.url().to_string()),
     };
     let mut feed = Feed::new(output, status, context);
     let cancel = super::cancel_on_signals();
@@ -144,6 +154,17 @@ pub async fn run_rules(
         if let Err(error) = feed.show(&event) {
             // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
             break Err(error.into());
+        }
+        if let Some(inspector) = &inspector {
+            inspector.observe(&event);
+        }
+        if let (Some(recorder), Event::Answered { item, request, .. }) = (&recorder, &event)
+            && let Err(error) = recorder.write(&crate::fixture::Fixture::new(item, request))
+        {
+            let message = format!("could not save the fixture of {} [{}]: {error}", item.kind(), item.guid);
+            if let Err(error) = feed.show(&Event::Warning { message }) {
+                break Err(error.into());
+            }
         }
         if let Some(outcome) = until.event(&event) {
             break outcome;

@@ -6,7 +6,7 @@ mod doctor;
 mod hooks;
 mod replay;
 mod send;
-mod trigger;
+pub(crate) mod trigger;
 mod wait;
 
 use std::path::PathBuf;

@@ -20,6 +20,8 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
 /// Replays past deliveries.
 pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&args.sources)?;
+    // Checked before anything is asked of GitHub: an unwritable directory is a mistake to hear at once.
+    let save = args.save.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(&args.github).await?;
     let secret = args.secret.clone().map(Secret::new);
     let cutoff = relay::since::cutoff(Utc::now(), args.since);
@@ -65,7 +67,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let forwarder = Forwarder::new(args.to.clone(), TARGET_TIMEOUT);
+    let forwarder = args.to.clone().map(|to| Forwarder::new(to, TARGET_TIMEOUT));
     let mut refused = 0usize;
     let mut skipped = 0usize;
     for (done, (hook, item)) in chosen.into_iter().enumerate() {
@@ -86,12 +88,18 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             }
         };
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
+        let Some(forwarder) = &forwarder else {
+            if let Some(save) = &save {
+                crate::fixture::save_one(save, &item, &request, output)?;
+            }
+            continue;
+        };
         let response = forwarder.send(&request).await.map_err(|reason| {
             fail(
                 FAILURE,
                 format!(
                     "could not reach the handler at {} ({reason}); replayed {done} of {total}; is it running?",
-                    args.to
+                    forwarder.target()
                 ),
             )
         })?;
@@ -101,10 +109,12 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         let answered = Event::Answered {
             hook,
             item,
-            target: args.to.0.clone(),
+            target: forwarder.target().0.clone(),
             status: response.status,
             latency: response.latency,
             via: relay::Via::Api,
+            answer: response.answer,
+            request: std::sync::Arc::new(request),
         };
         feed.show(&answered)?;
     }
@@ -120,7 +130,8 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         ));
     }
     if !output.quiet && !output.json {
-        eprintln!("replayed {total} {}", if total == 1 { "delivery" } else { "deliveries" });
+        let verb = if save.is_some() { "saved" } else { "replayed" };
+        eprintln!("{verb} {total} {}", if total == 1 { "delivery" } else { "deliveries" });
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,14 +26,19 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends `--repeat` synthetic deliveries, each with a new guid, and checks every answer.
 pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let payload = payload(&args).await?;
+    // An empty HOOKFWD_SECRET is as good as none; signing with "" would only confuse.
+    let secret = args.secret.clone().filter(|secret| !secret.is_empty()).map(Secret::new);
+    if let Some(path) = &args.fixture {
+        return crate::fixture::send(path, &args.to, secret.as_ref(), output).await;
+    }
+    // clap requires --event unless --fixture is given.
+    let event = args.event.clone().unwrap_or_default();
+    let payload = payload(&args, &event).await?;
     let action = action_of(&payload);
     let kind = match &action {
-        Some(action) => format!("{}.{action}", args.event),
-        None => args.event.clone(),
+        Some(action) => format!("{}.{action}", event),
+        None => event.clone(),
     };
-    // An empty HOOKFWD_SECRET is as good as none; signing with "" would only confuse.
-    let secret = args.secret.filter(|secret| !secret.is_empty()).map(Secret::new);
     if secret.is_none() && !output.quiet && !output.json {
         eprintln!(
             "{} no secret (--secret or HOOKFWD_SECRET): the delivery is sent unsigned",
@@ -50,7 +55,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         } else {
             status.set(format!("sending {kind} to {target}"));
         }
-        let request = Outgoing::synthetic(&args.event, &payload, secret.as_ref());
+        let request = Outgoing::synthetic(&event, &payload, secret.as_ref());
         let guid = request.header("X-GitHub-Delivery").unwrap_or_default().to_string();
         let response = forwarder
             .send(&request)
@@ -64,12 +69,11 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
             unexpected.push(response.status);
         }
         if output.json {
-            print(
-                &json!({"type": "sent", "event": args.event, "action": action, "guid": guid,
-                    "status": response.status, "latency_ms": response.latency.as_millis() as u64,
-                    "target": target})
-                .to_string(),
-            )?;
+            let mut object = json!({"type": "sent", "event": event, "action": action, "guid": guid,
+                "status": response.status, "latency_ms": response.latency.as_millis() as u64,
+                "target": target});
+            crate::answer::add_json(&mut object, &response.answer);
+            print(&object.to_string())?;
         } else if !output.quiet || !expected {
             print(&format!(
                 "{}  {} {} [{guid}] {} [{}] POST {target} [{} ms]",
@@ -80,6 +84,11 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
                 status_style(response.status, expected),
                 response.latency.as_millis(),
             ))?;
+            // An unexpected 2xx still shows its body: the user asked for another status.
+            let status = if expected { response.status } else { 0 };
+            for line in crate::answer::excerpt(status, &response.answer, output.verbose) {
+                print(&line)?;
+            }
         }
     }
 
@@ -109,17 +118,17 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
 
 /// The payload bytes: the `--payload` file (or stdin) byte-exact, else the built-in sample;
 /// with `--action`, the same JSON with its `action` set.
-async fn payload(args: &SendArgs) -> anyhow::Result<Vec<u8>> {
+async fn payload(args: &SendArgs, event: &str) -> anyhow::Result<Vec<u8>> {
     let (bytes, from) = match &args.payload {
         Some(path) => (read_payload(path).await?, format!("the payload {}", describe(path))),
-        None => match github::samples::sample(&args.event) {
-            Some(sample) => (sample.as_bytes().to_vec(), format!("the built-in {} sample", args.event)),
+        None => match github::samples::sample(event) {
+            Some(sample) => (sample.as_bytes().to_vec(), format!("the built-in {} sample", event)),
             None => {
                 return Err(fail(
                     USAGE,
                     format!(
                         "there is no built-in sample for the event `{}`; give one of {}, or --payload FILE",
-                        args.event,
+                        event,
                         github::samples::EVENTS.join(", ")
                     ),
                 ));
@@ -135,7 +144,7 @@ async fn payload(args: &SendArgs) -> anyhow::Result<Vec<u8>> {
     };
     let Some(action) = &args.action else { return Ok(bytes) };
     if args.payload.is_none() && object.get("action").is_none() {
-        return Err(fail(USAGE, format!("`{}` deliveries have no action; leave out --action", args.event)));
+        return Err(fail(USAGE, format!("`{}` deliveries have no action; leave out --action", event)));
     }
     Ok(object.with_action(action))
 }

@@ -36,7 +36,7 @@ pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow
         quiet: output.quiet,
         failure: None,
     };
-    run_rules(vec![rule], args.relay, &args.github, output, status, &mut until).await
+    run_rules(vec![rule], args.relay, None, &args.github, output, status, &mut until).await
 }
 
 /// Ends the run when a matching delivery has been answered.
@@ -95,16 +95,26 @@ impl Match {
 impl Until for Match {
     fn event(&mut self, event: &Event) -> Option<anyhow::Result<ExitCode>> {
         match event {
-            Event::Answered { item, status, .. } if self.matches(item) => match status {
+            Event::Answered { item, status, answer, .. } if self.matches(item) => match status {
                 200..=299 => Some(self.handled(item, *status)),
                 500.. => {
                     // The relay retries a 5xx: the wait goes on, and reports it if time runs out.
-                    self.failure = Some(format!("the handler answered {status} to {} [{}]", item.kind(), item.guid));
+                    self.failure = Some(format!(
+                        "the handler answered {status} to {} [{}]{}",
+                        item.kind(),
+                        item.guid,
+                        crate::answer::gist(answer)
+                    ));
                     None
                 }
                 _ => Some(Err(fail(
                     REJECTED,
-                    format!("the handler rejected {} [{}] with {status}", item.kind(), item.guid),
+                    format!(
+                        "the handler rejected {} [{}] with {status}{}",
+                        item.kind(),
+                        item.guid,
+                        crate::answer::gist(answer)
+                    ),
                 ))),
             },
             Event::Retrying { item, reason, .. } if self.matches(item) => {
@@ -157,6 +167,8 @@ mod tests {
             status,
             latency: Duration::from_millis(3),
             via: relay::Via::Api,
+            answer: relay::Answer::default(),
+            request: std::sync::Arc::new(relay::Outgoing::synthetic("issues", b"{}", None)),
         }
     }
 

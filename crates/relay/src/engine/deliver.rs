@@ -175,6 +175,7 @@ pub(super) async fn deliver(
 ) -> bool {
     let mut backoff = Backoff::default();
     let mut attempt = 0;
+    let shared = std::sync::Arc::new(request.clone());
     ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone(), via }).await;
     loop {
         attempt += 1;
@@ -193,6 +194,8 @@ pub(super) async fn deliver(
                         status: response.status,
                         latency: response.latency,
                         via,
+                        answer: response.answer.clone(),
+                        request: shared.clone(),
                     })
                     .await;
                 if !response.is_retryable() {
