@@ -34,6 +34,9 @@ pub struct Fixture {
     /// When GitHub made the delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<DateTime<Utc>>,
+    /// GitHub's id of the delivery (absent for one pushed by the blackhole, which has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<u64>,
     /// The request headers as forwarded, without any signature.
     pub headers: Vec<(String, String)>,
     /// The body when it is JSON, embedded byte for byte.
@@ -71,6 +74,7 @@ impl Fixture {
             action: item.action.clone(),
             guid: item.guid.clone(),
             delivered_at: Some(item.delivered_at),
+            delivery_id: (item.id != 0).then_some(item.id),
             headers,
             payload,
             body,
@@ -102,9 +106,13 @@ impl Fixture {
         Ok(Outgoing::from_pushed(&headers, &body, secret))
     }
 
-    /// `20260101T120000Z-issues.opened-GUID.json`: name order is delivery order.
+    /// `20260101T120000Z-00000000042-issues.opened-GUID.json`: name order is delivery order (GitHub's
+    /// times have whole seconds; its ids grow).
     pub fn file_name(&self) -> String {
-        let at = self.delivered_at.map(|at| at.format("%Y%m%dT%H%M%SZ-").to_string()).unwrap_or_default();
+        let mut at = self.delivered_at.map(|at| at.format("%Y%m%dT%H%M%SZ-").to_string()).unwrap_or_default();
+        if let Some(id) = self.delivery_id {
+            at.push_str(&format!("{id:011}-"));
+        }
         let kind = match &self.action {
             Some(action) => format!("{}.{action}", self.event),
             None => self.event.clone(),
@@ -307,6 +315,6 @@ mod tests {
     fn file_names_sort_by_time_and_cannot_escape_the_directory() {
         let request = Outgoing::synthetic("issues", b"{}", None);
         let name = Fixture::new(&item(), &request).file_name();
-        assert_eq!(name, "20260102T030405Z-issues.opened-g-1_.._x.json");
+        assert_eq!(name, "20260102T030405Z-00000000007-issues.opened-g-1_.._x.json");
     }
 }

@@ -20,7 +20,7 @@ pub struct Browser {
 }
 
 /// The WebDriver element key.
-const ELEMENT: &str = "element-6066-11e4-a52f-4a5c-b2f0-a9c8f86ad5ed";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     /// Starts `chromedriver` on a free port and a headless Chromium session.

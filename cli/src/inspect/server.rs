@@ -127,21 +127,18 @@ fn entry_detail(shared: &Shared, seq: &str) -> Option<Value> {
 /// The live list: each change as one SSE `data:` line holding the row's summary.
 fn events(shared: &Arc<Shared>) -> Response<Body> {
     let receiver = shared.updates.subscribe();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(line) => {
-                    let frame = Frame::data(Bytes::from(format!("data: {line}\n\n")));
-                    return Some((Ok::<_, Infallible>(frame), receiver));
-                }
-                // A slow page missed some; it reloads the list on this comment.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(Frame::data(Bytes::from_static(b"event: reload\ndata: {}\n\n"))), receiver));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+    // A first comment, so the page knows at once that the stream is open.
+    let hello = futures::stream::once(async { Ok::<_, Infallible>(Frame::data(Bytes::from_static(b": live\n\n"))) });
+    let updates = futures::stream::unfold(receiver, |mut receiver| async move {
+        let frame = match receiver.recv().await {
+            Ok(line) => Frame::data(Bytes::from(format!("data: {line}\n\n"))),
+            // A slow page missed some: it reloads the whole list on this event.
+            Err(broadcast::error::RecvError::Lagged(_)) => Frame::data(Bytes::from_static(b"event: reload\ndata: {}\n\n")),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(frame), receiver))
     });
+    let stream = futures::StreamExt::chain(hello, updates);
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

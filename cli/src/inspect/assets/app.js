@@ -14,7 +14,7 @@ function kindClass(row) {
 
 function statusText(row) {
   if (row.status != null) return String(row.status);
-  return row.error ? "unreachable" : "…";
+  return row.error ? "unreachable" : "pending";
 }
 
 function matches(row) {
@@ -48,11 +48,15 @@ function render(row) {
     tr.addEventListener("click", () => open(row.seq));
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(row.seq); } });
   }
+  const source = cell(row.source.replace(/ hook \d+$/, ""));
+  source.title = row.source;
+  const guid = cell(row.guid.slice(0, 8) + "…", "guid");
+  guid.title = row.guid;
   tr.replaceChildren(
     cell(new Date(row.seen).toLocaleTimeString()),
-    cell(row.source),
+    source,
     cell(row.kind),
-    cell(row.guid, "guid"),
+    guid,
     cell(row.via),
     cell(statusText(row), kindClass(row)),
     cell(row.latency_ms != null ? row.latency_ms + " ms" : ""),
