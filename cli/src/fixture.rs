@@ -204,13 +204,21 @@ pub fn load(path: &Path) -> anyhow::Result<Fixture> {
 }
 
 /// Saves one delivery for `replay --save`, and says so (a line, or a JSON `saved` line).
-pub fn save_one(recorder: &Recorder, item: &DeliveryItem, request: &Outgoing, output: &OutputArgs) -> anyhow::Result<()> {
+pub fn save_one(
+    recorder: &Recorder,
+    item: &DeliveryItem,
+    request: &Outgoing,
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
     let path = recorder.write(&Fixture::new(item, request)).map_err(|error| {
         fail(FAILURE, format!("could not write the fixture of {} [{}]: {}", item.kind(), item.guid, reason(&error)))
     })?;
     if output.json {
-        print(&json!({"type": "saved", "guid": item.guid, "event": item.event, "action": item.action,
-            "path": path.display().to_string()}).to_string())?;
+        print(
+            &json!({"type": "saved", "guid": item.guid, "event": item.event, "action": item.action,
+            "path": path.display().to_string()})
+            .to_string(),
+        )?;
     } else if !output.quiet {
         print(&format!("saved {} [{}] to {}", visible(&item.kind()), visible(&item.guid), path.display()))?;
     }

@@ -65,8 +65,21 @@ async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_loc
     let record_dir = record.path().join("made/by/record");
     let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
     let args = [
-        "dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--api-url", &api_url, "--interval",
-        "100ms", "--no-inspect", "--state-dir", state.path().to_str().unwrap(), "--record",
+        "dev",
+        "--repo",
+        REPO,
+        "--to",
+        &handler.url(),
+        "--hook-url",
+        &hook_url,
+        "--api-url",
+        &api_url,
+        "--interval",
+        "100ms",
+        "--no-inspect",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--record",
         record_dir.to_str().unwrap(),
     ];
     let dev = hookfwd(&args, SECRET);
@@ -77,7 +90,8 @@ async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_loc
     handler.wait_for(Duration::from_secs(30), "two forwards", |got| got.len() >= 2).await;
     drop(dev);
     assert_clean(&files);
-    let saved: Vec<Value> = files.iter().map(|file| serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()).collect();
+    let saved: Vec<Value> =
+        files.iter().map(|file| serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()).collect();
     assert_eq!(saved[0]["hookfwd_fixture"], 1);
     assert_eq!(saved[0]["event"], "issues");
     assert_eq!(saved[0]["action"], "opened");
@@ -86,9 +100,10 @@ async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_loc
 
     // Sent again to another handler with another secret: the same bytes, a signature that verifies.
     let again = Recorder::start().await;
-    let sent = hookfwd(&["send", "--fixture", record_dir.to_str().unwrap(), "--to", &again.url(), "--json"], OTHER_SECRET)
-        .finish()
-        .await;
+    let sent =
+        hookfwd(&["send", "--fixture", record_dir.to_str().unwrap(), "--to", &again.url(), "--json"], OTHER_SECRET)
+            .finish()
+            .await;
     assert_eq!(sent.code, Some(0), "{}", sent.stderr);
     let received = again.received();
     assert_eq!(received.len(), 2);
@@ -113,7 +128,16 @@ async fn replay_save_exports_deliveries_instead_of_forwarding_them() {
     let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
     let args = [
-        "replay", "--repo", REPO, "--hook-url", &hook_url, "--api-url", &api_url, "--since", "1h", "--save",
+        "replay",
+        "--repo",
+        REPO,
+        "--hook-url",
+        &hook_url,
+        "--api-url",
+        &api_url,
+        "--since",
+        "1h",
+        "--save",
         out.path().to_str().unwrap(),
     ];
     let run = Running::hookfwd(
@@ -132,7 +156,9 @@ async fn replay_save_exports_deliveries_instead_of_forwarding_them() {
     assert_clean(&files);
     let numbers: Vec<Value> = files
         .iter()
-        .map(|file| serde_json::from_slice::<Value>(&std::fs::read(file).unwrap()).unwrap()["payload"]["number"].clone())
+        .map(|file| {
+            serde_json::from_slice::<Value>(&std::fs::read(file).unwrap()).unwrap()["payload"]["number"].clone()
+        })
         .collect();
     assert_eq!(numbers, [json!(0), json!(1), json!(2)], "name order is delivery order");
 }
@@ -141,10 +167,14 @@ async fn replay_save_exports_deliveries_instead_of_forwarding_them() {
 async fn a_file_that_is_not_a_fixture_is_one_sentence_and_nothing_is_sent() {
     let handler = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.json"), br#"{"hookfwd_fixture":1,"event":"ping","guid":"g","headers":[],"payload":{}}"#)
-        .unwrap();
+    std::fs::write(
+        dir.path().join("a.json"),
+        br#"{"hookfwd_fixture":1,"event":"ping","guid":"g","headers":[],"payload":{}}"#,
+    )
+    .unwrap();
     std::fs::write(dir.path().join("b.json"), br#"{"zen":"not a fixture"}"#).unwrap();
-    let run = hookfwd(&["send", "--fixture", dir.path().to_str().unwrap(), "--to", &handler.url()], SECRET).finish().await;
+    let run =
+        hookfwd(&["send", "--fixture", dir.path().to_str().unwrap(), "--to", &handler.url()], SECRET).finish().await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", run.stderr);
@@ -161,8 +191,18 @@ async fn recording_into_an_unwritable_directory_is_one_sentence() {
     let into = file.join("fixtures");
     let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
     let args = [
-        "dev", "--repo", REPO, "--to", "localhost:9", "--hook-url", &hook_url, "--api-url", &api_url, "--no-inspect",
-        "--record", into.to_str().unwrap(),
+        "dev",
+        "--repo",
+        REPO,
+        "--to",
+        "localhost:9",
+        "--hook-url",
+        &hook_url,
+        "--api-url",
+        &api_url,
+        "--no-inspect",
+        "--record",
+        into.to_str().unwrap(),
     ];
     let run = hookfwd(&args, SECRET).finish().await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);

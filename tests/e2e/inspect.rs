@@ -26,8 +26,21 @@ async fn dev(fake: &FakeGitHub, target: &str, state: &Path) -> (Running, String)
     let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
     let state = state.to_str().expect("a UTF-8 temp path");
     let args = [
-        "dev", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url, "--interval", "100ms",
-        "--state-dir", state, "--inspect", "127.0.0.1:0",
+        "dev",
+        "--repo",
+        REPO,
+        "--to",
+        target,
+        "--hook-url",
+        &hook_url,
+        "--api-url",
+        &api_url,
+        "--interval",
+        "100ms",
+        "--state-dir",
+        state,
+        "--inspect",
+        "127.0.0.1:0",
     ];
     let run = Running::hookfwd(
         args,
@@ -89,7 +102,8 @@ async fn the_inspector_lists_a_delivery_with_its_request_and_the_handlers_answer
     assert_eq!(row["kind"], "issues.opened");
     assert_eq!(row["via"], "api");
     assert_eq!(row["status"], 500);
-    let detail: Value = reqwest::get(format!("{url}/api/deliveries/{}", row["seq"])).await.unwrap().json().await.unwrap();
+    let detail: Value =
+        reqwest::get(format!("{url}/api/deliveries/{}", row["seq"])).await.unwrap().json().await.unwrap();
     assert!(detail["payload"].as_str().unwrap().contains("\"number\":7"), "{detail}");
     let headers = detail["headers"].as_array().unwrap();
     assert!(headers.iter().any(|pair| pair[0] == "X-GitHub-Event" && pair[1] == "issues"), "{detail}");
@@ -134,7 +148,8 @@ async fn a_foreign_host_and_a_missing_token_are_refused_and_replay_needs_the_pag
     assert_eq!(handler.received().len(), 1);
 
     let token = page_token(&url).await;
-    let done: Value = client.post(&replay).header("X-Hookfwd-Token", &token).send().await.unwrap().json().await.unwrap();
+    let done: Value =
+        client.post(&replay).header("X-Hookfwd-Token", &token).send().await.unwrap().json().await.unwrap();
     assert_eq!(done["status"], 200, "{done}");
     let received = handler.wait_for(Duration::from_secs(10), "the replay", |got| got.len() == 2).await;
     assert_eq!(received[1].body, received[0].body);
@@ -149,7 +164,19 @@ async fn an_inspector_address_in_use_is_one_sentence_and_exit_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
-    let args = ["dev", "--repo", REPO, "--to", "localhost:9", "--hook-url", &hook_url, "--api-url", &api_url, "--inspect", &addr];
+    let args = [
+        "dev",
+        "--repo",
+        REPO,
+        "--to",
+        "localhost:9",
+        "--hook-url",
+        &hook_url,
+        "--api-url",
+        &api_url,
+        "--inspect",
+        &addr,
+    ];
     let run = Running::hookfwd(args, &[("GITHUB_TOKEN", OsStr::new(TOKEN))]).finish().await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     let lines: Vec<&str> = run.stderr.lines().collect();

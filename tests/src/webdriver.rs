@@ -61,10 +61,8 @@ impl Browser {
             .json()
             .await
             .expect("a JSON answer");
-        let id = answer["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no browser session: {answer}"))
-            .to_string();
+        let id =
+            answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {answer}")).to_string();
         Self { http, session: format!("{base}/session/{id}"), _driver: driver }
     }
 

@@ -75,7 +75,11 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
 }
 
 /// The newest delivery of `hook` with `guid`, paging back through everything GitHub still holds.
-pub(crate) async fn find_delivery(client: &github::Client, hook: &HookRef, guid: &str) -> anyhow::Result<Option<DeliveryItem>> {
+pub(crate) async fn find_delivery(
+    client: &github::Client,
+    hook: &HookRef,
+    guid: &str,
+) -> anyhow::Result<Option<DeliveryItem>> {
     let context = || format!("could not list the deliveries of {hook}");
     // A fresh client has no ETag cached, so the first page is never a 304; forget any anyway to be sure.
     client.forget_etags(hook);

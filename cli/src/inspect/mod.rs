@@ -47,7 +47,10 @@ impl Inspector {
                         std::io::ErrorKind::AddrInUse => "is in use".to_string(),
                         _ => format!("cannot be bound ({error})"),
                     };
-                    fail(USAGE, format!("the inspector address {addr} {why}; pick another with --inspect or use --no-inspect"))
+                    fail(
+                        USAGE,
+                        format!("the inspector address {addr} {why}; pick another with --inspect or use --no-inspect"),
+                    )
                 })?
             }
             None => match default_listener().await {
@@ -62,12 +65,8 @@ impl Inspector {
         let addr = listener.local_addr()?;
         let (updates, _) = broadcast::channel(256);
         let token = hex::encode(rand::random::<[u8; 16]>());
-        let shared = Arc::new(Shared {
-            store: Mutex::new(store::Store::new(args.inspect_keep)),
-            updates,
-            token,
-            client,
-        });
+        let shared =
+            Arc::new(Shared { store: Mutex::new(store::Store::new(args.inspect_keep)), updates, token, client });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {

@@ -70,8 +70,7 @@ pub fn loopback_host(host: &str) -> bool {
     } else {
         host.rsplit_once(':').map_or(host, |(name, _)| name)
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Answers one request.
@@ -133,7 +132,9 @@ fn events(shared: &Arc<Shared>) -> Response<Body> {
         let frame = match receiver.recv().await {
             Ok(line) => Frame::data(Bytes::from(format!("data: {line}\n\n"))),
             // A slow page missed some: it reloads the whole list on this event.
-            Err(broadcast::error::RecvError::Lagged(_)) => Frame::data(Bytes::from_static(b"event: reload\ndata: {}\n\n")),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                Frame::data(Bytes::from_static(b"event: reload\ndata: {}\n\n"))
+            }
             Err(broadcast::error::RecvError::Closed) => return None,
         };
         Some((Ok::<_, Infallible>(frame), receiver))

@@ -187,7 +187,12 @@ impl Store {
     }
 
     /// Records a replay from the page: a new entry marked as one.
-    pub fn replayed(&mut self, original: &Entry, request: Arc<Outgoing>, outcome: Result<relay::Response, String>) -> u64 {
+    pub fn replayed(
+        &mut self,
+        original: &Entry,
+        request: Arc<Outgoing>,
+        outcome: Result<relay::Response, String>,
+    ) -> u64 {
         let seq = self.add(original.hook.clone(), original.item.clone(), original.via, true);
         let attempt = match outcome {
             Ok(response) => Attempt {
