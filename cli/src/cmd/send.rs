@@ -84,8 +84,9 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
                 status_style(response.status, expected),
                 response.latency.as_millis(),
             ))?;
-            // An unexpected 2xx still shows its body: the user asked for another status.
-            let status = if expected { response.status } else { 0 };
+            // The body is shown for an unexpected answer (even a 2xx, when another status was asked
+            // for), and for an expected one only with -v.
+            let status = if expected { 200 } else { 0 };
             for line in crate::answer::excerpt(status, &response.answer, output.verbose) {
                 print(&line)?;
             }
