@@ -124,7 +124,7 @@ pub struct InspectArgs {
     /// Do not serve the inspector.
     #[arg(long)]
     pub no_inspect: bool,
-    /// How many deliveries the inspector keeps (the oldest go first; also bounded to 32 MiB).
+    /// How many deliveries the inspector keeps (the oldest go first; also bounded to 16 MiB).
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub inspect_keep: usize,
 }

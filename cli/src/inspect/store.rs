@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 /// The most bytes of requests and answers held (one delivery larger than this is still kept alone).
-pub const MAX_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// One try at forwarding a delivery.
 #[derive(Debug, Clone)]

@@ -109,7 +109,8 @@ pub(super) async fn forward_loop(
                     .await;
             }
             Fetched::Delivery(delivery) => {
-                let request = Outgoing::from_delivery(&delivery, source.secret.as_ref());
+                // Shared with the events (the inspector, --record) without a copy of the payload.
+                let request = std::sync::Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref()));
                 drop(delivery);
                 if !deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
                     return Ok(());
@@ -117,7 +118,8 @@ pub(super) async fn forward_loop(
             }
             Fetched::Pushed => {
                 let Pending::Pushed(pushed) = &taken.pending else { continue };
-                let request = Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref());
+                let request =
+                    std::sync::Arc::new(Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref()));
                 if !deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
                     return Ok(());
                 }
@@ -169,18 +171,17 @@ pub(super) async fn deliver(
     ctx: &Ctx,
     source: &SourceRun,
     item: &DeliveryItem,
-    request: &Outgoing,
+    request: &std::sync::Arc<Outgoing>,
     via: Via,
     cancel: &CancellationToken,
 ) -> bool {
     let mut backoff = Backoff::default();
     let mut attempt = 0;
-    let shared = std::sync::Arc::new(request.clone());
     ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone(), via }).await;
     loop {
         attempt += 1;
         let sent = tokio::select! {
-            sent = source.forwarder.send(request) => sent,
+            sent = source.forwarder.send(request.as_ref()) => sent,
             () = cancel.cancelled() => return false,
         };
         let reason = match sent {
@@ -195,7 +196,7 @@ pub(super) async fn deliver(
                         latency: response.latency,
                         via,
                         answer: response.answer.clone(),
-                        request: shared.clone(),
+                        request: request.clone(),
                     })
                     .await;
                 if !response.is_retryable() {
