@@ -1,4 +1,4 @@
-//! The fake against GitHub's own description (`../shared/github/openapi-hooks.json`) and
+//! The fake against GitHub's own description (`@octokit/openapi`, installed under `tests/receiver`) and
 //! GitHub's documented behaviour, driven with a plain HTTP client.
 
 use std::collections::HashMap;
@@ -18,29 +18,91 @@ const TOKEN: &str = "ghp_faketoken0000000000000000000000000";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// `../shared/github`, next to the workspace root, when it is there.
-fn shared() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/github");
-    dir.is_dir().then_some(dir)
+/// The npm packages that `scripts/test` installs under `tests/receiver` (pinned in its `package.json`):
+/// `@octokit/openapi` for GitHub's REST description and `@octokit/webhooks-examples` for payloads.
+fn octokit(package: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/receiver/node_modules/@octokit").join(package);
+    assert!(dir.is_dir(), "{} is missing: run `npm ci` in tests/receiver (scripts/test does)", dir.display());
+    dir
 }
 
-/// GitHub's schemas with OpenAPI's `nullable` turned into JSON Schema, or `None` (with a notice)
-/// when the reference data is absent, as in a fresh clone.
-fn components() -> Option<&'static Value> {
-    static COMPONENTS: OnceLock<Option<Value>> = OnceLock::new();
-    COMPONENTS
-        .get_or_init(|| {
-            let Some(dir) = shared() else {
-                eprintln!("notice: ../shared/github is absent; skipping the OpenAPI schema checks");
-                return None;
-            };
-            let text = std::fs::read_to_string(dir.join("openapi-hooks.json")).expect("openapi-hooks.json reads");
-            let mut spec: Value = serde_json::from_str(&text).expect("openapi-hooks.json is JSON");
-            let mut components = spec["components"].take();
-            denullable(&mut components);
-            Some(components)
-        })
-        .as_ref()
+/// The events whose examples the round trip sends: the ones this project's tests have always used.
+const EXAMPLE_EVENTS: [&str; 10] = [
+    "check_run",
+    "check_suite",
+    "issue_comment",
+    "issues",
+    "ping",
+    "pull_request",
+    "push",
+    "release",
+    "workflow_job",
+    "workflow_run",
+];
+
+/// GitHub's example payloads for `event`, from `@octokit/webhooks-examples`.
+fn webhook_examples(event: &str) -> Vec<Value> {
+    static INDEX: OnceLock<Vec<Value>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let path = octokit("webhooks-examples").join("api.github.com/index.json");
+        let text = std::fs::read_to_string(&path).expect("the webhook examples read");
+        serde_json::from_str(&text).expect("the webhook examples are a JSON array")
+    });
+    let entry = index.iter().find(|entry| entry["name"] == event).expect("the event has examples");
+    entry["examples"].as_array().expect("examples is an array").clone()
+}
+
+/// Every `#/components/...` entry that `value` refers to, followed transitively, copied into `out`.
+fn copy_refs(value: &Value, all: &Value, out: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref")
+                && let Some(path) = reference.strip_prefix("#/components/")
+                && let Some((kind, name)) = path.split_once('/')
+                && out[kind].get(name).is_none()
+            {
+                let target = all[kind][name].clone();
+                assert!(!target.is_null(), "dangling $ref {reference}");
+                out[kind][name] = target.clone();
+                copy_refs(&target, all, out);
+            }
+            map.values().for_each(|inner| copy_refs(inner, all, out));
+        }
+        Value::Array(items) => items.iter().for_each(|inner| copy_refs(inner, all, out)),
+        _ => {}
+    }
+}
+
+/// GitHub's schemas with OpenAPI's `nullable` turned into JSON Schema: the components that the hook
+/// paths, `/rate_limit` and the ping and push webhooks refer to, so each schema check compiles a small document.
+fn components() -> &'static Value {
+    static COMPONENTS: OnceLock<Value> = OnceLock::new();
+    COMPONENTS.get_or_init(|| {
+        let path = octokit("openapi").join("generated/api.github.com.json");
+        let text = std::fs::read_to_string(&path).expect("api.github.com.json reads");
+        let spec: Value = serde_json::from_str(&text).expect("api.github.com.json is JSON");
+        let mut components = json!({"schemas": {}, "parameters": {}, "responses": {}, "examples": {}, "headers": {}});
+        for (path, item) in spec["paths"].as_object().expect("paths is an object") {
+            if served_path(path) {
+                copy_refs(item, &spec["components"], &mut components);
+            }
+        }
+        for webhook in ["ping", "push"] {
+            copy_refs(&spec["webhooks"][webhook], &spec["components"], &mut components);
+            copy_refs(&spec["x-webhooks"][webhook], &spec["components"], &mut components);
+        }
+        denullable(&mut components);
+        components
+    })
+}
+
+/// The paths the fake serves: hook CRUD, config, deliveries and redelivery for apps, orgs and repos.
+fn served_path(path: &str) -> bool {
+    path.starts_with("/app/hook")
+        || path.starts_with("/orgs/{org}/hooks")
+        || path.starts_with("/repos/{owner}/{repo}/hooks")
+        || path == "/rate_limit"
 }
 
 /// OpenAPI 3.0's `nullable: true` is not JSON Schema: `type: T` becomes `type: [T, "null"]`.
@@ -70,7 +132,7 @@ fn denullable(value: &mut Value) {
 
 /// Asserts that `instance` matches `#/components/schemas/{schema}` (or an array of it with `[]`).
 fn conforms(schema: &str, instance: &Value) {
-    let Some(components) = components() else { return };
+    let components = components();
     let (name, array) = match schema.strip_suffix("[]") {
         Some(name) => (name, true),
         None => (schema, false),
@@ -544,14 +606,10 @@ async fn pings_deliver_githubs_ping_payload() {
     assert!(ping["zen"].is_string());
     assert_eq!(ping["hook"]["id"], hook);
     assert_eq!(ping["repository"]["full_name"], "o/r");
-    if let Some(dir) = shared() {
-        // Compare with GitHub's own ping examples: the same top-level fields.
-        let examples: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("webhook-examples/ping.json")).unwrap()).unwrap();
-        let example = &examples["examples"][0];
-        for key in ["zen", "hook_id", "hook", "repository", "sender"] {
-            assert!(example.get(key).is_some() == ping.get(key).is_some(), "{key}");
-        }
+    // Compare with GitHub's own ping examples: the same top-level fields.
+    let example = &webhook_examples("ping")[0];
+    for key in ["zen", "hook_id", "hook", "repository", "sender"] {
+        assert!(example.get(key).is_some() == ping.get(key).is_some(), "{key}");
     }
 }
 
@@ -757,21 +815,8 @@ async fn githubs_example_payloads_round_trip_byte_exact() {
     s.fake.add_repo("Codertocat/Hello-World");
     let hook = s.fake.add_hook("Codertocat/Hello-World", HookSpec::new(&receiver.url).secret("s"));
     let mut events: Vec<(String, Value)> = Vec::new();
-    match shared() {
-        Some(dir) => {
-            for entry in std::fs::read_dir(dir.join("webhook-examples")).unwrap() {
-                let file: Value =
-                    serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
-                let name = file["name"].as_str().unwrap().to_string();
-                for example in file["examples"].as_array().unwrap() {
-                    events.push((name.clone(), example.clone()));
-                }
-            }
-        }
-        None => {
-            eprintln!("notice: ../shared/github is absent; using the project's own samples");
-            events.extend(github::samples::EVENTS.iter().map(|event| (event.to_string(), sample(event))));
-        }
+    for event in EXAMPLE_EVENTS {
+        events.extend(webhook_examples(event).into_iter().map(|example| (event.to_string(), example)));
     }
     for event in github::samples::EVENTS {
         events.push((event.to_string(), sample(event)));
@@ -929,9 +974,6 @@ async fn binary_serves_under_prefix() {
 
 #[test]
 fn schema_check_is_not_vacuous() {
-    if components().is_none() {
-        return;
-    }
     let wrong = json!({"id": "1", "guid": 2});
     let caught = std::panic::catch_unwind(|| conforms("hook-delivery-item", &wrong));
     assert!(caught.is_err(), "a wrong shape must fail the schema check");
