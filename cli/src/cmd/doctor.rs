@@ -126,7 +126,7 @@ async fn check_owner(
     report.pass(&name, "visible")?;
     report.pass(&name, format!("the token may manage its hooks ({} found)", hooks.len()))?;
     let Some(url) = hook_url else { return Ok(true) };
-    match hooks.iter().find(|hook| super::hooks::delivers_to(hook, url)) {
+    match hooks.iter().find(|hook| hook.delivers_to(url)) {
         Some(hook) if hook.active => report.pass(&name, format!("hook {} delivers to {url}", hook.id))?,
         Some(hook) => report.fail(
             &name,
