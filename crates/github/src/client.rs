@@ -930,11 +930,9 @@ async fn read_capped(
     Ok(Some(body))
 }
 
-/// The jittered exponential backoff before retry number `attempt + 1`: between half and all of
-/// `base * 2^attempt`, never more than `cap`.
+/// The jittered exponential backoff before retry number `attempt + 1`, by `policy`.
 pub(crate) fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let full = policy.base.saturating_mul(1u32 << attempt.min(16)).min(policy.cap);
-    full.mul_f64(rand::random_range(0.5..=1.0))
+    crate::backoff::jittered(policy.base, policy.cap, attempt)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! prints a token.
 
 mod auth;
+mod backoff;
 mod client;
 mod error;
 mod paging;
@@ -14,6 +15,7 @@ pub mod signature;
 mod types;
 
 pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
+pub use backoff::Backoff;
 pub use client::{Client, Config, DELIVERY_LIMIT, LIST_LIMIT, RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 pub use error::{Error, Result};
 pub use paging::{Listing, MAX_PAGES, NextPage, Page};

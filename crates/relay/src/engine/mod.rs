@@ -29,9 +29,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::backoff::Backoff;
 use crate::ledger::{self, Ledger, Lock};
 use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
+use github::Backoff;
 
 use self::deliver::forward_loop;
 use self::poller::{announce_waits, poll_loop};
