@@ -8,10 +8,12 @@ mod auth;
 mod backoff;
 mod client;
 mod error;
+mod link;
 mod paging;
 pub mod samples;
 mod secret;
 pub mod signature;
+mod status;
 mod types;
 
 pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
