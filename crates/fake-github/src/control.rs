@@ -25,7 +25,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::api::{Reply, time};
+use crate::http::{Reply, time};
 use crate::state::{HookSpec, Scope};
 use crate::{FakeGitHub, Hostile, Inner};
 

@@ -18,6 +18,7 @@ pub mod control;
 mod deliver;
 mod faults;
 pub mod hostile;
+mod http;
 mod server;
 mod state;
 
