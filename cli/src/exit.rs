@@ -34,13 +34,7 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     if is_broken_pipe(error) {
         return ExitCode::SUCCESS;
     }
-    let mut line = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line = format!("{line}: {cause}");
-        }
-    }
+    let line = sentence(error);
     let mut stderr = std::io::stderr().lock();
     // GitHub's messages and the handler's answers are quoted in errors: no escape sequence gets through.
     let _ = writeln!(stderr, "hookfwd: {}", crate::feed::visible(&line));
@@ -50,12 +44,28 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(code(error))
 }
 
+/// The error and its causes on one line, `error: cause: cause…`.
+///
+/// Each error in the chain says one level (hyper's rule, which `relay::Error` and `github::Error` follow), so
+/// the levels are joined as they are, with nothing removed.
+pub fn sentence(error: &anyhow::Error) -> String {
+    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+/// The GitHub error at this level of a chain, directly or inside the relay's transparent `GitHub` variant.
+pub fn github_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a github::Error> {
+    match cause.downcast_ref::<relay::Error>() {
+        Some(relay::Error::GitHub(error)) => Some(error),
+        _ => cause.downcast_ref::<github::Error>(),
+    }
+}
+
 fn code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(exit) = cause.downcast_ref::<Exit>() {
             return exit.code;
         }
-        if let Some(error) = cause.downcast_ref::<github::Error>() {
+        if let Some(error) = github_error(cause) {
             return match error {
                 github::Error::Unauthorized
                 | github::Error::Forbidden { .. }
@@ -76,7 +86,7 @@ fn code(error: &anyhow::Error) -> u8 {
 }
 
 fn hint(error: &anyhow::Error) -> Option<&'static str> {
-    error.chain().find_map(|cause| match cause.downcast_ref::<github::Error>()? {
+    error.chain().find_map(|cause| match github_error(cause)? {
         github::Error::Unreachable { .. } => Some("check --api-url (or GITHUB_API_URL) and your network"),
         github::Error::NotFound { .. } => Some("check the spelling, and that the token can see it"),
         github::Error::Forbidden { .. } => Some("create a token with the named permission, then set GITHUB_TOKEN"),

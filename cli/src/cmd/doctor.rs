@@ -29,9 +29,9 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             Some(client)
         }
         Err(error) => {
-            let auth = !error.chain().any(|cause| matches!(cause.downcast_ref(), Some(github::Error::ApiUrl(_))));
+            let auth = !error.chain().any(|cause| matches!(crate::exit::github_error(cause), Some(github::Error::ApiUrl(_))));
             report.auth |= auth;
-            report.fail("token", error_line(&error), "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`")?;
+            report.fail("token", crate::exit::sentence(&error), "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`")?;
             None
         }
     };
@@ -60,10 +60,10 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         )?,
     }
 
-    let token = args.stream_token.as_ref().filter(|token| !token.is_empty()).map(|token| Secret::new(token.clone()));
+    let token = super::non_empty(&args.stream_token);
     match (&args.sources.hook_url, token) {
         (Some(url), Some(token)) => {
-            let hook_secret = args.hook_secret.as_ref().filter(|secret| !secret.is_empty()).is_some();
+            let hook_secret = super::non_empty(&args.hook_secret).is_some();
             let ledgers =
                 super::state_dir(args.state_dir.clone()).ok().map(|dir| relay::ledger::dir(&dir, &args.github.api_url));
             check_stream(&mut report, url, &token, hook_secret, ledgers.as_deref(), &found).await?;
@@ -85,7 +85,7 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
                 "fix its permissions, or choose another with --state-dir or HOOKFWD_STATE_DIR",
             )?,
         },
-        Err(error) => report.fail("state directory", error_line(&error), "set --state-dir or HOOKFWD_STATE_DIR")?,
+        Err(error) => report.fail("state directory", crate::exit::sentence(&error), "set --state-dir or HOOKFWD_STATE_DIR")?,
     }
 
     match (report.auth, report.failed) {
@@ -303,18 +303,6 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     });
     let removed = std::fs::remove_file(&path);
     written.and(removed)
-}
-
-/// The error and its causes on one line.
-fn error_line(error: &anyhow::Error) -> String {
-    let mut line = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line = format!("{line}: {cause}");
-        }
-    }
-    line
 }
 
 /// Prints each check's outcome and counts the failures.

@@ -21,7 +21,7 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&args.sources)?;
     let (client, credentials) = super::github_client(&args.github).await?;
-    let secret = args.secret.clone().map(Secret::new);
+    let secret = args.secret.clone();
     let cutoff = relay::since::cutoff(Utc::now(), args.since);
     let context = Context {
         token: super::describe_credentials(&credentials),

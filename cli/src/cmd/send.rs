@@ -33,7 +33,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         None => args.event.clone(),
     };
     // An empty HOOKFWD_SECRET is as good as none; signing with "" would only confuse.
-    let secret = args.secret.filter(|secret| !secret.is_empty()).map(Secret::new);
+    let secret = args.secret.filter(|secret| !secret.expose().is_empty());
     if secret.is_none() && !output.quiet && !output.json {
         eprintln!(
             "{} no secret (--secret or HOOKFWD_SECRET): the delivery is sent unsigned",
