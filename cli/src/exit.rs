@@ -37,7 +37,7 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     let line = sentence(error);
     let mut stderr = std::io::stderr().lock();
     // GitHub's messages and the handler's answers are quoted in errors: no escape sequence gets through.
-    let _ = writeln!(stderr, "hookfwd: {}", crate::feed::visible(&line));
+    let _ = writeln!(stderr, "hookfwd: {}", crate::term::visible(&line));
     if let Some(hint) = hint(error) {
         let _ = writeln!(stderr, "hint: {hint}");
     }

@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 
 use crate::args::{DevArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
-use crate::feed::{Context, Feed, Status};
+use crate::feed::{Context, Feed};
+use crate::term::Status;
 
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use console::style;
 use github::{HookRef, Owner, Secret};
-use serde_json::json;
+
 use url::Url;
 
 use crate::args::{DoctorArgs, OutputArgs};
+use crate::json::Line;
 use crate::exit::{AUTH, FAILURE, fail};
-use crate::feed::{print, visible};
+use crate::term::{print, visible};
 
 /// How long the hook URL has to answer.
 const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -333,9 +334,8 @@ impl Report {
 
     fn line(&self, level: &str, check: &str, message: &str, hint: Option<&str>) -> anyhow::Result<()> {
         if self.json {
-            let object =
-                json!({"check": check, "ok": level != "fail", "level": level, "message": message, "hint": hint});
-            return Ok(print(&object.to_string())?);
+            let line = Line::Check { check, ok: level != "fail", level, message, hint };
+            return Ok(print(&line.to_json())?);
         }
         if self.quiet && level != "fail" {
             return Ok(());

@@ -8,7 +8,7 @@ use relay::Rule;
 use super::dev::{Forever, run_rules};
 use super::non_empty;
 use crate::args::{ForwardArgs, OutputArgs};
-use crate::feed::Status;
+use crate::term::Status;
 
 /// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
 pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{Cli, Command, GitHubArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
-use crate::feed::Status;
+use crate::term::Status;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {

@@ -12,7 +12,8 @@ use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
 use crate::exit::{FAILURE, REJECTED, fail};
-use crate::feed::{Context, Feed, Status};
+use crate::feed::{Context, Feed};
+use crate::term::Status;
 
 /// How long the handler has to answer one replayed delivery.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(30);

@@ -13,13 +13,14 @@ use console::style;
 use github::Secret;
 use relay::{Forwarder, Outgoing};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::json;
+
 use serde_json::value::RawValue;
 use tokio::io::AsyncReadExt;
 
 use crate::args::{OutputArgs, SendArgs};
+use crate::json::Line;
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
-use crate::feed::{Status, print};
+use crate::term::{Status, print};
 
 /// How long one request may take before the handler counts as unreachable.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,12 +65,15 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
             unexpected.push(response.status);
         }
         if output.json {
-            print(
-                &json!({"type": "sent", "event": args.event, "action": action, "guid": guid,
-                    "status": response.status, "latency_ms": response.latency.as_millis() as u64,
-                    "target": target})
-                .to_string(),
-            )?;
+            let line = Line::Sent {
+                event: &args.event,
+                action: action.as_deref(),
+                guid: &guid,
+                status: response.status,
+                latency_ms: response.latency.as_millis() as u64,
+                target: target.as_str(),
+            };
+            print(&line.to_json())?;
         } else if !output.quiet || !expected {
             print(&format!(
                 "{}  {} {} [{guid}] {} [{}] POST {target} [{} ms]",
