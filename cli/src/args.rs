@@ -129,11 +129,23 @@ pub struct RelayArgs {
     pub interval: Duration,
     /// Push mode: the blackhole's stream token; deliveries then arrive the moment GitHub sends them,
     /// and polling is only the safety net (prefer the env var: argv is visible to others).
-    #[arg(long, env = "HOOKFWD_STREAM_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = parse_secret)]
+    #[arg(
+        long,
+        env = "HOOKFWD_STREAM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
     pub stream_token: Option<Secret>,
     /// The secret GitHub signs the hook's deliveries with, to verify pushed ones (not needed for a
     /// hook hookfwd created; without it a pushed delivery is fetched from the API instead).
-    #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    #[arg(
+        long,
+        env = "HOOKFWD_HOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = parse_secret
+    )]
     pub hook_secret: Option<Secret>,
     /// Time between the safety polls while the stream is healthy (a conditional list, free when nothing changed).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
@@ -149,7 +161,8 @@ pub struct RelayArgs {
 /// `hookfwd forward`.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// A rule as JSON: {"from":["org/repo","org"],"to":"http://…","hook":{"config":{"url":"https://…"},"events":["push"]}}.
+    /// A rule as JSON:
+    /// {"from":["org/repo","org"],"to":"http://…","hook":{"config":{"url":"https://…"},"events":["push"]}}.
     #[arg(long = "rule", value_name = "JSON", required_unless_present = "config")]
     pub rules: Vec<String>,
     /// A TOML file of rules.
@@ -314,10 +327,22 @@ pub struct DoctorArgs {
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// The blackhole's stream token, to check push mode.
-    #[arg(long, env = "HOOKFWD_STREAM_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = parse_secret)]
+    #[arg(
+        long,
+        env = "HOOKFWD_STREAM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
     pub stream_token: Option<Secret>,
     /// The hook's upstream secret, if hookfwd did not create the hook.
-    #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    #[arg(
+        long,
+        env = "HOOKFWD_HOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = parse_secret
+    )]
     pub hook_secret: Option<Secret>,
     /// GitHub connection.
     #[command(flatten)]

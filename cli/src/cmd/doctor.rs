@@ -132,7 +132,8 @@ async fn check_owner(
                     "a classic token needs admin:repo_hook; a fine-grained one needs Webhooks: read and write"
                 }
                 Owner::Org { .. } => {
-                    "a classic token needs admin:org_hook; a fine-grained one needs organization Webhooks: read and write"
+                    "a classic token needs admin:org_hook; a fine-grained \
+                     one needs organization Webhooks: read and write"
                 }
             };
             report.fail(&name, error.to_string(), hint)?;
@@ -154,7 +155,8 @@ async fn check_owner(
         Some(hook) => report.fail(
             &name,
             format!("hook {} delivers to {url} but is inactive", hook.id),
-            "activate it in the repository's webhook settings, or remove it with `hookfwd hooks rm` and run `hookfwd dev`",
+            "activate it in the repository's webhook settings, or remove it \
+             with `hookfwd hooks rm` and run `hookfwd dev`",
         )?,
         None => report.fail(
             &name,
@@ -255,7 +257,8 @@ async fn check_stream(
             report.fail(
                 "stream",
                 format!("the blackhole at {origin} refused the stream token (401)"),
-                "give hookfwd one of the tokens the blackhole was started with (--stream-token / BLACKHOLE_STREAM_TOKEN)",
+                "give hookfwd one of the tokens the blackhole was started with \
+                 (--stream-token / BLACKHOLE_STREAM_TOKEN)",
             )?;
         }
         Ok(relay::stream::Answer::NotStreaming) => report.fail(

@@ -73,7 +73,8 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
     Err(fail(
         FAILURE,
         format!(
-            "no delivery with guid {guid} among those GitHub still holds for {}; check the guid (X-GitHub-Delivery) and the hook",
+            "no delivery with guid {guid} among those GitHub still holds for {}; check the guid \
+             (X-GitHub-Delivery) and the hook",
             searched.join(", ")
         ),
     ))

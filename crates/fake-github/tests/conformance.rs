@@ -154,7 +154,8 @@ async fn every_kind_of_response_matches_githubs_schemas() {
     s.fake.add_repo("octo-org/hello-world");
     s.fake.add_org("octo-org");
 
-    let body = json!({"name": "web", "events": ["push", "issues"], "config": {"url": receiver.url(), "content_type": "json", "secret": "s3cret"}});
+    let body = json!({"name": "web", "events": ["push", "issues"],
+        "config": {"url": receiver.url(), "content_type": "json", "secret": "s3cret"}});
     let hook = s.json(s.post("/repos/octo-org/hello-world/hooks", body), StatusCode::CREATED).await;
     conforms("hook", &hook);
     assert_eq!(hook["config"]["secret"], "********");

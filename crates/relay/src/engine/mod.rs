@@ -380,7 +380,8 @@ mod tests {
         assert!(wait >= Duration::from_secs(119) && wait <= Duration::from_secs(121), "{wait:?}");
         // A reset hours away (a clock skew, a hostile header) is waited for at most 15 minutes.
         let far = Utc::now() + TimeDelta::hours(5);
-        assert_eq!(wait_after(&github::Error::RateLimited { reset_at: far }, &mut backoff), Duration::from_secs(15 * 60));
+        let wait = wait_after(&github::Error::RateLimited { reset_at: far }, &mut backoff);
+        assert_eq!(wait, Duration::from_secs(15 * 60));
         // A reset already past, or any other error, waits only the backoff: seconds, not the reset.
         let past = Utc::now() - TimeDelta::seconds(60);
         let wait = wait_after(&github::Error::RateLimited { reset_at: past }, &mut Backoff::default());
