@@ -100,3 +100,28 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
         cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_github_error_inside_the_relay_is_said_once_and_keeps_its_exit_code_and_hint() {
+        let error = anyhow::Error::new(relay::Error::GitHub(github::Error::Unauthorized));
+        assert_eq!(sentence(&error), github::Error::Unauthorized.to_string());
+        assert_eq!(code(&error), AUTH);
+        assert_eq!(hint(&error), Some("run `hookfwd doctor` to see which token is used"));
+    }
+
+    #[test]
+    fn each_level_of_the_chain_is_joined_as_it_is() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let ledger = relay::Error::Ledger { path: "/state/ledger".into(), action: "written", source: io };
+        let error = anyhow::Error::new(ledger).context("the relay stopped");
+        assert_eq!(
+            sentence(&error),
+            "the relay stopped: the ledger at /state/ledger could not be written: permission denied"
+        );
+        assert_eq!(code(&error), FAILURE);
+    }
+}

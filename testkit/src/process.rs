@@ -96,6 +96,7 @@ impl Running {
     }
 
     /// Sends a signal (`libc::SIGTERM`, `libc::SIGKILL`, …).
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         self.child.signal(signal);
     }
