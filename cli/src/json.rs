@@ -79,14 +79,7 @@ pub enum Line<'a> {
     /// `wait`: the delivery waited for was handled.
     Matched { id: u64, guid: &'a str, event: &'a str, action: Option<&'a str>, status: u16 },
     /// `send`: one delivery was sent.
-    Sent {
-        event: &'a str,
-        action: Option<&'a str>,
-        guid: &'a str,
-        status: u16,
-        latency_ms: u64,
-        target: &'a str,
-    },
+    Sent { event: &'a str, action: Option<&'a str>, guid: &'a str, status: u16, latency_ms: u64, target: &'a str },
     /// `trigger ping`: GitHub is sending a ping.
     Ping { hook: String, hook_id: Option<u64> },
     /// `trigger redeliver`: GitHub is redelivering a delivery.

@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use crate::{Guard, PATIENCE, hookfwd};
 
-
 /// A running `hookfwd`; killed when dropped.
 pub struct Running {
     child: Guard,

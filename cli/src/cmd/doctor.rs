@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use console::style;
 use github::{HookRef, Owner, Secret};
-
 use url::Url;
 
 use crate::args::{DoctorArgs, OutputArgs};
-use crate::json::Line;
 use crate::exit::{AUTH, FAILURE, fail};
+use crate::json::Line;
 use crate::term::{print, visible};
 
 /// How long the hook URL has to answer.
@@ -30,9 +29,14 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             Some(client)
         }
         Err(error) => {
-            let auth = !error.chain().any(|cause| matches!(crate::exit::github_error(cause), Some(github::Error::ApiUrl(_))));
+            let auth =
+                !error.chain().any(|cause| matches!(crate::exit::github_error(cause), Some(github::Error::ApiUrl(_))));
             report.auth |= auth;
-            report.fail("token", crate::exit::sentence(&error), "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`")?;
+            report.fail(
+                "token",
+                crate::exit::sentence(&error),
+                "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`",
+            )?;
             None
         }
     };
@@ -86,7 +90,9 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
                 "fix its permissions, or choose another with --state-dir or HOOKFWD_STATE_DIR",
             )?,
         },
-        Err(error) => report.fail("state directory", crate::exit::sentence(&error), "set --state-dir or HOOKFWD_STATE_DIR")?,
+        Err(error) => {
+            report.fail("state directory", crate::exit::sentence(&error), "set --state-dir or HOOKFWD_STATE_DIR")?
+        }
     }
 
     match (report.auth, report.failed) {

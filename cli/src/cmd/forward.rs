@@ -35,4 +35,3 @@ pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> 
     }
     run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
 }
-

@@ -7,10 +7,9 @@ use console::style;
 use github::{Hook, HookRef, Owner};
 use relay::Source;
 
-
 use crate::args::{HookTarget, HooksAction, HooksArgs, OutputArgs};
-use crate::json::Line;
 use crate::exit::{FAILURE, USAGE, fail};
+use crate::json::Line;
 use crate::term::{print, visible};
 
 /// Lists or removes hooks.

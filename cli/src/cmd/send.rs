@@ -13,13 +13,12 @@ use console::style;
 use github::Secret;
 use relay::{Forwarder, Outgoing};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-
 use serde_json::value::RawValue;
 use tokio::io::AsyncReadExt;
 
 use crate::args::{OutputArgs, SendArgs};
-use crate::json::Line;
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
+use crate::json::Line;
 use crate::term::{Status, print};
 
 /// How long one request may take before the handler counts as unreachable.
@@ -71,7 +70,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
                 guid: &guid,
                 status: response.status,
                 latency_ms: response.latency.as_millis() as u64,
-                target: target.as_str(),
+                target,
             };
             print(&line.to_json())?;
         } else if !output.quiet || !expected {

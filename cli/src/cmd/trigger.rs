@@ -6,10 +6,9 @@ use anyhow::Context as _;
 use console::style;
 use github::{DeliveryItem, HookRef, Listing};
 
-
 use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
-use crate::json::Line;
 use crate::exit::{FAILURE, fail};
+use crate::json::Line;
 use crate::term::print;
 
 /// Triggers a ping or a redelivery.

@@ -11,13 +11,12 @@ use chrono::{DateTime, Utc};
 use console::style;
 use github::DeliveryItem;
 use relay::Event;
-
 use tokio::time::Instant;
 
 use super::dev::{Until, flag_rule, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
-use crate::json::Line;
 use crate::exit::{FAILURE, REJECTED, TIMEOUT, fail};
+use crate::json::Line;
 use crate::term::{Status, print, visible};
 
 /// How far GitHub's clock may be ahead of ours without a new delivery looking old.
