@@ -2,7 +2,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::{Finished, Recorder, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};

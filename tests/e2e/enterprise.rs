@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e::{Finished, Received, Recorder, Running};
+use e2e::{Received, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec};
 use github::Secret;
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::{Finished, Received, Recorder, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec, RecordedDelivery, Stats};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
-use github::{DeliveryItem, HookRef, Secret};
+use github::{DeliveryItem, HookRef};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};

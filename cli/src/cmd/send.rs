@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::Local;
 use console::style;
-use github::Secret;
 use relay::{Forwarder, Outgoing};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;

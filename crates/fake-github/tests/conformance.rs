@@ -1,15 +1,11 @@
 //! The fake against GitHub's own description (`../shared/github/openapi-hooks.json`) and
 //! GitHub's documented behaviour, driven with a plain HTTP client.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use fake_github::{FakeGitHub, HookSpec};
-use http_body_util::{BodyExt, Full};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::Recorder;

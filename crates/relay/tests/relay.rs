@@ -2,17 +2,11 @@
 //! verifies every signature.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use fake_github::{FakeGitHub, HookSpec};
 use github::{Auth, Client, Config, HookRef, Owner, RetryPolicy, Secret};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use relay::{Event, HookOrigin, Rule, Settings, Source, Target};
 use serde_json::json;
 use testkit::{Received, Recorder, eventually};
@@ -288,7 +282,7 @@ async fn a_handler_down_for_seconds_loses_nothing() {
     eventually("30 deliveries", || receiver.count() >= 30).await;
     running.polled(3).await;
     running.stop().await.unwrap();
-    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    let guids: Vec<String> = receiver.received().iter().map(|r| r.guid().to_string()).collect();
     assert_eq!(guids, oldest_first(&fake, hook), "all of them, once, in order");
 }
 
@@ -311,7 +305,7 @@ async fn github_server_errors_and_secondary_limits_lose_nothing() {
     running.polled(3).await;
     running.stop().await.unwrap();
     assert!(fake.stats().server_errors > 0 && fake.stats().secondary_limited > 0, "{:?}", fake.stats());
-    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    let guids: Vec<String> = receiver.received().iter().map(|r| r.guid().to_string()).collect();
     assert_eq!(guids, oldest_first(&fake, hook));
 }
 
@@ -414,7 +408,7 @@ async fn resumes_after_a_restart_and_catches_up_on_what_arrived_meanwhile() {
     running.polled(3).await;
     running.stop().await.unwrap();
 
-    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    let guids: Vec<String> = receiver.received().iter().map(|r| r.guid().to_string()).collect();
     let mut expected = oldest_first(&fake, hook);
     expected.remove(0); // from before the first start
     assert_eq!(guids, expected);
