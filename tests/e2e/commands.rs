@@ -362,7 +362,9 @@ async fn every_json_line_of_dev_send_hooks_list_and_doctor_has_a_type() {
     dev.wait_line(r#""type":"forwarded""#).await;
     dev.0.signal(libc::SIGTERM);
     let mut runs = vec![("dev", dev.finish().await)];
-    runs.push(("send", hookfwd_run(&fake, state.path(), &["send", "--event", "push", "--to", &to, "--json"]).await));
+    let send =
+        Running::hookfwd(["send", "--event", "push", "--to", &to, "--json"], &[("HOOKFWD_SECRET", SECRET.as_ref())]);
+    runs.push(("send", send.finish().await));
     let list = ["hooks", "list", "--repo", REPO, "--hook-url", &hook_url, "--json"];
     runs.push(("hooks list", hookfwd_run(&fake, state.path(), &list).await));
     let doctor = ["doctor", "--repo", REPO, "--hook-url", &hook_url, "--state-dir", dir, "--json"];
