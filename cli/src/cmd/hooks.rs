@@ -6,11 +6,11 @@ use anyhow::Context as _;
 use console::style;
 use github::{Hook, HookRef, Owner};
 use relay::Source;
-use serde_json::json;
 
 use crate::args::{HookTarget, HooksAction, HooksArgs, OutputArgs};
 use crate::exit::{FAILURE, USAGE, fail};
-use crate::feed::{print, visible};
+use crate::json::Line;
+use crate::term::{print, visible};
 
 /// Lists or removes hooks.
 pub async fn hooks(args: HooksArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -32,12 +32,17 @@ async fn list(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
         for hook in &hooks {
             let ours = target.sources.hook_url.as_deref().is_some_and(|url| hook.delivers_to(url));
             if output.json {
-                print(
-                    &json!({"owner": owner.to_string(), "id": hook.id, "url": hook.config.url,
-                        "events": hook.events, "active": hook.active, "content_type": hook.config.content_type,
-                        "last_response": hook.last_response, "hookfwd": ours})
-                    .to_string(),
-                )?;
+                let line = Line::ListedHook {
+                    owner: owner.to_string(),
+                    id: hook.id,
+                    url: hook.config.url.as_deref(),
+                    events: &hook.events,
+                    active: hook.active,
+                    content_type: hook.config.content_type.as_deref(),
+                    last_response: hook.last_response.as_ref(),
+                    hookfwd: ours,
+                };
+                print(&line.to_json())?;
             } else {
                 print(&describe(owner, hook, ours))?;
             }
@@ -78,7 +83,7 @@ async fn remove(id: u64, target: HookTarget, output: &OutputArgs) -> anyhow::Res
     let hook = owner.hook(id);
     client.delete_hook(&hook).await.with_context(|| format!("could not delete {hook}"))?;
     if output.json {
-        print(&json!({"type": "deleted", "owner": owner.to_string(), "id": id}).to_string())?;
+        print(&Line::Deleted { owner: owner.to_string(), id }.to_json())?;
     } else if !output.quiet {
         print(&format!("{} deleted {hook}", style("✓").green()))?;
     }

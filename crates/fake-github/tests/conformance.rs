@@ -1,17 +1,14 @@
 //! The fake against GitHub's own description (`@octokit/openapi`, installed under `tests/receiver`) and
 //! GitHub's documented behaviour, driven with a plain HTTP client.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use fake_github::{FakeGitHub, HookSpec};
-use http_body_util::{BodyExt, Full};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use testkit::Recorder;
 
 const TOKEN: &str = "ghp_faketoken0000000000000000000000000";
 
@@ -189,61 +186,6 @@ impl Setup {
     }
 }
 
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HashMap<String, String>,
-    body: Bytes,
-}
-
-/// A local hook URL that records what it is sent and answers `status`.
-struct Receiver {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
-    status: Arc<AtomicU16>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/webhook", listener.local_addr().unwrap());
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let status = Arc::new(AtomicU16::new(200));
-        let (log, answer) = (Arc::clone(&received), Arc::clone(&status));
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let (log, answer) = (Arc::clone(&log), Arc::clone(&answer));
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let (log, answer) = (Arc::clone(&log), Arc::clone(&answer));
-                        async move {
-                            let headers = request
-                                .headers()
-                                .iter()
-                                .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("").to_string()))
-                                .collect();
-                            let body = request.into_body().collect().await.unwrap().to_bytes();
-                            log.lock().unwrap().push(Received { headers, body });
-                            let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"thanks")));
-                            *response.status_mut() =
-                                hyper::StatusCode::from_u16(answer.load(Ordering::SeqCst)).unwrap();
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                });
-            }
-        });
-        Self { url, received, status }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
 /// A URL on which nothing listens.
 async fn refused_url() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -266,11 +208,12 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 #[tokio::test]
 async fn every_kind_of_response_matches_githubs_schemas() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     s.fake.add_repo("octo-org/hello-world");
     s.fake.add_org("octo-org");
 
-    let body = json!({"name": "web", "events": ["push", "issues"], "config": {"url": receiver.url, "content_type": "json", "secret": "s3cret"}});
+    let body = json!({"name": "web", "events": ["push", "issues"],
+        "config": {"url": receiver.url(), "content_type": "json", "secret": "s3cret"}});
     let hook = s.json(s.post("/repos/octo-org/hello-world/hooks", body), StatusCode::CREATED).await;
     conforms("hook", &hook);
     assert_eq!(hook["config"]["secret"], "********");
@@ -288,7 +231,7 @@ async fn every_kind_of_response_matches_githubs_schemas() {
     conforms("hook", &patched);
     assert_eq!(patched["events"], json!(["push", "issues", "release"]));
 
-    let org_body = json!({"name": "web", "config": {"url": receiver.url, "content_type": "form"}, "events": ["*"]});
+    let org_body = json!({"name": "web", "config": {"url": receiver.url(), "content_type": "form"}, "events": ["*"]});
     let org_hook = s.json(s.post("/orgs/octo-org/hooks", org_body), StatusCode::CREATED).await;
     conforms("org-hook", &org_hook);
     assert_eq!(org_hook["type"], "Organization");
@@ -306,7 +249,7 @@ async fn every_kind_of_response_matches_githubs_schemas() {
     assert_eq!(delivery["action"], "opened");
 
     conforms("basic-error", &s.json(s.get("/repos/octo-org/nope/hooks"), StatusCode::NOT_FOUND).await);
-    let duplicate = json!({"config": {"url": receiver.url}});
+    let duplicate = json!({"config": {"url": receiver.url()}});
     let error = s.json(s.post("/repos/octo-org/hello-world/hooks", duplicate), StatusCode::UNPROCESSABLE_ENTITY).await;
     conforms("validation-error", &error);
     conforms("rate-limit-overview", &s.json(s.get("/rate_limit"), StatusCode::OK).await);
@@ -467,9 +410,9 @@ async fn duplicate_or_invalid_hooks_are_422() {
 #[tokio::test]
 async fn emit_posts_githubs_headers_and_a_valid_signature_over_the_exact_body() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let repo_id = s.fake.add_repo("octo-org/hello-world");
-    let hook = s.fake.add_hook("octo-org/hello-world", HookSpec::new(&receiver.url).secret("It's a Secret"));
+    let hook = s.fake.add_hook("octo-org/hello-world", HookSpec::new(&receiver.url()).secret("It's a Secret"));
     let ids = s.fake.emit("octo-org/hello-world", "pull_request", sample("pull_request")).await;
     assert_eq!(ids.len(), 1);
 
@@ -503,9 +446,9 @@ async fn emit_posts_githubs_headers_and_a_valid_signature_over_the_exact_body() 
 #[tokio::test]
 async fn form_hooks_receive_a_urlencoded_payload() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     s.fake.add_repo("o/r");
-    let hook = s.fake.add_hook("o/r", HookSpec::new(&receiver.url).content_type("form").secret("k"));
+    let hook = s.fake.add_hook("o/r", HookSpec::new(&receiver.url()).content_type("form").secret("k"));
     s.fake.emit("o/r", "push", sample("push")).await;
     let request = &receiver.received()[0];
     assert_eq!(request.headers["content-type"], "application/x-www-form-urlencoded");
@@ -522,10 +465,10 @@ async fn form_hooks_receive_a_urlencoded_payload() {
 #[tokio::test]
 async fn failed_deliveries_are_recorded_with_what_github_saw() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
-    receiver.status.store(503, Ordering::SeqCst);
+    let receiver = Recorder::start().await;
+    receiver.answer(503);
     s.fake.add_repo("o/r");
-    let down = s.fake.add_hook("o/r", HookSpec::new(&receiver.url));
+    let down = s.fake.add_hook("o/r", HookSpec::new(&receiver.url()));
     let refused = s.fake.add_hook("o/r", HookSpec::new(refused_url().await));
     let inactive = s.fake.add_hook("o/r", HookSpec::new(s.fake.blackhole_url()).active(false));
     let issues_only =
@@ -551,9 +494,9 @@ async fn failed_deliveries_are_recorded_with_what_github_saw() {
 #[tokio::test]
 async fn redelivery_posts_again_with_the_same_guid_and_a_new_id() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     s.fake.add_repo("o/r");
-    let hook = s.fake.add_hook("o/r", HookSpec::new(&receiver.url).secret("x"));
+    let hook = s.fake.add_hook("o/r", HookSpec::new(&receiver.url()).secret("x"));
     let original = s.fake.emit("o/r", "issues", sample("issues")).await[0];
     let path = format!("/repos/o/r/hooks/{hook}/deliveries/{original}/attempts");
     let accepted = s.json(s.post(&path, json!({})), StatusCode::ACCEPTED).await;
@@ -580,20 +523,17 @@ async fn redelivery_posts_again_with_the_same_guid_and_a_new_id() {
 #[tokio::test]
 async fn pings_deliver_githubs_ping_payload() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     s.fake.add_repo("o/r");
     s.fake.set_ping_on_create(true);
     let created = s
         .json(
-            s.post("/repos/o/r/hooks", json!({"config": {"url": receiver.url, "content_type": "json"}})),
+            s.post("/repos/o/r/hooks", json!({"config": {"url": receiver.url(), "content_type": "json"}})),
             StatusCode::CREATED,
         )
         .await;
     let hook = created["id"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while receiver.received().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::eventually("the ping", || receiver.count() > 0).await;
     assert_eq!(receiver.received().len(), 1, "GitHub pings a new hook");
 
     let answer = s.http.post(s.url(&format!("/repos/o/r/hooks/{hook}/pings"))).bearer_auth(TOKEN).send().await.unwrap();
@@ -729,10 +669,10 @@ async fn retention_forgets_old_deliveries_and_age_moves_time() {
 #[tokio::test]
 async fn org_hooks_receive_their_repositories_events() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     s.fake.add_org("octo-org");
     s.fake.add_repo("octo-org/a");
-    let hook = s.fake.add_hook("octo-org", HookSpec::new(&receiver.url));
+    let hook = s.fake.add_hook("octo-org", HookSpec::new(&receiver.url()));
     s.fake.emit("octo-org/a", "release", sample("release")).await;
     s.fake.emit("octo-org", "organization", json!({"action": "member_added"})).await;
     let got = receiver.received();
@@ -765,11 +705,11 @@ fn app_jwt(app_id: u64, lifetime: i64) -> String {
 #[tokio::test]
 async fn app_hook_answers_only_to_the_apps_jwt_and_mints_installation_tokens() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let public =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys/app.pub.pem")).unwrap();
     s.fake.add_app(4242, &public, 77);
-    s.fake.set_app_hook(4242, HookSpec::new(&receiver.url).secret("app-secret"));
+    s.fake.set_app_hook(4242, HookSpec::new(&receiver.url()).secret("app-secret"));
     s.fake.add_repo("o/r");
     s.fake.emit("o/r", "check_run", sample("check_run")).await;
     let got = receiver.received();
@@ -811,9 +751,9 @@ async fn app_hook_answers_only_to_the_apps_jwt_and_mints_installation_tokens() {
 #[tokio::test]
 async fn githubs_example_payloads_round_trip_byte_exact() {
     let s = Setup::new().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     s.fake.add_repo("Codertocat/Hello-World");
-    let hook = s.fake.add_hook("Codertocat/Hello-World", HookSpec::new(&receiver.url).secret("s"));
+    let hook = s.fake.add_hook("Codertocat/Hello-World", HookSpec::new(&receiver.url()).secret("s"));
     let mut events: Vec<(String, Value)> = Vec::new();
     for event in EXAMPLE_EVENTS {
         events.extend(webhook_examples(event).into_iter().map(|example| (event.to_string(), example)));
