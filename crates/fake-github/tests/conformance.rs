@@ -412,7 +412,7 @@ async fn emit_posts_githubs_headers_and_a_valid_signature_over_the_exact_body() 
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
     let repo_id = s.fake.add_repo("octo-org/hello-world");
-    let hook = s.fake.add_hook("octo-org/hello-world", HookSpec::new(&receiver.url()).secret("It's a Secret"));
+    let hook = s.fake.add_hook("octo-org/hello-world", HookSpec::new(receiver.url()).secret("It's a Secret"));
     let ids = s.fake.emit("octo-org/hello-world", "pull_request", sample("pull_request")).await;
     assert_eq!(ids.len(), 1);
 
@@ -448,7 +448,7 @@ async fn form_hooks_receive_a_urlencoded_payload() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
     s.fake.add_repo("o/r");
-    let hook = s.fake.add_hook("o/r", HookSpec::new(&receiver.url()).content_type("form").secret("k"));
+    let hook = s.fake.add_hook("o/r", HookSpec::new(receiver.url()).content_type("form").secret("k"));
     s.fake.emit("o/r", "push", sample("push")).await;
     let request = &receiver.received()[0];
     assert_eq!(request.headers["content-type"], "application/x-www-form-urlencoded");
@@ -468,7 +468,7 @@ async fn failed_deliveries_are_recorded_with_what_github_saw() {
     let receiver = Recorder::start().await;
     receiver.answer(503);
     s.fake.add_repo("o/r");
-    let down = s.fake.add_hook("o/r", HookSpec::new(&receiver.url()));
+    let down = s.fake.add_hook("o/r", HookSpec::new(receiver.url()));
     let refused = s.fake.add_hook("o/r", HookSpec::new(refused_url().await));
     let inactive = s.fake.add_hook("o/r", HookSpec::new(s.fake.blackhole_url()).active(false));
     let issues_only =
@@ -496,7 +496,7 @@ async fn redelivery_posts_again_with_the_same_guid_and_a_new_id() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
     s.fake.add_repo("o/r");
-    let hook = s.fake.add_hook("o/r", HookSpec::new(&receiver.url()).secret("x"));
+    let hook = s.fake.add_hook("o/r", HookSpec::new(receiver.url()).secret("x"));
     let original = s.fake.emit("o/r", "issues", sample("issues")).await[0];
     let path = format!("/repos/o/r/hooks/{hook}/deliveries/{original}/attempts");
     let accepted = s.json(s.post(&path, json!({})), StatusCode::ACCEPTED).await;
@@ -672,7 +672,7 @@ async fn org_hooks_receive_their_repositories_events() {
     let receiver = Recorder::start().await;
     s.fake.add_org("octo-org");
     s.fake.add_repo("octo-org/a");
-    let hook = s.fake.add_hook("octo-org", HookSpec::new(&receiver.url()));
+    let hook = s.fake.add_hook("octo-org", HookSpec::new(receiver.url()));
     s.fake.emit("octo-org/a", "release", sample("release")).await;
     s.fake.emit("octo-org", "organization", json!({"action": "member_added"})).await;
     let got = receiver.received();
@@ -709,7 +709,7 @@ async fn app_hook_answers_only_to_the_apps_jwt_and_mints_installation_tokens() {
     let public =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys/app.pub.pem")).unwrap();
     s.fake.add_app(4242, &public, 77);
-    s.fake.set_app_hook(4242, HookSpec::new(&receiver.url()).secret("app-secret"));
+    s.fake.set_app_hook(4242, HookSpec::new(receiver.url()).secret("app-secret"));
     s.fake.add_repo("o/r");
     s.fake.emit("o/r", "check_run", sample("check_run")).await;
     let got = receiver.received();
@@ -753,7 +753,7 @@ async fn githubs_example_payloads_round_trip_byte_exact() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
     s.fake.add_repo("Codertocat/Hello-World");
-    let hook = s.fake.add_hook("Codertocat/Hello-World", HookSpec::new(&receiver.url()).secret("s"));
+    let hook = s.fake.add_hook("Codertocat/Hello-World", HookSpec::new(receiver.url()).secret("s"));
     let mut events: Vec<(String, Value)> = Vec::new();
     for event in EXAMPLE_EVENTS {
         events.extend(webhook_examples(event).into_iter().map(|example| (event.to_string(), example)));
