@@ -3,7 +3,7 @@
 use relay::Answer;
 use serde_json::{Map, Value, json};
 
-use crate::feed::visible;
+use crate::term::visible;
 
 /// Body lines shown under a non-2xx answer without `-v`.
 const FIRST_LINES: usize = 5;
@@ -52,7 +52,32 @@ pub fn gist(answer: &Answer) -> String {
     format!(": {}{ellipsis}", visible(&short))
 }
 
-/// Adds the answer's `headers`, `body` (as kept, text) and `body_length` to a JSON feed line.
+/// The answer's fields on a `--json` line: `headers`, `body` (as kept, as text), `body_length`, `body_truncated`.
+#[derive(Debug, serde::Serialize)]
+pub struct AnswerJson<'a> {
+    /// Header names and values.
+    pub headers: std::collections::BTreeMap<&'a str, &'a str>,
+    /// The body's first 64 KiB, as text.
+    pub body: std::borrow::Cow<'a, str>,
+    /// The body's full length.
+    pub body_length: u64,
+    /// Whether `body` is shorter than the answer's body.
+    pub body_truncated: bool,
+}
+
+impl<'a> AnswerJson<'a> {
+    /// The fields of `answer`.
+    pub fn of(answer: &'a Answer) -> Self {
+        Self {
+            headers: answer.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect(),
+            body: answer.text(),
+            body_length: answer.body_length,
+            body_truncated: answer.truncated(),
+        }
+    }
+}
+
+/// Adds the answer's `headers`, `body` (as kept, text) and `body_length` to a JSON line built by hand.
 pub fn add_json(object: &mut Value, answer: &Answer) {
     let mut headers = Map::new();
     for (name, value) in &answer.headers {

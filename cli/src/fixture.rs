@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::args::OutputArgs;
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
-use crate::feed::{print, visible};
+use crate::term::{print, visible};
 
 /// The format's version, written in every fixture.
 const VERSION: u32 = 1;

@@ -10,16 +10,15 @@ use std::time::Duration;
 
 use chrono::Local;
 use console::style;
-use github::Secret;
 use relay::{Forwarder, Outgoing};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::io::AsyncReadExt;
 
 use crate::args::{OutputArgs, SendArgs};
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
-use crate::feed::{Status, print};
+use crate::json::Line;
+use crate::term::{Status, print};
 
 /// How long one request may take before the handler counts as unreachable.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,7 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Sends `--repeat` synthetic deliveries, each with a new guid, and checks every answer.
 pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     // An empty HOOKFWD_SECRET is as good as none; signing with "" would only confuse.
-    let secret = args.secret.clone().filter(|secret| !secret.is_empty()).map(Secret::new);
+    let secret = args.secret.clone().filter(|secret| !secret.expose().is_empty());
     if let Some(path) = &args.fixture {
         return crate::fixture::send(path, &args.to, secret.as_ref(), output).await;
     }
@@ -69,11 +68,16 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
             unexpected.push(response.status);
         }
         if output.json {
-            let mut object = json!({"type": "sent", "event": event, "action": action, "guid": guid,
-                "status": response.status, "latency_ms": response.latency.as_millis() as u64,
-                "target": target});
-            crate::answer::add_json(&mut object, &response.answer);
-            print(&object.to_string())?;
+            let line = Line::Sent {
+                event: &event,
+                action: action.as_deref(),
+                guid: &guid,
+                status: response.status,
+                latency_ms: response.latency.as_millis() as u64,
+                target,
+                answer: crate::answer::AnswerJson::of(&response.answer),
+            };
+            print(&line.to_json())?;
         } else if !output.quiet || !expected {
             print(&format!(
                 "{}  {} {} [{guid}] {} [{}] POST {target} [{} ms]",
