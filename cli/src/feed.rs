@@ -148,6 +148,8 @@ pub struct Feed {
     unreachable: Option<String>,
     /// Deliveries waiting to be forwarded, per hook, as of each hook's last poll.
     waiting: HashMap<HookRef, usize>,
+    /// Deliveries the handler answered this run (other than a 5xx, which is retried), for the stop line.
+    forwarded: u64,
     /// Deliveries answered since a backlog began, and the backlog's size, for the progress bar.
     drained: u64,
     total: u64,
@@ -172,6 +174,7 @@ impl Feed {
             hooks: Vec::new(),
             failed: Vec::new(),
             unreachable: None,
+            forwarded: 0,
             waiting: HashMap::new(),
             drained: 0,
             total: 0,
@@ -266,8 +269,14 @@ impl Feed {
                     ago(item.delivered_at),
                 ))
             }
-            Event::Answered { item, target, status, latency, via, .. } => {
+            Event::Answered { hook, item, target, status, latency, via } => {
                 self.unreachable = None;
+                if *status < 500 {
+                    self.forwarded += 1;
+                    if let Some(waiting) = self.waiting.get_mut(hook) {
+                        *waiting = waiting.saturating_sub(1);
+                    }
+                }
                 self.drained += 1;
                 self.show_status();
                 let text = format!(
@@ -290,7 +299,11 @@ impl Feed {
             Event::Retrying { item, reason, wait, attempt, .. } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
                 let reason_text = visible(reason);
-                let message = format!("handler unreachable ({reason_text}), retrying in {wait_text}");
+                // A bare status code means the handler answered: it is up, but failing this delivery.
+                let message = match reason.parse::<u16>() {
+                    Ok(status) => format!("handler answered {status}, retrying in {wait_text}"),
+                    Err(_) => format!("handler unreachable ({reason_text}), retrying in {wait_text}"),
+                };
                 self.status.set(message.clone());
                 self.unreachable = Some(message);
                 self.line_or_json(
@@ -405,6 +418,24 @@ impl Feed {
                 )
             }
         }
+    }
+
+    /// The one line shown when the run is stopped (Ctrl-C, SIGTERM): what was forwarded, and what is
+    /// left for the next run, which catches it up from GitHub. The status line is cleared first.
+    pub fn stopped(&mut self) -> std::io::Result<()> {
+        self.status.set("");
+        let waiting: usize = self.waiting.values().sum();
+        let forwarded = self.forwarded;
+        let plural = |n: u64| if n == 1 { "delivery" } else { "deliveries" };
+        let left = match waiting {
+            0 => "nothing is waiting".to_string(),
+            n => format!("{n} still waiting will be caught up next time"),
+        };
+        self.line_or_json(
+            &format!("Stopped: {forwarded} {} forwarded; {left}.", plural(forwarded)),
+            json!({"type": "stopped", "forwarded": forwarded, "waiting": waiting}),
+            false,
+        )
     }
 
     /// The status line: unreachable handler first, then a progress bar while a backlog drains, else polling.

@@ -5,6 +5,8 @@ mod dev;
 mod enterprise;
 mod forward;
 mod hostile;
+/// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout.
+mod newcomer;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
 mod send;

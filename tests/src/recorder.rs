@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub struct Recorder {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering.
+    delay: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -49,14 +51,16 @@ impl Recorder {
         let addr = listener.local_addr().expect("bound address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (log, answer) = (received.clone(), status.clone());
+        let delay = Arc::new(AtomicU64::new(0));
+        let (log, answer, pause) = (received.clone(), status.clone(), delay.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, answer) = (log.clone(), answer.clone());
+                let (log, answer, pause) = (log.clone(), answer.clone(), pause.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (log, answer) = (log.clone(), answer.clone());
+                        let (log, answer, pause) = (log.clone(), answer.clone(), pause.clone());
                         async move {
+                            tokio::time::sleep(Duration::from_millis(pause.load(Ordering::SeqCst))).await;
                             let path = request.uri().path().to_string();
                             let headers = request
                                 .headers()
@@ -77,7 +81,7 @@ impl Recorder {
                 });
             }
         });
-        Self { addr, received, status, task }
+        Self { addr, received, status, delay, task }
     }
 
     /// `http://127.0.0.1:PORT/webhook`.
@@ -88,6 +92,11 @@ impl Recorder {
     /// Answer `status` from now on; requests answered with a non-2xx status are not recorded.
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Wait this long before answering each request from now on (a slow handler).
+    pub fn delay(&self, delay: Duration) {
+        self.delay.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Everything recorded so far.

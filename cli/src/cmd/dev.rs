@@ -12,8 +12,9 @@ use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed, Status};
 
 /// `hookfwd dev`: one rule from flags.
-pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+pub async fn dev(mut args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let rule = flag_rule(&args.sources, args.to, &args.relay)?;
+    args.relay.handler_timeout = Some(args.timeout);
     run_rules(vec![rule], args.relay, &args.github, output, status, &mut Forever).await
 }
 
@@ -45,7 +46,7 @@ fn non_empty(value: &Option<String>) -> Option<Secret> {
 }
 
 /// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
-pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let mut rules = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -67,6 +68,7 @@ pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> 
             rule.hook_secret = hook_secret.clone();
         }
     }
+    args.relay.handler_timeout = Some(args.timeout);
     run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
 }
 
@@ -114,6 +116,7 @@ pub async fn run_rules(
         since: relay.since,
         state_dir: super::state_dir(relay.state_dir)?,
         cleanup: relay.cleanup,
+        target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
         ..Settings::default()
     };
     let context = Context {
@@ -140,7 +143,15 @@ pub async fn run_rules(
             event = received.recv() => event,
             () = &mut timeout => break until.timed_out(),
         };
-        let Some(event) = event else { break until.stopped() };
+        let Some(event) = event else {
+            // Ctrl-C or SIGTERM: say what was done and what is left, then stop cleanly.
+            if cancel.is_cancelled()
+                && let Err(error) = feed.stopped()
+            {
+                break Err(error.into());
+            }
+            break until.stopped();
+        };
         if let Err(error) = feed.show(&event) {
             // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
             break Err(error.into());

@@ -81,7 +81,7 @@ pub struct Rule {
     pub target: Target,
     /// The blackhole URL that identifies (or creates) each source's hook.
     pub hook_url: Option<String>,
-    /// Events for a created hook; `*` for all.
+    /// Events for a created hook, and the only ones forwarded; `*` for all.
     pub events: Vec<String>,
     /// The local secret the forwarded requests are signed with.
     pub secret: Option<Secret>,
@@ -173,6 +173,20 @@ struct RawRule {
 }
 
 impl Rule {
+    /// Whether deliveries of `event` are forwarded: the rule's events name it, or `*`.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|wanted| wanted == "*" || wanted == event)
+    }
+
+    /// The rule's events that a hook subscribed to `hook_events` is not sent, so never arrive.
+    pub fn missing_events(&self, hook_events: &[String]) -> Vec<String> {
+        // No list (the App's hook) says nothing either way.
+        if hook_events.is_empty() || hook_events.iter().any(|event| event == "*") {
+            return Vec::new();
+        }
+        self.events.iter().filter(|event| *event != "*" && !hook_events.contains(event)).cloned().collect()
+    }
+
     /// Parses the seed's `--rule` format:
     /// `{"from":["org1/repo1","org2"],"to":"http://…/","hook":{"config":{"url":"https://…"},"events":["push"]}}`.
     ///

@@ -69,6 +69,8 @@ struct Ctx {
     events: Emitter,
     /// How many sources share the rate budget.
     sources: usize,
+    /// Whether a handler slower than GitHub allows was warned about already (once a run).
+    warned_slow: std::sync::atomic::AtomicBool,
 }
 
 /// One source ready to be polled.
@@ -79,6 +81,8 @@ struct SourceRun {
     hook: HookRef,
     /// Where its deliveries go.
     forwarder: Forwarder,
+    /// Its rule, for which events it forwards.
+    rule: Arc<Rule>,
     /// The local signing secret.
     secret: Option<Secret>,
     /// Push mode: where to subscribe, with which token, and how to verify.
@@ -126,8 +130,11 @@ pub async fn run(
     let mut hooks = HashSet::new();
     let mut fatal = None;
     let mut failures = Vec::new();
+    // A missing permission on every source is the token's fault, as a rejected token is.
+    let mut forbidden = Vec::new();
     'rules: for rule in &rules {
         let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
+        let shared_rule = Arc::new(rule.clone());
         for source in &rule.sources {
             if cancel.is_cancelled() {
                 break 'rules;
@@ -162,6 +169,15 @@ pub async fn run(
                         }
                     };
                     info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
+                    let missing = rule.missing_events(&hook_events);
+                    if !missing.is_empty() {
+                        let message = format!(
+                            "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's \
+                             events in its settings",
+                            missing.join(", ")
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
                     events
                         .emit(Event::HookReady {
                             source: name.clone(),
@@ -176,6 +192,7 @@ pub async fn run(
                         name,
                         hook,
                         forwarder: forwarder.clone(),
+                        rule: shared_rule.clone(),
                         secret: rule.secret.clone(),
                         stream,
                         _lock: lock,
@@ -188,30 +205,38 @@ pub async fn run(
                         SetupFailure::GitHub(error) => error.to_string(),
                     };
                     failures.push(failed(&events, name, error).await);
-                    // A rejected token fails every source alike: stop with it rather than try each.
-                    if let SetupFailure::GitHub(error) = failure
-                        && is_auth(&error)
-                    {
-                        fatal = Some(error);
-                        break 'rules;
+                    match failure {
+                        // A rejected token fails every source alike: stop with it rather than try each.
+                        SetupFailure::GitHub(error) if is_auth(&error) => {
+                            fatal = Some(error);
+                            break 'rules;
+                        }
+                        SetupFailure::GitHub(error @ github::Error::Forbidden { .. }) => forbidden.push(error),
+                        _ => {}
                     }
                 }
             }
         }
     }
 
+    let forbidden_count = forbidden.len();
     let result = if let Some(error) = fatal {
         Err(Error::GitHub(error))
     } else if cancel.is_cancelled() {
         Ok(())
     } else if runs.is_empty() {
-        Err(Error::NoSources(failures.join("; ")))
+        // Only missing permissions: the token's scopes are what to fix, and the exit code says so.
+        match forbidden.into_iter().next() {
+            Some(error) if failures.len() == forbidden_count => Err(Error::GitHub(error)),
+            _ => Err(Error::NoSources(failures.join("; "))),
+        }
     } else {
         let ctx = Arc::new(Ctx {
             client: client.clone(),
             settings: settings.clone(),
             events: events.clone(),
             sources: runs.len(),
+            warned_slow: std::sync::atomic::AtomicBool::new(false),
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
         // user sees it is forwarded.
@@ -228,7 +253,7 @@ pub async fn run(
                 // GitHub refused this source; the others go on.
                 Err(Error::GitHub(error)) => {
                     failures.push(failed(&events, source.name.clone(), error.to_string()).await);
-                    if is_auth(&error) {
+                    if is_auth(&error) || matches!(error, github::Error::Forbidden { .. }) {
                         refused.get_or_insert(error);
                     }
                 }
