@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_e2eNewcomerTokenNeverPrinted00001";
 const REPO: &str = "octo-org/newcomer";
+/// Set so that the "no local secret" warning does not mix with the ones under test.
+const SECRET: &str = "newcomer-local-secret-never-printed";
 
-/// `hookfwd` with the token, the fake's API URL and its own state directory.
+/// `hookfwd` with the token and a local secret, the fake's API URL and its own state directory.
 fn hookfwd(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Running {
     let api_url = fake.api_url().to_string();
     let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
@@ -20,7 +22,7 @@ fn hookfwd(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Running {
     if matches!(args.first(), Some(&"dev" | &"wait")) {
         all.extend([OsStr::new("--interval"), OsStr::new("100ms"), OsStr::new("--state-dir"), state.as_os_str()]);
     }
-    Running::hookfwd(all, &[("GITHUB_TOKEN", OsStr::new(TOKEN))])
+    Running::hookfwd(all, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))])
 }
 
 async fn fake_with(scopes: &str) -> FakeGitHub {
