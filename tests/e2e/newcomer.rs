@@ -99,8 +99,18 @@ async fn a_hook_without_the_asked_events_is_warned_about_by_name() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
-    let args =
-        ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--events", "push,check_run", "--json"];
+    let args = [
+        "dev",
+        "--repo",
+        REPO,
+        "--to",
+        &handler.url(),
+        "--hook-url",
+        &hook_url,
+        "--events",
+        "push,check_run",
+        "--json",
+    ];
     let dev = hookfwd(&fake, state.path(), &args);
     let line = dev.wait_line("\"type\":\"warning\"").await;
     let warning: Value = serde_json::from_str(&line).unwrap();
@@ -120,8 +130,7 @@ async fn wait_for_an_event_the_hook_is_not_sent_fails_at_once() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
-    let args =
-        ["wait", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--event", "check_run", "-q"];
+    let args = ["wait", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--event", "check_run", "-q"];
     // The default --timeout is 120 s: failing at once is what ends this well before it.
     let finished = hookfwd(&fake, state.path(), &args).finish().await;
     assert_eq!(finished.code, Some(1), "{}", finished.stderr);

@@ -19,7 +19,8 @@ const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the checks.
 pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let mut report = Report { json: output.json, quiet: output.quiet, failed: 0, auth: false, missing_permission: None };
+    let mut report =
+        Report { json: output.json, quiet: output.quiet, failed: 0, auth: false, missing_permission: None };
 
     // The hooks that deliver to the hook URL, for the stream's upstream secret.
     let mut found: Vec<HookRef> = Vec::new();

@@ -489,4 +489,19 @@ mod tests {
         let err = Rule::from_toml_with_env("", no_env).unwrap_err().to_string();
         assert!(err.contains("no [[rule]]"), "{err}");
     }
+
+    #[test]
+    fn a_rules_events_filter_what_is_forwarded_and_name_what_a_hook_lacks() {
+        let mut rule =
+            Rule::from_json(r#"{"from":["o/r"],"to":"http://localhost:3000/","hook":{"events":["push","check_run"]}}"#)
+                .unwrap();
+        assert!(rule.wants("push") && rule.wants("check_run") && !rule.wants("issues"));
+        let hook = |events: &[&str]| events.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        assert_eq!(rule.missing_events(&hook(&["push"])), ["check_run"]);
+        assert!(rule.missing_events(&hook(&["*"])).is_empty());
+        assert!(rule.missing_events(&[]).is_empty(), "the App's hook lists none");
+        rule.events = vec!["*".into()];
+        assert!(rule.wants("issues"));
+        assert!(rule.missing_events(&hook(&["push"])).is_empty(), "`*` asks for nothing in particular");
+    }
 }
