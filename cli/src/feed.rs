@@ -142,6 +142,8 @@ pub struct Feed {
     status: Status,
     context: Context,
     hooks: Vec<String>,
+    /// Each hook's source (`owner/repo`, the org, `app`), named on its feed lines.
+    sources: HashMap<HookRef, String>,
     /// Sources that could not be set up, held until the Ready line.
     failed: Vec<String>,
     /// Set while the handler is unreachable, so poll updates do not hide it.
@@ -172,6 +174,7 @@ impl Feed {
             status,
             context,
             hooks: Vec::new(),
+            sources: HashMap::new(),
             failed: Vec::new(),
             unreachable: None,
             forwarded: 0,
@@ -209,6 +212,7 @@ impl Feed {
                 let via = hook_url.as_deref().map(|url| format!(" via {}", visible(url))).unwrap_or_default();
                 let id = hook.id().map(|id| format!("hook {id}, ")).unwrap_or_default();
                 self.hooks.push(format!("{} ({id}{origin}){via} → {target}", visible(source)));
+                self.sources.insert(hook.clone(), source.clone());
                 if self.json {
                     print(
                         &json!({"type": "hook", "source": source, "hook_id": hook.id(), "origin": origin,
@@ -254,19 +258,20 @@ impl Feed {
                     self.context.secret,
                 ))
             }
-            Event::Delivering { item, .. } => {
+            Event::Delivering { hook, item, .. } => {
                 if self.json || self.quiet {
                     return Ok(());
                 }
                 let redelivery =
                     if item.redelivery { style(" (redelivery)").yellow().to_string() } else { String::new() };
                 print(&format!(
-                    "{}  {} {} [{}]{redelivery} · delivered {}",
+                    "{}  {} {} [{}]{redelivery} · delivered {} · from {}",
                     now(),
                     style("-->").cyan(),
                     style(visible(&item.kind())).bold(),
                     visible(&item.guid),
                     ago(item.delivered_at),
+                    visible(&self.source(hook)),
                 ))
             }
             Event::Answered { hook, item, target, status, latency, via } => {
@@ -279,24 +284,26 @@ impl Feed {
                 }
                 self.drained += 1;
                 self.show_status();
+                let source = self.source(hook).to_string();
                 let text = format!(
-                    "{}  {} [{}] POST {target} [{} ms] [{}]",
+                    "{}  {} [{}] POST {target} [{} ms] [{}] · from {}",
                     now(),
                     style("<--").cyan(),
                     status_style(*status),
                     latency.as_millis(),
                     visible(&item.guid),
+                    visible(&source),
                 );
                 self.line_or_json(
                     &text,
-                    json!({"type": "forwarded", "id": (*via == Via::Api).then_some(item.id), "guid": item.guid,
+                    json!({"type": "forwarded", "source": source, "id": (*via == Via::Api).then_some(item.id), "guid": item.guid,
                         "via": via.as_str(), "event": item.event,
                         "action": item.action, "redelivery": item.redelivery, "delivered_at": item.delivered_at,
                         "target": target.as_str(), "status": status, "latency_ms": latency.as_millis() as u64}),
                     *status >= 400,
                 )
             }
-            Event::Retrying { item, reason, wait, attempt, .. } => {
+            Event::Retrying { hook, item, reason, wait, attempt } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
                 let reason_text = visible(reason);
                 // A bare status code means the handler answered: it is up, but failing this delivery.
@@ -308,13 +315,14 @@ impl Feed {
                 self.unreachable = Some(message);
                 self.line_or_json(
                     &format!(
-                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text}",
+                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}",
                         now(),
                         style("!!!").yellow(),
                         visible(&item.kind()),
-                        visible(&item.guid)
+                        visible(&item.guid),
+                        visible(&self.source(hook)),
                     ),
-                    json!({"type": "retry", "id": item.id, "guid": item.guid, "reason": reason,
+                    json!({"type": "retry", "source": self.source(hook), "id": item.id, "guid": item.guid, "reason": reason,
                         "attempt": attempt, "wait_ms": wait.as_millis() as u64}),
                     false,
                 )
@@ -417,6 +425,14 @@ impl Feed {
                     true,
                 )
             }
+        }
+    }
+
+    /// The source a hook was set up for; its own name if the feed never saw it set up.
+    fn source(&self, hook: &HookRef) -> Cow<'_, str> {
+        match self.sources.get(hook) {
+            Some(source) => Cow::Borrowed(source),
+            None => Cow::Owned(hook.to_string()),
         }
     }
 

@@ -223,3 +223,34 @@ async fn ctrl_c_says_what_is_still_waiting_for_next_time() {
     let last: Value = serde_json::from_str(finished.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last, json!({"type": "stopped", "forwarded": 0, "waiting": 2}), "{}", finished.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_line_names_its_source() {
+    let fake = fake_with("repo, admin:repo_hook, admin:org_hook").await;
+    fake.add_org("octo-org");
+    hook_for(&fake, &["*"]);
+    fake.add_hook("octo-org", HookSpec::new(fake.blackhole_url()));
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let hook_url = fake.blackhole_url();
+    let args =
+        ["dev", "--org", "octo-org", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
+    let dev = hookfwd(&fake, state.path(), &args);
+    let warning: Value = serde_json::from_str(&dev.wait_line("\"type\":\"warning\"").await).unwrap();
+    assert_eq!(
+        warning["message"],
+        format!(
+            "{REPO} is a source and so is its organization octo-org: GitHub sends each of its events to both hooks, \
+             so each is forwarded twice"
+        )
+    );
+    dev.wait_line("\"type\":\"ready\"").await;
+    fake.emit(REPO, "issues", payload(1)).await;
+    let forwarded = dev.wait_lines("\"type\":\"forwarded\"", 2).await;
+    let mut sources: Vec<String> = forwarded
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["source"].as_str().unwrap().to_string())
+        .collect();
+    sources.sort();
+    assert_eq!(sources, ["octo-org", REPO]);
+}

@@ -125,6 +125,10 @@ pub async fn run(
             .await;
     }
 
+    for message in overlaps(&rules) {
+        events.emit(Event::Warning { message }).await;
+    }
+
     let mut runs = Vec::new();
     let mut created = Vec::new();
     let mut hooks = HashSet::new();
@@ -303,6 +307,31 @@ pub async fn run(
         }
     }
     result
+}
+
+/// One sentence per repository whose organization is a source too: GitHub sends its events to both hooks.
+fn overlaps(rules: &[Rule]) -> Vec<String> {
+    let owners = || {
+        rules.iter().flat_map(|rule| &rule.sources).filter_map(|source| match source {
+            crate::Source::Owner(owner) => Some(owner),
+            crate::Source::App => None,
+        })
+    };
+    let orgs: HashSet<String> = owners()
+        .filter_map(|owner| match owner {
+            github::Owner::Org { org } => Some(org.to_ascii_lowercase()),
+            github::Owner::Repo { .. } => None,
+        })
+        .collect();
+    owners()
+        .filter_map(|owner| match owner {
+            github::Owner::Repo { owner: org, repo } if orgs.contains(&org.to_ascii_lowercase()) => Some(format!(
+                "{org}/{repo} is a source and so is its organization {org}: GitHub sends each of its events to both \
+                 hooks, so each is forwarded twice"
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
