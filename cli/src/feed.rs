@@ -148,6 +148,8 @@ pub struct Feed {
     failed: Vec<String>,
     /// Set while the handler is unreachable, so poll updates do not hide it.
     unreachable: Option<String>,
+    /// The last GitHub error, until a poll succeeds again: the status line shows it rather than "polling".
+    trouble: Option<String>,
     /// Deliveries waiting to be forwarded, per hook, as of each hook's last poll.
     waiting: HashMap<HookRef, usize>,
     /// Deliveries the handler answered this run (other than a 5xx, which is retried), for the stop line.
@@ -177,6 +179,7 @@ impl Feed {
             sources: HashMap::new(),
             failed: Vec::new(),
             unreachable: None,
+            trouble: None,
             forwarded: 0,
             waiting: HashMap::new(),
             drained: 0,
@@ -336,6 +339,7 @@ impl Feed {
                     _ => String::new(),
                 };
                 self.polled = format!("last poll {}{rate}", at.with_timezone(&Local).format("%H:%M:%S"));
+                self.trouble = None;
                 self.waiting.insert(hook.clone(), *backlog);
                 let waiting: usize = self.waiting.values().sum();
                 if waiting == 0 {
@@ -413,11 +417,13 @@ impl Feed {
                 }
             }
             Event::Warning { message } => self.line_or_json(
-                &format!("{} {}", style("warning:").yellow(), visible(message)),
+                &format!("{}  {} {}", now(), style("!!!").yellow(), visible(message)),
                 json!({"type": "warning", "message": message}),
                 true,
             ),
             Event::Error { hook, message } => {
+                self.trouble = Some(message.clone());
+                self.show_status();
                 let hook = hook.as_ref().map(|hook| hook.to_string());
                 self.line_or_json(
                     &format!("{} {}", style("error:").red(), visible(message)),
@@ -454,13 +460,15 @@ impl Feed {
         )
     }
 
-    /// The status line: unreachable handler first, then a progress bar while a backlog drains, else polling.
+    /// The status line: unreachable handler first, then a GitHub error until a poll succeeds, then a progress bar while a backlog drains, else polling.
     fn show_status(&self) {
         let polled = &self.polled;
         let waiting_for = self.waiting_for.as_ref().filter(|(until, _)| *until > Utc::now());
         if let Some(message) = &self.unreachable {
             let waiting: usize = self.waiting.values().sum();
             self.status.set(format!("{message} · {waiting} waiting · {polled}"));
+        } else if let Some(trouble) = &self.trouble {
+            self.status.set(format!("{} · retrying · {polled}", visible(trouble)));
         } else if let Some((until, reason)) = waiting_for {
             let at = until.with_timezone(&Local).format("%H:%M:%S");
             self.status.set(format!("waiting until {at}: {} · {polled}", visible(reason)));

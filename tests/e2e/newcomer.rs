@@ -233,8 +233,7 @@ async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
-    let args =
-        ["dev", "--org", "octo-org", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
+    let args = ["dev", "--org", "octo-org", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
     let dev = hookfwd(&fake, state.path(), &args);
     let warning: Value = serde_json::from_str(&dev.wait_line("\"type\":\"warning\"").await).unwrap();
     assert_eq!(

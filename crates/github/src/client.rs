@@ -480,7 +480,9 @@ impl Client {
                     if retry && failures + 1 < self.policy.attempts {
                         let wait = backoff(&self.policy, failures);
                         failures += 1;
-                        tracing::warn!(what = call.what, attempt = failures, wait_ms = wait.as_millis() as u64,
+                        // Logs (shown with -v), not warnings: the caller reports what comes of the
+                        // call, and a rate-limit wait is announced through `waits`.
+                        tracing::info!(what = call.what, attempt = failures, wait_ms = wait.as_millis() as u64,
                             error = %error, "could not reach GitHub; retrying");
                         tokio::time::sleep(wait).await;
                         continue;
@@ -514,7 +516,7 @@ impl Client {
                 if call.idempotent && failures + 1 < self.policy.attempts {
                     let wait = backoff(&self.policy, failures);
                     failures += 1;
-                    tracing::warn!(
+                    tracing::info!(
                         what = call.what,
                         status = status.as_u16(),
                         attempt = failures,
@@ -555,12 +557,12 @@ impl Client {
         }
         let reason = match throttle {
             Throttle::Primary { .. } => {
-                tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
+                tracing::info!(what, until = %until, wait_secs = wait.as_secs(),
                     "the GitHub rate limit is exhausted; waiting for it to reset");
                 "GitHub's rate limit is exhausted"
             }
             Throttle::Secondary { .. } => {
-                tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
+                tracing::info!(what, until = %until, wait_secs = wait.as_secs(),
                     in_a_row = streak + 1, "GitHub's secondary rate limit was hit; waiting");
                 "GitHub's secondary rate limit was hit"
             }

@@ -149,7 +149,7 @@ pub async fn run(
                 () = cancel.cancelled() => break 'rules,
             };
             match setup {
-                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret }) => {
+                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret, inactive }) => {
                     if !hooks.insert(hook.clone()) {
                         let error = format!("{name}: its hook is already forwarded by an earlier rule");
                         failures.push(failed(&events, name, error).await);
@@ -173,6 +173,13 @@ pub async fn run(
                         }
                     };
                     info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
+                    if inactive {
+                        let message = format!(
+                            "{hook} is inactive, so GitHub records no deliveries for it; activate it in the \
+                             repository's webhook settings"
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
                     let missing = rule.missing_events(&hook_events);
                     if !missing.is_empty() {
                         let message = format!(
