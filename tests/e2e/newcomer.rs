@@ -253,3 +253,49 @@ async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_
     sources.sort();
     assert_eq!(sources, ["octo-org", REPO]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inactive_hook_is_a_feed_warning_not_a_log_line() {
+    let fake = fake_with("repo, admin:repo_hook").await;
+    let mut spec = HookSpec::new(fake.blackhole_url());
+    spec.active = false;
+    let hook_id = fake.add_hook(REPO, spec);
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let hook_url = fake.blackhole_url();
+    let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
+    let dev = hookfwd(&fake, state.path(), &args);
+    let warning: Value = serde_json::from_str(&dev.wait_line("\"type\":\"warning\"").await).unwrap();
+    assert_eq!(
+        warning["message"],
+        format!(
+            "{REPO} hook {hook_id} is inactive, so GitHub records no deliveries for it; activate it in the \
+             repository's webhook settings"
+        )
+    );
+    dev.wait_line("\"type\":\"ready\"").await;
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert_eq!(finished.code, Some(0));
+    assert!(finished.stderr.trim().is_empty(), "no raw log lines without -v: {}", finished.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_server_errors_are_feed_errors_without_raw_log_lines() {
+    let fake = fake_with("repo, admin:repo_hook").await;
+    hook_for(&fake, &["*"]);
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let hook_url = fake.blackhole_url();
+    let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
+    let dev = hookfwd(&fake, state.path(), &args);
+    dev.wait_line("\"type\":\"ready\"").await;
+    fake.faults().set_server_error_rate(1.0);
+    let error: Value = serde_json::from_str(&dev.wait_line("\"type\":\"error\"").await).unwrap();
+    assert!(error["message"].as_str().unwrap().starts_with("listing the deliveries of"), "{error}");
+    fake.faults().set_server_error_rate(0.0);
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert_eq!(finished.code, Some(0));
+    assert!(finished.stderr.trim().is_empty(), "no raw log lines without -v: {}", finished.stderr);
+}
