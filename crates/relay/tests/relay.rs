@@ -472,12 +472,12 @@ async fn a_rejected_token_stops_the_run_with_the_github_error() {
 async fn a_scope_refused_on_every_poll_for_the_whole_window_stops_the_run_with_the_403() {
     let fake = fake().await;
     fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let mut settings = settings(state.path());
     settings.forbidden_for = Duration::from_millis(500);
     let running =
-        Running::start(client(&fake), vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())], settings);
+        Running::start(client(&fake), vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())], settings);
     running.polled(1).await;
     // The scope is taken away mid-run: every poll is now refused.
     fake.add_token(TOKEN, "public_repo");
