@@ -104,6 +104,10 @@ pub struct DevArgs {
     /// The handler: a URL or host:port[/path] (http assumed).
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
+    /// How long the handler may take to answer one delivery before the attempt counts as failed
+    /// (GitHub itself gives up after 10 s; a slower answer is warned about once).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
+    pub timeout: Duration,
     /// Forwarding options.
     #[command(flatten)]
     pub relay: RelayArgs,
@@ -176,6 +180,9 @@ pub struct RelayArgs {
     /// Save each forwarded delivery as a fixture file in DIR (see docs/fixtures.md).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// The handler's timeout: `--timeout` of `dev` and `forward` (in `wait`, `--timeout` bounds the wait).
+    #[arg(skip)]
+    pub handler_timeout: Option<Duration>,
 }
 
 /// `hookfwd forward`.
@@ -188,6 +195,10 @@ pub struct ForwardArgs {
     /// A TOML file of rules.
     #[arg(long, value_name = "FILE", conflicts_with = "rules")]
     pub config: Option<PathBuf>,
+    /// How long the handler may take to answer one delivery before the attempt counts as failed
+    /// (GitHub itself gives up after 10 s; a slower answer is warned about once).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
+    pub timeout: Duration,
     /// Forwarding options.
     #[command(flatten)]
     pub relay: RelayArgs,

@@ -2,6 +2,7 @@
 //!
 //! Where those lines go (stdout, stderr, the status line) is `term`'s concern.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -40,12 +41,18 @@ pub struct Feed {
     status: Status,
     context: Context,
     hooks: Vec<String>,
+    /// Each hook's source (`owner/repo`, the org, `app`), named on its feed lines.
+    sources: HashMap<HookRef, String>,
     /// Sources that could not be set up, held until the Ready line.
     failed: Vec<String>,
     /// Set while the handler is unreachable, so poll updates do not hide it.
     unreachable: Option<String>,
+    /// The last GitHub error, until a poll succeeds again: the status line shows it rather than "polling".
+    trouble: Option<String>,
     /// Deliveries waiting to be forwarded, per hook, as of each hook's last poll.
     waiting: HashMap<HookRef, usize>,
+    /// Deliveries the handler answered this run (other than a 5xx, which is retried), for the stop line.
+    forwarded: u64,
     /// Deliveries answered since a backlog began, and the backlog's size, for the progress bar.
     drained: u64,
     total: u64,
@@ -69,8 +76,11 @@ impl Feed {
             status,
             context,
             hooks: Vec::new(),
+            sources: HashMap::new(),
             failed: Vec::new(),
             unreachable: None,
+            trouble: None,
+            forwarded: 0,
             waiting: HashMap::new(),
             drained: 0,
             total: 0,
@@ -105,6 +115,7 @@ impl Feed {
                 let via = hook_url.as_deref().map(|url| format!(" via {}", visible(url))).unwrap_or_default();
                 let id = hook.id().map(|id| format!("hook {id}, ")).unwrap_or_default();
                 self.hooks.push(format!("{} ({id}{origin}){via} → {target}", visible(source)));
+                self.sources.insert(hook.clone(), source.clone());
                 if self.json {
                     let hook_url = hook_url.as_deref();
                     let (hook_id, target) = (hook.id(), target.as_str());
@@ -156,32 +167,41 @@ impl Feed {
                     self.context.secret,
                 ))
             }
-            Event::Delivering { item, .. } => {
+            Event::Delivering { hook, item, .. } => {
                 if self.json || self.quiet {
                     return Ok(());
                 }
                 let redelivery =
                     if item.redelivery { style(" (redelivery)").yellow().to_string() } else { String::new() };
                 print(&format!(
-                    "{}  {} {} [{}]{redelivery} · delivered {}",
+                    "{}  {} {} [{}]{redelivery} · delivered {} · from {}",
                     now(),
                     style("-->").cyan(),
                     style(visible(&item.kind())).bold(),
                     visible(&item.guid),
                     ago(item.delivered_at),
+                    visible(&self.source(hook)),
                 ))
             }
-            Event::Answered { item, target, status, latency, via, answer, .. } => {
+            Event::Answered { hook, item, target, status, latency, via, answer, .. } => {
                 self.unreachable = None;
+                if *status < 500 {
+                    self.forwarded += 1;
+                    if let Some(waiting) = self.waiting.get_mut(hook) {
+                        *waiting = waiting.saturating_sub(1);
+                    }
+                }
                 self.drained += 1;
                 self.show_status();
+                let source = self.source(hook).to_string();
                 let mut text = format!(
-                    "{}  {} [{}] POST {target} [{} ms] [{}]",
+                    "{}  {} [{}] POST {target} [{} ms] [{}] · from {}",
                     now(),
                     style("<--").cyan(),
                     status_style(*status),
                     latency.as_millis(),
                     visible(&item.guid),
+                    visible(&source),
                 );
                 for line in crate::answer::excerpt(*status, answer, self.verbose) {
                     text.push('\n');
@@ -190,6 +210,7 @@ impl Feed {
                 self.line_or_json(
                     &text,
                     Line::Forwarded {
+                        source: &source,
                         id: (*via == Via::Api).then_some(item.id),
                         guid: &item.guid,
                         via: via.as_str(),
@@ -205,21 +226,27 @@ impl Feed {
                     *status >= 400,
                 )
             }
-            Event::Retrying { item, reason, wait, attempt, .. } => {
+            Event::Retrying { hook, item, reason, wait, attempt } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
                 let reason_text = visible(reason);
-                let message = format!("handler unreachable ({reason_text}), retrying in {wait_text}");
+                // A bare status code means the handler answered: it is up, but failing this delivery.
+                let message = match reason.parse::<u16>() {
+                    Ok(status) => format!("handler answered {status}, retrying in {wait_text}"),
+                    Err(_) => format!("handler unreachable ({reason_text}), retrying in {wait_text}"),
+                };
                 self.status.set(message.clone());
                 self.unreachable = Some(message);
                 self.line_or_json(
                     &format!(
-                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text}",
+                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}",
                         now(),
                         style("!!!").yellow(),
                         visible(&item.kind()),
-                        visible(&item.guid)
+                        visible(&item.guid),
+                        visible(&self.source(hook)),
                     ),
                     Line::Retry {
+                        source: &self.source(hook),
                         id: item.id,
                         guid: &item.guid,
                         reason,
@@ -238,6 +265,7 @@ impl Feed {
                     _ => String::new(),
                 };
                 self.polled = format!("last poll {}{rate}", at.with_timezone(&Local).format("%H:%M:%S"));
+                self.trouble = None;
                 self.waiting.insert(hook.clone(), *backlog);
                 let waiting: usize = self.waiting.values().sum();
                 if waiting == 0 {
@@ -309,11 +337,13 @@ impl Feed {
                 }
             }
             Event::Warning { message } => self.line_or_json(
-                &format!("{} {}", style("warning:").yellow(), visible(message)),
+                &format!("{}  {} {}", now(), style("!!!").yellow(), visible(message)),
                 Line::Warning { message },
                 true,
             ),
             Event::Error { hook, message } => {
+                self.trouble = Some(message.clone());
+                self.show_status();
                 let hook = hook.as_ref().map(|hook| hook.to_string());
                 self.line_or_json(
                     &format!("{} {}", style("error:").red(), visible(message)),
@@ -324,13 +354,41 @@ impl Feed {
         }
     }
 
-    /// The status line: unreachable handler first, then a progress bar while a backlog drains, else polling.
+    /// The source a hook was set up for; its own name if the feed never saw it set up.
+    fn source(&self, hook: &HookRef) -> Cow<'_, str> {
+        match self.sources.get(hook) {
+            Some(source) => Cow::Borrowed(source),
+            None => Cow::Owned(hook.to_string()),
+        }
+    }
+
+    /// The one line shown when the run is stopped (Ctrl-C, SIGTERM): what was forwarded, and what is
+    /// left for the next run, which catches it up from GitHub. The status line is cleared first.
+    pub fn stopped(&mut self) -> std::io::Result<()> {
+        self.status.set("");
+        let waiting: usize = self.waiting.values().sum();
+        let forwarded = self.forwarded;
+        let plural = |n: u64| if n == 1 { "delivery" } else { "deliveries" };
+        let left = match waiting {
+            0 => "nothing is waiting".to_string(),
+            n => format!("{n} still waiting will be caught up next time"),
+        };
+        self.line_or_json(
+            &format!("Stopped: {forwarded} {} forwarded; {left}.", plural(forwarded)),
+            Line::Stopped { forwarded, waiting },
+            false,
+        )
+    }
+
+    /// The status line: unreachable handler first, then a GitHub error until a poll succeeds, then a progress bar while a backlog drains, else polling.
     fn show_status(&self) {
         let polled = &self.polled;
         let waiting_for = self.waiting_for.as_ref().filter(|(until, _)| *until > Utc::now());
         if let Some(message) = &self.unreachable {
             let waiting: usize = self.waiting.values().sum();
             self.status.set(format!("{message} · {waiting} waiting · {polled}"));
+        } else if let Some(trouble) = &self.trouble {
+            self.status.set(format!("{} · retrying · {polled}", visible(trouble)));
         } else if let Some((until, reason)) = waiting_for {
             let at = until.with_timezone(&Local).format("%H:%M:%S");
             self.status.set(format!("waiting until {at}: {} · {polled}", visible(reason)));

@@ -41,6 +41,8 @@ pub enum Line<'a> {
     },
     /// The handler answered a delivery.
     Forwarded {
+        /// The source whose hook brought it.
+        source: &'a str,
         /// The API's delivery id; none for a pushed delivery.
         id: Option<u64>,
         guid: &'a str,
@@ -58,7 +60,9 @@ pub enum Line<'a> {
         answer: AnswerJson<'a>,
     },
     /// The handler could not be reached; the delivery is tried again.
-    Retry { id: u64, guid: &'a str, reason: &'a str, attempt: u32, wait_ms: u64 },
+    Retry { source: &'a str, id: u64, guid: &'a str, reason: &'a str, attempt: u32, wait_ms: u64 },
+    /// The run was stopped (Ctrl-C, SIGTERM): what was forwarded, and what the next run catches up.
+    Stopped { forwarded: u64, waiting: usize },
     /// A blackhole stream connected.
     #[serde(rename = "stream")]
     StreamUp {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ pub struct Recorder {
     status: Arc<AtomicU16>,
     /// The body of every answer (`ok` unless [`Recorder::answer_with`] set one).
     body: Arc<Mutex<Bytes>>,
+    /// Milliseconds to wait before answering.
+    delay: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -61,14 +63,16 @@ impl Recorder {
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
         let body = Arc::new(Mutex::new(Bytes::from_static(b"ok")));
-        let (log, answer, said) = (received.clone(), status.clone(), body.clone());
+        let delay = Arc::new(AtomicU64::new(0));
+        let (log, answer, said, pause) = (received.clone(), status.clone(), body.clone(), delay.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, answer, said) = (log.clone(), answer.clone(), said.clone());
+                let (log, answer, said, pause) = (log.clone(), answer.clone(), said.clone(), pause.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (log, answer, said) = (log.clone(), answer.clone(), said.clone());
+                        let (log, answer, said, pause) = (log.clone(), answer.clone(), said.clone(), pause.clone());
                         async move {
+                            tokio::time::sleep(Duration::from_millis(pause.load(Ordering::SeqCst))).await;
                             let path = request.uri().path().to_string();
                             let headers = request
                                 .headers()
@@ -90,7 +94,7 @@ impl Recorder {
                 });
             }
         });
-        Self { addr, received, status, body, task }
+        Self { addr, received, status, body, delay, task }
     }
 
     /// `http://127.0.0.1:PORT/webhook`.
@@ -107,6 +111,11 @@ impl Recorder {
     pub fn answer_with(&self, status: u16, body: &str) {
         *self.body.lock().expect("recorder lock") = Bytes::copy_from_slice(body.as_bytes());
         self.answer(status);
+    }
+
+    /// Wait this long before answering each request from now on (a slow handler).
+    pub fn delay(&self, delay: Duration) {
+        self.delay.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// How many requests were recorded so far.

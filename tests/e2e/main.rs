@@ -21,6 +21,8 @@ mod forward;
 mod hostile;
 /// The local inspector: its page, API and safety, and a real browser.
 mod inspect;
+/// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout.
+mod newcomer;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
 /// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.

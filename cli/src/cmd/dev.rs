@@ -13,8 +13,9 @@ use crate::inspect::Inspector;
 use crate::term::Status;
 
 /// `hookfwd dev`: one rule from flags.
-pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+pub async fn dev(mut args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let rule = flag_rule(&args.sources, args.to, &args.relay)?;
+    args.relay.handler_timeout = Some(args.timeout);
     run_rules(vec![rule], args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
 }
 
@@ -92,6 +93,7 @@ pub async fn run_rules(
         since: relay.since,
         state_dir: super::state_dir(relay.state_dir)?,
         cleanup: relay.cleanup,
+        target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
         ..Settings::default()
     };
     let context = Context {
@@ -119,7 +121,15 @@ pub async fn run_rules(
             event = received.recv() => event,
             () = &mut timeout => break until.timed_out(),
         };
-        let Some(event) = event else { break until.stopped() };
+        let Some(event) = event else {
+            // Ctrl-C or SIGTERM: say what was done and what is left, then stop cleanly.
+            if cancel.is_cancelled()
+                && let Err(error) = feed.stopped()
+            {
+                break Err(error.into());
+            }
+            break until.stopped();
+        };
         if let Err(error) = feed.show(&event) {
             // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
             break Err(error.into());

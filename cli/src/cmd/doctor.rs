@@ -19,7 +19,8 @@ const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the checks.
 pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let mut report = Report { json: output.json, quiet: output.quiet, failed: 0, auth: false };
+    let mut report =
+        Report { json: output.json, quiet: output.quiet, failed: 0, auth: false, missing_permission: None };
 
     // The hooks that deliver to the hook URL, for the stream's upstream secret.
     let mut found: Vec<HookRef> = Vec::new();
@@ -95,6 +96,9 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         }
     }
 
+    if let (false, Some(sentence)) = (report.auth, report.missing_permission.take()) {
+        return Err(fail(AUTH, sentence));
+    }
     match (report.auth, report.failed) {
         (true, failed) => Err(fail(AUTH, format!("{} failed; the token is missing or rejected", checks(failed)))),
         (false, 0) => Ok(ExitCode::SUCCESS),
@@ -143,6 +147,7 @@ async fn check_owner(
                 }
             };
             report.fail(&name, error.to_string(), hint)?;
+            report.missing_permission.get_or_insert_with(|| error.to_string());
             return Ok(true);
         }
         Err(error) => {
@@ -325,6 +330,8 @@ struct Report {
     failed: usize,
     /// Whether the token is missing or was rejected (exit 3).
     auth: bool,
+    /// The first permission the token lacks, as GitHub's 403 named it (exit 3 too).
+    missing_permission: Option<String>,
 }
 
 impl Report {

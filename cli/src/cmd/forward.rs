@@ -11,7 +11,7 @@ use crate::args::{ForwardArgs, OutputArgs};
 use crate::term::Status;
 
 /// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
-pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let mut rules = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -33,5 +33,6 @@ pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> 
             rule.hook_secret = hook_secret.clone();
         }
     }
+    args.relay.handler_timeout = Some(args.timeout);
     run_rules(rules, args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
 }

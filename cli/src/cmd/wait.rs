@@ -98,6 +98,19 @@ impl Match {
 impl Until for Match {
     fn event(&mut self, event: &Event) -> Option<anyhow::Result<ExitCode>> {
         match event {
+            // GitHub will never send it: waiting out the timeout would only hide why.
+            Event::HookReady { hook, events, .. }
+                if !events.is_empty() && !events.iter().any(|e| e == "*" || *e == self.event) =>
+            {
+                Some(Err(fail(
+                    FAILURE,
+                    format!(
+                        "{hook} is not subscribed to {}, so GitHub never sends it; add it to the hook's events in its \
+                         settings",
+                        self.event
+                    ),
+                )))
+            }
             Event::Answered { item, status, answer, .. } if self.matches(item) => match status {
                 200..=299 => Some(self.handled(item, *status)),
                 500.. => {

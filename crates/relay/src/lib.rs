@@ -40,6 +40,8 @@ pub struct Settings {
     pub fetch_concurrency: usize,
     /// How long to wait for the target to answer one delivery.
     pub target_timeout: Duration,
+    /// How long GitHub may refuse a permission (403) on every poll before the run stops: by then it is permanent.
+    pub forbidden_for: Duration,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             cleanup: false,
             fetch_concurrency: 8,
             target_timeout: Duration::from_secs(30),
+            forbidden_for: Duration::from_secs(60),
         }
     }
 }

@@ -73,6 +73,7 @@ fn settings(state: &std::path::Path) -> Settings {
         cleanup: false,
         fetch_concurrency: 8,
         target_timeout: Duration::from_secs(5),
+        forbidden_for: Duration::from_secs(60),
     }
 }
 
@@ -465,4 +466,22 @@ async fn a_rejected_token_stops_the_run_with_the_github_error() {
     // cause (none for a 401), so a caller joining the chain says the sentence once.
     assert_eq!(error.to_string(), github::Error::Unauthorized.to_string());
     assert!(std::error::Error::source(&error).is_none(), "{:?}", std::error::Error::source(&error));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_refused_on_every_poll_for_the_whole_window_stops_the_run_with_the_403() {
+    let fake = fake().await;
+    fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    let receiver = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(state.path());
+    settings.forbidden_for = Duration::from_millis(500);
+    let running =
+        Running::start(client(&fake), vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())], settings);
+    running.polled(1).await;
+    // The scope is taken away mid-run: every poll is now refused.
+    fake.add_token(TOKEN, "public_repo");
+    let result = tokio::time::timeout(PATIENCE, running.task).await.expect("the run stops by itself").unwrap();
+    let error = result.unwrap_err();
+    assert!(matches!(error, relay::Error::GitHub(github::Error::Forbidden { .. })), "{error:?}");
 }

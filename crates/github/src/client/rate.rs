@@ -93,12 +93,12 @@ impl Client {
         }
         let reason = match throttle {
             Throttle::Primary { .. } => {
-                tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
+                tracing::info!(what, until = %until, wait_secs = wait.as_secs(),
                     "the GitHub rate limit is exhausted; waiting for it to reset");
                 "GitHub's rate limit is exhausted"
             }
             Throttle::Secondary { .. } => {
-                tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
+                tracing::info!(what, until = %until, wait_secs = wait.as_secs(),
                     in_a_row = streak + 1, "GitHub's secondary rate limit was hit; waiting");
                 "GitHub's secondary rate limit was hit"
             }

@@ -99,7 +99,9 @@ impl Client {
                     if retry && failures + 1 < self.policy.attempts {
                         let wait = backoff(&self.policy, failures);
                         failures += 1;
-                        tracing::warn!(what = call.what, attempt = failures, wait_ms = wait.as_millis() as u64,
+                        // Logs (shown with -v), not warnings: the caller reports what comes of the
+                        // call, and a rate-limit wait is announced through `waits`.
+                        tracing::info!(what = call.what, attempt = failures, wait_ms = wait.as_millis() as u64,
                             error = %error, "could not reach GitHub; retrying");
                         tokio::time::sleep(wait).await;
                         continue;
@@ -133,7 +135,7 @@ impl Client {
                 if call.idempotent && failures + 1 < self.policy.attempts {
                     let wait = backoff(&self.policy, failures);
                     failures += 1;
-                    tracing::warn!(
+                    tracing::info!(
                         what = call.what,
                         status = status.as_u16(),
                         attempt = failures,

@@ -71,6 +71,8 @@ pub(super) async fn poll_loop(
     let mut last_deep_scan = tokio::time::Instant::now();
     // The first poll right away, so `Polled` reports the backlog the start found.
     let mut wait = Duration::ZERO;
+    // Since when every poll was refused a permission: a scope taken away mid-run.
+    let mut forbidden_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -85,6 +87,7 @@ pub(super) async fn poll_loop(
         match polled {
             Ok((found, deep)) => {
                 backoff.reset();
+                forbidden_since = None;
                 let queued = shared.clone();
                 let added = blocking(move || queued.enqueue(found)).await?;
                 if deep {
@@ -109,7 +112,16 @@ pub(super) async fn poll_loop(
                 }
             }
             Err(error) if is_auth(&error) => return Err(Error::GitHub(error)),
+            Err(error @ github::Error::Forbidden { .. })
+                if forbidden_since.get_or_insert_with(tokio::time::Instant::now).elapsed()
+                    >= ctx.settings.forbidden_for =>
+            {
+                return Err(Error::GitHub(error));
+            }
             Err(error) => {
+                if !matches!(error, github::Error::Forbidden { .. }) {
+                    forbidden_since = None;
+                }
                 debug!(hook = %source.hook, "poll failed");
                 ctx.events
                     .emit(Event::Error {
