@@ -33,6 +33,14 @@ impl Status {
         }
     }
 
+    /// Clears the status line (a finished progress bar included), leaving no stale copy behind.
+    pub fn clear(&self) {
+        if let Some(span) = &self.0 {
+            span.pb_set_style(&ProgressStyle::with_template("").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            span.pb_set_message("");
+        }
+    }
+
     /// Shows a progress bar of `done` out of `total`.
     pub fn progress(&self, message: impl Into<String>, done: u64, total: u64) {
         if let Some(span) = &self.0 {

@@ -34,6 +34,7 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
         hook_url,
         events: relay.events.clone(),
         secret: relay.secret.clone().map(Secret::new),
+        secret_env: None,
         stream_token: non_empty(&relay.stream_token),
         hook_secret: non_empty(&relay.hook_secret),
     })
@@ -118,7 +119,10 @@ pub async fn run_rules(
     };
     let context = Context {
         token: super::describe_credentials(&credentials),
-        secret: super::describe_secret(rules.first().and_then(|rule| rule.secret.as_ref())),
+        secret: super::describe_secret(
+            rules.first().and_then(|rule| rule.secret.as_ref()),
+            rules.first().and_then(|rule| rule.secret_env.as_deref()),
+        ),
         interval: settings.interval,
         streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
         safety_interval: settings.safety_interval,

@@ -26,6 +26,11 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends `--repeat` synthetic deliveries, each with a new guid, and checks every answer.
 pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    if let Some(warning) = args.action.as_deref().and_then(|action| unknown_action(&args.event, action))
+        && !output.quiet
+    {
+        eprintln!("{} {warning}", style("warning:").yellow());
+    }
     let payload = payload(&args).await?;
     let action = action_of(&payload);
     let kind = match &action {
@@ -105,6 +110,19 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         _ => "",
     };
     Err(fail(REJECTED, format!("the handler answered {}{count}, not the expected {wanted}{hint}", statuses.join(", "))))
+}
+
+/// A warning when GitHub never sends `event` with `action`, so a handler tested with it proves little.
+fn unknown_action(event: &str, action: &str) -> Option<String> {
+    let actions = github::samples::actions(event)?;
+    if actions.contains(&action) {
+        return None;
+    }
+    Some(if actions.is_empty() {
+        format!("GitHub sends {event} without an action; `{action}` is sent anyway")
+    } else {
+        format!("GitHub never sends {event} with action `{action}` (it sends {}); sent anyway", actions.join(", "))
+    })
 }
 
 /// The payload bytes: the `--payload` file (or stdin) byte-exact, else the built-in sample;
