@@ -58,6 +58,10 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// See it work in a minute, with no GitHub account: a stand-in GitHub, a blackhole and a
+    /// signature-checking handler on loopback, and hookfwd forwarding a few events between them.
+    #[cfg(feature = "demo")]
+    Demo,
 }
 
 /// How to reach and authenticate to GitHub.
@@ -328,6 +332,12 @@ pub struct DoctorArgs {
     /// The hook's upstream secret, if hookfwd did not create the hook.
     #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
     pub hook_secret: Option<String>,
+    /// The handler, to check that it answers: a URL or host:port[/path].
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub to: Option<Target>,
+    /// The events you will forward, to check that the hook subscribes to them (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "EVENTS")]
+    pub events: Vec<String>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,

@@ -259,19 +259,20 @@ impl Feed {
                     self.context.secret,
                 ))
             }
-            Event::Delivering { item, .. } => {
+            Event::Delivering { item, via, .. } => {
                 if self.json || self.quiet {
                     return Ok(());
                 }
                 let redelivery =
                     if item.redelivery { style(" (redelivery)").yellow().to_string() } else { String::new() };
                 print(&format!(
-                    "{}  {} {} [{}]{redelivery} · delivered {}",
+                    "{}  {} {} [{}]{redelivery} · delivered {} · via {}",
                     now(),
                     style("-->").cyan(),
                     style(visible(&item.kind())).bold(),
                     visible(&item.guid),
                     ago(item.delivered_at),
+                    via.as_str(),
                 ))
             }
             Event::Answered { item, target, status, latency, via, .. } => {

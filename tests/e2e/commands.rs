@@ -449,3 +449,46 @@ async fn replay_by_guid_sends_the_latest_attempt_and_an_unknown_guid_is_not_foun
     let sentence = format!("delivery no-such-guid not found among the deliveries of the last 24h of {REPO} hook {hook}");
     assert!(run.stderr.contains(&sentence), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_handler_the_hooks_events_and_whether_github_reaches_it() {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo(REPO);
+    let hook_url = fake.blackhole_url();
+    let hook = fake.add_hook(REPO, HookSpec::new(hook_url.clone()).events(&["push"]));
+    let recorder = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("state");
+    let (dir, to) = (dir.to_str().unwrap(), recorder.url());
+    let doctor = ["doctor", "--repo", REPO, "--hook-url", &hook_url, "--state-dir", dir, "--to", &to, "--json"];
+    let check = |run: &Finished, name: &str| -> Value {
+        run.json().into_iter().find(|line| line["check"] == name).unwrap_or_else(|| panic!("no {name}: {}", run.stdout))
+    };
+
+    let run = hookfwd_run(&fake, state.path(), &[&doctor[..], &["--events", "push,check_run"]].concat()).await;
+    assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let names: Vec<Value> = run.json().into_iter().map(|line| line["check"].clone()).collect();
+    let distinct: std::collections::HashSet<String> = names.iter().map(Value::to_string).collect();
+    assert_eq!(distinct.len(), names.len(), "check names repeat: {names:?}");
+    let events = check(&run, &format!("{REPO} hook events"));
+    assert_eq!(events["level"], "fail", "{events}");
+    assert_eq!(events["message"], format!("hook {hook} does not take check_run (it takes push)"));
+    let handler = check(&run, "handler");
+    assert_eq!(handler["level"], "pass", "{handler}");
+    assert_eq!(recorder.received().len(), 1, "the handler got doctor's ping");
+    assert_eq!(check(&run, &format!("{REPO} hook last response"))["level"], "warn", "nothing delivered yet");
+
+    fake.emit(REPO, "push", payload(None, "reach")).await;
+    let run = hookfwd_run(&fake, state.path(), &[&doctor[..], &["--events", "push"]].concat()).await;
+    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let last = check(&run, &format!("{REPO} hook last response"));
+    assert_eq!(last["level"], "pass", "{last}");
+    assert_eq!(last["message"], format!("GitHub's last delivery to hook {hook} got 200: GitHub reaches it"));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let run = hookfwd_run(&fake, state.path(), &["doctor", "--repo", REPO, "--to", &closed, "--json"]).await;
+    assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let handler = check(&run, "handler");
+    assert_eq!(handler["message"], format!("http://{closed}/: connection refused"), "{handler}");
+}

@@ -1,6 +1,8 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
 mod action;
 mod commands;
+/// `hookfwd demo`: the whole path on loopback, in one process.
+mod demo;
 mod dev;
 mod enterprise;
 mod forward;

@@ -109,6 +109,20 @@ pub async fn run_rules(
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
     let (client, credentials) = super::github_client(github).await?;
+    let token = super::describe_credentials(&credentials);
+    relay_rules(client, token, rules, relay, output, status, until).await
+}
+
+/// Runs the relay with `client`, whose credentials `token` describes for the Ready line.
+pub async fn relay_rules(
+    client: github::Client,
+    token: String,
+    rules: Vec<Rule>,
+    relay: RelayArgs,
+    output: &OutputArgs,
+    status: Status,
+    until: &mut dyn Until,
+) -> anyhow::Result<ExitCode> {
     let settings = Settings {
         interval: relay.interval,
         safety_interval: relay.safety_interval,
@@ -118,7 +132,7 @@ pub async fn run_rules(
         ..Settings::default()
     };
     let context = Context {
-        token: super::describe_credentials(&credentials),
+        token,
         secret: super::describe_secret(
             rules.first().and_then(|rule| rule.secret.as_ref()),
             rules.first().and_then(|rule| rule.secret_env.as_deref()),

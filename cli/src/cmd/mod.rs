@@ -2,6 +2,8 @@
 
 mod completions;
 mod consent;
+#[cfg(feature = "demo")]
+mod demo;
 mod dev;
 mod doctor;
 mod hooks;
@@ -36,6 +38,8 @@ pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
         Command::Hooks(args) => hooks::hooks(args, &output).await,
         Command::Doctor(args) => doctor::doctor(args, &output).await,
         Command::Completions(args) => completions::completions(args),
+        #[cfg(feature = "demo")]
+        Command::Demo => demo::demo(&output, status).await,
     }
 }
 
