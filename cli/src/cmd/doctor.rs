@@ -174,9 +174,9 @@ async fn check_owner(
     Ok(true)
 }
 
-/// Whether the hook subscribes to every event asked for with `--events`.
+/// Whether the hook subscribes to every event asked for with `--events`; `name` is the hook check's.
 fn check_hook_events(report: &mut Report, name: &str, hook: &github::Hook, events: &[String]) -> anyhow::Result<()> {
-    let check = format!("{name} hook events");
+    let check = format!("{name} events");
     if events.is_empty() {
         return Ok(());
     }
@@ -197,7 +197,7 @@ fn check_hook_events(report: &mut Report, name: &str, hook: &github::Hook, event
 
 /// What GitHub's last delivery to the hook got back: whether GitHub actually reaches the blackhole.
 fn check_last_response(report: &mut Report, name: &str, hook: &github::Hook) -> anyhow::Result<()> {
-    let check = format!("{name} hook last response");
+    let check = format!("{name} last response");
     let response = hook.last_response.as_ref();
     match response.and_then(|response| response.code) {
         Some(code @ 200..=299) => {
