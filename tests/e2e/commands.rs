@@ -383,7 +383,12 @@ async fn a_hook_hookfwd_did_not_create_needs_yes_and_every_created_one_is_marked
     // A hook that `dev` creates is remembered in the state directory.
     let recorder = Recorder::start().await;
     let (to, mine_url) = (recorder.url(), format!("{}/mine", fake.blackhole_url()));
-    let dev = Run::start(&fake, TOKEN, state.path(), &["dev", "--repo", REPO, "--to", &to, "--hook-url", &mine_url, "--json"]);
+    let dev = Run::start(
+        &fake,
+        TOKEN,
+        state.path(),
+        &["dev", "--repo", REPO, "--to", &to, "--hook-url", &mine_url, "--json"],
+    );
     let line: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
     assert_eq!(line["origin"], "created", "{line}");
     let mine = line["hook_id"].as_u64().expect("a hook id");
@@ -397,7 +402,10 @@ async fn a_hook_hookfwd_did_not_create_needs_yes_and_every_created_one_is_marked
     let hooks = run.json();
     let by_id = |id: u64| hooks.iter().find(|hook| hook["id"] == id).expect("listed").clone();
     assert_eq!((by_id(mine)["hookfwd"].clone(), by_id(mine)["created_by_hookfwd"].clone()), (json!(true), json!(true)));
-    assert_eq!((by_id(foreign)["hookfwd"].clone(), by_id(foreign)["created_by_hookfwd"].clone()), (json!(false), json!(false)));
+    assert_eq!(
+        (by_id(foreign)["hookfwd"].clone(), by_id(foreign)["created_by_hookfwd"].clone()),
+        (json!(false), json!(false))
+    );
     let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO]).await;
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", run.stdout);
@@ -446,7 +454,8 @@ async fn replay_by_guid_sends_the_latest_attempt_and_an_unknown_guid_is_not_foun
     let unknown = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--guid", "no-such-guid"];
     let run = hookfwd_run(&fake, state.path(), &unknown).await;
     assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
-    let sentence = format!("delivery no-such-guid not found among the deliveries of the last 24h of {REPO} hook {hook}");
+    let sentence =
+        format!("delivery no-such-guid not found among the deliveries of the last 24h of {REPO} hook {hook}");
     assert!(run.stderr.contains(&sentence), "{}", run.stderr);
 }
 

@@ -22,8 +22,11 @@ async fn the_demo_forwards_every_event_via_the_stream_to_a_handler_that_verifies
         assert_eq!(line["via"], "stream", "{line}");
         assert_eq!(line["status"], 200, "{line}");
     }
-    let verified: HashSet<&str> =
-        of_type("handler").iter().filter(|line| line["verified"] == true).filter_map(|line| line["guid"].as_str()).collect();
+    let verified: HashSet<&str> = of_type("handler")
+        .iter()
+        .filter(|line| line["verified"] == true)
+        .filter_map(|line| line["guid"].as_str())
+        .collect();
     for line in &forwarded {
         assert!(verified.contains(line["guid"].as_str().unwrap()), "the handler did not verify {line}");
     }
@@ -37,5 +40,9 @@ async fn the_demo_ends_with_the_commands_for_the_real_github() {
     assert_eq!(run.stdout.matches("handler verified the signature of").count(), EVENTS.len(), "{}", run.stdout);
     let last: Vec<&str> = run.stdout.lines().rev().take(2).collect();
     assert_eq!(last[1].trim(), "export GITHUB_TOKEN=ghp_… HOOKFWD_SECRET=… HOOKFWD_STREAM_TOKEN=…", "{}", run.stdout);
-    assert!(last[0].trim().starts_with("hookfwd dev --repo OWNER/REPO --to localhost:3000/webhook --hook-url "), "{}", run.stdout);
+    assert!(
+        last[0].trim().starts_with("hookfwd dev --repo OWNER/REPO --to localhost:3000/webhook --hook-url "),
+        "{}",
+        run.stdout
+    );
 }

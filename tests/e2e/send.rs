@@ -364,7 +364,11 @@ async fn send_warns_about_an_action_github_never_sends_for_the_event() {
     let recorder = Recorder::start().await;
     let out = run(&["send", "--event", "issues", "--action", "merged", "--to", &recorder.url()]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("warning: GitHub never sends issues with action `merged` (it sends assigned, "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning: GitHub never sends issues with action `merged` (it sends assigned, "),
+        "{}",
+        out.stderr
+    );
     let out = run(&["send", "--event", "issues", "--action", "closed", "--to", &recorder.url()]).await;
     assert!(!out.stderr.contains("never sends"), "{}", out.stderr);
 }

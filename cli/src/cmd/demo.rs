@@ -242,10 +242,10 @@ async fn handle(
     verified: Arc<Mutex<HashSet<String>>>,
     json: bool,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let header = |name: &str| {
-        request.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_string()
-    };
-    let (event, guid, signature) = (header("x-github-event"), header("x-github-delivery"), header("x-hub-signature-256"));
+    let header =
+        |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_string();
+    let (event, guid, signature) =
+        (header("x-github-event"), header("x-github-delivery"), header("x-hub-signature-256"));
     let body = request.into_body().collect().await?.to_bytes();
     let ok = github::signature::verify_sha256(&Secret::new(SECRET), &body, &signature);
     let action = serde_json::from_slice::<serde_json::Value>(&body)

@@ -183,8 +183,7 @@ fn check_hook_events(report: &mut Report, name: &str, hook: &github::Hook, event
     if hook.events.iter().any(|event| event == "*") {
         return report.pass(&check, format!("hook {} takes every event", hook.id));
     }
-    let missing: Vec<&str> =
-        events.iter().filter(|event| !hook.events.contains(event)).map(String::as_str).collect();
+    let missing: Vec<&str> = events.iter().filter(|event| !hook.events.contains(event)).map(String::as_str).collect();
     if missing.is_empty() {
         return report.pass(&check, format!("hook {} takes {}", hook.id, events.join(", ")));
     }
@@ -212,7 +211,9 @@ fn check_last_response(report: &mut Report, name: &str, hook: &github::Hook) -> 
             let message = response.and_then(|response| response.message.clone()).unwrap_or_default();
             report.fail(
                 &check,
-                format!("GitHub's last delivery to hook {} got {code} {}", hook.id, visible(&message)).trim_end().to_string(),
+                format!("GitHub's last delivery to hook {} got {code} {}", hook.id, visible(&message))
+                    .trim_end()
+                    .to_string(),
                 "GitHub could not deliver to the hook URL: is the blackhole deployed there, and public?",
             )
         }
