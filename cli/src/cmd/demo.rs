@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::dev::{Until, relay_rules};
 use crate::args::{OutputArgs, RelayArgs};
 use crate::exit::{FAILURE, fail};
-use crate::feed::{Status, print};
+use crate::term::{Status, print};
 
 /// The demo's repository, token and secrets: they exist only inside this process.
 const REPO: &str = "octo-org/hello-world";

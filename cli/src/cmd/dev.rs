@@ -1,15 +1,15 @@
-//! `hookfwd dev` and `hookfwd forward`: run the relay and show its feed.
+//! `hookfwd dev`, and the relay run with its feed that `dev`, `forward` and `wait` share.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use github::Secret;
 use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
-use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
+use crate::args::{DevArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
-use crate::feed::{Context, Feed, Status};
+use crate::feed::{Context, Feed};
+use crate::term::Status;
 
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
@@ -33,42 +33,11 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
         target,
         hook_url,
         events: relay.events.clone(),
-        secret: relay.secret.clone().map(Secret::new),
+        secret: relay.secret.clone(),
         secret_env: None,
-        stream_token: non_empty(&relay.stream_token),
-        hook_secret: non_empty(&relay.hook_secret),
+        stream_token: super::non_empty(&relay.stream_token),
+        hook_secret: super::non_empty(&relay.hook_secret),
     })
-}
-
-/// A secret from a flag or its env var; an empty one is none.
-fn non_empty(value: &Option<String>) -> Option<Secret> {
-    value.as_ref().filter(|value| !value.is_empty()).map(|value| Secret::new(value.clone()))
-}
-
-/// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
-pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let mut rules = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the config file {}", path.display()))?;
-            Rule::from_toml(&text).with_context(|| format!("could not load rules from {}", path.display()))?
-        }
-        None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
-    };
-    let secret = args.relay.secret.clone().map(Secret::new);
-    let (stream_token, hook_secret) = (non_empty(&args.relay.stream_token), non_empty(&args.relay.hook_secret));
-    for rule in &mut rules {
-        if rule.secret.is_none() {
-            rule.secret = secret.clone();
-        }
-        if rule.stream_token.is_none() {
-            rule.stream_token = stream_token.clone();
-        }
-        if rule.hook_secret.is_none() {
-            rule.hook_secret = hook_secret.clone();
-        }
-    }
-    run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
 }
 
 /// When a relay run ends besides Ctrl-C: `dev` and `forward` never, `wait` at a matching delivery or its timeout.

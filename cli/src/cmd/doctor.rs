@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use console::style;
 use github::{HookRef, Owner, Secret};
-use serde_json::json;
 use url::Url;
 
 use crate::args::{DoctorArgs, OutputArgs};
 use crate::exit::{AUTH, FAILURE, fail};
-use crate::feed::{print, visible};
+use crate::json::Line;
+use crate::term::{print, visible};
 
 /// How long the hook URL has to answer.
 const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,9 +29,14 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             Some(client)
         }
         Err(error) => {
-            let auth = !error.chain().any(|cause| matches!(cause.downcast_ref(), Some(github::Error::ApiUrl(_))));
+            let auth =
+                !error.chain().any(|cause| matches!(crate::exit::github_error(cause), Some(github::Error::ApiUrl(_))));
             report.auth |= auth;
-            report.fail("token", error_line(&error), "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`")?;
+            report.fail(
+                "token",
+                crate::exit::sentence(&error),
+                "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`",
+            )?;
             None
         }
     };
@@ -61,10 +66,10 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         )?,
     }
 
-    let token = args.stream_token.as_ref().filter(|token| !token.is_empty()).map(|token| Secret::new(token.clone()));
+    let token = super::non_empty(&args.stream_token);
     match (&args.sources.hook_url, token) {
         (Some(url), Some(token)) => {
-            let hook_secret = args.hook_secret.as_ref().filter(|secret| !secret.is_empty()).is_some();
+            let hook_secret = super::non_empty(&args.hook_secret).is_some();
             let ledgers =
                 super::state_dir(args.state_dir.clone()).ok().map(|dir| relay::ledger::dir(&dir, &args.github.api_url));
             check_stream(&mut report, url, &token, hook_secret, ledgers.as_deref(), &found).await?;
@@ -90,7 +95,9 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
                 "fix its permissions, or choose another with --state-dir or HOOKFWD_STATE_DIR",
             )?,
         },
-        Err(error) => report.fail("state directory", error_line(&error), "set --state-dir or HOOKFWD_STATE_DIR")?,
+        Err(error) => {
+            report.fail("state directory", crate::exit::sentence(&error), "set --state-dir or HOOKFWD_STATE_DIR")?
+        }
     }
 
     match (report.auth, report.failed) {
@@ -137,7 +144,8 @@ async fn check_owner(
                     "a classic token needs admin:repo_hook; a fine-grained one needs Webhooks: read and write"
                 }
                 Owner::Org { .. } => {
-                    "a classic token needs admin:org_hook; a fine-grained one needs organization Webhooks: read and write"
+                    "a classic token needs admin:org_hook; a fine-grained \
+                     one needs organization Webhooks: read and write"
                 }
             };
             report.fail(&name, error.to_string(), hint)?;
@@ -153,7 +161,7 @@ async fn check_owner(
     let Some(url) = hook_url else { return Ok(true) };
     // Each check has a name of its own, so that a script reading --json can tell them apart.
     let name = format!("{name} hook");
-    match hooks.iter().find(|hook| super::hooks::delivers_to(hook, url)) {
+    match hooks.iter().find(|hook| hook.delivers_to(url)) {
         Some(hook) if hook.active => {
             found.push(owner.hook(hook.id));
             report.pass(&name, format!("hook {} delivers to {url}", hook.id))?;
@@ -163,7 +171,8 @@ async fn check_owner(
         Some(hook) => report.fail(
             &name,
             format!("hook {} delivers to {url} but is inactive", hook.id),
-            "activate it in the repository's webhook settings, or remove it with `hookfwd hooks rm` and run `hookfwd dev`",
+            "activate it in the repository's webhook settings, or remove it \
+             with `hookfwd hooks rm` and run `hookfwd dev`",
         )?,
         None => report.fail(
             &name,
@@ -322,7 +331,8 @@ async fn check_stream(
             report.fail(
                 "stream",
                 format!("the blackhole at {origin} refused the stream token (401)"),
-                "give hookfwd one of the tokens the blackhole was started with (--stream-token / BLACKHOLE_STREAM_TOKEN)",
+                "give hookfwd one of the tokens the blackhole was started with \
+                 (--stream-token / BLACKHOLE_STREAM_TOKEN)",
             )?;
         }
         Ok(relay::stream::Answer::NotStreaming) => report.fail(
@@ -373,18 +383,6 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     written.and(removed)
 }
 
-/// The error and its causes on one line.
-fn error_line(error: &anyhow::Error) -> String {
-    let mut line = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line = format!("{line}: {cause}");
-        }
-    }
-    line
-}
-
 /// Prints each check's outcome and counts the failures.
 struct Report {
     /// `--json`: one object per check.
@@ -413,9 +411,8 @@ impl Report {
 
     fn line(&self, level: &str, check: &str, message: &str, hint: Option<&str>) -> anyhow::Result<()> {
         if self.json {
-            let object =
-                json!({"check": check, "ok": level != "fail", "level": level, "message": message, "hint": hint});
-            return Ok(print(&object.to_string())?);
+            let line = Line::Check { check, ok: level != "fail", level, message, hint };
+            return Ok(print(&line.to_json())?);
         }
         if self.quiet && level != "fail" {
             return Ok(());

@@ -5,7 +5,6 @@
 //! recording it in the ledger only after the target answered.
 //! Everything the user should see is sent as an [`Event`]; the CLI renders them.
 
-mod backoff;
 mod engine;
 mod error;
 mod event;

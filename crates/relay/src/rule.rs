@@ -482,7 +482,8 @@ mod tests {
         let err = Rule::from_toml_with_env("[[rule]]\nfrom=[\"o/r\"]\nto=\"nope\"\n[[rule]]\n", no_env)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("missing field `to`") || err.contains("rule 1"), "{err}");
+        // The second [[rule]] (line 4) lacks `to`: the file fails to parse there, before any rule is checked.
+        assert_eq!(err, "invalid rule: missing field `to` (line 4)");
         let err = Rule::from_toml_with_env("", no_env).unwrap_err().to_string();
         assert!(err.contains("no [[rule]]"), "{err}");
     }

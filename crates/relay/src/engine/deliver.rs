@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument};
 
-use crate::backoff::Backoff;
 use crate::{Error, Event, Outgoing, Via};
+use github::Backoff;
 
 use super::queue::{Pending, Shared};
 use super::{Ctx, GONE_AFTER, SourceRun, blocking, is_auth, wait_after};

@@ -31,9 +31,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::backoff::Backoff;
 use crate::ledger::{self, Ledger, Lock};
 use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
+use github::Backoff;
 
 use self::deliver::forward_loop;
 use self::poller::{announce_waits, poll_loop};
@@ -372,14 +372,21 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn waits_for_the_reset_after_a_rate_limit() {
+    #[test]
+    fn waits_for_the_reset_after_a_rate_limit_at_most_fifteen_minutes() {
         let mut backoff = Backoff::default();
         let reset_at = Utc::now() + TimeDelta::seconds(120);
         let wait = wait_after(&github::Error::RateLimited { reset_at }, &mut backoff);
         assert!(wait >= Duration::from_secs(119) && wait <= Duration::from_secs(121), "{wait:?}");
-        let start = tokio::time::Instant::now();
-        tokio::time::sleep(wait).await;
-        assert!(start.elapsed() >= Duration::from_secs(119));
+        // A reset hours away (a clock skew, a hostile header) is waited for at most 15 minutes.
+        let far = Utc::now() + TimeDelta::hours(5);
+        let wait = wait_after(&github::Error::RateLimited { reset_at: far }, &mut backoff);
+        assert_eq!(wait, Duration::from_secs(15 * 60));
+        // A reset already past, or any other error, waits only the backoff: seconds, not the reset.
+        let past = Utc::now() - TimeDelta::seconds(60);
+        let wait = wait_after(&github::Error::RateLimited { reset_at: past }, &mut Backoff::default());
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        let wait = wait_after(&github::Error::Unauthorized, &mut Backoff::default());
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
     }
 }

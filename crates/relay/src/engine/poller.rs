@@ -10,9 +10,9 @@ use github::{DeliveryItem, Listing, NextPage, Page, RateLimit};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::backoff::Backoff;
 use crate::ledger::WINDOW;
 use crate::{Error, Event};
+use github::Backoff;
 
 use super::queue::{Shared, lock};
 use super::{Ctx, PER_PAGE, SourceRun, blocking, is_auth, wait_after};

@@ -47,8 +47,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
         )));
     };
     let hooks = client.list_hooks(owner).await.map_err(SetupFailure::GitHub)?;
-    let same = |other: &str| other.trim_end_matches('/') == url.trim_end_matches('/');
-    if let Some(hook) = hooks.iter().find(|hook| hook.config.url.as_deref().is_some_and(same)) {
+    if let Some(hook) = hooks.iter().find(|hook| hook.delivers_to(url)) {
         if !hook.active {
             warn!(
                 hook = hook.id,
