@@ -58,6 +58,10 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// See it work in a minute, with no GitHub account: a stand-in GitHub, a blackhole and a
+    /// signature-checking handler on loopback, and hookfwd forwarding a few events between them.
+    #[cfg(feature = "demo")]
+    Demo,
 }
 
 /// How to reach and authenticate to GitHub.
@@ -214,7 +218,7 @@ pub struct ForwardArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The event, such as push or pull_request.
-    #[arg(long, value_name = "EVENT", required_unless_present = "fixture")]
+    #[arg(long, value_name = "EVENT", required_unless_present = "fixture", value_parser = EventName, hide_possible_values = true)]
     pub event: Option<String>,
     /// Send saved fixtures instead: a fixture file, or a directory of them in name order (re-signed).
     #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["event", "action", "payload", "repeat"])]
@@ -234,8 +238,8 @@ pub struct SendArgs {
     /// Send it this many times, each a new delivery.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
-    /// Succeed only if the handler answers this status (to assert a rejection).
-    #[arg(long, value_name = "STATUS")]
+    /// Succeed only if the handler answers this status (to assert a rejection), 100–599.
+    #[arg(long, value_name = "STATUS", value_parser = clap::value_parser!(u16).range(100..=599))]
     pub expect_status: Option<u16>,
 }
 
@@ -255,14 +259,17 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_since)]
     pub since: Duration,
     /// Only this event.
-    #[arg(long, value_name = "EVENT")]
+    #[arg(long, value_name = "EVENT", value_parser = EventName, hide_possible_values = true)]
     pub event: Option<String>,
     /// Only this action.
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
-    /// Only this delivery guid.
+    /// Only this delivery guid (its latest attempt, unless --all-attempts).
     #[arg(long, value_name = "GUID")]
     pub guid: Option<String>,
+    /// With --guid, replay every attempt GitHub made (redeliveries included), not only the latest.
+    #[arg(long, requires = "guid")]
+    pub all_attempts: bool,
     /// At most this many deliveries (the newest).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -303,6 +310,12 @@ pub struct HookTarget {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// Where hookfwd keeps its ledgers and the record of the hooks it created.
+    #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Act on a hook hookfwd did not create without asking (asked on a terminal, refused otherwise).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -315,7 +328,7 @@ pub struct WaitArgs {
     #[command(flatten)]
     pub sources: SourceArgs,
     /// The event to wait for.
-    #[arg(long, value_name = "EVENT")]
+    #[arg(long, value_name = "EVENT", value_parser = EventName, hide_possible_values = true)]
     pub event: String,
     /// The action to wait for.
     #[arg(long, value_name = "ACTION")]
@@ -384,6 +397,12 @@ pub struct DoctorArgs {
         value_parser = parse_secret
     )]
     pub hook_secret: Option<Secret>,
+    /// The handler, to check that it answers: a URL or host:port[/path].
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub to: Option<Target>,
+    /// The events you will forward, to check that the hook subscribes to them (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "EVENTS")]
+    pub events: Vec<String>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -394,6 +413,28 @@ pub struct DoctorArgs {
 pub struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+/// An event name: any is accepted (GitHub adds events), and the built-in ones are offered to
+/// shell completion, which reads an argument's possible values.
+#[derive(Debug, Clone, Copy)]
+struct EventName;
+
+impl clap::builder::TypedValueParser for EventName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::NonEmptyStringValueParser::new().parse_ref(command, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(github::samples::EVENTS.iter().map(clap::builder::PossibleValue::new)))
+    }
 }
 
 fn parse_repo(text: &str) -> Result<Owner, String> {
@@ -416,7 +457,11 @@ fn parse_secret(text: &str) -> Result<Secret, String> {
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {
-    Target::parse(text).map_err(|error| error.to_string())
+    Target::parse(text).map_err(|error| match text.trim().parse::<u16>() {
+        // A bare port is the commonest slip: say what was probably meant.
+        Ok(port) if port > 0 => format!("{error}; did you mean localhost:{port}?"),
+        _ => error.to_string(),
+    })
 }
 
 fn parse_hook_url(text: &str) -> Result<String, String> {
@@ -469,5 +514,12 @@ mod tests {
         assert!(parse_org("octo/hello").is_err());
         assert!(parse_hook_url("ftp://x").is_err());
         assert!(parse_hook_url("https://blackhole.example.com/alice").is_ok());
+    }
+
+    #[test]
+    fn a_bare_port_as_target_suggests_localhost() {
+        let error = parse_target("3000").unwrap_err();
+        assert!(error.ends_with("; did you mean localhost:3000?"), "{error}");
+        assert!(!parse_target("nonsense").unwrap_err().contains("did you mean"));
     }
 }

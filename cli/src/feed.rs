@@ -167,19 +167,20 @@ impl Feed {
                     self.context.secret,
                 ))
             }
-            Event::Delivering { hook, item, .. } => {
+            Event::Delivering { hook, item, via, .. } => {
                 if self.json || self.quiet {
                     return Ok(());
                 }
                 let redelivery =
                     if item.redelivery { style(" (redelivery)").yellow().to_string() } else { String::new() };
                 print(&format!(
-                    "{}  {} {} [{}]{redelivery} · delivered {} · from {}",
+                    "{}  {} {} [{}]{redelivery} · delivered {} · via {} · from {}",
                     now(),
                     style("-->").cyan(),
                     style(visible(&item.kind())).bold(),
                     visible(&item.guid),
                     ago(item.delivered_at),
+                    via.as_str(),
                     visible(&self.source(hook)),
                 ))
             }

@@ -115,8 +115,10 @@ pub enum Line<'a> {
         active: bool,
         content_type: Option<&'a str>,
         last_response: Option<&'a HookResponse>,
-        /// Whether it delivers to `--hook-url`.
+        /// Whether hookfwd created it, or it delivers to `--hook-url`.
         hookfwd: bool,
+        /// Whether hookfwd created it (the record in the state directory).
+        created_by_hookfwd: bool,
     },
     /// `hooks delete`: the hook is gone.
     Deleted { owner: String, id: u64 },

@@ -18,6 +18,14 @@ use crate::args::OutputArgs;
 pub struct Status(Option<Span>);
 
 impl Status {
+    /// Clears the status line (a finished progress bar included), leaving no stale copy behind.
+    pub fn clear(&self) {
+        if let Some(span) = &self.0 {
+            span.pb_set_style(&ProgressStyle::with_template("").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            span.pb_set_message("");
+        }
+    }
+
     /// Replaces the status text.
     pub fn set(&self, message: impl Into<String>) {
         if let Some(span) = &self.0 {

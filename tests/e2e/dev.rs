@@ -226,7 +226,9 @@ async fn a_second_hookfwd_on_the_same_hook_and_state_is_refused() {
     first.wait_line("\"type\":\"ready\"").await;
     let second = start_dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
     assert_eq!(second.code, Some(1), "{}", second.stderr);
-    assert!(second.stderr.contains("already being forwarded by another hookfwd"), "{}", second.stderr);
+    let holder = format!("already being forwarded by hookfwd process {}", first.pid());
+    assert!(second.stderr.contains(&holder), "{}", second.stderr);
+    assert!(second.stderr.contains("; stop it, or give this run its own --state-dir"), "{}", second.stderr);
 
     // The first one goes on forwarding, once.
     fake.emit(REPO, "issues", payload(7)).await;

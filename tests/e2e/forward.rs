@@ -426,7 +426,8 @@ secret_env = "FWD_TOML_SECRET_B"
     let config = state_arg(&config);
 
     let run = start_forward(&fake, &state.path().join("state"), &["--json", "--config", &config], &env);
-    run.wait_line("\"type\":\"ready\"").await;
+    let ready: Value = serde_json::from_str(&run.wait_line("\"type\":\"ready\"").await).unwrap();
+    assert_eq!(ready["secret"], "FWD_TOML_SECRET_A (***)", "the Ready line names the secret's variable");
     let hook_ids: HashMap<String, u64> = json_lines(&run, "hook")
         .iter()
         .map(|hook| (hook["source"].as_str().unwrap().to_string(), hook["hook_id"].as_u64().unwrap()))

@@ -9,6 +9,8 @@ mod action;
 mod answer;
 /// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
 mod commands;
+/// `hookfwd demo`: the whole path on loopback, in one process.
+mod demo;
 /// `hookfwd dev`: crash recovery, shutdown, output hygiene (no secret, no escape sequence), bad credentials.
 mod dev;
 /// GitHub Enterprise Server (an API under a path) and GitHub App credentials, with no secret ever printed.

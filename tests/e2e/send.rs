@@ -331,3 +331,57 @@ async fn a_since_further_back_than_dates_go_is_one_line_and_exit_2() {
         assert!(!out.stderr.contains("panicked") && !out.stderr.contains("backtrace"), "{}", out.stderr);
     }
 }
+
+#[tokio::test]
+async fn completions_offer_the_built_in_event_names_and_any_event_is_still_accepted() {
+    let out = run(&["completions", "bash"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for event in ["pull_request", "workflow_job", "check_suite"] {
+        assert!(out.stdout.contains(event), "bash completes --event with {event}");
+    }
+    let recorder = Recorder::start().await;
+    let payload = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(payload.path(), br#"{"action":"created"}"#).unwrap();
+    let path = payload.path().to_str().unwrap();
+    let out = run(&["send", "--event", "sponsorship", "--payload", path, "--to", &recorder.url(), "--json"]).await;
+    assert_eq!(out.code, Some(0), "an event without a sample is still sent: {}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_bare_port_as_to_suggests_localhost_and_expect_status_takes_only_http_statuses() {
+    let out = run(&["send", "--event", "ping", "--to", "3000"]).await;
+    let line = assert_usage_error(&out, "--to 3000");
+    assert!(line.ends_with("`3000` is not a target URL or host:port[/path]; did you mean localhost:3000?"), "{line}");
+    for status in ["99", "600", "0"] {
+        let out = run(&["send", "--event", "ping", "--to", "localhost:1", "--expect-status", status]).await;
+        let line = assert_usage_error(&out, &format!("--expect-status {status}"));
+        assert!(line.contains("100..=599") || line.contains("not in 100"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn send_warns_about_an_action_github_never_sends_for_the_event() {
+    let recorder = Recorder::start().await;
+    let out = run(&["send", "--event", "issues", "--action", "merged", "--to", &recorder.url()]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning: GitHub never sends issues with action `merged` (it sends assigned, "),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["send", "--event", "issues", "--action", "closed", "--to", &recorder.url()]).await;
+    assert!(!out.stderr.contains("never sends"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn an_https_target_at_a_plain_http_handler_says_exactly_that() {
+    let recorder = Recorder::start().await;
+    let https = recorder.url().replacen("http://", "https://", 1);
+    let out = run(&["send", "--event", "ping", "--to", &https]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the handler answered in plain HTTP, not HTTPS; use http:// in --to"),
+        "{}",
+        out.stderr
+    );
+}

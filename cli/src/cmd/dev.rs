@@ -36,6 +36,7 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
         hook_url,
         events: relay.events.clone(),
         secret: relay.secret.clone(),
+        secret_env: None,
         stream_token: super::non_empty(&relay.stream_token),
         hook_secret: super::non_empty(&relay.hook_secret),
     })
@@ -83,6 +84,33 @@ pub async fn run_rules(
     // Bad local input is said before GitHub is asked anything.
     let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
+    let token = super::describe_credentials(&credentials);
+    let local = Local { inspect, recorder };
+    relay_rules(client, token, rules, relay, local, output, status, until).await
+}
+
+/// What a run keeps on this machine beside the feed: the inspector and the fixture recorder.
+#[derive(Default)]
+pub struct Local<'a> {
+    /// Serve the inspector with these settings.
+    pub inspect: Option<&'a InspectArgs>,
+    /// Save each forwarded delivery as a fixture.
+    pub recorder: Option<crate::fixture::Recorder>,
+}
+
+/// Runs the relay with `client`, whose credentials `token` describes for the Ready line.
+#[allow(clippy::too_many_arguments)] // each is one concern of the run; a struct would only rename them
+pub async fn relay_rules(
+    client: github::Client,
+    token: String,
+    rules: Vec<Rule>,
+    relay: RelayArgs,
+    local: Local<'_>,
+    output: &OutputArgs,
+    status: Status,
+    until: &mut dyn Until,
+) -> anyhow::Result<ExitCode> {
+    let Local { inspect, recorder } = local;
     let inspector = match inspect {
         Some(args) => Inspector::start(args, client.clone()).await?,
         None => None,
@@ -97,8 +125,11 @@ pub async fn run_rules(
         ..Settings::default()
     };
     let context = Context {
-        token: super::describe_credentials(&credentials),
-        secret: super::describe_secret(rules.first().and_then(|rule| rule.secret.as_ref())),
+        token,
+        secret: super::describe_secret(
+            rules.first().and_then(|rule| rule.secret.as_ref()),
+            rules.first().and_then(|rule| rule.secret_env.as_deref()),
+        ),
         interval: settings.interval,
         streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
         safety_interval: settings.safety_interval,

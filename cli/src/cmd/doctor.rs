@@ -48,7 +48,8 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             report.warn("permissions", "not checked", "name a repository with --repo or an organization with --org")?;
         }
         for owner in &owners {
-            if !check_owner(&mut report, client, owner, args.sources.hook_url.as_deref(), &mut found).await? {
+            let hook_url = args.sources.hook_url.as_deref();
+            if !check_owner(&mut report, client, owner, hook_url, &args.events, &mut found).await? {
                 break;
             }
         }
@@ -80,6 +81,10 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             "start the blackhole with --stream-token and give hookfwd the same token in HOOKFWD_STREAM_TOKEN",
         )?,
         (None, Some(_)) => {}
+    }
+
+    if let Some(target) = &args.to {
+        check_handler(&mut report, target).await?;
     }
 
     match super::state_dir(args.state_dir.clone()) {
@@ -117,6 +122,7 @@ async fn check_owner(
     client: &github::Client,
     owner: &Owner,
     hook_url: Option<&str>,
+    events: &[String],
     found: &mut Vec<HookRef>,
 ) -> anyhow::Result<bool> {
     let name = owner.to_string();
@@ -156,12 +162,16 @@ async fn check_owner(
         }
     };
     report.pass(&name, "visible")?;
-    report.pass(&name, format!("the token may manage its hooks ({} found)", hooks.len()))?;
+    report.pass(&format!("{name} hooks"), format!("the token may manage them ({} found)", hooks.len()))?;
     let Some(url) = hook_url else { return Ok(true) };
+    // Each check has a name of its own, so that a script reading --json can tell them apart.
+    let name = format!("{name} hook");
     match hooks.iter().find(|hook| hook.delivers_to(url)) {
         Some(hook) if hook.active => {
             found.push(owner.hook(hook.id));
             report.pass(&name, format!("hook {} delivers to {url}", hook.id))?;
+            check_hook_events(report, &name, hook, events)?;
+            check_last_response(report, &name, hook)?;
         }
         Some(hook) => report.fail(
             &name,
@@ -178,6 +188,62 @@ async fn check_owner(
     Ok(true)
 }
 
+/// Whether the hook subscribes to every event asked for with `--events`; `name` is the hook check's.
+fn check_hook_events(report: &mut Report, name: &str, hook: &github::Hook, events: &[String]) -> anyhow::Result<()> {
+    let check = format!("{name} events");
+    if events.is_empty() {
+        return Ok(());
+    }
+    if hook.events.iter().any(|event| event == "*") {
+        return report.pass(&check, format!("hook {} takes every event", hook.id));
+    }
+    let missing: Vec<&str> = events.iter().filter(|event| !hook.events.contains(event)).map(String::as_str).collect();
+    if missing.is_empty() {
+        return report.pass(&check, format!("hook {} takes {}", hook.id, events.join(", ")));
+    }
+    report.fail(
+        &check,
+        format!("hook {} does not take {} (it takes {})", hook.id, missing.join(", "), hook.events.join(", ")),
+        "add them in the webhook's settings on GitHub, or remove the hook and let `hookfwd dev --events …` create it",
+    )
+}
+
+/// What GitHub's last delivery to the hook got back: whether GitHub actually reaches the blackhole.
+fn check_last_response(report: &mut Report, name: &str, hook: &github::Hook) -> anyhow::Result<()> {
+    let check = format!("{name} last response");
+    let response = hook.last_response.as_ref();
+    match response.and_then(|response| response.code) {
+        Some(code @ 200..=299) => {
+            report.pass(&check, format!("GitHub's last delivery to hook {} got {code}: GitHub reaches it", hook.id))
+        }
+        None => report.warn(
+            &check,
+            format!("GitHub has not delivered to hook {} yet", hook.id),
+            "`hookfwd trigger ping` makes GitHub try now",
+        ),
+        Some(code) => {
+            let message = response.and_then(|response| response.message.clone()).unwrap_or_default();
+            report.fail(
+                &check,
+                format!("GitHub's last delivery to hook {} got {code} {}", hook.id, visible(&message))
+                    .trim_end()
+                    .to_string(),
+                "GitHub could not deliver to the hook URL: is the blackhole deployed there, and public?",
+            )
+        }
+    }
+}
+
+/// Whether the handler answers at all: any HTTP answer will do, since it is not GitHub's delivery.
+async fn check_handler(report: &mut Report, target: &relay::Target) -> anyhow::Result<()> {
+    let forwarder = relay::Forwarder::new(target.clone(), HOOK_URL_TIMEOUT);
+    let ping = relay::Outgoing::synthetic("ping", br#"{"zen":"hookfwd doctor checks that the handler answers"}"#, None);
+    match forwarder.send(&ping).await {
+        Ok(response) => report.pass("handler", format!("{target} answered {} to an unsigned ping", response.status)),
+        Err(reason) => report.fail("handler", format!("{target}: {reason}"), "start your handler, or check --to"),
+    }
+}
+
 /// Whether the GitHub App's hook deliveries can be read (the JWT works).
 async fn check_app(report: &mut Report, client: &github::Client) -> anyhow::Result<()> {
     match client.list_deliveries(&HookRef::App, 1).await {
@@ -189,7 +255,8 @@ async fn check_app(report: &mut Report, client: &github::Client) -> anyhow::Resu
     }
 }
 
-/// Whether the hook URL answers 2xx to a POST; a plain-http URL gets a warning, since GitHub needs HTTPS.
+/// Whether the hook URL answers 2xx to a POST; a plain-http URL gets a warning: GitHub accepts it,
+/// but the payloads and their signatures then cross the internet in the clear.
 async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(HOOK_URL_TIMEOUT)
@@ -237,11 +304,12 @@ async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
             None => false,
         };
         let hint = if loopback {
-            "fine for local testing; GitHub itself delivers only to HTTPS URLs it can reach"
+            "fine for local testing; GitHub itself can reach only a public URL (see docs/deploy.md)"
         } else {
-            "GitHub needs an HTTPS URL in production; put the blackhole behind TLS"
+            "GitHub accepts http:// URLs, but payloads and signatures then travel in the clear, readable and \
+             replayable on the way; put the blackhole behind TLS"
         };
-        report.warn("hook URL", format!("{url} is not HTTPS"), hint)?;
+        report.warn("hook URL scheme", format!("{url} is not HTTPS"), hint)?;
     }
     Ok(())
 }

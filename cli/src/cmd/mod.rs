@@ -1,6 +1,9 @@
 //! One module per subcommand, and what they share: the GitHub client, the state directory, signals.
 
 mod completions;
+mod consent;
+#[cfg(feature = "demo")]
+mod demo;
 mod dev;
 mod doctor;
 mod forward;
@@ -36,6 +39,8 @@ pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
         Command::Hooks(args) => hooks::hooks(args, &output).await,
         Command::Doctor(args) => doctor::doctor(args, &output).await,
         Command::Completions(args) => completions::completions(args),
+        #[cfg(feature = "demo")]
+        Command::Demo => demo::demo(&output, status).await,
     }
 }
 
@@ -76,14 +81,15 @@ pub fn describe_credentials(credentials: &Credentials) -> String {
     }
 }
 
-/// Where the secret came from, masked.
-pub fn describe_secret(secret: Option<&Secret>) -> String {
-    match secret {
-        None => "none (forwarded deliveries are unsigned)".to_string(),
-        Some(secret) if std::env::var("HOOKFWD_SECRET").is_ok_and(|value| value == secret.expose()) => {
+/// Where the secret came from, masked: the variable a rule's `secret_env` named, HOOKFWD_SECRET, or the flag.
+pub fn describe_secret(secret: Option<&Secret>, env: Option<&str>) -> String {
+    match (secret, env) {
+        (None, _) => "none (forwarded deliveries are unsigned)".to_string(),
+        (Some(_), Some(name)) => format!("{name} (***)"),
+        (Some(secret), None) if std::env::var("HOOKFWD_SECRET").is_ok_and(|value| value == secret.expose()) => {
             "HOOKFWD_SECRET (***)".to_string()
         }
-        Some(_) => "--secret (***)".to_string(),
+        (Some(_), None) => "--secret (***)".to_string(),
     }
 }
 

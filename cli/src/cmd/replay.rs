@@ -28,20 +28,23 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     let cutoff = relay::since::cutoff(Utc::now(), args.since);
     let context = Context {
         token: super::describe_credentials(&credentials),
-        secret: super::describe_secret(secret.as_ref()),
+        secret: super::describe_secret(secret.as_ref(), None),
         interval: Duration::ZERO,
         ..Context::default()
     };
     let mut feed = Feed::new(output, status.clone(), context);
 
     status.set("listing deliveries");
+    let _clear = ClearOnDrop(status.clone());
     let mut chosen: Vec<(HookRef, DeliveryItem)> = Vec::new();
+    let mut searched = Vec::new();
     for source in &sources {
         let hook = super::hooks::find(&client, source, args.sources.hook_url.as_deref()).await?;
         let listed = client
             .deliveries_since(&hook, cutoff)
             .await
             .with_context(|| format!("could not list the deliveries of {hook}"))?;
+        searched.push(hook.to_string());
         for message in listed.skipped {
             feed.show(&Event::Warning { message })?;
         }
@@ -56,6 +59,10 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     // Newest first, so that --limit keeps the newest; then sent oldest first, as they happened.
     chosen.sort_by_key(|(_, item)| std::cmp::Reverse((item.delivered_at, item.id)));
+    if args.guid.is_some() && !args.all_attempts {
+        // A guid's attempts are one event: replaying the latest is replaying it once.
+        chosen.truncate(1);
+    }
     if let Some(limit) = args.limit {
         chosen.truncate(limit);
     }
@@ -63,8 +70,19 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
 
     let total = chosen.len();
     if total == 0 {
+        if let Some(guid) = &args.guid {
+            return Err(fail(
+                FAILURE,
+                format!(
+                    "delivery {guid} not found among the deliveries of the last {} of {}; check the guid \
+                     (X-GitHub-Delivery), the hook and --since",
+                    window(args.since),
+                    searched.join(", ")
+                ),
+            ));
+        }
         if !output.quiet && !output.json {
-            eprintln!("no deliveries of the last {} match", humantime::format_duration(args.since));
+            eprintln!("no deliveries of the last {} match", window(args.since));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -88,6 +106,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
                     .context(format!("could not get delivery {} [{}] from GitHub", item.id, item.guid)));
             }
         };
+        feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via: relay::Via::Api })?;
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
         let Some(forwarder) = &forwarder else {
             if let Some(save) = &save {
@@ -119,7 +138,6 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         };
         feed.show(&answered)?;
     }
-    status.progress("replayed", total as u64, total as u64);
     if refused > 0 {
         return Err(fail(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
     }
@@ -135,4 +153,36 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         eprintln!("{verb} {total} {}", if total == 1 { "delivery" } else { "deliveries" });
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Clears the progress bar however replay ends, so that no stale bar is left on the terminal.
+struct ClearOnDrop(Status);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A window as a user would write it: `24h` rather than humantime's `1day`.
+fn window(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_prints_in_the_units_a_user_types() {
+        assert_eq!(window(Duration::from_secs(24 * 3600)), "24h");
+        assert_eq!(window(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(window(Duration::from_secs(45)), "45s");
+    }
 }

@@ -32,6 +32,11 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
     }
     // clap requires --event unless --fixture is given.
     let event = args.event.clone().unwrap_or_default();
+    if let Some(warning) = args.action.as_deref().and_then(|action| unknown_action(&event, action))
+        && !output.quiet
+    {
+        eprintln!("{} {warning}", style("warning:").yellow());
+    }
     let payload = payload(&args, &event).await?;
     let action = action_of(&payload);
     let kind = match &action {
@@ -119,6 +124,19 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         _ => "",
     };
     Err(fail(REJECTED, format!("the handler answered {}{count}, not the expected {wanted}{hint}", statuses.join(", "))))
+}
+
+/// A warning when GitHub never sends `event` with `action`, so a handler tested with it proves little.
+fn unknown_action(event: &str, action: &str) -> Option<String> {
+    let actions = github::samples::actions(event)?;
+    if actions.contains(&action) {
+        return None;
+    }
+    Some(if actions.is_empty() {
+        format!("GitHub sends {event} without an action; `{action}` is sent anyway")
+    } else {
+        format!("GitHub never sends {event} with action `{action}` (it sends {}); sent anyway", actions.join(", "))
+    })
 }
 
 /// The payload bytes: the `--payload` file (or stdin) byte-exact, else the built-in sample;

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use console::style;
 use github::{DeliveryItem, HookRef, Listing};
 
+use super::consent::Registry;
 use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
 use crate::exit::{FAILURE, fail};
 use crate::json::Line;
@@ -23,8 +24,9 @@ pub async fn trigger(args: TriggerArgs, output: &OutputArgs) -> anyhow::Result<E
 async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
+    let registry = Registry::new(&target);
     for source in &sources {
-        let hook = super::hooks::find(&client, source, target.sources.hook_url.as_deref()).await?;
+        let hook = registry.find(&client, source, &target, "ping it").await?;
         client.ping_hook(&hook).await.with_context(|| format!("could not ask GitHub to ping {hook}"))?;
         if output.json {
             print(&Line::Ping { hook: hook.to_string(), hook_id: hook.id() }.to_json())?;
@@ -39,9 +41,10 @@ async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
 async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
+    let registry = Registry::new(&target);
     let mut searched = Vec::new();
     for source in &sources {
-        let hook = super::hooks::find(&client, source, target.sources.hook_url.as_deref()).await?;
+        let hook = registry.find(&client, source, &target, "ask it for a redelivery").await?;
         if let Some(item) = find_delivery(&client, &hook, guid).await? {
             client
                 .redeliver(&hook, item.id)

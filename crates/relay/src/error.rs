@@ -16,10 +16,14 @@ pub enum Error {
     #[error("no source could be set up: {0}")]
     NoSources(String),
     /// Another hookfwd is forwarding the same hook with the same state directory.
-    #[error("{hook} is already being forwarded by another hookfwd using {path}")]
+    #[error(
+        "{hook} is already being forwarded by {holder} using {path}; stop it, or give this run its own --state-dir"
+    )]
     Busy {
         /// The hook.
         hook: String,
+        /// Who holds the lock: `hookfwd process 1234`, from the PID the holder wrote into the lock file.
+        holder: String,
         /// Its lock file.
         path: std::path::PathBuf,
     },

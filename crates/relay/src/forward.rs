@@ -213,7 +213,13 @@ impl Forwarder {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let started = Instant::now();
-        let mut response = builder.body(request.body.clone()).send().await.map_err(|e| reason(&e))?;
+        let mut response = builder.body(request.body.clone()).send().await.map_err(|e| {
+            if self.target.0.scheme() == "https" && answered_plain_http(&e) {
+                PLAIN_HTTP.to_string()
+            } else {
+                reason(&e)
+            }
+        })?;
         let latency = started.elapsed();
         let status = response.status().as_u16();
         let headers = response
@@ -238,6 +244,23 @@ impl Forwarder {
         let body_length = declared.unwrap_or(read).max(read);
         Ok(Response { status, latency, answer: Answer { headers, body, body_length } })
     }
+}
+
+/// Why an `https://` target failed when the handler behind it speaks plain HTTP.
+pub const PLAIN_HTTP: &str = "the handler answered in plain HTTP, not HTTPS; use http:// in --to";
+
+/// Whether a TLS handshake failed because the server answered in plain HTTP: rustls reads the
+/// first bytes of `HTTP/1.1 400` as a record of an unknown content type. rustls is not a direct
+/// dependency, so its error is recognised by its text, inside the I/O error tokio-rustls wraps it in.
+fn answered_plain_http(error: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = source {
+        if current.to_string().contains("InvalidContentType") {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// A one-line reason for a failed attempt, without the URL (the feed already shows it).

@@ -85,6 +85,8 @@ pub struct Rule {
     pub events: Vec<String>,
     /// The local secret the forwarded requests are signed with.
     pub secret: Option<Secret>,
+    /// The environment variable a rule's `secret_env` named, so the Ready line can say where the secret came from.
+    pub secret_env: Option<String>,
     /// The blackhole's stream token: with it (and a hook URL) the source runs in push mode.
     pub stream_token: Option<Secret>,
     /// The secret GitHub signs the hook's deliveries with, for a hook hookfwd did not create.
@@ -304,10 +306,19 @@ impl RawRule {
             },
             None => Ok(None),
         };
-        let secret = from_env("secret_env", self.secret_env)?;
+        let secret = from_env("secret_env", self.secret_env.clone())?;
         let stream_token = from_env("stream_token_env", self.stream_token_env)?;
         let hook_secret = from_env("hook_secret_env", self.hook_secret_env)?;
-        Ok(Rule { sources, target, hook_url: self.hook_url, events: self.events, secret, stream_token, hook_secret })
+        Ok(Rule {
+            sources,
+            target,
+            hook_url: self.hook_url,
+            events: self.events,
+            secret,
+            secret_env: self.secret_env,
+            stream_token,
+            hook_secret,
+        })
     }
 }
 

@@ -59,6 +59,7 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         hook_url: Some(hook_url.to_string()),
         events: Vec::new(),
         secret: Some(Secret::new(SECRET)),
+        secret_env: None,
         stream_token: None,
         hook_secret: None,
     }
