@@ -66,14 +66,13 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             .await
             .with_context(|| format!("could not get delivery {} [{}] from GitHub", item.id, item.guid))?;
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
-        let response = forwarder.send(&request).await.map_err(|reason| {
-            fail(
-                FAILURE,
-                format!(
-                    "could not reach the handler at {} ({reason}); replayed {done} of {total}; is it running?",
-                    args.to
-                ),
-            )
+        let response = forwarder.send(&request).await.map_err(|error| {
+            let sentence = if error.is_transient() {
+                format!("could not reach the handler at {} ({error}); replayed {done} of {total}; is it running?", args.to)
+            } else {
+                format!("delivery {} [{}] cannot be sent: {error}; replayed {done} of {total}", item.id, item.guid)
+            };
+            fail(FAILURE, sentence)
         })?;
         if !(200..300).contains(&response.status) {
             refused += 1;

@@ -38,10 +38,14 @@ impl Outgoing {
             payload.as_bytes().to_vec()
         };
 
-        let mut headers = Vec::new();
+        let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in delivery.request.headers.iter().flatten() {
             let lower = name.to_ascii_lowercase();
-            if lower.starts_with("x-github-") || lower == "user-agent" {
+            // One of each name: a record holding `X-GitHub-Event` twice in different cases would
+            // otherwise reach the handler as two headers. The first (GitHub's spelling, as
+            // `Delivery::header` finds it too) is kept.
+            let seen = headers.iter().any(|(kept, _)| kept.eq_ignore_ascii_case(name));
+            if (lower.starts_with("x-github-") || lower == "user-agent") && !seen {
                 headers.push((name.clone(), value.clone()));
             }
         }
@@ -161,14 +165,27 @@ impl Forwarder {
         &self.target
     }
 
-    /// Sends one request once. `Err` carries a one-line reason (`connection refused`, `timed out`).
-    pub async fn send(&self, request: &Outgoing) -> Result<Response, String> {
-        let mut builder = self.http.post(self.target.0.clone()).timeout(self.timeout);
+    /// Sends one request once.
+    ///
+    /// A request no HTTP server could receive (a header name or value that cannot be sent) is
+    /// [`SendError::Invalid`] before anything goes out: retrying it would fail the same way forever.
+    pub async fn send(&self, request: &Outgoing) -> Result<Response, SendError> {
+        let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
+                return Err(SendError::Invalid { reason: format!("its header name {name:?} is not a valid HTTP header name") });
+            };
+            let Ok(value) = reqwest::header::HeaderValue::from_str(value) else {
+                // The value itself is GitHub's data: it is not printed.
+                return Err(SendError::Invalid {
+                    reason: format!("its header {name} has a value with a line break, NUL or other character HTTP cannot carry"),
+                });
+            };
+            headers.append(header, value);
         }
+        let builder = self.http.post(self.target.0.clone()).timeout(self.timeout).headers(headers);
         let started = Instant::now();
-        let mut response = builder.body(request.body.clone()).send().await.map_err(|e| reason(&e))?;
+        let mut response = builder.body(request.body.clone()).send().await.map_err(|e| SendError::of(&e))?;
         let latency = started.elapsed();
         let status = response.status().as_u16();
         // Read a little of the answer so the connection can be reused; never look at it.
@@ -183,24 +200,56 @@ impl Forwarder {
     }
 }
 
-/// A one-line reason for a failed attempt, without the URL (the feed already shows it).
-fn reason(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".into();
+/// Why one attempt to send a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The target could not be reached or dropped the connection: worth retrying.
+    /// The reason is one line without the URL (the feed already shows it), such as `connection refused`.
+    #[error("{reason}")]
+    Unreachable {
+        /// Such as `connection refused` or `connection reset`.
+        reason: String,
+    },
+    /// The target did not answer in time: worth retrying.
+    #[error("timed out")]
+    Timeout,
+    /// The request can never be sent as it is (a header HTTP cannot carry): retrying cannot help.
+    #[error("{reason}")]
+    Invalid {
+        /// What is wrong with it, such as `its header X-GitHub-Event has a value with a line break…`.
+        reason: String,
+    },
+}
+
+impl SendError {
+    /// Whether sending the same request again may succeed.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Invalid { .. })
     }
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
-                std::io::ErrorKind::TimedOut => "timed out".into(),
-                _ => io.to_string(),
-            };
+
+    /// Classifies a failed attempt.
+    fn of(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            return Self::Timeout;
         }
-        source = current.source();
+        if error.is_builder() {
+            return Self::Invalid { reason: "it cannot be made into an HTTP request".into() };
+        }
+        let unreachable = |reason: &str| Self::Unreachable { reason: reason.into() };
+        let mut source: Option<&dyn std::error::Error> = Some(error);
+        while let Some(current) = source {
+            if let Some(io) = current.downcast_ref::<std::io::Error>() {
+                return match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => unreachable("connection refused"),
+                    std::io::ErrorKind::ConnectionReset => unreachable("connection reset"),
+                    std::io::ErrorKind::TimedOut => Self::Timeout,
+                    _ => unreachable(&io.to_string()),
+                };
+            }
+            source = current.source();
+        }
+        unreachable(if error.is_connect() { "could not connect" } else { "the request failed" })
     }
-    if error.is_connect() { "could not connect".into() } else { "the request failed".into() }
 }
 
 #[cfg(test)]
@@ -311,6 +360,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let forwarder = Forwarder::new(Target::parse(&format!("127.0.0.1:{port}")).unwrap(), Duration::from_secs(2));
         let err = forwarder.send(&Outgoing::synthetic("ping", b"{}", None)).await.unwrap_err();
-        assert_eq!(err, "connection refused");
+        assert_eq!(err, SendError::Unreachable { reason: "connection refused".into() });
+        assert!(err.is_transient());
     }
 }

@@ -30,14 +30,36 @@
 //! f <floor, unix ns>
 //! c <last successful poll, unix ns>
 //! d <delivery id> <delivered_at, unix ns>
+//! k <delivery id> <delivered_at, unix ns>
 //! ```
 //!
-//! A torn last line (a crash mid-append) is ignored: it was not fsynced, so it was never
-//! acknowledged. Every so often the log is compacted: a snapshot is written to a temporary
-//! file, fsynced, renamed over the log, and the directory fsynced. Files are mode 0600 and a
-//! directory the ledger creates is mode 0700.
+//! A `k` line is a delivery that was **skipped**: it can never be forwarded (a header no HTTP
+//! request can carry, an answer GitHub gives that cannot be read, a delivery GitHub no longer
+//! keeps). It counts as handled like a `d` line, so a restart does not try it again.
+//!
+//! A torn last line (a crash mid-append, a full disk) was never fsynced, so it was never
+//! acknowledged: [`Ledger::open`] cuts it off (and fsyncs) before appending, so the next record
+//! starts on a line of its own. Every so often the log is compacted: a snapshot is written to a
+//! temporary file, fsynced, renamed over the log, and the directory fsynced.
+//!
+//! # Clocks and clamps
+//!
+//! GitHub's `delivered_at` and the local clock may disagree by minutes, and a broken or hostile
+//! API may send any time at all. Whatever `delivered_at` says, the floor never passes
+//! [`floor_limit`]: the local clock less [`WINDOW`] (a delivery GitHub has yet to list may be
+//! that late) and less [`SKEW`] (GitHub's clock may lag ours that much). So one delivery stamped
+//! in the future cannot make later ones look handled; it only keeps a few more ids. On open, a
+//! floor or origin line past that limit is clamped to it, and one further ahead than [`SKEW`]
+//! (a far-future line, not a clock set back a little) is reported by [`Ledger::take_warnings`], once.
+//!
+//! # Files
+//!
+//! Files are mode 0600 and a directory the ledger creates is mode 0700. On unix, the lock, the
+//! log and the temporary file are opened without following symbolic links (the temporary file
+//! is created afresh, `O_EXCL`), and [`check_dir`] refuses a directory another user owns or that
+//! group or others may write: such a user could plant a link and make hookfwd write through it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -48,6 +70,10 @@ use github::HookRef;
 
 use crate::Error;
 
+/// How far ahead of the local clock GitHub's clock may be: the floor never passes the local
+/// clock plus this, and a `delivered_at` beyond it is out of range (warned about, never trusted
+/// to move the floor). Five minutes covers a laptop whose clock has drifted, not a wrong date.
+pub const SKEW: Duration = Duration::from_secs(5 * 60);
 /// How late a delivery may show up in GitHub's list and still be caught.
 pub const WINDOW: Duration = Duration::from_secs(3 * 60);
 /// The most ids the ledger keeps, however busy the hook.
@@ -55,6 +81,8 @@ pub const MAX_DONE: usize = 50_000;
 /// How often the time of the last successful poll is persisted.
 const CHECKED_EVERY: TimeDelta = TimeDelta::seconds(60);
 const MAGIC: &str = "hookfwd-ledger 1";
+/// The ledger key every GitHub App hook had before App hooks were keyed by their App id.
+const LEGACY_APP_KEY: &str = "app-hook";
 
 /// The forwarding record of one hook.
 #[derive(Debug)]
@@ -77,6 +105,12 @@ pub struct Ledger {
     appended: usize,
     /// The most ids kept ([`MAX_DONE`]; smaller in tests).
     max_done: usize,
+    /// Skipped deliveries at or after the floor (a subset of `done`), written back as `k` lines.
+    skipped: HashSet<u64>,
+    /// The local clock, which the floor never passes by more than [`SKEW`] (fixed in tests).
+    clock: fn() -> DateTime<Utc>,
+    /// What opening found and fixed that the user should hear about, once.
+    warnings: Vec<String>,
 }
 
 impl Ledger {
@@ -86,13 +120,32 @@ impl Ledger {
     }
 
     /// Opens the ledger of `hook`, or `None` if there is none yet.
+    ///
+    /// A torn last line is cut off first; a floor or origin beyond the local clock plus [`SKEW`]
+    /// is clamped to it (see [`Ledger::take_warnings`]). An App hook's ledger from before App
+    /// hooks were keyed by App id (`app-hook`) becomes this App's, once.
     pub fn open(dir: &Path, hook: &HookRef) -> Result<Option<Self>, Error> {
+        Self::open_at(dir, hook, Utc::now)
+    }
+
+    fn open_at(dir: &Path, hook: &HookRef, clock: fn() -> DateTime<Utc>) -> Result<Option<Self>, Error> {
         let path = Self::path(dir, hook);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let mut warnings = Vec::new();
+        if migrate_app_ledger(dir, hook, &path)? {
+            warnings.push(format!(
+                "the GitHub App hook's ledger {LEGACY_APP_KEY} now belongs to {}, as {}",
+                hook,
+                path.display()
+            ));
+        }
+        let read = |source| Error::Ledger { path: path.clone(), action: "read", source };
+        let mut file = match private().read(true).write(true).open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Ledger { path, action: "read", source }),
+            Err(source) => return Err(read(source)),
         };
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text).map_err(read)?;
         let invalid = |line: usize| Error::Ledger {
             path: path.clone(),
             action: "read",
@@ -103,6 +156,13 @@ impl Ledger {
             Some(end) => &text[..end],
             None => "",
         };
+        if !text.is_empty() && complete.len() + 1 != text.len() {
+            // Cut it off before appending, or the next record would continue it.
+            let keep = if complete.is_empty() { 0 } else { complete.len() as u64 + 1 };
+            file.set_len(keep).and_then(|()| file.sync_all()).map_err(read)?;
+            tracing::info!(path = %path.display(), "cut off a torn last ledger line");
+        }
+        drop(file);
         let mut lines = complete.split('\n');
         if lines.next() != Some(MAGIC) {
             return Err(invalid(1));
@@ -110,6 +170,7 @@ impl Ledger {
         let epoch = DateTime::<Utc>::UNIX_EPOCH;
         let (mut origin, mut floor, mut checked) = (epoch, epoch, epoch);
         let mut done = HashMap::new();
+        let mut skipped = HashSet::new();
         for (index, line) in lines.enumerate() {
             let mut fields = line.split(' ');
             let parsed = match (fields.next(), fields.next(), fields.next(), fields.next()) {
@@ -119,22 +180,56 @@ impl Ledger {
                 (Some("d"), Some(id), Some(t), None) => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
                     done.insert(id, t);
                 }),
+                (Some("k"), Some(id), Some(t), None) => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
+                    done.insert(id, t);
+                    skipped.insert(id);
+                }),
                 _ => None,
             };
             if parsed.is_none() {
                 return Err(invalid(index + 2));
             }
         }
-        let file = append(&path).map_err(|source| Error::Ledger { path: path.clone(), action: "read", source })?;
+        // A floor in the future would make every delivery until then look handled: it is never
+        // trusted past the limit, and one far in the future (not a clock set back a little) is
+        // worth telling.
+        let now = clock();
+        if is_future(floor.max(origin), now) {
+            warnings.push(format!(
+                "the ledger {} says deliveries until {} were forwarded, which is in the future; it was moved \
+                 back to now, so nothing after now counts as forwarded",
+                path.display(),
+                floor.max(origin).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        let limit = floor_limit(now);
+        floor = floor.min(limit);
+        origin = origin.min(limit);
+        checked = checked.min(now);
+        let file = append(&path).map_err(read)?;
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
-        let mut ledger = Self { path, file, origin, floor, checked, done, by_time, appended: 0, max_done: MAX_DONE };
+        let mut ledger = Self {
+            path,
+            file,
+            origin,
+            floor,
+            checked,
+            done,
+            by_time,
+            appended: 0,
+            max_done: MAX_DONE,
+            skipped,
+            clock,
+            warnings,
+        };
         ledger.prune();
         ledger.appended = complete.lines().count();
         Ok(Some(ledger))
     }
 
     /// Creates (or replaces) the ledger of `hook`: forwarding starts at `origin`, and the
-    /// deliveries in `done` (at or after `origin`) count as handled.
+    /// deliveries in `done` (at or after `origin`) count as handled. The caller keeps `origin`
+    /// within [`floor_limit`].
     pub fn create(
         dir: &Path,
         hook: &HookRef,
@@ -148,8 +243,20 @@ impl Ledger {
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
         // A placeholder handle until the snapshot exists; `compact` replaces it.
         let file = File::open(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
-        let mut ledger =
-            Self { path, file, origin, floor: origin, checked: now, done, by_time, appended: 0, max_done: MAX_DONE };
+        let mut ledger = Self {
+            path,
+            file,
+            origin,
+            floor: origin,
+            checked: now,
+            done,
+            by_time,
+            appended: 0,
+            max_done: MAX_DONE,
+            skipped: HashSet::new(),
+            clock: Utc::now,
+            warnings: Vec::new(),
+        };
         ledger.compact()?;
         Ok(ledger)
     }
@@ -169,8 +276,44 @@ impl Ledger {
         delivered_at: DateTime<Utc>,
         keep_from: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
+        let line = format!("d {id} {}\n", nanos(delivered_at));
+        self.handled(line, id, delivered_at, keep_from)
+    }
+
+    /// Records a delivery that can never be forwarded as skipped (a `k` line): it counts as
+    /// handled, so no restart tries it again. `keep_from` as for [`Ledger::record`].
+    pub fn skip(&mut self, id: u64, delivered_at: DateTime<Utc>, keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+        let line = format!("k {id} {}\n", nanos(delivered_at));
+        self.handled(line, id, delivered_at, keep_from)?;
+        if self.done.contains_key(&id) {
+            self.skipped.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Whether the delivery `id` was recorded as skipped (while the ledger still holds its id).
+    pub fn is_skipped(&self, id: u64) -> bool {
+        self.skipped.contains(&id)
+    }
+
+    /// What opening found and fixed (a clamped floor, a migrated App ledger), once: one
+    /// sentence each, for the user.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Appends `line` (the record of `id`) and moves the floor.
+    fn handled(
+        &mut self,
+        mut line: String,
+        id: u64,
+        delivered_at: DateTime<Utc>,
+        keep_from: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
         let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
-        let limit = keep_from.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // Never past a waiting delivery, nor past the clock's limit: a delivery stamped in the
+        // future must not make those delivered until then look handled.
+        let limit = keep_from.unwrap_or(DateTime::<Utc>::MAX_UTC).min(floor_limit((self.clock)()));
         let mut floor = delivered_at.checked_sub_signed(window).unwrap_or(self.floor).min(limit);
         let len = self.done.len() + usize::from(!self.done.contains_key(&id));
         if len > self.max_done {
@@ -179,7 +322,6 @@ impl Ledger {
                 floor = floor.max((*t).min(limit));
             }
         }
-        let mut line = format!("d {id} {}\n", nanos(delivered_at));
         if floor > self.floor {
             line.push_str(&format!("f {}\n", nanos(floor)));
         }
@@ -267,13 +409,20 @@ impl Ledger {
         let mut text =
             format!("{MAGIC}\no {}\nf {}\nc {}\n", nanos(self.origin), nanos(self.floor), nanos(self.checked));
         for (t, id) in &self.by_time {
-            text.push_str(&format!("d {id} {}\n", nanos(*t)));
+            let kind = if self.skipped.contains(id) { 'k' } else { 'd' };
+            text.push_str(&format!("{kind} {id} {}\n", nanos(*t)));
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dir.join(format!(".{name}.tmp"));
         let write = || -> io::Result<File> {
-            let mut file = private().write(true).create(true).truncate(true).open(&temp)?;
+            // Created afresh (`O_EXCL`, no links followed): whatever sits at that name, a leftover
+            // or a planted link, is removed rather than written through.
+            match std::fs::remove_file(&temp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut file = private().write(true).create_new(true).open(&temp)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             drop(file);
@@ -297,6 +446,7 @@ impl Ledger {
         let keep = self.by_time.split_off(&(self.floor, 0));
         for (_, id) in std::mem::replace(&mut self.by_time, keep) {
             self.done.remove(&id);
+            self.skipped.remove(&id);
         }
     }
 }
@@ -322,23 +472,106 @@ impl Lock {
     /// Takes the lock of `hook`'s ledger in `dir`, or fails at once with [`Error::Busy`].
     pub fn take(dir: &Path, hook: &HookRef) -> Result<Self, Error> {
         let path = Ledger::path(dir, hook).with_extension("lock");
+        create_dir(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "locked", source })?;
+        Self::at(path, &hook.to_string())
+    }
+
+    /// Takes the lock file at `path`, of the hook named `hook`.
+    fn at(path: PathBuf, hook: &str) -> Result<Self, Error> {
         let failed = |source| Error::Ledger { path: path.clone(), action: "locked", source };
-        create_dir(dir).map_err(failed)?;
+        // `private` follows no link: a planted one fails here instead of being written through.
         let file = private().read(true).write(true).create(true).truncate(false).open(&path).map_err(failed)?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy { hook: hook.to_string(), path }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy { hook: hook.to_string(), path: path.clone() }),
             Err(std::fs::TryLockError::Error(source)) => Err(failed(source)),
         }
     }
 }
 
-/// Open options for a file only the user may read.
+/// Open options for a file only the user may read, which never follow a symbolic link (on unix).
 fn private() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
     options
+}
+
+/// The latest the floor or the origin may be at local time `now`: [`WINDOW`] and [`SKEW`] before it.
+///
+/// A delivery GitHub has yet to list was made no earlier than GitHub's clock minus [`WINDOW`],
+/// and GitHub's clock may lag ours by up to [`SKEW`]; a floor above that would count it as
+/// handled before it was ever seen. Deliveries stamped ahead of the clock only keep more ids.
+pub fn floor_limit(now: DateTime<Utc>) -> DateTime<Utc> {
+    let back = TimeDelta::from_std(WINDOW + SKEW).unwrap_or(TimeDelta::zero());
+    now.checked_sub_signed(back).unwrap_or(now)
+}
+
+/// `newest`, the newest `delivered_at` listed, as far as it can be trusted at local time `now`:
+/// no later than [`SKEW`] before the clock, so that one delivery stamped in the future cannot
+/// make a scan stop short of the deliveries made after it.
+pub fn trusted_newest(newest: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let skew = TimeDelta::from_std(SKEW).unwrap_or(TimeDelta::zero());
+    newest.min(now.checked_sub_signed(skew).unwrap_or(now))
+}
+
+/// Whether `t` is further ahead of the local clock `now` than [`SKEW`] allows: such a time is
+/// out of range, forwarded but never trusted, and worth one warning.
+pub fn is_future(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let skew = TimeDelta::from_std(SKEW).unwrap_or(TimeDelta::zero());
+    now.checked_add_signed(skew).is_some_and(|limit| t > limit)
+}
+
+/// Creates the ledger directory `dir` if needed, and refuses one that another user could plant
+/// files or links in: owned by someone else, or writable by group or others (on unix; elsewhere
+/// the directory's ACLs are the operating system's business).
+pub fn check_dir(dir: &Path) -> Result<(), Error> {
+    create_dir(dir).map_err(|source| Error::Ledger { path: dir.to_path_buf(), action: "written", source })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let metadata =
+            std::fs::metadata(dir).map_err(|source| Error::Ledger { path: dir.to_path_buf(), action: "read", source })?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let problem = if metadata.uid() != me {
+            Some("is owned by another user")
+        } else if metadata.permissions().mode() & 0o022 != 0 {
+            Some("can be written by other users")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(Error::StateDir { path: dir.to_path_buf(), problem });
+        }
+    }
+    Ok(())
+}
+
+/// Renames the App hook ledger of before App ids (`app-hook`) to `hook`'s, if `hook` is an App's
+/// and has none yet. `true` if it did. An older hookfwd still holding the old ledger's lock keeps it.
+fn migrate_app_ledger(dir: &Path, hook: &HookRef, path: &Path) -> Result<bool, Error> {
+    if !matches!(hook, HookRef::App { app_id: Some(_) }) || path.exists() {
+        return Ok(false);
+    }
+    let legacy = dir.join(LEGACY_APP_KEY);
+    if !legacy.is_file() {
+        return Ok(false);
+    }
+    let _held = Lock::at(legacy.with_extension("lock"), "the GitHub App hook")?;
+    let failed = |source| Error::Ledger { path: legacy.clone(), action: "read", source };
+    match std::fs::rename(&legacy, path) {
+        Ok(()) => {}
+        // Another hookfwd took it first.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(failed(e)),
+    }
+    File::open(dir).and_then(|d| d.sync_all()).map_err(failed)?;
+    let _ = std::fs::remove_file(legacy.with_extension("lock"));
+    Ok(true)
 }
 
 fn append(path: &Path) -> io::Result<File> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use engine::run;
 pub use error::Error;
 pub use event::{Event, HookOrigin};
-pub use forward::{Forwarder, Outgoing, Response};
+pub use forward::{Forwarder, Outgoing, Response, SendError};
 pub use rule::{Rule, Source, Target};
 
 /// How the relay runs, shared by every rule.

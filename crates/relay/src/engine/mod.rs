@@ -95,7 +95,11 @@ pub async fn run(
 ) -> Result<(), Error> {
     let events = Emitter(events);
     // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
+    let root = settings.state_dir.clone();
     let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
+    // Another user who may write there could plant links for hookfwd to write through.
+    ledger::check_dir(&settings.state_dir)?;
+    ledger::check_dir(&root)?;
     if rules.iter().any(|rule| rule.secret.is_none()) {
         events
             .emit(Event::Warning {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::backoff::Backoff;
-use crate::ledger::WINDOW;
+use crate::ledger::{self, WINDOW};
 use crate::{Error, Event};
 
 use super::queue::{Shared, lock};
@@ -142,7 +142,9 @@ pub(super) async fn poll_once(
             }
         }
     }
-    *newest_listed = (*newest_listed).max(state.newest);
+    // A delivery stamped in the future must not stop later scans short of the ones after it.
+    let newest = state.newest.map(|newest| ledger::trusted_newest(newest, Utc::now()));
+    *newest_listed = (*newest_listed).max(newest);
     Ok((shared.enqueue(state.found), state.deep))
 }
 

@@ -82,6 +82,20 @@ impl Shared {
 
     /// Records a handled delivery in the ledger (blocking: it fsyncs).
     pub(super) fn record(&self, item: &DeliveryItem) -> Result<(), Error> {
+        self.handled(item, Ledger::record)
+    }
+
+    /// Records a delivery that can never be forwarded as skipped (blocking: it fsyncs).
+    pub(super) fn skip(&self, item: &DeliveryItem) -> Result<(), Error> {
+        self.handled(item, Ledger::skip)
+    }
+
+    /// Writes `item` to the ledger with `write`, never moving the floor past a waiting delivery.
+    fn handled(
+        &self,
+        item: &DeliveryItem,
+        write: fn(&mut Ledger, u64, DateTime<Utc>, Option<DateTime<Utc>>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let key = (item.delivered_at, item.id);
         let mut queue = lock(&self.queue);
         let oldest_pending = queue.pending.first_key_value().map(|(k, _)| k.0);
@@ -90,7 +104,7 @@ impl Shared {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        lock(&self.ledger).record(item.id, item.delivered_at, keep_from)?;
+        write(&mut lock(&self.ledger), item.id, item.delivered_at, keep_from)?;
         queue.in_flight.remove(&key);
         queue.ids.remove(&item.id);
         Ok(())
