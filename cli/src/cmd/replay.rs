@@ -68,7 +68,10 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
         let response = forwarder.send(&request).await.map_err(|error| {
             let sentence = if error.is_transient() {
-                format!("could not reach the handler at {} ({error}); replayed {done} of {total}; is it running?", args.to)
+                format!(
+                    "could not reach the handler at {} ({error}); replayed {done} of {total}; is it running?",
+                    args.to
+                )
             } else {
                 format!("delivery {} [{}] cannot be sent: {error}; replayed {done} of {total}", item.id, item.guid)
             };

@@ -173,12 +173,16 @@ impl Forwarder {
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
             let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
-                return Err(SendError::Invalid { reason: format!("its header name {name:?} is not a valid HTTP header name") });
+                return Err(SendError::Invalid {
+                    reason: format!("its header name {name:?} is not a valid HTTP header name"),
+                });
             };
             let Ok(value) = reqwest::header::HeaderValue::from_str(value) else {
                 // The value itself is GitHub's data: it is not printed.
                 return Err(SendError::Invalid {
-                    reason: format!("its header {name} has a value with a line break, NUL or other character HTTP cannot carry"),
+                    reason: format!(
+                        "its header {name} has a value with a line break, NUL or other character HTTP cannot carry"
+                    ),
                 });
             };
             headers.append(header, value);
@@ -352,6 +356,33 @@ mod tests {
             Some("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
         );
         assert_eq!(out.header("X-GitHub-Hook-Installation-Target-Type"), Some("repository"));
+    }
+
+    #[test]
+    fn keeps_one_of_each_header_whatever_its_case() {
+        let headers = r#"{"X-GitHub-Event":"issues","x-github-event":"push","X-GITHUB-DELIVERY":"other","X-GitHub-Delivery":"0b989ba4-242f-11e5-81e1-c7b6966d2516","user-agent":"a","User-Agent":"b"}"#;
+        let out = Outgoing::from_delivery(&delivery(headers, "{}"), None);
+        for name in ["x-github-event", "x-github-delivery", "user-agent"] {
+            let count = out.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count();
+            assert_eq!(count, 1, "{name}: {:?}", out.headers);
+        }
+        // GitHub's own spelling wins, as `Delivery::header` finds it.
+        assert_eq!(out.header("X-GitHub-Event"), Some("issues"));
+    }
+
+    #[tokio::test]
+    async fn a_header_http_cannot_carry_is_invalid_not_unreachable() {
+        let forwarder = Forwarder::new(Target::parse("127.0.0.1:9").unwrap(), Duration::from_secs(2));
+        for (name, value) in
+            [("X-GitHub-Event", "a\r\nInjected: yes"), ("X-GitHub-Event", "nul\0"), ("X-GitHub Bad", "v")]
+        {
+            let mut request = Outgoing::synthetic("ping", b"{}", None);
+            request.headers.push((name.into(), value.into()));
+            let error = forwarder.send(&request).await.unwrap_err();
+            assert!(matches!(error, SendError::Invalid { .. }), "{name}: {error:?}");
+            assert!(!error.is_transient());
+            assert!(!error.to_string().contains("Injected"), "the value is not echoed: {error}");
+        }
     }
 
     #[tokio::test]

@@ -282,7 +282,12 @@ impl Ledger {
 
     /// Records a delivery that can never be forwarded as skipped (a `k` line): it counts as
     /// handled, so no restart tries it again. `keep_from` as for [`Ledger::record`].
-    pub fn skip(&mut self, id: u64, delivered_at: DateTime<Utc>, keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+    pub fn skip(
+        &mut self,
+        id: u64,
+        delivered_at: DateTime<Utc>,
+        keep_from: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
         let line = format!("k {id} {}\n", nanos(delivered_at));
         self.handled(line, id, delivered_at, keep_from)?;
         if self.done.contains_key(&id) {
@@ -533,8 +538,11 @@ pub fn check_dir(dir: &Path) -> Result<(), Error> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let metadata =
-            std::fs::metadata(dir).map_err(|source| Error::Ledger { path: dir.to_path_buf(), action: "read", source })?;
+        let metadata = std::fs::metadata(dir).map_err(|source| Error::Ledger {
+            path: dir.to_path_buf(),
+            action: "read",
+            source,
+        })?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
         let problem = if metadata.uid() != me {
@@ -666,22 +674,141 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_line_is_ignored() {
+    fn a_torn_last_line_is_cut_off_before_the_next_append() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
         ledger.record(1, at(1), None).unwrap();
         drop(ledger);
         let path = Ledger::path(dir.path(), &hook());
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(b"d 2 17000").unwrap();
+        file.write_all(b"d 1136 ").unwrap();
         let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'), "the torn tail is gone from the file");
         assert!(ledger.is_recorded(1, at(1)));
-        assert!(!ledger.is_recorded(2, at(1)));
-        // The next append still parses: compaction on open is not needed for that.
-        ledger.compact().unwrap();
+        assert!(!ledger.is_recorded(1136, at(1)));
+        // Appending straight after, without compacting, gives a ledger that still opens.
         ledger.record(2, at(1), None).unwrap();
         drop(ledger);
-        assert!(Ledger::open(dir.path(), &hook()).unwrap().unwrap().is_recorded(2, at(1)));
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(2, at(1)));
+    }
+
+    #[test]
+    fn a_delivery_stamped_in_the_future_never_lifts_the_floor_past_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let mut ledger = Ledger::create(dir.path(), &hook(), now - TimeDelta::hours(1), [], now).unwrap();
+        ledger.record(1, now + TimeDelta::hours(1), None).unwrap();
+        ledger.record(2, DateTime::<Utc>::MAX_UTC, None).unwrap();
+        assert!(ledger.floor() <= floor_limit(Utc::now()), "{}", ledger.floor());
+        assert!(!ledger.is_recorded(3, now), "a delivery made now is still to forward");
+        assert!(ledger.is_recorded(1, now + TimeDelta::hours(1)));
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(!ledger.is_recorded(3, now));
+    }
+
+    #[test]
+    fn a_far_future_floor_line_is_clamped_with_one_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Ledger::path(dir.path(), &hook());
+        let future = nanos(Utc::now() + TimeDelta::days(365 * 100));
+        std::fs::write(&path, format!("{MAGIC}\no 0\nf {future}\nc 0\n")).unwrap();
+        let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.floor() <= floor_limit(Utc::now()));
+        assert!(!ledger.is_recorded(1, Utc::now()));
+        let warnings = ledger.take_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("in the future"), "{}", warnings[0]);
+        assert!(ledger.take_warnings().is_empty(), "said once");
+        let origin = nanos(Utc::now() + TimeDelta::days(1));
+        std::fs::write(&path, format!("{MAGIC}\no {origin}\nf {origin}\nc 0\n")).unwrap();
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.origin() <= floor_limit(Utc::now()), "the origin is clamped too");
+    }
+
+    #[test]
+    fn skipped_deliveries_count_as_handled_across_reopening_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+        ledger.record(1, at(1), None).unwrap();
+        ledger.skip(2, at(2), None).unwrap();
+        drop(ledger);
+        let text = std::fs::read_to_string(Ledger::path(dir.path(), &hook())).unwrap();
+        assert!(text.lines().any(|line| line.starts_with("k 2 ")), "{text}");
+        let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(2, at(2)) && ledger.is_skipped(2));
+        assert!(ledger.is_recorded(1, at(1)) && !ledger.is_skipped(1));
+        ledger.compact().unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(2, at(2)) && ledger.is_skipped(2), "compaction keeps the kind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let precious = outside.path().join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let state = dir.path().join("state");
+        create_dir(&state).unwrap();
+        let name = hook().key();
+        std::os::unix::fs::symlink(&precious, state.join(format!(".{name}.tmp"))).unwrap();
+        let created = outside.path().join("created-by-lock");
+        std::os::unix::fs::symlink(&created, state.join(format!("{name}.lock"))).unwrap();
+
+        let mut ledger = Ledger::create(&state, &hook(), at(0), [], at(0)).unwrap();
+        ledger.record(1, at(1), None).unwrap();
+        ledger.compact().unwrap();
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        assert!(std::fs::symlink_metadata(ledger.file_path()).unwrap().file_type().is_file());
+        let error = Lock::take(&state, &hook()).unwrap_err();
+        assert!(matches!(error, Error::Ledger { action: "locked", .. }), "{error}");
+        assert!(!created.exists(), "the lock was not created through the link");
+
+        // The ledger itself as a link is refused rather than followed.
+        drop(ledger);
+        let path = Ledger::path(&state, &hook());
+        std::fs::rename(&path, outside.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("moved"), &path).unwrap();
+        assert!(Ledger::open(&state, &hook()).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        check_dir(&state).unwrap();
+        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        for mode in [0o770, 0o707, 0o777] {
+            std::fs::set_permissions(&state, std::fs::Permissions::from_mode(mode)).unwrap();
+            let error = check_dir(&state).unwrap_err();
+            assert!(error.to_string().contains(&format!("chmod 700 {}", state.display())), "{error}");
+        }
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o750)).unwrap();
+        check_dir(&state).unwrap();
+    }
+
+    #[test]
+    fn an_old_app_hook_ledger_becomes_the_apps_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = HookRef::App { app_id: None };
+        assert_eq!(legacy.key(), LEGACY_APP_KEY);
+        let mut old = Ledger::create(dir.path(), &legacy, at(0), [], at(0)).unwrap();
+        old.record(7, at(7), None).unwrap();
+        drop(old);
+        let app = HookRef::App { app_id: Some(42) };
+        let mut ledger = Ledger::open(dir.path(), &app).unwrap().expect("migrated");
+        assert_eq!(ledger.file_path().file_name().unwrap(), "app-42-hook");
+        assert!(ledger.is_recorded(7, at(7)));
+        assert_eq!(ledger.take_warnings().len(), 1);
+        assert!(!dir.path().join(LEGACY_APP_KEY).exists());
+        // Another App finds nothing to inherit.
+        assert!(Ledger::open(dir.path(), &HookRef::App { app_id: Some(43) }).unwrap().is_none());
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Budget {
         match self.estimate.load(Ordering::SeqCst) {
             0 => fetching == 0,
             estimate => {
-                self.waiting.load(Ordering::SeqCst).saturating_add(estimate.saturating_mul(fetching + 1)) <= WINDOW_BYTES
+                self.waiting.load(Ordering::SeqCst).saturating_add(estimate.saturating_mul(fetching + 1))
+                    <= WINDOW_BYTES
             }
         }
     }
@@ -202,7 +203,8 @@ pub(super) async fn forward_loop(
             None => blocking(move || shared.record(&item)).await?,
             Some(reason) => {
                 warn!(delivery = item.id, "skipped");
-                let message = format!("delivery {} ({}) of {} was skipped: {reason}", item.id, item.kind(), source.name);
+                let message =
+                    format!("delivery {} ({}) of {} was skipped: {reason}", item.id, item.kind(), source.name);
                 ctx.events.emit(Event::Warning { message }).await;
                 blocking(move || shared.skip(&item)).await?;
             }

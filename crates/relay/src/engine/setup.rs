@@ -20,7 +20,14 @@ pub(super) async fn set_up(
     source: &Source,
 ) -> Result<(HookRef, HookOrigin, Option<String>, Vec<String>), SetupFailure> {
     let owner = match source {
-        Source::App => return Ok((HookRef::App { app_id: client.app_id() }, HookOrigin::App, rule.hook_url.clone(), rule.events.clone())),
+        Source::App => {
+            return Ok((
+                HookRef::App { app_id: client.app_id() },
+                HookOrigin::App,
+                rule.hook_url.clone(),
+                rule.events.clone(),
+            ));
+        }
         Source::Owner(owner) => owner,
     };
     let Some(url) = rule.hook_url.as_deref() else {
