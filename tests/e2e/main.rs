@@ -3,4 +3,5 @@ mod commands;
 mod dev;
 mod enterprise;
 mod forward;
+mod hostile;
 mod send;

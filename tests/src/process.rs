@@ -78,6 +78,16 @@ impl Running {
         self.child.signal(signal);
     }
 
+    /// The process id, for reading its memory figures from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Everything on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("output lock").clone()
+    }
+
     /// Waits for a stdout line containing `needle` and returns it.
     pub async fn wait_line(&self, needle: &str) -> String {
         self.wait_lines(needle, 1).await.swap_remove(0)

@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-pub use faults::Faults;
+pub use faults::{Faults, Poison};
 pub use state::{HookSpec, RecordedDelivery, Stats};
 
 use state::{Scope, State};

@@ -10,6 +10,17 @@ use crate::Target;
 const JSON: &str = "application/json";
 /// The content type of `form` hooks: the body is `payload=<urlencoded JSON>`.
 const FORM: &str = "application/x-www-form-urlencoded";
+/// The request headers as GitHub spells them: of two that differ only in case, this one is GitHub's.
+const GITHUB_SPELLING: &[&str] = &[
+    "User-Agent",
+    "X-GitHub-Delivery",
+    "X-GitHub-Event",
+    "X-GitHub-Hook-ID",
+    "X-GitHub-Hook-Installation-Target-ID",
+    "X-GitHub-Hook-Installation-Target-Type",
+    "X-GitHub-Enterprise-Host",
+    "X-GitHub-Enterprise-Version",
+];
 /// The most of a target's answer read (and thrown away) so the connection can be reused.
 const MAX_DRAIN: usize = 64 * 1024;
 
@@ -41,12 +52,17 @@ impl Outgoing {
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in delivery.request.headers.iter().flatten() {
             let lower = name.to_ascii_lowercase();
+            if !lower.starts_with("x-github-") && lower != "user-agent" {
+                continue;
+            }
             // One of each name: a record holding `X-GitHub-Event` twice in different cases would
-            // otherwise reach the handler as two headers. The first (GitHub's spelling, as
-            // `Delivery::header` finds it too) is kept.
-            let seen = headers.iter().any(|(kept, _)| kept.eq_ignore_ascii_case(name));
-            if (lower.starts_with("x-github-") || lower == "user-agent") && !seen {
-                headers.push((name.clone(), value.clone()));
+            // otherwise reach the handler as two headers. GitHub's own spelling wins, else the first.
+            match headers.iter_mut().find(|(kept, _)| kept.eq_ignore_ascii_case(name)) {
+                None => headers.push((name.clone(), value.clone())),
+                Some(kept) if !GITHUB_SPELLING.contains(&kept.0.as_str()) && GITHUB_SPELLING.contains(&name.as_str()) => {
+                    *kept = (name.clone(), value.clone());
+                }
+                Some(_) => {}
             }
         }
         if delivery.header("X-GitHub-Event").is_none() {
@@ -366,8 +382,10 @@ mod tests {
             let count = out.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count();
             assert_eq!(count, 1, "{name}: {:?}", out.headers);
         }
-        // GitHub's own spelling wins, as `Delivery::header` finds it.
+        // GitHub's own spelling wins, wherever it sorts.
         assert_eq!(out.header("X-GitHub-Event"), Some("issues"));
+        assert_eq!(out.header("X-GitHub-Delivery"), Some("0b989ba4-242f-11e5-81e1-c7b6966d2516"));
+        assert_eq!(out.header("User-Agent"), Some("b"));
     }
 
     #[tokio::test]
