@@ -63,7 +63,8 @@ async fn a_delivery_stamped_in_the_future_hides_none_of_the_later_ones_across_re
     let state = tempfile::tempdir().unwrap();
     let (_, before) = emit(&fake, hook, 1).await;
     let (hour_ahead, hour_ahead_guid) = emit(&fake, hook, 2).await;
-    fake.faults().poison(hour_ahead, Poison { delivered_at: Some(Utc::now() + TimeDelta::hours(1)), ..Poison::default() });
+    fake.faults()
+        .poison(hour_ahead, Poison { delivered_at: Some(Utc::now() + TimeDelta::hours(1)), ..Poison::default() });
     let (year_9999, year_9999_guid) = emit(&fake, hook, 3).await;
     let far = "9999-12-31T23:59:59Z".parse().expect("a time");
     fake.faults().poison(year_9999, Poison { delivered_at: Some(far), ..Poison::default() });
@@ -292,9 +293,7 @@ async fn large_payloads_wait_within_a_byte_budget() {
     let state = tempfile::tempdir().unwrap();
     let mut expected = Vec::new();
     for n in 0..PAYLOADS {
-        let ids = fake
-            .emit(REPO, "issues", json!({"action": "opened", "number": n, "filler": "x".repeat(SIZE)}))
-            .await;
+        let ids = fake.emit(REPO, "issues", json!({"action": "opened", "number": n, "filler": "x".repeat(SIZE)})).await;
         expected.push(fake.deliveries(hook).into_iter().find(|d| ids.contains(&d.id)).expect("recorded").guid);
     }
 
@@ -303,6 +302,7 @@ async fn large_payloads_wait_within_a_byte_budget() {
     wait_all(&handler, &expected.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let peak = peak_rss(dev.pid());
     stop(dev).await;
+    eprintln!("peak RSS of hookfwd forwarding {PAYLOADS} payloads of {SIZE} bytes: {} MiB", peak / 1024 / 1024);
     // 24 × 10 MB fetched 16 ahead took over 400 MB; the 96 MiB budget, each payload held a
     // few times over on its way (read, parsed, rebuilt, sent), stays well under that.
     let limit = 300 * 1024 * 1024;

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::{Faults, Inner};
 use crate::deliver::{Attempt, node_id};
 use crate::state::{Account, Budget, Hook, HookSpec, RecordedDelivery, Repo, Scope, State};
+use crate::{Faults, Inner};
 
 /// The largest request body accepted.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
@@ -1214,7 +1214,10 @@ fn get_delivery(inner: &Inner, hook_id: u64, delivery: &str, docs: &str) -> Repl
     let body = DeliveryJson {
         item: ItemJson::of(&delivery, &inner.faults),
         url: &delivery.url,
-        request: RequestJson { headers: headers.map(|(name, value)| (name.as_str(), value.as_str())).collect(), payload },
+        request: RequestJson {
+            headers: headers.map(|(name, value)| (name.as_str(), value.as_str())).collect(),
+            payload,
+        },
         response: ResponseJson {
             headers: delivery.response_headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect(),
             payload: Some(delivery.response_body.as_str()),

@@ -59,7 +59,9 @@ impl Outgoing {
             // otherwise reach the handler as two headers. GitHub's own spelling wins, else the first.
             match headers.iter_mut().find(|(kept, _)| kept.eq_ignore_ascii_case(name)) {
                 None => headers.push((name.clone(), value.clone())),
-                Some(kept) if !GITHUB_SPELLING.contains(&kept.0.as_str()) && GITHUB_SPELLING.contains(&name.as_str()) => {
+                Some(kept)
+                    if !GITHUB_SPELLING.contains(&kept.0.as_str()) && GITHUB_SPELLING.contains(&name.as_str()) =>
+                {
                     *kept = (name.clone(), value.clone());
                 }
                 Some(_) => {}
