@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,8 @@ pub struct Recorder {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering each request.
+    delay_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -56,13 +58,14 @@ impl Recorder {
         let addr = listener.local_addr().expect("bound address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (log, answer) = (received.clone(), status.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (log, answer, delay) = (received.clone(), status.clone(), delay_ms.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, answer) = (log.clone(), answer.clone());
+                let (log, answer, delay) = (log.clone(), answer.clone(), delay.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (log, answer) = (log.clone(), answer.clone());
+                        let (log, answer, delay) = (log.clone(), answer.clone(), delay.clone());
                         async move {
                             let path = request.uri().path().to_string();
                             let header_lines: Vec<(String, String)> = request
@@ -72,6 +75,7 @@ impl Recorder {
                                 .collect();
                             let headers = header_lines.iter().cloned().collect();
                             let body = request.into_body().collect().await?.to_bytes();
+                            tokio::time::sleep(Duration::from_millis(delay.load(Ordering::SeqCst))).await;
                             let status = answer.load(Ordering::SeqCst);
                             if (200..300).contains(&status) {
                                 log.lock().expect("recorder lock").push(Received { path, headers, header_lines, body });
@@ -85,7 +89,7 @@ impl Recorder {
                 });
             }
         });
-        Self { addr, received, status, task }
+        Self { addr, received, status, delay_ms, task }
     }
 
     /// `http://127.0.0.1:PORT/webhook`.
@@ -96,6 +100,11 @@ impl Recorder {
     /// Answer `status` from now on; requests answered with a non-2xx status are not recorded.
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Wait `delay` before answering each request from now on: a slow handler.
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Everything recorded so far.

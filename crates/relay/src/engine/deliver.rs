@@ -22,7 +22,7 @@ use super::{Ctx, GONE_AFTER, SourceRun, blocking, is_auth, wait_after};
 /// How many bytes of fetched deliveries may wait for their turn, per source: enough to keep
 /// the fetches going ahead of a handler, small next to the memory of any machine. A single
 /// delivery larger than this is still fetched, alone.
-pub(crate) const WINDOW_BYTES: u64 = 96 * 1024 * 1024;
+pub(crate) const WINDOW_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What fetching a listed delivery gave.
 pub(super) enum Fetched {
