@@ -224,6 +224,31 @@ async fn a_torn_ledger_line_does_not_stop_a_later_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_far_future_floor_in_the_ledger_is_not_trusted() {
+    let (fake, hook) = fake_with_hook().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+
+    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    dev.wait_line("\"type\":\"ready\"").await;
+    stop(dev).await;
+    // The floor line says everything until 2200 was forwarded.
+    let ledger = instance_dir(&fake, state.path()).join(format!("repos-{}-hooks-{hook}", REPO.replace('/', "-")));
+    let mut text = std::fs::read_to_string(&ledger).expect("the ledger was written");
+    text.push_str("f 7258118400000000000\n");
+    std::fs::write(&ledger, text).unwrap();
+
+    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    dev.wait_line("\"type\":\"ready\"").await;
+    let (_, guid) = emit(&fake, hook, 1).await;
+    wait_all(&handler, &[&guid]).await;
+    let (stdout, _) = stop(dev).await;
+    let warnings: Vec<&str> = stdout.lines().filter(|line| line.contains("which is in the future")).collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(warnings[0].contains("2200-01-01"), "{}", warnings[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn planted_links_in_the_state_directory_are_never_written_through() {
     use std::os::unix::fs::{PermissionsExt, symlink};
     let (fake, hook) = fake_with_hook().await;

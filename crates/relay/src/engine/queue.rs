@@ -21,6 +21,9 @@ pub(super) struct Queue {
     ids: HashSet<u64>,
 }
 
+/// [`Ledger::record`] or [`Ledger::skip`]: id, `delivered_at`, `keep_from`.
+type Write = fn(&mut Ledger, u64, DateTime<Utc>, Option<DateTime<Utc>>) -> Result<(), Error>;
+
 /// The state a source's poller and forwarder share.
 pub(super) struct Shared {
     /// Lock order: `queue`, then `ledger`.
@@ -91,11 +94,7 @@ impl Shared {
     }
 
     /// Writes `item` to the ledger with `write`, never moving the floor past a waiting delivery.
-    fn handled(
-        &self,
-        item: &DeliveryItem,
-        write: fn(&mut Ledger, u64, DateTime<Utc>, Option<DateTime<Utc>>) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn handled(&self, item: &DeliveryItem, write: Write) -> Result<(), Error> {
         let key = (item.delivered_at, item.id);
         let mut queue = lock(&self.queue);
         let oldest_pending = queue.pending.first_key_value().map(|(k, _)| k.0);
