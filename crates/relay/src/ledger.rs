@@ -45,12 +45,13 @@
 //! # Clocks and clamps
 //!
 //! GitHub's `delivered_at` and the local clock may disagree by minutes, and a broken or hostile
-//! API may send any time at all. Whatever `delivered_at` says, the floor never passes
-//! [`floor_limit`]: the local clock less [`WINDOW`] (a delivery GitHub has yet to list may be
-//! that late) and less [`SKEW`] (GitHub's clock may lag ours that much). So one delivery stamped
-//! in the future cannot make later ones look handled; it only keeps a few more ids. On open, a
-//! floor or origin line past that limit is clamped to it, and one further ahead than [`SKEW`]
-//! (a far-future line, not a clock set back a little) is reported by [`Ledger::take_warnings`], once.
+//! API may send any time at all. The floor trails a delivery's time as far as it can be
+//! [`trusted`]: never later than the local clock, and a time further ahead than [`SKEW`] counts
+//! as [`SKEW`] before the clock. So the floor never passes the local clock less [`WINDOW`], and
+//! one delivery stamped in the future cannot make later ones look handled; a clock that is
+//! minutes off either way only keeps a few more ids. On open, a floor or origin line past the
+//! clock is moved back to [`floor_limit`], and one further ahead than [`SKEW`] (a far-future
+//! line, not a clock set back a little) is reported by [`Ledger::take_warnings`], once.
 //!
 //! # Files
 //!
@@ -190,9 +191,9 @@ impl Ledger {
                 return Err(invalid(index + 2));
             }
         }
-        // A floor in the future would make every delivery until then look handled: it is never
-        // trusted past the limit, and one far in the future (not a clock set back a little) is
-        // worth telling.
+        // A floor in the future would make every delivery until then look handled. No record
+        // puts it past the clock, so one there is moved back; one far in the future (not a clock
+        // set back a little) is worth telling.
         let now = clock();
         if is_future(floor.max(origin), now) {
             warnings.push(format!(
@@ -202,9 +203,13 @@ impl Ledger {
                 floor.max(origin).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ));
         }
-        let limit = floor_limit(now);
-        floor = floor.min(limit);
-        origin = origin.min(limit);
+        if floor > now {
+            floor = floor_limit(now);
+        }
+        if origin > now {
+            origin = floor_limit(now);
+        }
+        floor = floor.max(origin);
         checked = checked.min(now);
         let file = append(&path).map_err(read)?;
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
@@ -229,7 +234,7 @@ impl Ledger {
 
     /// Creates (or replaces) the ledger of `hook`: forwarding starts at `origin`, and the
     /// deliveries in `done` (at or after `origin`) count as handled. The caller keeps `origin`
-    /// within [`floor_limit`].
+    /// at or before the clock (see [`trusted`]).
     pub fn create(
         dir: &Path,
         hook: &HookRef,
@@ -316,10 +321,11 @@ impl Ledger {
         keep_from: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
         let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
-        // Never past a waiting delivery, nor past the clock's limit: a delivery stamped in the
-        // future must not make those delivered until then look handled.
-        let limit = keep_from.unwrap_or(DateTime::<Utc>::MAX_UTC).min(floor_limit((self.clock)()));
-        let mut floor = delivered_at.checked_sub_signed(window).unwrap_or(self.floor).min(limit);
+        // Never past a waiting delivery, and trailing only what the clock allows: a delivery
+        // stamped in the future must not make those delivered until then look handled.
+        let limit = keep_from.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let newest = trusted(delivered_at, (self.clock)());
+        let mut floor = newest.checked_sub_signed(window).unwrap_or(self.floor).min(limit);
         let len = self.done.len() + usize::from(!self.done.contains_key(&id));
         if len > self.max_done {
             // Too busy for the window: drop the oldest ids, but still never past a waiting delivery.
@@ -505,22 +511,26 @@ fn private() -> OpenOptions {
     options
 }
 
-/// The latest the floor or the origin may be at local time `now`: [`WINDOW`] and [`SKEW`] before it.
-///
-/// A delivery GitHub has yet to list was made no earlier than GitHub's clock minus [`WINDOW`],
-/// and GitHub's clock may lag ours by up to [`SKEW`]; a floor above that would count it as
-/// handled before it was ever seen. Deliveries stamped ahead of the clock only keep more ids.
+/// Where a floor or origin found in the future on open is moved back to, at local time `now`:
+/// [`WINDOW`] and [`SKEW`] before it, the lowest floor a delivery stamped in the future can
+/// leave (see [`trusted`]). Lower is safe: what it forgot is forwarded again, never skipped.
 pub fn floor_limit(now: DateTime<Utc>) -> DateTime<Utc> {
     let back = TimeDelta::from_std(WINDOW + SKEW).unwrap_or(TimeDelta::zero());
     now.checked_sub_signed(back).unwrap_or(now)
 }
 
-/// `newest`, the newest `delivered_at` listed, as far as it can be trusted at local time `now`:
-/// no later than [`SKEW`] before the clock, so that one delivery stamped in the future cannot
-/// make a scan stop short of the deliveries made after it.
-pub fn trusted_newest(newest: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-    let skew = TimeDelta::from_std(SKEW).unwrap_or(TimeDelta::zero());
-    newest.min(now.checked_sub_signed(skew).unwrap_or(now))
+/// A `delivered_at` as far as it can be trusted at local time `now`, for deciding how far back
+/// to look (the floor, a scan's end): never later than the clock, and one further ahead than
+/// [`SKEW`], which no drift explains, counts as [`SKEW`] before the clock, in case GitHub's
+/// clock lags ours that much. So one delivery stamped in the future cannot hide the ones made
+/// after it; a genuine time at or before the clock is taken as it is.
+pub fn trusted(t: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    if is_future(t, now) {
+        let skew = TimeDelta::from_std(SKEW).unwrap_or(TimeDelta::zero());
+        now.checked_sub_signed(skew).unwrap_or(now)
+    } else {
+        t.min(now)
+    }
 }
 
 /// Whether `t` is further ahead of the local clock `now` than [`SKEW`] allows: such a time is

@@ -143,7 +143,7 @@ pub(super) async fn poll_once(
         }
     }
     // A delivery stamped in the future must not stop later scans short of the ones after it.
-    let newest = state.newest.map(|newest| ledger::trusted_newest(newest, Utc::now()));
+    let newest = state.newest.map(|newest| ledger::trusted(newest, Utc::now()));
     *newest_listed = (*newest_listed).max(newest);
     Ok((shared.enqueue(state.found), state.deep))
 }

@@ -127,11 +127,11 @@ pub(super) async fn start_once(
     match (plan, ledger) {
         (Plan::StartNow, _) => {
             let page = first_page(client, hook).await?;
-            // An empty list: whatever shows up later is new. Never past the clock's limit, so a
+            // An empty list: whatever shows up later is new. As far as the clock trusts it, so a
             // delivery stamped in the future cannot hide the ones after it; what is listed now
             // counts as handled either way.
             let newest = page.items.iter().map(|item| item.delivered_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-            let origin = newest.min(ledger::floor_limit(now));
+            let origin = ledger::trusted(newest, now);
             let items = page.items;
             let done = items.iter().filter(|i| i.delivered_at >= origin).map(|i| (i.id, i.delivered_at)).collect();
             Ok(Begin::Create { origin, done, first: Vec::new() })
