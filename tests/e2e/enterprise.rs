@@ -431,6 +431,8 @@ async fn an_app_hook_ledger_from_before_app_ids_is_picked_up_by_the_app() {
     dev.wait_line("\"type\":\"ready\"").await;
     let ids = fake.emit(REPO, "issues", payload(1)).await;
     assert_each_once(&handler, &app_guids(&fake, APP_ID, &ids)).await;
+    // Recorded, not still in flight (which the next run would forward again).
+    dev.wait_line("\"type\":\"forwarded\"").await;
     dev.signal(libc::SIGTERM);
     assert_eq!(dev.finish().await.code, Some(0));
     // The ledger as an older hookfwd named it, for every App alike.

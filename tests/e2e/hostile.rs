@@ -47,8 +47,12 @@ fn instance_dir(fake: &FakeGitHub, state: &Path) -> PathBuf {
     state.join(format!("127.0.0.1-{}", fake.api_url().port().expect("the fake has a port")))
 }
 
-/// Stops `dev` with SIGTERM and says it stopped cleanly; returns its stdout and stderr.
-async fn stop(dev: Running) -> (String, String) {
+/// Stops `dev` with SIGTERM once it has reported `forwarded` answers (so none is still in flight,
+/// to be forwarded again by the next run), and says it stopped cleanly; returns its stdout and stderr.
+async fn stop(dev: Running, forwarded: usize) -> (String, String) {
+    if forwarded > 0 {
+        dev.wait_lines("\"type\":\"forwarded\"", forwarded).await;
+    }
     dev.signal(libc::SIGTERM);
     let finished = dev.finish().await;
     assert_eq!(finished.code, Some(0), "stderr: {}", finished.stderr);
@@ -74,7 +78,7 @@ async fn a_delivery_stamped_in_the_future_hides_none_of_the_later_ones_across_re
     wait_all(&handler, &[&before, &hour_ahead_guid, &year_9999_guid]).await;
     let (_, after) = emit(&fake, hook, 4).await;
     wait_all(&handler, &[&after]).await;
-    let (stdout, _) = stop(dev).await;
+    let (stdout, _) = stop(dev, 4).await;
     let warnings = stdout.lines().filter(|line| line.contains("ahead of this computer's clock")).count();
     assert_eq!(warnings, 1, "one warning per source: {stdout}");
 
@@ -83,7 +87,7 @@ async fn a_delivery_stamped_in_the_future_hides_none_of_the_later_ones_across_re
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, later) = emit(&fake, hook, 5).await;
     let received = wait_all(&handler, &[&later]).await;
-    stop(dev).await;
+    stop(dev, 1).await;
     assert_signed(&received);
     let got = guids(&received);
     assert_eq!(got.len(), got.iter().collect::<HashSet<_>>().len(), "each once: {got:?}");
@@ -105,7 +109,7 @@ async fn a_clock_minutes_off_either_way_loses_nothing() {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         wait_all(&handler, &expected.iter().map(String::as_str).collect::<Vec<_>>()).await;
-        stop(dev).await;
+        stop(dev, 5).await;
         // What arrives while it is stopped and after the restart is forwarded too.
         expected.push(emit(&fake, hook, 5).await.1);
         let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
@@ -115,7 +119,7 @@ async fn a_clock_minutes_off_either_way_loses_nothing() {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         let received = wait_all(&handler, &expected.iter().map(String::as_str).collect::<Vec<_>>()).await;
-        stop(dev).await;
+        stop(dev, 4).await;
         assert_eq!(received.len(), expected.len(), "clock {minutes:+} min: each once: {:?}", guids(&received));
     }
 }
@@ -148,7 +152,7 @@ async fn a_poison_delivery_is_skipped_once_and_the_rest_of_its_source_goes_on() 
     for id in &poisoned {
         dev.wait_line(&format!("delivery {id} (issues.opened) of {REPO} was skipped")).await;
     }
-    let (stdout, _) = stop(dev).await;
+    let (stdout, _) = stop(dev, 5).await;
     for id in &poisoned {
         let warnings = stdout.lines().filter(|line| line.contains(&format!("delivery {id} "))).count();
         assert_eq!(warnings, 1, "one warning for {id}: {stdout}");
@@ -160,7 +164,7 @@ async fn a_poison_delivery_is_skipped_once_and_the_rest_of_its_source_goes_on() 
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, next) = emit(&fake, hook, 50).await;
     let received = wait_all(&handler, &[&next]).await;
-    let (stdout, _) = stop(dev).await;
+    let (stdout, _) = stop(dev, 1).await;
     assert!(!stdout.contains("was skipped"), "{stdout}");
     assert_eq!(received.len(), good.len() + 1, "only the good ones, once each: {:?}", guids(&received));
     assert!(received.iter().all(|r| r.header("x-injected").is_none()));
@@ -179,7 +183,7 @@ async fn the_handler_gets_one_of_each_header_whatever_case_github_recorded_it_in
     let dev = start_dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let received = wait_all(&handler, &[&guid]).await;
-    stop(dev).await;
+    stop(dev, 1).await;
     let request = &received[0];
     for name in ["x-github-event", "x-github-delivery", "user-agent", "x-github-hook-id"] {
         assert_eq!(request.header_count(name), 1, "{name}: {:?}", request.header_lines);
@@ -199,7 +203,7 @@ async fn a_torn_ledger_line_does_not_stop_a_later_start() {
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, first) = emit(&fake, hook, 1).await;
     wait_all(&handler, &[&first]).await;
-    stop(dev).await;
+    stop(dev, 1).await;
     // A full disk cut the last append short.
     let ledger = instance_dir(&fake, state.path()).join(format!("repos-{}-hooks-{hook}", REPO.replace('/', "-")));
     let mut text = std::fs::read_to_string(&ledger).expect("the ledger was written");
@@ -219,7 +223,7 @@ async fn a_torn_ledger_line_does_not_stop_a_later_start() {
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, third) = emit(&fake, hook, 3).await;
     let received = wait_all(&handler, &[&third]).await;
-    stop(dev).await;
+    stop(dev, 1).await;
     assert_eq!(received.len(), 3, "{:?}", guids(&received));
 }
 
@@ -231,7 +235,7 @@ async fn a_far_future_floor_in_the_ledger_is_not_trusted() {
 
     let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
-    stop(dev).await;
+    stop(dev, 0).await;
     // The floor line says everything until 2200 was forwarded.
     let ledger = instance_dir(&fake, state.path()).join(format!("repos-{}-hooks-{hook}", REPO.replace('/', "-")));
     let mut text = std::fs::read_to_string(&ledger).expect("the ledger was written");
@@ -242,7 +246,7 @@ async fn a_far_future_floor_in_the_ledger_is_not_trusted() {
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, guid) = emit(&fake, hook, 1).await;
     wait_all(&handler, &[&guid]).await;
-    let (stdout, _) = stop(dev).await;
+    let (stdout, _) = stop(dev, 1).await;
     let warnings: Vec<&str> = stdout.lines().filter(|line| line.contains("which is in the future")).collect();
     assert_eq!(warnings.len(), 1, "{stdout}");
     assert!(warnings[0].contains("2200-01-01"), "{}", warnings[0]);
@@ -267,7 +271,7 @@ async fn planted_links_in_the_state_directory_are_never_written_through() {
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, guid) = emit(&fake, hook, 1).await;
     wait_all(&handler, &[&guid]).await;
-    stop(dev).await;
+    stop(dev, 1).await;
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "the user's file");
     assert!(std::fs::symlink_metadata(dir.join(&key)).unwrap().file_type().is_file());
 
@@ -328,7 +332,7 @@ async fn large_payloads_wait_within_a_byte_budget() {
     dev.wait_line("\"type\":\"ready\"").await;
     wait_all(&handler, &expected.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let peak = peak_rss(dev.pid());
-    stop(dev).await;
+    stop(dev, 24).await;
     eprintln!("peak RSS of hookfwd forwarding {PAYLOADS} payloads of {SIZE} bytes: {} MiB", peak / 1024 / 1024);
     // Fetched 16 ahead, 24 × 10 MB took over 300 MiB; within the 64 MiB budget (each payload
     // held a few times over on its way: read, parsed, rebuilt, sent) it stays well under that.
