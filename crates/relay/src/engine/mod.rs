@@ -10,7 +10,7 @@
 //! | [`start`] | where a source starts: now, `--since`, or the ledger |
 //! | [`poller`] | list new deliveries every interval into the queue |
 //! | [`queue`] | what the poller and the forwarder share, ledger included |
-//! | [`deliver`] | fetch a few ahead, forward in order, record |
+//! | [`deliver`] | fetch a few ahead (bounded in count and bytes), forward in order, record, or skip a poison delivery |
 
 mod deliver;
 mod poller;
