@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use blackhole::Config;
+use blackhole::{Config, StreamConfig, Tokens};
 use clap::Parser;
 
 /// An HTTP server that answers 200 to every request and keeps nothing.
@@ -38,6 +38,58 @@ pub struct Args {
     /// PEM private key for --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Largest request body (GitHub sends at most 25 MB); larger gets 413, before reading when declared
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
+    max_body: u64,
+    /// Time a client gets to send a whole request body, however steadily it trickles; then 408.
+    /// GitHub gives up on a delivery after 10 s, so a slower body is not one GitHub is waiting on
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// Most connections open at once from one client address; 0 for no limit (behind a proxy, where every
+    /// client has the proxy's address)
+    #[arg(long, value_name = "N", default_value_t = 64, env = "BLACKHOLE_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: usize,
+    /// Stream every POST to the hookfwd subscribed to its path, for clients with this bearer token;
+    /// several comma-separated tokens are all valid (to rotate one)
+    #[arg(long, value_name = "TOKEN", env = "BLACKHOLE_STREAM_TOKEN", hide_env_values = true)]
+    stream_token: Option<String>,
+    /// Most deliveries one path's replay buffer keeps
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    stream_buffer_count: u32,
+    /// Most bytes one path's replay buffer keeps
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
+    stream_buffer_bytes: u64,
+    /// How long a delivery stays in the replay buffer
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    stream_buffer_age: Duration,
+    /// Most bytes all paths' replay buffers keep together (and most bytes of POST bodies being collected)
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    stream_buffer_total: u64,
+    /// Longest silence on a stream before a keep-alive comment
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    stream_keepalive: Duration,
+    /// Most streams served at once; more get 503 with Retry-After
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_subscribers: u32,
+}
+
+/// Parses a byte size: a number with an optional unit (`B`, `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size such as 32MiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?}; use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    number.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 impl Args {
@@ -66,6 +118,26 @@ impl Args {
             drain_timeout: self.drain_timeout,
             log_requests: self.log_requests,
             tls,
+            max_body: self.max_body,
+            body_timeout: self.body_timeout,
+            max_connections_per_ip: self.max_connections_per_ip,
+            stream: self.stream_config()?,
         })
+    }
+
+    /// The streaming configuration, when a stream token is given.
+    fn stream_config(&self) -> anyhow::Result<Option<StreamConfig>> {
+        let Some(tokens) = &self.stream_token else { return Ok(None) };
+        let tokens = Tokens::parse(tokens).context("--stream-token (BLACKHOLE_STREAM_TOKEN)")?;
+        let usize_of = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
+        Ok(Some(StreamConfig {
+            tokens,
+            buffer_count: self.stream_buffer_count as usize,
+            buffer_bytes: usize_of(self.stream_buffer_bytes),
+            buffer_age: self.stream_buffer_age,
+            buffer_total: usize_of(self.stream_buffer_total),
+            keepalive: self.stream_keepalive.max(Duration::from_millis(10)),
+            max_subscribers: self.max_subscribers as usize,
+        }))
     }
 }

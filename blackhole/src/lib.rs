@@ -4,43 +4,59 @@
 //! hook hookfwd polls points here. The server is the one public piece of
 //! hookfwd, so it is built to be hard to knock over:
 //!
-//! - request bodies are streamed and dropped frame by frame, never held whole;
-//! - a client gets [`Config::header_timeout`] to send its headers (slowloris)
-//!   and a connection that moves no byte for [`Config::idle_timeout`] is cut;
+//! - request bodies are streamed and dropped frame by frame, never held whole
+//!   (with streaming on, a POST body is collected to publish it, within a
+//!   shared budget);
+//! - a client gets [`Config::header_timeout`] to send its headers (slowloris),
+//!   [`Config::body_timeout`] for the whole body (slow-body floods), and a
+//!   connection that moves no byte for [`Config::idle_timeout`] is cut;
+//! - a body over [`Config::max_body`] gets 413, before reading when its
+//!   `Content-Length` says so;
 //! - at most [`Config::max_connections`] are open at once, so file
 //!   descriptors never run out; further clients wait in the listen backlog;
+//!   one client address holds at most [`Config::max_connections_per_ip`];
 //! - accept errors (`EMFILE` and the like) are logged and backed off, never fatal.
+//!
+//! With [`Config::stream`], every POST is also handed to the subscribers of
+//! its path (see the `stream` module and docs/stream.md).
 //!
 //! [`run`] takes an already-bound listener and a shutdown future, so the
 //! caller decides where to listen and when to stop.
 
 mod idle;
+mod stream;
 mod tls;
+mod token;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::header;
+use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+pub use stream::StreamConfig;
 pub use tls::load_tls;
+pub use token::Tokens;
 pub use tokio_rustls::TlsAcceptor;
 
-use crate::idle::Idle;
+use crate::idle::{Idle, StreamMode};
+use crate::stream::{Hub, Reply, fixed};
 
 /// The body of every response: small, and enough for a human with curl to see it worked.
 const BODY: &[u8] = b"ok\n";
@@ -74,7 +90,20 @@ pub struct Config {
     pub log_requests: bool,
     /// Serve HTTPS with this acceptor; plain HTTP when `None`.
     pub tls: Option<TlsAcceptor>,
+    /// Largest request body; a larger one gets 413 and its connection is closed.
+    pub max_body: u64,
+    /// How long a client gets to send a whole request body, however steadily it trickles.
+    /// GitHub gives up on a delivery after 10 s, so a body still arriving later is no use to it.
+    pub body_timeout: Duration,
+    /// Most connections open at once from one client address; 0 for no limit
+    /// (behind a proxy every client has the proxy's address).
+    pub max_connections_per_ip: usize,
+    /// Hand every POST to the subscribers of its path; off when `None`.
+    pub stream: Option<StreamConfig>,
 }
+
+/// GitHub caps a webhook payload at 25 MB; the default body limit leaves headroom for that.
+pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -85,6 +114,10 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             log_requests: false,
             tls: None,
+            max_body: DEFAULT_MAX_BODY,
+            body_timeout: Duration::from_secs(10),
+            max_connections_per_ip: 64,
+            stream: None,
         }
     }
 }
@@ -99,6 +132,10 @@ impl std::fmt::Debug for Config {
             .field("drain_timeout", &self.drain_timeout)
             .field("log_requests", &self.log_requests)
             .field("tls", &self.tls.is_some())
+            .field("max_body", &self.max_body)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("stream", &self.stream)
             .finish()
     }
 }
@@ -123,6 +160,9 @@ pub enum Error {
     /// The certificate and key were read but rustls refused them (say, they do not match).
     #[error("the TLS certificate and key cannot be used together")]
     TlsConfig(#[source] tokio_rustls::rustls::Error),
+    /// `--stream-token` was given but holds no token, only commas or blanks.
+    #[error("the stream token list is empty")]
+    NoStreamToken,
 }
 
 /// What every connection task needs, shared behind one `Arc`.
@@ -131,6 +171,49 @@ struct Shared {
     http: http1::Builder,
     /// The server's configuration.
     config: Config,
+    /// The streams' buffers, when streaming is on.
+    hub: Option<Arc<Hub>>,
+    /// Open connections per client address, when that is capped.
+    peers: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    /// Counts a new connection from `ip`; `None` when that address already holds its share.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let cap = self.config.max_connections_per_ip;
+        if cap == 0 {
+            return Some(PeerSlot { shared: self.clone(), ip: None });
+        }
+        let ip = ip.to_canonical();
+        let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let open = peers.entry(ip).or_insert(0);
+        if *open >= cap {
+            return None;
+        }
+        *open += 1;
+        Some(PeerSlot { shared: self.clone(), ip: Some(ip) })
+    }
+}
+
+/// One connection's place in its address's count, given back when dropped.
+struct PeerSlot {
+    /// Where the count is kept.
+    shared: Arc<Shared>,
+    /// The counted address; `None` when addresses are not counted.
+    ip: Option<IpAddr>,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        let mut peers = self.shared.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(open) = peers.get_mut(&ip) {
+            *open -= 1;
+            if *open == 0 {
+                peers.remove(&ip);
+            }
+        }
+    }
 }
 
 /// Binds a listener on `addr` with a deep backlog.
@@ -146,8 +229,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
 ///
-/// After `shutdown` the listener is closed, open connections finish the
-/// request in flight (idle ones close at once), and the function returns
+/// After `shutdown` the listener is closed, streams end, open connections
+/// finish the request in flight (idle ones close at once), and the function returns
 /// when they are all done or [`Config::drain_timeout`] has passed.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::LocalAddr)?;
@@ -161,7 +244,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         .max_header_size(MAX_HEADER_SIZE);
     let drain_timeout = config.drain_timeout;
     let limit = Arc::new(Semaphore::new(config.max_connections));
-    let shared = Arc::new(Shared { http, config });
+    // Streams are not requests to drain: they end as soon as shutdown starts.
+    let (stop_streams, streams_stopped) = watch::channel(false);
+    let hub = config.stream.clone().map(|stream| Arc::new(Hub::new(stream, streams_stopped.clone())));
+    if let Some(hub) = &hub {
+        tokio::spawn(hub.clone().sweep_until_stopped());
+        info!("streaming deliveries to subscribers");
+    }
+    let shared = Arc::new(Shared { http, config, hub, peers: Mutex::new(HashMap::new()) });
     let graceful = GracefulShutdown::new();
     let mut backoff = ACCEPT_BACKOFF.0;
 
@@ -184,9 +274,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF.0;
-                tokio::spawn(serve(stream, shared.clone(), graceful.watcher(), permit));
+                match shared.admit(peer.ip()) {
+                    Some(slot) => {
+                        tokio::spawn(serve(stream, shared.clone(), graceful.watcher(), (permit, slot)));
+                    }
+                    // Closing at once costs the least; the client's share is already open.
+                    None => debug!(peer = %peer.ip(), "connection refused: too many from this address"),
+                }
             }
             Err(err) => {
                 // Out of fds or memory, or a connection reset before we took
@@ -204,6 +300,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
     // Close the listener first so that new clients are refused, not left waiting.
     drop(listener);
+    stop_streams.send_replace(true);
     info!(connections = graceful.count(), "shutting down");
     match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
         Ok(()) => info!("all connections closed"),
@@ -213,16 +310,19 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 /// Serves one accepted connection, over TLS when configured, until it closes.
-async fn serve(stream: TcpStream, shared: Arc<Shared>, watcher: Watcher, _permit: OwnedSemaphorePermit) {
+///
+/// The slots are held until then: one of `--max-connections`, one of its address's share.
+async fn serve(stream: TcpStream, shared: Arc<Shared>, watcher: Watcher, _slots: (OwnedSemaphorePermit, PeerSlot)) {
     // Responses are one small write; Nagle would only delay them.
     if let Err(err) = stream.set_nodelay(true) {
         debug!(error = %err, "cannot set TCP_NODELAY");
     }
-    let io = Idle::new(stream, shared.config.idle_timeout);
+    let mode = StreamMode::default();
+    let io = Idle::new(stream, shared.config.idle_timeout, mode.clone());
     match &shared.config.tls {
-        None => serve_http(io, &shared, watcher).await,
+        None => serve_http(io, &shared, watcher, mode).await,
         Some(acceptor) => match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(io)).await {
-            Ok(Ok(tls)) => serve_http(tls, &shared, watcher).await,
+            Ok(Ok(tls)) => serve_http(tls, &shared, watcher, mode).await,
             Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
             Err(_) => debug!("TLS handshake timed out"),
         },
@@ -230,42 +330,121 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, watcher: Watcher, _permit
 }
 
 /// Runs HTTP/1 on `io`; errors are the client's doing and logged only at debug level.
-async fn serve_http<I>(io: I, shared: &Shared, watcher: Watcher)
+async fn serve_http<I>(io: I, shared: &Arc<Shared>, watcher: Watcher, mode: StreamMode)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let log = shared.config.log_requests;
-    let conn = shared.http.serve_connection(TokioIo::new(io), service_fn(move |req| absorb(req, log)));
+    let handler = shared.clone();
+    let service = service_fn(move |req| handle(req, handler.clone(), mode.clone()));
+    let conn = shared.http.serve_connection(TokioIo::new(io), service);
     if let Err(err) = watcher.watch(conn).await {
         debug!(error = %err, "connection ended with an error");
     }
 }
 
-/// Answers 200 to any request after reading its body to the end and dropping it.
+/// Answers one request: a stream to a subscription, else 200 once the body is read.
+async fn handle(req: Request<Incoming>, shared: Arc<Shared>, mode: StreamMode) -> Result<Reply, hyper::Error> {
+    let (head, body) = req.into_parts();
+    if let Some(hub) = &shared.hub
+        && stream::is_subscription(&head)
+    {
+        return Ok(stream::subscribe(hub, &head, &mode));
+    }
+    absorb(head, body, &shared).await
+}
+
+/// Why a body was not read to its end.
+enum Refused {
+    /// It is larger than `--max-body`.
+    TooLarge,
+    /// It took longer than `--body-timeout`.
+    TooSlow,
+}
+
+/// Answers 200 to any request after reading its body to the end, and publishes a POST's body to its stream.
 ///
 /// The body is read rather than ignored so that the client can finish
-/// sending and keep its connection; each frame is dropped as it arrives.
-async fn absorb(req: Request<Incoming>, log: bool) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let started = log.then(Instant::now);
-    let (head, mut body) = req.into_parts();
-    let mut bytes: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        // A body error means the connection is gone; returning it makes hyper close it.
-        if let Some(data) = frame?.data_ref() {
-            bytes += data.len() as u64;
+/// sending and keep its connection. Without streaming each frame is dropped
+/// as it arrives; with it, a POST's frames are collected to publish.
+async fn absorb(head: Parts, mut body: Incoming, shared: &Shared) -> Result<Reply, hyper::Error> {
+    let started = Instant::now();
+    let config = &shared.config;
+    let declared = head.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut collector = match &shared.hub {
+        Some(hub) if head.method == Method::POST => Some(hub.collector(declared.filter(|n| *n <= config.max_body))),
+        _ => None,
+    };
+    let read = async {
+        if declared.is_some_and(|declared| declared > config.max_body) {
+            return Ok::<_, hyper::Error>(Err(Refused::TooLarge));
         }
-    }
-    if let Some(started) = started {
+        let mut bytes: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            // A body error means the connection is gone; returning it makes hyper close it.
+            if let Some(data) = frame?.data_ref() {
+                bytes += data.len() as u64;
+                if bytes > config.max_body {
+                    return Ok(Err(Refused::TooLarge));
+                }
+                if let Some(collector) = &mut collector {
+                    collector.push(data);
+                }
+            }
+        }
+        Ok(Ok(bytes))
+    };
+    let outcome = match tokio::time::timeout(config.body_timeout, read).await {
+        Ok(read) => read?,
+        Err(_) => Err(Refused::TooSlow),
+    };
+    let (reply, bytes) = match outcome {
+        Ok(bytes) => {
+            if let (Some(hub), Some(body)) = (&shared.hub, collector.and_then(stream::Collector::finish)) {
+                hub.publish(head.uri.path(), &head.headers, body);
+            }
+            (fixed(StatusCode::OK, BODY, &[]), Some(bytes))
+        }
+        // Closing the connection stops the rest of the body; hyper would otherwise read it to reuse the connection.
+        Err(Refused::TooLarge) => {
+            (fixed(StatusCode::PAYLOAD_TOO_LARGE, b"request body too large\n", &[(header::CONNECTION, "close")]), None)
+        }
+        Err(Refused::TooSlow) => {
+            (fixed(StatusCode::REQUEST_TIMEOUT, b"request body too slow\n", &[(header::CONNECTION, "close")]), None)
+        }
+    };
+    if config.log_requests {
         let header = |name| head.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-");
         info!(
             method = %head.method,
             path = head.uri.path(),
             event = header("x-github-event"),
             delivery = header("x-github-delivery"),
+            status = reply.status().as_u16(),
             bytes,
             duration = ?started.elapsed(),
             "request"
         );
     }
-    Ok(Response::new(Full::new(Bytes::from_static(BODY))))
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_config_never_shows_a_stream_token() {
+        let stream = StreamConfig {
+            tokens: Tokens::parse("first-s3cret,second-s3cret").unwrap(),
+            buffer_count: 256,
+            buffer_bytes: 1 << 25,
+            buffer_age: Duration::from_secs(120),
+            buffer_total: 1 << 26,
+            keepalive: Duration::from_secs(15),
+            max_subscribers: 256,
+        };
+        let shown = format!("{:?}", Config { stream: Some(stream), ..Config::default() });
+        assert!(shown.contains("buffer_count: 256"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 }

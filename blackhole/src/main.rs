@@ -1,4 +1,4 @@
-//! The blackhole binary: parses flags, binds, and serves until SIGTERM or SIGINT.
+//! The blackhole binary: parses flags, binds, and serves until SIGTERM or SIGINT (a second one: at once).
 
 mod args;
 
@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// One thread: the server is I/O-bound, cheap hosts give one vCPU, and it avoids cross-thread wake-ups.
 #[tokio::main(flavor = "current_thread")]
@@ -25,17 +24,61 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: args::Args) -> anyhow::Result<()> {
-    // Handlers go in first: as PID 1 in a container, a signal with no handler is ignored.
-    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut signals = Signals::install()?;
     let config = args.config()?;
     let addr = args.listen_addr(std::env::var("PORT").ok())?;
     let listener = blackhole::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+    let (first, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let second = async move {
+        signals.next().await;
+        // Fails only if the server has already returned, and then nothing waits on it.
+        let _ = first.send(());
+        // The first signal starts the drain; a second means "now", as in most servers.
+        signals.next().await;
     };
-    Ok(blackhole::run(listener, config, shutdown).await?)
+    tokio::select! {
+        served = blackhole::run(listener, config, async { drop(shutdown.await) }) => Ok(served?),
+        () = second => anyhow::bail!("a second signal during the drain; exiting without waiting for it"),
+    }
+}
+
+/// SIGTERM and SIGINT. The handlers go in at once: as PID 1 in a container, a signal with no handler is ignored.
+#[cfg(unix)]
+struct Signals(tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+        Ok(Signals(term, int))
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.0.recv() => {}
+            _ = self.1.recv() => {}
+        }
+    }
+}
+
+/// Ctrl-C: Windows has no SIGTERM.
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals)
+    }
+
+    /// Resolves on the next Ctrl-C.
+    async fn next(&mut self) {
+        // An error means no handler could be installed: then only killing the process stops it.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }

@@ -80,7 +80,8 @@ impl Server {
         read_all(&mut stream)
     }
 
-    /// Resident set size and its peak so far, in bytes, from /proc.
+    /// Resident set size and its peak so far, in bytes, from /proc (so Linux only).
+    #[cfg(target_os = "linux")]
     fn memory(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let field = |name: &str| -> u64 {
@@ -167,6 +168,7 @@ fn answers_200_to_any_method_and_path() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // RSS from /proc
 fn absorbs_a_25_mib_chunked_body_without_holding_it() {
     let server = Server::start(&["--log-requests"]);
     // Let the runtime settle with one request before taking the baseline.
@@ -247,7 +249,8 @@ fn cuts_off_a_stalled_body() {
 #[test]
 fn serves_or_cleanly_refuses_1000_concurrent_connections() {
     const CLIENTS: usize = 1000;
-    let server = Server::start(&["--max-connections", "100"]);
+    // Every client has the same address: only the global cap is under test here.
+    let server = Server::start(&["--max-connections", "100", "--max-connections-per-ip", "0"]);
     let addr = server.addr;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (served, refused) = runtime.block_on(async move {
@@ -467,4 +470,589 @@ fn serves_https_with_the_given_certificate() {
     assert_ok(&response);
     // A plain-HTTP client on the TLS port gets no answer, and the server goes on.
     let _ = server.exchange(GET);
+}
+
+// ---- the push stream (docs/stream.md) ----
+
+/// One Server-Sent Event as a subscriber saw it.
+#[derive(Debug, Clone)]
+struct SseEvent {
+    /// The `id:` field, when there was one.
+    id: Option<String>,
+    /// The `event:` field.
+    kind: String,
+    /// The `data:` field.
+    data: String,
+}
+
+impl SseEvent {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("event data is not JSON ({e}): {:?}", self.data))
+    }
+}
+
+/// An open stream, read by a thread that decodes the chunked body and parses the events.
+struct Subscriber {
+    /// Every event so far.
+    events: Arc<Mutex<Vec<SseEvent>>>,
+    /// How many comment lines (keep-alives) arrived.
+    comments: Arc<Mutex<usize>>,
+    /// Set when the server ended the stream.
+    ended: Arc<Mutex<bool>>,
+    /// The socket, to close it from the test.
+    stream: TcpStream,
+}
+
+const TOKEN: &str = "test-stream-token";
+
+/// A subscription request for `path`.
+fn subscription(path: &str, token: Option<&str>, last_event_id: Option<&str>) -> String {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: blackhole\r\nAccept: text/event-stream\r\n");
+    if let Some(token) = token {
+        request += &format!("Authorization: Bearer {token}\r\n");
+    }
+    if let Some(id) = last_event_id {
+        request += &format!("Last-Event-ID: {id}\r\n");
+    }
+    request + "\r\n"
+}
+
+impl Subscriber {
+    /// Subscribes to `path` and waits for the `hello` event.
+    fn open(server: &Server, path: &str, token: &str, last_event_id: Option<&str>) -> Subscriber {
+        let mut stream = server.connect();
+        stream.write_all(subscription(path, Some(token), last_event_id).as_bytes()).unwrap();
+        let head = read_head(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "subscription refused: {head:?}");
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("content-type: text/event-stream\r\n"), "{head}");
+        assert!(lower.contains("cache-control: no-cache\r\n") && lower.contains("x-accel-buffering: no\r\n"), "{head}");
+        assert!(lower.contains("transfer-encoding: chunked\r\n"), "{head}");
+        let subscriber = Subscriber {
+            events: Arc::default(),
+            comments: Arc::default(),
+            ended: Arc::default(),
+            stream: stream.try_clone().unwrap(),
+        };
+        let (events, comments, ended) =
+            (subscriber.events.clone(), subscriber.comments.clone(), subscriber.ended.clone());
+        stream.set_read_timeout(None).unwrap();
+        std::thread::spawn(move || {
+            let mut body = BufReader::new(stream);
+            let mut text = Vec::new();
+            let mut fields: Vec<(String, String)> = Vec::new();
+            // Each chunk: a hex size line, that many bytes, CRLF. Events may span chunks.
+            loop {
+                let mut size = String::new();
+                if body.read_line(&mut size).unwrap_or(0) == 0 {
+                    break;
+                }
+                let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+                if size == 0 {
+                    *ended.lock().unwrap() = true;
+                    break;
+                }
+                let mut chunk = vec![0u8; size + 2];
+                if body.read_exact(&mut chunk).is_err() {
+                    break;
+                }
+                text.extend_from_slice(&chunk[..size]);
+                while let Some(end) = text.iter().position(|b| *b == b'\n') {
+                    let line = String::from_utf8(text.drain(..=end).collect()).expect("SSE is UTF-8");
+                    let line = line.trim_end_matches('\n');
+                    if line.is_empty() {
+                        let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                        if let Some(kind) = field("event") {
+                            let event = SseEvent { id: field("id"), kind, data: field("data").unwrap_or_default() };
+                            events.lock().unwrap().push(event);
+                        }
+                        fields.clear();
+                    } else if line.starts_with(':') {
+                        *comments.lock().unwrap() += 1;
+                    } else if let Some((name, value)) = line.split_once(": ") {
+                        fields.push((name.to_owned(), value.to_owned()));
+                    }
+                }
+            }
+            *ended.lock().unwrap() = true;
+        });
+        let hello = subscriber.wait_events(1).remove(0);
+        assert_eq!(hello.kind, "hello", "the first event is not hello: {hello:?}");
+        subscriber
+    }
+
+    /// Waits until at least `count` events have arrived and returns them all.
+    fn wait_events(&self, count: usize) -> Vec<SseEvent> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.events.lock().unwrap().clone();
+            if events.len() >= count {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "only {} of {count} events: {events:?}", events.len());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every event after `hello`.
+    fn deliveries(&self) -> Vec<SseEvent> {
+        self.events.lock().unwrap().iter().skip(1).cloned().collect()
+    }
+
+    fn hello(&self) -> serde_json::Value {
+        self.events.lock().unwrap()[0].json()
+    }
+
+    fn wait_ended(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !*self.ended.lock().unwrap() {
+            assert!(Instant::now() < deadline, "the stream did not end; events: {:?}", self.events.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// POSTs `body` to `path` with `headers` ("Name: value" lines) and returns the response.
+fn post(server: &Server, path: &str, headers: &[&str], body: &[u8]) -> String {
+    let mut request =
+        format!("POST {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for header in headers {
+        request += header;
+        request += "\r\n";
+    }
+    let mut bytes = (request + "\r\n").into_bytes();
+    bytes.extend_from_slice(body);
+    server.exchange(&bytes)
+}
+
+fn decode_body(delivery: &SseEvent) -> Vec<u8> {
+    use base64::Engine;
+    let body = delivery.json()["body"].as_str().expect("body is a string").to_owned();
+    base64::engine::general_purpose::STANDARD.decode(body).expect("body is standard base64")
+}
+
+fn streaming(extra: &[&str]) -> Server {
+    Server::start(&[&["--stream-token", TOKEN], extra].concat())
+}
+
+#[test]
+fn every_post_reaches_each_subscriber_of_its_path_byte_exact_with_its_headers() {
+    let server = streaming(&[]);
+    let (first, second) =
+        (Subscriber::open(&server, "/alice", TOKEN, None), Subscriber::open(&server, "/alice", TOKEN, None));
+    let other = Subscriber::open(&server, "/bob", TOKEN, None);
+    // Every byte value, and more than one base64 frame's worth.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let headers = [
+        "X-GitHub-Event: push",
+        "X-GitHub-Delivery: 72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "X-GitHub-Hook-ID: 42",
+        "X-Hub-Signature-256: sha256=abc",
+        "Content-Type: application/json",
+        "User-Agent: GitHub-Hookshot/044aadd",
+        "Authorization: Bearer not-for-subscribers",
+        "Cookie: not-for-subscribers",
+    ];
+    assert_ok(&post(&server, "/alice", &headers, &body));
+    assert_ok(&post(&server, "/alice?x=1", &["X-GitHub-Event: ping"], b"{\"zen\":\"Keep it logically awesome.\"}"));
+    assert_ok(&post(&server, "/bob", &["X-GitHub-Event: issues"], b"{}"));
+
+    for subscriber in [&first, &second] {
+        let events = subscriber.wait_events(3);
+        let deliveries = &events[1..];
+        assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+        assert!(deliveries.iter().all(|d| d.kind == "delivery" && d.id.is_some()));
+        assert_eq!(decode_body(&deliveries[0]), body);
+        let data = deliveries[0].json();
+        let sent = &data["headers"];
+        assert_eq!(sent["x-github-event"], "push");
+        assert_eq!(sent["x-github-delivery"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+        assert_eq!(sent["x-github-hook-id"], "42");
+        assert_eq!(sent["x-hub-signature-256"], "sha256=abc");
+        assert_eq!(sent["content-type"], "application/json");
+        assert_eq!(sent["user-agent"], "GitHub-Hookshot/044aadd");
+        assert_eq!(sent.as_object().unwrap().len(), 6, "only GitHub's headers are streamed: {sent}");
+        assert!(data["received_at"].as_str().unwrap().ends_with('Z'), "{data}");
+        assert_eq!(decode_body(&deliveries[1]), b"{\"zen\":\"Keep it logically awesome.\"}");
+        assert_eq!(deliveries[1].json()["headers"]["x-github-event"], "ping");
+    }
+    assert_eq!(first.deliveries()[0].id, second.deliveries()[0].id);
+    let bob = other.wait_events(2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(other.deliveries().len(), 1, "a POST to /alice reached /bob: {bob:?}");
+    assert_eq!(decode_body(&bob[1]), b"{}");
+}
+
+/// A response with its `Date` header taken out, for comparing two answers.
+fn without_date(response: &str) -> String {
+    response.lines().filter(|line| !line.to_ascii_lowercase().starts_with("date:")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_missing_or_wrong_token_gets_the_same_401_whatever_the_path() {
+    let server = streaming(&[]);
+    let _watched = Subscriber::open(&server, "/alice", TOKEN, None);
+    let answers: Vec<String> = [
+        subscription("/alice", None, None),
+        subscription("/alice", Some("wrong"), None),
+        subscription("/nobody-here", Some("wrong"), None),
+        subscription("/nobody-here", None, None),
+        subscription("/alice", Some(&format!("{TOKEN}x")), None),
+    ]
+    .iter()
+    .map(|request| server.exchange(request.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n").as_bytes()))
+    .collect();
+    for answer in &answers {
+        assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{answer:?}");
+        assert!(answer.to_ascii_lowercase().contains("www-authenticate: bearer\r\n"), "{answer:?}");
+        assert_eq!(without_date(answer), without_date(&answers[0]), "401s differ by path or token");
+    }
+}
+
+#[test]
+fn every_token_in_the_list_is_accepted_so_one_can_be_rotated() {
+    let server = Server::spawn(&["--listen", "127.0.0.1:0"], &[("BLACKHOLE_STREAM_TOKEN", "old-token, new-token")]);
+    let old = Subscriber::open(&server, "/alice", "old-token", None);
+    let new = Subscriber::open(&server, "/alice", "new-token", None);
+    assert_ok(&post(&server, "/alice", &[], b"{}"));
+    assert_eq!(old.wait_events(2)[1].kind, "delivery");
+    assert_eq!(new.wait_events(2)[1].kind, "delivery");
+    let refused = server.exchange(subscription("/alice", Some("old-token,new-token"), None).as_bytes());
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(!server.log_text().contains("old-token") && !server.log_text().contains("new-token"));
+}
+
+#[test]
+fn without_a_stream_token_a_subscription_gets_a_plain_200_ok() {
+    let server = Server::start(&[]);
+    let request = subscription("/alice", Some(TOKEN), None).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    let response = server.exchange(request.as_bytes());
+    assert_ok(&response);
+    assert!(response.to_ascii_lowercase().contains("content-type: text/plain\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nok\n"), "{response}");
+}
+
+#[test]
+fn a_resume_gets_exactly_the_missed_events_and_an_unknown_id_is_not_resumed() {
+    let server = streaming(&[]);
+    let first = Subscriber::open(&server, "/alice", TOKEN, None);
+    assert_eq!(first.hello()["resumed"], false);
+    let boot = first.hello()["boot"].as_str().unwrap().to_owned();
+    assert_ok(&post(&server, "/alice", &[], b"one"));
+    let seen = first.wait_events(2)[1].id.clone().unwrap();
+    drop(first);
+    for body in ["two", "three"] {
+        assert_ok(&post(&server, "/alice", &[], body.as_bytes()));
+    }
+    assert_ok(&post(&server, "/bob", &[], b"not alice's"));
+
+    let resumed = Subscriber::open(&server, "/alice", TOKEN, Some(&seen));
+    assert_eq!(resumed.hello()["resumed"], true);
+    let events = resumed.wait_events(3);
+    std::thread::sleep(Duration::from_millis(200));
+    let bodies: Vec<Vec<u8>> = resumed.deliveries().iter().map(decode_body).collect();
+    assert_eq!(bodies, vec![b"two".to_vec(), b"three".to_vec()], "{events:?}");
+
+    for unknown in [format!("{boot}-999"), "0badb007-1".to_owned(), "garbage".to_owned()] {
+        let fresh = Subscriber::open(&server, "/alice", TOKEN, Some(&unknown));
+        assert_eq!(fresh.hello()["resumed"], false, "{unknown}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(fresh.deliveries().is_empty(), "a fresh stream replayed: {:?}", fresh.deliveries());
+    }
+}
+
+#[test]
+fn a_quiet_stream_gets_keep_alive_comments() {
+    let server = streaming(&["--stream-keepalive", "200ms"]);
+    let subscriber = Subscriber::open(&server, "/alice", TOKEN, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while *subscriber.comments.lock().unwrap() < 3 {
+        assert!(Instant::now() < deadline, "no keep-alive comments");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stream_is_exempt_from_the_idle_cut() {
+    // Keep-alives come less often than the idle cut: only the exemption keeps the stream open.
+    let server = streaming(&["--idle-timeout", "1s", "--stream-keepalive", "60s"]);
+    let subscriber = Subscriber::open(&server, "/alice", TOKEN, None);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_ok(&post(&server, "/alice", &[], b"late"));
+    assert_eq!(decode_body(&subscriber.wait_events(2)[1]), b"late");
+}
+
+/// The server's boot id, from a short-lived subscription's `hello`.
+fn boot_of(server: &Server) -> String {
+    let probe = Subscriber::open(server, "/probe", TOKEN, None);
+    probe.hello()["boot"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_replay_buffer_is_bounded_by_count_bytes_and_age() {
+    // Count: with room for two, the first of three is gone, so a resume from before it is not resumed.
+    let server = streaming(&["--stream-buffer-count", "2"]);
+    let boot = boot_of(&server);
+    for body in ["1", "2", "3"] {
+        assert_ok(&post(&server, "/a", &[], body.as_bytes()));
+    }
+    assert_eq!(Subscriber::open(&server, "/a", TOKEN, Some(&format!("{boot}-0"))).hello()["resumed"], false);
+    let resumed = Subscriber::open(&server, "/a", TOKEN, Some(&format!("{boot}-1")));
+    assert_eq!(resumed.hello()["resumed"], true);
+    let bodies: Vec<Vec<u8>> = resumed.wait_events(3)[1..].iter().map(decode_body).collect();
+    assert_eq!(bodies, vec![b"2".to_vec(), b"3".to_vec()]);
+
+    // Bytes: 1500-byte bodies in 4000 bytes: two fit, a third evicts the first.
+    let server = streaming(&["--stream-buffer-bytes", "4000"]);
+    let boot = boot_of(&server);
+    for _ in 0..3 {
+        assert_ok(&post(&server, "/a", &[], &[b'x'; 1500]));
+    }
+    assert_eq!(Subscriber::open(&server, "/a", TOKEN, Some(&format!("{boot}-0"))).hello()["resumed"], false);
+    let resumed = Subscriber::open(&server, "/a", TOKEN, Some(&format!("{boot}-1")));
+    assert_eq!(resumed.hello()["resumed"], true);
+    assert_eq!(resumed.wait_events(3).len(), 3);
+
+    // Age: a delivery older than the age is gone, even with room to spare.
+    let server = streaming(&["--stream-buffer-age", "2s"]);
+    let boot = boot_of(&server);
+    assert_ok(&post(&server, "/a", &[], b"old"));
+    assert_eq!(Subscriber::open(&server, "/a", TOKEN, Some(&format!("{boot}-0"))).hello()["resumed"], true);
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(Subscriber::open(&server, "/a", TOKEN, Some(&format!("{boot}-0"))).hello()["resumed"], false);
+}
+
+#[test]
+#[cfg(target_os = "linux")] // RSS from /proc
+fn a_subscriber_that_never_reads_cannot_grow_memory_past_the_buffer_limits() {
+    const BUFFER: u64 = 8 * 1024 * 1024;
+    let server = streaming(&["--stream-buffer-bytes", "8MiB", "--stream-buffer-total", "16MiB"]);
+    // A subscriber that sends its request and never reads a byte of the stream.
+    let mut stuck = server.connect();
+    stuck.write_all(subscription("/alice", Some(TOKEN), None).as_bytes()).unwrap();
+    let reader = Subscriber::open(&server, "/alice", TOKEN, None);
+    assert_ok(&post(&server, "/alice", &[], b"warm-up"));
+    let (baseline, _) = server.memory();
+
+    let body = vec![b'x'; 1024 * 1024];
+    for i in 0..300 {
+        let response = post(&server, "/alice", &["X-GitHub-Event: push"], &body);
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "POST {i} got {response:?}");
+    }
+    let (_, peak) = server.memory();
+    let growth = peak.saturating_sub(baseline);
+    eprintln!("baseline RSS {baseline} bytes, peak growth {growth} bytes over 300 MiB of POSTs");
+    // The buffer, one body being collected, one event a cut reader still held, and allocator slack.
+    assert!(growth < 2 * BUFFER + 4 * 1024 * 1024, "peak RSS grew by {growth} bytes over {baseline}");
+    // A subscriber that does read still gets deliveries (some, or a gap when it fell behind).
+    assert!(reader.wait_events(2).len() >= 2);
+    drop(stuck);
+}
+
+#[test]
+fn beyond_max_subscribers_a_subscription_gets_503_with_retry_after() {
+    let server = streaming(&["--max-subscribers", "2"]);
+    let _held = [Subscriber::open(&server, "/a", TOKEN, None), Subscriber::open(&server, "/b", TOKEN, None)];
+    let request = subscription("/c", Some(TOKEN), None).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    let answer = server.exchange(request.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: "), "{answer}");
+    // GitHub's POSTs are still answered.
+    assert_ok(&post(&server, "/c", &[], b"{}"));
+}
+
+#[test]
+fn sigterm_ends_open_streams_at_once() {
+    let mut server = streaming(&["--drain-timeout", "60s"]);
+    let subscriber = Subscriber::open(&server, "/alice", TOKEN, None);
+    server.signal(libc::SIGTERM);
+    subscriber.wait_ended(Duration::from_secs(5));
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0), "{}", server.log_text());
+}
+
+#[test]
+fn a_bad_stream_token_list_gets_one_sentence_and_a_nonzero_exit() {
+    let stderr = refuses_to_start(&["--listen", "127.0.0.1:0", "--stream-token", " , "], &[]);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("stream token"), "{stderr}");
+}
+
+// ---- abuse (issue 11, items 1 and 2) ----
+
+#[test]
+fn a_content_length_over_the_limit_gets_413_before_the_body_is_sent() {
+    for args in [&[][..], &["--max-body", "1MiB"][..]] {
+        let server = Server::start(args);
+        let declared = if args.is_empty() { "2000000000" } else { "1048577" };
+        let mut stream = server.connect();
+        // Only the head: the answer must come without waiting for the body.
+        let head = format!("POST /alice HTTP/1.1\r\nHost: b\r\nContent-Length: {declared}\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let answer = read_all(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{args:?}: {answer:?}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close\r\n"), "{answer:?}");
+    }
+    // At the limit is fine.
+    let server = Server::start(&["--max-body", "1MiB"]);
+    assert_ok(&post(&server, "/alice", &[], &vec![b'x'; 1024 * 1024]));
+}
+
+#[test]
+fn a_chunked_body_over_the_limit_gets_413_and_its_connection_is_closed() {
+    let server = Server::start(&["--max-body", "1MiB", "--log-requests"]);
+    let mut stream = server.connect();
+    stream.write_all(b"POST /alice HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    writer.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    // 256 MiB offered in 64 KiB chunks, far more than loopback's socket buffers can hold;
+    // the writer stops when the server closes (or, if it stopped reading without closing, at the timeout).
+    const OFFERED: usize = 256 * 1024 * 1024;
+    let sent = std::thread::spawn(move || {
+        let chunk = [b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < OFFERED {
+            let ok = writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_ok()
+                && writer.write_all(&chunk).is_ok()
+                && writer.write_all(b"\r\n").is_ok();
+            if !ok {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let answer = read_all(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{answer:?}");
+    let sent = sent.join().unwrap();
+    assert!(sent < OFFERED, "the server took the whole body ({sent} bytes)");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log_text().contains("status=413") {
+        assert!(Instant::now() < deadline, "no request line with status 413: {}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_ok(&server.exchange(GET));
+}
+
+#[test]
+fn a_slow_body_flood_is_cut_at_the_body_timeout_and_a_normal_post_gets_through() {
+    const FLOOD: usize = 200;
+    // Fewer slots than flood connections, and no per-address cap: only the body deadline frees them.
+    let server = Server::start(&["--body-timeout", "2s", "--max-connections", "100", "--max-connections-per-ip", "0"]);
+    let addr = server.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (closed, probe) = runtime.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let started = Instant::now();
+        let flood: Vec<_> = (0..FLOOD)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+                    // Half declare 2 GB (refused at once), half a size within the limit (cut at the deadline).
+                    let declared = if i % 2 == 0 { 2_000_000_000 } else { 20_000_000 };
+                    let head = format!("POST /flood HTTP/1.1\r\nHost: b\r\nContent-Length: {declared}\r\n\r\n");
+                    stream.write_all(head.as_bytes()).await.ok()?;
+                    // One byte every 500 ms for up to 60 s: the idle cut alone would never fire.
+                    let mut buf = [0u8; 512];
+                    for _ in 0..120 {
+                        tokio::select! {
+                            read = stream.read(&mut buf) => match read {
+                                Ok(0) | Err(_) => return Some(started.elapsed()),
+                                Ok(_) => {} // the 408, then the close
+                            },
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                                if stream.write_all(b"x").await.is_err() {
+                                    return Some(started.elapsed());
+                                }
+                            }
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let probe_started = Instant::now();
+        let mut probe = tokio::net::TcpStream::connect(addr).await.unwrap();
+        probe
+            .write_all(b"POST /alice HTTP/1.1\r\nHost: b\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), probe.read_to_end(&mut answer))
+            .await
+            .expect("the probe hung")
+            .unwrap();
+        let probe = (String::from_utf8_lossy(&answer).into_owned(), probe_started.elapsed());
+        let mut closed = Vec::new();
+        for task in flood {
+            closed.push(task.await.unwrap());
+        }
+        (closed, probe)
+    });
+    assert_ok(&probe.0);
+    eprintln!("probe answered in {:?} under a flood of {FLOOD}", probe.1);
+    let kept_open = closed.iter().filter(|closed| closed.is_none()).count();
+    assert_eq!(kept_open, 0, "{kept_open} flood connections were never closed by the server");
+    let last = closed.iter().flatten().max().unwrap();
+    eprintln!("the last flood connection was closed after {last:?} (body timeout 2 s, 100 slots for {FLOOD})");
+    assert_ok(&server.exchange(GET));
+}
+
+#[test]
+#[cfg(target_os = "linux")] // all of 127.0.0.0/8 is loopback on Linux; macOS has only 127.0.0.1
+fn connections_beyond_the_per_address_cap_are_closed_and_other_addresses_still_served() {
+    let server = Server::start(&["--max-connections-per-ip", "3"]);
+    let addr = server.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let from = |ip: [u8; 4]| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from((ip, 0))).unwrap();
+            socket.connect(addr).await.unwrap()
+        };
+        let ask = |mut stream: tokio::net::TcpStream| async move {
+            let _ = stream.write_all(GET).await;
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        };
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut stream = from([127, 0, 0, 1]).await;
+            // A request and its answer make sure the server has counted this connection.
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            assert!(stream.read(&mut buf).await.unwrap() > 0);
+            held.push(stream);
+        }
+        assert_eq!(ask(from([127, 0, 0, 1]).await).await, "", "a fourth connection from one address was served");
+        assert!(ask(from([127, 0, 0, 2]).await).await.starts_with("HTTP/1.1 200 OK"), "another address was refused");
+        held.pop();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(ask(from([127, 0, 0, 1]).await).await.starts_with("HTTP/1.1 200 OK"), "a freed slot was not reused");
+    });
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once_with_1() {
+    let mut server = Server::start(&["--drain-timeout", "60s"]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"POST /alice HTTP/1.1\r\nHost: b\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut stream).starts_with("HTTP/1.1 100 Continue"));
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{}", server.log_text());
+    assert!(server.log_text().contains("second signal"), "{}", server.log_text());
 }

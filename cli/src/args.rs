@@ -122,7 +122,7 @@ pub struct RelayArgs {
     #[arg(long, value_delimiter = ',', default_value = "*", value_name = "EVENTS")]
     pub events: Vec<String>,
     /// Also forward deliveries of this recent past that were never forwarded (e.g. 2h).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
     pub since: Option<Duration>,
     /// Time between polls; it stretches when the rate budget runs low.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_interval)]
@@ -188,7 +188,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
     /// Only deliveries of this recent past.
-    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_since)]
     pub since: Duration,
     /// Only this event.
     #[arg(long, value_name = "EVENT")]
@@ -343,6 +343,11 @@ fn parse_hook_url(text: &str) -> Result<String, String> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration; use forms like 30s, 5m, 2h"))
+}
+
+/// A `--since`: a duration no further back than the relay allows.
+fn parse_since(text: &str) -> Result<Duration, String> {
+    relay::since::check(parse_duration(text)?)
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {

@@ -42,7 +42,8 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
         }
     }
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "hookfwd: {line}");
+    // GitHub's messages and the handler's answers are quoted in errors: no escape sequence gets through.
+    let _ = writeln!(stderr, "hookfwd: {}", crate::feed::visible(&line));
     if let Some(hint) = hint(error) {
         let _ = writeln!(stderr, "hint: {hint}");
     }

@@ -1,5 +1,6 @@
 //! What the user sees: the feed on stdout (text or JSON), logs and the live status line on stderr.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -101,6 +102,24 @@ fn eprint(line: &str) -> std::io::Result<()> {
     }
 }
 
+/// `text` with every control character (an escape sequence's ESC, BEL, CR, a newline, …) written
+/// out as `\u{1b}`-style text, so that text from GitHub, the handler or the network cannot retitle
+/// the terminal, clear it, or forge a feed line. JSON output needs none of this: it escapes them.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
 /// Facts about the run that only the CLI knows, shown on the Ready line.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
@@ -130,6 +149,8 @@ pub struct Feed {
     total: u64,
     /// The last poll's time and rate budget, for the status line.
     polled: String,
+    /// The last wait shown (until when, and why), so that a wait that goes on is not repeated on stderr.
+    waiting_for: Option<(DateTime<Utc>, String)>,
 }
 
 impl Feed {
@@ -147,6 +168,7 @@ impl Feed {
             drained: 0,
             total: 0,
             polled: String::new(),
+            waiting_for: None,
         }
     }
 
@@ -159,9 +181,9 @@ impl Feed {
                     HookOrigin::Created => "created",
                     HookOrigin::App => "app",
                 };
-                let via = hook_url.as_deref().map(|url| format!(" via {url}")).unwrap_or_default();
+                let via = hook_url.as_deref().map(|url| format!(" via {}", visible(url))).unwrap_or_default();
                 let id = hook.id().map(|id| format!("hook {id}, ")).unwrap_or_default();
-                self.hooks.push(format!("{source} ({id}{origin}){via} → {target}"));
+                self.hooks.push(format!("{} ({id}{origin}){via} → {target}", visible(source)));
                 if self.json {
                     print(
                         &json!({"type": "hook", "source": source, "hook_id": hook.id(), "origin": origin,
@@ -172,7 +194,7 @@ impl Feed {
                 Ok(())
             }
             Event::SourceFailed { source, error } => {
-                let line = format!("{} {source}: {error}", style("✗").red());
+                let line = format!("{} {}: {}", style("✗").red(), visible(source), visible(error));
                 if self.json {
                     print(&json!({"type": "error", "source": source, "message": error}).to_string())
                 } else {
@@ -218,8 +240,8 @@ impl Feed {
                     "{}  {} {} [{}]{redelivery} · delivered {}",
                     now(),
                     style("-->").cyan(),
-                    style(item.kind()).bold(),
-                    item.guid,
+                    style(visible(&item.kind())).bold(),
+                    visible(&item.guid),
                     ago(item.delivered_at),
                 ))
             }
@@ -233,7 +255,7 @@ impl Feed {
                     style("<--").cyan(),
                     status_style(*status),
                     latency.as_millis(),
-                    item.guid,
+                    visible(&item.guid),
                 );
                 self.line_or_json(
                     &text,
@@ -245,16 +267,17 @@ impl Feed {
             }
             Event::Retrying { item, reason, wait, attempt, .. } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
-                let message = format!("handler unreachable ({reason}), retrying in {wait_text}");
+                let reason_text = visible(reason);
+                let message = format!("handler unreachable ({reason_text}), retrying in {wait_text}");
                 self.status.set(message.clone());
                 self.unreachable = Some(message);
                 self.line_or_json(
                     &format!(
-                        "{}  {} {} [{}]: {reason}, retry {attempt} in {wait_text}",
+                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text}",
                         now(),
                         style("!!!").yellow(),
-                        item.kind(),
-                        item.guid
+                        visible(&item.kind()),
+                        visible(&item.guid)
                     ),
                     json!({"type": "retry", "id": item.id, "guid": item.guid, "reason": reason,
                         "attempt": attempt, "wait_ms": wait.as_millis() as u64}),
@@ -280,15 +303,36 @@ impl Feed {
                 self.show_status();
                 Ok(())
             }
+            Event::Waiting { until, reason } => {
+                let message = format!(
+                    "waiting until {} ({}): {}",
+                    until.with_timezone(&Local).format("%H:%M:%S"),
+                    from_now(*until),
+                    visible(reason)
+                );
+                let repeated = self
+                    .waiting_for
+                    .as_ref()
+                    .is_some_and(|(shown, why)| *shown > Utc::now() && why == reason && *until <= *shown);
+                self.waiting_for = Some((*until, reason.clone()));
+                self.show_status();
+                if self.json {
+                    print(&json!({"type": "waiting", "until": until, "reason": reason}).to_string())
+                } else if repeated || self.quiet {
+                    Ok(())
+                } else {
+                    eprint(&format!("{} {message}", style("waiting:").yellow()))
+                }
+            }
             Event::Warning { message } => self.line_or_json(
-                &format!("{} {message}", style("warning:").yellow()),
+                &format!("{} {}", style("warning:").yellow(), visible(message)),
                 json!({"type": "warning", "message": message}),
                 true,
             ),
             Event::Error { hook, message } => {
                 let hook = hook.as_ref().map(|hook| hook.to_string());
                 self.line_or_json(
-                    &format!("{} {message}", style("error:").red()),
+                    &format!("{} {}", style("error:").red(), visible(message)),
                     json!({"type": "error", "hook": hook, "message": message}),
                     true,
                 )
@@ -299,9 +343,13 @@ impl Feed {
     /// The status line: unreachable handler first, then a progress bar while a backlog drains, else polling.
     fn show_status(&self) {
         let polled = &self.polled;
+        let waiting_for = self.waiting_for.as_ref().filter(|(until, _)| *until > Utc::now());
         if let Some(message) = &self.unreachable {
             let waiting: usize = self.waiting.values().sum();
             self.status.set(format!("{message} · {waiting} waiting · {polled}"));
+        } else if let Some((until, reason)) = waiting_for {
+            let at = until.with_timezone(&Local).format("%H:%M:%S");
+            self.status.set(format!("waiting until {at}: {} · {polled}", visible(reason)));
         } else if self.total > self.drained + 1 {
             self.status.progress(format!("draining the backlog · {polled}"), self.drained, self.total);
         } else {
@@ -332,10 +380,30 @@ fn ago(at: DateTime<Utc>) -> String {
     format!("{} ago", humantime::format_duration(Duration::from_secs(seconds)))
 }
 
+/// `in 59m 58s`: how long until `at`.
+fn from_now(at: DateTime<Utc>) -> String {
+    let seconds = (at - Utc::now()).num_seconds().max(0) as u64;
+    format!("in {}", humantime::format_duration(Duration::from_secs(seconds)))
+}
+
 fn status_style(status: u16) -> console::StyledObject<u16> {
     match status {
         200..=299 => style(status).green(),
         400..=499 => style(status).yellow(),
         _ => style(status).red(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_written_out() {
+        assert_eq!(visible("push.opened"), "push.opened");
+        assert!(matches!(visible("plain ünïcode"), Cow::Borrowed(_)));
+        let shown = visible("a\u{1b}]0;title\u{7}b\r\n[fake line\u{9b}c\u{7f}");
+        assert_eq!(shown, "a\\u{1b}]0;title\\u{7}b\\u{d}\\u{a}[fake line\\u{9b}c\\u{7f}");
+        assert!(!shown.chars().any(char::is_control), "{shown}");
     }
 }

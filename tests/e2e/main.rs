@@ -1,7 +1,9 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
+mod action;
 mod commands;
 mod dev;
 mod enterprise;
 mod forward;
 mod hostile;
+mod hostile_state;
 mod send;

@@ -330,3 +330,16 @@ async fn completions_print_a_script_for_each_shell() {
         assert!(out.stdout.lines().count() > 10, "{shell} script is not trivial");
     }
 }
+
+#[tokio::test]
+async fn a_since_further_back_than_dates_go_is_one_line_and_exit_2() {
+    // Before the check, `--since 300000y` overflowed the date arithmetic: a SIGABRT or a backtrace.
+    let repo = ["--repo", "octo-org/hello-world", "--to", "localhost:3000", "--since", "300000y"];
+    for command in [&["dev"][..], &["wait", "--event", "push"], &["replay"]] {
+        let args = [command, &repo[..]].concat();
+        let out = run(&args).await;
+        let line = assert_usage_error(&out, &format!("{command:?} --since 300000y"));
+        assert!(line.contains("300000y") && line.contains("10 years"), "{line}");
+        assert!(!out.stderr.contains("panicked") && !out.stderr.contains("backtrace"), "{}", out.stderr);
+    }
+}

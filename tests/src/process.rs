@@ -68,6 +68,16 @@ impl Running {
         Self { child: Guard(child), stdout, stderr }
     }
 
+    /// The process id, to read its `/proc` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Everything on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("output lock").clone()
+    }
+
     /// The stdout lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.stdout.lock().expect("output lock").clone()
@@ -76,16 +86,6 @@ impl Running {
     /// Sends a signal (`libc::SIGTERM`, `libc::SIGKILL`, …).
     pub fn signal(&self, signal: i32) {
         self.child.signal(signal);
-    }
-
-    /// The process id, for reading its memory figures from `/proc`.
-    pub fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    /// Everything on stderr so far.
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().expect("output lock").clone()
     }
 
     /// Waits for a stdout line containing `needle` and returns it.

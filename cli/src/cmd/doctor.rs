@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::args::{DoctorArgs, OutputArgs};
 use crate::exit::{AUTH, FAILURE, fail};
-use crate::feed::print;
+use crate::feed::{print, visible};
 
 /// How long the hook URL has to answer.
 const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -278,7 +278,7 @@ impl Report {
             "warn" => style("!").yellow(),
             _ => style("✗").red(),
         };
-        let mut text = format!("{mark} {check}: {message}");
+        let mut text = format!("{mark} {check}: {}", visible(message));
         if let Some(hint) = hint {
             text.push_str(&format!("\n    {} {hint}", style("hint:").dim()));
         }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::args::{HookTarget, HooksAction, HooksArgs, OutputArgs};
 use crate::exit::{FAILURE, USAGE, fail};
-use crate::feed::print;
+use crate::feed::{print, visible};
 
 /// Lists or removes hooks.
 pub async fn hooks(args: HooksArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -59,7 +59,13 @@ fn describe(owner: &Owner, hook: &Hook, ours: bool) -> String {
         None => "none".to_string(),
     };
     let mark = if ours { format!("  {}", style("← hookfwd").cyan().bold()) } else { String::new() };
-    format!("{owner}  {:>10}  {url}  events: {}  {active}  last: {last}{mark}", hook.id, hook.events.join(","))
+    format!(
+        "{owner}  {:>10}  {}  events: {}  {active}  last: {}{mark}",
+        hook.id,
+        visible(url),
+        visible(&hook.events.join(",")),
+        visible(&last)
+    )
 }
 
 /// `hookfwd hooks rm ID`.

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
-use github::{DeliveryItem, HookRef, Listing, Secret};
+use chrono::Utc;
+use github::{DeliveryItem, HookRef, Secret};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
@@ -22,13 +22,26 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     let sources = super::sources(&args.sources)?;
     let (client, credentials) = super::github_client(&args.github).await?;
     let secret = args.secret.clone().map(Secret::new);
-    let cutoff = Utc::now() - chrono::TimeDelta::from_std(args.since).unwrap_or(chrono::TimeDelta::MAX);
+    let cutoff = relay::since::cutoff(Utc::now(), args.since);
+    let context = Context {
+        token: super::describe_credentials(&credentials),
+        secret: super::describe_secret(secret.as_ref()),
+        interval: Duration::ZERO,
+    };
+    let mut feed = Feed::new(output, status.clone(), context);
 
     status.set("listing deliveries");
     let mut chosen: Vec<(HookRef, DeliveryItem)> = Vec::new();
     for source in &sources {
         let hook = super::hooks::find(&client, source, args.sources.hook_url.as_deref()).await?;
-        for item in recent(&client, &hook, cutoff).await? {
+        let listed = client
+            .deliveries_since(&hook, cutoff)
+            .await
+            .with_context(|| format!("could not list the deliveries of {hook}"))?;
+        for message in listed.skipped {
+            feed.show(&Event::Warning { message })?;
+        }
+        for item in listed.items {
             let wanted = args.event.as_ref().is_none_or(|event| &item.event == event)
                 && args.action.as_ref().is_none_or(|action| item.action.as_ref() == Some(action))
                 && args.guid.as_ref().is_none_or(|guid| &item.guid == guid);
@@ -51,20 +64,26 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let context = Context {
-        token: super::describe_credentials(&credentials),
-        secret: super::describe_secret(secret.as_ref()),
-        interval: Duration::ZERO,
-    };
-    let mut feed = Feed::new(output, status.clone(), context);
     let forwarder = Forwarder::new(args.to.clone(), TARGET_TIMEOUT);
     let mut refused = 0usize;
+    let mut skipped = 0usize;
     for (done, (hook, item)) in chosen.into_iter().enumerate() {
         status.progress(format!("replaying {}", item.kind()), done as u64, total as u64);
-        let delivery = client
-            .get_delivery(&hook, item.id)
-            .await
-            .with_context(|| format!("could not get delivery {} [{}] from GitHub", item.id, item.guid))?;
+        let delivery = match client.get_delivery(&hook, item.id).await {
+            Ok(delivery) => delivery,
+            // Asking again cannot help (too large, unreadable): say so, and replay the rest.
+            Err(error) if error.is_permanent() => {
+                skipped += 1;
+                feed.show(&Event::Warning {
+                    message: format!("skipped delivery {} [{}]: {error}", item.id, item.guid),
+                })?;
+                continue;
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error)
+                    .context(format!("could not get delivery {} [{}] from GitHub", item.id, item.guid)));
+            }
+        };
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
         let response = forwarder.send(&request).await.map_err(|error| {
             let sentence = if error.is_transient() {
@@ -93,28 +112,15 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     if refused > 0 {
         return Err(fail(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
     }
+    if skipped > 0 {
+        let sent = total - skipped;
+        return Err(fail(
+            FAILURE,
+            format!("replayed {sent} of {total} deliveries; {skipped} could not be read from GitHub and were skipped"),
+        ));
+    }
     if !output.quiet && !output.json {
         eprintln!("replayed {total} {}", if total == 1 { "delivery" } else { "deliveries" });
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The deliveries of `hook` at or after `cutoff`, newest first, paging back until older ones begin.
-async fn recent(client: &github::Client, hook: &HookRef, cutoff: DateTime<Utc>) -> anyhow::Result<Vec<DeliveryItem>> {
-    let context = || format!("could not list the deliveries of {hook}");
-    // The list is conditional; a cached ETag could answer 304 with nothing to read.
-    client.forget_etags(hook);
-    let mut page = match client.list_deliveries(hook, 100).await.with_context(context)? {
-        Listing::Page(page) => page,
-        Listing::NotModified => return Ok(Vec::new()),
-    };
-    let mut items = Vec::new();
-    loop {
-        let older = page.items.iter().any(|item| item.delivered_at < cutoff);
-        items.extend(page.items.into_iter().filter(|item| item.delivered_at >= cutoff));
-        match page.next {
-            Some(next) if !older => page = client.next_deliveries(&next).await.with_context(context)?,
-            _ => return Ok(items),
-        }
-    }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::dev::{Until, flag_rule, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
 use crate::exit::{FAILURE, REJECTED, TIMEOUT, fail};
-use crate::feed::{Status, print};
+use crate::feed::{Status, print, visible};
 
 /// How far GitHub's clock may be ahead of ours without a new delivery looking old.
 const CLOCK_SKEW: Duration = Duration::from_secs(5);
@@ -29,7 +29,7 @@ pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow
     let mut until = Match {
         event: args.event,
         action: args.action,
-        after: Utc::now() - chrono::TimeDelta::from_std(lookback).unwrap_or(chrono::TimeDelta::MAX),
+        after: relay::since::cutoff(Utc::now(), lookback),
         deadline: Instant::now() + args.timeout,
         timeout: args.timeout,
         json: output.json,
@@ -81,7 +81,12 @@ impl Match {
                 .to_string(),
             )?;
         } else if !self.quiet {
-            print(&format!("{} {} [{}] was handled ({status})", style("✓").green(), item.kind(), item.guid))?;
+            print(&format!(
+                "{} {} [{}] was handled ({status})",
+                style("✓").green(),
+                visible(&item.kind()),
+                visible(&item.guid)
+            ))?;
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::deliver::{Attempt, node_id};
+use crate::hostile::Generated;
 use crate::state::{Account, Budget, Hook, HookSpec, RecordedDelivery, Repo, Scope, State};
 use crate::{Faults, Inner};
 
@@ -33,6 +34,9 @@ const REPO_READ: &[&str] = &["admin:repo_hook", "read:repo_hook", "repo", "write
 const REPO_WRITE: &[&str] = &["admin:repo_hook", "repo", "write:repo_hook"];
 /// Scopes that may read or change organization hooks.
 const ORG_ALL: &[&str] = &["admin:org_hook"];
+
+/// An answer's body: whole, or generated as it is sent (a hostile answer).
+pub(crate) type AnswerBody = Either<Full<Bytes>, Generated>;
 
 /// The connection is closed without an answer (the drop fault).
 #[derive(Debug)]
@@ -53,6 +57,8 @@ pub(crate) struct Reply {
     pub headers: Vec<(&'static str, String)>,
     /// Whether it counts against the primary budget.
     pub counted: bool,
+    /// A body generated as it is sent, in place of `body`.
+    pub generated: Option<Box<Generated>>,
 }
 
 impl Reply {
@@ -62,7 +68,14 @@ impl Reply {
     }
 
     pub fn raw(status: StatusCode, body: impl Into<Bytes>) -> Self {
-        Self { status, body: body.into(), headers: Vec::new(), counted: true }
+        Self { status, body: body.into(), headers: Vec::new(), counted: true, generated: None }
+    }
+
+    /// `reply` with its body replaced by one generated as it is sent.
+    pub(crate) fn generated(mut reply: Reply, body: Generated) -> Self {
+        reply.body = Bytes::new();
+        reply.generated = Some(Box::new(body));
+        reply
     }
 
     pub fn empty(status: StatusCode) -> Self {
@@ -185,7 +198,7 @@ impl Call<'_> {
 }
 
 /// Answers one HTTP request; `Err` closes the connection without an answer.
-pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Result<Response<AnswerBody>, Dropped> {
     let (parts, body) = request.into_parts();
     // Under a prefix (GitHub Enterprise Server's `/api/v3`) only what lies below it is the API.
     let Some(path) = strip_prefix(parts.uri.path(), &inner.prefix) else {
@@ -291,7 +304,11 @@ pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Res
         reply.headers.push(("etag", etag));
         reply.headers.push(("cache-control", "private, max-age=60, s-maxage=60".into()));
     }
-    let limits = limits(&inner, &budget_key, reply.counted);
+    let reply = crate::hostile::apply(&inner, call.method, &call.segments, &call.query, reply);
+    let mut limits = limits(&inner, &budget_key, reply.counted);
+    if let Some((remaining, reset)) = crate::hostile::rate_override(&inner) {
+        (limits.remaining, limits.reset) = (remaining, reset);
+    }
     if reply.counted {
         inner.lock().stats.counted += 1;
     }
@@ -354,8 +371,12 @@ fn limits(inner: &Inner, key: &str, count: bool) -> Limits {
 }
 
 /// Adds the headers every GitHub answer carries.
-fn finish(inner: &Inner, reply: Reply, limits: Option<Limits>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(reply.body));
+fn finish(inner: &Inner, reply: Reply, limits: Option<Limits>) -> Response<AnswerBody> {
+    let body = match reply.generated {
+        Some(generated) => Either::Right(*generated),
+        None => Either::Left(Full::new(reply.body)),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
     let mut set = |name: &'static str, value: &str| {

@@ -14,6 +14,7 @@
 //! | `GET /_fake/hooks/{id}/deliveries` | | `[{id, guid, event, action, redelivery, status_code, delivered_at}]` |
 //! | `POST /_fake/faults` | `{"latency_ms"?, "server_error_rate"?, "drop_rate"?, "secondary_limit"?: {"n", "retry_after_s"}, "exhaust_primary_s"?, "retention_s"?, "clock_skew_s"?, "clear"?}` | 204 |
 //! | `POST /_fake/poison` | `{"delivery", "delivered_at"?, "headers"?: [[name, value]…], "body"?}` | 204 |
+//! | `POST /_fake/hostile` | `{"answer", …its fields, "times"?}` (see [`crate::Hostile`]), or `{"clear": true}` | 204 |
 //! | `POST /_fake/rate_limit` | `{"per_hour"}` | 204 |
 //! | `POST /_fake/age` | `{"seconds"}` | 204 |
 //! | `GET /_fake/stats` | | the [`crate::Stats`] counters |
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Reply, time};
 use crate::state::{HookSpec, Scope};
-use crate::{FakeGitHub, Inner, Poison};
+use crate::{FakeGitHub, Hostile, Inner, Poison};
 
 const DOCS: &str = "https://docs.github.com/rest";
 
@@ -153,6 +154,18 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
                 .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_string(), pair.get(1)?.as_str()?.to_string())))
                 .collect();
             inner.faults.poison(id, Poison { delivered_at, headers, body: text("body") });
+            no_content()
+        }
+        (&Method::POST, ["hostile"]) => {
+            if body.get("clear").and_then(Value::as_bool) == Some(true) {
+                inner.faults.clear_hostile();
+                return no_content();
+            }
+            let Ok(answer) = serde_json::from_value::<Hostile>(body.clone()) else {
+                return missing("a known answer (see fake_github::Hostile)");
+            };
+            let times = body.get("times").and_then(Value::as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            inner.faults.set_hostile(answer, times);
             no_content()
         }
         (&Method::POST, ["rate_limit"]) => {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 /// GitHub keeps deliveries for about three days.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
@@ -43,6 +44,10 @@ struct FaultState {
     clock_skew: chrono::Duration,
     /// Delivery records spoiled on purpose, by delivery id.
     poisoned: HashMap<u64, Poison>,
+    /// Hostile answers in force, each for a number of answers or (`None`) until cleared.
+    hostile: Vec<(Hostile, Option<u32>)>,
+    /// Numbers the fresh links of [`Hostile::EndlessPages`].
+    hops: u64,
 }
 
 /// How one delivery's record is spoiled, as a broken or hostile GitHub might report it.
@@ -54,6 +59,41 @@ pub struct Poison {
     pub headers: Vec<(String, String)>,
     /// The whole answer to a GET of the delivery, instead of its JSON (such as a truncated body).
     pub body: Option<String>,
+}
+
+/// A broken or hostile answer the fake gives in place of GitHub's, to prove hookfwd survives it.
+/// Set with [`Faults::set_hostile`] or `POST /_fake/hostile` `{"answer": "link_loop", "times"?: n}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Hostile {
+    /// A deliveries list answers a JSON array that never ends, streamed without a length.
+    EndlessList,
+    /// A single delivery answers this many bytes more than it would (padding generated as it is
+    /// sent, never held), with its length declared.
+    HugeDelivery {
+        /// Padding bytes.
+        bytes: u64,
+    },
+    /// A deliveries list's `rel="next"` link points back at its first page.
+    LinkLoop,
+    /// A deliveries list's `rel="next"` link is a fresh URL every time, serving the same page.
+    EndlessPages,
+    /// Every delivery of `event` is listed with a `delivered_at` that is not a time.
+    MalformedItem {
+        /// The event whose deliveries are listed broken, such as `push`.
+        event: String,
+    },
+    /// Every answer says `remaining` calls are left until a reset `reset_in_s` seconds from now.
+    FarRateReset {
+        /// `x-ratelimit-remaining`.
+        remaining: u32,
+        /// `x-ratelimit-reset`, in seconds from now.
+        reset_in_s: u64,
+    },
+    /// A deliveries list answers 304 even to a request that sent no `If-None-Match`.
+    SpuriousNotModified,
+    /// Guids in lists and deliveries end in terminal control sequences (ESC, BEL, CR, LF).
+    ControlCharacters,
 }
 
 /// What the faults decide for one API request.
@@ -83,6 +123,8 @@ impl FaultState {
             retention: DEFAULT_RETENTION,
             clock_skew: chrono::Duration::zero(),
             poisoned: HashMap::new(),
+            hostile: Vec::new(),
+            hops: 0,
         }
     }
 }
@@ -172,6 +214,38 @@ impl Faults {
     /// How delivery `id`'s record is spoiled, if it is.
     pub(crate) fn poisoned(&self, id: u64) -> Option<Poison> {
         self.lock().poisoned.get(&id).cloned()
+    }
+
+    /// Gives `answer` in place of GitHub's, for the next `times` answers it applies to, or until cleared.
+    pub fn set_hostile(&self, answer: Hostile, times: Option<u32>) {
+        self.lock().hostile.push((answer, times));
+    }
+
+    /// Stops every hostile answer.
+    pub fn clear_hostile(&self) {
+        self.lock().hostile.clear();
+    }
+
+    /// The first hostile answer in force that `applies`, counting it as given.
+    pub(crate) fn take_hostile(&self, applies: impl Fn(&Hostile) -> bool) -> Option<Hostile> {
+        let mut state = self.lock();
+        let index = state.hostile.iter().position(|(answer, _)| applies(answer))?;
+        let (answer, times) = &mut state.hostile[index];
+        let answer = answer.clone();
+        if let Some(left) = times {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                state.hostile.remove(index);
+            }
+        }
+        Some(answer)
+    }
+
+    /// A fresh number for an endless page's link.
+    pub(crate) fn next_hop(&self) -> u64 {
+        let mut state = self.lock();
+        state.hops += 1;
+        state.hops
     }
 
     /// Switches every fault off (retention goes back to three days).

@@ -18,6 +18,7 @@ mod api;
 pub mod control;
 mod deliver;
 mod faults;
+pub mod hostile;
 mod server;
 mod state;
 
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-pub use faults::{Faults, Poison};
+pub use faults::{Faults, Hostile, Poison};
 pub use state::{HookSpec, RecordedDelivery, Stats};
 
 use state::{Scope, State};

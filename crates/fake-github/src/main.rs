@@ -76,10 +76,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
+    #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let terminate = terminate.recv();
+    // Windows has no SIGTERM: Ctrl-C or the console closing stops it there.
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<Option<()>>();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        _ = terminate => {}
     }
     Ok(())
 }

@@ -938,3 +938,37 @@ fn schema_check_is_not_vacuous() {
     let nullable = json!({"code": null, "status": null, "message": null});
     conforms("hook-response", &nullable);
 }
+
+#[tokio::test]
+async fn hostile_answers_are_set_over_http_and_end_after_their_count() {
+    let s = Setup::new().await;
+    let hook = s.fake.add_hook("o/r", HookSpec::new(s.fake.blackhole_url()));
+    s.fake.emit("o/r", "push", sample("push")).await;
+    let list = format!("/repos/o/r/hooks/{hook}/deliveries?per_page=1");
+    let control = |body: Value| s.http.post(s.url("/_fake/hostile")).json(&body).send();
+
+    assert_eq!(control(json!({"answer": "link_loop", "times": 1})).await.unwrap().status(), 204);
+    let looped = s.get(&list).send().await.unwrap();
+    let link = header(&looped, "link");
+    assert!(link.contains("cursor=>; rel=\"next\""), "the link leads back to the first page: {link}");
+    let plain = s.get(&list).send().await.unwrap();
+    assert!(plain.headers().get("link").is_none(), "one answer only: a single delivery has no next page");
+
+    assert_eq!(control(json!({"answer": "spurious_not_modified"})).await.unwrap().status(), 204);
+    assert_eq!(s.get(&list).send().await.unwrap().status(), 304, "without any If-None-Match");
+    assert_eq!(control(json!({"clear": true})).await.unwrap().status(), 204);
+    assert_eq!(s.get(&list).send().await.unwrap().status(), 200);
+
+    // A huge delivery is generated as it is sent, with its length declared, and is still JSON.
+    let id = s.fake.deliveries(hook)[0].id;
+    assert_eq!(control(json!({"answer": "huge_delivery", "bytes": 3_000_000})).await.unwrap().status(), 204);
+    let huge = s.get(&format!("/repos/o/r/hooks/{hook}/deliveries/{id}")).send().await.unwrap();
+    let declared = huge.content_length().expect("a declared length");
+    let body = huge.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, declared);
+    assert!(declared > 3_000_000);
+    let parsed: Value = serde_json::from_slice(&body).expect("valid JSON");
+    assert_eq!(parsed["id"], id);
+
+    assert_eq!(control(json!({"answer": "no_such_answer"})).await.unwrap().status(), 400);
+}

@@ -62,7 +62,7 @@ impl Credentials {
                 return Ok(Self { auth: Auth::Token(Secret::new(token)), source: CredentialSource::Env(var) });
             }
         }
-        if let Some(gh) = env("PATH").and_then(|path| find_on_path("gh", &path)) {
+        if let Some(gh) = env("PATH").and_then(|path| find_on_path(GH, &path)) {
             let host = env("GH_HOST").filter(|host| !host.trim().is_empty());
             if let Some(token) = gh_auth_token(&gh, host.as_deref()) {
                 return Ok(Self { auth: Auth::Token(token), source: CredentialSource::GhCli });
@@ -74,6 +74,9 @@ impl Credentials {
         Err(Error::NoCredentials)
     }
 }
+
+/// The GitHub CLI's file name: on Windows it is `gh.exe`.
+const GH: &str = if cfg!(windows) { "gh.exe" } else { "gh" };
 
 /// The first executable file called `name` in the `PATH`-style list `path`.
 fn find_on_path(name: &str, path: &str) -> Option<PathBuf> {

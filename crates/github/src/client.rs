@@ -15,7 +15,21 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::auth::AppSigner;
-use crate::{Auth, Delivery, DeliveryItem, Error, Hook, HookRef, HookUpdate, NewHook, Owner, Result, Secret};
+use crate::paging::{Listing, NextPage, Page, Scan, read_items};
+use crate::{Auth, Delivery, Error, Hook, HookRef, HookUpdate, NewHook, Owner, Result, Secret};
+
+/// The most bytes read of one answer about hooks or a list page: a page of 100 hooks or delivery
+/// items is well under a megabyte, so this is only reached by a broken or hostile answer.
+pub const LIST_LIMIT: u64 = 32 * 1024 * 1024;
+/// The most bytes read of one delivery: GitHub caps payloads at 25 MB, which JSON escaping can
+/// double or more, plus its headers.
+pub const DELIVERY_LIMIT: u64 = 100 * 1024 * 1024;
+/// GitHub's rate-limit window. No rate limit is waited out for longer (plus up to a minute of jitter): a
+/// reset or `retry-after` further ahead is a broken header, not a reason to stop for years.
+pub const RATE_WINDOW: Duration = Duration::from_secs(3600);
+/// Up to this much is added to a wait cut down to [`RATE_WINDOW`], so that many clients do not
+/// all come back in the same second.
+const WAIT_JITTER: Duration = Duration::from_secs(60);
 
 /// How to reach GitHub.
 #[derive(Debug, Clone)]
@@ -39,33 +53,13 @@ pub struct RateLimit {
     pub reset_at: Option<DateTime<Utc>>,
 }
 
-/// The first page of a conditional list.
-#[derive(Debug)]
-pub enum Listing {
-    /// 304: nothing changed since the last list of this URL; it cost no rate limit.
-    NotModified,
-    /// A fresh page.
-    Page(Page),
-}
-
-/// One page of deliveries, newest first.
-#[derive(Debug)]
-pub struct Page {
-    /// The deliveries on this page.
-    pub items: Vec<DeliveryItem>,
-    /// The next (older) page, if any.
-    pub next: Option<NextPage>,
-}
-
-/// The `rel="next"` URL exactly as GitHub gave it; never built by hand.
+/// A rate-limit wait the client is in, for a status line: every call holds off until `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextPage(pub(crate) Url);
-
-impl NextPage {
-    /// The URL GitHub gave, for logs and debugging. It carries no credentials.
-    pub fn url(&self) -> &Url {
-        &self.0
-    }
+pub struct Wait {
+    /// When calls resume.
+    pub until: DateTime<Utc>,
+    /// Why, in a few words: `GitHub's rate limit is exhausted`.
+    pub reason: String,
 }
 
 /// How long to wait between retries, and for how long to wait out rate limits.
@@ -129,6 +123,8 @@ struct Inner {
     pause: Mutex<Option<DateTime<Utc>>>,
     /// Secondary rate limits in a row, for exponential backoff.
     secondary_streak: AtomicU32,
+    /// The wait in progress, if any, for whoever shows it to the user.
+    waits: tokio::sync::watch::Sender<Option<Wait>>,
 }
 
 /// The credentials in a ready-to-use form.
@@ -172,12 +168,14 @@ struct Call<'a> {
     idempotent: bool,
     /// The ETag to send in `If-None-Match`.
     etag: Option<String>,
+    /// The most bytes of the answer that are read.
+    limit: u64,
 }
 
 impl<'a> Call<'a> {
     fn new(method: Method, url: Url, what: &'a str) -> Self {
         let idempotent = !matches!(method, Method::POST);
-        Self { method, url, body: None, what, idempotent, etag: None }
+        Self { method, url, body: None, what, idempotent, etag: None, limit: LIST_LIMIT }
     }
 }
 
@@ -237,6 +235,7 @@ impl Client {
             rate: Mutex::default(),
             pause: Mutex::default(),
             secondary_streak: AtomicU32::new(0),
+            waits: tokio::sync::watch::Sender::new(None),
         };
         Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default() })
     }
@@ -265,15 +264,18 @@ impl Client {
         let what = hooks_of(owner);
         let mut url = self.url(&format!("{}?per_page=100", owner.hooks_path()))?;
         let mut hooks = Vec::new();
-        let mut seen = Vec::new();
+        let mut scan = Scan::start(&what, &url);
         loop {
             let reply = self.execute(&Call::new(Method::GET, url.clone(), &what)).await?;
             let page: Vec<Hook> = decode(&reply.body, &what)?;
+            let last = page.is_empty();
             hooks.extend(page);
-            seen.push(url.clone());
             match next_link(&reply.headers, &url) {
-                // A link back to a page already read would loop forever.
-                Some(next) if !seen.contains(&next) => url = self.own_url(next)?,
+                Some(next) if !last => {
+                    scan.check(&next)?;
+                    scan = scan.visited(&next);
+                    url = self.own_url(next)?;
+                }
                 _ => return Ok(hooks),
             }
         }
@@ -332,7 +334,7 @@ impl Client {
         if reply.status == StatusCode::NOT_MODIFIED {
             return Ok(Listing::NotModified);
         }
-        let page = self.page(&reply, &url, &what)?;
+        let page = self.page(&reply, &url, Scan::start(&what, &url))?;
         let etag = reply.headers.get(header::ETAG).and_then(|value| value.to_str().ok());
         let mut etags = lock(&self.inner.etags);
         match etag {
@@ -343,18 +345,24 @@ impl Client {
     }
 
     /// Follows a `rel="next"` link to an older page.
+    ///
+    /// A link to a page this scan (the walk from the first page) already read, or past
+    /// [`crate::MAX_PAGES`] pages, ends the scan with [`Error::PagingLoop`] or
+    /// [`Error::TooManyPages`], so no caller can spin.
     pub async fn next_deliveries(&self, next: &NextPage) -> Result<Page> {
-        let what = "the next page of deliveries";
-        let url = self.own_url(next.0.clone())?;
-        let reply = self.execute(&Call::new(Method::GET, url.clone(), what)).await?;
-        self.page(&reply, &url, what)
+        next.scan.check(&next.url)?;
+        let url = self.own_url(next.url.clone())?;
+        let reply = self.execute(&Call::new(Method::GET, url.clone(), next.scan.what())).await?;
+        self.page(&reply, &url, next.scan.visited(&url))
     }
 
     /// Gets one delivery with its request headers and payload.
     pub async fn get_delivery(&self, hook: &HookRef, id: u64) -> Result<Delivery> {
         let what = format!("delivery {id} of {hook}");
         let url = self.url(&format!("{}/deliveries/{id}", hook.path()))?;
-        let reply = self.execute(&Call::new(Method::GET, url, &what)).await?;
+        let mut call = Call::new(Method::GET, url, &what);
+        call.limit = DELIVERY_LIMIT;
+        let reply = self.execute(&call).await?;
         // From the bytes, so that the payload's RawValue keeps them exactly.
         decode(&reply.body, &what)
     }
@@ -380,6 +388,11 @@ impl Client {
     /// When calls resume, while the client is waiting out a rate limit; for a status line.
     pub fn waiting_until(&self) -> Option<DateTime<Utc>> {
         lock(&self.inner.pause).filter(|until| *until > Utc::now())
+    }
+
+    /// Every rate-limit wait as it begins (`Some`) and ends (`None`), shared by every clone.
+    pub fn waits(&self) -> tokio::sync::watch::Receiver<Option<Wait>> {
+        self.inner.waits.subscribe()
     }
 
     /// Forgets the ETags of `hook`'s delivery lists, so that the next list answers a full page
@@ -415,12 +428,13 @@ impl Client {
         }
     }
 
-    /// A page of deliveries from a 200 reply to `url`.
-    fn page(&self, reply: &Reply, url: &Url, what: &str) -> Result<Page> {
-        let items: Vec<DeliveryItem> = decode(&reply.body, what)?;
+    /// A page of deliveries from a 200 reply to `url`, read as part of `scan`.
+    fn page(&self, reply: &Reply, url: &Url, scan: Scan) -> Result<Page> {
+        let (items, skipped) = read_items(&reply.body, scan.what())?;
         // GitHub answers a link even to an empty page; an empty page ends the list.
-        let next = if items.is_empty() { None } else { next_link(&reply.headers, url).map(NextPage) };
-        Ok(Page { items, next })
+        let empty = items.is_empty() && skipped.is_empty();
+        let next = if empty { None } else { next_link(&reply.headers, url).map(|url| NextPage { url, scan }) };
+        Ok(Page { items, next, skipped })
     }
 
     /// The path of `url` below the API root, such as `/repos/o/r/hooks`.
@@ -446,7 +460,9 @@ impl Client {
                 .http
                 .request(call.method.clone(), call.url.clone())
                 .header(header::AUTHORIZATION, self.authorization(&call.url).await?);
-            if let Some(etag) = call.etag.as_deref().and_then(|etag| HeaderValue::from_str(etag).ok()) {
+            let validator = call.etag.as_deref().and_then(|etag| HeaderValue::from_str(etag).ok());
+            let validated = validator.is_some();
+            if let Some(etag) = validator {
                 request = request.header(header::IF_NONE_MATCH, etag);
             }
             if let Some(body) = &call.body {
@@ -456,7 +472,11 @@ impl Client {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    response.bytes().await.map(|body| Reply { status, headers, body: body.to_vec() })
+                    match read_capped(response, call.limit).await {
+                        Ok(Some(body)) => Ok(Reply { status, headers, body }),
+                        Ok(None) => return Err(Error::TooLarge { what: call.what.to_string(), limit: call.limit }),
+                        Err(error) => Err(error),
+                    }
                 }
                 Err(error) => Err(error),
             };
@@ -476,11 +496,12 @@ impl Client {
                     return Err(Error::Unreachable { url: self.inner.base.clone(), source: error.without_url() });
                 }
             };
-            if let Some(rate) = parse_rate_limit(&reply.headers) {
+            if let Some(rate) = parse_rate_limit(&reply.headers, Utc::now()) {
                 *lock(&self.inner.rate) = rate;
             }
             let status = reply.status;
-            if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            // A 304 answers a validator; without one it is a broken answer, not "nothing new".
+            if status.is_success() || (status == StatusCode::NOT_MODIFIED && validated) {
                 self.inner.secondary_streak.store(0, Ordering::Relaxed);
                 return Ok(reply);
             }
@@ -497,7 +518,7 @@ impl Client {
                 reauthorized = true;
                 continue;
             }
-            if status.is_server_error() {
+            if status.is_server_error() || status == StatusCode::NOT_MODIFIED {
                 if call.idempotent && failures + 1 < self.policy.attempts {
                     let wait = backoff(&self.policy, failures);
                     failures += 1;
@@ -540,13 +561,29 @@ impl Client {
             let mut pause = lock(&self.inner.pause);
             *pause = Some(pause.map_or(until, |other| other.max(until)));
         }
-        match throttle {
-            Throttle::Primary { .. } => tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
-                "the GitHub rate limit is exhausted; waiting for it to reset"),
-            Throttle::Secondary { .. } => tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
-                in_a_row = streak + 1, "GitHub's secondary rate limit was hit; waiting"),
-        }
+        let reason = match throttle {
+            Throttle::Primary { .. } => {
+                tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
+                    "the GitHub rate limit is exhausted; waiting for it to reset");
+                "GitHub's rate limit is exhausted"
+            }
+            Throttle::Secondary { .. } => {
+                tracing::warn!(what, until = %until, wait_secs = wait.as_secs(),
+                    in_a_row = streak + 1, "GitHub's secondary rate limit was hit; waiting");
+                "GitHub's secondary rate limit was hit"
+            }
+        };
+        let announced = Wait { until, reason: reason.to_string() };
+        self.inner.waits.send_replace(Some(announced.clone()));
         tokio::time::sleep(wait).await;
+        // Only this wait's own announcement is taken back; a longer one that began meanwhile stays.
+        self.inner.waits.send_if_modified(|current| {
+            let ours = current.as_ref() == Some(&announced);
+            if ours {
+                *current = None;
+            }
+            ours
+        });
         Ok(())
     }
 
@@ -802,12 +839,16 @@ fn next_target(value: &str) -> Option<&str> {
     None
 }
 
-/// The `x-ratelimit-*` headers, if the response had any.
-pub(crate) fn parse_rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
+/// The `x-ratelimit-*` headers, if the response had any. A reset further than one window from
+/// `now` is cut to one window: GitHub's budget refills every hour, so a later one is a broken header.
+pub(crate) fn parse_rate_limit(headers: &HeaderMap, now: DateTime<Utc>) -> Option<RateLimit> {
     let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<i64>().ok();
     let limit = number("x-ratelimit-limit").and_then(|n| u32::try_from(n).ok());
     let remaining = number("x-ratelimit-remaining").and_then(|n| u32::try_from(n).ok());
-    let reset_at = number("x-ratelimit-reset").and_then(|secs| DateTime::from_timestamp(secs, 0));
+    let window = chrono::TimeDelta::from_std(RATE_WINDOW).unwrap_or(chrono::TimeDelta::hours(1));
+    let latest = now.checked_add_signed(window).unwrap_or(now);
+    let reset_at =
+        number("x-ratelimit-reset").and_then(|secs| DateTime::from_timestamp(secs, 0)).map(|reset| reset.min(latest));
     (limit.is_some() || remaining.is_some() || reset_at.is_some()).then_some(RateLimit { limit, remaining, reset_at })
 }
 
@@ -835,15 +876,17 @@ pub(crate) fn throttle(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
         .get(header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok())
-        // A day is already absurd; a bigger number is a broken header, not a reason to sleep for years.
-        .map(|secs| Duration::from_secs(secs.min(24 * 3600)));
+        // Longer than the window is a broken header, not a reason to sleep for years.
+        .map(|secs| Duration::from_secs(secs).min(RATE_WINDOW));
     let message = github_message(body).unwrap_or_default().to_ascii_lowercase();
     let secondary_message = message.contains("secondary rate limit") || message.contains("abuse detection");
-    let exhausted = parse_rate_limit(headers).is_some_and(|rate| rate.remaining == Some(0));
+    // The reset as sent: `throttle_wait` cuts the wait, and a clock of its own keeps this pure.
+    let rate = parse_rate_limit(headers, DateTime::<Utc>::MAX_UTC);
+    let exhausted = rate.is_some_and(|rate| rate.remaining == Some(0));
     if secondary_message || (retry_after.is_some() && !exhausted) {
         Some(Throttle::Secondary { retry_after })
     } else if exhausted {
-        Some(Throttle::Primary { reset_at: parse_rate_limit(headers).and_then(|rate| rate.reset_at) })
+        Some(Throttle::Primary { reset_at: rate.and_then(|rate| rate.reset_at) })
     } else if status == StatusCode::TOO_MANY_REQUESTS || message.contains("rate limit") {
         Some(Throttle::Secondary { retry_after })
     } else {
@@ -851,9 +894,11 @@ pub(crate) fn throttle(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
     }
 }
 
-/// How long to wait out `throttle` at `now`, after `streak` secondary limits in a row.
+/// How long to wait out `throttle` at `now`, after `streak` secondary limits in a row: as GitHub
+/// asks (until the reset; `retry-after` if given, else at least a minute), never more than
+/// [`RATE_WINDOW`] plus a little jitter.
 pub(crate) fn throttle_wait(throttle: &Throttle, now: DateTime<Utc>, streak: u32, policy: &RetryPolicy) -> Duration {
-    match throttle {
+    let wait = match throttle {
         Throttle::Primary { reset_at } => {
             // A second more than the reset, as GitHub's clock and ours may differ by a little
             // (and the header is rounded down to the second).
@@ -868,7 +913,29 @@ pub(crate) fn throttle_wait(throttle: &Throttle, now: DateTime<Utc>, streak: u32
             let cap = policy.secondary_cap.max(first);
             first.saturating_mul(1u32 << streak.min(16)).min(cap)
         }
+    };
+    if wait > RATE_WINDOW { RATE_WINDOW + WAIT_JITTER.mul_f64(rand::random_range(0.0..=1.0)) } else { wait }
+}
+
+/// The body of `response`, or `None` once it is longer than `limit` bytes: the declared length
+/// is checked first, then a running count, so no more than `limit` bytes are ever held.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> std::result::Result<Option<Vec<u8>>, reqwest::Error> {
+    let declared = response.content_length();
+    if declared.is_some_and(|length| length > limit) {
+        return Ok(None);
     }
+    // A length under the cap is reserved at once, so the buffer never grows past it by doubling.
+    let mut body = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// The jittered exponential backoff before retry number `attempt + 1`: between half and all of
@@ -915,17 +982,65 @@ mod tests {
 
     #[test]
     fn reads_rate_limit_headers() {
-        let rate = parse_rate_limit(&headers(&[
-            ("x-ratelimit-limit", "5000"),
-            ("x-ratelimit-remaining", "4999"),
-            ("x-ratelimit-reset", "1700000000"),
-        ]))
+        let now = DateTime::from_timestamp(1_699_999_000, 0).unwrap();
+        let rate = parse_rate_limit(
+            &headers(&[
+                ("x-ratelimit-limit", "5000"),
+                ("x-ratelimit-remaining", "4999"),
+                ("x-ratelimit-reset", "1700000000"),
+            ]),
+            now,
+        )
         .unwrap();
         assert_eq!(rate.limit, Some(5000));
         assert_eq!(rate.remaining, Some(4999));
         assert_eq!(rate.reset_at, DateTime::from_timestamp(1_700_000_000, 0));
-        assert_eq!(parse_rate_limit(&headers(&[])), None);
-        assert_eq!(parse_rate_limit(&headers(&[("x-ratelimit-remaining", "x")])), None);
+        assert_eq!(parse_rate_limit(&headers(&[]), now), None);
+        assert_eq!(parse_rate_limit(&headers(&[("x-ratelimit-remaining", "x")]), now), None);
+    }
+
+    #[test]
+    fn a_reset_years_ahead_is_read_as_one_window() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let ten_years = (now.timestamp() + 10 * 365 * 24 * 3600).to_string();
+        let rate =
+            parse_rate_limit(&headers(&[("x-ratelimit-remaining", "1"), ("x-ratelimit-reset", &ten_years)]), now);
+        assert_eq!(rate.unwrap().reset_at, Some(now + chrono::TimeDelta::hours(1)));
+    }
+
+    #[test]
+    fn no_rate_limit_wait_is_longer_than_the_window_plus_jitter() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let policy = RetryPolicy::default();
+        let most = RATE_WINDOW + WAIT_JITTER;
+        let far = Throttle::Primary { reset_at: Some(now + chrono::TimeDelta::days(3650)) };
+        let wait = throttle_wait(&far, now, 0, &policy);
+        assert!(wait >= RATE_WINDOW && wait <= most, "{wait:?}");
+
+        let exhausted = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "99999999999")]);
+        let primary = throttle(StatusCode::FORBIDDEN, &exhausted, b"{}").unwrap();
+        assert!(throttle_wait(&primary, now, 0, &policy) <= most);
+
+        let retry = headers(&[("retry-after", "315360000")]);
+        let secondary = throttle(StatusCode::TOO_MANY_REQUESTS, &retry, b"").unwrap();
+        assert_eq!(secondary, Throttle::Secondary { retry_after: Some(RATE_WINDOW) });
+        for streak in 0..20 {
+            assert!(throttle_wait(&secondary, now, streak, &policy) <= most);
+        }
+        let long_cap = RetryPolicy { secondary_cap: Duration::from_secs(86_400 * 365), ..policy };
+        assert!(throttle_wait(&Throttle::Secondary { retry_after: None }, now, 30, &long_cap) <= most);
+    }
+
+    #[test]
+    fn a_secondary_limit_waits_retry_after_as_given_else_a_minute() {
+        // GitHub: wait `retry-after` seconds when it is there; otherwise at least a minute.
+        let now = Utc::now();
+        let policy = RetryPolicy::default();
+        let one = throttle(StatusCode::FORBIDDEN, &headers(&[("retry-after", "1")]), b"").unwrap();
+        assert_eq!(throttle_wait(&one, now, 0, &policy), Duration::from_secs(1));
+        let body = br#"{"message":"You have exceeded a secondary rate limit."}"#;
+        let bare = throttle(StatusCode::FORBIDDEN, &headers(&[]), body).unwrap();
+        assert_eq!(throttle_wait(&bare, now, 0, &policy), Duration::from_secs(60));
     }
 
     #[test]

@@ -102,6 +102,22 @@ pub enum Error {
         /// The cap, in bytes.
         limit: u64,
     },
+    /// A list's `rel="next"` link pointed back to a page already read in the same scan.
+    #[error("GitHub's list of {what} links back to a page it already gave (after {pages} pages), so paging stopped")]
+    PagingLoop {
+        /// What was being listed.
+        what: String,
+        /// Pages read in this scan before the loop was seen.
+        pages: u32,
+    },
+    /// A list went on for more pages than one scan reads.
+    #[error("GitHub's list of {what} went on past {limit} pages, so paging stopped")]
+    TooManyPages {
+        /// What was being listed.
+        what: String,
+        /// The most pages one scan reads.
+        limit: u32,
+    },
     /// The token cannot be sent in an HTTP header (a stray newline or quote, say).
     #[error("the GitHub token contains characters that cannot be sent; check it for stray quotes, spaces or newlines")]
     MalformedToken,
@@ -116,9 +132,12 @@ impl Error {
 
 impl Error {
     /// Whether asking again can never succeed for this one item (an oversized or unreadable
-    /// delivery), so the caller should skip it rather than retry it forever.
+    /// delivery, a list whose links loop), so the caller should skip it rather than retry it forever.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::TooLarge { .. } | Self::Decode { .. })
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::Decode { .. } | Self::PagingLoop { .. } | Self::TooManyPages { .. }
+        )
     }
 }
 

@@ -7,14 +7,16 @@
 mod auth;
 mod client;
 mod error;
+mod paging;
 pub mod samples;
 mod secret;
 pub mod signature;
 mod types;
 
 pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
-pub use client::{Client, Config, Listing, NextPage, Page, RateLimit, RetryPolicy};
+pub use client::{Client, Config, DELIVERY_LIMIT, LIST_LIMIT, RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 pub use error::{Error, Result};
+pub use paging::{Listing, MAX_PAGES, NextPage, Page};
 pub use secret::Secret;
 pub use types::{
     Delivery, DeliveryItem, DeliveryRequest, Hook, HookConfig, HookRef, HookResponse, HookUpdate, NewHook, Owner,

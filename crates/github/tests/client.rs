@@ -405,3 +405,121 @@ async fn no_token_appears_in_debug_or_errors() {
         assert!(!text.contains(TOKEN) && !text.contains(&TOKEN[4..]), "{text}");
     }
 }
+
+// A broken or hostile GitHub: every answer below comes from the fake's `Hostile` answers.
+
+fn listed(listing: Listing) -> github::Page {
+    match listing {
+        Listing::Page(page) => page,
+        Listing::NotModified => panic!("a first list answers a page"),
+    }
+}
+
+#[tokio::test]
+async fn a_link_loop_ends_the_scan_with_one_sentence_after_two_calls() {
+    let (fake, client, hook, _) = setup().await;
+    emit_pushes(&fake, 3).await;
+    fake.faults().set_hostile(fake_github::Hostile::LinkLoop, None);
+    let mut page = listed(client.list_deliveries(&hook, 1).await.unwrap());
+    let error = loop {
+        let next = page.next.take().expect("a looping list always links on");
+        match client.next_deliveries(&next).await {
+            Ok(next_page) => page = next_page,
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, Error::PagingLoop { pages: 2, .. }), "{error}");
+    assert!(error.is_permanent());
+    assert_eq!(error.to_string().lines().count(), 1, "{error}");
+    assert_eq!(fake.stats().list_deliveries, 2, "the first page, and the link back to it once");
+
+    // Paging back to a cutoff goes through the same check.
+    let error = client.deliveries_since(&hook, chrono::DateTime::<chrono::Utc>::MIN_UTC).await.unwrap_err();
+    assert!(matches!(error, Error::PagingLoop { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_list_that_never_ends_stops_at_the_page_cap() {
+    let (fake, client, hook, _) = setup().await;
+    emit_pushes(&fake, 2).await;
+    fake.faults().set_hostile(fake_github::Hostile::EndlessPages, None);
+    let error = client.deliveries_since(&hook, chrono::DateTime::<chrono::Utc>::MIN_UTC).await.unwrap_err();
+    assert!(matches!(error, Error::TooManyPages { limit: github::MAX_PAGES, .. }), "{error}");
+    assert_eq!(fake.stats().list_deliveries, u64::from(github::MAX_PAGES));
+}
+
+#[tokio::test]
+async fn an_endless_list_is_cut_at_the_cap_as_too_large() {
+    let (fake, client, hook, _) = setup().await;
+    emit_pushes(&fake, 1).await;
+    fake.faults().set_hostile(fake_github::Hostile::EndlessList, Some(1));
+    let error = client.list_deliveries(&hook, 100).await.unwrap_err();
+    assert!(matches!(error, Error::TooLarge { limit: github::LIST_LIMIT, .. }), "{error}");
+    assert!(error.is_permanent());
+    // The next answer is GitHub's own again, and reads as usual.
+    assert_eq!(listed(client.list_deliveries(&hook, 100).await.unwrap()).items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_delivery_declared_larger_than_the_cap_is_refused_unread() {
+    let (fake, client, hook, _) = setup().await;
+    let id = emit_pushes(&fake, 1).await[0];
+    let bytes = 500 * 1024 * 1024;
+    fake.faults().set_hostile(fake_github::Hostile::HugeDelivery { bytes }, Some(1));
+    let error = client.get_delivery(&hook, id).await.unwrap_err();
+    assert!(matches!(error, Error::TooLarge { limit: github::DELIVERY_LIMIT, .. }), "{error}");
+    assert!(error.is_permanent(), "the relay skips it rather than asking forever");
+
+    // Padding under the cap is read whole: the cap is not a limit on honest deliveries.
+    fake.faults().set_hostile(fake_github::Hostile::HugeDelivery { bytes: 30 * 1024 * 1024 }, Some(1));
+    let delivery = client.get_delivery(&hook, id).await.unwrap();
+    assert_eq!(delivery.id, id);
+}
+
+#[tokio::test]
+async fn a_malformed_list_item_is_skipped_and_the_rest_of_the_page_kept() {
+    let (fake, client, hook, _) = setup().await;
+    let pushes = emit_pushes(&fake, 2).await;
+    let issue = fake.emit("octo/hello", "issues", json!({"action": "opened"})).await;
+    fake.faults().set_hostile(fake_github::Hostile::MalformedItem { event: "issues".into() }, None);
+    let page = listed(client.list_deliveries(&hook, 100).await.unwrap());
+    let mut ids: Vec<u64> = page.items.iter().map(|item| item.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, pushes);
+    assert_eq!(page.skipped.len(), 1, "{:?}", page.skipped);
+    assert!(page.skipped[0].contains(&format!("delivery {}", issue[0])), "{:?}", page.skipped);
+    assert!(page.skipped[0].contains("unreadable"), "the reason is given: {:?}", page.skipped);
+}
+
+#[tokio::test]
+async fn a_304_to_a_list_without_a_validator_is_retried_not_read_as_empty() {
+    let (fake, client, hook, _) = setup().await;
+    emit_pushes(&fake, 2).await;
+    fake.faults().set_hostile(fake_github::Hostile::SpuriousNotModified, Some(2));
+    let page = client.newest_deliveries(&hook, 100).await.unwrap();
+    assert_eq!(page.items.len(), 2, "the third answer is the real page");
+
+    fake.faults().set_hostile(fake_github::Hostile::SpuriousNotModified, None);
+    client.forget_etags(&hook);
+    let error = client.list_deliveries(&hook, 100).await.unwrap_err();
+    assert!(matches!(error, Error::Server { status: 304, .. }), "{error}");
+    assert!(error.is_transient());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_wait_is_announced_and_cut_to_the_window() {
+    let (fake, client, hook, _) = setup().await;
+    let client = client.with_retry_policy(RetryPolicy { max_rate_limit_wait: None, ..quick() });
+    let mut waits = client.waits();
+    fake.faults().exhaust_primary(Duration::from_secs(10 * 365 * 24 * 3600));
+    let listing = tokio::spawn({
+        let (client, hook) = (client.clone(), hook.clone());
+        async move { client.list_deliveries(&hook, 100).await }
+    });
+    waits.changed().await.unwrap();
+    let wait = waits.borrow_and_update().clone().expect("a wait is announced");
+    let longest = chrono::Utc::now() + chrono::TimeDelta::seconds(3600 + 61);
+    assert!(wait.until <= longest, "waits at most the window plus jitter, not ten years: {wait:?}");
+    assert!(wait.reason.contains("rate limit"), "{wait:?}");
+    listing.abort();
+}

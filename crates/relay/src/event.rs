@@ -91,6 +91,14 @@ pub enum Event {
         /// GitHub's rate budget after the poll.
         rate: RateLimit,
     },
+    /// Calls to GitHub hold off until `until`: a rate limit, or polls spaced out to spare the budget.
+    /// Sent for every wait longer than the poll interval.
+    Waiting {
+        /// When calls resume.
+        until: DateTime<Utc>,
+        /// Why, in a few words.
+        reason: String,
+    },
     /// Something the user should know that does not stop anything.
     Warning {
         /// One sentence.

@@ -34,7 +34,7 @@ use crate::ledger::{self, Ledger, Lock};
 use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
 
 use self::deliver::forward_loop;
-use self::poller::poll_loop;
+use self::poller::{announce_waits, poll_loop};
 use self::queue::{Shared, lock};
 use self::setup::{SetupFailure, set_up};
 use self::start::start;
@@ -94,6 +94,9 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let events = Emitter(events);
+    // From the first call on: a rate limit can hold up the setup as much as the polls.
+    let announcer =
+        tokio::spawn(announce_waits(client.clone(), events.clone(), settings.interval, cancel.child_token()));
     // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
     let root = settings.state_dir.clone();
     let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
@@ -254,6 +257,7 @@ pub async fn run(
         result
     };
 
+    announcer.abort();
     if settings.cleanup {
         for hook in &created {
             match client.delete_hook(hook).await {

@@ -91,6 +91,16 @@ pub(super) async fn poll_loop(
                 let shared = shared.clone();
                 blocking(move || lock(&shared.ledger).checked(Utc::now())).await?;
                 wait = poll_interval(ctx.settings.interval, rate, ctx.sources, Utc::now());
+                if wait > ctx.settings.interval {
+                    let until = TimeDelta::from_std(wait)
+                        .ok()
+                        .and_then(|wait| Utc::now().checked_add_signed(wait))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    let left = rate.remaining.map_or_else(String::new, |left| format!(" ({left} left)"));
+                    let reason =
+                        format!("the GitHub rate budget is low{left}, so polls are spaced out until it resets");
+                    ctx.events.emit(Event::Waiting { until, reason }).await;
+                }
             }
             Err(error) if is_auth(&error) => return Err(Error::GitHub(error)),
             Err(error) => {
@@ -122,7 +132,8 @@ pub(super) async fn poll_once(
             Some(state) => state,
             None => return Ok((0, false)),
         },
-        Listing::Page(page) => {
+        Listing::Page(mut page) => {
+            warn_skipped(ctx, std::mem::take(&mut page.skipped)).await;
             let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
             let floor = shared.floor();
             // Late arrivals are late relative to what was listed, so a window before the newest
@@ -135,7 +146,16 @@ pub(super) async fn poll_once(
     };
     while let Some(next) = state.next.clone() {
         match client.next_deliveries(&next).await {
-            Ok(page) => state.next = take_page(shared, &mut state, page),
+            Ok(mut page) => {
+                warn_skipped(ctx, std::mem::take(&mut page.skipped)).await;
+                state.next = take_page(shared, &mut state, page);
+            }
+            // A list that loops or never ends: keep what it gave, and start afresh next time
+            // (following the same link again would only fail again).
+            Err(error @ (github::Error::PagingLoop { .. } | github::Error::TooManyPages { .. })) => {
+                shared.enqueue(state.found);
+                return Err(error);
+            }
             Err(error) => {
                 *resume = Some(state);
                 return Err(error);
@@ -146,6 +166,35 @@ pub(super) async fn poll_once(
     let newest = state.newest.map(|newest| ledger::trusted(newest, Utc::now()));
     *newest_listed = (*newest_listed).max(newest);
     Ok((shared.enqueue(state.found), state.deep))
+}
+
+/// One warning per listed item that could not be read.
+pub(super) async fn warn_skipped(ctx: &Ctx, skipped: Vec<String>) {
+    for message in skipped {
+        ctx.events.emit(Event::Warning { message }).await;
+    }
+}
+
+/// Tells the user about every wait of the GitHub client that is longer than `interval`, until `cancel`.
+pub(super) async fn announce_waits(
+    client: github::Client,
+    events: super::Emitter,
+    interval: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut waits = client.waits();
+    loop {
+        tokio::select! {
+            changed = waits.changed() => if changed.is_err() { return Ok(()) },
+            () = cancel.cancelled() => return Ok(()),
+        }
+        let wait = waits.borrow_and_update().clone();
+        if let Some(wait) = wait
+            && (wait.until - Utc::now()).to_std().is_ok_and(|left| left > interval)
+        {
+            events.emit(Event::Waiting { until: wait.until, reason: wait.reason }).await;
+        }
+    }
 }
 
 /// Keeps a page's unknown deliveries; the next page's link if the scan must go on.

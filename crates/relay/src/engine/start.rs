@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use github::{DeliveryItem, HookRef, Listing, Page};
+use github::{DeliveryItem, HookRef, Page};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -11,6 +11,7 @@ use crate::backoff::Backoff;
 use crate::ledger::{self, Ledger};
 use crate::{Error, Event};
 
+use super::poller::warn_skipped;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
 
 /// Where a source starts forwarding.
@@ -35,7 +36,7 @@ pub(crate) fn plan(
     since: Option<Duration>,
     now: DateTime<Utc>,
 ) -> Plan {
-    let from = since.map(|since| now - TimeDelta::from_std(since).unwrap_or(TimeDelta::MAX));
+    let from = since.map(|since| crate::since::cutoff(now, since));
     match ledger {
         None => from.map_or(Plan::StartNow, Plan::StartFrom),
         Some((origin, checked)) => {
@@ -127,6 +128,7 @@ pub(super) async fn start_once(
     match (plan, ledger) {
         (Plan::StartNow, _) => {
             let page = first_page(client, hook).await?;
+            warn_skipped(ctx, page.skipped).await;
             // An empty list: whatever shows up later is new. As far as the clock trusts it, so a
             // delivery stamped in the future cannot hide the ones after it; what is listed now
             // counts as handled either way.
@@ -137,12 +139,12 @@ pub(super) async fn start_once(
             Ok(Begin::Create { origin, done, first: Vec::new() })
         }
         (Plan::StartFrom(from), _) => {
-            let first = scan_all(client, hook, *from).await?;
+            let first = scan_all(ctx, hook, *from).await?;
             Ok(Begin::Create { origin: *from, done: Vec::new(), first })
         }
         (Plan::Resume { extend_to, .. }, Some(ledger)) => {
             let stop_before = extend_to.unwrap_or(ledger.floor()).min(ledger.floor());
-            let items = scan_all(client, hook, stop_before).await?;
+            let items = scan_all(ctx, hook, stop_before).await?;
             let (origin, floor) = (ledger.origin(), ledger.floor());
             let mut known = Vec::new();
             let mut first = Vec::new();
@@ -163,34 +165,18 @@ pub(super) async fn start_once(
 
 /// Every listed delivery from `stop_before` on, paging back as far as needed.
 pub(super) async fn scan_all(
-    client: &github::Client,
+    ctx: &Ctx,
     hook: &HookRef,
     stop_before: DateTime<Utc>,
 ) -> Result<Vec<DeliveryItem>, github::Error> {
-    let mut page = first_page(client, hook).await?;
-    let mut items = Vec::new();
-    loop {
-        let reached = page.items.iter().any(|item| item.delivered_at < stop_before);
-        items.extend(page.items.into_iter().filter(|item| item.delivered_at >= stop_before));
-        match page.next {
-            Some(next) if !reached => page = client.next_deliveries(&next).await?,
-            _ => return Ok(items),
-        }
-    }
+    let page = ctx.client.deliveries_since(hook, stop_before).await?;
+    warn_skipped(ctx, page.skipped).await;
+    Ok(page.items)
 }
 
 /// The newest page, in full even if this client listed it before (a 304 would hide it).
 pub(super) async fn first_page(client: &github::Client, hook: &HookRef) -> Result<Page, github::Error> {
-    match client.list_deliveries(hook, PER_PAGE).await? {
-        Listing::Page(page) => Ok(page),
-        Listing::NotModified => {
-            client.forget_etags(hook);
-            match client.list_deliveries(hook, PER_PAGE).await? {
-                Listing::Page(page) => Ok(page),
-                Listing::NotModified => Ok(Page { items: Vec::new(), next: None }),
-            }
-        }
-    }
+    client.newest_deliveries(hook, PER_PAGE).await
 }
 
 #[cfg(test)]
