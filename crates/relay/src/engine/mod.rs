@@ -93,16 +93,16 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    // Another user who may write there could plant links for hookfwd to write through. Checked
+    // before any task starts, so that failing here leaves nothing running.
+    ledger::check_dir(&ledger::dir(&settings.state_dir, client.api_url()))?;
+    ledger::check_dir(&settings.state_dir)?;
     let events = Emitter(events);
     // From the first call on: a rate limit can hold up the setup as much as the polls.
     let announcer =
         tokio::spawn(announce_waits(client.clone(), events.clone(), settings.interval, cancel.child_token()));
     // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
-    let root = settings.state_dir.clone();
     let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
-    // Another user who may write there could plant links for hookfwd to write through.
-    ledger::check_dir(&settings.state_dir)?;
-    ledger::check_dir(&root)?;
     if rules.iter().any(|rule| rule.secret.is_none()) {
         events
             .emit(Event::Warning {
