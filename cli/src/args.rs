@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use github::Owner;
+use github::{Owner, Secret};
 use relay::Target;
 use url::Url;
 
@@ -116,8 +116,8 @@ pub struct DevArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
     /// The local webhook secret to sign forwarded deliveries with (prefer the env var: argv is visible to others).
-    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub secret: Option<String>,
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    pub secret: Option<Secret>,
     /// Events for a hook that hookfwd creates, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "*", value_name = "EVENTS")]
     pub events: Vec<String>,
@@ -127,6 +127,29 @@ pub struct RelayArgs {
     /// Time between polls; it stretches when the rate budget runs low.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Duration,
+    /// Push mode: the blackhole's stream token; deliveries then arrive the moment GitHub sends them,
+    /// and polling is only the safety net (prefer the env var: argv is visible to others).
+    #[arg(
+        long,
+        env = "HOOKFWD_STREAM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
+    pub stream_token: Option<Secret>,
+    /// The secret GitHub signs the hook's deliveries with, to verify pushed ones (not needed for a
+    /// hook hookfwd created; without it a pushed delivery is fetched from the API instead).
+    #[arg(
+        long,
+        env = "HOOKFWD_HOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = parse_secret
+    )]
+    pub hook_secret: Option<Secret>,
+    /// Time between the safety polls while the stream is healthy (a conditional list, free when nothing changed).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
+    pub safety_interval: Duration,
     /// Where the ledgers of forwarded deliveries live.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -138,7 +161,8 @@ pub struct RelayArgs {
 /// `hookfwd forward`.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// A rule as JSON: {"from":["org/repo","org"],"to":"http://…","hook":{"config":{"url":"https://…"},"events":["push"]}}.
+    /// A rule as JSON:
+    /// {"from":["org/repo","org"],"to":"http://…","hook":{"config":{"url":"https://…"},"events":["push"]}}.
     #[arg(long = "rule", value_name = "JSON", required_unless_present = "config")]
     pub rules: Vec<String>,
     /// A TOML file of rules.
@@ -168,8 +192,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
     /// The webhook secret to sign with.
-    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub secret: Option<String>,
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    pub secret: Option<Secret>,
     /// Send it this many times, each a new delivery.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
@@ -203,8 +227,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// The webhook secret to sign with.
-    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub secret: Option<String>,
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    pub secret: Option<Secret>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -302,6 +326,24 @@ pub struct DoctorArgs {
     /// The state directory to check.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The blackhole's stream token, to check push mode.
+    #[arg(
+        long,
+        env = "HOOKFWD_STREAM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
+    pub stream_token: Option<Secret>,
+    /// The hook's upstream secret, if hookfwd did not create the hook.
+    #[arg(
+        long,
+        env = "HOOKFWD_HOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = parse_secret
+    )]
+    pub hook_secret: Option<Secret>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -326,6 +368,11 @@ fn parse_org(text: &str) -> Result<Owner, String> {
         Ok(owner @ Owner::Org { .. }) => Ok(owner),
         _ => Err(format!("`{text}` is not an organization name; use --repo for OWNER/REPO")),
     }
+}
+
+/// Any text is a secret; wrapping it at parse time keeps it out of every `Debug` of the arguments.
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {

@@ -4,6 +4,8 @@ mod args;
 mod cmd;
 mod exit;
 mod feed;
+mod json;
+mod term;
 
 use std::process::ExitCode;
 
@@ -11,7 +13,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let status = feed::init_logging(&cli.output);
+    let status = term::init_logging(&cli.output);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return exit::report(&anyhow::Error::new(error).context("could not start the async runtime")),

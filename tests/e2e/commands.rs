@@ -2,9 +2,9 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{Finished, Recorder, Running};
+use e2e::{Finished, Recorder, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
@@ -45,10 +45,7 @@ impl Run {
     /// Waits for the process to exit; checks that the token and secret were never printed.
     async fn finish(self) -> Finished {
         let finished = self.0.finish().await;
-        for text in [&finished.stdout, &finished.stderr] {
-            assert!(!text.contains(TOKEN), "the token was printed: {text}");
-            assert!(!text.contains(SECRET), "the secret was printed: {text}");
-        }
+        finished.assert_never_printed(&[TOKEN, SECRET]);
         finished
     }
 }
@@ -56,18 +53,6 @@ impl Run {
 /// Runs `hookfwd ARGS` to completion with the good token.
 async fn hookfwd_run(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Finished {
     Run::start(fake, TOKEN, state, args).finish().await
-}
-
-/// Polls `check` until it holds, for at most 30 s.
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn payload(action: Option<&str>, marker: &str) -> Value {
@@ -358,4 +343,50 @@ async fn doctor_reports_a_repository_it_cannot_see() {
     let run = hookfwd_run(&fake, state.path(), &["doctor", "--repo", "octo-org/missing"]).await;
     assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     assert!(run.stdout.contains("✗ octo-org/missing: not found"), "{}", run.stdout);
+}
+
+/// Scripts tell `--json` lines apart by `type`: every line of `dev`, `send`, `hooks list` and `doctor` has one.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_json_line_of_dev_send_hooks_list_and_doctor_has_a_type() {
+    let (fake, _) = github().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let (hook_url, to) = (fake.blackhole_url(), handler.url());
+    let dir = state.path().join("state");
+    let dir = dir.to_str().unwrap();
+
+    let dev_args = ["dev", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--interval", "100ms"];
+    let dev = Run::start(&fake, TOKEN, state.path(), &[&dev_args[..], &["--state-dir", dir, "--json"]].concat());
+    dev.wait_line(r#""type":"ready""#).await;
+    fake.emit(REPO, "push", payload(None, "typed")).await;
+    dev.wait_line(r#""type":"forwarded""#).await;
+    dev.0.signal(libc::SIGTERM);
+    let mut runs = vec![("dev", dev.finish().await)];
+    let send =
+        Running::hookfwd(["send", "--event", "push", "--to", &to, "--json"], &[("HOOKFWD_SECRET", SECRET.as_ref())]);
+    runs.push(("send", send.finish().await));
+    let list = ["hooks", "list", "--repo", REPO, "--hook-url", &hook_url, "--json"];
+    runs.push(("hooks list", hookfwd_run(&fake, state.path(), &list).await));
+    let doctor = ["doctor", "--repo", REPO, "--hook-url", &hook_url, "--state-dir", dir, "--json"];
+    runs.push(("doctor", hookfwd_run(&fake, state.path(), &doctor).await));
+
+    for (command, run) in &runs {
+        let types: Vec<String> =
+            run.json().iter().map(|line| line["type"].as_str().unwrap_or("none").to_string()).collect();
+        assert!(!types.is_empty(), "{command} printed no JSON line; stderr: {}", run.stderr);
+        let expected: &[&str] = match *command {
+            "dev" => &["hook", "ready", "forwarded"],
+            "send" => &["sent"],
+            "hooks list" => &["hook"],
+            _ => &["check"],
+        };
+        for kind in &types {
+            assert!(kind != "none", "{command} printed a line without a type: {}", run.stdout);
+        }
+        for kind in expected {
+            assert!(types.iter().any(|seen| seen == kind), "{command} printed no `{kind}` line: {}", run.stdout);
+        }
+    }
+    let doctor = &runs[3].1;
+    assert!(doctor.json().iter().all(|line| line["type"] == "check" && line["check"].is_string()), "{}", doctor.stdout);
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use e2e::{Receiver, Recorder, hookfwd};
+use e2e::{OctokitReceiver, Recorder, hookfwd};
 use github::Secret;
 use github::signature::{sha1, verify_sha256};
 use serde_json::Value;
@@ -78,7 +78,7 @@ fn sent(run: &Run) -> Value {
 
 #[tokio::test]
 async fn octokit_verifies_and_parses_every_sample_signed_with_the_local_secret() {
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     assert!(github::samples::EVENTS.len() >= 10, "samples for the common events");
     for required in [
         "push",
@@ -116,7 +116,7 @@ async fn octokit_verifies_and_parses_every_sample_signed_with_the_local_secret()
 
 #[tokio::test]
 async fn action_flag_sets_the_action_octokit_sees() {
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let out = run(&["send", "--event", "pull_request", "--action", "closed", "--to", receiver.url(), "--json"]).await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     let line = sent(&out);
@@ -133,7 +133,7 @@ async fn action_flag_sets_the_action_octokit_sees() {
 
 #[tokio::test]
 async fn octokit_rejects_the_wrong_secret_and_send_exits_4_unless_expected() {
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let wrong = "not-the-receivers-secret-55";
     let out = run_with(&["send", "--event", "ping", "--to", receiver.url(), "--json"], wrong, None).await;
     assert_eq!(out.code, Some(4), "a rejection exits 4: {}{}", out.stdout, out.stderr);

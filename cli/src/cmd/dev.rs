@@ -1,15 +1,15 @@
-//! `hookfwd dev` and `hookfwd forward`: run the relay and show its feed.
+//! `hookfwd dev`, and the relay run with its feed that `dev`, `forward` and `wait` share.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use github::Secret;
 use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
-use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
+use crate::args::{DevArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
-use crate::feed::{Context, Feed, Status};
+use crate::feed::{Context, Feed};
+use crate::term::Status;
 
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
@@ -28,26 +28,15 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
             "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
         ));
     }
-    Ok(Rule { sources, target, hook_url, events: relay.events.clone(), secret: relay.secret.clone().map(Secret::new) })
-}
-
-/// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
-pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let mut rules = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the config file {}", path.display()))?;
-            Rule::from_toml(&text).with_context(|| format!("could not load rules from {}", path.display()))?
-        }
-        None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
-    };
-    let secret = args.relay.secret.clone().map(Secret::new);
-    for rule in &mut rules {
-        if rule.secret.is_none() {
-            rule.secret = secret.clone();
-        }
-    }
-    run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
+    Ok(Rule {
+        sources,
+        target,
+        hook_url,
+        events: relay.events.clone(),
+        secret: relay.secret.clone(),
+        stream_token: super::non_empty(&relay.stream_token),
+        hook_secret: super::non_empty(&relay.hook_secret),
+    })
 }
 
 /// When a relay run ends besides Ctrl-C: `dev` and `forward` never, `wait` at a matching delivery or its timeout.
@@ -90,6 +79,7 @@ pub async fn run_rules(
     let (client, credentials) = super::github_client(github).await?;
     let settings = Settings {
         interval: relay.interval,
+        safety_interval: relay.safety_interval,
         since: relay.since,
         state_dir: super::state_dir(relay.state_dir)?,
         cleanup: relay.cleanup,
@@ -99,6 +89,8 @@ pub async fn run_rules(
         token: super::describe_credentials(&credentials),
         secret: super::describe_secret(rules.first().and_then(|rule| rule.secret.as_ref())),
         interval: settings.interval,
+        streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
+        safety_interval: settings.safety_interval,
     };
     let mut feed = Feed::new(output, status, context);
     let cancel = super::cancel_on_signals();
@@ -126,9 +118,16 @@ pub async fn run_rules(
             break outcome;
         }
     };
-    // Stop cleanly so the ledger is flushed; events sent meanwhile are read but not shown.
+    // Stop cleanly so the ledger is flushed; events sent meanwhile are read but not shown, except
+    // each streaming source's summary.
     cancel.cancel();
-    let drain = async { while received.recv().await.is_some() {} };
+    let drain = async {
+        while let Some(event) = received.recv().await {
+            if matches!(event, Event::Summary { .. }) {
+                let _ = feed.show(&event);
+            }
+        }
+    };
     let (engine, ()) = tokio::join!(engine, drain);
     engine.context("the relay stopped unexpectedly")??;
     outcome

@@ -6,11 +6,11 @@ use anyhow::Context as _;
 use console::style;
 use github::{Hook, HookRef, Owner};
 use relay::Source;
-use serde_json::json;
 
 use crate::args::{HookTarget, HooksAction, HooksArgs, OutputArgs};
 use crate::exit::{FAILURE, USAGE, fail};
-use crate::feed::{print, visible};
+use crate::json::Line;
+use crate::term::{print, visible};
 
 /// Lists or removes hooks.
 pub async fn hooks(args: HooksArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -30,14 +30,19 @@ async fn list(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
             print(&format!("{owner}: no hooks"))?;
         }
         for hook in &hooks {
-            let ours = target.sources.hook_url.as_deref().is_some_and(|url| delivers_to(hook, url));
+            let ours = target.sources.hook_url.as_deref().is_some_and(|url| hook.delivers_to(url));
             if output.json {
-                print(
-                    &json!({"owner": owner.to_string(), "id": hook.id, "url": hook.config.url,
-                        "events": hook.events, "active": hook.active, "content_type": hook.config.content_type,
-                        "last_response": hook.last_response, "hookfwd": ours})
-                    .to_string(),
-                )?;
+                let line = Line::ListedHook {
+                    owner: owner.to_string(),
+                    id: hook.id,
+                    url: hook.config.url.as_deref(),
+                    events: &hook.events,
+                    active: hook.active,
+                    content_type: hook.config.content_type.as_deref(),
+                    last_response: hook.last_response.as_ref(),
+                    hookfwd: ours,
+                };
+                print(&line.to_json())?;
             } else {
                 print(&describe(owner, hook, ours))?;
             }
@@ -78,21 +83,11 @@ async fn remove(id: u64, target: HookTarget, output: &OutputArgs) -> anyhow::Res
     let hook = owner.hook(id);
     client.delete_hook(&hook).await.with_context(|| format!("could not delete {hook}"))?;
     if output.json {
-        print(&json!({"type": "deleted", "owner": owner.to_string(), "id": id}).to_string())?;
+        print(&Line::Deleted { owner: owner.to_string(), id }.to_json())?;
     } else if !output.quiet {
         print(&format!("{} deleted {hook}", style("✓").green()))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether `hook` delivers to `url`; `https://x` and `https://x/` are the same URL.
-pub fn delivers_to(hook: &Hook, url: &str) -> bool {
-    let Some(own) = hook.config.url.as_deref() else { return false };
-    own == url
-        || match (url::Url::parse(own), url::Url::parse(url)) {
-            (Ok(own), Ok(url)) => own == url,
-            _ => false,
-        }
 }
 
 /// The hook a command acts on for `source`: the one delivering to `hook_url`, or the only hook when no URL is given.
@@ -107,7 +102,7 @@ pub async fn find(client: &github::Client, source: &Source, hook_url: Option<&st
         if urls.is_empty() { "it has none".to_string() } else { format!("its hooks deliver to {}", urls.join(", ")) }
     };
     match hook_url {
-        Some(url) => match hooks.iter().find(|hook| delivers_to(hook, url)) {
+        Some(url) => match hooks.iter().find(|hook| hook.delivers_to(url)) {
             Some(hook) => Ok(owner.hook(hook.id)),
             None => Err(fail(
                 FAILURE,
@@ -122,24 +117,5 @@ pub async fn find(client: &github::Client, source: &Source, hook_url: Option<&st
             [] => Err(fail(FAILURE, format!("{owner} has no hooks; run `hookfwd dev` once to create one"))),
             _ => Err(fail(USAGE, format!("{owner} has {} hooks; pick one with --hook-url ({})", hooks.len(), urls()))),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hook(url: &str) -> Hook {
-        serde_json::from_value(json!({"id": 1, "name": "web", "active": true, "events": ["*"],
-            "config": {"url": url}, "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_hook_url_matches_with_or_without_a_trailing_slash_on_the_root() {
-        assert!(delivers_to(&hook("https://bh.example/alice"), "https://bh.example/alice"));
-        assert!(delivers_to(&hook("https://BH.example"), "https://bh.example/"));
-        assert!(!delivers_to(&hook("https://bh.example/alice"), "https://bh.example/bob"));
-        assert!(!delivers_to(&hook("https://bh.example/alice"), "http://bh.example/alice"));
     }
 }

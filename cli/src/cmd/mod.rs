@@ -3,6 +3,7 @@
 mod completions;
 mod dev;
 mod doctor;
+mod forward;
 mod hooks;
 mod replay;
 mod send;
@@ -20,14 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{Cli, Command, GitHubArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
-use crate::feed::Status;
+use crate::term::Status;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     match cli.command {
         Command::Dev(args) => dev::dev(args, &output, status).await,
-        Command::Forward(args) => dev::forward(args, &output, status).await,
+        Command::Forward(args) => forward::forward(args, &output, status).await,
         Command::Send(args) => send::send(args, &output, status).await,
         Command::Replay(args) => replay::replay(args, &output, status).await,
         Command::Trigger(args) => trigger::trigger(args, &output).await,
@@ -84,6 +85,11 @@ pub fn describe_secret(secret: Option<&Secret>) -> String {
         }
         Some(_) => "--secret (***)".to_string(),
     }
+}
+
+/// A secret from a flag or its env var; an empty one is none.
+pub fn non_empty(value: &Option<Secret>) -> Option<Secret> {
+    value.as_ref().filter(|value| !value.expose().is_empty()).cloned()
 }
 
 /// The sources named by `--repo`, `--org` and `--app`; at least one.

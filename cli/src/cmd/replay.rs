@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
-use github::{DeliveryItem, HookRef, Secret};
+use github::{DeliveryItem, HookRef};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
 use crate::exit::{FAILURE, REJECTED, fail};
-use crate::feed::{Context, Feed, Status};
+use crate::feed::{Context, Feed};
+use crate::term::Status;
 
 /// How long the handler has to answer one replayed delivery.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,12 +22,13 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&args.sources)?;
     let (client, credentials) = super::github_client(&args.github).await?;
-    let secret = args.secret.clone().map(Secret::new);
+    let secret = args.secret.clone();
     let cutoff = relay::since::cutoff(Utc::now(), args.since);
     let context = Context {
         token: super::describe_credentials(&credentials),
         secret: super::describe_secret(secret.as_ref()),
         interval: Duration::ZERO,
+        ..Context::default()
     };
     let mut feed = Feed::new(output, status.clone(), context);
 
@@ -105,6 +107,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             target: args.to.0.clone(),
             status: response.status,
             latency: response.latency,
+            via: relay::Via::Api,
         };
         feed.show(&answered)?;
     }

@@ -10,16 +10,15 @@ use std::time::Duration;
 
 use chrono::Local;
 use console::style;
-use github::Secret;
 use relay::{Forwarder, Outgoing};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::io::AsyncReadExt;
 
 use crate::args::{OutputArgs, SendArgs};
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
-use crate::feed::{Status, print};
+use crate::json::Line;
+use crate::term::{Status, print};
 
 /// How long one request may take before the handler counts as unreachable.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +32,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         None => args.event.clone(),
     };
     // An empty HOOKFWD_SECRET is as good as none; signing with "" would only confuse.
-    let secret = args.secret.filter(|secret| !secret.is_empty()).map(Secret::new);
+    let secret = args.secret.filter(|secret| !secret.expose().is_empty());
     if secret.is_none() && !output.quiet && !output.json {
         eprintln!(
             "{} no secret (--secret or HOOKFWD_SECRET): the delivery is sent unsigned",
@@ -68,12 +67,15 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
             unexpected.push(response.status);
         }
         if output.json {
-            print(
-                &json!({"type": "sent", "event": args.event, "action": action, "guid": guid,
-                    "status": response.status, "latency_ms": response.latency.as_millis() as u64,
-                    "target": target})
-                .to_string(),
-            )?;
+            let line = Line::Sent {
+                event: &args.event,
+                action: action.as_deref(),
+                guid: &guid,
+                status: response.status,
+                latency_ms: response.latency.as_millis() as u64,
+                target,
+            };
+            print(&line.to_json())?;
         } else if !output.quiet || !expected {
             print(&format!(
                 "{}  {} {} [{guid}] {} [{}] POST {target} [{} ms]",

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use console::style;
 use github::{DeliveryItem, HookRef, Listing};
-use serde_json::json;
 
 use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
 use crate::exit::{FAILURE, fail};
-use crate::feed::print;
+use crate::json::Line;
+use crate::term::print;
 
 /// Triggers a ping or a redelivery.
 pub async fn trigger(args: TriggerArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -27,7 +27,7 @@ async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
         let hook = super::hooks::find(&client, source, target.sources.hook_url.as_deref()).await?;
         client.ping_hook(&hook).await.with_context(|| format!("could not ask GitHub to ping {hook}"))?;
         if output.json {
-            print(&json!({"type": "ping", "hook": hook.to_string(), "hook_id": hook.id()}).to_string())?;
+            print(&Line::Ping { hook: hook.to_string(), hook_id: hook.id() }.to_json())?;
         } else if !output.quiet {
             print(&format!("{} GitHub is sending a ping to {hook}", style("✓").green()))?;
         }
@@ -48,11 +48,15 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
                 .await
                 .with_context(|| format!("could not ask GitHub to redeliver {guid}"))?;
             if output.json {
-                print(
-                    &json!({"type": "redeliver", "hook": hook.to_string(), "hook_id": hook.id(), "guid": guid,
-                        "id": item.id, "event": item.event, "action": item.action})
-                    .to_string(),
-                )?;
+                let line = Line::Redeliver {
+                    hook: hook.to_string(),
+                    hook_id: hook.id(),
+                    guid,
+                    id: item.id,
+                    event: &item.event,
+                    action: item.action.as_deref(),
+                };
+                print(&line.to_json())?;
             } else if !output.quiet {
                 print(&format!(
                     "{} GitHub is redelivering {} [{guid}] (delivery {}) to {hook}",
@@ -68,7 +72,8 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
     Err(fail(
         FAILURE,
         format!(
-            "no delivery with guid {guid} among those GitHub still holds for {}; check the guid (X-GitHub-Delivery) and the hook",
+            "no delivery with guid {guid} among those GitHub still holds for {}; check the guid \
+             (X-GitHub-Delivery) and the hook",
             searched.join(", ")
         ),
     ))

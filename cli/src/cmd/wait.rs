@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use console::style;
 use github::DeliveryItem;
 use relay::Event;
-use serde_json::json;
 use tokio::time::Instant;
 
 use super::dev::{Until, flag_rule, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
 use crate::exit::{FAILURE, REJECTED, TIMEOUT, fail};
-use crate::feed::{Status, print, visible};
+use crate::json::Line;
+use crate::term::{Status, print, visible};
 
 /// How far GitHub's clock may be ahead of ours without a new delivery looking old.
 const CLOCK_SKEW: Duration = Duration::from_secs(5);
@@ -75,11 +75,14 @@ impl Match {
 
     fn handled(&self, item: &DeliveryItem, status: u16) -> anyhow::Result<ExitCode> {
         if self.json {
-            print(
-                &json!({"type": "matched", "id": item.id, "guid": item.guid, "event": item.event,
-                    "action": item.action, "status": status})
-                .to_string(),
-            )?;
+            let line = Line::Matched {
+                id: item.id,
+                guid: &item.guid,
+                event: &item.event,
+                action: item.action.as_deref(),
+                status,
+            };
+            print(&line.to_json())?;
         } else if !self.quiet {
             print(&format!(
                 "{} {} [{}] was handled ({status})",
@@ -140,6 +143,8 @@ impl Until for Match {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use github::HookRef;
 
@@ -156,6 +161,7 @@ mod tests {
             target: url::Url::parse("http://localhost:3000/").unwrap(),
             status,
             latency: Duration::from_millis(3),
+            via: relay::Via::Api,
         }
     }
 

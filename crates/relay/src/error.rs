@@ -1,4 +1,7 @@
 //! What stops the relay, or makes a rule unusable.
+//!
+//! Each variant's `Display` is one level, hyper's rule: what failed here, never its cause's words, which
+//! `source()` gives. A caller prints the whole chain by joining each level's `Display` with `: `.
 
 /// A relay failure.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +47,20 @@ pub enum Error {
         /// `is owned by another user` or `can be written by other users`.
         problem: &'static str,
     },
+    /// The blackhole refused the stream token on the first attempt.
+    #[error(
+        "the blackhole at {url} refused the stream token (401); give the token it was started with in \
+         --stream-token or HOOKFWD_STREAM_TOKEN"
+    )]
+    StreamRefused {
+        /// The blackhole's origin.
+        url: String,
+    },
     /// A GitHub call failed in a way retrying will not fix, such as a rejected token.
     ///
-    /// The GitHub error is also the `source()`, so callers walking the chain find it.
-    #[error("{0}")]
-    GitHub(
-        #[from]
-        #[source]
-        github::Error,
-    ),
+    /// Transparent, as hyper's rule asks of a wrapper that adds no words: its `Display` is the GitHub error's
+    /// sentence and its `source()` that error's cause, so a caller joining the chain says each level once.
+    /// Callers looking for the GitHub error match this variant (the CLI's `exit::github_error`).
+    #[error(transparent)]
+    GitHub(#[from] github::Error),
 }

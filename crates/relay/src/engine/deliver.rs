@@ -1,5 +1,6 @@
-//! The fetcher and forwarder: fetch payloads a few ahead (bounded in count and bytes), forward each
-//! in order, record it, or skip and record one that can never be forwarded.
+//! The fetcher and forwarder: fetch listed payloads a few ahead (bounded in count and bytes),
+//! forward each delivery (listed or pushed) in order, record it, or skip and record one that can
+//! never be forwarded.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument, warn};
 
-use crate::backoff::Backoff;
 use crate::ledger;
-use crate::{Error, Event, Outgoing};
+use crate::{Error, Event, Outgoing, Via};
+use github::Backoff;
 
-use super::queue::Shared;
+use super::queue::{Pending, Shared, Taken};
 use super::{Ctx, GONE_AFTER, SourceRun, blocking, is_auth, wait_after};
 
 /// How many bytes of fetched deliveries may wait for their turn, per source: enough to keep
@@ -36,6 +37,8 @@ pub(super) enum Fetched {
     Cancelled,
     /// GitHub refused the credentials (a revoked token): nothing can be fetched any more.
     Refused(github::Error),
+    /// Pushed: nothing to fetch.
+    Pushed,
 }
 
 /// What one delivery made of the target.
@@ -103,7 +106,9 @@ fn size(fetched: &Fetched) -> u64 {
 }
 
 /// A fetch running ahead of the forwarder.
-type Fetching = (DeliveryItem, AbortOnDropHandle<(Fetched, u64)>);
+/// A delivery in the window: a listed one with its fetch running ahead of the forwarder, or a
+/// pushed one (nothing to fetch).
+type Fetching = (Taken, Option<AbortOnDropHandle<(Fetched, u64)>>);
 
 /// Takes queued deliveries oldest first, fetches a few ahead, forwards each in order, records it.
 ///
@@ -127,7 +132,12 @@ pub(super) async fn forward_loop(
     // `head` counts the oldest delivery, taken out of the window while it is awaited.
     let admit = |window: &mut VecDeque<Fetching>, head: usize| {
         while window.len() + head < 2 * concurrency && budget.admits(window.len() + head) {
-            let Some(item) = shared.take_next() else { break };
+            let Some(taken) = shared.take_next() else { break };
+            let Pending::Listed(item) = &taken.pending else {
+                // Pushed: nothing to fetch, and its bytes are bounded where it was queued.
+                window.push_back((taken, None));
+                continue;
+            };
             let (ctx, source, cancel, permits, budget) =
                 (ctx.clone(), source.clone(), cancel.clone(), permits.clone(), budget.clone());
             budget.fetching.fetch_add(1, Ordering::SeqCst);
@@ -145,32 +155,42 @@ pub(super) async fn forward_loop(
                     (outcome, size)
                 }
             }));
-            window.push_back((item, fetching));
+            window.push_back((taken, Some(fetching)));
         }
     };
     loop {
         admit(&mut window, 0);
-        let Some((item, mut fetching)) = window.pop_front() else {
+        let Some((taken, fetching)) = window.pop_front() else {
             tokio::select! {
                 () = shared.notify.notified() => continue,
                 () = cancel.cancelled() => return Ok(()),
             }
         };
-        // While the oldest is fetched, newly queued deliveries join the window.
-        let joined = loop {
-            tokio::select! {
-                joined = &mut fetching => break joined,
-                () = shared.notify.notified() => admit(&mut window, 1),
-                () = cancel.cancelled() => return Ok(()),
+        let (outcome, size) = match fetching {
+            None => (Fetched::Pushed, 0),
+            Some(mut fetching) => {
+                // While the oldest is fetched, newly queued deliveries join the window.
+                let joined = loop {
+                    tokio::select! {
+                        joined = &mut fetching => break joined,
+                        () = shared.notify.notified() => admit(&mut window, 1),
+                        () = cancel.cancelled() => return Ok(()),
+                    }
+                };
+                match joined {
+                    Ok(done) => done,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // Aborted only when the runtime shuts down.
+                    Err(_) => return Ok(()),
+                }
             }
         };
-        let (outcome, size) = match joined {
-            Ok(done) => done,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            // Aborted only when the runtime shuts down.
-            Err(_) => return Ok(()),
+        let item = match &taken.pending {
+            Pending::Listed(item) => item.clone(),
+            Pending::Pushed(pushed) => pushed.item(),
         };
-        if !warned_future && ledger::is_future(item.delivered_at, Utc::now()) {
+        let listed = matches!(taken.pending, Pending::Listed(_));
+        if listed && !warned_future && ledger::is_future(item.delivered_at, Utc::now()) {
             warned_future = true;
             let message = format!(
                 "GitHub says delivery {} of {} was made at {}, ahead of this computer's clock by more than {} \
@@ -190,7 +210,16 @@ pub(super) async fn forward_loop(
             Fetched::Delivery(delivery) => {
                 let request = Outgoing::from_delivery(&delivery, source.secret.as_ref());
                 drop(delivery);
-                match deliver(&ctx, &source, &item, &request, &cancel).await {
+                match deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
+                    Delivered::Answered => None,
+                    Delivered::Invalid(reason) => Some(reason),
+                    Delivered::Stopped => return Ok(()),
+                }
+            }
+            Fetched::Pushed => {
+                let Pending::Pushed(pushed) = &taken.pending else { continue };
+                let request = Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref());
+                match deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
                     Delivered::Answered => None,
                     Delivered::Invalid(reason) => Some(reason),
                     Delivered::Stopped => return Ok(()),
@@ -198,15 +227,16 @@ pub(super) async fn forward_loop(
             }
         };
         budget.forwarded(size);
-        let (shared, item) = (shared.clone(), item.clone());
+        let shared = shared.clone();
         match skipped {
-            None => blocking(move || shared.record(&item)).await?,
+            None => blocking(move || shared.record(&taken)).await?,
             Some(reason) => {
-                warn!(delivery = item.id, "skipped");
-                let message =
-                    format!("delivery {} ({}) of {} was skipped: {reason}", item.id, item.kind(), source.name);
+                let which =
+                    if listed { format!("delivery {}", item.id) } else { format!("pushed delivery {}", item.guid) };
+                warn!(delivery = item.id, guid = %item.guid, "skipped");
+                let message = format!("{which} ({}) of {} was skipped: {reason}", item.kind(), source.name);
                 ctx.events.emit(Event::Warning { message }).await;
-                blocking(move || shared.skip(&item)).await?;
+                blocking(move || shared.skip(&taken)).await?;
             }
         }
     }
@@ -254,11 +284,12 @@ pub(super) async fn deliver(
     source: &SourceRun,
     item: &DeliveryItem,
     request: &Outgoing,
+    via: Via,
     cancel: &CancellationToken,
 ) -> Delivered {
     let mut backoff = Backoff::default();
     let mut attempt = 0;
-    ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone() }).await;
+    ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone(), via }).await;
     loop {
         attempt += 1;
         let sent = tokio::select! {
@@ -275,6 +306,7 @@ pub(super) async fn deliver(
                         target: source.forwarder.target().0.clone(),
                         status: response.status,
                         latency: response.latency,
+                        via,
                     })
                     .await;
                 if !response.is_retryable() {

@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use github::{DeliveryItem, HookRef, Page};
+use github::{Backoff, DeliveryItem, HookRef, Page};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::backoff::Backoff;
 use crate::ledger::{self, Ledger};
 use crate::{Error, Event};
 

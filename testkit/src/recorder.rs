@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -39,6 +39,11 @@ impl Received {
     pub fn header_count(&self, name: &str) -> usize {
         self.header_lines.iter().filter(|(key, _)| key == name).count()
     }
+
+    /// The `X-GitHub-Delivery` header, or `""`.
+    pub fn guid(&self) -> &str {
+        self.header("x-github-delivery").unwrap_or_default()
+    }
 }
 
 /// The recorder; it stops serving when dropped.
@@ -54,7 +59,11 @@ pub struct Recorder {
 impl Recorder {
     /// Starts a recorder answering 200.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        Self::on(TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0"))
+    }
+
+    /// Starts a recorder answering 200 on `listener`, such as a port a handler that was down comes back on.
+    pub fn on(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("bound address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
@@ -107,6 +116,11 @@ impl Recorder {
         self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// How many requests were recorded so far.
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("recorder lock").len()
+    }
+
     /// Everything recorded so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("recorder lock").clone()
@@ -114,15 +128,8 @@ impl Recorder {
 
     /// Waits until `done` holds for what was recorded, or panics after `timeout`.
     pub async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let received = self.received();
-            if done(&received) {
-                return received;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {} requests", received.len());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let check = || Some(self.received()).filter(|received| done(received));
+        crate::poll(timeout, check, || format!("timed out waiting for {what}; got {} requests", self.count())).await
     }
 }
 
