@@ -1116,6 +1116,24 @@ mod tests {
     }
 
     #[test]
+    fn a_skip_with_its_guid_counts_as_the_api_attempt_and_keeps_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+        ledger.skip((9, at(3), Some(GUID)), None).unwrap();
+        drop(ledger);
+        let text = std::fs::read_to_string(Ledger::path(dir.path(), &hook())).unwrap();
+        assert!(text.lines().any(|line| line == format!("k 9 {} {GUID}", nanos(at(3)))), "{text}");
+        let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(9, at(3)) && ledger.is_skipped(9));
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 0 });
+        ledger.compact().unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_skipped(9), "compaction keeps the kind");
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 0 }, "and the guid's count");
+    }
+
+    #[test]
     fn reads_ledgers_written_before_push_mode() {
         let dir = tempfile::tempdir().unwrap();
         let t = nanos(at(10));

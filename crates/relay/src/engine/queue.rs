@@ -442,6 +442,19 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_listed_delivery_makes_its_pushed_copy_a_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
+        let taken = shared.take_next().unwrap();
+        shared.skip(&taken).unwrap();
+        assert!(lock(&shared.ledger).is_skipped(1));
+        assert_eq!(shared.backlog(), 0);
+        assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed, "skipped is handled on both paths");
+        assert!(forward_all(&shared).is_empty());
+    }
+
+    #[test]
     fn a_listed_delivery_is_not_pushed_again() {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared(dir.path());
