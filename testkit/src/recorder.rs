@@ -21,8 +21,10 @@ use tokio::net::TcpListener;
 pub struct Received {
     /// The request path.
     pub path: String,
-    /// Headers, names lower-cased.
+    /// Headers, names lower-cased (the last of a repeated name).
     pub headers: BTreeMap<String, String>,
+    /// Every header line as received, in order, names lower-cased: a repeated name appears each time.
+    pub header_lines: Vec<(String, String)>,
     /// The body bytes.
     pub body: Bytes,
 }
@@ -31,6 +33,11 @@ impl Received {
     /// A header by lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// How many times a header (by lower-case name) was sent.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.header_lines.iter().filter(|(key, _)| key == name).count()
     }
 
     /// The `X-GitHub-Delivery` header, or `""`.
@@ -74,15 +81,16 @@ impl Recorder {
                         async move {
                             tokio::time::sleep(Duration::from_millis(pause.load(Ordering::SeqCst))).await;
                             let path = request.uri().path().to_string();
-                            let headers = request
+                            let header_lines: Vec<(String, String)> = request
                                 .headers()
                                 .iter()
                                 .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
                                 .collect();
+                            let headers = header_lines.iter().cloned().collect();
                             let body = request.into_body().collect().await?.to_bytes();
                             let status = answer.load(Ordering::SeqCst);
                             if (200..300).contains(&status) {
-                                log.lock().expect("recorder lock").push(Received { path, headers, body });
+                                log.lock().expect("recorder lock").push(Received { path, headers, header_lines, body });
                             }
                             let said = said.lock().expect("recorder lock").clone();
                             let mut response = Response::new(Full::new(said));

@@ -10,12 +10,12 @@ use fake_github::FakeGitHub;
 use github::Secret;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "ghp_e2eTokenThatMustNeverBePrinted0001";
-const SECRET: &str = "local-secret-never-printed-7f3a";
-const REPO: &str = "octo-org/hello-world";
+pub(super) const TOKEN: &str = "ghp_e2eTokenThatMustNeverBePrinted0001";
+pub(super) const SECRET: &str = "local-secret-never-printed-7f3a";
+pub(super) const REPO: &str = "octo-org/hello-world";
 
 /// Starts `hookfwd dev` on the repository against the fake, signing with the local secret.
-fn start_dev(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
+pub(super) fn start_dev(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
     start_dev_signing_with(SECRET, fake, target, state, extra)
 }
 
@@ -33,20 +33,20 @@ fn start_dev_signing_with(secret: &str, fake: &FakeGitHub, target: &str, state: 
     Running::hookfwd(args, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(secret))])
 }
 
-async fn fake_with_repo() -> FakeGitHub {
+pub(super) async fn fake_with_repo() -> FakeGitHub {
     let fake = FakeGitHub::start().await;
     fake.add_token(TOKEN, "repo, admin:repo_hook");
     fake.add_repo(REPO);
     fake
 }
 
-fn payload(n: usize) -> Value {
+pub(super) fn payload(n: usize) -> Value {
     json!({"action": "opened", "number": n, "issue": {"number": n, "title": format!("issue {n}")},
            "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
 }
 
 /// Every recorded request carries a valid signature made with the local secret over the exact body.
-fn assert_signed(received: &[e2e::Received]) {
+pub(super) fn assert_signed(received: &[e2e::Received]) {
     let secret = Secret::new(SECRET);
     for request in received {
         let signature = request.header("x-hub-signature-256").expect("signed");

@@ -220,8 +220,21 @@ fn start_app_dev_with(
     extra: &[&str],
     env: &[(&str, &OsStr)],
 ) -> Running {
+    start_app_dev_as(APP_ID, fake, key, target, state, extra, env)
+}
+
+/// [`start_app_dev_with`] as the App `app_id`.
+fn start_app_dev_as(
+    app_id: u64,
+    fake: &FakeGitHub,
+    key: &Path,
+    target: &str,
+    state: &Path,
+    extra: &[&str],
+    env: &[(&str, &OsStr)],
+) -> Running {
     let api_url = fake.api_url().to_string();
-    let app_id = APP_ID.to_string();
+    let app_id = app_id.to_string();
     let mut args: Vec<&OsStr> = ["dev", "--app", "--app-id", &app_id, "--app-key"].map(OsStr::new).to_vec();
     args.push(key.as_os_str());
     args.extend(["--to", target, "--api-url", &api_url, "--interval", "100ms", "--json"].map(OsStr::new));
@@ -347,4 +360,84 @@ async fn a_repository_and_the_app_hook_in_one_process_with_app_credentials_only(
     let mut secrets = vec![SECRET.to_string()];
     secrets.extend(pem_body_lines(&pem));
     finished.assert_never_printed(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// A second App, with the fake GitHub's own test key (see `crates/fake-github/tests/keys`).
+const OTHER_APP_ID: u64 = 515_151;
+
+fn other_app_key(name: &str) -> PathBuf {
+    e2e::workspace_root().join("crates/fake-github/tests/keys").join(name)
+}
+
+/// The guids of `app_id`'s hook deliveries among `ids`.
+fn app_guids(fake: &FakeGitHub, app_id: u64, ids: &[u64]) -> HashSet<String> {
+    let hook = fake.app_hook_id(app_id).expect("the App has a hook");
+    fake.deliveries(hook).into_iter().filter(|d| ids.contains(&d.id)).map(|d| d.guid).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_apps_forward_side_by_side_from_one_state_directory() {
+    let fake = fake_with_app().await;
+    let public = std::fs::read_to_string(other_app_key("app.pub.pem")).expect("the test public key reads");
+    fake.add_app(OTHER_APP_ID, &public, INSTALLATION_ID + 1);
+    let (first, second) = (Recorder::start().await, Recorder::start().await);
+    let state = tempfile::tempdir().unwrap();
+
+    let one = start_app_dev(&fake, &key("app-test-key.pem"), &first.url(), state.path(), &[]);
+    one.wait_line("\"type\":\"ready\"").await;
+    let two = start_app_dev_as(OTHER_APP_ID, &fake, &other_app_key("app.pem"), &second.url(), state.path(), &[], &[]);
+    two.wait_line("\"type\":\"ready\"").await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.extend(fake.emit(REPO, "issues", payload(n)).await);
+    }
+    let (mine, theirs) = (app_guids(&fake, APP_ID, &ids), app_guids(&fake, OTHER_APP_ID, &ids));
+    assert_eq!((mine.len(), theirs.len()), (4, 4), "each App's hook records every event");
+    let got = assert_each_once(&first, &mine).await;
+    assert_eq!(got.len(), 4, "only its own App's deliveries: {got:?}");
+    let got = assert_each_once(&second, &theirs).await;
+    assert_eq!(got.len(), 4, "only its own App's deliveries: {got:?}");
+    for dev in [one, two] {
+        dev.signal(libc::SIGTERM);
+        let finished = dev.finish().await;
+        assert_eq!(finished.code, Some(0), "stderr: {}", finished.stderr);
+    }
+    let dir = state.path().join(format!("127.0.0.1-{}", fake.api_url().port().unwrap()));
+    for app in [APP_ID, OTHER_APP_ID] {
+        assert!(dir.join(format!("app-{app}-hook")).is_file(), "each App has its own ledger");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_hook_ledger_from_before_app_ids_is_picked_up_by_the_app() {
+    let fake = fake_with_app().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let pem = key("app-test-key.pem");
+
+    let dev = start_app_dev(&fake, &pem, &handler.url(), state.path(), &[]);
+    dev.wait_line("\"type\":\"ready\"").await;
+    let ids = fake.emit(REPO, "issues", payload(1)).await;
+    assert_each_once(&handler, &app_guids(&fake, APP_ID, &ids)).await;
+    // Recorded, not still in flight (which the next run would forward again).
+    dev.wait_line("\"type\":\"forwarded\"").await;
+    dev.signal(libc::SIGTERM);
+    assert_eq!(dev.finish().await.code, Some(0));
+    // The ledger as an older hookfwd named it, for every App alike.
+    let dir = state.path().join(format!("127.0.0.1-{}", fake.api_url().port().unwrap()));
+    let (keyed, legacy) = (dir.join(format!("app-{APP_ID}-hook")), dir.join("app-hook"));
+    std::fs::rename(&keyed, &legacy).expect("this App's ledger was written");
+
+    // What happened while it was stopped is forwarded: the run resumes from the old ledger.
+    let mut all = ids;
+    let missed = fake.emit(REPO, "issues", payload(2)).await;
+    all.extend(&missed);
+    let dev = start_app_dev(&fake, &pem, &handler.url(), state.path(), &[]);
+    dev.wait_line("now belongs to").await;
+    dev.wait_line("\"type\":\"ready\"").await;
+    let received = assert_each_once(&handler, &app_guids(&fake, APP_ID, &all)).await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    dev.signal(libc::SIGTERM);
+    assert_eq!(dev.finish().await.code, Some(0));
+    assert!(keyed.is_file() && !legacy.exists(), "the old ledger became this App's");
 }

@@ -50,7 +50,7 @@ fn issues(got: &[e2e::Received]) -> usize {
 }
 
 /// The highest resident set size `pid` has had, in bytes (`VmHWM` in `/proc/PID/status`).
-fn peak_rss(pid: u32) -> u64 {
+pub(super) fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status is readable");
     let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("a VmHWM line");
     let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in kB");

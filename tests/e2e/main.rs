@@ -21,6 +21,8 @@ mod fixture;
 mod forward;
 /// A broken or hostile GitHub: bounded memory, one clear sentence, and polling that goes on.
 mod hostile;
+/// Hostile state on disk: a clock that lies, poison deliveries, symlinks and foreign owners in the state directory.
+mod hostile_state;
 /// The local inspector: its page, API and safety, and a real browser.
 mod inspect;
 /// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout.

@@ -245,6 +245,18 @@ async fn an_unreachable_handler_exits_1_with_one_line() {
     assert!(out.stderr.contains("could not reach the handler"), "{}", out.stderr);
 }
 
+#[tokio::test]
+async fn an_event_name_http_cannot_carry_is_exit_2_not_an_unreachable_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payload.json");
+    std::fs::write(&path, "{}").unwrap();
+    let event = "push\r\nX-Injected: yes";
+    let out =
+        run(&["send", "--event", event, "--payload", path.to_str().unwrap(), "--to", "127.0.0.1:9/webhook"]).await;
+    let line = assert_usage_error(&out, "an event name with a line break");
+    assert!(line.contains("cannot be sent") && !line.contains("could not reach"), "{line}");
+}
+
 /// Asserts a usage error: exit 2, one error line on stderr (clap may add its `--help` pointer), nothing on stdout.
 fn assert_usage_error(out: &Run, what: &str) -> String {
     assert_eq!(out.code, Some(2), "{what} exits 2: {}{}", out.stdout, out.stderr);

@@ -38,7 +38,7 @@ impl Registry {
     /// Goes ahead only if hookfwd created `hook`, `--yes` was given, or the user agrees on a terminal.
     /// `doing` completes "… to {doing} anyway", such as "delete it".
     pub fn consent(&self, hook: &HookRef, doing: &str, yes: bool) -> anyhow::Result<()> {
-        if yes || matches!(hook, HookRef::App) || self.created(hook) {
+        if yes || matches!(hook, HookRef::App { .. }) || self.created(hook) {
             return Ok(());
         }
         let question = format!("{hook} was not created by hookfwd");

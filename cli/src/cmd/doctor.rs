@@ -246,7 +246,7 @@ async fn check_handler(report: &mut Report, target: &relay::Target) -> anyhow::R
 
 /// Whether the GitHub App's hook deliveries can be read (the JWT works).
 async fn check_app(report: &mut Report, client: &github::Client) -> anyhow::Result<()> {
-    match client.list_deliveries(&HookRef::App, 1).await {
+    match client.list_deliveries(&HookRef::App { app_id: client.app_id() }, 1).await {
         Ok(_) => report.pass("app", "the App's hook deliveries are readable"),
         Err(error) => {
             report.auth |= matches!(error, github::Error::Unauthorized | github::Error::AppCredentials { .. });

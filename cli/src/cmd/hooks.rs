@@ -152,7 +152,7 @@ async fn remove(id: u64, target: HookTarget, output: &OutputArgs) -> anyhow::Res
 /// The hook a command acts on for `source`: the one delivering to `hook_url`, or the only hook when no URL is given.
 pub async fn find(client: &github::Client, source: &Source, hook_url: Option<&str>) -> anyhow::Result<HookRef> {
     let owner = match source {
-        Source::App => return Ok(HookRef::App),
+        Source::App => return Ok(HookRef::App { app_id: client.app_id() }),
         Source::Owner(owner) => owner,
     };
     let hooks = client.list_hooks(owner).await.with_context(|| format!("could not list the hooks of {owner}"))?;

@@ -114,14 +114,16 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             }
             continue;
         };
-        let response = forwarder.send(&request).await.map_err(|reason| {
-            fail(
-                FAILURE,
+        let response = forwarder.send(&request).await.map_err(|error| {
+            let sentence = if error.is_transient() {
                 format!(
-                    "could not reach the handler at {} ({reason}); replayed {done} of {total}; is it running?",
+                    "could not reach the handler at {} ({error}); replayed {done} of {total}; is it running?",
                     forwarder.target()
-                ),
-            )
+                )
+            } else {
+                format!("delivery {} [{}] cannot be sent: {error}; replayed {done} of {total}", item.id, item.guid)
+            };
+            fail(FAILURE, sentence)
         })?;
         if !(200..300).contains(&response.status) {
             refused += 1;

@@ -61,10 +61,14 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         }
         let request = Outgoing::synthetic(&event, &payload, secret.as_ref());
         let guid = request.header("X-GitHub-Delivery").unwrap_or_default().to_string();
-        let response = forwarder
-            .send(&request)
-            .await
-            .map_err(|reason| fail(FAILURE, format!("could not reach the handler at {target}: {reason}")))?;
+        let response = forwarder.send(&request).await.map_err(|error| {
+            if error.is_transient() {
+                fail(FAILURE, format!("could not reach the handler at {target}: {error}"))
+            } else {
+                // Only what the user gave (an event name with a line break, say) can make it so.
+                fail(USAGE, format!("the delivery cannot be sent: {error}"))
+            }
+        })?;
         let expected = match args.expect_status {
             Some(want) => response.status == want,
             None => (200..300).contains(&response.status),

@@ -191,7 +191,7 @@ async fn replay(shared: &Arc<Shared>, seq: &str) -> Response<Body> {
     let mut again = (*request).clone();
     again.headers.push((REPLAY_HEADER.into(), "1".into()));
     let again = Arc::new(again);
-    let outcome = Forwarder::new(Target(target), REPLAY_TIMEOUT).send(&again).await;
+    let outcome = Forwarder::new(Target(target), REPLAY_TIMEOUT).send(&again).await.map_err(|error| error.to_string());
     let status = outcome.as_ref().ok().map(|response| response.status);
     let error = outcome.as_ref().err().cloned();
     let new = shared.lock().replayed(&original, again, outcome);

@@ -12,7 +12,8 @@
 //! | `POST /_fake/hooks` | `{"owner", "url", "events"?, "secret"?, "content_type"?, "active"?}` | `{"id"}` |
 //! | `POST /_fake/emit` | `{"owner", "event", "payload"?}` (default: the project's sample) | `{"deliveries": [id…]}` |
 //! | `GET /_fake/hooks/{id}/deliveries` | | `[{id, guid, event, action, redelivery, status_code, delivered_at}]` |
-//! | `POST /_fake/faults` | `{"latency_ms"?, "server_error_rate"?, "drop_rate"?, "secondary_limit"?: {"n", "retry_after_s"}, "exhaust_primary_s"?, "retention_s"?, "clear"?}` | 204 |
+//! | `POST /_fake/faults` | `{"latency_ms"?, "server_error_rate"?, "drop_rate"?, "secondary_limit"?: {"n", "retry_after_s"}, "exhaust_primary_s"?, "retention_s"?, "clock_skew_s"?, "clear"?}` | 204 |
+//! | `POST /_fake/poison` | `{"delivery", "delivered_at"?, "headers"?: [[name, value]…], "body"?}` | 204 |
 //! | `POST /_fake/hostile` | `{"answer", …its fields, "times"?}` (see [`crate::Hostile`]), or `{"clear": true}` | 204 |
 //! | `POST /_fake/rate_limit` | `{"per_hour"}` | 204 |
 //! | `POST /_fake/age` | `{"seconds"}` | 204 |
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::http::{Reply, time};
 use crate::state::HookSpec;
-use crate::{Hostile, Inner};
+use crate::{Hostile, Inner, Poison};
 
 const DOCS: &str = "https://docs.github.com/rest";
 
@@ -122,6 +123,28 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
             if let Some(retention) = number("retention_s") {
                 faults.set_retention(seconds(retention));
             }
+            if let Some(skew) = number("clock_skew_s") {
+                faults.set_clock_skew(chrono::Duration::milliseconds((skew * 1000.0) as i64));
+            }
+            no_content()
+        }
+        (&Method::POST, ["poison"]) => {
+            let Some(id) = body.get("delivery").and_then(Value::as_u64) else { return missing("delivery") };
+            let delivered_at = match text("delivered_at") {
+                Some(at) => match chrono::DateTime::parse_from_rfc3339(&at) {
+                    Ok(at) => Some(at.with_timezone(&chrono::Utc)),
+                    Err(_) => return missing("delivered_at as an RFC 3339 time"),
+                },
+                None => None,
+            };
+            let headers = body
+                .get("headers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_string(), pair.get(1)?.as_str()?.to_string())))
+                .collect();
+            inner.faults.poison(id, Poison { delivered_at, headers, body: text("body") });
             no_content()
         }
         (&Method::POST, ["hostile"]) => {

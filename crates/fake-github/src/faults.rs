@@ -1,8 +1,10 @@
-//! Faults a test can switch on at run time: latency, server errors, rate limits, dropped connections, retention.
+//! Faults a test can switch on at run time: latency, server errors, rate limits, dropped connections, retention,
+//! a skewed clock and poisoned delivery records.
 //!
 //! Rates are applied deterministically (an accumulator, not a dice roll), so a rate of
 //! 0.25 fails exactly every fourth API request and tests never flake on luck.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,10 +40,25 @@ struct FaultState {
     primary_exhausted_until: Option<DateTime<Utc>>,
     /// Deliveries older than this are forgotten.
     retention: Duration,
+    /// Added to every `delivered_at` the API reports, as if GitHub's clock were off.
+    clock_skew: chrono::Duration,
+    /// Delivery records spoiled on purpose, by delivery id.
+    poisoned: HashMap<u64, Poison>,
     /// Hostile answers in force, each for a number of answers or (`None`) until cleared.
     hostile: Vec<(Hostile, Option<u32>)>,
     /// Numbers the fresh links of [`Hostile::EndlessPages`].
     hops: u64,
+}
+
+/// How one delivery's record is spoiled, as a broken or hostile GitHub might report it.
+#[derive(Debug, Clone, Default)]
+pub struct Poison {
+    /// Reported instead of the real `delivered_at`, in the list and in the delivery.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Request headers added to the recorded ones (any name and value, even ones HTTP cannot carry).
+    pub headers: Vec<(String, String)>,
+    /// The whole answer to a GET of the delivery, instead of its JSON (such as a truncated body).
+    pub body: Option<String>,
 }
 
 /// A broken or hostile answer the fake gives in place of GitHub's, to prove hookfwd survives it.
@@ -104,6 +121,8 @@ impl FaultState {
             secondary_retry_after: Duration::ZERO,
             primary_exhausted_until: None,
             retention: DEFAULT_RETENTION,
+            clock_skew: chrono::Duration::zero(),
+            poisoned: HashMap::new(),
             hostile: Vec::new(),
             hops: 0,
         }
@@ -171,6 +190,30 @@ impl Faults {
     /// Forgets deliveries older than `retention` (GitHub keeps about three days).
     pub fn set_retention(&self, retention: Duration) {
         self.lock().retention = retention;
+    }
+
+    /// Reports every `delivered_at` shifted by `skew` (negative: GitHub's clock is behind).
+    pub fn set_clock_skew(&self, skew: chrono::Duration) {
+        self.lock().clock_skew = skew;
+    }
+
+    /// Spoils the record of delivery `id` as `poison` says, from now on.
+    pub fn poison(&self, id: u64, poison: Poison) {
+        self.lock().poisoned.insert(id, poison);
+    }
+
+    /// The `delivered_at` the API reports for delivery `id`, made at `at`.
+    pub(crate) fn reported_time(&self, id: u64, at: DateTime<Utc>) -> DateTime<Utc> {
+        let state = self.lock();
+        match state.poisoned.get(&id).and_then(|poison| poison.delivered_at) {
+            Some(at) => at,
+            None => at.checked_add_signed(state.clock_skew).unwrap_or(at),
+        }
+    }
+
+    /// How delivery `id`'s record is spoiled, if it is.
+    pub(crate) fn poisoned(&self, id: u64) -> Option<Poison> {
+        self.lock().poisoned.get(&id).cloned()
     }
 
     /// Gives `answer` in place of GitHub's, for the next `times` answers it applies to, or until cleared.

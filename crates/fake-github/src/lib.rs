@@ -6,7 +6,8 @@
 //! headers, and GitHub's error bodies. [`FakeGitHub::emit`] delivers events to hook
 //! URLs the way Hookshot does (headers, signatures, form or JSON bodies) and records
 //! every attempt, so the deliveries API has something true to report. [`Faults`]
-//! injects latency, server errors, rate limits, dropped connections and retention.
+//! injects latency, server errors, rate limits, dropped connections, retention, a skewed clock
+//! and poisoned delivery records ([`Poison`]).
 //! [`FakeGitHub::start_with_prefix`] serves it all under a path such as GitHub Enterprise
 //! Server's `/api/v3`.
 //!
@@ -33,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-pub use faults::{Faults, Hostile};
+pub use faults::{Faults, Hostile, Poison};
 pub use state::{HookSpec, RecordedDelivery, Stats};
 
 use state::{Scope, State};

@@ -91,7 +91,11 @@ pub enum HookRef {
         id: u64,
     },
     /// The single hook of the GitHub App that the client authenticates as.
-    App,
+    App {
+        /// The App's id, when the client authenticates as a GitHub App ([`crate::Client::app_id`]):
+        /// it keeps two Apps' ledgers apart.
+        app_id: Option<u64>,
+    },
 }
 
 impl HookRef {
@@ -100,7 +104,7 @@ impl HookRef {
         match self {
             Self::Repo { owner, repo, id } => format!("/repos/{owner}/{repo}/hooks/{id}"),
             Self::Org { org, id } => format!("/orgs/{org}/hooks/{id}"),
-            Self::App => "/app/hook".to_string(),
+            Self::App { .. } => "/app/hook".to_string(),
         }
     }
 
@@ -108,13 +112,17 @@ impl HookRef {
     pub fn id(&self) -> Option<u64> {
         match self {
             Self::Repo { id, .. } | Self::Org { id, .. } => Some(*id),
-            Self::App => None,
+            Self::App { .. } => None,
         }
     }
 
-    /// A stable name usable as a file name, such as `repos-o-r-hooks-1`.
+    /// A stable name usable as a file name, such as `repos-o-r-hooks-1`, or `app-42-hook` for
+    /// the hook of App 42 (two Apps' hooks share the path `/app/hook`).
     pub fn key(&self) -> String {
-        self.path().trim_start_matches('/').replace('/', "-")
+        match self {
+            Self::App { app_id: Some(app_id) } => format!("app-{app_id}-hook"),
+            _ => self.path().trim_start_matches('/').replace('/', "-"),
+        }
     }
 }
 
@@ -123,7 +131,7 @@ impl fmt::Display for HookRef {
         match self {
             Self::Repo { owner, repo, id } => write!(f, "{owner}/{repo} hook {id}"),
             Self::Org { org, id } => write!(f, "org {org} hook {id}"),
-            Self::App => f.write_str("the GitHub App hook"),
+            Self::App { .. } => f.write_str("the GitHub App hook"),
         }
     }
 }

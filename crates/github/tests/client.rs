@@ -302,7 +302,7 @@ async fn a_rejected_token_is_unauthorized() {
     assert!(!all_text(&error).contains(stranger));
 
     // The App hook takes the App's JWT; a token there gets a sentence that says so.
-    let error = client(&fake, TOKEN).list_deliveries(&HookRef::App, 10).await.unwrap_err();
+    let error = client(&fake, TOKEN).list_deliveries(&HookRef::App { app_id: None }, 10).await.unwrap_err();
     assert!(matches!(error, Error::AppCredentials { .. }), "{error}");
 }
 
@@ -356,9 +356,11 @@ async fn the_app_hook_is_read_with_a_jwt_and_repositories_with_an_installation_t
         installation_id: Some(7),
     };
     let client = client_with(&fake, Auth::App(app.clone()));
-    let Listing::Page(page) = client.list_deliveries(&HookRef::App, 50).await.unwrap() else { panic!("first list") };
+    let Listing::Page(page) = client.list_deliveries(&HookRef::App { app_id: None }, 50).await.unwrap() else {
+        panic!("first list")
+    };
     assert!(!page.items.is_empty(), "the App hook got the push");
-    let delivery = client.get_delivery(&HookRef::App, page.items[0].id).await.unwrap();
+    let delivery = client.get_delivery(&HookRef::App { app_id: None }, page.items[0].id).await.unwrap();
     assert_eq!(delivery.event, "push");
 
     let owner = Owner::parse("octo/hello").unwrap();
@@ -367,7 +369,7 @@ async fn the_app_hook_is_read_with_a_jwt_and_repositories_with_an_installation_t
     client.clone().list_deliveries(&owner.hook(hook_id), 10).await.unwrap();
     assert_eq!(fake.stats().tokens_minted, 1, "the installation token is cached and shared by clones");
 
-    assert!(matches!(client.get_hook(&HookRef::App).await.unwrap_err(), Error::Unsupported { .. }));
+    assert!(matches!(client.get_hook(&HookRef::App { app_id: None }).await.unwrap_err(), Error::Unsupported { .. }));
 
     let wrong_installation = AppCredentials { installation_id: Some(8), ..app };
     let error = client_with(&fake, Auth::App(wrong_installation)).list_hooks(&owner).await.unwrap_err();
@@ -380,7 +382,8 @@ async fn a_jwt_signed_with_the_wrong_key_is_an_app_credentials_error() {
     fake.add_app(42, include_str!("keys/app-test-key.pub.pem"), 7);
     let pem = include_str!("keys/other-test-key.pem");
     let app = AppCredentials { app_id: 42, private_key: Secret::new(pem), installation_id: Some(7) };
-    let error = client_with(&fake, Auth::App(app)).list_deliveries(&HookRef::App, 10).await.unwrap_err();
+    let error =
+        client_with(&fake, Auth::App(app)).list_deliveries(&HookRef::App { app_id: None }, 10).await.unwrap_err();
     assert!(matches!(error, Error::AppCredentials { .. }), "{error}");
     let text = all_text(&error);
     assert!(!text.contains("PRIVATE KEY") && !text.contains(&pem[40..80]), "{text}");

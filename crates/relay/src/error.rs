@@ -38,6 +38,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The state directory is one another user could plant files or links in.
+    #[error(
+        "the state directory {} {problem}, who could make hookfwd overwrite their choice of files; run `chmod 700 {}` \
+         (as its owner), or choose another with --state-dir",
+        path.display(),
+        path.display()
+    )]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// `is owned by another user` or `can be written by other users`.
+        problem: &'static str,
+    },
     /// The blackhole refused the stream token on the first attempt.
     #[error(
         "the blackhole at {url} refused the stream token (401); give the token it was started with in \

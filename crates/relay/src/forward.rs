@@ -14,6 +14,17 @@ const FORM: &str = "application/x-www-form-urlencoded";
 pub const MAX_ANSWER: usize = 64 * 1024;
 /// The most of an answer body read (counted, not kept) to learn its length and reuse the connection.
 const MAX_DRAIN: u64 = 16 * 1024 * 1024;
+/// The request headers as GitHub spells them: of two that differ only in case, this one is GitHub's.
+const GITHUB_SPELLING: &[&str] = &[
+    "User-Agent",
+    "X-GitHub-Delivery",
+    "X-GitHub-Event",
+    "X-GitHub-Hook-ID",
+    "X-GitHub-Hook-Installation-Target-ID",
+    "X-GitHub-Hook-Installation-Target-Type",
+    "X-GitHub-Enterprise-Host",
+    "X-GitHub-Enterprise-Version",
+];
 
 /// One request for the target: GitHub's headers, the exact payload bytes, fresh signatures.
 #[derive(Debug, Clone)]
@@ -40,12 +51,13 @@ impl Outgoing {
             payload.as_bytes().to_vec()
         };
 
-        let mut headers = Vec::new();
+        let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in delivery.request.headers.iter().flatten() {
             let lower = name.to_ascii_lowercase();
-            if lower.starts_with("x-github-") || lower == "user-agent" {
-                headers.push((name.clone(), value.clone()));
+            if !lower.starts_with("x-github-") && lower != "user-agent" {
+                continue;
             }
+            keep_once(&mut headers, name, value);
         }
         if delivery.header("X-GitHub-Event").is_none() {
             headers.push(("X-GitHub-Event".into(), delivery.event.clone()));
@@ -69,7 +81,7 @@ impl Outgoing {
         for (name, value) in headers {
             let lower = name.to_ascii_lowercase();
             if lower.starts_with("x-github-") || lower == "user-agent" || lower == "content-type" {
-                kept.push((name.clone(), value.clone()));
+                keep_once(&mut kept, name, value);
             }
         }
         if !kept.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
@@ -206,18 +218,35 @@ impl Forwarder {
         &self.target
     }
 
-    /// Sends one request once. `Err` carries a one-line reason (`connection refused`, `timed out`).
-    pub async fn send(&self, request: &Outgoing) -> Result<Response, String> {
-        let mut builder = self.http.post(self.target.0.clone()).timeout(self.timeout);
+    /// Sends one request once.
+    ///
+    /// A request no HTTP server could receive (a header name or value that cannot be sent) is
+    /// [`SendError::Invalid`] before anything goes out: retrying it would fail the same way forever.
+    pub async fn send(&self, request: &Outgoing) -> Result<Response, SendError> {
+        let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
+                return Err(SendError::Invalid {
+                    reason: format!("its header name {name:?} is not a valid HTTP header name"),
+                });
+            };
+            let Ok(value) = reqwest::header::HeaderValue::from_str(value) else {
+                // The value itself is GitHub's data: it is not printed.
+                return Err(SendError::Invalid {
+                    reason: format!(
+                        "its header {name} has a value with a line break, NUL or other character HTTP cannot carry"
+                    ),
+                });
+            };
+            headers.append(header, value);
         }
+        let builder = self.http.post(self.target.0.clone()).timeout(self.timeout).headers(headers);
         let started = Instant::now();
         let mut response = builder.body(request.body.clone()).send().await.map_err(|e| {
             if self.target.0.scheme() == "https" && answered_plain_http(&e) {
-                PLAIN_HTTP.to_string()
+                SendError::Unreachable { reason: PLAIN_HTTP.to_string() }
             } else {
-                reason(&e)
+                SendError::of(&e)
             }
         })?;
         let latency = started.elapsed();
@@ -263,24 +292,74 @@ fn answered_plain_http(error: &reqwest::Error) -> bool {
     false
 }
 
+/// Adds one header unless `headers` has its name already in any case: a request holding
+/// `X-GitHub-Event` twice in different cases would otherwise reach the handler as two headers.
+/// GitHub's own spelling wins, else the first.
+fn keep_once(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match headers.iter_mut().find(|(kept, _)| kept.eq_ignore_ascii_case(name)) {
+        None => headers.push((name.to_string(), value.to_string())),
+        Some(kept) if !GITHUB_SPELLING.contains(&kept.0.as_str()) && GITHUB_SPELLING.contains(&name) => {
+            *kept = (name.to_string(), value.to_string());
+        }
+        Some(_) => {}
+    }
+}
+
+/// Why one attempt to send a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The target could not be reached or dropped the connection: worth retrying.
+    /// The reason is one line without the URL (the feed already shows it), such as `connection refused`.
+    #[error("{reason}")]
+    Unreachable {
+        /// Such as `connection refused` or `connection reset`.
+        reason: String,
+    },
+    /// The target did not answer in time: worth retrying.
+    #[error("timed out")]
+    Timeout,
+    /// The request can never be sent as it is (a header HTTP cannot carry): retrying cannot help.
+    #[error("{reason}")]
+    Invalid {
+        /// What is wrong with it, such as `its header X-GitHub-Event has a value with a line break…`.
+        reason: String,
+    },
+}
+
+impl SendError {
+    /// Whether sending the same request again may succeed.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Invalid { .. })
+    }
+
+    /// Classifies a failed attempt.
+    fn of(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            return Self::Timeout;
+        }
+        if error.is_builder() {
+            return Self::Invalid { reason: "it cannot be made into an HTTP request".into() };
+        }
+        let unreachable = |reason: &str| Self::Unreachable { reason: reason.into() };
+        let mut source: Option<&dyn std::error::Error> = Some(error);
+        while let Some(current) = source {
+            if let Some(io) = current.downcast_ref::<std::io::Error>() {
+                return match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => unreachable("connection refused"),
+                    std::io::ErrorKind::ConnectionReset => unreachable("connection reset"),
+                    std::io::ErrorKind::TimedOut => Self::Timeout,
+                    _ => unreachable(&io.to_string()),
+                };
+            }
+            source = current.source();
+        }
+        unreachable(if error.is_connect() { "could not connect" } else { "the request failed" })
+    }
+}
+
 /// A one-line reason for a failed attempt, without the URL (the feed already shows it).
 pub(crate) fn reason(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".into();
-    }
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
-                std::io::ErrorKind::TimedOut => "timed out".into(),
-                _ => io.to_string(),
-            };
-        }
-        source = current.source();
-    }
-    if error.is_connect() { "could not connect".into() } else { "the request failed".into() }
+    SendError::of(error).to_string()
 }
 
 #[cfg(test)]
@@ -411,12 +490,42 @@ mod tests {
         assert_eq!(out.header("X-GitHub-Hook-Installation-Target-Type"), Some("repository"));
     }
 
+    #[test]
+    fn keeps_one_of_each_header_whatever_its_case() {
+        let headers = r#"{"X-GitHub-Event":"issues","x-github-event":"push","X-GITHUB-DELIVERY":"other","X-GitHub-Delivery":"0b989ba4-242f-11e5-81e1-c7b6966d2516","user-agent":"a","User-Agent":"b"}"#;
+        let out = Outgoing::from_delivery(&delivery(headers, "{}"), None);
+        for name in ["x-github-event", "x-github-delivery", "user-agent"] {
+            let count = out.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count();
+            assert_eq!(count, 1, "{name}: {:?}", out.headers);
+        }
+        // GitHub's own spelling wins, wherever it sorts.
+        assert_eq!(out.header("X-GitHub-Event"), Some("issues"));
+        assert_eq!(out.header("X-GitHub-Delivery"), Some("0b989ba4-242f-11e5-81e1-c7b6966d2516"));
+        assert_eq!(out.header("User-Agent"), Some("b"));
+    }
+
+    #[tokio::test]
+    async fn a_header_http_cannot_carry_is_invalid_not_unreachable() {
+        let forwarder = Forwarder::new(Target::parse("127.0.0.1:9").unwrap(), Duration::from_secs(2));
+        for (name, value) in
+            [("X-GitHub-Event", "a\r\nInjected: yes"), ("X-GitHub-Event", "nul\0"), ("X-GitHub Bad", "v")]
+        {
+            let mut request = Outgoing::synthetic("ping", b"{}", None);
+            request.headers.push((name.into(), value.into()));
+            let error = forwarder.send(&request).await.unwrap_err();
+            assert!(matches!(error, SendError::Invalid { .. }), "{name}: {error:?}");
+            assert!(!error.is_transient());
+            assert!(!error.to_string().contains("Injected"), "the value is not echoed: {error}");
+        }
+    }
+
     #[tokio::test]
     async fn unreachable_targets_give_a_short_reason() {
         // Bind then drop, so the port is (almost certainly) closed.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let forwarder = Forwarder::new(Target::parse(&format!("127.0.0.1:{port}")).unwrap(), Duration::from_secs(2));
         let err = forwarder.send(&Outgoing::synthetic("ping", b"{}", None)).await.unwrap_err();
-        assert_eq!(err, "connection refused");
+        assert_eq!(err, SendError::Unreachable { reason: "connection refused".into() });
+        assert!(err.is_transient());
     }
 }

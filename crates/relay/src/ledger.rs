@@ -50,18 +50,43 @@
 //! f <floor, unix ns>
 //! c <last successful poll, unix ns>
 //! d <delivery id> <delivered_at, unix ns> [<guid>]
+//! k <delivery id> <delivered_at, unix ns> [<guid>]
 //! p <guid> <received_at, unix ns>
 //! g <guid> <#api> <#pushed> <newest, unix ns>       (snapshots only)
 //! ```
 //!
 //! A `d` without a guid (written before push mode existed) still parses; it counts for no guid.
 //!
-//! A torn last line (a crash mid-append) is ignored: it was not fsynced, so it was never
-//! acknowledged. Every so often the log is compacted: a snapshot is written to a temporary
-//! file, fsynced, renamed over the log, and the directory fsynced. Files are mode 0600 and a
-//! directory the ledger creates is mode 0700.
+//! A `k` line is a delivery that was **skipped**: it can never be forwarded (a header no HTTP
+//! request can carry, an answer GitHub gives that cannot be read, a delivery GitHub no longer
+//! keeps). It counts as handled like a `d` line, so a restart does not try it again, and its
+//! guid counts as an API attempt like a `d`'s, so the stream's copy of that attempt is claimed
+//! rather than forwarded: skipped means handled on both paths.
+//!
+//! A torn last line (a crash mid-append, a full disk) was never fsynced, so it was never
+//! acknowledged: [`Ledger::open`] cuts it off (and fsyncs) before appending, so the next record
+//! starts on a line of its own. Every so often the log is compacted: a snapshot is written to a
+//! temporary file, fsynced, renamed over the log, and the directory fsynced.
+//!
+//! # Clocks and clamps
+//!
+//! GitHub's `delivered_at` and the local clock may disagree by minutes, and a broken or hostile
+//! API may send any time at all. The floor trails a delivery's time as far as it can be
+//! [`trusted`]: never later than the local clock, and a time further ahead than [`SKEW`] counts
+//! as [`SKEW`] before the clock. So the floor never passes the local clock less [`WINDOW`], and
+//! one delivery stamped in the future cannot make later ones look handled; a clock that is
+//! minutes off either way only keeps a few more ids. On open, a floor or origin line past the
+//! clock is moved back to [`floor_limit`], and one further ahead than [`SKEW`] (a far-future
+//! line, not a clock set back a little) is reported by [`Ledger::take_warnings`], once.
+//!
+//! # Files
+//!
+//! Files are mode 0600 and a directory the ledger creates is mode 0700. On unix, the lock, the
+//! log and the temporary file are opened without following symbolic links (the temporary file
+//! is created afresh, `O_EXCL`), and [`check_dir`] refuses a directory another user owns or that
+//! group or others may write: such a user could plant a link and make hookfwd write through it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -72,6 +97,10 @@ use github::HookRef;
 
 use crate::Error;
 
+/// How far ahead of the local clock GitHub's clock may be: the floor never passes the local
+/// clock plus this, and a `delivered_at` beyond it is out of range (warned about, never trusted
+/// to move the floor). Five minutes covers a laptop whose clock has drifted, not a wrong date.
+pub const SKEW: Duration = Duration::from_secs(5 * 60);
 /// How late a delivery may show up in GitHub's list and still be caught.
 pub const WINDOW: Duration = Duration::from_secs(3 * 60);
 /// The most ids the ledger keeps, however busy the hook.
@@ -79,6 +108,8 @@ pub const MAX_DONE: usize = 50_000;
 /// How often the time of the last successful poll is persisted.
 const CHECKED_EVERY: TimeDelta = TimeDelta::seconds(60);
 const MAGIC: &str = "hookfwd-ledger 1";
+/// The ledger key every GitHub App hook had before App hooks were keyed by their App id.
+const LEGACY_APP_KEY: &str = "app-hook";
 
 /// How many attempts of one guid were handled on each path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,6 +157,12 @@ pub struct Ledger {
     appended: usize,
     /// The most ids kept ([`MAX_DONE`]; smaller in tests).
     max_done: usize,
+    /// Skipped deliveries at or after the floor (a subset of `done`), written back as `k` lines.
+    skipped: HashSet<u64>,
+    /// The local clock, which the floor never passes by more than [`SKEW`] (fixed in tests).
+    clock: fn() -> DateTime<Utc>,
+    /// What opening found and fixed that the user should hear about, once.
+    warnings: Vec<String>,
 }
 
 impl Ledger {
@@ -135,13 +172,32 @@ impl Ledger {
     }
 
     /// Opens the ledger of `hook`, or `None` if there is none yet.
+    ///
+    /// A torn last line is cut off first; a floor or origin beyond the local clock plus [`SKEW`]
+    /// is clamped to it (see [`Ledger::take_warnings`]). An App hook's ledger from before App
+    /// hooks were keyed by App id (`app-hook`) becomes this App's, once.
     pub fn open(dir: &Path, hook: &HookRef) -> Result<Option<Self>, Error> {
+        Self::open_at(dir, hook, Utc::now)
+    }
+
+    fn open_at(dir: &Path, hook: &HookRef, clock: fn() -> DateTime<Utc>) -> Result<Option<Self>, Error> {
         let path = Self::path(dir, hook);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let mut warnings = Vec::new();
+        if migrate_app_ledger(dir, hook, &path)? {
+            warnings.push(format!(
+                "the GitHub App hook's ledger {LEGACY_APP_KEY} now belongs to {}, as {}",
+                hook,
+                path.display()
+            ));
+        }
+        let read = |source| Error::Ledger { path: path.clone(), action: "read", source };
+        let mut file = match private().read(true).write(true).open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Ledger { path, action: "read", source }),
+            Err(source) => return Err(read(source)),
         };
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text).map_err(read)?;
         let invalid = |line: usize| Error::Ledger {
             path: path.clone(),
             action: "read",
@@ -152,6 +208,13 @@ impl Ledger {
             Some(end) => &text[..end],
             None => "",
         };
+        if !text.is_empty() && complete.len() + 1 != text.len() {
+            // Cut it off before appending, or the next record would continue it.
+            let keep = if complete.is_empty() { 0 } else { complete.len() as u64 + 1 };
+            file.set_len(keep).and_then(|()| file.sync_all()).map_err(read)?;
+            tracing::info!(path = %path.display(), "cut off a torn last ledger line");
+        }
+        drop(file);
         let mut lines = complete.split('\n');
         if lines.next() != Some(MAGIC) {
             return Err(invalid(1));
@@ -160,6 +223,7 @@ impl Ledger {
         let (mut origin, mut floor, mut checked) = (epoch, epoch, epoch);
         let mut done = HashMap::new();
         let mut guids = HashMap::new();
+        let mut skipped = HashSet::new();
         for (index, line) in lines.enumerate() {
             let mut fields = line.split(' ');
             let fields = [fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next()];
@@ -169,6 +233,13 @@ impl Ledger {
                 [Some("c"), Some(t), None, ..] => time(t).map(|t| checked = checked.max(t)),
                 [Some("d"), Some(id), Some(t), guid, None, _] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
                     done.insert(id, t);
+                    if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
+                        count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
+                    }
+                }),
+                [Some("k"), Some(id), Some(t), guid, None, _] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
+                    done.insert(id, t);
+                    skipped.insert(id);
                     if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
                         count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
                     }
@@ -191,7 +262,27 @@ impl Ledger {
                 return Err(invalid(index + 2));
             }
         }
-        let file = append(&path).map_err(|source| Error::Ledger { path: path.clone(), action: "read", source })?;
+        // A floor in the future would make every delivery until then look handled. No record
+        // puts it past the clock, so one there is moved back; one far in the future (not a clock
+        // set back a little) is worth telling.
+        let now = clock();
+        if is_future(floor.max(origin), now) {
+            warnings.push(format!(
+                "the ledger {} says deliveries until {} were forwarded, which is in the future; it was moved \
+                 back to now, so nothing after now counts as forwarded",
+                path.display(),
+                floor.max(origin).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        if floor > now {
+            floor = floor_limit(now);
+        }
+        if origin > now {
+            origin = floor_limit(now);
+        }
+        floor = floor.max(origin);
+        checked = checked.min(now);
+        let file = append(&path).map_err(read)?;
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
         let guids_by_time = guids.iter().map(|(guid, entry): (&String, &Guid)| (entry.newest, guid.clone())).collect();
         let mut ledger = Self {
@@ -206,6 +297,9 @@ impl Ledger {
             guids_by_time,
             appended: 0,
             max_done: MAX_DONE,
+            skipped,
+            clock,
+            warnings,
         };
         ledger.prune();
         ledger.appended = complete.lines().count();
@@ -213,7 +307,8 @@ impl Ledger {
     }
 
     /// Creates (or replaces) the ledger of `hook`: forwarding starts at `origin`, and the
-    /// deliveries in `done` (at or after `origin`) count as handled.
+    /// deliveries in `done` (at or after `origin`) count as handled. The caller keeps `origin`
+    /// at or before the clock (see [`trusted`]).
     pub fn create(
         dir: &Path,
         hook: &HookRef,
@@ -239,6 +334,9 @@ impl Ledger {
             guids_by_time: BTreeSet::new(),
             appended: 0,
             max_done: MAX_DONE,
+            skipped: HashSet::new(),
+            clock: Utc::now,
+            warnings: Vec::new(),
         };
         ledger.compact()?;
         Ok(ledger)
@@ -270,9 +368,45 @@ impl Ledger {
     /// Records deliveries handled through the API (forwarded, or claimed because the stream
     /// brought them), with their guids, in one append and one fsync; see [`Ledger::record`].
     pub fn record_handled(&mut self, handled: &[Handled<'_>], keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+        self.append_handled('d', handled, keep_from)
+    }
+
+    /// Records a delivery that can never be forwarded as skipped (a `k` line): it counts as
+    /// handled, so no restart tries it again, and as an API attempt of its guid like a `d`.
+    /// `keep_from` as for [`Ledger::record`].
+    pub fn skip(&mut self, skipped: Handled<'_>, keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+        let id = skipped.0;
+        self.append_handled('k', &[skipped], keep_from)?;
+        if self.done.contains_key(&id) {
+            self.skipped.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Whether the delivery `id` was recorded as skipped (while the ledger still holds its id).
+    pub fn is_skipped(&self, id: u64) -> bool {
+        self.skipped.contains(&id)
+    }
+
+    /// What opening found and fixed (a clamped floor, a migrated App ledger), once: one
+    /// sentence each, for the user.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Appends one `kind` line (`d` or `k`) per handled delivery and moves the floor.
+    fn append_handled(
+        &mut self,
+        kind: char,
+        handled: &[Handled<'_>],
+        keep_from: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
         let Some(newest) = handled.iter().map(|(_, t, _)| *t).max() else { return Ok(()) };
         let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
+        // Never past a waiting delivery, and trailing only what the clock allows: a delivery
+        // stamped in the future must not make those delivered until then look handled.
         let limit = keep_from.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let newest = trusted(newest, (self.clock)());
         let mut floor = newest.checked_sub_signed(window).unwrap_or(self.floor).min(limit);
         let new = handled.iter().filter(|(id, _, _)| !self.done.contains_key(id)).count();
         let len = self.done.len() + new;
@@ -285,8 +419,8 @@ impl Ledger {
         let mut text = String::new();
         for (id, t, guid) in handled {
             match guid.filter(|guid| valid_guid(guid)) {
-                Some(guid) => text.push_str(&format!("d {id} {} {guid}\n", nanos(*t))),
-                None => text.push_str(&format!("d {id} {}\n", nanos(*t))),
+                Some(guid) => text.push_str(&format!("{kind} {id} {} {guid}\n", nanos(*t))),
+                None => text.push_str(&format!("{kind} {id} {}\n", nanos(*t))),
             }
         }
         if floor > self.floor {
@@ -422,7 +556,8 @@ impl Ledger {
         let mut text =
             format!("{MAGIC}\no {}\nf {}\nc {}\n", nanos(self.origin), nanos(self.floor), nanos(self.checked));
         for (t, id) in &self.by_time {
-            text.push_str(&format!("d {id} {}\n", nanos(*t)));
+            let kind = if self.skipped.contains(id) { 'k' } else { 'd' };
+            text.push_str(&format!("{kind} {id} {}\n", nanos(*t)));
         }
         for (guid, entry) in &self.guids {
             let Attempts { api, pushed } = entry.attempts;
@@ -432,7 +567,13 @@ impl Ledger {
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dir.join(format!(".{name}.tmp"));
         let write = || -> io::Result<File> {
-            let mut file = private().write(true).create(true).truncate(true).open(&temp)?;
+            // Created afresh (`O_EXCL`, no links followed): whatever sits at that name, a leftover
+            // or a planted link, is removed rather than written through.
+            match std::fs::remove_file(&temp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut file = private().write(true).create_new(true).open(&temp)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             drop(file);
@@ -456,6 +597,7 @@ impl Ledger {
         let keep = self.by_time.split_off(&(self.floor, 0));
         for (_, id) in std::mem::replace(&mut self.by_time, keep) {
             self.done.remove(&id);
+            self.skipped.remove(&id);
         }
         let keep = self.guids_by_time.split_off(&(self.floor, String::new()));
         for (_, guid) in std::mem::replace(&mut self.guids_by_time, keep) {
@@ -485,8 +627,14 @@ impl Lock {
     /// Takes the lock of `hook`'s ledger in `dir`, or fails at once with [`Error::Busy`].
     pub fn take(dir: &Path, hook: &HookRef) -> Result<Self, Error> {
         let path = Ledger::path(dir, hook).with_extension("lock");
+        create_dir(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "locked", source })?;
+        Self::at(path, &hook.to_string())
+    }
+
+    /// Takes the lock file at `path`, of the hook named `hook`.
+    fn at(path: PathBuf, hook: &str) -> Result<Self, Error> {
         let failed = |source| Error::Ledger { path: path.clone(), action: "locked", source };
-        create_dir(dir).map_err(failed)?;
+        // `private` follows no link: a planted one fails here instead of being written through.
         let mut file = private().read(true).write(true).create(true).truncate(false).open(&path).map_err(failed)?;
         match file.try_lock() {
             Ok(()) => {
@@ -514,9 +662,16 @@ pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) ->
     create_dir(dir).map_err(failed)?;
     let temp = path.with_extension("secret.tmp");
     let write = || -> io::Result<()> {
-        let mut file = private().write(true).create(true).truncate(true).open(&temp)?;
+        // Created afresh (`O_EXCL`, no links followed), as the ledger's snapshot is: a leftover
+        // or a planted link at that name is removed rather than written through.
+        match std::fs::remove_file(&temp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = private().write(true).create_new(true).open(&temp)?;
         file.write_all(secret.expose().as_bytes())?;
         file.sync_all()?;
+        drop(file);
         std::fs::rename(&temp, &path)?;
         File::open(dir)?.sync_all()
     };
@@ -526,12 +681,17 @@ pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) ->
 /// The upstream secret stored for `hook` by [`store_hook_secret`], if any.
 pub fn load_hook_secret(dir: &Path, hook: &HookRef) -> Result<Option<github::Secret>, Error> {
     let path = Ledger::path(dir, hook).with_extension("secret");
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => Ok(Some(github::Secret::new(text.trim().to_string()))),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Ledger { path, action: "read", source }),
-    }
+    let read = |source| Error::Ledger { path: path.clone(), action: "read", source };
+    // `private` follows no link, so a planted one is refused rather than read.
+    let mut file = match private().read(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(read(source)),
+    };
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text).map_err(read)?;
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| github::Secret::new(text.to_string())))
 }
 
 /// Whether hookfwd created `hook`: the upstream secret kept by [`store_hook_secret`] is written
@@ -549,12 +709,98 @@ pub fn forget_hook(dir: &Path, hook: &HookRef) -> Result<(), Error> {
     }
 }
 
-/// Open options for a file only the user may read.
+/// Open options for a file only the user may read, which never follow a symbolic link (on unix).
 fn private() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
     options
+}
+
+/// Where a floor or origin found in the future on open is moved back to, at local time `now`:
+/// [`WINDOW`] and [`SKEW`] before it, the lowest floor a delivery stamped in the future can
+/// leave (see [`trusted`]). Lower is safe: what it forgot is forwarded again, never skipped.
+pub fn floor_limit(now: DateTime<Utc>) -> DateTime<Utc> {
+    let back = TimeDelta::from_std(WINDOW + SKEW).unwrap_or(TimeDelta::zero());
+    now.checked_sub_signed(back).unwrap_or(now)
+}
+
+/// A `delivered_at` as far as it can be trusted at local time `now`, for deciding how far back
+/// to look (the floor, a scan's end): never later than the clock, and one further ahead than
+/// [`SKEW`], which no drift explains, counts as [`SKEW`] before the clock, in case GitHub's
+/// clock lags ours that much. So one delivery stamped in the future cannot hide the ones made
+/// after it; a genuine time at or before the clock is taken as it is.
+pub fn trusted(t: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    if is_future(t, now) {
+        let skew = TimeDelta::from_std(SKEW).unwrap_or(TimeDelta::zero());
+        now.checked_sub_signed(skew).unwrap_or(now)
+    } else {
+        t.min(now)
+    }
+}
+
+/// Whether `t` is further ahead of the local clock `now` than [`SKEW`] allows: such a time is
+/// out of range, forwarded but never trusted, and worth one warning.
+pub fn is_future(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let skew = TimeDelta::from_std(SKEW).unwrap_or(TimeDelta::zero());
+    now.checked_add_signed(skew).is_some_and(|limit| t > limit)
+}
+
+/// Creates the ledger directory `dir` if needed, and refuses one that another user could plant
+/// files or links in: owned by someone else, or writable by group or others (on unix; elsewhere
+/// the directory's ACLs are the operating system's business).
+pub fn check_dir(dir: &Path) -> Result<(), Error> {
+    create_dir(dir).map_err(|source| Error::Ledger { path: dir.to_path_buf(), action: "written", source })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let metadata = std::fs::metadata(dir).map_err(|source| Error::Ledger {
+            path: dir.to_path_buf(),
+            action: "read",
+            source,
+        })?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let problem = if metadata.uid() != me {
+            Some("is owned by another user")
+        } else if metadata.permissions().mode() & 0o022 != 0 {
+            Some("can be written by other users")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(Error::StateDir { path: dir.to_path_buf(), problem });
+        }
+    }
+    Ok(())
+}
+
+/// Renames the App hook ledger of before App ids (`app-hook`) to `hook`'s, if `hook` is an App's
+/// and has none yet. `true` if it did. An older hookfwd still holding the old ledger's lock keeps it.
+fn migrate_app_ledger(dir: &Path, hook: &HookRef, path: &Path) -> Result<bool, Error> {
+    if !matches!(hook, HookRef::App { app_id: Some(_) }) || path.exists() {
+        return Ok(false);
+    }
+    let legacy = dir.join(LEGACY_APP_KEY);
+    if !legacy.is_file() {
+        return Ok(false);
+    }
+    let _held = Lock::at(legacy.with_extension("lock"), "the GitHub App hook")?;
+    let failed = |source| Error::Ledger { path: legacy.clone(), action: "read", source };
+    match std::fs::rename(&legacy, path) {
+        Ok(()) => {}
+        // Another hookfwd took it first.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(failed(e)),
+    }
+    // Best effort: not every platform opens a directory; if the rename is lost in a crash, the
+    // next start migrates again.
+    let _ = File::open(dir).and_then(|d| d.sync_all());
+    let _ = std::fs::remove_file(legacy.with_extension("lock"));
+    Ok(true)
 }
 
 fn append(path: &Path) -> io::Result<File> {
@@ -665,22 +911,141 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_line_is_ignored() {
+    fn a_torn_last_line_is_cut_off_before_the_next_append() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
         ledger.record(1, at(1), None).unwrap();
         drop(ledger);
         let path = Ledger::path(dir.path(), &hook());
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(b"d 2 17000").unwrap();
+        file.write_all(b"d 1136 ").unwrap();
         let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'), "the torn tail is gone from the file");
         assert!(ledger.is_recorded(1, at(1)));
-        assert!(!ledger.is_recorded(2, at(1)));
-        // The next append still parses: compaction on open is not needed for that.
-        ledger.compact().unwrap();
+        assert!(!ledger.is_recorded(1136, at(1)));
+        // Appending straight after, without compacting, gives a ledger that still opens.
         ledger.record(2, at(1), None).unwrap();
         drop(ledger);
-        assert!(Ledger::open(dir.path(), &hook()).unwrap().unwrap().is_recorded(2, at(1)));
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(2, at(1)));
+    }
+
+    #[test]
+    fn a_delivery_stamped_in_the_future_never_lifts_the_floor_past_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let mut ledger = Ledger::create(dir.path(), &hook(), now - TimeDelta::hours(1), [], now).unwrap();
+        ledger.record(1, now + TimeDelta::hours(1), None).unwrap();
+        ledger.record(2, DateTime::<Utc>::MAX_UTC, None).unwrap();
+        assert!(ledger.floor() <= floor_limit(Utc::now()), "{}", ledger.floor());
+        assert!(!ledger.is_recorded(3, now), "a delivery made now is still to forward");
+        assert!(ledger.is_recorded(1, now + TimeDelta::hours(1)));
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(!ledger.is_recorded(3, now));
+    }
+
+    #[test]
+    fn a_far_future_floor_line_is_clamped_with_one_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Ledger::path(dir.path(), &hook());
+        let future = nanos(Utc::now() + TimeDelta::days(365 * 100));
+        std::fs::write(&path, format!("{MAGIC}\no 0\nf {future}\nc 0\n")).unwrap();
+        let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.floor() <= floor_limit(Utc::now()));
+        assert!(!ledger.is_recorded(1, Utc::now()));
+        let warnings = ledger.take_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("in the future"), "{}", warnings[0]);
+        assert!(ledger.take_warnings().is_empty(), "said once");
+        let origin = nanos(Utc::now() + TimeDelta::days(1));
+        std::fs::write(&path, format!("{MAGIC}\no {origin}\nf {origin}\nc 0\n")).unwrap();
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.origin() <= floor_limit(Utc::now()), "the origin is clamped too");
+    }
+
+    #[test]
+    fn skipped_deliveries_count_as_handled_across_reopening_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+        ledger.record(1, at(1), None).unwrap();
+        ledger.skip((2, at(2), None), None).unwrap();
+        drop(ledger);
+        let text = std::fs::read_to_string(Ledger::path(dir.path(), &hook())).unwrap();
+        assert!(text.lines().any(|line| line.starts_with("k 2 ")), "{text}");
+        let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(2, at(2)) && ledger.is_skipped(2));
+        assert!(ledger.is_recorded(1, at(1)) && !ledger.is_skipped(1));
+        ledger.compact().unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(2, at(2)) && ledger.is_skipped(2), "compaction keeps the kind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let precious = outside.path().join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let state = dir.path().join("state");
+        create_dir(&state).unwrap();
+        let name = hook().key();
+        std::os::unix::fs::symlink(&precious, state.join(format!(".{name}.tmp"))).unwrap();
+        let created = outside.path().join("created-by-lock");
+        std::os::unix::fs::symlink(&created, state.join(format!("{name}.lock"))).unwrap();
+
+        let mut ledger = Ledger::create(&state, &hook(), at(0), [], at(0)).unwrap();
+        ledger.record(1, at(1), None).unwrap();
+        ledger.compact().unwrap();
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        assert!(std::fs::symlink_metadata(ledger.file_path()).unwrap().file_type().is_file());
+        let error = Lock::take(&state, &hook()).unwrap_err();
+        assert!(matches!(error, Error::Ledger { action: "locked", .. }), "{error}");
+        assert!(!created.exists(), "the lock was not created through the link");
+
+        // The ledger itself as a link is refused rather than followed.
+        drop(ledger);
+        let path = Ledger::path(&state, &hook());
+        std::fs::rename(&path, outside.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("moved"), &path).unwrap();
+        assert!(Ledger::open(&state, &hook()).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        check_dir(&state).unwrap();
+        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        for mode in [0o770, 0o707, 0o777] {
+            std::fs::set_permissions(&state, std::fs::Permissions::from_mode(mode)).unwrap();
+            let error = check_dir(&state).unwrap_err();
+            assert!(error.to_string().contains(&format!("chmod 700 {}", state.display())), "{error}");
+        }
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o750)).unwrap();
+        check_dir(&state).unwrap();
+    }
+
+    #[test]
+    fn an_old_app_hook_ledger_becomes_the_apps_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = HookRef::App { app_id: None };
+        assert_eq!(legacy.key(), LEGACY_APP_KEY);
+        let mut old = Ledger::create(dir.path(), &legacy, at(0), [], at(0)).unwrap();
+        old.record(7, at(7), None).unwrap();
+        drop(old);
+        let app = HookRef::App { app_id: Some(42) };
+        let mut ledger = Ledger::open(dir.path(), &app).unwrap().expect("migrated");
+        assert_eq!(ledger.file_path().file_name().unwrap(), "app-42-hook");
+        assert!(ledger.is_recorded(7, at(7)));
+        assert_eq!(ledger.take_warnings().len(), 1);
+        assert!(!dir.path().join(LEGACY_APP_KEY).exists());
+        // Another App finds nothing to inherit.
+        assert!(Ledger::open(dir.path(), &HookRef::App { app_id: Some(43) }).unwrap().is_none());
     }
 
     #[test]
@@ -776,6 +1141,24 @@ mod tests {
         drop(ledger);
         let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
         assert_eq!(ledger.attempts(GUID), Attempts { api: 2, pushed: 2 }, "snapshot counts plus appends");
+    }
+
+    #[test]
+    fn a_skip_with_its_guid_counts_as_the_api_attempt_and_keeps_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+        ledger.skip((9, at(3), Some(GUID)), None).unwrap();
+        drop(ledger);
+        let text = std::fs::read_to_string(Ledger::path(dir.path(), &hook())).unwrap();
+        assert!(text.lines().any(|line| line == format!("k 9 {} {GUID}", nanos(at(3)))), "{text}");
+        let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(9, at(3)) && ledger.is_skipped(9));
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 0 });
+        ledger.compact().unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_skipped(9), "compaction keeps the kind");
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 0 }, "and the guid's count");
     }
 
     #[test]

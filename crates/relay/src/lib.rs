@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use engine::run;
 pub use error::Error;
 pub use event::{Event, HookOrigin, Via};
-pub use forward::{Answer, Forwarder, Outgoing, Response};
+pub use forward::{Answer, Forwarder, Outgoing, Response, SendError};
 pub use rule::{Rule, Source, Target};
 
 /// How the relay runs, shared by every rule.

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::Inner;
 use crate::state::RecordedDelivery;
+use crate::{Faults, Inner};
 
 use super::*;
 
@@ -79,11 +79,12 @@ pub(crate) struct ItemJson<'a> {
 }
 
 impl<'a> ItemJson<'a> {
-    pub(crate) fn of(delivery: &'a RecordedDelivery) -> Self {
+    /// The item, with the `delivered_at` that `faults` report for it.
+    pub(crate) fn of(delivery: &'a RecordedDelivery, faults: &Faults) -> Self {
         Self {
             id: delivery.id,
             guid: &delivery.guid,
-            delivered_at: time(delivery.delivered_at),
+            delivered_at: time(faults.reported_time(delivery.id, delivery.delivered_at)),
             redelivery: delivery.redelivery,
             duration: delivery.duration,
             status: &delivery.status,
@@ -161,7 +162,7 @@ pub(crate) fn list_deliveries(
         .collect();
     let more = page.len() > per_page;
     page.truncate(per_page);
-    let items: Vec<ItemJson> = page.iter().map(|delivery| ItemJson::of(delivery)).collect();
+    let items: Vec<ItemJson> = page.iter().map(|delivery| ItemJson::of(delivery, &inner.faults)).collect();
     // Serialising plain structs cannot fail.
     let mut reply = Reply::raw(StatusCode::OK, serde_json::to_vec(&items).unwrap_or_default());
     if let (true, Some(last)) = (more, page.last()) {
@@ -192,13 +193,18 @@ pub(crate) fn find_delivery(inner: &Inner, hook_id: u64, delivery: &str) -> Opti
 pub(crate) fn get_delivery(inner: &Inner, hook_id: u64, delivery: &str, docs: &str) -> Reply {
     inner.lock().stats.get_delivery += 1;
     let Some(delivery) = find_delivery(inner, hook_id, delivery) else { return Reply::not_found(docs) };
+    let poison = inner.faults.poisoned(delivery.id).unwrap_or_default();
+    if let Some(body) = poison.body {
+        return Reply::raw(StatusCode::OK, body);
+    }
     let payload =
         std::str::from_utf8(&delivery.payload).ok().and_then(|text| RawValue::from_string(text.to_string()).ok());
+    let headers = delivery.request_headers.iter().chain(&poison.headers);
     let body = DeliveryJson {
-        item: ItemJson::of(&delivery),
+        item: ItemJson::of(&delivery, &inner.faults),
         url: &delivery.url,
         request: RequestJson {
-            headers: delivery.request_headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect(),
+            headers: headers.map(|(name, value)| (name.as_str(), value.as_str())).collect(),
             payload,
         },
         response: ResponseJson {

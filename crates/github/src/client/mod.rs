@@ -132,6 +132,14 @@ impl Client {
         Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default() })
     }
 
+    /// The id of the GitHub App this client authenticates as; `None` with a token.
+    pub fn app_id(&self) -> Option<u64> {
+        match &self.inner.auth {
+            AuthState::Token(_) => None,
+            AuthState::App { signer, .. } => Some(signer.app_id),
+        }
+    }
+
     /// This client with another retry and wait policy. The ETag cache and rate budget stay shared.
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
@@ -307,7 +315,7 @@ impl Client {
     /// `what` for a call that only a repository or organization hook supports.
     fn hook_only(&self, hook: &HookRef) -> Result<String> {
         match hook {
-            HookRef::App => Err(Error::Unsupported { what: hook.to_string() }),
+            HookRef::App { .. } => Err(Error::Unsupported { what: hook.to_string() }),
             _ => Ok(hook.to_string()),
         }
     }

@@ -1,25 +1,32 @@
-//! The fetcher and forwarder: fetch listed payloads a few ahead, forward each delivery (listed or
-//! pushed) in order, record it.
+//! The fetcher and forwarder: fetch listed payloads a few ahead (bounded in count and bytes),
+//! forward each delivery (listed or pushed) in order, record it, or skip and record one that can
+//! never be forwarded.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use chrono::Utc;
 use github::{Delivery, DeliveryItem};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{debug, info, instrument};
+use tracing::{debug, info, instrument, warn};
 
+use crate::ledger;
 use crate::{Error, Event, Outgoing, Via};
 use github::Backoff;
 
-use super::queue::{Pending, Shared};
+use super::queue::{Pending, Shared, Taken};
 use super::{Ctx, GONE_AFTER, SourceRun, blocking, is_auth, wait_after};
 
 /// How long GitHub waits for a hook's answer before it counts the delivery as failed.
 const GITHUB_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many bytes of fetched deliveries may wait for their turn, per source: enough to keep
+/// the fetches going ahead of a handler, small next to the memory of any machine. A single
+/// delivery larger than this is still fetched, alone.
+pub(crate) const WINDOW_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What fetching a listed delivery gave.
 pub(super) enum Fetched {
@@ -27,6 +34,8 @@ pub(super) enum Fetched {
     Delivery(Box<Delivery>),
     /// GitHub no longer has it (past retention).
     Gone,
+    /// GitHub's answer for it can never be used (unreadable, or too large): skip it.
+    Poison(github::Error),
     /// Stopped.
     Cancelled,
     /// GitHub refused the credentials (a revoked token): nothing can be fetched any more.
@@ -37,113 +46,222 @@ pub(super) enum Fetched {
     Unwanted,
 }
 
+/// What one delivery made of the target.
+pub(super) enum Delivered {
+    /// The target answered (other than 5xx): record it.
+    Answered,
+    /// The request can never be sent (a header HTTP cannot carry): skip it, for this reason.
+    Invalid(String),
+    /// The run stopped first.
+    Stopped,
+}
+
+/// The fetch window's memory: fetched deliveries waiting to be forwarded are bounded in bytes,
+/// not only in count, so large payloads cannot pile up (20 payloads of 25 MB once took 627 MB).
+///
+/// The size of a delivery is known only once it is fetched, so a fetch starts only while the
+/// bytes already waiting plus an estimate for every fetch in flight (the largest recent size)
+/// fit in [`WINDOW_BYTES`]; until the first size is known, one fetch runs at a time.
+#[derive(Default)]
+struct Budget {
+    /// Bytes of deliveries fetched and not yet forwarded.
+    waiting: AtomicU64,
+    /// Fetches in flight.
+    fetching: AtomicUsize,
+    /// The size to expect of the next fetch: the largest recent one, decaying; 0 before the first.
+    estimate: AtomicU64,
+}
+
+impl Budget {
+    /// Whether another fetch may start, with `window` fetched or fetching ahead of the forwarder.
+    fn admits(&self, window: usize) -> bool {
+        if window == 0 {
+            return true;
+        }
+        let fetching = self.fetching.load(Ordering::SeqCst) as u64;
+        match self.estimate.load(Ordering::SeqCst) {
+            0 => fetching == 0,
+            estimate => {
+                self.waiting.load(Ordering::SeqCst).saturating_add(estimate.saturating_mul(fetching + 1))
+                    <= WINDOW_BYTES
+            }
+        }
+    }
+
+    /// A fetch of `size` bytes finished: it waits in the window until [`Budget::forwarded`].
+    fn fetched(&self, size: u64) {
+        self.waiting.fetch_add(size, Ordering::SeqCst);
+        // The largest recent size, forgotten by an eighth per fetch, so one large payload does not
+        // slow a hook of small ones for long.
+        let _ = self.estimate.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| Some(size.max(old - old / 8)));
+    }
+
+    /// A fetched delivery of `size` bytes left the window.
+    fn forwarded(&self, size: u64) {
+        let _ = self.waiting.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| Some(old.saturating_sub(size)));
+    }
+}
+
+/// The bytes a fetched delivery holds: its payload and headers.
+fn size(fetched: &Fetched) -> u64 {
+    let Fetched::Delivery(delivery) = fetched else { return 0 };
+    let payload = delivery.request.payload.as_ref().map_or(0, |raw| raw.get().len());
+    let headers: usize = delivery.request.headers.iter().flatten().map(|(name, value)| name.len() + value.len()).sum();
+    (payload + headers) as u64
+}
+
+/// A fetch running ahead of the forwarder.
+/// A delivery in the window: a listed one with its fetch running ahead of the forwarder, or a
+/// pushed one (nothing to fetch).
+type Fetching = (Taken, Option<AbortOnDropHandle<(Fetched, u64)>>);
+
 /// Takes queued deliveries oldest first, fetches a few ahead, forwards each in order, records it.
+///
+/// A delivery that can never be forwarded (unreadable, too large, a header HTTP cannot carry) is
+/// skipped with one warning and recorded as skipped, so the rest of the source goes on.
 pub(super) async fn forward_loop(
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let taken = {
-        let (shared, cancel) = (shared.clone(), cancel.clone());
-        futures::stream::unfold((), move |()| {
-            let (shared, cancel) = (shared.clone(), cancel.clone());
-            async move {
-                loop {
-                    if cancel.is_cancelled() {
-                        return None;
-                    }
-                    if let Some(item) = shared.take_next() {
-                        return Some((item, ()));
-                    }
-                    tokio::select! {
-                        () = shared.notify.notified() => {}
-                        () = cancel.cancelled() => return None,
-                    }
-                }
-            }
-        })
-    };
-    // Each fetch is its own task: `buffered` polls its futures only while this loop waits for
-    // the next one, so unspawned fetches would stall while a delivery is forwarded and recorded,
-    // and go out in bursts of `fetch_concurrency` rather than one as each slot frees.
-    // The window holds twice as many as may be fetched at once, so that `fetch_concurrency`
-    // GETs stay in flight while fetched deliveries wait their turn to be forwarded in order.
+    // Each fetch is its own task, so fetches go on while a delivery is forwarded and recorded.
+    // The window holds up to twice as many as may be fetched at once (so that
+    // `fetch_concurrency` GETs stay in flight while fetched deliveries wait their turn to be
+    // forwarded in order), and no more bytes than the budget allows.
     let concurrency = ctx.settings.fetch_concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
-    let fetched = taken
-        .map(|taken| {
-            let event = match &taken.pending {
+    let budget = Arc::new(Budget::default());
+    let mut window: VecDeque<Fetching> = VecDeque::new();
+    let mut warned_future = false;
+    // `head` counts the oldest delivery, taken out of the window while it is awaited.
+    let admit = |window: &mut VecDeque<Fetching>, head: usize| {
+        while window.len() + head < 2 * concurrency && budget.admits(window.len() + head) {
+            let Some(taken) = shared.take_next() else { break };
+            let wanted = source.rule.wants(match &taken.pending {
                 Pending::Listed(item) => &item.event,
                 Pending::Pushed(pushed) => &pushed.event,
-            };
-            if !source.rule.wants(event) {
-                return futures::future::Either::Left(std::future::ready((taken, Fetched::Unwanted)));
+            });
+            if !wanted {
+                // Not among --events: settled without a fetch, in its turn.
+                let settled = AbortOnDropHandle::new(tokio::spawn(std::future::ready((Fetched::Unwanted, 0))));
+                window.push_back((taken, Some(settled)));
+                continue;
             }
             let Pending::Listed(item) = &taken.pending else {
-                return futures::future::Either::Left(std::future::ready((taken, Fetched::Pushed)));
+                // Pushed: nothing to fetch, and its bytes are bounded where it was queued.
+                window.push_back((taken, None));
+                continue;
             };
-            let (ctx, source, cancel, permits) = (ctx.clone(), source.clone(), cancel.clone(), permits.clone());
+            let (ctx, source, cancel, permits, budget) =
+                (ctx.clone(), source.clone(), cancel.clone(), permits.clone(), budget.clone());
+            budget.fetching.fetch_add(1, Ordering::SeqCst);
             let fetching = AbortOnDropHandle::new(tokio::spawn({
                 let item = item.clone();
                 async move {
-                    // The semaphore is never closed, so a permit always comes.
-                    let _permit = permits.acquire_owned().await;
-                    fetch(&ctx, &source, &item, &cancel).await
+                    let outcome = {
+                        // The semaphore is never closed, so a permit always comes.
+                        let _permit = permits.acquire_owned().await;
+                        fetch(&ctx, &source, &item, &cancel).await
+                    };
+                    let size = size(&outcome);
+                    budget.fetched(size);
+                    budget.fetching.fetch_sub(1, Ordering::SeqCst);
+                    (outcome, size)
                 }
             }));
-            futures::future::Either::Right(async move {
-                let outcome = match fetching.await {
-                    Ok(outcome) => outcome,
+            window.push_back((taken, Some(fetching)));
+        }
+    };
+    loop {
+        admit(&mut window, 0);
+        let Some((taken, fetching)) = window.pop_front() else {
+            tokio::select! {
+                () = shared.notify.notified() => continue,
+                () = cancel.cancelled() => return Ok(()),
+            }
+        };
+        let (outcome, size) = match fetching {
+            None => (Fetched::Pushed, 0),
+            Some(mut fetching) => {
+                // While the oldest is fetched, newly queued deliveries join the window.
+                let joined = loop {
+                    tokio::select! {
+                        joined = &mut fetching => break joined,
+                        () = shared.notify.notified() => admit(&mut window, 1),
+                        () = cancel.cancelled() => return Ok(()),
+                    }
+                };
+                match joined {
+                    Ok(done) => done,
                     Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                     // Aborted only when the runtime shuts down.
-                    Err(_) => Fetched::Cancelled,
-                };
-                (taken, outcome)
-            })
-        })
-        .buffered(2 * concurrency);
-    let mut fetched = std::pin::pin!(fetched);
-    while let Some((taken, outcome)) = fetched.next().await {
+                    Err(_) => return Ok(()),
+                }
+            }
+        };
         let item = match &taken.pending {
             Pending::Listed(item) => item.clone(),
             Pending::Pushed(pushed) => pushed.item(),
         };
-        match outcome {
+        let listed = matches!(taken.pending, Pending::Listed(_));
+        if listed && !warned_future && ledger::is_future(item.delivered_at, Utc::now()) {
+            warned_future = true;
+            let message = format!(
+                "GitHub says delivery {} of {} was made at {}, ahead of this computer's clock by more than {} \
+                 minutes; it is forwarded, and later deliveries still are (is either clock wrong?)",
+                item.id,
+                source.name,
+                item.delivered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ledger::SKEW.as_secs() / 60
+            );
+            ctx.events.emit(Event::Warning { message }).await;
+        }
+        let skipped = match outcome {
             Fetched::Cancelled => return Ok(()),
-            Fetched::Unwanted => debug!(delivery = item.id, event = %item.event, "not among --events; skipped"),
-            Fetched::Refused(error) => return Err(Error::GitHub(error)),
-            Fetched::Gone => {
-                ctx.events
-                    .emit(Event::Warning {
-                        message: format!(
-                            "delivery {} of {} is no longer kept by GitHub and was skipped",
-                            item.id, source.name
-                        ),
-                    })
-                    .await;
+            Fetched::Unwanted => {
+                debug!(delivery = item.id, event = %item.event, "not among --events; skipped");
+                None
             }
+            Fetched::Refused(error) => return Err(Error::GitHub(error)),
+            Fetched::Gone => Some("GitHub no longer keeps it".to_string()),
+            Fetched::Poison(error) => Some(error.to_string()),
             Fetched::Delivery(delivery) => {
                 // Shared with the events (the inspector, --record) without a copy of the payload.
                 let request = std::sync::Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref()));
                 drop(delivery);
-                if !deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
-                    return Ok(());
+                match deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
+                    Delivered::Answered => None,
+                    Delivered::Invalid(reason) => Some(reason),
+                    Delivered::Stopped => return Ok(()),
                 }
             }
             Fetched::Pushed => {
                 let Pending::Pushed(pushed) = &taken.pending else { continue };
                 let request =
                     std::sync::Arc::new(Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref()));
-                if !deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
-                    return Ok(());
+                match deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
+                    Delivered::Answered => None,
+                    Delivered::Invalid(reason) => Some(reason),
+                    Delivered::Stopped => return Ok(()),
                 }
             }
-        }
+        };
+        budget.forwarded(size);
         let shared = shared.clone();
-        blocking(move || shared.record(&taken)).await?;
+        match skipped {
+            None => blocking(move || shared.record(&taken)).await?,
+            Some(reason) => {
+                let which =
+                    if listed { format!("delivery {}", item.id) } else { format!("pushed delivery {}", item.guid) };
+                // No guid here: the log writes fields as they are, and GitHub's (or a hostile API's) may hold escapes.
+                warn!(delivery = item.id, "skipped");
+                let message = format!("{which} ({}) of {} was skipped: {reason}", item.kind(), source.name);
+                ctx.events.emit(Event::Warning { message }).await;
+                blocking(move || shared.skip(&taken)).await?;
+            }
+        }
     }
-    Ok(())
 }
 
 /// Gets one delivery, retrying GitHub errors until it comes, is gone, or the run stops.
@@ -160,6 +278,7 @@ pub(super) async fn fetch(ctx: &Ctx, source: &SourceRun, item: &DeliveryItem, ca
             Ok(delivery) => return Fetched::Delivery(Box::new(delivery)),
             Err(github::Error::NotFound { .. }) if not_found + 1 >= GONE_AFTER => return Fetched::Gone,
             Err(error) if is_auth(&error) => return Fetched::Refused(error),
+            Err(error) if error.is_permanent() => return Fetched::Poison(error),
             Err(error) => error,
         };
         if matches!(error, github::Error::NotFound { .. }) {
@@ -180,7 +299,7 @@ pub(super) async fn fetch(ctx: &Ctx, source: &SourceRun, item: &DeliveryItem, ca
     }
 }
 
-/// POSTs one delivery until the target answers other than 5xx; `false` if the run stopped first.
+/// POSTs one delivery until the target answers other than 5xx, or the request proves unsendable.
 #[instrument(skip_all, fields(delivery = item.id, event = %item.event))]
 pub(super) async fn deliver(
     ctx: &Ctx,
@@ -189,7 +308,7 @@ pub(super) async fn deliver(
     request: &std::sync::Arc<Outgoing>,
     via: Via,
     cancel: &CancellationToken,
-) -> bool {
+) -> Delivered {
     let mut backoff = Backoff::default();
     let mut attempt = 0;
     ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone(), via }).await;
@@ -197,7 +316,7 @@ pub(super) async fn deliver(
         attempt += 1;
         let sent = tokio::select! {
             sent = source.forwarder.send(request.as_ref()) => sent,
-            () = cancel.cancelled() => return false,
+            () = cancel.cancelled() => return Delivered::Stopped,
         };
         let reason = match sent {
             Ok(response) => {
@@ -225,18 +344,19 @@ pub(super) async fn deliver(
                     })
                     .await;
                 if !response.is_retryable() {
-                    return true;
+                    return Delivered::Answered;
                 }
                 response.status.to_string()
             }
-            Err(reason) => reason,
+            Err(error) if !error.is_transient() => return Delivered::Invalid(error.to_string()),
+            Err(error) => error.to_string(),
         };
         let wait = backoff.next_wait();
         debug!(delivery = item.id, attempt, reason = %reason, "target unavailable; retrying");
         ctx.events.emit(Event::Retrying { hook: source.hook.clone(), item: item.clone(), reason, wait, attempt }).await;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = cancel.cancelled() => return false,
+            () = cancel.cancelled() => return Delivered::Stopped,
         }
     }
 }

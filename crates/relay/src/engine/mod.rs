@@ -11,7 +11,7 @@
 //! | [`push`] | subscribe to the blackhole, verify pushed deliveries into the queue |
 //! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
 //! | [`queue`] | what the poller and the forwarder share, ledger included |
-//! | [`deliver`] | fetch a few ahead, forward in order, record |
+//! | [`deliver`] | fetch a few ahead (bounded in count and bytes), forward in order, record, or skip a poison delivery |
 
 mod deliver;
 mod poller;
@@ -102,6 +102,10 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    // Another user who may write there could plant links for hookfwd to write through. Checked
+    // before any task starts, so that failing here leaves nothing running.
+    ledger::check_dir(&ledger::dir(&settings.state_dir, client.api_url()))?;
+    ledger::check_dir(&settings.state_dir)?;
     let events = Emitter(events);
     // From the first call on: a rate limit can hold up the setup as much as the polls.
     let announcer =

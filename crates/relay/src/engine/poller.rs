@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use github::{DeliveryItem, Listing, NextPage, Page, RateLimit};
+use github::{Backoff, DeliveryItem, Listing, NextPage, Page, RateLimit};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::ledger::WINDOW;
+use crate::ledger::{self, WINDOW};
 use crate::{Error, Event};
-use github::Backoff;
 
 use super::queue::{Shared, lock};
 use super::{Ctx, PER_PAGE, SourceRun, blocking, is_auth, wait_after};
@@ -226,7 +225,9 @@ pub(super) async fn poll_once(
             }
         }
     }
-    *newest_listed = (*newest_listed).max(state.newest);
+    // A delivery stamped in the future must not stop later scans short of the ones after it.
+    let newest = state.newest.map(|newest| ledger::trusted(newest, Utc::now()));
+    *newest_listed = (*newest_listed).max(newest);
     Ok((state.found, state.deep))
 }
 

@@ -321,12 +321,30 @@ impl Shared {
 
     /// Records a handled delivery in the ledger, and the claims it was owed (blocking: it fsyncs).
     pub(super) fn record(&self, taken: &Taken) -> Result<(), Error> {
+        self.handled(taken, false)
+    }
+
+    /// Records a delivery that can never be forwarded as skipped, and the claims it was owed
+    /// (blocking: it fsyncs). A listed one becomes a `k` record; a pushed one has no delivery id
+    /// to skip by, so it is recorded as pushed: either way it counts as handled on both paths.
+    pub(super) fn skip(&self, taken: &Taken) -> Result<(), Error> {
+        self.handled(taken, true)
+    }
+
+    /// Writes `taken` to the ledger (as skipped if `skipped`), never moving the floor past a
+    /// waiting delivery, and settles what the other path owed it.
+    fn handled(&self, taken: &Taken, skipped: bool) -> Result<(), Error> {
         let mut queue = lock(&self.queue);
         let keep_from = queue.keep_from(Some(&taken.key));
         let mut ledger = lock(&self.ledger);
         match &taken.pending {
             Pending::Listed(item) => {
-                ledger.record_handled(&[(item.id, item.delivered_at, Some(item.guid.as_str()))], keep_from)?;
+                let handled = (item.id, item.delivered_at, Some(item.guid.as_str()));
+                if skipped {
+                    ledger.skip(handled, keep_from)?;
+                } else {
+                    ledger.record_handled(&[handled], keep_from)?;
+                }
                 if let Some(received_at) = pop(&mut queue.owed_pushed, &item.guid) {
                     ledger.record_pushed(&item.guid, received_at)?;
                 }
@@ -421,6 +439,19 @@ mod tests {
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 0, "claimed, not queued");
         assert!(lock(&shared.ledger).is_recorded(1, at(10)));
         assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 1, pushed: 1 });
+    }
+
+    #[test]
+    fn a_skipped_listed_delivery_makes_its_pushed_copy_a_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
+        let taken = shared.take_next().unwrap();
+        shared.skip(&taken).unwrap();
+        assert!(lock(&shared.ledger).is_skipped(1));
+        assert_eq!(shared.backlog(), 0);
+        assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed, "skipped is handled on both paths");
+        assert!(forward_all(&shared).is_empty());
     }
 
     #[test]

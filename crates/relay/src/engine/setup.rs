@@ -33,7 +33,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
     let owner = match source {
         Source::App => {
             return Ok(SetUp {
-                hook: HookRef::App,
+                hook: HookRef::App { app_id: client.app_id() },
                 origin: HookOrigin::App,
                 hook_url: rule.hook_url.clone(),
                 events: rule.events.clone(),

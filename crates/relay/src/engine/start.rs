@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use github::{DeliveryItem, HookRef, Page};
+use github::{Backoff, DeliveryItem, HookRef, Page};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::ledger::Ledger;
+use crate::ledger::{self, Ledger};
 use crate::{Error, Event};
-use github::Backoff;
 
 use super::poller::warn_skipped;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
@@ -54,7 +53,10 @@ pub(super) async fn start(
 ) -> Result<Option<(Ledger, Vec<DeliveryItem>)>, Error> {
     let dir = ctx.settings.state_dir.clone();
     let hook = source.hook.clone();
-    let existing = blocking(move || Ledger::open(&dir, &hook)).await?;
+    let mut existing = blocking(move || Ledger::open(&dir, &hook)).await?;
+    for message in existing.as_mut().map(Ledger::take_warnings).unwrap_or_default() {
+        ctx.events.emit(Event::Warning { message }).await;
+    }
     let now = Utc::now();
     let plan = plan(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, now);
     debug!(hook = %source.hook, ?plan, "start");
@@ -126,8 +128,11 @@ pub(super) async fn start_once(
         (Plan::StartNow, _) => {
             let page = first_page(client, hook).await?;
             warn_skipped(ctx, page.skipped).await;
-            // An empty list: whatever shows up later is new.
-            let origin = page.items.iter().map(|item| item.delivered_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            // An empty list: whatever shows up later is new. As far as the clock trusts it, so a
+            // delivery stamped in the future cannot hide the ones after it; what is listed now
+            // counts as handled either way.
+            let newest = page.items.iter().map(|item| item.delivered_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            let origin = ledger::trusted(newest, now);
             let items = page.items;
             let done = items.iter().filter(|i| i.delivered_at >= origin).map(|i| (i.id, i.delivered_at)).collect();
             Ok(Begin::Create { origin, done, first: Vec::new() })
