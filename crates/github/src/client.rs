@@ -125,6 +125,8 @@ struct Inner {
     secondary_streak: AtomicU32,
     /// The wait in progress, if any, for whoever shows it to the user.
     waits: tokio::sync::watch::Sender<Option<Wait>>,
+    /// Told about every answer, for metrics; set at most once.
+    observer: std::sync::OnceLock<crate::Observer>,
 }
 
 /// The credentials in a ready-to-use form.
@@ -223,6 +225,7 @@ impl Client {
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .tls_certs_merge(crate::builtin_roots())
             .build()
             .map_err(|source| Error::Unreachable { url: base.clone(), source })?;
         let inner = Inner {
@@ -236,6 +239,7 @@ impl Client {
             pause: Mutex::default(),
             secondary_streak: AtomicU32::new(0),
             waits: tokio::sync::watch::Sender::new(None),
+            observer: std::sync::OnceLock::new(),
         };
         Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default() })
     }
@@ -249,6 +253,12 @@ impl Client {
     /// The retry and wait policy in force.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.policy
+    }
+
+    /// Tells `observer` about every answer from now on, for this client and its clones.
+    /// Only the first observer is kept; `false` if one was set already.
+    pub fn observe(&self, observer: crate::Observer) -> bool {
+        self.inner.observer.set(observer).is_ok()
     }
 
     /// Lists every hook of `owner`, following pagination.
@@ -472,6 +482,10 @@ impl Client {
                 }
                 Err(error) => Err(error),
             };
+            if let Some(observer) = self.inner.observer.get() {
+                let status = received.as_ref().map_or_else(|_| "error".to_string(), |r| r.status.as_u16().to_string());
+                observer(&crate::endpoint(call.method.as_str(), self.api_path(&call.url)), &status);
+            }
             let reply = match received {
                 Ok(reply) => reply,
                 Err(error) => {

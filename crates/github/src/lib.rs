@@ -7,7 +7,9 @@
 mod auth;
 mod client;
 mod error;
+mod observe;
 mod paging;
+mod roots;
 pub mod samples;
 mod secret;
 pub mod signature;
@@ -16,6 +18,8 @@ mod types;
 pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
 pub use client::{Client, Config, DELIVERY_LIMIT, LIST_LIMIT, RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 pub use error::{Error, Result};
+pub use observe::{Observer, endpoint};
+pub use roots::builtin_roots;
 pub use paging::{Listing, MAX_PAGES, NextPage, Page};
 pub use secret::Secret;
 pub use types::{
