@@ -1,5 +1,6 @@
 //! `hookfwd`: forwards GitHub webhook deliveries to a local handler. Parses, sets up logging, runs, exits.
 
+mod admin;
 mod args;
 mod cmd;
 mod exit;

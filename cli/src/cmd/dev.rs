@@ -7,6 +7,7 @@ use github::Secret;
 use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
+use crate::admin::Service;
 use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed, Status};
@@ -102,6 +103,7 @@ pub async fn run_rules(
     };
     let mut feed = Feed::new(output, status, context);
     let cancel = super::cancel_on_signals();
+    let service = Service::start(&relay.service, settings.interval, &client, &cancel).await?;
     let (events, mut received) = mpsc::channel(1024);
     let engine = tokio::spawn(relay::run(client, rules, settings, events, cancel.clone()));
     let deadline = until.deadline();
@@ -116,8 +118,10 @@ pub async fn run_rules(
         let event = tokio::select! {
             event = received.recv() => event,
             () = &mut timeout => break until.timed_out(),
+            stalled = service.stalled() => break Err(stalled),
         };
         let Some(event) = event else { break until.stopped() };
+        service.observe(&event);
         if let Err(error) = feed.show(&event) {
             // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
             break Err(error.into());
