@@ -6,3 +6,4 @@ mod enterprise;
 mod forward;
 mod hostile;
 mod send;
+mod service;
