@@ -1,6 +1,7 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
 mod action;
 mod commands;
+mod container;
 mod dev;
 mod enterprise;
 mod forward;
