@@ -129,6 +129,17 @@ pub struct RelayArgs {
     /// Time between polls; it stretches when the rate budget runs low.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Duration,
+    /// Push mode: the blackhole's stream token; deliveries then arrive the moment GitHub sends them,
+    /// and polling is only the safety net (prefer the env var: argv is visible to others).
+    #[arg(long, env = "HOOKFWD_STREAM_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub stream_token: Option<String>,
+    /// The secret GitHub signs the hook's deliveries with, to verify pushed ones (not needed for a
+    /// hook hookfwd created; without it a pushed delivery is fetched from the API instead).
+    #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub hook_secret: Option<String>,
+    /// Time between the safety polls while the stream is healthy (a conditional list, free when nothing changed).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
+    pub safety_interval: Duration,
     /// Where the ledgers of forwarded deliveries live.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -345,6 +356,12 @@ pub struct DoctorArgs {
     /// The state directory to check.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The blackhole's stream token, to check push mode.
+    #[arg(long, env = "HOOKFWD_STREAM_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub stream_token: Option<String>,
+    /// The hook's upstream secret, if hookfwd did not create the hook.
+    #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub hook_secret: Option<String>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,

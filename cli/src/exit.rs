@@ -66,8 +66,10 @@ fn code(error: &anyhow::Error) -> u8 {
                 _ => FAILURE,
             };
         }
-        if let Some(relay::Error::Rule(_) | relay::Error::Target(_)) = cause.downcast_ref::<relay::Error>() {
-            return USAGE;
+        match cause.downcast_ref::<relay::Error>() {
+            Some(relay::Error::Rule(_) | relay::Error::Target(_)) => return USAGE,
+            Some(relay::Error::StreamRefused { .. }) => return AUTH,
+            _ => {}
         }
     }
     FAILURE

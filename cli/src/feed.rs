@@ -9,7 +9,7 @@ use chrono::{DateTime, Local, Utc};
 use console::style;
 use github::HookRef;
 use indicatif::ProgressStyle;
-use relay::{Event, HookOrigin};
+use relay::{Event, HookOrigin, Via};
 use serde_json::json;
 use tracing::Span;
 use tracing_indicatif::IndicatifLayer;
@@ -129,6 +129,10 @@ pub struct Context {
     pub secret: String,
     /// The poll interval.
     pub interval: Duration,
+    /// Whether push mode was asked for (a stream token).
+    pub streaming: bool,
+    /// The poll interval while the stream is healthy.
+    pub safety_interval: Duration,
 }
 
 /// Renders relay events as the feed and the status line.
@@ -149,6 +153,10 @@ pub struct Feed {
     total: u64,
     /// The last poll's time and rate budget, for the status line.
     polled: String,
+    /// Streams that dropped and are not back, per hook, with why.
+    down: HashMap<HookRef, String>,
+    /// Streams that came up at least once.
+    up: HashMap<HookRef, bool>,
     /// The last wait shown (until when, and why), so that a wait that goes on is not repeated on stderr.
     waiting_for: Option<(DateTime<Utc>, String)>,
 }
@@ -168,7 +176,21 @@ impl Feed {
             drained: 0,
             total: 0,
             polled: String::new(),
+            down: HashMap::new(),
+            up: HashMap::new(),
             waiting_for: None,
+        }
+    }
+
+    /// How the Ready line says deliveries arrive.
+    fn mode(&self) -> String {
+        if self.context.streaming {
+            format!(
+                "streaming from blackhole, safety poll every {}",
+                humantime::format_duration(self.context.safety_interval)
+            )
+        } else {
+            format!("polling every {}", humantime::format_duration(self.context.interval))
         }
     }
 
@@ -207,13 +229,12 @@ impl Feed {
                 for line in std::mem::take(&mut self.failed) {
                     eprint(&line)?;
                 }
-                self.status.set(format!(
-                    "polling {sources} source(s) every {}",
-                    humantime::format_duration(self.context.interval)
-                ));
+                self.status.set(format!("{sources} source(s) · {}", self.mode()));
                 if self.json {
+                    let mode = if self.context.streaming { "stream" } else { "poll" };
                     return print(
                         &json!({"type": "ready", "sources": self.hooks, "interval_ms": self.context.interval.as_millis() as u64,
+                            "mode": mode, "safety_interval_ms": self.context.safety_interval.as_millis() as u64,
                             "token": self.context.token, "secret": self.context.secret})
                         .to_string(),
                     );
@@ -222,10 +243,10 @@ impl Feed {
                     return Ok(());
                 }
                 print(&format!(
-                    "{} Forwarding {}\n      polling every {} · token {} · secret {} · Ctrl-C to stop",
+                    "{} Forwarding {}\n      {} · token {} · secret {} · Ctrl-C to stop",
                     style("Ready!").green().bold(),
                     self.hooks.join(", "),
-                    humantime::format_duration(self.context.interval),
+                    self.mode(),
                     self.context.token,
                     self.context.secret,
                 ))
@@ -245,7 +266,7 @@ impl Feed {
                     ago(item.delivered_at),
                 ))
             }
-            Event::Answered { item, target, status, latency, .. } => {
+            Event::Answered { item, target, status, latency, via, .. } => {
                 self.unreachable = None;
                 self.drained += 1;
                 self.show_status();
@@ -259,7 +280,8 @@ impl Feed {
                 );
                 self.line_or_json(
                     &text,
-                    json!({"type": "forwarded", "id": item.id, "guid": item.guid, "event": item.event,
+                    json!({"type": "forwarded", "id": (*via == Via::Api).then_some(item.id), "guid": item.guid,
+                        "via": via.as_str(), "event": item.event,
                         "action": item.action, "redelivery": item.redelivery, "delivered_at": item.delivered_at,
                         "target": target.as_str(), "status": status, "latency_ms": latency.as_millis() as u64}),
                     *status >= 400,
@@ -302,6 +324,53 @@ impl Feed {
                 }
                 self.show_status();
                 Ok(())
+            }
+            Event::StreamUp { hook, resumed } => {
+                let back = self.down.remove(hook).is_some() || self.up.insert(hook.clone(), true).is_some();
+                self.show_status();
+                if self.json {
+                    return print(
+                        &json!({"type": "stream", "state": "up", "hook": hook.to_string(), "resumed": resumed})
+                            .to_string(),
+                    );
+                }
+                if back && !self.quiet {
+                    let gap = if *resumed { "resumed without a gap" } else { "catching up from the API" };
+                    return eprint(&format!("{} the stream for {hook} is back ({gap})", style("stream:").cyan()));
+                }
+                Ok(())
+            }
+            // Only /readyz and --max-stall use it (crate::admin).
+            Event::StreamAlive { .. } => Ok(()),
+            Event::StreamDown { hook, reason } => {
+                self.down.insert(hook.clone(), reason.clone());
+                self.show_status();
+                if self.json {
+                    return print(
+                        &json!({"type": "stream", "state": "down", "hook": hook.to_string(), "reason": reason})
+                            .to_string(),
+                    );
+                }
+                if self.quiet {
+                    return Ok(());
+                }
+                eprint(&format!(
+                    "{} the stream for {hook} dropped ({reason}); polling every {} until it is back",
+                    style("stream:").yellow(),
+                    humantime::format_duration(self.context.interval)
+                ))
+            }
+            Event::Summary { source, rejected } => {
+                if self.json {
+                    return print(&json!({"type": "summary", "source": source, "rejected": rejected}).to_string());
+                }
+                if *rejected == 0 {
+                    return Ok(());
+                }
+                eprint(&format!(
+                    "{} {rejected} pushed deliveries of {source} were rejected: their signatures did not verify",
+                    style("warning:").yellow()
+                ))
             }
             Event::Waiting { until, reason } => {
                 let message = format!(
@@ -352,6 +421,10 @@ impl Feed {
             self.status.set(format!("waiting until {at}: {} · {polled}", visible(reason)));
         } else if self.total > self.drained + 1 {
             self.status.progress(format!("draining the backlog · {polled}"), self.drained, self.total);
+        } else if let Some((hook, reason)) = self.down.iter().next() {
+            self.status.set(format!("stream for {hook} down ({reason}), polling · {polled}"));
+        } else if self.context.streaming && !self.up.is_empty() {
+            self.status.set(format!("streaming · safety {polled}"));
         } else {
             self.status.set(format!("polling · {polled}"));
         }

@@ -14,23 +14,15 @@
 //! `RELAY_VERBOSE=1` (each event's latency).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use e2e::Guard;
+use e2e::{Counter as Handler, Guard};
 use fake_github::{FakeGitHub, HookSpec, Stats};
-use github::Secret;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 const TOKEN: &str = "ghp_benchRelayTokenNeverPrinted000001";
 const SECRET: &str = "relay-bench-secret-never-printed";
@@ -43,66 +35,6 @@ const FETCH_CONCURRENCY: f64 = 8.0;
 const FILLER: usize = 4096;
 /// No phase may take longer than this.
 const PHASE_DEADLINE: Duration = Duration::from_secs(240);
-
-/// What the counting handler saw: each delivery's guid and when it arrived, and bad signatures.
-#[derive(Default)]
-struct Seen {
-    arrivals: Vec<(String, Instant)>,
-    bad_signatures: usize,
-}
-
-/// A handler on 127.0.0.1:0 that checks each signature and keeps only the guid and the time.
-/// Lighter than `e2e::Recorder`, which keeps every body and header.
-struct Handler {
-    url: String,
-    count: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Seen>>,
-}
-
-impl Handler {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let url = format!("http://{}/webhook", listener.local_addr().expect("bound address"));
-        let count = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let (counter, log) = (count.clone(), seen.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (counter, log) = (counter.clone(), log.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let (counter, log) = (counter.clone(), log.clone());
-                        async move {
-                            let header = |name: &str| {
-                                let value = request.headers().get(name).and_then(|v| v.to_str().ok());
-                                value.unwrap_or_default().to_string()
-                            };
-                            let (guid, signature) = (header("x-github-delivery"), header("x-hub-signature-256"));
-                            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let at = Instant::now();
-                            let valid = github::signature::verify_sha256(&Secret::new(SECRET), &body, &signature);
-                            {
-                                let mut seen = log.lock().expect("handler lock");
-                                seen.arrivals.push((guid, at));
-                                seen.bad_signatures += usize::from(!valid);
-                            }
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { url, count, seen }
-    }
-
-    fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-}
 
 /// A running `hookfwd dev`, its feed counted by type.
 struct Relay {
@@ -435,7 +367,7 @@ async fn bench() {
     let (fake, hook) = fake_with_hook().await;
     seed(&fake, backlog).await;
     fake.faults().set_latency(LATENCY);
-    let handler = Handler::start().await;
+    let handler = Handler::start(SECRET).await;
     let (relay, slow) = drain(&bin, &fake, &handler, backlog).await;
     let recorded = fake.deliveries(hook).len();
     eprintln!("relay bench: drained {} in {:.1} s", slow.received, slow.total.as_secs_f64());
@@ -519,7 +451,7 @@ async fn bench() {
     {
         let (fake, hook) = fake_with_hook().await;
         fake.faults().set_latency(LATENCY);
-        let handler = Handler::start().await;
+        let handler = Handler::start(SECRET).await;
         let relay = Relay::start(&bin, &fake, &handler.url);
         let deadline = Instant::now() + Duration::from_secs(30);
         while relay.ready.lock().expect("ready lock").is_none() && Instant::now() < deadline {
@@ -535,7 +467,7 @@ async fn bench() {
     if std::env::var_os("RELAY_SKIP_ZERO").is_none() {
         let (fake, _) = fake_with_hook().await;
         seed(&fake, backlog).await;
-        let handler = Handler::start().await;
+        let handler = Handler::start(SECRET).await;
         let (relay, fast) = drain(&bin, &fake, &handler, backlog).await;
         drop(relay);
         row(

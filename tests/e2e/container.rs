@@ -26,7 +26,8 @@ fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_norway::Deserializer::from_str(&text)
         .map(|document| {
-            serde::Deserialize::deserialize(document).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
+            serde::Deserialize::deserialize(document)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
         })
         .filter(|document: &Value| !document.is_null())
         .collect()
@@ -148,7 +149,10 @@ fn local_args(config: &Path, admin: SocketAddr, api: &str, state: &Path) -> Vec<
 
 fn write_config(dir: &Path, fake: &FakeGitHub) -> PathBuf {
     let path = dir.join("hookfwd.toml");
-    let rule = format!("[[rule]]\nfrom = [\"{REPO}\"]\nto = \"http://127.0.0.1:9/\"\nhook_url = \"{}\"\n", fake.blackhole_url());
+    let rule = format!(
+        "[[rule]]\nfrom = [\"{REPO}\"]\nto = \"http://127.0.0.1:9/\"\nhook_url = \"{}\"\n",
+        fake.blackhole_url()
+    );
     std::fs::write(&path, rule).unwrap();
     path
 }

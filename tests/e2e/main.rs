@@ -6,5 +6,7 @@ mod dev;
 mod enterprise;
 mod forward;
 mod hostile;
+/// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
+mod push;
 mod send;
 mod service;

@@ -102,7 +102,7 @@ async fn readyz_is_200_while_polls_succeed_and_503_naming_the_source_once_github
     assert_eq!(body["ready"], false);
     assert_eq!(body["sources"][0]["source"], REPO, "{body}");
     let reason = body["sources"][0]["reason"].as_str().unwrap();
-    assert!(reason.contains("no successful poll for"), "{reason}");
+    assert!(reason.contains("no successful poll or stream message for"), "{reason}");
     assert_eq!(get(admin, "/healthz").await.map(|(status, _)| status), Some(200), "alive while unready");
 
     fake.faults().clear();

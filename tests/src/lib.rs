@@ -1,9 +1,13 @@
 //! Support for the end-to-end tests: the built binaries and child processes that die with the test.
 
+mod blackhole;
+mod counter;
 mod process;
 mod receiver;
 mod recorder;
 
+pub use blackhole::Blackhole;
+pub use counter::{Counter, Seen};
 pub use process::{Finished, Running};
 pub use receiver::Receiver;
 pub use recorder::{Received, Recorder};
@@ -17,6 +21,12 @@ use std::sync::OnceLock;
 pub fn hookfwd() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| bin("hookfwd")).clone()
+}
+
+/// The path of the `blackhole` binary, built on first use.
+pub fn blackhole() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| bin("blackhole")).clone()
 }
 
 /// The path of the `fake-github` binary, built on first use.

@@ -29,7 +29,20 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
             "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
         ));
     }
-    Ok(Rule { sources, target, hook_url, events: relay.events.clone(), secret: relay.secret.clone().map(Secret::new) })
+    Ok(Rule {
+        sources,
+        target,
+        hook_url,
+        events: relay.events.clone(),
+        secret: relay.secret.clone().map(Secret::new),
+        stream_token: non_empty(&relay.stream_token),
+        hook_secret: non_empty(&relay.hook_secret),
+    })
+}
+
+/// A secret from a flag or its env var; an empty one is none.
+fn non_empty(value: &Option<String>) -> Option<Secret> {
+    value.as_ref().filter(|value| !value.is_empty()).map(|value| Secret::new(value.clone()))
 }
 
 /// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
@@ -43,9 +56,16 @@ pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> 
         None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
     };
     let secret = args.relay.secret.clone().map(Secret::new);
+    let (stream_token, hook_secret) = (non_empty(&args.relay.stream_token), non_empty(&args.relay.hook_secret));
     for rule in &mut rules {
         if rule.secret.is_none() {
             rule.secret = secret.clone();
+        }
+        if rule.stream_token.is_none() {
+            rule.stream_token = stream_token.clone();
+        }
+        if rule.hook_secret.is_none() {
+            rule.hook_secret = hook_secret.clone();
         }
     }
     run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
@@ -91,6 +111,7 @@ pub async fn run_rules(
     let (client, credentials) = super::github_client(github).await?;
     let settings = Settings {
         interval: relay.interval,
+        safety_interval: relay.safety_interval,
         since: relay.since,
         state_dir: super::state_dir(relay.state_dir)?,
         cleanup: relay.cleanup,
@@ -100,6 +121,8 @@ pub async fn run_rules(
         token: super::describe_credentials(&credentials),
         secret: super::describe_secret(rules.first().and_then(|rule| rule.secret.as_ref())),
         interval: settings.interval,
+        streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
+        safety_interval: settings.safety_interval,
     };
     let mut feed = Feed::new(output, status, context);
     let cancel = super::cancel_on_signals();
@@ -130,9 +153,16 @@ pub async fn run_rules(
             break outcome;
         }
     };
-    // Stop cleanly so the ledger is flushed; events sent meanwhile are read but not shown.
+    // Stop cleanly so the ledger is flushed; events sent meanwhile are read but not shown, except
+    // each streaming source's summary.
     cancel.cancel();
-    let drain = async { while received.recv().await.is_some() {} };
+    let drain = async {
+        while let Some(event) = received.recv().await {
+            if matches!(event, Event::Summary { .. }) {
+                let _ = feed.show(&event);
+            }
+        }
+    };
     let (engine, ()) = tokio::join!(engine, drain);
     engine.context("the relay stopped unexpectedly")??;
     outcome

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use console::style;
-use github::{HookRef, Owner};
+use github::{HookRef, Owner, Secret};
 use serde_json::json;
 use url::Url;
 
@@ -21,6 +21,8 @@ const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut report = Report { json: output.json, quiet: output.quiet, failed: 0, auth: false };
 
+    // The hooks that deliver to the hook URL, for the stream's upstream secret.
+    let mut found: Vec<HookRef> = Vec::new();
     let client = match super::github_client(&args.github).await {
         Ok((client, credentials)) => {
             report.pass("token", format!("found in {}", super::describe_credentials(&credentials)))?;
@@ -40,7 +42,7 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             report.warn("permissions", "not checked", "name a repository with --repo or an organization with --org")?;
         }
         for owner in &owners {
-            if !check_owner(&mut report, client, owner, args.sources.hook_url.as_deref()).await? {
+            if !check_owner(&mut report, client, owner, args.sources.hook_url.as_deref(), &mut found).await? {
                 break;
             }
         }
@@ -56,6 +58,22 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             "not checked",
             "set --hook-url or HOOKFWD_HOOK_URL to the blackhole's URL (see docs/deploy.md)",
         )?,
+    }
+
+    let token = args.stream_token.as_ref().filter(|token| !token.is_empty()).map(|token| Secret::new(token.clone()));
+    match (&args.sources.hook_url, token) {
+        (Some(url), Some(token)) => {
+            let hook_secret = args.hook_secret.as_ref().filter(|secret| !secret.is_empty()).is_some();
+            let ledgers =
+                super::state_dir(args.state_dir.clone()).ok().map(|dir| relay::ledger::dir(&dir, &args.github.api_url));
+            check_stream(&mut report, url, &token, hook_secret, ledgers.as_deref(), &found).await?;
+        }
+        (_, None) => report.warn(
+            "stream",
+            "push mode is off: deliveries arrive by polling",
+            "start the blackhole with --stream-token and give hookfwd the same token in HOOKFWD_STREAM_TOKEN",
+        )?,
+        (None, Some(_)) => {}
     }
 
     match super::state_dir(args.state_dir.clone()) {
@@ -88,6 +106,7 @@ async fn check_owner(
     client: &github::Client,
     owner: &Owner,
     hook_url: Option<&str>,
+    found: &mut Vec<HookRef>,
 ) -> anyhow::Result<bool> {
     let name = owner.to_string();
     let hooks = match client.list_hooks(owner).await {
@@ -127,7 +146,10 @@ async fn check_owner(
     report.pass(&name, format!("the token may manage its hooks ({} found)", hooks.len()))?;
     let Some(url) = hook_url else { return Ok(true) };
     match hooks.iter().find(|hook| super::hooks::delivers_to(hook, url)) {
-        Some(hook) if hook.active => report.pass(&name, format!("hook {} delivers to {url}", hook.id))?,
+        Some(hook) if hook.active => {
+            found.push(owner.hook(hook.id));
+            report.pass(&name, format!("hook {} delivers to {url}", hook.id))?;
+        }
         Some(hook) => report.fail(
             &name,
             format!("hook {} delivers to {url} but is inactive", hook.id),
@@ -161,9 +183,9 @@ async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
         .build()?;
     let answer = http
         .post(url)
+        // No X-GitHub-* headers: a blackhole streams every POST, and a hookfwd in push mode
+        // ignores one that does not claim to be GitHub's, rather than count it as forged.
         .header("content-type", "application/json")
-        .header("x-github-event", "ping")
-        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
         .body(r#"{"zen":"hookfwd doctor checks that this URL answers"}"#)
         .send()
         .await;
@@ -208,6 +230,63 @@ async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
         report.warn("hook URL", format!("{url} is not HTTPS"), hint)?;
     }
     Ok(())
+}
+
+/// Push mode: the blackhole streams, accepts the token, and the hook's upstream secret is known.
+async fn check_stream(
+    report: &mut Report,
+    hook_url: &str,
+    token: &Secret,
+    hook_secret: bool,
+    ledgers: Option<&Path>,
+    hooks: &[HookRef],
+) -> anyhow::Result<()> {
+    let Some(url) = relay::stream::stream_url(hook_url) else { return Ok(()) };
+    let origin = url.origin().ascii_serialization();
+    let http = relay::stream::client();
+    let answer = tokio::time::timeout(HOOK_URL_TIMEOUT, relay::stream::subscribe(&http, &url, token, None)).await;
+    match answer {
+        Ok(relay::stream::Answer::Streaming(_)) => {
+            report.pass("stream", format!("the blackhole at {origin} streams and accepted the token"))?;
+        }
+        Ok(relay::stream::Answer::Refused) => {
+            report.auth = true;
+            report.fail(
+                "stream",
+                format!("the blackhole at {origin} refused the stream token (401)"),
+                "give hookfwd one of the tokens the blackhole was started with (--stream-token / BLACKHOLE_STREAM_TOKEN)",
+            )?;
+        }
+        Ok(relay::stream::Answer::NotStreaming) => report.fail(
+            "stream",
+            format!("the blackhole at {origin} does not stream"),
+            "start it with --stream-token (or BLACKHOLE_STREAM_TOKEN); until then hookfwd polls",
+        )?,
+        Ok(relay::stream::Answer::Unavailable(reason)) => report.fail(
+            "stream",
+            format!("could not subscribe at {origin}: {reason}"),
+            "check that the blackhole runs a version with push mode, and the hook URL",
+        )?,
+        Err(_) => report.fail(
+            "stream",
+            format!("the blackhole at {origin} did not answer within {}s", HOOK_URL_TIMEOUT.as_secs()),
+            "check the hook URL",
+        )?,
+    }
+    let stored = ledgers.is_some_and(|dir| {
+        hooks.iter().any(|hook| relay::ledger::load_hook_secret(dir, hook).is_ok_and(|secret| secret.is_some()))
+    });
+    if hook_secret {
+        report.pass("stream", "the hook's upstream secret is given (--hook-secret), so pushed deliveries are verified")
+    } else if stored {
+        report.pass("stream", "the hook's upstream secret was kept when hookfwd created it")
+    } else {
+        report.warn(
+            "stream",
+            "the hook's upstream secret is unknown, so each pushed delivery is fetched from the API instead",
+            "give the secret the hook was created with in --hook-secret or HOOKFWD_HOOK_SECRET",
+        )
+    }
 }
 
 /// Creates, writes and removes a 0600 file in `dir`, creating `dir` if needed.

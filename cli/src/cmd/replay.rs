@@ -27,6 +27,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         token: super::describe_credentials(&credentials),
         secret: super::describe_secret(secret.as_ref()),
         interval: Duration::ZERO,
+        ..Context::default()
     };
     let mut feed = Feed::new(output, status.clone(), context);
 
@@ -103,6 +104,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             target: args.to.0.clone(),
             status: response.status,
             latency: response.latency,
+            via: relay::Via::Api,
         };
         feed.show(&answered)?;
     }

@@ -156,6 +156,7 @@ mod tests {
             target: url::Url::parse("http://localhost:3000/").unwrap(),
             status,
             latency: Duration::from_millis(3),
+            via: relay::Via::Api,
         }
     }
 

@@ -19,8 +19,8 @@ pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
 pub use client::{Client, Config, DELIVERY_LIMIT, LIST_LIMIT, RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 pub use error::{Error, Result};
 pub use observe::{Observer, endpoint};
-pub use roots::builtin_roots;
 pub use paging::{Listing, MAX_PAGES, NextPage, Page};
+pub use roots::builtin_roots;
 pub use secret::Secret;
 pub use types::{
     Delivery, DeliveryItem, DeliveryRequest, Hook, HookConfig, HookRef, HookResponse, HookUpdate, NewHook, Owner,

@@ -31,6 +31,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The blackhole refused the stream token on the first attempt.
+    #[error(
+        "the blackhole at {url} refused the stream token (401); give the token it was started with in \
+         --stream-token or HOOKFWD_STREAM_TOKEN"
+    )]
+    StreamRefused {
+        /// The blackhole's origin.
+        url: String,
+    },
     /// A GitHub call failed in a way retrying will not fix, such as a rejected token.
     ///
     /// The GitHub error is also the `source()`, so callers walking the chain find it.

@@ -17,6 +17,25 @@ pub enum HookOrigin {
     App,
 }
 
+/// Which path brought a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Listed and fetched through the Deliveries API.
+    Api,
+    /// Pushed by the blackhole's stream.
+    Stream,
+}
+
+impl Via {
+    /// `api` or `stream`, as the JSON feed says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Stream => "stream",
+        }
+    }
+}
+
 /// Something the CLI shows: a feed line, a status-line update, or a warning.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -51,8 +70,10 @@ pub enum Event {
     Delivering {
         /// Its hook.
         hook: HookRef,
-        /// The delivery as GitHub listed it.
+        /// The delivery as GitHub listed it (a pushed one has id 0: GitHub gave it none).
         item: DeliveryItem,
+        /// Which path brought it.
+        via: Via,
     },
     /// The target answered a delivery (`<--`); recorded in the ledger unless it was a retryable failure.
     Answered {
@@ -66,6 +87,8 @@ pub enum Event {
         status: u16,
         /// From sending the request to the answer.
         latency: Duration,
+        /// Which path brought it.
+        via: Via,
     },
     /// The target was unreachable or answered 5xx; the delivery will be retried.
     Retrying {
@@ -90,6 +113,32 @@ pub enum Event {
         backlog: usize,
         /// GitHub's rate budget after the poll.
         rate: RateLimit,
+    },
+    /// The blackhole's stream is up (after a `hello`).
+    StreamUp {
+        /// The hook it streams.
+        hook: HookRef,
+        /// It resumed without a gap; `false` means the API catches up at once.
+        resumed: bool,
+    },
+    /// The stream brought something (a delivery or a keep-alive): progress, at most once a second.
+    StreamAlive {
+        /// The hook it streams.
+        hook: HookRef,
+    },
+    /// The stream dropped; polling at `--interval` until it is back.
+    StreamDown {
+        /// The hook it streamed.
+        hook: HookRef,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// A streaming source stopped: what its stream refused.
+    Summary {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// Pushed deliveries whose signature did not verify, never forwarded.
+        rejected: u64,
     },
     /// Calls to GitHub hold off until `until`: a rate limit, or polls spaced out to spare the budget.
     /// Sent for every wait longer than the poll interval.

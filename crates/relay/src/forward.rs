@@ -59,6 +59,24 @@ impl Outgoing {
         Self { headers, body }
     }
 
+    /// The request the blackhole pushed, forwarded with its exact body bytes: GitHub's
+    /// `X-GitHub-*`, `User-Agent` and `Content-Type` headers as sent, signed with `secret` when
+    /// given (GitHub's own signatures, made with the upstream secret, are always replaced).
+    pub fn from_pushed(headers: &[(String, String)], body: &[u8], secret: Option<&Secret>) -> Self {
+        let mut kept = Vec::new();
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with("x-github-") || lower == "user-agent" || lower == "content-type" {
+                kept.push((name.clone(), value.clone()));
+            }
+        }
+        if !kept.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+            kept.push(("Content-Type".into(), JSON.into()));
+        }
+        sign(&mut kept, body, secret);
+        Self { headers: kept, body: body.to_vec() }
+    }
+
     /// A synthetic delivery indistinguishable in form from GitHub's, for `hookfwd send`.
     ///
     /// The installation target is the payload's repository (or organization) when it names one.
@@ -185,7 +203,7 @@ impl Forwarder {
 }
 
 /// A one-line reason for a failed attempt, without the URL (the feed already shows it).
-fn reason(error: &reqwest::Error) -> String {
+pub(crate) fn reason(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "timed out".into();
     }
@@ -237,6 +255,32 @@ mod tests {
         let names: Vec<_> = out.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
         assert_eq!(names.iter().filter(|n| n.starts_with("x-hub-signature")).count(), 2);
         assert_eq!(names.iter().filter(|n| *n == "content-type").count(), 1);
+    }
+
+    #[test]
+    fn pushed_requests_keep_the_exact_bytes_and_are_resigned_locally() {
+        let body = br#"{"action":"opened",  "n":1.50}"#;
+        let upstream = Secret::new("upstream");
+        let local = Secret::new("local");
+        let headers: Vec<(String, String)> = [
+            ("x-github-event", "issues"),
+            ("x-github-delivery", "0b989ba4-242f-11e5-81e1-c7b6966d2516"),
+            ("user-agent", "GitHub-Hookshot/abc1234"),
+            ("content-type", "application/json"),
+            ("x-hub-signature-256", &signature::sha256(&upstream, body)),
+            ("x-forwarded-for", "203.0.113.9"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let out = Outgoing::from_pushed(&headers, body, Some(&local));
+        assert_eq!(out.body, body);
+        assert_eq!(out.header("X-GitHub-Event"), Some("issues"));
+        assert_eq!(out.header("Content-Type"), Some(JSON));
+        assert_eq!(out.header("X-Forwarded-For"), None, "only GitHub's headers pass");
+        assert!(verify_sha256(&local, body, out.header("X-Hub-Signature-256").unwrap()));
+        let out = Outgoing::from_pushed(&headers, body, None);
+        assert_eq!(out.header("X-Hub-Signature-256"), None, "the upstream signature never reaches the handler");
     }
 
     #[test]

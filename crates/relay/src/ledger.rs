@@ -11,8 +11,28 @@
 //! `origin` (≤ `floor`) is where forwarding started: everything in `[origin, floor)` was forwarded.
 //!
 //! A delivery is added to `done` only after the target answered it (see [`Ledger::record`]),
-//! so a crash can repeat the deliveries in flight but never skip one. Deduplication is by
-//! delivery **id**: a redelivery has a new id and is forwarded again.
+//! so a crash can repeat the deliveries in flight but never skip one. Deduplication of listed
+//! deliveries is by delivery **id**: a redelivery has a new id and is forwarded again.
+//!
+//! # Two paths, one ledger
+//!
+//! With push mode a delivery can also reach hookfwd from the blackhole's stream. A pushed POST
+//! carries the **guid** (`X-GitHub-Delivery`), never the delivery id, and a redelivery has the
+//! same guid as the original with a new id. The rule is: **each attempt of a guid is forwarded
+//! once**, whichever path brings it first. So the ledger also counts, per guid, how many of its
+//! attempts were handled through the API (`d` records that carry the guid) and how many through
+//! the stream (`p` records):
+//!
+//! * a listed delivery `(id, guid)` not in `done` is already handled iff
+//!   `#pushed(guid) > #api(guid)`: the stream brought that attempt. It is then recorded as a `d`
+//!   too (a *claim*), costing no GET, which evens the counts again;
+//! * a pushed attempt of `guid` is already handled iff `#api(guid) > #pushed(guid)`: the poll
+//!   brought it first. It is then recorded as a `p` (a claim) without being forwarded.
+//!
+//! The engine adds what is queued or in flight on each path to these counts, so the safety poll
+//! never fetches a delivery the stream is still forwarding, and the reverse. A pushed attempt
+//! whose `received_at` is below the floor counts as handled. A guid's counts are kept while its
+//! newest record is at or above the floor and dropped with it, both paths at once.
 //!
 //! The floor trails the newest recorded delivery by [`WINDOW`], and never passes a delivery
 //! still waiting to be forwarded (`keep_from`). GitHub lists a delivery only once its attempt
@@ -29,8 +49,12 @@
 //! o <origin, unix ns>
 //! f <floor, unix ns>
 //! c <last successful poll, unix ns>
-//! d <delivery id> <delivered_at, unix ns>
+//! d <delivery id> <delivered_at, unix ns> [<guid>]
+//! p <guid> <received_at, unix ns>
+//! g <guid> <#api> <#pushed> <newest, unix ns>       (snapshots only)
 //! ```
+//!
+//! A `d` without a guid (written before push mode existed) still parses; it counts for no guid.
 //!
 //! A torn last line (a crash mid-append) is ignored: it was not fsynced, so it was never
 //! acknowledged. Every so often the log is compacted: a snapshot is written to a temporary
@@ -56,6 +80,27 @@ pub const MAX_DONE: usize = 50_000;
 const CHECKED_EVERY: TimeDelta = TimeDelta::seconds(60);
 const MAGIC: &str = "hookfwd-ledger 1";
 
+/// How many attempts of one guid were handled on each path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// Through the Deliveries API (`d` records carrying the guid).
+    pub api: u32,
+    /// Through the blackhole's stream (`p` records).
+    pub pushed: u32,
+}
+
+/// One guid's counts and its newest record.
+#[derive(Debug, Clone, Copy)]
+struct Guid {
+    /// The counts.
+    attempts: Attempts,
+    /// The newest `d` or `p` of this guid: the counts go when the floor passes it.
+    newest: DateTime<Utc>,
+}
+
+/// A delivery handled through the API, to record: its id, `delivered_at` and guid (if known).
+pub type Handled<'a> = (u64, DateTime<Utc>, Option<&'a str>);
+
 /// The forwarding record of one hook.
 #[derive(Debug)]
 pub struct Ledger {
@@ -73,6 +118,10 @@ pub struct Ledger {
     done: HashMap<u64, DateTime<Utc>>,
     /// The same, ordered by time, for pruning.
     by_time: BTreeSet<(DateTime<Utc>, u64)>,
+    /// Per guid: attempts handled on each path, while its newest record is at or above the floor.
+    guids: HashMap<String, Guid>,
+    /// The guids ordered by their newest record, for pruning.
+    guids_by_time: BTreeSet<(DateTime<Utc>, String)>,
     /// Records appended since the last compaction.
     appended: usize,
     /// The most ids kept ([`MAX_DONE`]; smaller in tests).
@@ -110,15 +159,32 @@ impl Ledger {
         let epoch = DateTime::<Utc>::UNIX_EPOCH;
         let (mut origin, mut floor, mut checked) = (epoch, epoch, epoch);
         let mut done = HashMap::new();
+        let mut guids = HashMap::new();
         for (index, line) in lines.enumerate() {
             let mut fields = line.split(' ');
-            let parsed = match (fields.next(), fields.next(), fields.next(), fields.next()) {
-                (Some("o"), Some(t), None, None) => time(t).map(|t| origin = t),
-                (Some("f"), Some(t), None, None) => time(t).map(|t| floor = floor.max(t)),
-                (Some("c"), Some(t), None, None) => time(t).map(|t| checked = checked.max(t)),
-                (Some("d"), Some(id), Some(t), None) => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
+            let fields = [fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next()];
+            let parsed = match fields {
+                [Some("o"), Some(t), None, ..] => time(t).map(|t| origin = t),
+                [Some("f"), Some(t), None, ..] => time(t).map(|t| floor = floor.max(t)),
+                [Some("c"), Some(t), None, ..] => time(t).map(|t| checked = checked.max(t)),
+                [Some("d"), Some(id), Some(t), guid, None, _] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
                     done.insert(id, t);
+                    if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
+                        count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
+                    }
                 }),
+                [Some("p"), Some(guid), Some(t), None, ..] if valid_guid(guid) => {
+                    time(t).map(|t| count(&mut guids, guid, t, Attempts { api: 0, pushed: 1 }))
+                }
+                [Some("g"), Some(guid), Some(api), Some(pushed), Some(t), None] if valid_guid(guid) => {
+                    match (api.parse(), pushed.parse(), time(t)) {
+                        (Ok(api), Ok(pushed), Some(t)) => {
+                            count(&mut guids, guid, t, Attempts { api, pushed });
+                            Some(())
+                        }
+                        _ => None,
+                    }
+                }
                 _ => None,
             };
             if parsed.is_none() {
@@ -127,7 +193,20 @@ impl Ledger {
         }
         let file = append(&path).map_err(|source| Error::Ledger { path: path.clone(), action: "read", source })?;
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
-        let mut ledger = Self { path, file, origin, floor, checked, done, by_time, appended: 0, max_done: MAX_DONE };
+        let guids_by_time = guids.iter().map(|(guid, entry): (&String, &Guid)| (entry.newest, guid.clone())).collect();
+        let mut ledger = Self {
+            path,
+            file,
+            origin,
+            floor,
+            checked,
+            done,
+            by_time,
+            guids,
+            guids_by_time,
+            appended: 0,
+            max_done: MAX_DONE,
+        };
         ledger.prune();
         ledger.appended = complete.lines().count();
         Ok(Some(ledger))
@@ -148,8 +227,19 @@ impl Ledger {
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
         // A placeholder handle until the snapshot exists; `compact` replaces it.
         let file = File::open(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
-        let mut ledger =
-            Self { path, file, origin, floor: origin, checked: now, done, by_time, appended: 0, max_done: MAX_DONE };
+        let mut ledger = Self {
+            path,
+            file,
+            origin,
+            floor: origin,
+            checked: now,
+            done,
+            by_time,
+            guids: HashMap::new(),
+            guids_by_time: BTreeSet::new(),
+            appended: 0,
+            max_done: MAX_DONE,
+        };
         ledger.compact()?;
         Ok(ledger)
     }
@@ -157,6 +247,11 @@ impl Ledger {
     /// Whether the delivery `id`, delivered at `delivered_at`, has been handled.
     pub fn is_recorded(&self, id: u64, delivered_at: DateTime<Utc>) -> bool {
         delivered_at < self.floor || self.done.contains_key(&id)
+    }
+
+    /// How many attempts of `guid` were handled on each path (while the floor has not passed them).
+    pub fn attempts(&self, guid: &str) -> Attempts {
+        self.guids.get(guid).map(|entry| entry.attempts).unwrap_or_default()
     }
 
     /// Records a delivery as handled, durably, before returning.
@@ -169,34 +264,94 @@ impl Ledger {
         delivered_at: DateTime<Utc>,
         keep_from: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
+        self.record_handled(&[(id, delivered_at, None)], keep_from)
+    }
+
+    /// Records deliveries handled through the API (forwarded, or claimed because the stream
+    /// brought them), with their guids, in one append and one fsync; see [`Ledger::record`].
+    pub fn record_handled(&mut self, handled: &[Handled<'_>], keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+        let Some(newest) = handled.iter().map(|(_, t, _)| *t).max() else { return Ok(()) };
         let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
         let limit = keep_from.unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let mut floor = delivered_at.checked_sub_signed(window).unwrap_or(self.floor).min(limit);
-        let len = self.done.len() + usize::from(!self.done.contains_key(&id));
+        let mut floor = newest.checked_sub_signed(window).unwrap_or(self.floor).min(limit);
+        let new = handled.iter().filter(|(id, _, _)| !self.done.contains_key(id)).count();
+        let len = self.done.len() + new;
         if len > self.max_done {
             // Too busy for the window: drop the oldest ids, but still never past a waiting delivery.
             if let Some((t, _)) = self.by_time.iter().nth(len - self.max_done) {
                 floor = floor.max((*t).min(limit));
             }
         }
-        let mut line = format!("d {id} {}\n", nanos(delivered_at));
-        if floor > self.floor {
-            line.push_str(&format!("f {}\n", nanos(floor)));
+        let mut text = String::new();
+        for (id, t, guid) in handled {
+            match guid.filter(|guid| valid_guid(guid)) {
+                Some(guid) => text.push_str(&format!("d {id} {} {guid}\n", nanos(*t))),
+                None => text.push_str(&format!("d {id} {}\n", nanos(*t))),
+            }
         }
-        self.write(&line)?;
-        if delivered_at >= self.floor {
-            self.done.insert(id, delivered_at);
-            self.by_time.insert((delivered_at, id));
+        if floor > self.floor {
+            text.push_str(&format!("f {}\n", nanos(floor)));
+        }
+        self.write(&text)?;
+        for (id, t, guid) in handled {
+            if *t >= self.floor {
+                self.done.insert(*id, *t);
+                self.by_time.insert((*t, *id));
+            }
+            if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
+                self.count(guid, *t, Attempts { api: 1, pushed: 0 });
+            }
         }
         if floor > self.floor {
             self.floor = floor;
             self.prune();
         }
+        self.appended += handled.len();
+        self.compact_if_due()
+    }
+
+    /// Records an attempt of `guid` handled through the stream (forwarded, or claimed because
+    /// the API brought it), durably, before returning. It does not move the floor: only GitHub's
+    /// `delivered_at` times do.
+    pub fn record_pushed(&mut self, guid: &str, received_at: DateTime<Utc>) -> Result<(), Error> {
+        if !valid_guid(guid) {
+            // Not a guid GitHub would send; nothing can be matched against it, so nothing to keep.
+            return Ok(());
+        }
+        self.write(&format!("p {guid} {}\n", nanos(received_at)))?;
+        self.count(guid, received_at, Attempts { api: 0, pushed: 1 });
+        // Only claims move the floor; should the safety poll fail for long while the stream goes on,
+        // the oldest guids go first. Their listed twins would then be forwarded again: a repeat, never a loss.
+        while self.guids.len() > self.max_done {
+            let Some((_, oldest)) = self.guids_by_time.pop_first() else { break };
+            self.guids.remove(&oldest);
+        }
         self.appended += 1;
-        if self.appended > (2 * self.done.len()).max(1024) {
+        self.compact_if_due()
+    }
+
+    /// Compacts once the log holds twice as many records as a snapshot would.
+    fn compact_if_due(&mut self) -> Result<(), Error> {
+        if self.appended > (2 * (self.done.len() + self.guids.len())).max(1024) {
             self.compact()?;
         }
         Ok(())
+    }
+
+    /// Adds `attempts` to `guid`'s counts, unless the floor has passed `at` already.
+    fn count(&mut self, guid: &str, at: DateTime<Utc>, attempts: Attempts) {
+        if at < self.floor {
+            return;
+        }
+        let before = self.guids.get(guid).map(|entry| entry.newest);
+        count(&mut self.guids, guid, at, attempts);
+        let after = self.guids[guid].newest;
+        if before != Some(after) {
+            if let Some(before) = before {
+                self.guids_by_time.remove(&(before, guid.to_string()));
+            }
+            self.guids_by_time.insert((after, guid.to_string()));
+        }
     }
 
     /// Moves the start back to `origin` (for `--since`): deliveries from `origin` on count
@@ -269,6 +424,10 @@ impl Ledger {
         for (t, id) in &self.by_time {
             text.push_str(&format!("d {id} {}\n", nanos(*t)));
         }
+        for (guid, entry) in &self.guids {
+            let Attempts { api, pushed } = entry.attempts;
+            text.push_str(&format!("g {guid} {api} {pushed} {}\n", nanos(entry.newest)));
+        }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dir.join(format!(".{name}.tmp"));
@@ -292,11 +451,15 @@ impl Ledger {
         result.map_err(|source| Error::Ledger { path: self.path.clone(), action: "written", source })
     }
 
-    /// Drops ids below the floor: the floor covers them.
+    /// Drops ids, and guids whose newest record is, below the floor: the floor covers them.
     fn prune(&mut self) {
         let keep = self.by_time.split_off(&(self.floor, 0));
         for (_, id) in std::mem::replace(&mut self.by_time, keep) {
             self.done.remove(&id);
+        }
+        let keep = self.guids_by_time.split_off(&(self.floor, String::new()));
+        for (_, guid) in std::mem::replace(&mut self.guids_by_time, keep) {
+            self.guids.remove(&guid);
         }
     }
 }
@@ -333,6 +496,34 @@ impl Lock {
     }
 }
 
+/// The upstream secret of a hook hookfwd created (the one GitHub signs with), kept beside its
+/// ledger, mode 0600, so that pushed deliveries can be verified on later runs too.
+pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) -> Result<(), Error> {
+    let path = Ledger::path(dir, hook).with_extension("secret");
+    let failed = |source| Error::Ledger { path: path.clone(), action: "written", source };
+    create_dir(dir).map_err(failed)?;
+    let temp = path.with_extension("secret.tmp");
+    let write = || -> io::Result<()> {
+        let mut file = private().write(true).create(true).truncate(true).open(&temp)?;
+        file.write_all(secret.expose().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(failed)
+}
+
+/// The upstream secret stored for `hook` by [`store_hook_secret`], if any.
+pub fn load_hook_secret(dir: &Path, hook: &HookRef) -> Result<Option<github::Secret>, Error> {
+    let path = Ledger::path(dir, hook).with_extension("secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(github::Secret::new(text.trim().to_string()))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Ledger { path, action: "read", source }),
+    }
+}
+
 /// Open options for a file only the user may read.
 fn private() -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -351,6 +542,19 @@ fn create_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
+}
+
+/// Adds `attempts` to `guid`'s counts in `guids`, noting `at` if it is the newest.
+fn count(guids: &mut HashMap<String, Guid>, guid: &str, at: DateTime<Utc>, attempts: Attempts) {
+    let entry = guids.entry(guid.to_string()).or_insert(Guid { attempts: Attempts::default(), newest: at });
+    entry.attempts.api += attempts.api;
+    entry.attempts.pushed += attempts.pushed;
+    entry.newest = entry.newest.max(at);
+}
+
+/// Whether `guid` can be written as one field of a ledger line: GitHub's are UUIDs.
+fn valid_guid(guid: &str) -> bool {
+    !guid.is_empty() && guid.len() <= 64 && guid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn nanos(t: DateTime<Utc>) -> i64 {
@@ -522,5 +726,71 @@ mod tests {
         let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
         assert!(ledger.is_recorded(5, at(1100)));
         assert!(!ledger.is_recorded(1, at(500)));
+    }
+
+    const GUID: &str = "0b989ba4-242f-11e5-81e1-c7b6966d2516";
+
+    #[test]
+    fn counts_each_guids_attempts_per_path_across_reopening_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+        assert_eq!(ledger.attempts(GUID), Attempts::default());
+        ledger.record_pushed(GUID, at(1)).unwrap();
+        ledger.record_handled(&[(7, at(1), Some(GUID))], None).unwrap();
+        ledger.record_pushed(GUID, at(5)).unwrap();
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 2 });
+        drop(ledger);
+        let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 2 });
+        assert!(ledger.is_recorded(7, at(1)));
+        ledger.compact().unwrap();
+        ledger.record_handled(&[(8, at(5), Some(GUID))], None).unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 2, pushed: 2 }, "snapshot counts plus appends");
+    }
+
+    #[test]
+    fn reads_ledgers_written_before_push_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = nanos(at(10));
+        std::fs::write(Ledger::path(dir.path(), &hook()), format!("{MAGIC}\no 0\nf 0\nc 0\nd 3 {t}\n")).unwrap();
+        let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+        assert!(ledger.is_recorded(3, at(10)));
+        assert_eq!(ledger.attempts(GUID), Attempts::default());
+    }
+
+    #[test]
+    fn a_guids_counts_go_with_its_newest_record_below_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+        ledger.record_pushed(GUID, at(10)).unwrap();
+        ledger.record_handled(&[(1, at(9), Some(GUID))], None).unwrap();
+        let window = WINDOW.as_secs() as i64;
+        ledger.record(2, at(window + 9), None).unwrap();
+        assert_eq!(ledger.floor(), at(9));
+        assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 1 }, "the push at 10 keeps both counts");
+        ledger.record(3, at(window + 11), None).unwrap();
+        assert_eq!(ledger.attempts(GUID), Attempts::default(), "both paths' counts go at once");
+        assert!(ledger.is_recorded(1, at(9)), "below the floor");
+    }
+
+    #[test]
+    fn a_line_with_a_malformed_guid_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Ledger::path(dir.path(), &hook()), format!("{MAGIC}\np not/a-guid 5\n")).unwrap();
+        assert!(Ledger::open(dir.path(), &hook()).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_created_hooks_upstream_secret_is_kept_private_beside_its_ledger() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_hook_secret(dir.path(), &hook()).unwrap().is_none());
+        store_hook_secret(dir.path(), &hook(), &github::Secret::new("upstream")).unwrap();
+        assert_eq!(load_hook_secret(dir.path(), &hook()).unwrap().unwrap().expose(), "upstream");
+        let path = Ledger::path(dir.path(), &hook()).with_extension("secret");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -1,7 +1,8 @@
-//! The hookfwd engine: sources → poller → fetcher → forwarder → ledger.
+//! The hookfwd engine: sources → stream and poller → fetcher → forwarder → ledger.
 //!
-//! [`run`] sets up each source's hook, then polls its deliveries and forwards every
-//! new one to the target, recording it in the ledger only after the target answered.
+//! [`run`] sets up each source's hook, then takes its deliveries from the blackhole's stream
+//! (push mode) and from polling the Deliveries API, and forwards every new one to the target,
+//! recording it in the ledger only after the target answered.
 //! Everything the user should see is sent as an [`Event`]; the CLI renders them.
 
 mod backoff;
@@ -13,13 +14,14 @@ pub mod ledger;
 pub mod rule;
 pub mod service;
 pub mod since;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use engine::run;
 pub use error::Error;
-pub use event::{Event, HookOrigin};
+pub use event::{Event, HookOrigin, Via};
 pub use forward::{Forwarder, Outgoing, Response};
 pub use rule::{Rule, Source, Target};
 
@@ -28,6 +30,8 @@ pub use rule::{Rule, Source, Target};
 pub struct Settings {
     /// Time between polls of an idle source; stretched when the rate budget runs low.
     pub interval: Duration,
+    /// Time between polls while the source's stream is healthy: only a safety net.
+    pub safety_interval: Duration,
     /// Also forward deliveries of this recent past that the ledger has not recorded.
     pub since: Option<Duration>,
     /// Where the ledgers live.
@@ -44,6 +48,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(1),
+            safety_interval: Duration::from_secs(30),
             since: None,
             state_dir: PathBuf::from("."),
             cleanup: false,

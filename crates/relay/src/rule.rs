@@ -85,6 +85,10 @@ pub struct Rule {
     pub events: Vec<String>,
     /// The local secret the forwarded requests are signed with.
     pub secret: Option<Secret>,
+    /// The blackhole's stream token: with it (and a hook URL) the source runs in push mode.
+    pub stream_token: Option<Secret>,
+    /// The secret GitHub signs the hook's deliveries with, for a hook hookfwd did not create.
+    pub hook_secret: Option<Secret>,
 }
 
 /// `--rule` JSON, in the seed's shape.
@@ -100,6 +104,10 @@ struct JsonRule {
     app: bool,
     #[serde(default)]
     secret_env: Option<String>,
+    #[serde(default)]
+    stream_token_env: Option<String>,
+    #[serde(default)]
+    hook_secret_env: Option<String>,
     /// Accepted only to refuse it with a helpful sentence.
     #[serde(default)]
     secret: Option<IgnoredAny>,
@@ -144,6 +152,10 @@ struct TomlRule {
     #[serde(default)]
     secret_env: Option<String>,
     #[serde(default)]
+    stream_token_env: Option<String>,
+    #[serde(default)]
+    hook_secret_env: Option<String>,
+    #[serde(default)]
     secret: Option<IgnoredAny>,
 }
 
@@ -155,6 +167,8 @@ struct RawRule {
     events: Vec<String>,
     app: bool,
     secret_env: Option<String>,
+    stream_token_env: Option<String>,
+    hook_secret_env: Option<String>,
     inline_secret: bool,
 }
 
@@ -196,6 +210,8 @@ impl Rule {
             events,
             app: raw.app,
             secret_env: raw.secret_env,
+            stream_token_env: raw.stream_token_env,
+            hook_secret_env: raw.hook_secret_env,
             inline_secret: raw.secret.is_some(),
         }
         .validate(&env)
@@ -218,6 +234,8 @@ impl Rule {
                     events: raw.events,
                     app: raw.app,
                     secret_env: raw.secret_env,
+                    stream_token_env: raw.stream_token_env,
+                    hook_secret_env: raw.hook_secret_env,
                     inline_secret: raw.secret.is_some(),
                 }
                 .validate(&env)
@@ -265,14 +283,17 @@ impl RawRule {
         if let Some(event) = self.events.iter().find(|e| e.is_empty() || e.chars().any(char::is_whitespace)) {
             return Err(Error::Rule(format!("`events` holds `{event}`, which is not an event name")));
         }
-        let secret = match self.secret_env {
+        let from_env = |field: &str, name: Option<String>| match name {
             Some(name) => match env(&name) {
-                Some(value) if !value.is_empty() => Some(Secret::new(value)),
-                _ => return Err(Error::Rule(format!("`secret_env` names `{name}`, which is not set or empty"))),
+                Some(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
+                _ => Err(Error::Rule(format!("`{field}` names `{name}`, which is not set or empty"))),
             },
-            None => None,
+            None => Ok(None),
         };
-        Ok(Rule { sources, target, hook_url: self.hook_url, events: self.events, secret })
+        let secret = from_env("secret_env", self.secret_env)?;
+        let stream_token = from_env("stream_token_env", self.stream_token_env)?;
+        let hook_secret = from_env("hook_secret_env", self.hook_secret_env)?;
+        Ok(Rule { sources, target, hook_url: self.hook_url, events: self.events, secret, stream_token, hook_secret })
     }
 }
 
@@ -361,6 +382,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`NOPE`"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_stream_token_and_hook_secret_from_named_env_vars() {
+        let env = |name: &str| match name {
+            "BH_TOKEN" => Some("tok".to_string()),
+            "UPSTREAM" => Some("up".to_string()),
+            _ => None,
+        };
+        let rule = Rule::from_toml_with_env(
+            "[[rule]]\nfrom=[\"o/r\"]\nto=\"localhost:1\"\nstream_token_env=\"BH_TOKEN\"\nhook_secret_env=\"UPSTREAM\"\n",
+            env,
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(rule.stream_token.unwrap().expose(), "tok");
+        assert_eq!(rule.hook_secret.unwrap().expose(), "up");
+        let err = Rule::from_json_with_env(r#"{"from":["o/r"],"to":"localhost:1","stream_token_env":"NOPE"}"#, env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`stream_token_env` names `NOPE`"), "{err}");
     }
 
     #[test]

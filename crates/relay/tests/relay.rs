@@ -139,12 +139,15 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         hook_url: Some(hook_url.to_string()),
         events: Vec::new(),
         secret: Some(Secret::new(SECRET)),
+        stream_token: None,
+        hook_secret: None,
     }
 }
 
 fn settings(state: &std::path::Path) -> Settings {
     Settings {
         interval: Duration::from_millis(50),
+        safety_interval: Duration::from_secs(30),
         since: None,
         state_dir: state.to_path_buf(),
         cleanup: false,

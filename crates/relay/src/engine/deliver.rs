@@ -1,4 +1,5 @@
-//! The fetcher and forwarder: fetch payloads a few ahead, forward each in order, record it.
+//! The fetcher and forwarder: fetch listed payloads a few ahead, forward each delivery (listed or
+//! pushed) in order, record it.
 
 use std::sync::Arc;
 
@@ -10,9 +11,9 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument};
 
 use crate::backoff::Backoff;
-use crate::{Error, Event, Outgoing};
+use crate::{Error, Event, Outgoing, Via};
 
-use super::queue::Shared;
+use super::queue::{Pending, Shared};
 use super::{Ctx, GONE_AFTER, SourceRun, blocking, is_auth, wait_after};
 
 /// What fetching a listed delivery gave.
@@ -25,6 +26,8 @@ pub(super) enum Fetched {
     Cancelled,
     /// GitHub refused the credentials (a revoked token): nothing can be fetched any more.
     Refused(github::Error),
+    /// Pushed: nothing to fetch.
+    Pushed,
 }
 
 /// Takes queued deliveries oldest first, fetches a few ahead, forwards each in order, records it.
@@ -62,7 +65,10 @@ pub(super) async fn forward_loop(
     let concurrency = ctx.settings.fetch_concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
     let fetched = taken
-        .map(|item| {
+        .map(|taken| {
+            let Pending::Listed(item) = &taken.pending else {
+                return futures::future::Either::Left(std::future::ready((taken, Fetched::Pushed)));
+            };
             let (ctx, source, cancel, permits) = (ctx.clone(), source.clone(), cancel.clone(), permits.clone());
             let fetching = AbortOnDropHandle::new(tokio::spawn({
                 let item = item.clone();
@@ -72,19 +78,23 @@ pub(super) async fn forward_loop(
                     fetch(&ctx, &source, &item, &cancel).await
                 }
             }));
-            async move {
+            futures::future::Either::Right(async move {
                 let outcome = match fetching.await {
                     Ok(outcome) => outcome,
                     Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                     // Aborted only when the runtime shuts down.
                     Err(_) => Fetched::Cancelled,
                 };
-                (item, outcome)
-            }
+                (taken, outcome)
+            })
         })
         .buffered(2 * concurrency);
     let mut fetched = std::pin::pin!(fetched);
-    while let Some((item, outcome)) = fetched.next().await {
+    while let Some((taken, outcome)) = fetched.next().await {
+        let item = match &taken.pending {
+            Pending::Listed(item) => item.clone(),
+            Pending::Pushed(pushed) => pushed.item(),
+        };
         match outcome {
             Fetched::Cancelled => return Ok(()),
             Fetched::Refused(error) => return Err(Error::GitHub(error)),
@@ -101,13 +111,20 @@ pub(super) async fn forward_loop(
             Fetched::Delivery(delivery) => {
                 let request = Outgoing::from_delivery(&delivery, source.secret.as_ref());
                 drop(delivery);
-                if !deliver(&ctx, &source, &item, &request, &cancel).await {
+                if !deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
+                    return Ok(());
+                }
+            }
+            Fetched::Pushed => {
+                let Pending::Pushed(pushed) = &taken.pending else { continue };
+                let request = Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref());
+                if !deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
                     return Ok(());
                 }
             }
         }
-        let (shared, item) = (shared.clone(), item.clone());
-        blocking(move || shared.record(&item)).await?;
+        let shared = shared.clone();
+        blocking(move || shared.record(&taken)).await?;
     }
     Ok(())
 }
@@ -153,11 +170,12 @@ pub(super) async fn deliver(
     source: &SourceRun,
     item: &DeliveryItem,
     request: &Outgoing,
+    via: Via,
     cancel: &CancellationToken,
 ) -> bool {
     let mut backoff = Backoff::default();
     let mut attempt = 0;
-    ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone() }).await;
+    ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone(), via }).await;
     loop {
         attempt += 1;
         let sent = tokio::select! {
@@ -174,6 +192,7 @@ pub(super) async fn deliver(
                         target: source.forwarder.target().0.clone(),
                         status: response.status,
                         latency: response.latency,
+                        via,
                     })
                     .await;
                 if !response.is_retryable() {

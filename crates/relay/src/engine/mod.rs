@@ -1,5 +1,5 @@
-//! The engine behind [`crate::run`]: hook setup, then per source a poller and a forwarder
-//! sharing a queue of listed deliveries and the ledger.
+//! The engine behind [`crate::run`]: hook setup, then per source a stream task, a poller and a
+//! forwarder sharing a queue of pushed and listed deliveries and the ledger.
 //!
 //! The poller only lists (cheap, small items); the forwarder fetches payloads a few at a
 //! time just ahead of forwarding, so memory stays flat however long the backlog is.
@@ -8,23 +8,25 @@
 //! |---|---|
 //! | [`setup`] | find or create each source's hook |
 //! | [`start`] | where a source starts: now, `--since`, or the ledger |
-//! | [`poller`] | list new deliveries every interval into the queue |
+//! | [`push`] | subscribe to the blackhole, verify pushed deliveries into the queue |
+//! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
 //! | [`queue`] | what the poller and the forwarder share, ledger included |
 //! | [`deliver`] | fetch a few ahead, forward in order, record |
 
 mod deliver;
 mod poller;
+mod push;
 mod queue;
 mod setup;
 mod start;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use github::{DeliveryItem, HookRef, Secret};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -35,8 +37,9 @@ use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
 
 use self::deliver::forward_loop;
 use self::poller::{announce_waits, poll_loop};
+use self::push::{StreamConfig, stream_loop};
 use self::queue::{Shared, lock};
-use self::setup::{SetupFailure, set_up};
+use self::setup::{SetUp, SetupFailure, set_up};
 use self::start::start;
 
 /// How long GitHub keeps deliveries.
@@ -78,6 +81,8 @@ struct SourceRun {
     forwarder: Forwarder,
     /// The local signing secret.
     secret: Option<Secret>,
+    /// Push mode: where to subscribe, with which token, and how to verify.
+    stream: Option<StreamConfig>,
     /// This process's hold on the hook's ledger, for as long as the source runs.
     _lock: Lock,
 }
@@ -133,7 +138,7 @@ pub async fn run(
                 () = cancel.cancelled() => break 'rules,
             };
             match setup {
-                Ok((hook, origin, hook_url, hook_events)) => {
+                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret }) => {
                     if !hooks.insert(hook.clone()) {
                         let error = format!("{name}: its hook is already forwarded by an earlier rule");
                         failures.push(failed(&events, name, error).await);
@@ -149,7 +154,14 @@ pub async fn run(
                             continue;
                         }
                     };
-                    info!(source = %name, hook = %hook, ?origin, "source ready");
+                    let stream = match stream_config(&settings, rule, &hook, hook_url.as_deref(), created_secret) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            failures.push(failed(&events, name, error.to_string()).await);
+                            continue;
+                        }
+                    };
+                    info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
                     events
                         .emit(Event::HookReady {
                             source: name.clone(),
@@ -165,6 +177,7 @@ pub async fn run(
                         hook,
                         forwarder: forwarder.clone(),
                         secret: rule.secret.clone(),
+                        stream,
                         _lock: lock,
                     });
                 }
@@ -279,7 +292,34 @@ async fn failed(events: &Emitter, source: String, error: String) -> String {
     sentence
 }
 
-/// Runs one source until `cancel`: start, then poll and forward side by side.
+/// Push mode for a source, if its rule has a stream token and its hook a URL: the upstream
+/// secret is the one this run created (kept for later runs), `--hook-secret`, or the one kept
+/// when an earlier run created the hook.
+fn stream_config(
+    settings: &Settings,
+    rule: &Rule,
+    hook: &HookRef,
+    hook_url: Option<&str>,
+    created: Option<Secret>,
+) -> Result<Option<StreamConfig>, Error> {
+    // Kept even without a stream token, so that a later run in push mode can verify too.
+    if let Some(secret) = &created {
+        ledger::store_hook_secret(&settings.state_dir, hook, secret)?;
+    }
+    let (Some(token), Some(url)) = (&rule.stream_token, hook_url.and_then(crate::stream::stream_url)) else {
+        return Ok(None);
+    };
+    let upstream = match created {
+        Some(secret) => Some(secret),
+        None => match &rule.hook_secret {
+            Some(secret) => Some(secret.clone()),
+            None => ledger::load_hook_secret(&settings.state_dir, hook)?,
+        },
+    };
+    Ok(Some(StreamConfig { url, token: token.clone(), upstream }))
+}
+
+/// Runs one source until `cancel`: start, then stream, poll and forward side by side.
 async fn forward_source(
     ctx: Arc<Ctx>,
     source: SourceRun,
@@ -287,14 +327,20 @@ async fn forward_source(
     first: Vec<DeliveryItem>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let shared = Arc::new(Shared { queue: Mutex::default(), ledger: Mutex::new(ledger), notify: Notify::new() });
-    shared.enqueue(first);
+    let shared = Arc::new(Shared::new(ledger));
+    let queued = shared.clone();
+    blocking(move || queued.enqueue(first)).await?;
     let source = Arc::new(source);
+    let streaming = stream_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
     let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
     let forwarding = forward_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let result = tokio::try_join!(polling, forwarding).map(|_| ());
+    let result = tokio::try_join!(streaming, polling, forwarding).map(|_| ());
     if result.is_err() {
         cancel.cancel();
+    }
+    if source.stream.is_some() {
+        let rejected = shared.rejected.load(std::sync::atomic::Ordering::Relaxed);
+        ctx.events.emit(Event::Summary { source: source.name.clone(), rejected }).await;
     }
     // Every record was fsynced already; compacting leaves a small file behind.
     let compacted = blocking(move || lock(&shared.ledger).compact()).await;

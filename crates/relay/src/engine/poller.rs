@@ -1,4 +1,6 @@
-//! The poller: lists new deliveries every interval and queues them for the forwarder.
+//! The poller: lists new deliveries every interval and queues them for the forwarder. While the
+//! source's stream is healthy it is only the safety net, listing every `--safety-interval`
+//! (a conditional request, free when nothing changed); a doorbell makes it list at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +74,7 @@ pub(super) async fn poll_loop(
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = shared.poll_now.notified() => {}
             () = cancel.cancelled() => return Ok(()),
         }
         let polled = tokio::select! {
@@ -80,18 +83,21 @@ pub(super) async fn poll_loop(
         };
         let rate = ctx.client.rate_limit();
         match polled {
-            Ok((added, deep)) => {
+            Ok((found, deep)) => {
                 backoff.reset();
+                let queued = shared.clone();
+                let added = blocking(move || queued.enqueue(found)).await?;
                 if deep {
                     last_deep_scan = tokio::time::Instant::now();
                 }
                 let backlog = shared.backlog();
                 debug!(hook = %source.hook, added, backlog, "polled");
                 ctx.events.emit(Event::Polled { hook: source.hook.clone(), at: Utc::now(), backlog, rate }).await;
-                let shared = shared.clone();
-                blocking(move || lock(&shared.ledger).checked(Utc::now())).await?;
-                wait = poll_interval(ctx.settings.interval, rate, ctx.sources, Utc::now());
-                if wait > ctx.settings.interval {
+                let checked = shared.clone();
+                blocking(move || lock(&checked.ledger).checked(Utc::now())).await?;
+                let base = if shared.safety_only() { ctx.settings.safety_interval } else { ctx.settings.interval };
+                wait = poll_interval(base, rate, ctx.sources, Utc::now());
+                if wait > base {
                     let until = TimeDelta::from_std(wait)
                         .ok()
                         .and_then(|wait| Utc::now().checked_add_signed(wait))
@@ -125,12 +131,12 @@ pub(super) async fn poll_once(
     resume: &mut Option<Resume>,
     newest_listed: &mut Option<DateTime<Utc>>,
     deep: bool,
-) -> Result<(usize, bool), github::Error> {
+) -> Result<(Vec<DeliveryItem>, bool), github::Error> {
     let client = &ctx.client;
     let mut state = match client.list_deliveries(&source.hook, PER_PAGE).await? {
         Listing::NotModified => match resume.take() {
             Some(state) => state,
-            None => return Ok((0, false)),
+            None => return Ok((Vec::new(), false)),
         },
         Listing::Page(mut page) => {
             warn_skipped(ctx, std::mem::take(&mut page.skipped)).await;
@@ -153,7 +159,11 @@ pub(super) async fn poll_once(
             // A list that loops or never ends: keep what it gave, and start afresh next time
             // (following the same link again would only fail again).
             Err(error @ (github::Error::PagingLoop { .. } | github::Error::TooManyPages { .. })) => {
-                shared.enqueue(state.found);
+                // Rare enough to claim on this thread; a ledger that cannot be written stops the
+                // forwarder at its next record anyway.
+                if let Err(ledger) = shared.enqueue(state.found) {
+                    debug!(hook = %source.hook, error = %ledger, "could not queue what the list gave");
+                }
                 return Err(error);
             }
             Err(error) => {
@@ -163,7 +173,7 @@ pub(super) async fn poll_once(
         }
     }
     *newest_listed = (*newest_listed).max(state.newest);
-    Ok((shared.enqueue(state.found), state.deep))
+    Ok((state.found, state.deep))
 }
 
 /// One warning per listed item that could not be read.

@@ -1,35 +1,183 @@
-//! The queue of listed deliveries and the ledger, shared by a source's poller and forwarder.
+//! The queue of deliveries to forward, from both paths, and the ledger, shared by a source's
+//! poller, stream and forwarder.
+//!
+//! The identity rule lives in [`crate::ledger`]: each attempt of a guid is forwarded once. Here
+//! it is applied to what is queued or in flight as well as to what is recorded, so neither path
+//! forwards (or fetches) what the other is still forwarding. When one path finds the other busy
+//! with the same attempt, it leaves an IOU ("owed") that is recorded as a claim the moment the
+//! busy attempt is recorded, which keeps the two counts even.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use github::DeliveryItem;
 use tokio::sync::Notify;
 
 use crate::Error;
-use crate::ledger::Ledger;
+use crate::ledger::{Attempts, Handled, Ledger};
 
-/// Listed deliveries waiting to be forwarded, oldest first, and those being forwarded.
-#[derive(Default)]
-pub(super) struct Queue {
-    /// Listed, not yet taken.
-    pending: BTreeMap<(DateTime<Utc>, u64), DeliveryItem>,
-    /// Taken by the forwarder, not yet recorded.
-    in_flight: BTreeSet<(DateTime<Utc>, u64)>,
-    /// Ids of both.
-    ids: HashSet<u64>,
+/// How far before its `received_at` (the blackhole's clock) a pushed delivery holds the floor
+/// back: GitHub's `delivered_at` for it is a little earlier, and the clocks may differ.
+const PUSH_MARGIN: TimeDelta = TimeDelta::seconds(60);
+
+/// A delivery the blackhole pushed: GitHub's exact bytes and headers.
+#[derive(Debug)]
+pub(crate) struct Pushed {
+    /// `X-GitHub-Delivery`.
+    pub(crate) guid: String,
+    /// `X-GitHub-Event`.
+    pub(crate) event: String,
+    /// The payload's `action`, if any.
+    pub(crate) action: Option<String>,
+    /// When the blackhole finished reading it.
+    pub(crate) received_at: DateTime<Utc>,
+    /// GitHub's headers as the blackhole saw them, names lower-case.
+    pub(crate) headers: Vec<(String, String)>,
+    /// The exact body bytes.
+    pub(crate) body: Vec<u8>,
 }
 
-/// The state a source's poller and forwarder share.
+impl Pushed {
+    /// What the feed shows for it: a listed-delivery look-alike, without an id (GitHub gave none).
+    pub(crate) fn item(&self) -> DeliveryItem {
+        DeliveryItem {
+            id: 0,
+            guid: self.guid.clone(),
+            delivered_at: self.received_at,
+            redelivery: false,
+            duration: 0.0,
+            status: "OK".into(),
+            status_code: 200,
+            event: self.event.clone(),
+            action: self.action.clone(),
+            installation_id: None,
+            repository_id: None,
+            throttled_at: None,
+        }
+    }
+}
+
+/// One delivery waiting to be forwarded.
+#[derive(Debug, Clone)]
+pub(super) enum Pending {
+    /// Listed by the poller: its payload must be fetched.
+    Listed(DeliveryItem),
+    /// Pushed by the blackhole: forwarded as it is.
+    Pushed(Arc<Pushed>),
+}
+
+impl Pending {
+    /// Where it sorts: oldest first, listed by id, pushed in arrival order.
+    fn key(&self, seq: u64) -> (DateTime<Utc>, Key) {
+        match self {
+            Self::Listed(item) => (item.delivered_at, Key::Listed(item.id)),
+            Self::Pushed(pushed) => (pushed.received_at, Key::Pushed(seq)),
+        }
+    }
+}
+
+/// Tells queued deliveries apart within one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    /// A listed delivery, by id.
+    Listed(u64),
+    /// A pushed delivery, by arrival.
+    Pushed(u64),
+}
+
+/// What became of a pushed delivery handed to [`Shared::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PushOutcome {
+    /// Queued for the forwarder.
+    Queued,
+    /// Already handled through the API: recorded as a claim, not forwarded.
+    Claimed,
+    /// The API path is forwarding it now: claimed once that is recorded.
+    Owed,
+    /// Older than the floor: handled long ago.
+    Old,
+}
+
+/// Deliveries waiting to be forwarded, oldest first, and those being forwarded.
+#[derive(Default)]
+pub(super) struct Queue {
+    /// Not yet taken, with each one's sort key.
+    pending: BTreeMap<(DateTime<Utc>, Key), Pending>,
+    /// Taken by the forwarder, not yet recorded.
+    in_flight: BTreeSet<(DateTime<Utc>, Key)>,
+    /// Ids of the listed deliveries among both, and of those owed.
+    ids: HashSet<u64>,
+    /// Per guid: attempts queued or in flight on each path.
+    busy: HashMap<String, Attempts>,
+    /// Listed deliveries the stream is forwarding: claimed when it is recorded.
+    owed_listed: HashMap<String, Vec<(u64, DateTime<Utc>)>>,
+    /// Pushed attempts the API path is forwarding: claimed when it is recorded.
+    owed_pushed: HashMap<String, Vec<DateTime<Utc>>>,
+    /// Numbers pushed deliveries in arrival order.
+    next_seq: u64,
+}
+
+impl Queue {
+    /// The oldest delivery still waiting, other than `except`: the floor must not pass it.
+    fn keep_from(&self, except: Option<&(DateTime<Utc>, Key)>) -> Option<DateTime<Utc>> {
+        let holds = |(t, key): &(DateTime<Utc>, Key)| match key {
+            Key::Listed(_) => *t,
+            Key::Pushed(_) => t.checked_sub_signed(PUSH_MARGIN).unwrap_or(*t),
+        };
+        let pending = self.pending.keys().map(holds).min();
+        let in_flight = self.in_flight.iter().filter(|key| Some(*key) != except).map(holds).min();
+        match (pending, in_flight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn busy(&self, guid: &str) -> Attempts {
+        self.busy.get(guid).copied().unwrap_or_default()
+    }
+
+    fn add_busy(&mut self, guid: &str, api: i64, pushed: i64) {
+        let entry = self.busy.entry(guid.to_string()).or_default();
+        entry.api = (i64::from(entry.api) + api).max(0) as u32;
+        entry.pushed = (i64::from(entry.pushed) + pushed).max(0) as u32;
+        if *entry == Attempts::default() {
+            self.busy.remove(guid);
+        }
+    }
+}
+
+/// The state a source's poller, stream and forwarder share.
 pub(super) struct Shared {
     /// Lock order: `queue`, then `ledger`.
     pub(super) queue: Mutex<Queue>,
     /// The durable record.
     pub(super) ledger: Mutex<Ledger>,
-    /// Wakes the forwarder when the poller queued something.
+    /// Wakes the forwarder when something was queued.
     pub(super) notify: Notify,
+    /// Wakes the poller at once: the stream (re)connected without resuming, or rang the doorbell.
+    pub(super) poll_now: Notify,
+    /// Whether the stream is connected and healthy, so the poller only needs the safety interval.
+    pub(super) streaming: AtomicBool,
+    /// Pushed deliveries whose signature did not verify.
+    pub(super) rejected: AtomicU64,
+    /// Body bytes of pushed deliveries queued or in flight, against [`MAX_PUSHED_BYTES`].
+    pushed_bytes: AtomicU64,
+    /// Wakes the stream task when a pushed delivery was recorded, so there is room again.
+    pub(super) room: Notify,
+    /// Until when the poller keeps to `--interval` after a doorbell: GitHub lists a delivery only
+    /// once its attempt has finished, which can be a little after the blackhole pushed it.
+    pub(super) doorbell_until: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The most body bytes of pushed deliveries held at once: beyond it the stream task stops
+/// reading, so a slow handler makes the blackhole drop this subscriber (it resumes later, or the
+/// API catches up) rather than grow hookfwd's memory.
+pub(super) const MAX_PUSHED_BYTES: u64 = 32 << 20;
+
+/// How long after a doorbell the poller keeps polling at `--interval`.
+pub(super) const DOORBELL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves consistent data here: every update is a single step.
@@ -37,62 +185,332 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Shared state around `ledger`, with nothing queued.
+    pub(super) fn new(ledger: Ledger) -> Self {
+        Self {
+            queue: Mutex::default(),
+            ledger: Mutex::new(ledger),
+            notify: Notify::new(),
+            poll_now: Notify::new(),
+            streaming: AtomicBool::new(false),
+            rejected: AtomicU64::new(0),
+            pushed_bytes: AtomicU64::new(0),
+            room: Notify::new(),
+            doorbell_until: Mutex::new(None),
+        }
+    }
+
+    /// Makes the poller list at once, and keep to `--interval` for [`DOORBELL`].
+    pub(super) fn ring(&self) {
+        *lock(&self.doorbell_until) = Some(tokio::time::Instant::now() + DOORBELL);
+        self.poll_now.notify_one();
+    }
+
+    /// Whether the poller may keep to the safety interval: the stream is healthy and no doorbell rang lately.
+    pub(super) fn safety_only(&self) -> bool {
+        self.is_streaming() && lock(&self.doorbell_until).is_none_or(|until| tokio::time::Instant::now() >= until)
+    }
+
     pub(super) fn floor(&self) -> DateTime<Utc> {
         lock(&self.ledger).floor()
     }
 
-    /// Whether a listed delivery is already handled or waiting.
+    /// Whether another pushed delivery may be queued now (always, when none is held).
+    pub(super) fn has_room(&self) -> bool {
+        let held = self.pushed_bytes.load(Ordering::Relaxed);
+        held == 0 || held < MAX_PUSHED_BYTES
+    }
+
+    /// Whether the stream is healthy.
+    pub(super) fn is_streaming(&self) -> bool {
+        self.streaming.load(Ordering::Relaxed)
+    }
+
+    /// Whether a listed delivery is already handled, waiting, or owed.
     pub(super) fn is_known(&self, item: &DeliveryItem) -> bool {
         let queue = lock(&self.queue);
         queue.ids.contains(&item.id) || lock(&self.ledger).is_recorded(item.id, item.delivered_at)
     }
 
-    /// Queues the deliveries not yet handled or waiting; returns how many.
-    pub(super) fn enqueue(&self, items: Vec<DeliveryItem>) -> usize {
+    /// Queues the listed deliveries not yet handled or waiting, and claims those the stream
+    /// brought (blocking: a claim fsyncs); returns how many were queued.
+    pub(super) fn enqueue(&self, items: Vec<DeliveryItem>) -> Result<usize, Error> {
         let mut queue = lock(&self.queue);
-        let ledger = lock(&self.ledger);
+        let mut ledger = lock(&self.ledger);
         let mut added = 0;
-        for item in items {
+        let mut claims: Vec<&DeliveryItem> = Vec::new();
+        let mut claimed: HashMap<&str, u32> = HashMap::new();
+        for item in &items {
             if queue.ids.contains(&item.id) || ledger.is_recorded(item.id, item.delivered_at) {
                 continue;
             }
-            queue.ids.insert(item.id);
-            queue.pending.insert((item.delivered_at, item.id), item);
-            added += 1;
+            let done = ledger.attempts(&item.guid);
+            let busy = queue.busy(&item.guid);
+            let api = done.api + claimed.get(item.guid.as_str()).copied().unwrap_or(0);
+            if done.pushed > api {
+                // The stream forwarded this attempt: record it, spend no GET.
+                *claimed.entry(&item.guid).or_default() += 1;
+                claims.push(item);
+            } else if done.pushed + busy.pushed > api + busy.api {
+                // The stream is forwarding it now.
+                queue.ids.insert(item.id);
+                queue.owed_listed.entry(item.guid.clone()).or_default().push((item.id, item.delivered_at));
+            } else {
+                queue.ids.insert(item.id);
+                queue.add_busy(&item.guid, 1, 0);
+                queue.pending.insert(Pending::Listed(item.clone()).key(0), Pending::Listed(item.clone()));
+                added += 1;
+            }
+        }
+        if !claims.is_empty() {
+            let handled: Vec<Handled<'_>> =
+                claims.iter().map(|item| (item.id, item.delivered_at, Some(item.guid.as_str()))).collect();
+            ledger.record_handled(&handled, queue.keep_from(None))?;
         }
         drop(ledger);
         drop(queue);
         if added > 0 {
             self.notify.notify_one();
         }
-        added
+        Ok(added)
     }
 
-    /// Takes the oldest waiting delivery.
-    pub(super) fn take_next(&self) -> Option<DeliveryItem> {
+    /// Queues a pushed delivery unless the API path handled it or is handling it (blocking: a
+    /// claim fsyncs).
+    pub(super) fn push(&self, pushed: Pushed) -> Result<PushOutcome, Error> {
         let mut queue = lock(&self.queue);
-        let (key, item) = queue.pending.pop_first()?;
+        let mut ledger = lock(&self.ledger);
+        if pushed.received_at < ledger.floor() {
+            return Ok(PushOutcome::Old);
+        }
+        let done = ledger.attempts(&pushed.guid);
+        let busy = queue.busy(&pushed.guid);
+        if done.api > done.pushed {
+            ledger.record_pushed(&pushed.guid, pushed.received_at)?;
+            return Ok(PushOutcome::Claimed);
+        }
+        if done.api + busy.api > done.pushed + busy.pushed {
+            queue.owed_pushed.entry(pushed.guid.clone()).or_default().push(pushed.received_at);
+            return Ok(PushOutcome::Owed);
+        }
+        drop(ledger);
+        self.pushed_bytes.fetch_add(pushed.body.len() as u64, Ordering::Relaxed);
+        queue.add_busy(&pushed.guid, 0, 1);
+        let seq = queue.next_seq;
+        queue.next_seq += 1;
+        let pending = Pending::Pushed(Arc::new(pushed));
+        queue.pending.insert(pending.key(seq), pending);
+        drop(queue);
+        self.notify.notify_one();
+        Ok(PushOutcome::Queued)
+    }
+
+    /// Takes the oldest waiting delivery, with the key to record it by.
+    pub(super) fn take_next(&self) -> Option<Taken> {
+        let mut queue = lock(&self.queue);
+        let (key, pending) = queue.pending.pop_first()?;
         queue.in_flight.insert(key);
-        Some(item)
+        Some(Taken { key, pending })
     }
 
+    /// Deliveries queued or in flight.
     pub(super) fn backlog(&self) -> usize {
-        lock(&self.queue).ids.len()
+        let queue = lock(&self.queue);
+        queue.pending.len() + queue.in_flight.len()
     }
 
-    /// Records a handled delivery in the ledger (blocking: it fsyncs).
-    pub(super) fn record(&self, item: &DeliveryItem) -> Result<(), Error> {
-        let key = (item.delivered_at, item.id);
+    /// Records a handled delivery in the ledger, and the claims it was owed (blocking: it fsyncs).
+    pub(super) fn record(&self, taken: &Taken) -> Result<(), Error> {
         let mut queue = lock(&self.queue);
-        let oldest_pending = queue.pending.first_key_value().map(|(k, _)| k.0);
-        let oldest_in_flight = queue.in_flight.iter().find(|k| **k != key).map(|k| k.0);
-        let keep_from = match (oldest_pending, oldest_in_flight) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        lock(&self.ledger).record(item.id, item.delivered_at, keep_from)?;
-        queue.in_flight.remove(&key);
-        queue.ids.remove(&item.id);
+        let keep_from = queue.keep_from(Some(&taken.key));
+        let mut ledger = lock(&self.ledger);
+        match &taken.pending {
+            Pending::Listed(item) => {
+                ledger.record_handled(&[(item.id, item.delivered_at, Some(item.guid.as_str()))], keep_from)?;
+                if let Some(received_at) = pop(&mut queue.owed_pushed, &item.guid) {
+                    ledger.record_pushed(&item.guid, received_at)?;
+                }
+                queue.ids.remove(&item.id);
+                queue.add_busy(&item.guid, -1, 0);
+            }
+            Pending::Pushed(pushed) => {
+                ledger.record_pushed(&pushed.guid, pushed.received_at)?;
+                if let Some((id, delivered_at)) = pop(&mut queue.owed_listed, &pushed.guid) {
+                    ledger.record_handled(&[(id, delivered_at, Some(pushed.guid.as_str()))], keep_from)?;
+                    queue.ids.remove(&id);
+                }
+                queue.add_busy(&pushed.guid, 0, -1);
+                self.pushed_bytes.fetch_sub(pushed.body.len() as u64, Ordering::Relaxed);
+                self.room.notify_one();
+            }
+        }
+        queue.in_flight.remove(&taken.key);
         Ok(())
+    }
+}
+
+/// A delivery the forwarder took, and where it sat in the queue.
+#[derive(Debug, Clone)]
+pub(super) struct Taken {
+    /// Its place in the queue.
+    key: (DateTime<Utc>, Key),
+    /// The delivery.
+    pub(super) pending: Pending,
+}
+
+/// Takes one owed entry of `guid`, the oldest.
+fn pop<T>(owed: &mut HashMap<String, Vec<T>>, guid: &str) -> Option<T> {
+    let list = owed.get_mut(guid)?;
+    let first = (!list.is_empty()).then(|| list.remove(0));
+    if list.is_empty() {
+        owed.remove(guid);
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use github::HookRef;
+
+    const GUID: &str = "0b989ba4-242f-11e5-81e1-c7b6966d2516";
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn shared(dir: &std::path::Path) -> Shared {
+        let hook = HookRef::Repo { owner: "o".into(), repo: "r".into(), id: 1 };
+        Shared::new(Ledger::create(dir, &hook, at(0), [], at(0)).unwrap())
+    }
+
+    fn listed(id: u64, t: i64) -> DeliveryItem {
+        let mut item = pushed(t).item();
+        item.id = id;
+        item.delivered_at = at(t);
+        item
+    }
+
+    fn pushed(t: i64) -> Pushed {
+        Pushed {
+            guid: GUID.into(),
+            event: "issues".into(),
+            action: None,
+            received_at: at(t),
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    /// Forwards whatever is queued, as the forwarder would; returns what it took.
+    fn forward_all(shared: &Shared) -> Vec<Pending> {
+        let mut forwarded = Vec::new();
+        while let Some(taken) = shared.take_next() {
+            shared.record(&taken).unwrap();
+            forwarded.push(taken.pending);
+        }
+        forwarded
+    }
+
+    #[test]
+    fn a_pushed_delivery_is_claimed_by_the_poll_without_a_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Queued);
+        assert_eq!(forward_all(&shared).len(), 1);
+        assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 0, "claimed, not queued");
+        assert!(lock(&shared.ledger).is_recorded(1, at(10)));
+        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 1, pushed: 1 });
+    }
+
+    #[test]
+    fn a_listed_delivery_is_not_pushed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
+        assert_eq!(forward_all(&shared).len(), 1);
+        assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed);
+        assert!(forward_all(&shared).is_empty());
+    }
+
+    #[test]
+    fn a_redelivery_is_forwarded_once_whichever_path_sees_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        // The original through the stream, then listed.
+        shared.push(pushed(10)).unwrap();
+        forward_all(&shared);
+        shared.enqueue(vec![listed(1, 10)]).unwrap();
+        // The redelivery: listed first this time, then pushed.
+        assert_eq!(shared.enqueue(vec![listed(2, 20), listed(1, 10)]).unwrap(), 1);
+        assert_eq!(forward_all(&shared).len(), 1);
+        assert_eq!(shared.push(pushed(20)).unwrap(), PushOutcome::Claimed);
+        // A third attempt through the stream only.
+        assert_eq!(shared.push(pushed(30)).unwrap(), PushOutcome::Queued);
+        assert_eq!(forward_all(&shared).len(), 1);
+        assert_eq!(shared.enqueue(vec![listed(3, 30), listed(2, 20), listed(1, 10)]).unwrap(), 0);
+        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 3, pushed: 3 });
+    }
+
+    #[test]
+    fn neither_path_takes_what_the_other_has_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        shared.push(pushed(10)).unwrap();
+        let taken = shared.take_next().unwrap();
+        // The safety poll lists it while the handler is slow: no fetch, no second forward.
+        assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 0);
+        assert!(shared.take_next().is_none());
+        shared.record(&taken).unwrap();
+        assert!(lock(&shared.ledger).is_recorded(1, at(10)), "claimed when the push was recorded");
+
+        // And the reverse: the API path is forwarding when the push arrives.
+        shared.enqueue(vec![listed(2, 20)]).unwrap();
+        let taken = shared.take_next().unwrap();
+        assert_eq!(shared.push(pushed(20)).unwrap(), PushOutcome::Owed);
+        shared.record(&taken).unwrap();
+        assert!(shared.take_next().is_none());
+        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 2, pushed: 2 }, "the counts stay even");
+    }
+
+    #[test]
+    fn a_pushed_delivery_below_the_floor_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        let window = crate::ledger::WINDOW.as_secs() as i64;
+        shared.enqueue(vec![listed(1, window + 100)]).unwrap();
+        forward_all(&shared);
+        assert_eq!(shared.push(pushed(50)).unwrap(), PushOutcome::Old);
+    }
+
+    #[test]
+    fn a_waiting_push_holds_the_floor_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        let window = crate::ledger::WINDOW.as_secs() as i64;
+        shared.push(pushed(100)).unwrap();
+        let mut other = listed(1, window + 1000);
+        other.guid = "another-guid".into();
+        assert_eq!(shared.enqueue(vec![other]).unwrap(), 1);
+        // The listed one is newer but forwarded while the push waits.
+        let mut queue = lock(&shared.queue);
+        let (key, pending) = queue.pending.pop_last().unwrap();
+        queue.in_flight.insert(key);
+        drop(queue);
+        shared.record(&Taken { key, pending }).unwrap();
+        assert!(shared.floor() <= at(100) - PUSH_MARGIN, "{}", shared.floor());
+    }
+
+    #[test]
+    fn pushed_bodies_held_are_bounded_until_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        assert!(shared.has_room());
+        let mut big = pushed(10);
+        big.body = vec![b' '; MAX_PUSHED_BYTES as usize];
+        shared.push(big).unwrap();
+        assert!(!shared.has_room(), "the stream stops reading");
+        forward_all(&shared);
+        assert!(shared.has_room());
     }
 }

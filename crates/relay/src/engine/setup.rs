@@ -1,6 +1,6 @@
 //! Hook setup: find the source's hook by its URL, or create it.
 
-use github::{HookConfig, HookRef, NewHook};
+use github::{HookConfig, HookRef, NewHook, Secret};
 use tracing::warn;
 
 use crate::{HookOrigin, Rule, Source};
@@ -13,14 +13,32 @@ pub(super) enum SetupFailure {
     GitHub(github::Error),
 }
 
+/// A source's hook, found or created.
+pub(super) struct SetUp {
+    /// The hook.
+    pub(super) hook: HookRef,
+    /// Found, created, or the App's.
+    pub(super) origin: HookOrigin,
+    /// Its URL (the blackhole).
+    pub(super) hook_url: Option<String>,
+    /// The events it is subscribed to.
+    pub(super) events: Vec<String>,
+    /// The secret GitHub signs its deliveries with, when this run created it.
+    pub(super) created_secret: Option<Secret>,
+}
+
 /// Finds the source's hook by URL, or creates it.
-pub(super) async fn set_up(
-    client: &github::Client,
-    rule: &Rule,
-    source: &Source,
-) -> Result<(HookRef, HookOrigin, Option<String>, Vec<String>), SetupFailure> {
+pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source) -> Result<SetUp, SetupFailure> {
     let owner = match source {
-        Source::App => return Ok((HookRef::App, HookOrigin::App, rule.hook_url.clone(), rule.events.clone())),
+        Source::App => {
+            return Ok(SetUp {
+                hook: HookRef::App,
+                origin: HookOrigin::App,
+                hook_url: rule.hook_url.clone(),
+                events: rule.events.clone(),
+                created_secret: None,
+            });
+        }
         Source::Owner(owner) => owner,
     };
     let Some(url) = rule.hook_url.as_deref() else {
@@ -37,8 +55,15 @@ pub(super) async fn set_up(
                 "the hook is inactive, so GitHub records no deliveries for it; activate it in the repository settings"
             );
         }
-        return Ok((owner.hook(hook.id), HookOrigin::Found, hook.config.url.clone(), hook.events.clone()));
+        return Ok(SetUp {
+            hook: owner.hook(hook.id),
+            origin: HookOrigin::Found,
+            hook_url: hook.config.url.clone(),
+            events: hook.events.clone(),
+            created_secret: None,
+        });
     }
+    let secret = Secret::new(random_secret());
     let events = if rule.events.is_empty() { vec!["*".to_string()] } else { rule.events.clone() };
     let new = NewHook {
         name: "web".into(),
@@ -47,12 +72,18 @@ pub(super) async fn set_up(
         config: HookConfig {
             url: Some(url.to_string()),
             content_type: Some("json".into()),
-            secret: Some(random_secret()),
+            secret: Some(secret.expose().to_string()),
             insecure_ssl: Some(serde_json::Value::String("0".into())),
         },
     };
     let hook = client.create_hook(owner, &new).await.map_err(SetupFailure::GitHub)?;
-    Ok((owner.hook(hook.id), HookOrigin::Created, Some(url.to_string()), hook.events))
+    Ok(SetUp {
+        hook: owner.hook(hook.id),
+        origin: HookOrigin::Created,
+        hook_url: Some(url.to_string()),
+        events: hook.events,
+        created_secret: Some(secret),
+    })
 }
 
 /// 32 random bytes as hex: the hook's secret at GitHub, which only the blackhole would see.

@@ -77,11 +77,9 @@ fn answer(request: &Request<Incoming>, monitor: &Monitor) -> Response<Full<Bytes
                 reply(StatusCode::SERVICE_UNAVAILABLE, "application/json", format!("{body}\n"))
             }
         },
-        "/metrics" => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            monitor.metrics_text(),
-        ),
+        "/metrics" => {
+            reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", monitor.metrics_text())
+        }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "try /healthz, /readyz or /metrics\n".into()),
     }
 }

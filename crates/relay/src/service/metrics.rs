@@ -25,7 +25,7 @@ pub(super) struct Metrics {
     pub github_requests: Family<Labels, Counter>,
     /// `hookfwd_github_rate_limit_remaining`: calls left in GitHub's window, as of the last poll.
     pub rate_remaining: Gauge,
-    /// `hookfwd_last_progress_timestamp_seconds{source}`: the last successful poll, Unix seconds.
+    /// `hookfwd_last_progress_timestamp_seconds{source}`: the last successful poll or stream message, Unix seconds.
     pub last_progress: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
@@ -75,7 +75,7 @@ impl Metrics {
         );
         registry.register(
             "hookfwd_last_progress_timestamp_seconds",
-            "When the source last made progress (a successful poll), in Unix seconds",
+            "When the source last made progress (a successful poll or stream message), in Unix seconds",
             metrics.last_progress.clone(),
         );
         metrics

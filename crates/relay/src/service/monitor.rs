@@ -57,7 +57,7 @@ struct SourceHealth {
     failed: Option<String>,
     /// When it was set up.
     set_up: Instant,
-    /// The last successful poll.
+    /// The last successful poll or stream message.
     progress: Option<Instant>,
     /// Since when deliveries have been waiting with none forwarded, if any are waiting.
     busy_since: Option<Instant>,
@@ -129,6 +129,16 @@ impl Monitor {
                     metrics.rate_remaining.set(i64::from(remaining));
                 }
             }
+            Event::StreamAlive { hook } => {
+                let Some(name) = state.hooks.get(hook).cloned() else { return };
+                if let Some(health) = state.sources.get_mut(&name) {
+                    health.progress = Some(now);
+                }
+                metrics
+                    .last_progress
+                    .get_or_create(&vec![("source", name)])
+                    .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+            }
             Event::Answered { hook, item, status, latency, .. } => {
                 let name = state.hooks.get(hook).cloned().unwrap_or_else(|| hook.to_string());
                 let labels: Labels = vec![("source", name.clone()), ("status_class", status_class(*status))];
@@ -170,7 +180,7 @@ impl Monitor {
                     )),
                     None => None,
                     Some(at) if now.duration_since(at) > self.inner.fresh => Some(format!(
-                        "no successful poll for {}s (more than {}s){}",
+                        "no successful poll or stream message for {}s (more than {}s){}",
                         now.duration_since(at).as_secs(),
                         self.inner.fresh.as_secs(),
                         health.last_error_suffix()
@@ -199,7 +209,7 @@ impl Monitor {
             let since = health.progress.unwrap_or(health.set_up);
             if now.duration_since(since) > max_stall {
                 return Some(format!(
-                    "{name} made no progress (no successful poll) for longer than --max-stall {limit}{}",
+                    "{name} made no progress (no successful poll or stream message) for longer than --max-stall {limit}{}",
                     health.last_error_suffix()
                 ));
             }
@@ -299,7 +309,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(31)).await;
         let not_ready = monitor.readiness().unwrap_err();
         assert_eq!(not_ready[0].source.as_deref(), Some("octo/hello"));
-        assert!(not_ready[0].reason.contains("no successful poll for 31s"), "{not_ready:?}");
+        assert!(not_ready[0].reason.contains("no successful poll or stream message for 31s"), "{not_ready:?}");
         polled(&monitor, 0);
         assert_eq!(monitor.readiness(), Ok(()));
     }

@@ -1,0 +1,291 @@
+//! The stream task: subscribes to the blackhole, verifies each pushed delivery with the hook's
+//! upstream secret and queues it; rings the poller whenever the API must fill a gap.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::Utc;
+use github::Secret;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use url::Url;
+
+use crate::backoff::Backoff;
+use crate::stream::{self, Answer, Frame, Hello, Parser, PushedDelivery};
+use crate::{Error, Event};
+
+use super::queue::{PushOutcome, Pushed, Shared};
+use super::{Ctx, SourceRun, blocking};
+
+/// Where and how a source subscribes.
+#[derive(Debug, Clone)]
+pub(super) struct StreamConfig {
+    /// The hook URL without its query: the blackhole's origin and the hook's path.
+    pub(super) url: Url,
+    /// The blackhole's stream token.
+    pub(super) token: Secret,
+    /// The secret GitHub signs the hook's deliveries with; without it a push only rings the doorbell.
+    pub(super) upstream: Option<Secret>,
+}
+
+/// How one connection ended.
+enum Ended {
+    /// The run stopped.
+    Cancelled,
+    /// The stream broke; the reason, for the status line.
+    Dropped(String),
+}
+
+/// Warnings given once per run, so a flood of bad events is one line.
+#[derive(Default)]
+struct Warned {
+    refused: bool,
+    forged: bool,
+    malformed: bool,
+    too_large: bool,
+}
+
+/// Subscribes, reads and reconnects until `cancel`. A token refused on the very first attempt
+/// ends the run ([`Error::StreamRefused`]); afterwards everything is a warning while polling
+/// carries on at `--interval`.
+pub(super) async fn stream_loop(
+    ctx: Arc<Ctx>,
+    source: Arc<SourceRun>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let Some(config) = source.stream.clone() else { return Ok(()) };
+    let http = stream::client();
+    let mut backoff = Backoff::default();
+    let mut last_id: Option<String> = None;
+    let mut first_attempt = true;
+    let mut warned = Warned::default();
+    let origin = config.url.origin().ascii_serialization();
+    loop {
+        let answer = tokio::select! {
+            answer = stream::subscribe(&http, &config.url, &config.token, last_id.as_deref()) => answer,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let reason = match answer {
+            Answer::Streaming(response) => {
+                let ended = read(&ctx, &source, &shared, &config, response, &mut last_id, &mut warned, &cancel);
+                match ended.await? {
+                    Ended::Cancelled => return Ok(()),
+                    Ended::Dropped(reason) => {
+                        // Healthy until now: its hello reset the backoff.
+                        if shared.streaming.swap(false, Ordering::Relaxed) {
+                            backoff.reset();
+                            ctx.events
+                                .emit(Event::StreamDown { hook: source.hook.clone(), reason: reason.clone() })
+                                .await;
+                        }
+                        reason
+                    }
+                }
+            }
+            Answer::Refused if first_attempt => return Err(Error::StreamRefused { url: origin }),
+            Answer::Refused => {
+                if !std::mem::replace(&mut warned.refused, true) {
+                    warn(&ctx, format!("the blackhole at {origin} refused the stream token; polling meanwhile")).await;
+                }
+                "the stream token was refused".to_string()
+            }
+            Answer::NotStreaming => {
+                warn(
+                    &ctx,
+                    format!(
+                        "the blackhole at {origin} does not stream; start it with --stream-token (or \
+                         BLACKHOLE_STREAM_TOKEN) for push mode. Polling every {} meanwhile",
+                        humantime::format_duration(ctx.settings.interval)
+                    ),
+                )
+                .await;
+                ctx.events.emit(Event::StreamDown { hook: source.hook.clone(), reason: "not streaming".into() }).await;
+                shared.poll_now.notify_one();
+                return Ok(());
+            }
+            Answer::Unavailable(reason) => reason,
+        };
+        first_attempt = false;
+        debug!(hook = %source.hook, reason = %reason, "stream down");
+        // Poll at `--interval` until the stream is back.
+        shared.poll_now.notify_one();
+        let wait = backoff.next_wait();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// Reads one connection's events until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn read(
+    ctx: &Ctx,
+    source: &SourceRun,
+    shared: &Arc<Shared>,
+    config: &StreamConfig,
+    mut response: reqwest::Response,
+    last_id: &mut Option<String>,
+    warned: &mut Warned,
+    cancel: &CancellationToken,
+) -> Result<Ended, Error> {
+    let mut parser = Parser::new(stream::MAX_EVENT_BYTES);
+    // Progress for /readyz and --max-stall: at most one event a second, however busy the stream.
+    let mut alive_at: Option<tokio::time::Instant> = None;
+    loop {
+        let chunk = tokio::select! {
+            chunk = tokio::time::timeout(stream::SILENCE, response.chunk()) => chunk,
+            () = cancel.cancelled() => return Ok(Ended::Cancelled),
+        };
+        let chunk = match chunk {
+            Err(_) => return Ok(Ended::Dropped(format!("silent for {}s", stream::SILENCE.as_secs()))),
+            Ok(Err(_)) => return Ok(Ended::Dropped("the connection broke".into())),
+            // A partial event left in the parser is dropped with it: it was never complete.
+            Ok(Ok(None)) => return Ok(Ended::Dropped("the blackhole closed the stream".into())),
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        if shared.streaming.load(Ordering::Relaxed)
+            && alive_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            alive_at = Some(tokio::time::Instant::now());
+            ctx.events.emit(Event::StreamAlive { hook: source.hook.clone() }).await;
+        }
+        for frame in parser.feed(&chunk) {
+            match frame {
+                Frame::Comment => {}
+                Frame::TooLarge { id } => {
+                    if id.is_some() {
+                        *last_id = id;
+                    }
+                    if !std::mem::replace(&mut warned.too_large, true) {
+                        let limit = stream::MAX_EVENT_BYTES >> 20;
+                        warn(ctx, format!("a pushed delivery was over {limit} MiB; fetching it from the API")).await;
+                    }
+                    shared.ring();
+                }
+                Frame::Event(event) => match event.name.as_str() {
+                    "hello" => {
+                        let Ok(hello) = serde_json::from_str::<Hello>(&event.data) else {
+                            return Ok(Ended::Dropped("the blackhole's hello was malformed".into()));
+                        };
+                        info!(hook = %source.hook, boot = %hello.boot, resumed = hello.resumed, "streaming");
+                        shared.streaming.store(true, Ordering::Relaxed);
+                        ctx.events.emit(Event::StreamUp { hook: source.hook.clone(), resumed: hello.resumed }).await;
+                        if !hello.resumed {
+                            // Whatever came while no stream was up is the API's to bring.
+                            shared.ring();
+                        }
+                    }
+                    "delivery" => {
+                        if event.id.is_some() {
+                            *last_id = event.id;
+                        }
+                        if !delivered(ctx, source, shared, config, &event.data, warned, cancel).await? {
+                            return Ok(Ended::Cancelled);
+                        }
+                    }
+                    "gap" => return Ok(Ended::Dropped("fell behind the blackhole's buffer".into())),
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+/// Verifies and queues one pushed delivery, or rings the doorbell; `false` if the run stopped.
+async fn delivered(
+    ctx: &Ctx,
+    source: &SourceRun,
+    shared: &Arc<Shared>,
+    config: &StreamConfig,
+    data: &str,
+    warned: &mut Warned,
+    cancel: &CancellationToken,
+) -> Result<bool, Error> {
+    let Some(pushed) = PushedDelivery::parse(data) else {
+        if !std::mem::replace(&mut warned.malformed, true) {
+            warn(
+                ctx,
+                format!("the blackhole sent a malformed delivery event for {}; fetching from the API", source.name),
+            )
+            .await;
+        }
+        shared.ring();
+        return Ok(true);
+    };
+    let (Some(guid), Some(event)) = (pushed.header("x-github-delivery"), pushed.header("x-github-event")) else {
+        // Any POST to the path is streamed: a scanner, or `hookfwd doctor` checking the URL. Without
+        // GitHub's headers it claims to be no delivery, so it is neither forwarded nor a forgery.
+        debug!(hook = %source.hook, "a pushed POST without GitHub's headers was ignored");
+        return Ok(true);
+    };
+    let (guid, event) = (guid.to_string(), event.to_string());
+    // Another hook delivering to the same URL path (another repository forwarded with the same
+    // hook URL): its deliveries are that source's business, not forgeries.
+    if let Some(id) = source.hook.id()
+        && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
+    {
+        return Ok(true);
+    }
+    let Some(upstream) = &config.upstream else {
+        // Nothing unverified reaches the handler: the API brings it, signed by GitHub's record.
+        debug!(hook = %source.hook, guid = %guid, "doorbell");
+        shared.ring();
+        return Ok(true);
+    };
+    if !pushed.verifies(upstream) {
+        let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        debug!(hook = %source.hook, rejected, "pushed delivery with a bad signature");
+        if !std::mem::replace(&mut warned.forged, true) {
+            warn(
+                ctx,
+                format!(
+                    "a delivery pushed for {} has a signature that does not verify with the hook's secret, so it \
+                     was not forwarded (a forged POST to the blackhole, or the wrong --hook-secret)",
+                    source.name
+                ),
+            )
+            .await;
+        }
+        return Ok(true);
+    }
+    // A slow handler: stop reading until there is room (the blackhole drops a reader that falls
+    // too far behind, and what it missed comes back on resume or from the API).
+    while !shared.has_room() {
+        tokio::select! {
+            () = shared.room.notified() => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            () = cancel.cancelled() => return Ok(false),
+        }
+    }
+    let action = action(&pushed);
+    let pushed = Pushed {
+        guid,
+        event,
+        action,
+        received_at: pushed.received_at.min(Utc::now()),
+        headers: pushed.headers,
+        body: pushed.body,
+    };
+    let shared = shared.clone();
+    let outcome = blocking(move || shared.push(pushed)).await?;
+    if outcome != PushOutcome::Queued {
+        debug!(hook = %source.hook, ?outcome, "pushed delivery already handled");
+    }
+    Ok(true)
+}
+
+/// The payload's `action`, for the feed; JSON bodies only.
+fn action(pushed: &PushedDelivery) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Action {
+        action: Option<String>,
+    }
+    let json = pushed.header("content-type").is_none_or(|value| value.to_ascii_lowercase().contains("json"));
+    json.then(|| serde_json::from_slice::<Action>(&pushed.body).ok()).flatten().and_then(|a| a.action)
+}
+
+async fn warn(ctx: &Ctx, message: String) {
+    ctx.events.emit(Event::Warning { message }).await;
+}

@@ -1,0 +1,484 @@
+//! Push mode through the real binaries: the fake GitHub POSTs to the hook URL on a real
+//! `blackhole` with a stream token, `hookfwd dev` subscribes to it, and the `@octokit/webhooks`
+//! receiver verifies what arrives. Identity across the two paths, faults of the stream, and
+//! what a stream costs in API calls.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e::{Blackhole, Receiver, Running};
+use fake_github::{FakeGitHub, HookSpec};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "ghp_e2ePushTokenThatMustNeverBePrinted01";
+const SECRET: &str = "local-secret-never-printed-push-5c2e";
+const STREAM_TOKEN: &str = "stream-token-never-printed-9d41";
+const UPSTREAM: &str = "upstream-secret-never-printed-71b0";
+const REPO: &str = "octo-org/hello-world";
+
+async fn fake_with_repo() -> FakeGitHub {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo(REPO);
+    fake.set_ping_on_create(false);
+    fake
+}
+
+fn streaming_blackhole() -> Blackhole {
+    Blackhole::start(&["--stream-token", STREAM_TOKEN, "--stream-keepalive", "1s"])
+}
+
+/// `hookfwd dev --json` on the repository, its hook at `hook_url`, the stream token in the environment.
+fn start_dev(fake: &FakeGitHub, hook_url: &str, target: &str, state: &Path, extra: &[&str]) -> Running {
+    start_dev_with(fake, hook_url, target, state, extra, &[("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)])
+}
+
+fn start_dev_with(
+    fake: &FakeGitHub,
+    hook_url: &str,
+    target: &str,
+    state: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
+    let api_url = fake.api_url().to_string();
+    let mut args: Vec<&OsStr> = ["dev", "--json", "--repo", REPO, "--to", target, "--hook-url", hook_url]
+        .into_iter()
+        .chain(["--api-url", &api_url, "--interval", "200ms", "--state-dir"])
+        .map(OsStr::new)
+        .collect();
+    args.push(state.as_os_str());
+    args.extend(extra.iter().map(OsStr::new));
+    let mut vars = vec![("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
+    vars.extend(env.iter().map(|(name, value)| (*name, OsStr::new(*value))));
+    Running::hookfwd(args, &vars)
+}
+
+fn payload(n: usize) -> Value {
+    json!({"action": "opened", "number": n, "issue": {"number": n, "title": format!("issue {n}")},
+           "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
+}
+
+/// The `forwarded` JSON lines so far.
+fn forwarded(dev: &Running) -> Vec<Value> {
+    dev.lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["type"] == "forwarded")
+        .collect()
+}
+
+/// How many times the receiver accepted each guid.
+fn accepted(receiver: &Receiver) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for event in receiver.events() {
+        *counts.entry(event["id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// The hook hookfwd created, from its `hook` JSON line.
+async fn hook_id(dev: &Running) -> u64 {
+    let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
+    hook["hook_id"].as_u64().expect("a hook id")
+}
+
+/// Waits until every guid in `guids` was accepted by the receiver.
+async fn all_arrive(receiver: &Receiver, guids: &[String], within: Duration) {
+    receiver
+        .wait_for(within, "every delivery", |_| {
+            let seen = accepted(receiver);
+            guids.iter().all(|guid| seen.contains_key(guid))
+        })
+        .await;
+}
+
+fn guids(fake: &FakeGitHub, hook: u64) -> Vec<String> {
+    let mut guids: Vec<String> = fake.deliveries(hook).into_iter().map(|d| d.guid).collect();
+    guids.dedup();
+    guids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_deliveries_arrive_verified_via_the_stream_without_a_get() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let hook = hook_id(&dev).await;
+    let ready: Value = serde_json::from_str(&dev.wait_line("\"type\":\"ready\"").await).unwrap();
+    assert_eq!(ready["mode"], "stream");
+    dev.wait_line("\"state\":\"up\"").await;
+
+    for n in 0..10 {
+        fake.emit(REPO, "issues", payload(n)).await;
+    }
+    let emitted = guids(&fake, hook);
+    assert_eq!(emitted.len(), 10);
+    all_arrive(&receiver, &emitted, Duration::from_secs(20)).await;
+    assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
+    dev.wait_lines("\"type\":\"forwarded\"", 10).await;
+    let lines = forwarded(&dev);
+    assert!(lines.iter().all(|line| line["via"] == "stream" && line["status"] == 200), "{lines:?}");
+    assert_eq!(fake.stats().get_delivery, 0, "a pushed delivery costs no GET");
+    // The stored upstream secret is private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = walk(state.path()).into_iter().find(|path| path.extension().is_some_and(|e| e == "secret"));
+        let secret = secret.expect("the upstream secret is kept");
+        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    for secret in [TOKEN, SECRET, STREAM_TOKEN] {
+        assert!(!finished.stdout.contains(secret) && !finished.stderr.contains(secret), "a secret was printed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_delivery_seen_by_both_paths_is_forwarded_once() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    // A safety poll every 200 ms lists every delivery the stream brought, too.
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
+    let hook = hook_id(&dev).await;
+    dev.wait_line("\"state\":\"up\"").await;
+    for n in 0..20 {
+        fake.emit(REPO, "issues", payload(n)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let emitted = guids(&fake, hook);
+    all_arrive(&receiver, &emitted, Duration::from_secs(20)).await;
+    // Several safety polls later, still once each.
+    let lists = fake.stats().list_deliveries;
+    wait_until("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
+    let counts = accepted(&receiver);
+    assert!(emitted.iter().all(|guid| counts[guid] == 1), "{counts:?}");
+    assert_eq!(fake.stats().get_delivery, 0, "the poll claims what the stream brought, without a GET");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivery_is_forwarded_again_once() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
+    let hook = hook_id(&dev).await;
+    dev.wait_line("\"state\":\"up\"").await;
+    fake.emit(REPO, "issues", payload(1)).await;
+    let original = fake.deliveries(hook).pop().expect("a delivery");
+    all_arrive(&receiver, std::slice::from_ref(&original.guid), Duration::from_secs(20)).await;
+
+    let api_url = fake.api_url().to_string();
+    let hook_url = blackhole.url("/alice");
+    let trigger = [
+        "trigger",
+        "redeliver",
+        original.guid.as_str(),
+        "--repo",
+        REPO,
+        "--hook-url",
+        &hook_url,
+        "--api-url",
+        &api_url,
+    ];
+    let run = Running::hookfwd(trigger, &[("GITHUB_TOKEN", OsStr::new(TOKEN))]).finish().await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    receiver
+        .wait_for(Duration::from_secs(20), "the redelivery", |_| accepted(&receiver).get(&original.guid) == Some(&2))
+        .await;
+    let lists = fake.stats().list_deliveries;
+    wait_until("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
+    assert_eq!(accepted(&receiver)[&original.guid], 2, "the original and the redelivery, once each");
+    assert_eq!(fake.stats().get_delivery, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blackhole_killed_mid_stream_and_restarted_loses_nothing() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let hook = hook_id(&dev).await;
+    dev.wait_line("\"state\":\"up\"").await;
+    for n in 0..10 {
+        fake.emit(REPO, "issues", payload(n)).await;
+    }
+    let killed = blackhole.kill();
+    // GitHub records these as failed attempts; only the API can bring them.
+    for n in 10..20 {
+        fake.emit(REPO, "issues", payload(n)).await;
+    }
+    dev.wait_line("\"state\":\"down\"").await;
+    let blackhole = Blackhole::restart(killed);
+    dev.wait_lines("\"state\":\"up\"", 2).await;
+    for n in 20..30 {
+        fake.emit(REPO, "issues", payload(n)).await;
+    }
+    let emitted = guids(&fake, hook);
+    assert_eq!(emitted.len(), 30);
+    all_arrive(&receiver, &emitted, Duration::from_secs(30)).await;
+    let counts = accepted(&receiver);
+    assert!(emitted.iter().all(|guid| counts[guid] == 1), "each once: {counts:?}");
+    let lines = forwarded(&dev);
+    assert!(lines.iter().any(|line| line["via"] == "api"), "the gap came from the API");
+    assert!(lines.iter().any(|line| line["via"] == "stream"));
+    drop(blackhole);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookfwd_killed_mid_stream_and_restarted_loses_nothing() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let hook = hook_id(&dev).await;
+    dev.wait_line("\"state\":\"up\"").await;
+    for n in 0..20 {
+        fake.emit(REPO, "issues", payload(n)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    receiver.wait_for(Duration::from_secs(20), "the first forwards", |events| events.len() >= 5).await;
+    dev.signal(libc::SIGKILL);
+    assert_eq!(dev.finish().await.code, None, "killed by a signal");
+    for n in 20..30 {
+        fake.emit(REPO, "issues", payload(n)).await;
+    }
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    dev.wait_line("\"state\":\"up\"").await;
+    for n in 30..40 {
+        fake.emit(REPO, "issues", payload(n)).await;
+    }
+    let emitted = guids(&fake, hook);
+    assert_eq!(emitted.len(), 40);
+    all_arrive(&receiver, &emitted, Duration::from_secs(30)).await;
+    let repeated: usize = accepted(&receiver).values().map(|n| n - 1).sum();
+    assert!(repeated <= 8, "a crash may repeat at most the deliveries in flight, but {repeated} were repeated");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    hook_id(&dev).await;
+    dev.wait_line("\"state\":\"up\"").await;
+
+    // Anything may POST to the blackhole: without GitHub's headers it claims to be no delivery.
+    let noise = reqwest::Client::new().post(blackhole.url("/alice")).body("{\"zen\":\"a scanner\"}").send().await;
+    assert_eq!(noise.unwrap().status(), 200);
+    let forged = "0f0f0f0f-dead-beef-0000-000000000001";
+    let body = payload(666).to_string();
+    let sent = reqwest::Client::new()
+        .post(blackhole.url("/alice"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", forged)
+        .header("x-hub-signature-256", github::signature::sha256(&github::Secret::new("guessed"), body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200, "the blackhole takes anything");
+    let warning = dev.wait_line("does not verify").await;
+    assert!(warning.contains("\"type\":\"warning\""), "{warning}");
+    // A genuine delivery after it still arrives, so the forged one had its chance to be forwarded.
+    fake.emit(REPO, "issues", payload(1)).await;
+    receiver.wait_for(Duration::from_secs(20), "the genuine delivery", |events| !events.is_empty()).await;
+    assert!(!accepted(&receiver).contains_key(forged));
+    assert!(receiver.rejections().is_empty());
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    let summary = finished.json().into_iter().find(|line| line["type"] == "summary").expect("a summary line");
+    assert_eq!(summary["rejected"], 1, "the forged POST only");
+    assert_eq!(finished.stdout.matches("does not verify").count(), 1, "one warning");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_stream_token_is_one_sentence_and_exit_3() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let state = tempfile::tempdir().unwrap();
+    let wrong = "not-the-token-either-0c1d";
+    let env = [("HOOKFWD_STREAM_TOKEN", wrong)];
+    let dev = start_dev_with(&fake, &blackhole.url("/alice"), "localhost:9", state.path(), &[], &env);
+    let finished = dev.finish().await;
+    assert_eq!(finished.code, Some(3), "stderr: {}", finished.stderr);
+    let error: Vec<&str> = finished.stderr.lines().filter(|line| line.starts_with("hookfwd:")).collect();
+    assert_eq!(error.len(), 1, "{}", finished.stderr);
+    assert!(error[0].contains("refused the stream token"), "{}", error[0]);
+    assert!(!finished.stderr.contains(wrong) && !finished.stdout.contains(wrong), "the token was printed");
+    assert!(!finished.stderr.contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_refused_mid_run_is_a_warning_and_polling_goes_on() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let hook = hook_id(&dev).await;
+    dev.wait_line("\"state\":\"up\"").await;
+    // The blackhole comes back with the token rotated away from hookfwd's.
+    let (addr, _) = blackhole.kill();
+    let rotated = vec!["--stream-token".to_string(), "rotated-token-never-printed".to_string()];
+    let _blackhole = Blackhole::restart((addr, rotated));
+    let warning = dev.wait_line("refused the stream token").await;
+    assert!(warning.contains("\"type\":\"warning\""), "{warning}");
+    fake.emit(REPO, "issues", payload(1)).await;
+    all_arrive(&receiver, &guids(&fake, hook), Duration::from_secs(20)).await;
+    let line = dev.wait_line("\"type\":\"forwarded\"").await;
+    assert!(line.contains("\"via\":\"api\""), "{line}");
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert_eq!(finished.code, Some(0), "still running until stopped: {}", finished.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_upstream_secret_deliveries_arrive_via_the_api_promptly() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    // A hook hookfwd finds rather than creates: it cannot know the secret GitHub signs with.
+    let hook = fake.add_hook(REPO, HookSpec::new(blackhole.url("/bob")).secret(UPSTREAM));
+    let dev = start_dev(&fake, &blackhole.url("/bob"), receiver.url(), state.path(), &[]);
+    dev.wait_line("\"state\":\"up\"").await;
+    let started = Instant::now();
+    for n in 0..5 {
+        fake.emit(REPO, "issues", payload(n)).await;
+    }
+    let emitted = guids(&fake, hook);
+    all_arrive(&receiver, &emitted, Duration::from_secs(20)).await;
+    // Promptly: a doorbell, not the 30 s safety poll.
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    let lines = forwarded(&dev);
+    assert!(lines.iter().all(|line| line["via"] == "api"), "{lines:?}");
+    let counts = accepted(&receiver);
+    assert!(emitted.iter().all(|guid| counts[guid] == 1), "{counts:?}");
+
+    // With --hook-secret the same hook streams.
+    dev.signal(libc::SIGTERM);
+    assert_eq!(dev.finish().await.code, Some(0));
+    let env = [("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
+    let dev = start_dev_with(&fake, &blackhole.url("/bob"), receiver.url(), state.path(), &[], &env);
+    dev.wait_line("\"state\":\"up\"").await;
+    fake.emit(REPO, "issues", payload(9)).await;
+    let guid = fake.deliveries(hook).pop().expect("the new delivery").guid;
+    let line = dev.wait_line(&guid).await;
+    assert!(line.contains("\"via\":\"stream\""), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blackhole_that_does_not_stream_is_one_warning_then_polling() {
+    let fake = fake_with_repo().await;
+    let blackhole = Blackhole::start(&[]);
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let hook = hook_id(&dev).await;
+    let warning = dev.wait_line("does not stream").await;
+    assert!(warning.contains("--stream-token"), "{warning}");
+    fake.emit(REPO, "issues", payload(1)).await;
+    all_arrive(&receiver, &guids(&fake, hook), Duration::from_secs(20)).await;
+    assert_eq!(dev.lines().iter().filter(|line| line.contains("does not stream")).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_repositories_on_one_hook_path_each_stream_their_own_deliveries() {
+    let fake = fake_with_repo().await;
+    let other = "octo-org/other";
+    fake.add_repo(other);
+    let blackhole = streaming_blackhole();
+    let receiver = Receiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    // Both hooks deliver to /shared, so both subscriptions see both repositories' POSTs.
+    let dev = start_dev(&fake, &blackhole.url("/shared"), receiver.url(), state.path(), &["--repo", other]);
+    dev.wait_lines("\"state\":\"up\"", 2).await;
+    for n in 0..3 {
+        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(other, "issues", payload(n)).await;
+    }
+    receiver.wait_for(Duration::from_secs(20), "six deliveries", |events| events.len() >= 6).await;
+    dev.wait_lines("\"type\":\"forwarded\"", 6).await;
+    assert!(forwarded(&dev).iter().all(|line| line["via"] == "stream"));
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert!(!finished.stdout.contains("does not verify"), "another hook's delivery is no forgery");
+    let summaries: Vec<Value> = finished.json().into_iter().filter(|line| line["type"] == "summary").collect();
+    assert_eq!(summaries.len(), 2);
+    assert!(summaries.iter().all(|line| line["rejected"] == 0), "{summaries:?}");
+    assert_eq!(accepted(&receiver).values().sum::<usize>(), 6, "each once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let state = tempfile::tempdir().unwrap();
+    fake.add_hook(REPO, HookSpec::new(blackhole.url("/alice")).secret(UPSTREAM));
+    let api_url = fake.api_url().to_string();
+    let hook_url = blackhole.url("/alice");
+    let state_dir = state.path().to_str().unwrap();
+    let args =
+        ["doctor", "--json", "--repo", REPO, "--hook-url", &hook_url, "--api-url", &api_url, "--state-dir", state_dir];
+    let doctor = |env: Vec<(&'static str, &'static str)>| {
+        let mut vars = vec![("GITHUB_TOKEN", OsStr::new(TOKEN))];
+        vars.extend(env.into_iter().map(|(name, value)| (name, OsStr::new(value))));
+        Running::hookfwd(args, &vars)
+    };
+    let stream_lines = |finished: &e2e::Finished| -> Vec<Value> {
+        finished.json().into_iter().filter(|line| line["check"] == "stream").collect()
+    };
+
+    let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)]).finish().await;
+    assert_eq!(finished.code, Some(0), "{}", finished.stdout);
+    let lines = stream_lines(&finished);
+    assert!(lines[0]["message"].as_str().unwrap().contains("accepted the token"), "{lines:?}");
+    assert_eq!(lines[1]["level"], "warn", "the upstream secret is unknown: {lines:?}");
+
+    let env = vec![("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
+    let finished = doctor(env).finish().await;
+    assert!(stream_lines(&finished).iter().all(|line| line["level"] == "pass"), "{}", finished.stdout);
+
+    let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", "wrong-token-0000")]).finish().await;
+    assert_eq!(finished.code, Some(3), "{}", finished.stdout);
+    assert!(stream_lines(&finished)[0]["message"].as_str().unwrap().contains("refused the stream token"));
+    for secret in [STREAM_TOKEN, UPSTREAM, "wrong-token-0000"] {
+        assert!(!finished.stdout.contains(secret) && !finished.stderr.contains(secret));
+    }
+}
+
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(unix)]
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
