@@ -295,6 +295,7 @@ mod tests {
             target: Url::parse("http://127.0.0.1:1/").unwrap(),
             status,
             latency: Duration::from_millis(5),
+            via: crate::Via::Api,
         });
     }
 
@@ -312,6 +313,21 @@ mod tests {
         assert!(not_ready[0].reason.contains("no successful poll or stream message for 31s"), "{not_ready:?}");
         polled(&monitor, 0);
         assert_eq!(monitor.readiness(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stream_messages_are_progress_between_rare_safety_polls() {
+        let monitor = Monitor::new(Duration::from_secs(1));
+        ready(&monitor);
+        polled(&monitor, 0);
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_secs(15)).await;
+            monitor.observe(&Event::StreamAlive { hook: hook() });
+        }
+        assert_eq!(monitor.readiness(), Ok(()));
+        assert_eq!(monitor.stalled(Duration::from_secs(20)), None);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(monitor.readiness().is_err());
     }
 
     #[tokio::test(start_paused = true)]
