@@ -237,6 +237,8 @@ async fn the_static_binary_runs_in_a_root_with_no_trust_store_and_no_libraries()
         .arg("/usr/local/bin/hookfwd")
         .args(&command)
         .env_clear()
+        // To find chroot (and unshare); inside the root there is nothing for it to find.
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GITHUB_TOKEN", TOKEN)
         .env("HOOKFWD_STATE_DIR", "/var/lib/hookfwd")
         .stdout(Stdio::null())
