@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use github::Owner;
+use github::{Owner, Secret};
 use relay::Target;
 use url::Url;
 
@@ -60,6 +60,10 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// See it work in a minute, with no GitHub account: a stand-in GitHub, a blackhole and a
+    /// signature-checking handler on loopback, and hookfwd forwarding a few events between them.
+    #[cfg(feature = "demo")]
+    Demo,
 }
 
 /// How to reach and authenticate to GitHub.
@@ -106,20 +110,41 @@ pub struct DevArgs {
     /// The handler: a URL or host:port[/path] (http assumed).
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
+    /// How long the handler may take to answer one delivery before the attempt counts as failed
+    /// (GitHub itself gives up after 10 s; a slower answer is warned about once).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
+    pub timeout: Duration,
     /// Forwarding options.
     #[command(flatten)]
     pub relay: RelayArgs,
+    /// The local inspector.
+    #[command(flatten)]
+    pub inspect: InspectArgs,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
+}
+
+/// The local inspector page of `dev` and `forward`.
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// Serve the inspector on this loopback address (default 127.0.0.1:4040, or the next free port).
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_inspect")]
+    pub inspect: Option<std::net::SocketAddr>,
+    /// Do not serve the inspector.
+    #[arg(long)]
+    pub no_inspect: bool,
+    /// How many deliveries the inspector keeps (the oldest go first; also bounded to 16 MiB).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub inspect_keep: usize,
 }
 
 /// Options shared by the commands that forward deliveries.
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
     /// The local webhook secret to sign forwarded deliveries with (prefer the env var: argv is visible to others).
-    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub secret: Option<String>,
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    pub secret: Option<Secret>,
     /// Events for a hook that hookfwd creates, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "*", value_name = "EVENTS")]
     pub events: Vec<String>,
@@ -131,12 +156,24 @@ pub struct RelayArgs {
     pub interval: Duration,
     /// Push mode: the blackhole's stream token; deliveries then arrive the moment GitHub sends them,
     /// and polling is only the safety net (prefer the env var: argv is visible to others).
-    #[arg(long, env = "HOOKFWD_STREAM_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub stream_token: Option<String>,
+    #[arg(
+        long,
+        env = "HOOKFWD_STREAM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
+    pub stream_token: Option<Secret>,
     /// The secret GitHub signs the hook's deliveries with, to verify pushed ones (not needed for a
     /// hook hookfwd created; without it a pushed delivery is fetched from the API instead).
-    #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub hook_secret: Option<String>,
+    #[arg(
+        long,
+        env = "HOOKFWD_HOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = parse_secret
+    )]
+    pub hook_secret: Option<Secret>,
     /// Time between the safety polls while the stream is healthy (a conditional list, free when nothing changed).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
     pub safety_interval: Duration,
@@ -146,6 +183,12 @@ pub struct RelayArgs {
     /// Delete the hook on exit, if this run created it.
     #[arg(long)]
     pub cleanup: bool,
+    /// Save each forwarded delivery as a fixture file in DIR (see docs/fixtures.md).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// The handler's timeout: `--timeout` of `dev` and `forward` (in `wait`, `--timeout` bounds the wait).
+    #[arg(skip)]
+    pub handler_timeout: Option<Duration>,
     /// Running as a service.
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -166,15 +209,23 @@ pub struct ServiceArgs {
 /// `hookfwd forward`.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// A rule as JSON: {"from":["org/repo","org"],"to":"http://…","hook":{"config":{"url":"https://…"},"events":["push"]}}.
+    /// A rule as JSON:
+    /// {"from":["org/repo","org"],"to":"http://…","hook":{"config":{"url":"https://…"},"events":["push"]}}.
     #[arg(long = "rule", value_name = "JSON", required_unless_present = "config")]
     pub rules: Vec<String>,
     /// A TOML file of rules.
     #[arg(long, value_name = "FILE", conflicts_with = "rules")]
     pub config: Option<PathBuf>,
+    /// How long the handler may take to answer one delivery before the attempt counts as failed
+    /// (GitHub itself gives up after 10 s; a slower answer is warned about once).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
+    pub timeout: Duration,
     /// Forwarding options.
     #[command(flatten)]
     pub relay: RelayArgs,
+    /// The local inspector.
+    #[command(flatten)]
+    pub inspect: InspectArgs,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -184,8 +235,11 @@ pub struct ForwardArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The event, such as push or pull_request.
-    #[arg(long, value_name = "EVENT")]
-    pub event: String,
+    #[arg(long, value_name = "EVENT", required_unless_present = "fixture", value_parser = EventName, hide_possible_values = true)]
+    pub event: Option<String>,
+    /// Send saved fixtures instead: a fixture file, or a directory of them in name order (re-signed).
+    #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["event", "action", "payload", "repeat"])]
+    pub fixture: Option<PathBuf>,
     /// The action, for events that have one (default: the sample's).
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
@@ -196,13 +250,13 @@ pub struct SendArgs {
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
     /// The webhook secret to sign with.
-    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub secret: Option<String>,
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    pub secret: Option<Secret>,
     /// Send it this many times, each a new delivery.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
-    /// Succeed only if the handler answers this status (to assert a rejection).
-    #[arg(long, value_name = "STATUS")]
+    /// Succeed only if the handler answers this status (to assert a rejection), 100–599.
+    #[arg(long, value_name = "STATUS", value_parser = clap::value_parser!(u16).range(100..=599))]
     pub expect_status: Option<u16>,
 }
 
@@ -213,26 +267,32 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub sources: SourceArgs,
     /// The handler: a URL or host:port[/path].
-    #[arg(long, value_name = "URL", value_parser = parse_target)]
-    pub to: Target,
+    #[arg(long, value_name = "URL", value_parser = parse_target, required_unless_present = "save")]
+    pub to: Option<Target>,
+    /// Save the deliveries as fixture files in DIR instead of forwarding them.
+    #[arg(long, value_name = "DIR", conflicts_with = "to")]
+    pub save: Option<PathBuf>,
     /// Only deliveries of this recent past.
     #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_since)]
     pub since: Duration,
     /// Only this event.
-    #[arg(long, value_name = "EVENT")]
+    #[arg(long, value_name = "EVENT", value_parser = EventName, hide_possible_values = true)]
     pub event: Option<String>,
     /// Only this action.
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
-    /// Only this delivery guid.
+    /// Only this delivery guid (its latest attempt, unless --all-attempts).
     #[arg(long, value_name = "GUID")]
     pub guid: Option<String>,
+    /// With --guid, replay every attempt GitHub made (redeliveries included), not only the latest.
+    #[arg(long, requires = "guid")]
+    pub all_attempts: bool,
     /// At most this many deliveries (the newest).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// The webhook secret to sign with.
-    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub secret: Option<String>,
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    pub secret: Option<Secret>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -267,6 +327,12 @@ pub struct HookTarget {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// Where hookfwd keeps its ledgers and the record of the hooks it created.
+    #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Act on a hook hookfwd did not create without asking (asked on a terminal, refused otherwise).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -305,7 +371,7 @@ pub struct WaitArgs {
     #[command(flatten)]
     pub sources: SourceArgs,
     /// The event to wait for.
-    #[arg(long, value_name = "EVENT")]
+    #[arg(long, value_name = "EVENT", value_parser = EventName, hide_possible_values = true)]
     pub event: String,
     /// The action to wait for.
     #[arg(long, value_name = "ACTION")]
@@ -357,11 +423,29 @@ pub struct DoctorArgs {
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// The blackhole's stream token, to check push mode.
-    #[arg(long, env = "HOOKFWD_STREAM_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub stream_token: Option<String>,
+    #[arg(
+        long,
+        env = "HOOKFWD_STREAM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
+    pub stream_token: Option<Secret>,
     /// The hook's upstream secret, if hookfwd did not create the hook.
-    #[arg(long, env = "HOOKFWD_HOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub hook_secret: Option<String>,
+    #[arg(
+        long,
+        env = "HOOKFWD_HOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = parse_secret
+    )]
+    pub hook_secret: Option<Secret>,
+    /// The handler, to check that it answers: a URL or host:port[/path].
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub to: Option<Target>,
+    /// The events you will forward, to check that the hook subscribes to them (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "EVENTS")]
+    pub events: Vec<String>,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -372,6 +456,28 @@ pub struct DoctorArgs {
 pub struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+/// An event name: any is accepted (GitHub adds events), and the built-in ones are offered to
+/// shell completion, which reads an argument's possible values.
+#[derive(Debug, Clone, Copy)]
+struct EventName;
+
+impl clap::builder::TypedValueParser for EventName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::NonEmptyStringValueParser::new().parse_ref(command, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(github::samples::EVENTS.iter().map(clap::builder::PossibleValue::new)))
+    }
 }
 
 fn parse_repo(text: &str) -> Result<Owner, String> {
@@ -388,8 +494,17 @@ fn parse_org(text: &str) -> Result<Owner, String> {
     }
 }
 
+/// Any text is a secret; wrapping it at parse time keeps it out of every `Debug` of the arguments.
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
+}
+
 fn parse_target(text: &str) -> Result<Target, String> {
-    Target::parse(text).map_err(|error| error.to_string())
+    Target::parse(text).map_err(|error| match text.trim().parse::<u16>() {
+        // A bare port is the commonest slip: say what was probably meant.
+        Ok(port) if port > 0 => format!("{error}; did you mean localhost:{port}?"),
+        _ => error.to_string(),
+    })
 }
 
 fn parse_hook_url(text: &str) -> Result<String, String> {
@@ -446,5 +561,12 @@ mod tests {
         assert!(parse_org("octo/hello").is_err());
         assert!(parse_hook_url("ftp://x").is_err());
         assert!(parse_hook_url("https://blackhole.example.com/alice").is_ok());
+    }
+
+    #[test]
+    fn a_bare_port_as_target_suggests_localhost() {
+        let error = parse_target("3000").unwrap_err();
+        assert!(error.ends_with("; did you mean localhost:3000?"), "{error}");
+        assert!(!parse_target("nonsense").unwrap_err().contains("did you mean"));
     }
 }

@@ -34,20 +34,30 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     if is_broken_pipe(error) {
         return ExitCode::SUCCESS;
     }
-    let mut line = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line = format!("{line}: {cause}");
-        }
-    }
+    let line = sentence(error);
     let mut stderr = std::io::stderr().lock();
     // GitHub's messages and the handler's answers are quoted in errors: no escape sequence gets through.
-    let _ = writeln!(stderr, "hookfwd: {}", crate::feed::visible(&line));
+    let _ = writeln!(stderr, "hookfwd: {}", crate::term::visible(&line));
     if let Some(hint) = hint(error) {
         let _ = writeln!(stderr, "hint: {hint}");
     }
     ExitCode::from(code(error))
+}
+
+/// The error and its causes on one line, `error: cause: cause…`.
+///
+/// Each error in the chain says one level (hyper's rule, which `relay::Error` and `github::Error` follow), so
+/// the levels are joined as they are, with nothing removed.
+pub fn sentence(error: &anyhow::Error) -> String {
+    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+/// The GitHub error at this level of a chain, directly or inside the relay's transparent `GitHub` variant.
+pub fn github_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a github::Error> {
+    match cause.downcast_ref::<relay::Error>() {
+        Some(relay::Error::GitHub(error)) => Some(error),
+        _ => cause.downcast_ref::<github::Error>(),
+    }
 }
 
 fn code(error: &anyhow::Error) -> u8 {
@@ -55,7 +65,7 @@ fn code(error: &anyhow::Error) -> u8 {
         if let Some(exit) = cause.downcast_ref::<Exit>() {
             return exit.code;
         }
-        if let Some(error) = cause.downcast_ref::<github::Error>() {
+        if let Some(error) = github_error(cause) {
             return match error {
                 github::Error::Unauthorized
                 | github::Error::Forbidden { .. }
@@ -76,7 +86,7 @@ fn code(error: &anyhow::Error) -> u8 {
 }
 
 fn hint(error: &anyhow::Error) -> Option<&'static str> {
-    error.chain().find_map(|cause| match cause.downcast_ref::<github::Error>()? {
+    error.chain().find_map(|cause| match github_error(cause)? {
         github::Error::Unreachable { .. } => Some("check --api-url (or GITHUB_API_URL) and your network"),
         github::Error::NotFound { .. } => Some("check the spelling, and that the token can see it"),
         github::Error::Forbidden { .. } => Some("create a token with the named permission, then set GITHUB_TOKEN"),
@@ -89,4 +99,29 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_github_error_inside_the_relay_is_said_once_and_keeps_its_exit_code_and_hint() {
+        let error = anyhow::Error::new(relay::Error::GitHub(github::Error::Unauthorized));
+        assert_eq!(sentence(&error), github::Error::Unauthorized.to_string());
+        assert_eq!(code(&error), AUTH);
+        assert_eq!(hint(&error), Some("run `hookfwd doctor` to see which token is used"));
+    }
+
+    #[test]
+    fn each_level_of_the_chain_is_joined_as_it_is() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let ledger = relay::Error::Ledger { path: "/state/ledger".into(), action: "written", source: io };
+        let error = anyhow::Error::new(ledger).context("the relay stopped");
+        assert_eq!(
+            sentence(&error),
+            "the relay stopped: the ledger at /state/ledger could not be written: permission denied"
+        );
+        assert_eq!(code(&error), FAILURE);
+    }
 }

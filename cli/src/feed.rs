@@ -1,124 +1,19 @@
-//! What the user sees: the feed on stdout (text or JSON), logs and the live status line on stderr.
+//! The feed: how each relay event is rendered, as a text line, a JSON line, or a change of the status line.
+//!
+//! Where those lines go (stdout, stderr, the status line) is `term`'s concern.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
 use console::style;
 use github::HookRef;
-use indicatif::ProgressStyle;
 use relay::{Event, HookOrigin, Via};
-use serde_json::json;
-use tracing::Span;
-use tracing_indicatif::IndicatifLayer;
-use tracing_indicatif::span_ext::IndicatifSpanExt;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::args::OutputArgs;
-
-/// The live status line on stderr; absent when stderr is not a terminal, or with `--json` or `-q`.
-#[derive(Clone)]
-pub struct Status(Option<Span>);
-
-impl Status {
-    /// Replaces the status text.
-    pub fn set(&self, message: impl Into<String>) {
-        if let Some(span) = &self.0 {
-            span.pb_set_style(&spinner_style());
-            span.pb_set_message(&message.into());
-        }
-    }
-
-    /// Shows a progress bar of `done` out of `total`.
-    pub fn progress(&self, message: impl Into<String>, done: u64, total: u64) {
-        if let Some(span) = &self.0 {
-            span.pb_set_style(&bar_style());
-            span.pb_set_length(total);
-            span.pb_set_position(done);
-            span.pb_set_message(&message.into());
-        }
-    }
-}
-
-fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
-}
-
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-}
-
-/// Sets up tracing on stderr (quiet by default, `-v` for more, `RUST_LOG` overrides) and the status line.
-pub fn init_logging(output: &OutputArgs) -> Status {
-    let colors = std::env::var_os("NO_COLOR").is_none();
-    console::set_colors_enabled(colors && std::io::stdout().is_terminal());
-    console::set_colors_enabled_stderr(colors && std::io::stderr().is_terminal());
-
-    let level = match (output.quiet, output.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        (false, _) => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let indicatif = IndicatifLayer::new().with_max_progress_bars(1, None);
-    let show_status = !output.json && !output.quiet && std::io::stderr().is_terminal();
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(indicatif.get_stderr_writer())
-        .with_ansi(console::colors_enabled_stderr())
-        .with_target(false)
-        .with_filter(filter);
-    let status_only = tracing_subscriber::filter::filter_fn(|meta| meta.name() == "status");
-    let _ = tracing_subscriber::registry().with(fmt).with(indicatif.with_filter(status_only)).try_init();
-
-    if !show_status {
-        return Status(None);
-    }
-    let span = tracing::info_span!("status");
-    span.pb_set_style(&spinner_style());
-    span.pb_start();
-    Status(Some(span))
-}
-
-/// Writes one line to stdout without garbling the status line; a closed stdout is an error, not a panic.
-pub fn print(line: &str) -> std::io::Result<()> {
-    match tracing_indicatif::writer::get_indicatif_stdout_writer() {
-        Some(mut out) => writeln!(out, "{line}"),
-        None => writeln!(std::io::stdout().lock(), "{line}"),
-    }
-}
-
-/// Writes one line to stderr without garbling the status line.
-fn eprint(line: &str) -> std::io::Result<()> {
-    match tracing_indicatif::writer::get_indicatif_stderr_writer() {
-        Some(mut err) => writeln!(err, "{line}"),
-        None => writeln!(std::io::stderr().lock(), "{line}"),
-    }
-}
-
-/// `text` with every control character (an escape sequence's ESC, BEL, CR, a newline, …) written
-/// out as `\u{1b}`-style text, so that text from GitHub, the handler or the network cannot retitle
-/// the terminal, clear it, or forge a feed line. JSON output needs none of this: it escapes them.
-pub fn visible(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    let mut shown = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            shown.extend(c.escape_unicode());
-        } else {
-            shown.push(c);
-        }
-    }
-    Cow::Owned(shown)
-}
+use crate::json::Line;
+use crate::term::{Status, eprint, print, visible};
 
 /// Facts about the run that only the CLI knows, shown on the Ready line.
 #[derive(Debug, Clone, Default)]
@@ -133,21 +28,31 @@ pub struct Context {
     pub streaming: bool,
     /// The poll interval while the stream is healthy.
     pub safety_interval: Duration,
+    /// The inspector's URL, when it runs.
+    pub inspector: Option<String>,
 }
 
 /// Renders relay events as the feed and the status line.
 pub struct Feed {
     json: bool,
     quiet: bool,
+    /// `-v`: show every answer's whole kept body.
+    verbose: u8,
     status: Status,
     context: Context,
     hooks: Vec<String>,
+    /// Each hook's source (`owner/repo`, the org, `app`), named on its feed lines.
+    sources: HashMap<HookRef, String>,
     /// Sources that could not be set up, held until the Ready line.
     failed: Vec<String>,
     /// Set while the handler is unreachable, so poll updates do not hide it.
     unreachable: Option<String>,
+    /// The last GitHub error, until a poll succeeds again: the status line shows it rather than "polling".
+    trouble: Option<String>,
     /// Deliveries waiting to be forwarded, per hook, as of each hook's last poll.
     waiting: HashMap<HookRef, usize>,
+    /// Deliveries the handler answered this run (other than a 5xx, which is retried), for the stop line.
+    forwarded: u64,
     /// Deliveries answered since a backlog began, and the backlog's size, for the progress bar.
     drained: u64,
     total: u64,
@@ -167,11 +72,15 @@ impl Feed {
         Self {
             json: output.json,
             quiet: output.quiet,
+            verbose: output.verbose,
             status,
             context,
             hooks: Vec::new(),
+            sources: HashMap::new(),
             failed: Vec::new(),
             unreachable: None,
+            trouble: None,
+            forwarded: 0,
             waiting: HashMap::new(),
             drained: 0,
             total: 0,
@@ -206,19 +115,18 @@ impl Feed {
                 let via = hook_url.as_deref().map(|url| format!(" via {}", visible(url))).unwrap_or_default();
                 let id = hook.id().map(|id| format!("hook {id}, ")).unwrap_or_default();
                 self.hooks.push(format!("{} ({id}{origin}){via} → {target}", visible(source)));
+                self.sources.insert(hook.clone(), source.clone());
                 if self.json {
-                    print(
-                        &json!({"type": "hook", "source": source, "hook_id": hook.id(), "origin": origin,
-                            "hook_url": hook_url, "target": target.as_str(), "events": events})
-                        .to_string(),
-                    )?;
+                    let hook_url = hook_url.as_deref();
+                    let (hook_id, target) = (hook.id(), target.as_str());
+                    print(&Line::Hook { source, hook_id, origin, hook_url, target, events }.to_json())?;
                 }
                 Ok(())
             }
             Event::SourceFailed { source, error } => {
                 let line = format!("{} {}: {}", style("✗").red(), visible(source), visible(error));
                 if self.json {
-                    print(&json!({"type": "error", "source": source, "message": error}).to_string())
+                    print(&Line::SourceFailed { source, message: error }.to_json())
                 } else {
                     // Shown with the Ready line; when no source starts, the final error says it all.
                     self.failed.push(line);
@@ -232,18 +140,26 @@ impl Feed {
                 self.status.set(format!("{sources} source(s) · {}", self.mode()));
                 if self.json {
                     let mode = if self.context.streaming { "stream" } else { "poll" };
-                    return print(
-                        &json!({"type": "ready", "sources": self.hooks, "interval_ms": self.context.interval.as_millis() as u64,
-                            "mode": mode, "safety_interval_ms": self.context.safety_interval.as_millis() as u64,
-                            "token": self.context.token, "secret": self.context.secret})
-                        .to_string(),
-                    );
+                    let line = Line::Ready {
+                        sources: &self.hooks,
+                        interval_ms: self.context.interval.as_millis() as u64,
+                        mode,
+                        safety_interval_ms: self.context.safety_interval.as_millis() as u64,
+                        token: &self.context.token,
+                        secret: &self.context.secret,
+                        inspector: self.context.inspector.as_deref(),
+                    };
+                    return print(&line.to_json());
                 }
                 if self.quiet {
                     return Ok(());
                 }
+                let inspector = match &self.context.inspector {
+                    Some(url) => format!("\n      inspect deliveries at {}", style(url).underlined()),
+                    None => String::new(),
+                };
                 print(&format!(
-                    "{} Forwarding {}\n      {} · token {} · secret {} · Ctrl-C to stop",
+                    "{} Forwarding {}\n      {} · token {} · secret {} · Ctrl-C to stop{inspector}",
                     style("Ready!").green().bold(),
                     self.hooks.join(", "),
                     self.mode(),
@@ -251,58 +167,93 @@ impl Feed {
                     self.context.secret,
                 ))
             }
-            Event::Delivering { item, .. } => {
+            Event::Delivering { hook, item, via, .. } => {
                 if self.json || self.quiet {
                     return Ok(());
                 }
                 let redelivery =
                     if item.redelivery { style(" (redelivery)").yellow().to_string() } else { String::new() };
                 print(&format!(
-                    "{}  {} {} [{}]{redelivery} · delivered {}",
+                    "{}  {} {} [{}]{redelivery} · delivered {} · via {} · from {}",
                     now(),
                     style("-->").cyan(),
                     style(visible(&item.kind())).bold(),
                     visible(&item.guid),
                     ago(item.delivered_at),
+                    via.as_str(),
+                    visible(&self.source(hook)),
                 ))
             }
-            Event::Answered { item, target, status, latency, via, .. } => {
+            Event::Answered { hook, item, target, status, latency, via, answer, .. } => {
                 self.unreachable = None;
+                if *status < 500 {
+                    self.forwarded += 1;
+                    if let Some(waiting) = self.waiting.get_mut(hook) {
+                        *waiting = waiting.saturating_sub(1);
+                    }
+                }
                 self.drained += 1;
                 self.show_status();
-                let text = format!(
-                    "{}  {} [{}] POST {target} [{} ms] [{}]",
+                let source = self.source(hook).to_string();
+                let mut text = format!(
+                    "{}  {} [{}] POST {target} [{} ms] [{}] · from {}",
                     now(),
                     style("<--").cyan(),
                     status_style(*status),
                     latency.as_millis(),
                     visible(&item.guid),
+                    visible(&source),
                 );
+                for line in crate::answer::excerpt(*status, answer, self.verbose) {
+                    text.push('\n');
+                    text.push_str(&line);
+                }
                 self.line_or_json(
                     &text,
-                    json!({"type": "forwarded", "id": (*via == Via::Api).then_some(item.id), "guid": item.guid,
-                        "via": via.as_str(), "event": item.event,
-                        "action": item.action, "redelivery": item.redelivery, "delivered_at": item.delivered_at,
-                        "target": target.as_str(), "status": status, "latency_ms": latency.as_millis() as u64}),
+                    Line::Forwarded {
+                        source: &source,
+                        id: (*via == Via::Api).then_some(item.id),
+                        guid: &item.guid,
+                        via: via.as_str(),
+                        event: &item.event,
+                        action: item.action.as_deref(),
+                        redelivery: item.redelivery,
+                        delivered_at: item.delivered_at,
+                        target: target.as_str(),
+                        status: *status,
+                        latency_ms: latency.as_millis() as u64,
+                        answer: crate::answer::AnswerJson::of(answer),
+                    },
                     *status >= 400,
                 )
             }
-            Event::Retrying { item, reason, wait, attempt, .. } => {
+            Event::Retrying { hook, item, reason, wait, attempt } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
                 let reason_text = visible(reason);
-                let message = format!("handler unreachable ({reason_text}), retrying in {wait_text}");
+                // A bare status code means the handler answered: it is up, but failing this delivery.
+                let message = match reason.parse::<u16>() {
+                    Ok(status) => format!("handler answered {status}, retrying in {wait_text}"),
+                    Err(_) => format!("handler unreachable ({reason_text}), retrying in {wait_text}"),
+                };
                 self.status.set(message.clone());
                 self.unreachable = Some(message);
                 self.line_or_json(
                     &format!(
-                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text}",
+                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}",
                         now(),
                         style("!!!").yellow(),
                         visible(&item.kind()),
-                        visible(&item.guid)
+                        visible(&item.guid),
+                        visible(&self.source(hook)),
                     ),
-                    json!({"type": "retry", "id": item.id, "guid": item.guid, "reason": reason,
-                        "attempt": attempt, "wait_ms": wait.as_millis() as u64}),
+                    Line::Retry {
+                        source: &self.source(hook),
+                        id: item.id,
+                        guid: &item.guid,
+                        reason,
+                        attempt: *attempt,
+                        wait_ms: wait.as_millis() as u64,
+                    },
                     false,
                 )
             }
@@ -315,6 +266,7 @@ impl Feed {
                     _ => String::new(),
                 };
                 self.polled = format!("last poll {}{rate}", at.with_timezone(&Local).format("%H:%M:%S"));
+                self.trouble = None;
                 self.waiting.insert(hook.clone(), *backlog);
                 let waiting: usize = self.waiting.values().sum();
                 if waiting == 0 {
@@ -329,10 +281,7 @@ impl Feed {
                 let back = self.down.remove(hook).is_some() || self.up.insert(hook.clone(), true).is_some();
                 self.show_status();
                 if self.json {
-                    return print(
-                        &json!({"type": "stream", "state": "up", "hook": hook.to_string(), "resumed": resumed})
-                            .to_string(),
-                    );
+                    return print(&Line::StreamUp { state: "up", hook: hook.to_string(), resumed: *resumed }.to_json());
                 }
                 if back && !self.quiet {
                     let gap = if *resumed { "resumed without a gap" } else { "catching up from the API" };
@@ -346,10 +295,7 @@ impl Feed {
                 self.down.insert(hook.clone(), reason.clone());
                 self.show_status();
                 if self.json {
-                    return print(
-                        &json!({"type": "stream", "state": "down", "hook": hook.to_string(), "reason": reason})
-                            .to_string(),
-                    );
+                    return print(&Line::StreamDown { state: "down", hook: hook.to_string(), reason }.to_json());
                 }
                 if self.quiet {
                     return Ok(());
@@ -362,7 +308,7 @@ impl Feed {
             }
             Event::Summary { source, rejected } => {
                 if self.json {
-                    return print(&json!({"type": "summary", "source": source, "rejected": rejected}).to_string());
+                    return print(&Line::Summary { source, rejected: *rejected }.to_json());
                 }
                 if *rejected == 0 {
                     return Ok(());
@@ -386,7 +332,7 @@ impl Feed {
                 self.waiting_for = Some((*until, reason.clone()));
                 self.show_status();
                 if self.json {
-                    print(&json!({"type": "waiting", "until": until, "reason": reason}).to_string())
+                    print(&Line::Waiting { until: *until, reason }.to_json())
                 } else if repeated || self.quiet {
                     Ok(())
                 } else {
@@ -394,28 +340,58 @@ impl Feed {
                 }
             }
             Event::Warning { message } => self.line_or_json(
-                &format!("{} {}", style("warning:").yellow(), visible(message)),
-                json!({"type": "warning", "message": message}),
+                &format!("{}  {} {}", now(), style("!!!").yellow(), visible(message)),
+                Line::Warning { message },
                 true,
             ),
             Event::Error { hook, message } => {
+                self.trouble = Some(message.clone());
+                self.show_status();
                 let hook = hook.as_ref().map(|hook| hook.to_string());
                 self.line_or_json(
                     &format!("{} {}", style("error:").red(), visible(message)),
-                    json!({"type": "error", "hook": hook, "message": message}),
+                    Line::Error { hook, message },
                     true,
                 )
             }
         }
     }
 
-    /// The status line: unreachable handler first, then a progress bar while a backlog drains, else polling.
+    /// The source a hook was set up for; its own name if the feed never saw it set up.
+    fn source(&self, hook: &HookRef) -> Cow<'_, str> {
+        match self.sources.get(hook) {
+            Some(source) => Cow::Borrowed(source),
+            None => Cow::Owned(hook.to_string()),
+        }
+    }
+
+    /// The one line shown when the run is stopped (Ctrl-C, SIGTERM): what was forwarded, and what is
+    /// left for the next run, which catches it up from GitHub. The status line is cleared first.
+    pub fn stopped(&mut self) -> std::io::Result<()> {
+        self.status.set("");
+        let waiting: usize = self.waiting.values().sum();
+        let forwarded = self.forwarded;
+        let plural = |n: u64| if n == 1 { "delivery" } else { "deliveries" };
+        let left = match waiting {
+            0 => "nothing is waiting".to_string(),
+            n => format!("{n} still waiting will be caught up next time"),
+        };
+        self.line_or_json(
+            &format!("Stopped: {forwarded} {} forwarded; {left}.", plural(forwarded)),
+            Line::Stopped { forwarded, waiting },
+            false,
+        )
+    }
+
+    /// The status line: unreachable handler first, then a GitHub error until a poll succeeds, then a progress bar while a backlog drains, else polling.
     fn show_status(&self) {
         let polled = &self.polled;
         let waiting_for = self.waiting_for.as_ref().filter(|(until, _)| *until > Utc::now());
         if let Some(message) = &self.unreachable {
             let waiting: usize = self.waiting.values().sum();
             self.status.set(format!("{message} · {waiting} waiting · {polled}"));
+        } else if let Some(trouble) = &self.trouble {
+            self.status.set(format!("{} · retrying · {polled}", visible(trouble)));
         } else if let Some((until, reason)) = waiting_for {
             let at = until.with_timezone(&Local).format("%H:%M:%S");
             self.status.set(format!("waiting until {at}: {} · {polled}", visible(reason)));
@@ -430,9 +406,9 @@ impl Feed {
         }
     }
 
-    fn line_or_json(&self, text: &str, object: serde_json::Value, important: bool) -> std::io::Result<()> {
+    fn line_or_json(&self, text: &str, line: Line<'_>, important: bool) -> std::io::Result<()> {
         if self.json {
-            print(&object.to_string())
+            print(&line.to_json())
         } else if self.quiet && !important {
             Ok(())
         } else if important {
@@ -464,19 +440,5 @@ fn status_style(status: u16) -> console::StyledObject<u16> {
         200..=299 => style(status).green(),
         400..=499 => style(status).yellow(),
         _ => style(status).red(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_written_out() {
-        assert_eq!(visible("push.opened"), "push.opened");
-        assert!(matches!(visible("plain ünïcode"), Cow::Borrowed(_)));
-        let shown = visible("a\u{1b}]0;title\u{7}b\r\n[fake line\u{9b}c\u{7f}");
-        assert_eq!(shown, "a\\u{1b}]0;title\\u{7}b\\u{d}\\u{a}[fake line\\u{9b}c\\u{7f}");
-        assert!(!shown.chars().any(char::is_control), "{shown}");
     }
 }

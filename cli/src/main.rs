@@ -1,10 +1,15 @@
 //! `hookfwd`: forwards GitHub webhook deliveries to a local handler. Parses, sets up logging, runs, exits.
 
 mod admin;
+mod answer;
 mod args;
 mod cmd;
 mod exit;
 mod feed;
+mod fixture;
+mod inspect;
+mod json;
+mod term;
 
 use std::process::ExitCode;
 
@@ -12,7 +17,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let status = feed::init_logging(&cli.output);
+    let status = term::init_logging(&cli.output);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return exit::report(&anyhow::Error::new(error).context("could not start the async runtime")),

@@ -11,7 +11,7 @@
 //! `HOOKFWD_BIN` (the binary; else it is built in release), `RELAY_BACKLOG` (10000),
 //! `RELAY_AFTER_EVENTS` (20), `RELAY_EVENTS` (60), `RELAY_IDLE_SECS` (60), `RELAY_SKIP_ZERO=1`
 //! (no 0 ms drain); for looking into a miss, `RELAY_LOG=FILE` (hookfwd's debug log) and
-//! `RELAY_VERBOSE=1` (each event's latency).
+//! `RELAY_VERBOSE=1` (each event's latency); `RELAY_NO_INSPECT=1` runs hookfwd without its inspector.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -63,6 +63,8 @@ impl Relay {
         let mut child = command
             .args(["dev", "--repo", REPO, "--to", target, "--hook-url", &fake.blackhole_url()])
             .args(["--api-url", fake.api_url().as_str(), "--interval", "1s", "--since", "1h", "--json"])
+            // RELAY_NO_INSPECT=1: without the inspector, to compare the drain rate with it.
+            .args(std::env::var_os("RELAY_NO_INSPECT").map(|_| "--no-inspect"))
             .arg("--state-dir")
             .arg(state.path())
             .env_clear()

@@ -2,9 +2,9 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{Finished, Recorder, Running};
+use e2e::{Finished, Recorder, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
@@ -45,10 +45,7 @@ impl Run {
     /// Waits for the process to exit; checks that the token and secret were never printed.
     async fn finish(self) -> Finished {
         let finished = self.0.finish().await;
-        for text in [&finished.stdout, &finished.stderr] {
-            assert!(!text.contains(TOKEN), "the token was printed: {text}");
-            assert!(!text.contains(SECRET), "the secret was printed: {text}");
-        }
+        finished.assert_never_printed(&[TOKEN, SECRET]);
         finished
     }
 }
@@ -56,18 +53,6 @@ impl Run {
 /// Runs `hookfwd ARGS` to completion with the good token.
 async fn hookfwd_run(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Finished {
     Run::start(fake, TOKEN, state, args).finish().await
-}
-
-/// Polls `check` until it holds, for at most 30 s.
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn payload(action: Option<&str>, marker: &str) -> Value {
@@ -311,7 +296,7 @@ async fn hooks_list_marks_hookfwds_hook_and_rm_deletes_one() {
     assert!(marked[0].contains(&hook_url) && marked[0].contains(&ours.to_string()), "{}", run.stdout);
 
     let id = other.to_string();
-    let run = hookfwd_run(&fake, state.path(), &["hooks", "rm", &id, "--repo", REPO]).await;
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "rm", &id, "--repo", REPO, "--yes"]).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--json"]).await;
     let ids: Vec<Value> = run.json().into_iter().map(|hook| hook["id"].clone()).collect();
@@ -358,4 +343,192 @@ async fn doctor_reports_a_repository_it_cannot_see() {
     let run = hookfwd_run(&fake, state.path(), &["doctor", "--repo", "octo-org/missing"]).await;
     assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     assert!(run.stdout.contains("✗ octo-org/missing: not found"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_hookfwd_did_not_create_needs_yes_and_every_created_one_is_marked() {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo(REPO);
+    let foreign = fake.add_hook(REPO, HookSpec::new("https://ci.example/production").events(&["push"]));
+    let state = tempfile::tempdir().unwrap();
+
+    // Off a terminal, picking the only hook for the user, or deleting one by id, is refused without --yes.
+    let run = hookfwd_run(&fake, state.path(), &["trigger", "ping", "--repo", REPO]).await;
+    assert_eq!(run.code, Some(2), "stderr: {}", run.stderr);
+    let refused = format!("{REPO} hook {foreign} was not created by hookfwd; pass --yes to ping it anyway");
+    assert!(run.stderr.contains(&refused), "{}", run.stderr);
+    let id = foreign.to_string();
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "rm", &id, "--repo", REPO]).await;
+    assert_eq!(run.code, Some(2), "stderr: {}", run.stderr);
+    let refused = format!("{REPO} hook {foreign} was not created by hookfwd; pass --yes to delete it anyway");
+    assert!(run.stderr.contains(&refused), "{}", run.stderr);
+    assert!(fake.deliveries(foreign).iter().all(|d| d.event != "ping"), "a refused ping was sent");
+
+    // A hook that `dev` creates is remembered in the state directory.
+    let recorder = Recorder::start().await;
+    let (to, mine_url) = (recorder.url(), format!("{}/mine", fake.blackhole_url()));
+    let dev = Run::start(
+        &fake,
+        TOKEN,
+        state.path(),
+        &["dev", "--repo", REPO, "--to", &to, "--hook-url", &mine_url, "--json"],
+    );
+    let line: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
+    assert_eq!(line["origin"], "created", "{line}");
+    let mine = line["hook_id"].as_u64().expect("a hook id");
+    dev.wait_line("\"type\":\"ready\"").await;
+    dev.0.signal(libc::SIGTERM);
+    dev.finish().await;
+
+    // Without --hook-url, every hook hookfwd created is marked, and the columns line up.
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--json"]).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let hooks = run.json();
+    let by_id = |id: u64| hooks.iter().find(|hook| hook["id"] == id).expect("listed").clone();
+    assert_eq!((by_id(mine)["hookfwd"].clone(), by_id(mine)["created_by_hookfwd"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (by_id(foreign)["hookfwd"].clone(), by_id(foreign)["created_by_hookfwd"].clone()),
+        (json!(false), json!(false))
+    );
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO]).await;
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    let marked: Vec<&&str> = lines.iter().filter(|line| line.contains("← created by hookfwd")).collect();
+    assert_eq!(marked.len(), 1, "{}", run.stdout);
+    assert!(marked[0].contains(&mine_url), "{}", run.stdout);
+    let column = |line: &str, text: &str| line.find(text).map(|at| line[..at].chars().count());
+    for text in ["events:", "active", "last:"] {
+        assert_eq!(column(lines[0], text), column(lines[1], text), "`{text}` is not aligned:\n{}", run.stdout);
+    }
+
+    // hookfwd's own hook goes without asking; the other one with --yes.
+    let id = mine.to_string();
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "rm", &id, "--repo", REPO]).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let id = foreign.to_string();
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "rm", &id, "--repo", REPO, "--yes"]).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--json"]).await;
+    assert!(run.json().is_empty(), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_by_guid_sends_the_latest_attempt_and_an_unknown_guid_is_not_found() {
+    let (fake, hook) = github().await;
+    let state = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start().await;
+    fake.emit(REPO, "issues", payload(Some("opened"), "x")).await;
+    let original = fake.deliveries(hook).pop().expect("a delivery");
+    let hook_url = fake.blackhole_url();
+    let args = ["trigger", "redeliver", &original.guid, "--repo", REPO, "--hook-url", &hook_url];
+    assert_eq!(hookfwd_run(&fake, state.path(), &args).await.code, Some(0));
+    eventually("a redelivery", || fake.deliveries(hook).into_iter().find(|d| d.redelivery)).await;
+
+    let to = recorder.url();
+    let replay = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--guid", &original.guid];
+    let run = hookfwd_run(&fake, state.path(), &replay).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert_eq!(recorder.received().len(), 1, "only the latest attempt");
+    assert!(run.stdout.contains("issues.opened"), "the feed names the event and action: {}", run.stdout);
+
+    let run = hookfwd_run(&fake, state.path(), &[&replay[..], &["--all-attempts"]].concat()).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert_eq!(recorder.received().len(), 3, "both attempts the second time");
+
+    let unknown = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--guid", "no-such-guid"];
+    let run = hookfwd_run(&fake, state.path(), &unknown).await;
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let sentence =
+        format!("delivery no-such-guid not found among the deliveries of the last 24h of {REPO} hook {hook}");
+    assert!(run.stderr.contains(&sentence), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_handler_the_hooks_events_and_whether_github_reaches_it() {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo(REPO);
+    let hook_url = fake.blackhole_url();
+    let hook = fake.add_hook(REPO, HookSpec::new(hook_url.clone()).events(&["push"]));
+    let recorder = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("state");
+    let (dir, to) = (dir.to_str().unwrap(), recorder.url());
+    let doctor = ["doctor", "--repo", REPO, "--hook-url", &hook_url, "--state-dir", dir, "--to", &to, "--json"];
+    let check = |run: &Finished, name: &str| -> Value {
+        run.json().into_iter().find(|line| line["check"] == name).unwrap_or_else(|| panic!("no {name}: {}", run.stdout))
+    };
+
+    let run = hookfwd_run(&fake, state.path(), &[&doctor[..], &["--events", "push,check_run"]].concat()).await;
+    assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let names: Vec<Value> = run.json().into_iter().map(|line| line["check"].clone()).collect();
+    let distinct: std::collections::HashSet<String> = names.iter().map(Value::to_string).collect();
+    assert_eq!(distinct.len(), names.len(), "check names repeat: {names:?}");
+    let events = check(&run, &format!("{REPO} hook events"));
+    assert_eq!(events["level"], "fail", "{events}");
+    assert_eq!(events["message"], format!("hook {hook} does not take check_run (it takes push)"));
+    let handler = check(&run, "handler");
+    assert_eq!(handler["level"], "pass", "{handler}");
+    assert_eq!(recorder.received().len(), 1, "the handler got doctor's ping");
+    assert_eq!(check(&run, &format!("{REPO} hook last response"))["level"], "warn", "nothing delivered yet");
+
+    fake.emit(REPO, "push", payload(None, "reach")).await;
+    let run = hookfwd_run(&fake, state.path(), &[&doctor[..], &["--events", "push"]].concat()).await;
+    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let last = check(&run, &format!("{REPO} hook last response"));
+    assert_eq!(last["level"], "pass", "{last}");
+    assert_eq!(last["message"], format!("GitHub's last delivery to hook {hook} got 200: GitHub reaches it"));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let run = hookfwd_run(&fake, state.path(), &["doctor", "--repo", REPO, "--to", &closed, "--json"]).await;
+    assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let handler = check(&run, "handler");
+    assert_eq!(handler["message"], format!("http://{closed}/: connection refused"), "{handler}");
+}
+
+/// Scripts tell `--json` lines apart by `type`: every line of `dev`, `send`, `hooks list` and `doctor` has one.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_json_line_of_dev_send_hooks_list_and_doctor_has_a_type() {
+    let (fake, _) = github().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let (hook_url, to) = (fake.blackhole_url(), handler.url());
+    let dir = state.path().join("state");
+    let dir = dir.to_str().unwrap();
+
+    let dev_args = ["dev", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--interval", "100ms"];
+    let dev = Run::start(&fake, TOKEN, state.path(), &[&dev_args[..], &["--state-dir", dir, "--json"]].concat());
+    dev.wait_line(r#""type":"ready""#).await;
+    fake.emit(REPO, "push", payload(None, "typed")).await;
+    dev.wait_line(r#""type":"forwarded""#).await;
+    dev.0.signal(libc::SIGTERM);
+    let mut runs = vec![("dev", dev.finish().await)];
+    let send =
+        Running::hookfwd(["send", "--event", "push", "--to", &to, "--json"], &[("HOOKFWD_SECRET", SECRET.as_ref())]);
+    runs.push(("send", send.finish().await));
+    let list = ["hooks", "list", "--repo", REPO, "--hook-url", &hook_url, "--json"];
+    runs.push(("hooks list", hookfwd_run(&fake, state.path(), &list).await));
+    let doctor = ["doctor", "--repo", REPO, "--hook-url", &hook_url, "--state-dir", dir, "--json"];
+    runs.push(("doctor", hookfwd_run(&fake, state.path(), &doctor).await));
+
+    for (command, run) in &runs {
+        let types: Vec<String> =
+            run.json().iter().map(|line| line["type"].as_str().unwrap_or("none").to_string()).collect();
+        assert!(!types.is_empty(), "{command} printed no JSON line; stderr: {}", run.stderr);
+        let expected: &[&str] = match *command {
+            "dev" => &["hook", "ready", "forwarded"],
+            "send" => &["sent"],
+            "hooks list" => &["hook"],
+            _ => &["check"],
+        };
+        for kind in &types {
+            assert!(kind != "none", "{command} printed a line without a type: {}", run.stdout);
+        }
+        for kind in expected {
+            assert!(types.iter().any(|seen| seen == kind), "{command} printed no `{kind}` line: {}", run.stdout);
+        }
+    }
+    let doctor = &runs[3].1;
+    assert!(doctor.json().iter().all(|line| line["type"] == "check" && line["check"].is_string()), "{}", doctor.stdout);
 }

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Receiver, Recorder, Running};
+use e2e::{OctokitReceiver, Recorder, Running};
 use fake_github::FakeGitHub;
 use github::Secret;
 use serde_json::{Value, json};
@@ -150,11 +150,12 @@ async fn a_rejected_token_is_one_sentence_and_exit_3() {
     let state = tempfile::tempdir().unwrap();
 
     let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
-    let e2e::Finished { code, stdout, stderr } = dev.finish().await;
+    let finished = dev.finish().await;
+    finished.assert_never_printed(&[TOKEN]);
+    let e2e::Finished { code, stdout, stderr } = finished;
     assert_eq!(code, Some(3), "stdout: {stdout}; stderr: {stderr}");
     assert!(stderr.contains("401"), "names the failure: {stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
-    assert!(!stderr.contains(TOKEN) && !stdout.contains(TOKEN));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,7 +175,7 @@ async fn an_unknown_repository_is_named_and_fails() {
 #[tokio::test(flavor = "multi_thread")]
 async fn octokit_accepts_every_event_relayed_from_github() {
     let fake = fake_with_repo().await;
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
 
     let dev = start_dev(&fake, receiver.url(), state.path(), &["--json"]);
@@ -203,7 +204,7 @@ async fn octokit_accepts_every_event_relayed_from_github() {
 #[tokio::test(flavor = "multi_thread")]
 async fn octokit_rejects_a_relay_signing_with_another_secret() {
     let fake = fake_with_repo().await;
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
 
     let dev = start_dev_signing_with("not-the-handlers-secret", &fake, receiver.url(), state.path(), &["--json"]);
@@ -225,7 +226,9 @@ async fn a_second_hookfwd_on_the_same_hook_and_state_is_refused() {
     first.wait_line("\"type\":\"ready\"").await;
     let second = start_dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
     assert_eq!(second.code, Some(1), "{}", second.stderr);
-    assert!(second.stderr.contains("already being forwarded by another hookfwd"), "{}", second.stderr);
+    let holder = format!("already being forwarded by hookfwd process {}", first.pid());
+    assert!(second.stderr.contains(&holder), "{}", second.stderr);
+    assert!(second.stderr.contains("; stop it, or give this run its own --state-dir"), "{}", second.stderr);
 
     // The first one goes on forwarding, once.
     fake.emit(REPO, "issues", payload(7)).await;

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e::{Finished, Received, Recorder, Running};
+use e2e::{Received, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec};
 use github::Secret;
 use serde_json::{Value, json};
@@ -53,18 +53,6 @@ async fn assert_each_once(handler: &Recorder, expected: &HashSet<String>) -> Vec
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(repeated.is_empty(), "forwarded more than once: {repeated:?}");
     received
-}
-
-/// Asserts that none of `secrets` appears in what `hookfwd` printed.
-fn assert_never_printed(finished: &Finished, secrets: &[&str]) {
-    for secret in secrets {
-        assert!(
-            !finished.stdout.contains(secret) && !finished.stderr.contains(secret),
-            "a secret was printed: {secret:.12}…\nstdout: {}\nstderr: {}",
-            finished.stdout,
-            finished.stderr
-        );
-    }
 }
 
 /// The non-empty lines of the PEM body (not its BEGIN/END armour), none of which may ever be printed.
@@ -161,7 +149,7 @@ async fn enterprise_server_backlog_is_paged_under_api_v3_and_forwarded_once_each
     assert_eq!(finished.code, Some(0), "stderr: {}", finished.stderr);
     let forwarded = finished.json().into_iter().filter(|line| line["type"] == "forwarded").count();
     assert_eq!(forwarded, backlog + 1, "one feed line per delivery");
-    assert_never_printed(&finished, &[TOKEN, SECRET, GITHUB_SIDE_SECRET]);
+    finished.assert_never_printed(&[TOKEN, SECRET, GITHUB_SIDE_SECRET]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,7 +170,7 @@ async fn enterprise_server_hooks_list_and_doctor_work_under_api_v3() {
         .finish()
         .await;
         assert_eq!(list.code, Some(0), "{api_url}: {}", list.stderr);
-        assert_never_printed(&list, &[TOKEN, SECRET]);
+        list.assert_never_printed(&[TOKEN, SECRET]);
         let hooks = list.json();
         assert_eq!(hooks.len(), 2, "{}", list.stdout);
         let mine = hooks.iter().find(|line| line["id"] == hook).expect("our hook is listed");
@@ -202,7 +190,7 @@ async fn enterprise_server_hooks_list_and_doctor_work_under_api_v3() {
         for expected in [format!("✓ {REPO}: visible"), format!("hook {hook} delivers to {hook_url}")] {
             assert!(doctor.stdout.contains(&expected), "no `{expected}` in {}", doctor.stdout);
         }
-        assert_never_printed(&doctor, &[TOKEN, SECRET]);
+        doctor.assert_never_printed(&[TOKEN, SECRET]);
     }
 }
 
@@ -282,7 +270,7 @@ async fn app_hook_deliveries_are_forwarded_once_each_with_the_app_jwt() {
     assert_eq!(finished.code, Some(0), "stderr: {}", finished.stderr);
     let mut secrets = vec![SECRET.to_string()];
     secrets.extend(pem_body_lines(&pem));
-    assert_never_printed(&finished, &secrets.iter().map(String::as_str).collect::<Vec<_>>());
+    finished.assert_never_printed(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,7 +290,7 @@ async fn a_key_the_app_does_not_have_is_one_line_and_exit_3() {
     assert!(!finished.stderr.contains("panicked") && !finished.stderr.contains("RUST_BACKTRACE"));
     let mut secrets = vec![SECRET.to_string()];
     secrets.extend(pem_body_lines(&wrong));
-    assert_never_printed(&finished, &secrets.iter().map(String::as_str).collect::<Vec<_>>());
+    finished.assert_never_printed(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(handler.received().is_empty());
 }
 
@@ -358,5 +346,5 @@ async fn a_repository_and_the_app_hook_in_one_process_with_app_credentials_only(
     assert_eq!(finished.code, Some(0), "stderr: {}", finished.stderr);
     let mut secrets = vec![SECRET.to_string()];
     secrets.extend(pem_body_lines(&pem));
-    assert_never_printed(&finished, &secrets.iter().map(String::as_str).collect::<Vec<_>>());
+    finished.assert_never_printed(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
 }

@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{Finished, Received, Recorder, Running};
+use e2e::{Finished, Received, Recorder, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec, RecordedDelivery, Stats};
 use github::Secret;
 use serde_json::{Value, json};
@@ -54,15 +54,6 @@ fn start_forward(fake: &FakeGitHub, state: &Path, args: &[&str], env: &[(&str, &
 
 fn state_arg(state: &Path) -> String {
     state.to_str().expect("temporary directories have UTF-8 paths").to_string()
-}
-
-/// Waits until `done` holds, or fails naming `what`.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Waits for `polls` more idle polls (304s), so anything hookfwd would still send has had its chance.
@@ -435,7 +426,8 @@ secret_env = "FWD_TOML_SECRET_B"
     let config = state_arg(&config);
 
     let run = start_forward(&fake, &state.path().join("state"), &["--json", "--config", &config], &env);
-    run.wait_line("\"type\":\"ready\"").await;
+    let ready: Value = serde_json::from_str(&run.wait_line("\"type\":\"ready\"").await).unwrap();
+    assert_eq!(ready["secret"], "FWD_TOML_SECRET_A (***)", "the Ready line names the secret's variable");
     let hook_ids: HashMap<String, u64> = json_lines(&run, "hook")
         .iter()
         .map(|hook| (hook["source"].as_str().unwrap().to_string(), hook["hook_id"].as_u64().unwrap()))

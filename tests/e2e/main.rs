@@ -1,12 +1,35 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
+//!
+//! Each module holds the tests of one promise; a new test goes in the module whose promise it checks.
+//! Shared helpers live in `testkit` (recorder, Octokit receiver, process runner, `eventually`) or `tests/src/`.
+
+/// The GitHub Action's scripts (`scripts/action/`), run through bash as the action runs them.
 mod action;
+/// The handler's answer in the feed, `send` and `--json`.
+mod answer;
+/// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
 mod commands;
+/// The container image and the Kubernetes manifests.
 mod container;
+/// `hookfwd demo`: the whole path on loopback, in one process.
+mod demo;
+/// `hookfwd dev`: crash recovery, shutdown, output hygiene (no secret, no escape sequence), bad credentials.
 mod dev;
+/// GitHub Enterprise Server (an API under a path) and GitHub App credentials, with no secret ever printed.
 mod enterprise;
+/// Fixtures: --record, replay --save, send --fixture.
+mod fixture;
+/// The relay's guarantees: backlog, ordering, redelivery, retries, `forward` rules and config files.
 mod forward;
+/// A broken or hostile GitHub: bounded memory, one clear sentence, and polling that goes on.
 mod hostile;
+/// The local inspector: its page, API and safety, and a real browser.
+mod inspect;
+/// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout.
+mod newcomer;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
+/// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.
 mod send;
+/// Running as a service: /healthz, /readyz, /metrics, --max-stall, a taken admin address, redeliver --failed.
 mod service;

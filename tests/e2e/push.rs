@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{Blackhole, Receiver, Running};
+use e2e::{Blackhole, OctokitReceiver, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
@@ -71,7 +71,7 @@ fn forwarded(dev: &Running) -> Vec<Value> {
 }
 
 /// How many times the receiver accepted each guid.
-fn accepted(receiver: &Receiver) -> HashMap<String, usize> {
+fn accepted(receiver: &OctokitReceiver) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for event in receiver.events() {
         *counts.entry(event["id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
@@ -86,7 +86,7 @@ async fn hook_id(dev: &Running) -> u64 {
 }
 
 /// Waits until every guid in `guids` was accepted by the receiver.
-async fn all_arrive(receiver: &Receiver, guids: &[String], within: Duration) {
+async fn all_arrive(receiver: &OctokitReceiver, guids: &[String], within: Duration) {
     receiver
         .wait_for(within, "every delivery", |_| {
             let seen = accepted(receiver);
@@ -105,7 +105,7 @@ fn guids(fake: &FakeGitHub, hook: u64) -> Vec<String> {
 async fn pushed_deliveries_arrive_verified_via_the_stream_without_a_get() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
     let hook = hook_id(&dev).await;
@@ -143,7 +143,7 @@ async fn pushed_deliveries_arrive_verified_via_the_stream_without_a_get() {
 async fn the_same_delivery_seen_by_both_paths_is_forwarded_once() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     // A safety poll every 200 ms lists every delivery the stream brought, too.
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
@@ -157,7 +157,7 @@ async fn the_same_delivery_seen_by_both_paths_is_forwarded_once() {
     all_arrive(&receiver, &emitted, Duration::from_secs(20)).await;
     // Several safety polls later, still once each.
     let lists = fake.stats().list_deliveries;
-    wait_until("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
+    eventually("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
     let counts = accepted(&receiver);
     assert!(emitted.iter().all(|guid| counts[guid] == 1), "{counts:?}");
     assert_eq!(fake.stats().get_delivery, 0, "the poll claims what the stream brought, without a GET");
@@ -167,7 +167,7 @@ async fn the_same_delivery_seen_by_both_paths_is_forwarded_once() {
 async fn a_redelivery_is_forwarded_again_once() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
     let hook = hook_id(&dev).await;
@@ -195,7 +195,7 @@ async fn a_redelivery_is_forwarded_again_once() {
         .wait_for(Duration::from_secs(20), "the redelivery", |_| accepted(&receiver).get(&original.guid) == Some(&2))
         .await;
     let lists = fake.stats().list_deliveries;
-    wait_until("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
+    eventually("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
     assert_eq!(accepted(&receiver)[&original.guid], 2, "the original and the redelivery, once each");
     assert_eq!(fake.stats().get_delivery, 0);
 }
@@ -204,7 +204,7 @@ async fn a_redelivery_is_forwarded_again_once() {
 async fn a_blackhole_killed_mid_stream_and_restarted_loses_nothing() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
     let hook = hook_id(&dev).await;
@@ -238,7 +238,7 @@ async fn a_blackhole_killed_mid_stream_and_restarted_loses_nothing() {
 async fn hookfwd_killed_mid_stream_and_restarted_loses_nothing() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
     let hook = hook_id(&dev).await;
@@ -269,7 +269,7 @@ async fn hookfwd_killed_mid_stream_and_restarted_loses_nothing() {
 async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
     hook_id(&dev).await;
@@ -326,7 +326,7 @@ async fn a_wrong_stream_token_is_one_sentence_and_exit_3() {
 async fn a_token_refused_mid_run_is_a_warning_and_polling_goes_on() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
     let hook = hook_id(&dev).await;
@@ -350,7 +350,7 @@ async fn a_token_refused_mid_run_is_a_warning_and_polling_goes_on() {
 async fn without_the_upstream_secret_deliveries_arrive_via_the_api_promptly() {
     let fake = fake_with_repo().await;
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     // A hook hookfwd finds rather than creates: it cannot know the secret GitHub signs with.
     let hook = fake.add_hook(REPO, HookSpec::new(blackhole.url("/bob")).secret(UPSTREAM));
@@ -385,7 +385,7 @@ async fn without_the_upstream_secret_deliveries_arrive_via_the_api_promptly() {
 async fn a_blackhole_that_does_not_stream_is_one_warning_then_polling() {
     let fake = fake_with_repo().await;
     let blackhole = Blackhole::start(&[]);
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
     let hook = hook_id(&dev).await;
@@ -402,7 +402,7 @@ async fn two_repositories_on_one_hook_path_each_stream_their_own_deliveries() {
     let other = "octo-org/other";
     fake.add_repo(other);
     let blackhole = streaming_blackhole();
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     // Both hooks deliver to /shared, so both subscriptions see both repositories' POSTs.
     let dev = start_dev(&fake, &blackhole.url("/shared"), receiver.url(), state.path(), &["--repo", other]);
@@ -456,17 +456,7 @@ async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
     let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", "wrong-token-0000")]).finish().await;
     assert_eq!(finished.code, Some(3), "{}", finished.stdout);
     assert!(stream_lines(&finished)[0]["message"].as_str().unwrap().contains("refused the stream token"));
-    for secret in [STREAM_TOKEN, UPSTREAM, "wrong-token-0000"] {
-        assert!(!finished.stdout.contains(secret) && !finished.stderr.contains(secret));
-    }
-}
-
-async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    finished.assert_never_printed(&[STREAM_TOKEN, UPSTREAM, "wrong-token-0000"]);
 }
 
 #[cfg(unix)]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use e2e::{Receiver, Recorder, hookfwd};
+use e2e::{OctokitReceiver, Recorder, hookfwd};
 use github::Secret;
 use github::signature::{sha1, verify_sha256};
 use serde_json::Value;
@@ -78,7 +78,7 @@ fn sent(run: &Run) -> Value {
 
 #[tokio::test]
 async fn octokit_verifies_and_parses_every_sample_signed_with_the_local_secret() {
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     assert!(github::samples::EVENTS.len() >= 10, "samples for the common events");
     for required in [
         "push",
@@ -116,7 +116,7 @@ async fn octokit_verifies_and_parses_every_sample_signed_with_the_local_secret()
 
 #[tokio::test]
 async fn action_flag_sets_the_action_octokit_sees() {
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let out = run(&["send", "--event", "pull_request", "--action", "closed", "--to", receiver.url(), "--json"]).await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     let line = sent(&out);
@@ -133,7 +133,7 @@ async fn action_flag_sets_the_action_octokit_sees() {
 
 #[tokio::test]
 async fn octokit_rejects_the_wrong_secret_and_send_exits_4_unless_expected() {
-    let receiver = Receiver::start(SECRET).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
     let wrong = "not-the-receivers-secret-55";
     let out = run_with(&["send", "--event", "ping", "--to", receiver.url(), "--json"], wrong, None).await;
     assert_eq!(out.code, Some(4), "a rejection exits 4: {}{}", out.stdout, out.stderr);
@@ -330,4 +330,58 @@ async fn a_since_further_back_than_dates_go_is_one_line_and_exit_2() {
         assert!(line.contains("300000y") && line.contains("10 years"), "{line}");
         assert!(!out.stderr.contains("panicked") && !out.stderr.contains("backtrace"), "{}", out.stderr);
     }
+}
+
+#[tokio::test]
+async fn completions_offer_the_built_in_event_names_and_any_event_is_still_accepted() {
+    let out = run(&["completions", "bash"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for event in ["pull_request", "workflow_job", "check_suite"] {
+        assert!(out.stdout.contains(event), "bash completes --event with {event}");
+    }
+    let recorder = Recorder::start().await;
+    let payload = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(payload.path(), br#"{"action":"created"}"#).unwrap();
+    let path = payload.path().to_str().unwrap();
+    let out = run(&["send", "--event", "sponsorship", "--payload", path, "--to", &recorder.url(), "--json"]).await;
+    assert_eq!(out.code, Some(0), "an event without a sample is still sent: {}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_bare_port_as_to_suggests_localhost_and_expect_status_takes_only_http_statuses() {
+    let out = run(&["send", "--event", "ping", "--to", "3000"]).await;
+    let line = assert_usage_error(&out, "--to 3000");
+    assert!(line.ends_with("`3000` is not a target URL or host:port[/path]; did you mean localhost:3000?"), "{line}");
+    for status in ["99", "600", "0"] {
+        let out = run(&["send", "--event", "ping", "--to", "localhost:1", "--expect-status", status]).await;
+        let line = assert_usage_error(&out, &format!("--expect-status {status}"));
+        assert!(line.contains("100..=599") || line.contains("not in 100"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn send_warns_about_an_action_github_never_sends_for_the_event() {
+    let recorder = Recorder::start().await;
+    let out = run(&["send", "--event", "issues", "--action", "merged", "--to", &recorder.url()]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning: GitHub never sends issues with action `merged` (it sends assigned, "),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["send", "--event", "issues", "--action", "closed", "--to", &recorder.url()]).await;
+    assert!(!out.stderr.contains("never sends"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn an_https_target_at_a_plain_http_handler_says_exactly_that() {
+    let recorder = Recorder::start().await;
+    let https = recorder.url().replacen("http://", "https://", 1);
+    let out = run(&["send", "--event", "ping", "--to", &https]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the handler answered in plain HTTP, not HTTPS; use http:// in --to"),
+        "{}",
+        out.stderr
+    );
 }

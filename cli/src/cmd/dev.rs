@@ -1,21 +1,23 @@
-//! `hookfwd dev` and `hookfwd forward`: run the relay and show its feed.
+//! `hookfwd dev`, and the relay run with its feed that `dev`, `forward` and `wait` share.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use github::Secret;
 use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
 use crate::admin::Service;
-use crate::args::{DevArgs, ForwardArgs, GitHubArgs, OutputArgs, RelayArgs, SourceArgs};
+use crate::args::{DevArgs, GitHubArgs, InspectArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
-use crate::feed::{Context, Feed, Status};
+use crate::feed::{Context, Feed};
+use crate::inspect::Inspector;
+use crate::term::Status;
 
 /// `hookfwd dev`: one rule from flags.
-pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+pub async fn dev(mut args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let rule = flag_rule(&args.sources, args.to, &args.relay)?;
-    run_rules(vec![rule], args.relay, &args.github, output, status, &mut Forever).await
+    args.relay.handler_timeout = Some(args.timeout);
+    run_rules(vec![rule], args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
 }
 
 /// The one rule that `dev` and `wait` build from their flags.
@@ -34,41 +36,11 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
         target,
         hook_url,
         events: relay.events.clone(),
-        secret: relay.secret.clone().map(Secret::new),
-        stream_token: non_empty(&relay.stream_token),
-        hook_secret: non_empty(&relay.hook_secret),
+        secret: relay.secret.clone(),
+        secret_env: None,
+        stream_token: super::non_empty(&relay.stream_token),
+        hook_secret: super::non_empty(&relay.hook_secret),
     })
-}
-
-/// A secret from a flag or its env var; an empty one is none.
-fn non_empty(value: &Option<String>) -> Option<Secret> {
-    value.as_ref().filter(|value| !value.is_empty()).map(|value| Secret::new(value.clone()))
-}
-
-/// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
-pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let mut rules = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the config file {}", path.display()))?;
-            Rule::from_toml(&text).with_context(|| format!("could not load rules from {}", path.display()))?
-        }
-        None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
-    };
-    let secret = args.relay.secret.clone().map(Secret::new);
-    let (stream_token, hook_secret) = (non_empty(&args.relay.stream_token), non_empty(&args.relay.hook_secret));
-    for rule in &mut rules {
-        if rule.secret.is_none() {
-            rule.secret = secret.clone();
-        }
-        if rule.stream_token.is_none() {
-            rule.stream_token = stream_token.clone();
-        }
-        if rule.hook_secret.is_none() {
-            rule.hook_secret = hook_secret.clone();
-        }
-    }
-    run_rules(rules, args.relay, &args.github, output, status, &mut Forever).await
 }
 
 /// When a relay run ends besides Ctrl-C: `dev` and `forward` never, `wait` at a matching delivery or its timeout.
@@ -99,30 +71,70 @@ pub struct Forever;
 
 impl Until for Forever {}
 
-/// Runs the relay until Ctrl-C or SIGTERM, or until `until` says so, rendering its events.
+/// Runs the relay until Ctrl-C or SIGTERM, or until `until` says so, rendering its events
+/// (and showing them in the inspector, and saving fixtures, when asked).
 pub async fn run_rules(
     rules: Vec<Rule>,
     relay: RelayArgs,
+    inspect: Option<&InspectArgs>,
     github: &GitHubArgs,
     output: &OutputArgs,
     status: Status,
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
+    // Bad local input is said before GitHub is asked anything.
+    let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
+    let token = super::describe_credentials(&credentials);
+    let local = Local { inspect, recorder };
+    relay_rules(client, token, rules, relay, local, output, status, until).await
+}
+
+/// What a run keeps on this machine beside the feed: the inspector and the fixture recorder.
+#[derive(Default)]
+pub struct Local<'a> {
+    /// Serve the inspector with these settings.
+    pub inspect: Option<&'a InspectArgs>,
+    /// Save each forwarded delivery as a fixture.
+    pub recorder: Option<crate::fixture::Recorder>,
+}
+
+/// Runs the relay with `client`, whose credentials `token` describes for the Ready line.
+#[allow(clippy::too_many_arguments)] // each is one concern of the run; a struct would only rename them
+pub async fn relay_rules(
+    client: github::Client,
+    token: String,
+    rules: Vec<Rule>,
+    relay: RelayArgs,
+    local: Local<'_>,
+    output: &OutputArgs,
+    status: Status,
+    until: &mut dyn Until,
+) -> anyhow::Result<ExitCode> {
+    let Local { inspect, recorder } = local;
+    let inspector = match inspect {
+        Some(args) => Inspector::start(args, client.clone()).await?,
+        None => None,
+    };
     let settings = Settings {
         interval: relay.interval,
         safety_interval: relay.safety_interval,
         since: relay.since,
         state_dir: super::state_dir(relay.state_dir)?,
         cleanup: relay.cleanup,
+        target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
         ..Settings::default()
     };
     let context = Context {
-        token: super::describe_credentials(&credentials),
-        secret: super::describe_secret(rules.first().and_then(|rule| rule.secret.as_ref())),
+        token,
+        secret: super::describe_secret(
+            rules.first().and_then(|rule| rule.secret.as_ref()),
+            rules.first().and_then(|rule| rule.secret_env.as_deref()),
+        ),
         interval: settings.interval,
         streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
         safety_interval: settings.safety_interval,
+        inspector: inspector.as_ref().map(|inspector| inspector.url().to_string()),
     };
     let mut feed = Feed::new(output, status, context);
     let cancel = super::cancel_on_signals();
@@ -143,11 +155,30 @@ pub async fn run_rules(
             () = &mut timeout => break until.timed_out(),
             stalled = service.stalled() => break Err(stalled),
         };
-        let Some(event) = event else { break until.stopped() };
+        let Some(event) = event else {
+            // Ctrl-C or SIGTERM: say what was done and what is left, then stop cleanly.
+            if cancel.is_cancelled()
+                && let Err(error) = feed.stopped()
+            {
+                break Err(error.into());
+            }
+            break until.stopped();
+        };
         service.observe(&event);
         if let Err(error) = feed.show(&event) {
             // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
             break Err(error.into());
+        }
+        if let Some(inspector) = &inspector {
+            inspector.observe(&event);
+        }
+        if let (Some(recorder), Event::Answered { item, request, .. }) = (&recorder, &event)
+            && let Err(error) = recorder.write(&crate::fixture::Fixture::new(item, request))
+        {
+            let message = format!("could not save the fixture of {} [{}]: {error}", item.kind(), item.guid);
+            if let Err(error) = feed.show(&Event::Warning { message }) {
+                break Err(error.into());
+            }
         }
         if let Some(outcome) = until.event(&event) {
             break outcome;

@@ -7,19 +7,20 @@ use std::time::Duration;
 
 use console::style;
 use github::{HookRef, Owner, Secret};
-use serde_json::json;
 use url::Url;
 
 use crate::args::{DoctorArgs, OutputArgs};
 use crate::exit::{AUTH, FAILURE, fail};
-use crate::feed::{print, visible};
+use crate::json::Line;
+use crate::term::{print, visible};
 
 /// How long the hook URL has to answer.
 const HOOK_URL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the checks.
 pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let mut report = Report { json: output.json, quiet: output.quiet, failed: 0, auth: false };
+    let mut report =
+        Report { json: output.json, quiet: output.quiet, failed: 0, auth: false, missing_permission: None };
 
     // The hooks that deliver to the hook URL, for the stream's upstream secret.
     let mut found: Vec<HookRef> = Vec::new();
@@ -29,9 +30,14 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             Some(client)
         }
         Err(error) => {
-            let auth = !error.chain().any(|cause| matches!(cause.downcast_ref(), Some(github::Error::ApiUrl(_))));
+            let auth =
+                !error.chain().any(|cause| matches!(crate::exit::github_error(cause), Some(github::Error::ApiUrl(_))));
             report.auth |= auth;
-            report.fail("token", error_line(&error), "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`")?;
+            report.fail(
+                "token",
+                crate::exit::sentence(&error),
+                "set GITHUB_TOKEN (or GH_TOKEN), or run `gh auth login`",
+            )?;
             None
         }
     };
@@ -42,7 +48,8 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
             report.warn("permissions", "not checked", "name a repository with --repo or an organization with --org")?;
         }
         for owner in &owners {
-            if !check_owner(&mut report, client, owner, args.sources.hook_url.as_deref(), &mut found).await? {
+            let hook_url = args.sources.hook_url.as_deref();
+            if !check_owner(&mut report, client, owner, hook_url, &args.events, &mut found).await? {
                 break;
             }
         }
@@ -60,10 +67,10 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         )?,
     }
 
-    let token = args.stream_token.as_ref().filter(|token| !token.is_empty()).map(|token| Secret::new(token.clone()));
+    let token = super::non_empty(&args.stream_token);
     match (&args.sources.hook_url, token) {
         (Some(url), Some(token)) => {
-            let hook_secret = args.hook_secret.as_ref().filter(|secret| !secret.is_empty()).is_some();
+            let hook_secret = super::non_empty(&args.hook_secret).is_some();
             let ledgers =
                 super::state_dir(args.state_dir.clone()).ok().map(|dir| relay::ledger::dir(&dir, &args.github.api_url));
             check_stream(&mut report, url, &token, hook_secret, ledgers.as_deref(), &found).await?;
@@ -76,6 +83,10 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         (None, Some(_)) => {}
     }
 
+    if let Some(target) = &args.to {
+        check_handler(&mut report, target).await?;
+    }
+
     match super::state_dir(args.state_dir.clone()) {
         Ok(dir) => match writable(&dir) {
             Ok(()) => report.pass("state directory", format!("{} is writable", dir.display()))?,
@@ -85,9 +96,14 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
                 "fix its permissions, or choose another with --state-dir or HOOKFWD_STATE_DIR",
             )?,
         },
-        Err(error) => report.fail("state directory", error_line(&error), "set --state-dir or HOOKFWD_STATE_DIR")?,
+        Err(error) => {
+            report.fail("state directory", crate::exit::sentence(&error), "set --state-dir or HOOKFWD_STATE_DIR")?
+        }
     }
 
+    if let (false, Some(sentence)) = (report.auth, report.missing_permission.take()) {
+        return Err(fail(AUTH, sentence));
+    }
     match (report.auth, report.failed) {
         (true, failed) => Err(fail(AUTH, format!("{} failed; the token is missing or rejected", checks(failed)))),
         (false, 0) => Ok(ExitCode::SUCCESS),
@@ -106,6 +122,7 @@ async fn check_owner(
     client: &github::Client,
     owner: &Owner,
     hook_url: Option<&str>,
+    events: &[String],
     found: &mut Vec<HookRef>,
 ) -> anyhow::Result<bool> {
     let name = owner.to_string();
@@ -131,10 +148,12 @@ async fn check_owner(
                     "a classic token needs admin:repo_hook; a fine-grained one needs Webhooks: read and write"
                 }
                 Owner::Org { .. } => {
-                    "a classic token needs admin:org_hook; a fine-grained one needs organization Webhooks: read and write"
+                    "a classic token needs admin:org_hook; a fine-grained \
+                     one needs organization Webhooks: read and write"
                 }
             };
             report.fail(&name, error.to_string(), hint)?;
+            report.missing_permission.get_or_insert_with(|| error.to_string());
             return Ok(true);
         }
         Err(error) => {
@@ -143,17 +162,22 @@ async fn check_owner(
         }
     };
     report.pass(&name, "visible")?;
-    report.pass(&name, format!("the token may manage its hooks ({} found)", hooks.len()))?;
+    report.pass(&format!("{name} hooks"), format!("the token may manage them ({} found)", hooks.len()))?;
     let Some(url) = hook_url else { return Ok(true) };
-    match hooks.iter().find(|hook| super::hooks::delivers_to(hook, url)) {
+    // Each check has a name of its own, so that a script reading --json can tell them apart.
+    let name = format!("{name} hook");
+    match hooks.iter().find(|hook| hook.delivers_to(url)) {
         Some(hook) if hook.active => {
             found.push(owner.hook(hook.id));
             report.pass(&name, format!("hook {} delivers to {url}", hook.id))?;
+            check_hook_events(report, &name, hook, events)?;
+            check_last_response(report, &name, hook)?;
         }
         Some(hook) => report.fail(
             &name,
             format!("hook {} delivers to {url} but is inactive", hook.id),
-            "activate it in the repository's webhook settings, or remove it with `hookfwd hooks rm` and run `hookfwd dev`",
+            "activate it in the repository's webhook settings, or remove it \
+             with `hookfwd hooks rm` and run `hookfwd dev`",
         )?,
         None => report.fail(
             &name,
@@ -162,6 +186,62 @@ async fn check_owner(
         )?,
     }
     Ok(true)
+}
+
+/// Whether the hook subscribes to every event asked for with `--events`; `name` is the hook check's.
+fn check_hook_events(report: &mut Report, name: &str, hook: &github::Hook, events: &[String]) -> anyhow::Result<()> {
+    let check = format!("{name} events");
+    if events.is_empty() {
+        return Ok(());
+    }
+    if hook.events.iter().any(|event| event == "*") {
+        return report.pass(&check, format!("hook {} takes every event", hook.id));
+    }
+    let missing: Vec<&str> = events.iter().filter(|event| !hook.events.contains(event)).map(String::as_str).collect();
+    if missing.is_empty() {
+        return report.pass(&check, format!("hook {} takes {}", hook.id, events.join(", ")));
+    }
+    report.fail(
+        &check,
+        format!("hook {} does not take {} (it takes {})", hook.id, missing.join(", "), hook.events.join(", ")),
+        "add them in the webhook's settings on GitHub, or remove the hook and let `hookfwd dev --events …` create it",
+    )
+}
+
+/// What GitHub's last delivery to the hook got back: whether GitHub actually reaches the blackhole.
+fn check_last_response(report: &mut Report, name: &str, hook: &github::Hook) -> anyhow::Result<()> {
+    let check = format!("{name} last response");
+    let response = hook.last_response.as_ref();
+    match response.and_then(|response| response.code) {
+        Some(code @ 200..=299) => {
+            report.pass(&check, format!("GitHub's last delivery to hook {} got {code}: GitHub reaches it", hook.id))
+        }
+        None => report.warn(
+            &check,
+            format!("GitHub has not delivered to hook {} yet", hook.id),
+            "`hookfwd trigger ping` makes GitHub try now",
+        ),
+        Some(code) => {
+            let message = response.and_then(|response| response.message.clone()).unwrap_or_default();
+            report.fail(
+                &check,
+                format!("GitHub's last delivery to hook {} got {code} {}", hook.id, visible(&message))
+                    .trim_end()
+                    .to_string(),
+                "GitHub could not deliver to the hook URL: is the blackhole deployed there, and public?",
+            )
+        }
+    }
+}
+
+/// Whether the handler answers at all: any HTTP answer will do, since it is not GitHub's delivery.
+async fn check_handler(report: &mut Report, target: &relay::Target) -> anyhow::Result<()> {
+    let forwarder = relay::Forwarder::new(target.clone(), HOOK_URL_TIMEOUT);
+    let ping = relay::Outgoing::synthetic("ping", br#"{"zen":"hookfwd doctor checks that the handler answers"}"#, None);
+    match forwarder.send(&ping).await {
+        Ok(response) => report.pass("handler", format!("{target} answered {} to an unsigned ping", response.status)),
+        Err(reason) => report.fail("handler", format!("{target}: {reason}"), "start your handler, or check --to"),
+    }
 }
 
 /// Whether the GitHub App's hook deliveries can be read (the JWT works).
@@ -175,7 +255,8 @@ async fn check_app(report: &mut Report, client: &github::Client) -> anyhow::Resu
     }
 }
 
-/// Whether the hook URL answers 2xx to a POST; a plain-http URL gets a warning, since GitHub needs HTTPS.
+/// Whether the hook URL answers 2xx to a POST; a plain-http URL gets a warning: GitHub accepts it,
+/// but the payloads and their signatures then cross the internet in the clear.
 async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(HOOK_URL_TIMEOUT)
@@ -223,11 +304,12 @@ async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
             None => false,
         };
         let hint = if loopback {
-            "fine for local testing; GitHub itself delivers only to HTTPS URLs it can reach"
+            "fine for local testing; GitHub itself can reach only a public URL (see docs/deploy.md)"
         } else {
-            "GitHub needs an HTTPS URL in production; put the blackhole behind TLS"
+            "GitHub accepts http:// URLs, but payloads and signatures then travel in the clear, readable and \
+             replayable on the way; put the blackhole behind TLS"
         };
-        report.warn("hook URL", format!("{url} is not HTTPS"), hint)?;
+        report.warn("hook URL scheme", format!("{url} is not HTTPS"), hint)?;
     }
     Ok(())
 }
@@ -254,7 +336,8 @@ async fn check_stream(
             report.fail(
                 "stream",
                 format!("the blackhole at {origin} refused the stream token (401)"),
-                "give hookfwd one of the tokens the blackhole was started with (--stream-token / BLACKHOLE_STREAM_TOKEN)",
+                "give hookfwd one of the tokens the blackhole was started with \
+                 (--stream-token / BLACKHOLE_STREAM_TOKEN)",
             )?;
         }
         Ok(relay::stream::Answer::NotStreaming) => report.fail(
@@ -305,18 +388,6 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     written.and(removed)
 }
 
-/// The error and its causes on one line.
-fn error_line(error: &anyhow::Error) -> String {
-    let mut line = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line = format!("{line}: {cause}");
-        }
-    }
-    line
-}
-
 /// Prints each check's outcome and counts the failures.
 struct Report {
     /// `--json`: one object per check.
@@ -327,6 +398,8 @@ struct Report {
     failed: usize,
     /// Whether the token is missing or was rejected (exit 3).
     auth: bool,
+    /// The first permission the token lacks, as GitHub's 403 named it (exit 3 too).
+    missing_permission: Option<String>,
 }
 
 impl Report {
@@ -345,9 +418,8 @@ impl Report {
 
     fn line(&self, level: &str, check: &str, message: &str, hint: Option<&str>) -> anyhow::Result<()> {
         if self.json {
-            let object =
-                json!({"check": check, "ok": level != "fail", "level": level, "message": message, "hint": hint});
-            return Ok(print(&object.to_string())?);
+            let line = Line::Check { check, ok: level != "fail", level, message, hint };
+            return Ok(print(&line.to_json())?);
         }
         if self.quiet && level != "fail" {
             return Ok(());

@@ -1,13 +1,17 @@
 //! One module per subcommand, and what they share: the GitHub client, the state directory, signals.
 
 mod completions;
+mod consent;
+#[cfg(feature = "demo")]
+mod demo;
 mod dev;
 mod doctor;
+mod forward;
 mod hooks;
 mod redeliver;
 mod replay;
 mod send;
-mod trigger;
+pub(crate) mod trigger;
 mod wait;
 
 use std::path::PathBuf;
@@ -21,14 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{Cli, Command, GitHubArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
-use crate::feed::Status;
+use crate::term::Status;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     match cli.command {
         Command::Dev(args) => dev::dev(args, &output, status).await,
-        Command::Forward(args) => dev::forward(args, &output, status).await,
+        Command::Forward(args) => forward::forward(args, &output, status).await,
         Command::Send(args) => send::send(args, &output, status).await,
         Command::Replay(args) => replay::replay(args, &output, status).await,
         Command::Trigger(args) => trigger::trigger(args, &output).await,
@@ -37,6 +41,8 @@ pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
         Command::Hooks(args) => hooks::hooks(args, &output).await,
         Command::Doctor(args) => doctor::doctor(args, &output).await,
         Command::Completions(args) => completions::completions(args),
+        #[cfg(feature = "demo")]
+        Command::Demo => demo::demo(&output, status).await,
     }
 }
 
@@ -77,15 +83,21 @@ pub fn describe_credentials(credentials: &Credentials) -> String {
     }
 }
 
-/// Where the secret came from, masked.
-pub fn describe_secret(secret: Option<&Secret>) -> String {
-    match secret {
-        None => "none (forwarded deliveries are unsigned)".to_string(),
-        Some(secret) if std::env::var("HOOKFWD_SECRET").is_ok_and(|value| value == secret.expose()) => {
+/// Where the secret came from, masked: the variable a rule's `secret_env` named, HOOKFWD_SECRET, or the flag.
+pub fn describe_secret(secret: Option<&Secret>, env: Option<&str>) -> String {
+    match (secret, env) {
+        (None, _) => "none (forwarded deliveries are unsigned)".to_string(),
+        (Some(_), Some(name)) => format!("{name} (***)"),
+        (Some(secret), None) if std::env::var("HOOKFWD_SECRET").is_ok_and(|value| value == secret.expose()) => {
             "HOOKFWD_SECRET (***)".to_string()
         }
-        Some(_) => "--secret (***)".to_string(),
+        (Some(_), None) => "--secret (***)".to_string(),
     }
+}
+
+/// A secret from a flag or its env var; an empty one is none.
+pub fn non_empty(value: &Option<Secret>) -> Option<Secret> {
+    value.as_ref().filter(|value| !value.expose().is_empty()).cloned()
 }
 
 /// The sources named by `--repo`, `--org` and `--app`; at least one.

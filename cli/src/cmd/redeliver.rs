@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::args::{OutputArgs, RedeliverArgs};
 use crate::exit::{FAILURE, fail};
-use crate::feed::{print, visible};
+use crate::term::{print, visible};
 
 /// Redelivers failed deliveries once, or every `--interval` with `--watch`.
 pub async fn redeliver(args: RedeliverArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {

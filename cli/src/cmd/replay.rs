@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
-use github::{DeliveryItem, HookRef, Secret};
+use github::{DeliveryItem, HookRef};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
 use crate::exit::{FAILURE, REJECTED, fail};
-use crate::feed::{Context, Feed, Status};
+use crate::feed::{Context, Feed};
+use crate::term::Status;
 
 /// How long the handler has to answer one replayed delivery.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,25 +21,30 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
 /// Replays past deliveries.
 pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&args.sources)?;
+    // Checked before anything is asked of GitHub: an unwritable directory is a mistake to hear at once.
+    let save = args.save.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(&args.github).await?;
-    let secret = args.secret.clone().map(Secret::new);
+    let secret = args.secret.clone();
     let cutoff = relay::since::cutoff(Utc::now(), args.since);
     let context = Context {
         token: super::describe_credentials(&credentials),
-        secret: super::describe_secret(secret.as_ref()),
+        secret: super::describe_secret(secret.as_ref(), None),
         interval: Duration::ZERO,
         ..Context::default()
     };
     let mut feed = Feed::new(output, status.clone(), context);
 
     status.set("listing deliveries");
+    let _clear = ClearOnDrop(status.clone());
     let mut chosen: Vec<(HookRef, DeliveryItem)> = Vec::new();
+    let mut searched = Vec::new();
     for source in &sources {
         let hook = super::hooks::find(&client, source, args.sources.hook_url.as_deref()).await?;
         let listed = client
             .deliveries_since(&hook, cutoff)
             .await
             .with_context(|| format!("could not list the deliveries of {hook}"))?;
+        searched.push(hook.to_string());
         for message in listed.skipped {
             feed.show(&Event::Warning { message })?;
         }
@@ -53,6 +59,10 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     // Newest first, so that --limit keeps the newest; then sent oldest first, as they happened.
     chosen.sort_by_key(|(_, item)| std::cmp::Reverse((item.delivered_at, item.id)));
+    if args.guid.is_some() && !args.all_attempts {
+        // A guid's attempts are one event: replaying the latest is replaying it once.
+        chosen.truncate(1);
+    }
     if let Some(limit) = args.limit {
         chosen.truncate(limit);
     }
@@ -60,12 +70,23 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
 
     let total = chosen.len();
     if total == 0 {
+        if let Some(guid) = &args.guid {
+            return Err(fail(
+                FAILURE,
+                format!(
+                    "delivery {guid} not found among the deliveries of the last {} of {}; check the guid \
+                     (X-GitHub-Delivery), the hook and --since",
+                    window(args.since),
+                    searched.join(", ")
+                ),
+            ));
+        }
         if !output.quiet && !output.json {
-            eprintln!("no deliveries of the last {} match", humantime::format_duration(args.since));
+            eprintln!("no deliveries of the last {} match", window(args.since));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let forwarder = Forwarder::new(args.to.clone(), TARGET_TIMEOUT);
+    let forwarder = args.to.clone().map(|to| Forwarder::new(to, TARGET_TIMEOUT));
     let mut refused = 0usize;
     let mut skipped = 0usize;
     for (done, (hook, item)) in chosen.into_iter().enumerate() {
@@ -85,13 +106,20 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
                     .context(format!("could not get delivery {} [{}] from GitHub", item.id, item.guid)));
             }
         };
+        feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via: relay::Via::Api })?;
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
+        let Some(forwarder) = &forwarder else {
+            if let Some(save) = &save {
+                crate::fixture::save_one(save, &item, &request, output)?;
+            }
+            continue;
+        };
         let response = forwarder.send(&request).await.map_err(|reason| {
             fail(
                 FAILURE,
                 format!(
                     "could not reach the handler at {} ({reason}); replayed {done} of {total}; is it running?",
-                    args.to
+                    forwarder.target()
                 ),
             )
         })?;
@@ -101,14 +129,15 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         let answered = Event::Answered {
             hook,
             item,
-            target: args.to.0.clone(),
+            target: forwarder.target().0.clone(),
             status: response.status,
             latency: response.latency,
             via: relay::Via::Api,
+            answer: response.answer,
+            request: std::sync::Arc::new(request),
         };
         feed.show(&answered)?;
     }
-    status.progress("replayed", total as u64, total as u64);
     if refused > 0 {
         return Err(fail(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
     }
@@ -120,7 +149,40 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         ));
     }
     if !output.quiet && !output.json {
-        eprintln!("replayed {total} {}", if total == 1 { "delivery" } else { "deliveries" });
+        let verb = if save.is_some() { "saved" } else { "replayed" };
+        eprintln!("{verb} {total} {}", if total == 1 { "delivery" } else { "deliveries" });
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Clears the progress bar however replay ends, so that no stale bar is left on the terminal.
+struct ClearOnDrop(Status);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A window as a user would write it: `24h` rather than humantime's `1day`.
+fn window(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_prints_in_the_units_a_user_types() {
+        assert_eq!(window(Duration::from_secs(24 * 3600)), "24h");
+        assert_eq!(window(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(window(Duration::from_secs(45)), "45s");
+    }
 }

@@ -10,30 +10,39 @@ use std::time::Duration;
 
 use chrono::Local;
 use console::style;
-use github::Secret;
 use relay::{Forwarder, Outgoing};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::io::AsyncReadExt;
 
 use crate::args::{OutputArgs, SendArgs};
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
-use crate::feed::{Status, print};
+use crate::json::Line;
+use crate::term::{Status, print};
 
 /// How long one request may take before the handler counts as unreachable.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends `--repeat` synthetic deliveries, each with a new guid, and checks every answer.
 pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let payload = payload(&args).await?;
+    // An empty HOOKFWD_SECRET is as good as none; signing with "" would only confuse.
+    let secret = args.secret.clone().filter(|secret| !secret.expose().is_empty());
+    if let Some(path) = &args.fixture {
+        return crate::fixture::send(path, &args.to, secret.as_ref(), output).await;
+    }
+    // clap requires --event unless --fixture is given.
+    let event = args.event.clone().unwrap_or_default();
+    if let Some(warning) = args.action.as_deref().and_then(|action| unknown_action(&event, action))
+        && !output.quiet
+    {
+        eprintln!("{} {warning}", style("warning:").yellow());
+    }
+    let payload = payload(&args, &event).await?;
     let action = action_of(&payload);
     let kind = match &action {
-        Some(action) => format!("{}.{action}", args.event),
-        None => args.event.clone(),
+        Some(action) => format!("{}.{action}", event),
+        None => event.clone(),
     };
-    // An empty HOOKFWD_SECRET is as good as none; signing with "" would only confuse.
-    let secret = args.secret.filter(|secret| !secret.is_empty()).map(Secret::new);
     if secret.is_none() && !output.quiet && !output.json {
         eprintln!(
             "{} no secret (--secret or HOOKFWD_SECRET): the delivery is sent unsigned",
@@ -50,7 +59,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         } else {
             status.set(format!("sending {kind} to {target}"));
         }
-        let request = Outgoing::synthetic(&args.event, &payload, secret.as_ref());
+        let request = Outgoing::synthetic(&event, &payload, secret.as_ref());
         let guid = request.header("X-GitHub-Delivery").unwrap_or_default().to_string();
         let response = forwarder
             .send(&request)
@@ -64,12 +73,16 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
             unexpected.push(response.status);
         }
         if output.json {
-            print(
-                &json!({"type": "sent", "event": args.event, "action": action, "guid": guid,
-                    "status": response.status, "latency_ms": response.latency.as_millis() as u64,
-                    "target": target})
-                .to_string(),
-            )?;
+            let line = Line::Sent {
+                event: &event,
+                action: action.as_deref(),
+                guid: &guid,
+                status: response.status,
+                latency_ms: response.latency.as_millis() as u64,
+                target,
+                answer: crate::answer::AnswerJson::of(&response.answer),
+            };
+            print(&line.to_json())?;
         } else if !output.quiet || !expected {
             print(&format!(
                 "{}  {} {} [{guid}] {} [{}] POST {target} [{} ms]",
@@ -80,6 +93,12 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
                 status_style(response.status, expected),
                 response.latency.as_millis(),
             ))?;
+            // The body is shown for an unexpected answer (even a 2xx, when another status was asked
+            // for), and for an expected one only with -v.
+            let status = if expected { 200 } else { 0 };
+            for line in crate::answer::excerpt(status, &response.answer, output.verbose) {
+                print(&line)?;
+            }
         }
     }
 
@@ -107,19 +126,32 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
     Err(fail(REJECTED, format!("the handler answered {}{count}, not the expected {wanted}{hint}", statuses.join(", "))))
 }
 
+/// A warning when GitHub never sends `event` with `action`, so a handler tested with it proves little.
+fn unknown_action(event: &str, action: &str) -> Option<String> {
+    let actions = github::samples::actions(event)?;
+    if actions.contains(&action) {
+        return None;
+    }
+    Some(if actions.is_empty() {
+        format!("GitHub sends {event} without an action; `{action}` is sent anyway")
+    } else {
+        format!("GitHub never sends {event} with action `{action}` (it sends {}); sent anyway", actions.join(", "))
+    })
+}
+
 /// The payload bytes: the `--payload` file (or stdin) byte-exact, else the built-in sample;
 /// with `--action`, the same JSON with its `action` set.
-async fn payload(args: &SendArgs) -> anyhow::Result<Vec<u8>> {
+async fn payload(args: &SendArgs, event: &str) -> anyhow::Result<Vec<u8>> {
     let (bytes, from) = match &args.payload {
         Some(path) => (read_payload(path).await?, format!("the payload {}", describe(path))),
-        None => match github::samples::sample(&args.event) {
-            Some(sample) => (sample.as_bytes().to_vec(), format!("the built-in {} sample", args.event)),
+        None => match github::samples::sample(event) {
+            Some(sample) => (sample.as_bytes().to_vec(), format!("the built-in {} sample", event)),
             None => {
                 return Err(fail(
                     USAGE,
                     format!(
                         "there is no built-in sample for the event `{}`; give one of {}, or --payload FILE",
-                        args.event,
+                        event,
                         github::samples::EVENTS.join(", ")
                     ),
                 ));
@@ -135,7 +167,7 @@ async fn payload(args: &SendArgs) -> anyhow::Result<Vec<u8>> {
     };
     let Some(action) = &args.action else { return Ok(bytes) };
     if args.payload.is_none() && object.get("action").is_none() {
-        return Err(fail(USAGE, format!("`{}` deliveries have no action; leave out --action", args.event)));
+        return Err(fail(USAGE, format!("`{}` deliveries have no action; leave out --action", event)));
     }
     Ok(object.with_action(action))
 }

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use console::style;
 use github::{DeliveryItem, HookRef, Listing};
-use serde_json::json;
 
+use super::consent::Registry;
 use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
 use crate::exit::{FAILURE, fail};
-use crate::feed::print;
+use crate::json::Line;
+use crate::term::print;
 
 /// Triggers a ping or a redelivery.
 pub async fn trigger(args: TriggerArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -23,11 +24,12 @@ pub async fn trigger(args: TriggerArgs, output: &OutputArgs) -> anyhow::Result<E
 async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
+    let registry = Registry::new(&target);
     for source in &sources {
-        let hook = super::hooks::find(&client, source, target.sources.hook_url.as_deref()).await?;
+        let hook = registry.find(&client, source, &target, "ping it").await?;
         client.ping_hook(&hook).await.with_context(|| format!("could not ask GitHub to ping {hook}"))?;
         if output.json {
-            print(&json!({"type": "ping", "hook": hook.to_string(), "hook_id": hook.id()}).to_string())?;
+            print(&Line::Ping { hook: hook.to_string(), hook_id: hook.id() }.to_json())?;
         } else if !output.quiet {
             print(&format!("{} GitHub is sending a ping to {hook}", style("✓").green()))?;
         }
@@ -39,20 +41,25 @@ async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
 async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
+    let registry = Registry::new(&target);
     let mut searched = Vec::new();
     for source in &sources {
-        let hook = super::hooks::find(&client, source, target.sources.hook_url.as_deref()).await?;
+        let hook = registry.find(&client, source, &target, "ask it for a redelivery").await?;
         if let Some(item) = find_delivery(&client, &hook, guid).await? {
             client
                 .redeliver(&hook, item.id)
                 .await
                 .with_context(|| format!("could not ask GitHub to redeliver {guid}"))?;
             if output.json {
-                print(
-                    &json!({"type": "redeliver", "hook": hook.to_string(), "hook_id": hook.id(), "guid": guid,
-                        "id": item.id, "event": item.event, "action": item.action})
-                    .to_string(),
-                )?;
+                let line = Line::Redeliver {
+                    hook: hook.to_string(),
+                    hook_id: hook.id(),
+                    guid,
+                    id: item.id,
+                    event: &item.event,
+                    action: item.action.as_deref(),
+                };
+                print(&line.to_json())?;
             } else if !output.quiet {
                 print(&format!(
                     "{} GitHub is redelivering {} [{guid}] (delivery {}) to {hook}",
@@ -68,14 +75,19 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
     Err(fail(
         FAILURE,
         format!(
-            "no delivery with guid {guid} among those GitHub still holds for {}; check the guid (X-GitHub-Delivery) and the hook",
+            "no delivery with guid {guid} among those GitHub still holds for {}; check the guid \
+             (X-GitHub-Delivery) and the hook",
             searched.join(", ")
         ),
     ))
 }
 
 /// The newest delivery of `hook` with `guid`, paging back through everything GitHub still holds.
-async fn find_delivery(client: &github::Client, hook: &HookRef, guid: &str) -> anyhow::Result<Option<DeliveryItem>> {
+pub(crate) async fn find_delivery(
+    client: &github::Client,
+    hook: &HookRef,
+    guid: &str,
+) -> anyhow::Result<Option<DeliveryItem>> {
     let context = || format!("could not list the deliveries of {hook}");
     // A fresh client has no ETag cached, so the first page is never a 304; forget any anyway to be sure.
     client.forget_etags(hook);

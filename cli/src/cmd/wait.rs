@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use console::style;
 use github::DeliveryItem;
 use relay::Event;
-use serde_json::json;
 use tokio::time::Instant;
 
 use super::dev::{Until, flag_rule, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
 use crate::exit::{FAILURE, REJECTED, TIMEOUT, fail};
-use crate::feed::{Status, print, visible};
+use crate::json::Line;
+use crate::term::{Status, print, visible};
 
 /// How far GitHub's clock may be ahead of ours without a new delivery looking old.
 const CLOCK_SKEW: Duration = Duration::from_secs(5);
@@ -36,7 +36,7 @@ pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow
         quiet: output.quiet,
         failure: None,
     };
-    run_rules(vec![rule], args.relay, &args.github, output, status, &mut until).await
+    run_rules(vec![rule], args.relay, None, &args.github, output, status, &mut until).await
 }
 
 /// Ends the run when a matching delivery has been answered.
@@ -75,11 +75,14 @@ impl Match {
 
     fn handled(&self, item: &DeliveryItem, status: u16) -> anyhow::Result<ExitCode> {
         if self.json {
-            print(
-                &json!({"type": "matched", "id": item.id, "guid": item.guid, "event": item.event,
-                    "action": item.action, "status": status})
-                .to_string(),
-            )?;
+            let line = Line::Matched {
+                id: item.id,
+                guid: &item.guid,
+                event: &item.event,
+                action: item.action.as_deref(),
+                status,
+            };
+            print(&line.to_json())?;
         } else if !self.quiet {
             print(&format!(
                 "{} {} [{}] was handled ({status})",
@@ -95,16 +98,39 @@ impl Match {
 impl Until for Match {
     fn event(&mut self, event: &Event) -> Option<anyhow::Result<ExitCode>> {
         match event {
-            Event::Answered { item, status, .. } if self.matches(item) => match status {
+            // GitHub will never send it: waiting out the timeout would only hide why.
+            Event::HookReady { hook, events, .. }
+                if !events.is_empty() && !events.iter().any(|e| e == "*" || *e == self.event) =>
+            {
+                Some(Err(fail(
+                    FAILURE,
+                    format!(
+                        "{hook} is not subscribed to {}, so GitHub never sends it; add it to the hook's events in its \
+                         settings",
+                        self.event
+                    ),
+                )))
+            }
+            Event::Answered { item, status, answer, .. } if self.matches(item) => match status {
                 200..=299 => Some(self.handled(item, *status)),
                 500.. => {
                     // The relay retries a 5xx: the wait goes on, and reports it if time runs out.
-                    self.failure = Some(format!("the handler answered {status} to {} [{}]", item.kind(), item.guid));
+                    self.failure = Some(format!(
+                        "the handler answered {status} to {} [{}]{}",
+                        item.kind(),
+                        item.guid,
+                        crate::answer::gist(answer)
+                    ));
                     None
                 }
                 _ => Some(Err(fail(
                     REJECTED,
-                    format!("the handler rejected {} [{}] with {status}", item.kind(), item.guid),
+                    format!(
+                        "the handler rejected {} [{}] with {status}{}",
+                        item.kind(),
+                        item.guid,
+                        crate::answer::gist(answer)
+                    ),
                 ))),
             },
             Event::Retrying { item, reason, .. } if self.matches(item) => {
@@ -140,6 +166,8 @@ impl Until for Match {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use github::HookRef;
 
@@ -157,6 +185,8 @@ mod tests {
             status,
             latency: Duration::from_millis(3),
             via: relay::Via::Api,
+            answer: relay::Answer::default(),
+            request: std::sync::Arc::new(relay::Outgoing::synthetic("issues", b"{}", None)),
         }
     }
 

@@ -25,9 +25,9 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::api::{Reply, time};
-use crate::state::{HookSpec, Scope};
-use crate::{FakeGitHub, Hostile, Inner};
+use crate::http::{Reply, time};
+use crate::state::HookSpec;
+use crate::{Hostile, Inner};
 
 const DOCS: &str = "https://docs.github.com/rest";
 
@@ -43,18 +43,17 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
         (&Method::POST, ["tokens"]) => {
             let Some(token) = text("token") else { return missing("token") };
             let scopes = text("scopes").unwrap_or_default();
-            inner.lock().tokens.insert(token, crate::state::Token { scopes: Some(scopes), expires_at: None });
+            inner.add_token(&token, &scopes);
             no_content()
         }
         (&Method::POST, ["repos"]) => {
             let Some(full_name) = text("full_name") else { return missing("full_name") };
-            let (owner, name) = full_name.split_once('/').unwrap_or((&full_name, &full_name));
-            let id = inner.lock().repo(owner, name).id;
+            let id = inner.add_repo(&full_name);
             Reply::json(StatusCode::OK, &json!({"id": id}))
         }
         (&Method::POST, ["orgs"]) => {
             let Some(org) = text("org") else { return missing("org") };
-            inner.lock().account(&org, true);
+            inner.add_org(&org);
             no_content()
         }
         (&Method::POST, ["hooks"]) => {
@@ -68,12 +67,7 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
                 spec.content_type = content_type;
             }
             spec.active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
-            let mut state = inner.lock();
-            let scope = match owner.split_once('/') {
-                Some((login, name)) => Scope::Repo(state.repo(login, name).id),
-                None => Scope::Org(state.account(&owner, true).login.to_ascii_lowercase()),
-            };
-            let id = state.insert_hook(scope, &spec);
+            let id = inner.add_hook(&owner, &spec);
             Reply::json(StatusCode::OK, &json!({"id": id}))
         }
         (&Method::POST, ["emit"]) => {
@@ -89,13 +83,10 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
             Reply::json(StatusCode::OK, &json!({"deliveries": ids}))
         }
         (&Method::GET, ["hooks", id, "deliveries"]) => {
-            inner.purge();
-            let state = inner.lock();
-            let Some(hook) = id.parse().ok().and_then(|id: u64| state.hooks.get(&id)) else {
+            let Some(deliveries) = id.parse().ok().and_then(|id: u64| inner.deliveries(id)) else {
                 return Reply::not_found(DOCS);
             };
-            let items: Vec<Value> = hook
-                .deliveries
+            let items: Vec<Value> = deliveries
                 .iter()
                 .map(|d| {
                     json!({"id": d.id, "guid": d.guid, "event": d.event, "action": d.action, "redelivery": d.redelivery,
@@ -147,12 +138,12 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
         }
         (&Method::POST, ["rate_limit"]) => {
             let Some(per_hour) = body.get("per_hour").and_then(Value::as_u64) else { return missing("per_hour") };
-            inner.lock().per_hour = u32::try_from(per_hour).unwrap_or(u32::MAX);
+            inner.set_rate_limit(u32::try_from(per_hour).unwrap_or(u32::MAX));
             no_content()
         }
         (&Method::POST, ["age"]) => {
             let Some(seconds) = body.get("seconds").and_then(Value::as_f64) else { return missing("seconds") };
-            FakeGitHub::age_state(inner, Duration::from_secs_f64(seconds.max(0.0)));
+            inner.age(Duration::from_secs_f64(seconds.max(0.0)));
             no_content()
         }
         (&Method::GET, ["stats"]) => {

@@ -11,8 +11,8 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::Inner;
-use crate::api::Reply;
 use crate::faults::Hostile;
+use crate::http::Reply;
 
 /// What [`Hostile::ControlCharacters`] appends to every guid: a title change, a bell, a screen
 /// clear, and a carriage return and newline that start a forged feed line.

@@ -18,6 +18,7 @@ pub mod control;
 mod deliver;
 mod faults;
 pub mod hostile;
+mod http;
 mod server;
 mod state;
 
@@ -82,6 +83,57 @@ impl Inner {
     pub(crate) fn purge(&self) {
         let retention = chrono::Duration::from_std(self.faults.retention()).unwrap_or(chrono::Duration::days(3));
         self.lock().purge(Utc::now() - retention);
+    }
+
+    // What the handle's methods and the control surface both do: one body for each.
+
+    /// See [`FakeGitHub::add_token`].
+    pub(crate) fn add_token(&self, token: &str, scopes: &str) {
+        let scopes = Some(scopes.to_string());
+        self.lock().tokens.insert(token.to_string(), state::Token { scopes, expires_at: None });
+    }
+
+    /// See [`FakeGitHub::add_repo`].
+    pub(crate) fn add_repo(&self, full_name: &str) -> u64 {
+        let (owner, name) = full_name.split_once('/').unwrap_or((full_name, full_name));
+        self.lock().repo(owner, name).id
+    }
+
+    /// See [`FakeGitHub::add_org`].
+    pub(crate) fn add_org(&self, org: &str) {
+        self.lock().account(org, true);
+    }
+
+    /// See [`FakeGitHub::add_hook`].
+    pub(crate) fn add_hook(&self, owner: &str, hook: &HookSpec) -> u64 {
+        let mut state = self.lock();
+        let scope = match owner.split_once('/') {
+            Some((login, name)) => Scope::Repo(state.repo(login, name).id),
+            None => Scope::Org(state.account(owner, true).login.to_ascii_lowercase()),
+        };
+        state.insert_hook(scope, hook)
+    }
+
+    /// The deliveries of hook `hook_id` still retained, oldest first; `None` for an unknown hook.
+    pub(crate) fn deliveries(&self, hook_id: u64) -> Option<Vec<RecordedDelivery>> {
+        self.purge();
+        self.lock().hooks.get(&hook_id).map(|hook| hook.deliveries.clone())
+    }
+
+    /// See [`FakeGitHub::set_rate_limit`].
+    pub(crate) fn set_rate_limit(&self, per_hour: u32) {
+        self.lock().per_hour = per_hour;
+    }
+
+    /// See [`FakeGitHub::age`].
+    pub(crate) fn age(&self, by: Duration) {
+        let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        let mut state = self.lock();
+        for hook in state.hooks.values_mut() {
+            for delivery in &mut hook.deliveries {
+                delivery.delivered_at = delivery.delivered_at.checked_sub_signed(by).unwrap_or(delivery.delivered_at);
+            }
+        }
     }
 }
 
@@ -165,8 +217,7 @@ impl FakeGitHub {
 
     /// Accepts `token` with these classic scopes (`X-OAuth-Scopes`, e.g. `"repo, admin:repo_hook"`).
     pub fn add_token(&self, token: &str, scopes: &str) {
-        let scopes = Some(scopes.to_string());
-        self.inner.lock().tokens.insert(token.to_string(), state::Token { scopes, expires_at: None });
+        self.inner.add_token(token, scopes);
     }
 
     /// Revokes `token`: it answers 401 from now on.
@@ -177,24 +228,18 @@ impl FakeGitHub {
     /// Adds the repository `owner/repo` (and its owner, as a user unless it is an organization); returns its id.
     /// Adding it again returns the same id. A name without a slash is taken as `name/name`.
     pub fn add_repo(&self, full_name: &str) -> u64 {
-        let (owner, name) = full_name.split_once('/').unwrap_or((full_name, full_name));
-        self.inner.lock().repo(owner, name).id
+        self.inner.add_repo(full_name)
     }
 
     /// Adds the organization `org` (or makes an existing user one).
     pub fn add_org(&self, org: &str) {
-        self.inner.lock().account(org, true);
+        self.inner.add_org(org);
     }
 
     /// Adds a hook to `owner` (`o/r`, created if new, or an organization name); returns the hook id.
     /// Unlike creating one through the API, this sends no `ping`.
     pub fn add_hook(&self, owner: &str, hook: HookSpec) -> u64 {
-        let mut state = self.inner.lock();
-        let scope = match owner.split_once('/') {
-            Some((login, name)) => Scope::Repo(state.repo(login, name).id),
-            None => Scope::Org(state.account(owner, true).login.to_ascii_lowercase()),
-        };
-        state.insert_hook(scope, &hook)
+        self.inner.add_hook(owner, &hook)
     }
 
     /// Delivers `payload` as `event` to every matching active hook of `owner`: the repository's, its
@@ -232,8 +277,7 @@ impl FakeGitHub {
     /// The deliveries of hook `hook_id` still retained, oldest first. For the App hook use
     /// [`FakeGitHub::app_hook_id`].
     pub fn deliveries(&self, hook_id: u64) -> Vec<RecordedDelivery> {
-        self.inner.purge();
-        self.inner.lock().hooks.get(&hook_id).map(|hook| hook.deliveries.clone()).unwrap_or_default()
+        self.inner.deliveries(hook_id).unwrap_or_default()
     }
 
     /// A cloneable handle on the faults.
@@ -243,7 +287,7 @@ impl FakeGitHub {
 
     /// Sets every token's primary budget per hour (default 5000).
     pub fn set_rate_limit(&self, per_hour: u32) {
-        self.inner.lock().per_hour = per_hour;
+        self.inner.set_rate_limit(per_hour);
     }
 
     /// Whether creating a hook through the API pings it, as GitHub does (default true).
@@ -295,17 +339,7 @@ impl FakeGitHub {
 
     /// Moves every recorded delivery's `delivered_at` back by `by`, to test retention and `--since` without waiting.
     pub fn age(&self, by: Duration) {
-        Self::age_state(&self.inner, by);
-    }
-
-    pub(crate) fn age_state(inner: &Inner, by: Duration) {
-        let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
-        let mut state = inner.lock();
-        for hook in state.hooks.values_mut() {
-            for delivery in &mut hook.deliveries {
-                delivery.delivered_at = delivery.delivered_at.checked_sub_signed(by).unwrap_or(delivery.delivered_at);
-            }
-        }
+        self.inner.age(by);
     }
 }
 

@@ -8,7 +8,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
 use crate::Inner;
+use crate::http::{AnswerBody, Dropped, finish, read_body, strip_prefix};
 
 /// Accepts connections until `shutdown` is cancelled; open connections are closed then too.
 pub(crate) async fn run(listener: TcpListener, inner: Arc<Inner>, shutdown: CancellationToken) {
@@ -31,7 +35,7 @@ pub(crate) async fn run(listener: TcpListener, inner: Arc<Inner>, shutdown: Canc
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let inner = Arc::clone(&inner);
-                async move { crate::api::handle(inner, request).await }
+                async move { answer(inner, request).await }
             });
             let connection = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -41,4 +45,21 @@ pub(crate) async fn run(listener: TcpListener, inner: Arc<Inner>, shutdown: Canc
             }
         });
     }
+}
+
+/// Answers one request: the control surface under `{prefix}/_fake/`, GitHub's API everywhere else.
+async fn answer(inner: Arc<Inner>, request: Request<Incoming>) -> Result<Response<AnswerBody>, Dropped> {
+    let path = strip_prefix(request.uri().path(), &inner.prefix);
+    let control: Option<Vec<String>> = path.and_then(|path| {
+        let mut segments = path.split('/').filter(|segment| !segment.is_empty());
+        (segments.next() == Some("_fake")).then(|| segments.map(str::to_string).collect())
+    });
+    let Some(segments) = control else {
+        return crate::api::handle(inner, request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let body = read_body(body).await.unwrap_or_default();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let reply = crate::control::handle(&inner, &parts.method, &segments, &body).await;
+    Ok(finish(&inner, reply, None))
 }

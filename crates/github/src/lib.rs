@@ -5,17 +5,21 @@
 //! prints a token.
 
 mod auth;
+mod backoff;
 mod client;
 mod error;
+mod link;
 mod observe;
 mod paging;
 mod roots;
 pub mod samples;
 mod secret;
 pub mod signature;
+mod status;
 mod types;
 
 pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
+pub use backoff::Backoff;
 pub use client::{Client, Config, DELIVERY_LIMIT, LIST_LIMIT, RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 pub use error::{Error, Result};
 pub use observe::{Observer, endpoint};

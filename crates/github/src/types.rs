@@ -153,6 +153,35 @@ pub struct Hook {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Hook {
+    /// Whether this hook delivers to `url`: the one rule by which the engine and every command find a hook.
+    ///
+    /// Two URLs are the same when they differ only where GitHub would deliver to the same place: the letter
+    /// case of the scheme and host, a default port written out, and a trailing `/` on the path. The query
+    /// string and everything else must match. A URL that does not parse is compared as written, less a
+    /// trailing `/`.
+    pub fn delivers_to(&self, url: &str) -> bool {
+        self.config.url.as_deref().is_some_and(|own| same_url(own, url))
+    }
+}
+
+/// See [`Hook::delivers_to`].
+fn same_url(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host() == b.host()
+                && a.port_or_known_default() == b.port_or_known_default()
+                && a.username() == b.username()
+                && a.password() == b.password()
+                && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
+                && a.query() == b.query()
+                && a.fragment() == b.fragment()
+        }
+        _ => a.trim_end_matches('/') == b.trim_end_matches('/'),
+    }
+}
+
 /// A hook's delivery configuration (`webhook-config`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HookConfig {
@@ -297,6 +326,53 @@ impl Delivery {
 
 #[cfg(test)]
 mod tests {
+    fn hook(url: &str) -> Hook {
+        serde_json::from_value(serde_json::json!({"id": 1, "name": "web", "active": true, "events": ["*"],
+            "config": {"url": url}, "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}))
+        .expect("a hook")
+    }
+
+    #[test]
+    fn a_hook_url_matches_with_or_without_a_trailing_slash() {
+        assert!(hook("https://bh.example/alice").delivers_to("https://bh.example/alice"));
+        assert!(hook("https://bh.example/alice/").delivers_to("https://bh.example/alice"));
+        assert!(hook("https://bh.example/alice").delivers_to("https://bh.example/alice/"));
+        assert!(hook("https://bh.example").delivers_to("https://bh.example/"));
+        assert!(!hook("https://bh.example/alice").delivers_to("https://bh.example/bob"));
+        assert!(!hook("https://bh.example/alice").delivers_to("https://bh.example/alice/x"));
+    }
+
+    #[test]
+    fn a_hook_url_ignores_the_letter_case_of_scheme_and_host_but_not_of_the_path() {
+        assert!(hook("HTTPS://BH.Example/alice").delivers_to("https://bh.example/alice"));
+        assert!(!hook("https://bh.example/Alice").delivers_to("https://bh.example/alice"));
+        assert!(!hook("https://bh.example/alice").delivers_to("http://bh.example/alice"));
+    }
+
+    #[test]
+    fn a_hook_url_with_the_default_port_written_out_is_the_same_url() {
+        assert!(hook("https://bh.example:443/alice").delivers_to("https://bh.example/alice"));
+        assert!(hook("http://bh.example/alice").delivers_to("http://bh.example:80/alice"));
+        assert!(!hook("https://bh.example:8443/alice").delivers_to("https://bh.example/alice"));
+    }
+
+    #[test]
+    fn a_hook_url_query_string_must_match() {
+        assert!(hook("https://bh.example/alice?x=1").delivers_to("https://bh.example/alice?x=1"));
+        assert!(hook("https://bh.example/alice/?x=1").delivers_to("https://bh.example/alice?x=1"));
+        assert!(!hook("https://bh.example/alice?x=1").delivers_to("https://bh.example/alice?x=2"));
+        assert!(!hook("https://bh.example/alice?x=1").delivers_to("https://bh.example/alice"));
+    }
+
+    #[test]
+    fn a_hook_without_a_url_or_with_one_that_does_not_parse_is_compared_as_written() {
+        let mut none = hook("https://bh.example");
+        none.config.url = None;
+        assert!(!none.delivers_to("https://bh.example"));
+        assert!(hook("not a url/").delivers_to("not a url"));
+        assert!(!hook("not a url").delivers_to("https://bh.example"));
+    }
+
     use super::*;
 
     #[test]

@@ -143,7 +143,8 @@ async fn waits_out_an_exhausted_primary_limit() {
         let hook = hook.clone();
         async move { client.get_hook(&hook).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The wait is visible to a status line while the call waits (1.5 s), not only after.
+    testkit::eventually("the wait to be visible", || client.waiting_until().is_some() || call.is_finished()).await;
     assert!(client.waiting_until().is_some(), "the wait is visible to a status line");
     call.await.unwrap().unwrap();
     assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());

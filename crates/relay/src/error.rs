@@ -1,4 +1,7 @@
 //! What stops the relay, or makes a rule unusable.
+//!
+//! Each variant's `Display` is one level, hyper's rule: what failed here, never its cause's words, which
+//! `source()` gives. A caller prints the whole chain by joining each level's `Display` with `: `.
 
 /// A relay failure.
 #[derive(Debug, thiserror::Error)]
@@ -13,10 +16,14 @@ pub enum Error {
     #[error("no source could be set up: {0}")]
     NoSources(String),
     /// Another hookfwd is forwarding the same hook with the same state directory.
-    #[error("{hook} is already being forwarded by another hookfwd using {path}")]
+    #[error(
+        "{hook} is already being forwarded by {holder} using {path}; stop it, or give this run its own --state-dir"
+    )]
     Busy {
         /// The hook.
         hook: String,
+        /// Who holds the lock: `hookfwd process 1234`, from the PID the holder wrote into the lock file.
+        holder: String,
         /// Its lock file.
         path: std::path::PathBuf,
     },
@@ -42,11 +49,9 @@ pub enum Error {
     },
     /// A GitHub call failed in a way retrying will not fix, such as a rejected token.
     ///
-    /// The GitHub error is also the `source()`, so callers walking the chain find it.
-    #[error("{0}")]
-    GitHub(
-        #[from]
-        #[source]
-        github::Error,
-    ),
+    /// Transparent, as hyper's rule asks of a wrapper that adds no words: its `Display` is the GitHub error's
+    /// sentence and its `source()` that error's cause, so a caller joining the chain says each level once.
+    /// Callers looking for the GitHub error match this variant (the CLI's `exit::github_error`).
+    #[error(transparent)]
+    GitHub(#[from] github::Error),
 }

@@ -1,10 +1,13 @@
 //! What the relay tells the user: one [`Event`] per thing worth showing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use github::{DeliveryItem, HookRef, RateLimit};
 use url::Url;
+
+use crate::forward::{Answer, Outgoing};
 
 /// Whether a source's hook was already there or created by this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +92,10 @@ pub enum Event {
         latency: Duration,
         /// Which path brought it.
         via: Via,
+        /// The answer's headers and the start of its body.
+        answer: Answer,
+        /// The request as forwarded (shared: every attempt sends the same one).
+        request: Arc<Outgoing>,
     },
     /// The target was unreachable or answered 5xx; the delivery will be retried.
     Retrying {

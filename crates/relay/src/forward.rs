@@ -10,8 +10,10 @@ use crate::Target;
 const JSON: &str = "application/json";
 /// The content type of `form` hooks: the body is `payload=<urlencoded JSON>`.
 const FORM: &str = "application/x-www-form-urlencoded";
-/// The most of a target's answer read (and thrown away) so the connection can be reused.
-const MAX_DRAIN: usize = 64 * 1024;
+/// The most of a handler's answer body kept, for the feed, `--json` and the inspector.
+pub const MAX_ANSWER: usize = 64 * 1024;
+/// The most of an answer body read (counted, not kept) to learn its length and reuse the connection.
+const MAX_DRAIN: u64 = 16 * 1024 * 1024;
 
 /// One request for the target: GitHub's headers, the exact payload bytes, fresh signatures.
 #[derive(Debug, Clone)]
@@ -135,12 +137,37 @@ fn installation_target(payload: &[u8]) -> Option<(&'static str, u64)> {
 }
 
 /// How the target answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// The status code.
     pub status: u16,
     /// From sending the request to the answer's headers.
     pub latency: Duration,
+    /// The answer's headers and the start of its body.
+    pub answer: Answer,
+}
+
+/// What the handler said besides its status: headers, and the body's first [`MAX_ANSWER`] bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Header names and values (a value that is not UTF-8 is shown lossily).
+    pub headers: Vec<(String, String)>,
+    /// The body's first [`MAX_ANSWER`] bytes.
+    pub body: Vec<u8>,
+    /// The body's full length: its `Content-Length`, or the bytes read (counting stops at 16 MiB).
+    pub body_length: u64,
+}
+
+impl Answer {
+    /// The captured body as text (bytes that are not UTF-8 replaced).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// Whether the body was longer than what was kept.
+    pub fn truncated(&self) -> bool {
+        self.body_length > self.body.len() as u64
+    }
 }
 
 impl Response {
@@ -187,19 +214,54 @@ impl Forwarder {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let started = Instant::now();
-        let mut response = builder.body(request.body.clone()).send().await.map_err(|e| reason(&e))?;
+        let mut response = builder.body(request.body.clone()).send().await.map_err(|e| {
+            if self.target.0.scheme() == "https" && answered_plain_http(&e) {
+                PLAIN_HTTP.to_string()
+            } else {
+                reason(&e)
+            }
+        })?;
         let latency = started.elapsed();
         let status = response.status().as_u16();
-        // Read a little of the answer so the connection can be reused; never look at it.
-        let mut drained = 0;
-        while drained < MAX_DRAIN {
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        let declared = response.content_length();
+        // Keep the start of the body for the user; count the rest (bounded) so the connection can be reused.
+        let mut body = Vec::new();
+        let mut read: u64 = 0;
+        while read < MAX_DRAIN {
             match response.chunk().await {
-                Ok(Some(chunk)) => drained += chunk.len(),
+                Ok(Some(chunk)) => {
+                    let room = MAX_ANSWER.saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                    read += chunk.len() as u64;
+                }
                 _ => break,
             }
         }
-        Ok(Response { status, latency })
+        let body_length = declared.unwrap_or(read).max(read);
+        Ok(Response { status, latency, answer: Answer { headers, body, body_length } })
     }
+}
+
+/// Why an `https://` target failed when the handler behind it speaks plain HTTP.
+pub const PLAIN_HTTP: &str = "the handler answered in plain HTTP, not HTTPS; use http:// in --to";
+
+/// Whether a TLS handshake failed because the server answered in plain HTTP: rustls reads the
+/// first bytes of `HTTP/1.1 400` as a record of an unknown content type. rustls is not a direct
+/// dependency, so its error is recognised by its text, inside the I/O error tokio-rustls wraps it in.
+fn answered_plain_http(error: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = source {
+        if current.to_string().contains("InvalidContentType") {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// A one-line reason for a failed attempt, without the URL (the feed already shows it).

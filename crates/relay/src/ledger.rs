@@ -487,10 +487,20 @@ impl Lock {
         let path = Ledger::path(dir, hook).with_extension("lock");
         let failed = |source| Error::Ledger { path: path.clone(), action: "locked", source };
         create_dir(dir).map_err(failed)?;
-        let file = private().read(true).write(true).create(true).truncate(false).open(&path).map_err(failed)?;
+        let mut file = private().read(true).write(true).create(true).truncate(false).open(&path).map_err(failed)?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy { hook: hook.to_string(), path }),
+            Ok(()) => {
+                // The PID tells a second run whom to stop; the lock, not the text, is what excludes.
+                file.set_len(0).and_then(|()| write!(file, "{}", std::process::id())).map_err(failed)?;
+                Ok(Self { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = match std::fs::read_to_string(&path).map(|text| text.trim().parse::<u32>()) {
+                    Ok(Ok(pid)) => format!("hookfwd process {pid}"),
+                    _ => "another hookfwd".to_string(),
+                };
+                Err(Error::Busy { hook: hook.to_string(), holder, path })
+            }
             Err(std::fs::TryLockError::Error(source)) => Err(failed(source)),
         }
     }
@@ -521,6 +531,21 @@ pub fn load_hook_secret(dir: &Path, hook: &HookRef) -> Result<Option<github::Sec
         Ok(_) => Ok(None),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Ledger { path, action: "read", source }),
+    }
+}
+
+/// Whether hookfwd created `hook`: the upstream secret kept by [`store_hook_secret`] is written
+/// exactly when a run creates a hook, so it doubles as the record of the hooks hookfwd owns.
+pub fn created_by_hookfwd(dir: &Path, hook: &HookRef) -> bool {
+    Ledger::path(dir, hook).with_extension("secret").exists()
+}
+
+/// Forgets a deleted hook: its kept upstream secret, so that the record of created hooks stays true.
+pub fn forget_hook(dir: &Path, hook: &HookRef) -> Result<(), Error> {
+    let path = Ledger::path(dir, hook).with_extension("secret");
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Ledger { path, action: "removed", source: e }),
+        _ => Ok(()),
     }
 }
 
@@ -589,7 +614,10 @@ mod tests {
     fn one_process_at_a_time_holds_a_hooks_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let held = Lock::take(dir.path(), &hook()).unwrap();
-        assert!(matches!(Lock::take(dir.path(), &hook()), Err(Error::Busy { .. })));
+        match Lock::take(dir.path(), &hook()) {
+            Err(Error::Busy { holder, .. }) => assert_eq!(holder, format!("hookfwd process {}", std::process::id())),
+            other => panic!("{other:?}"),
+        }
         let other = HookRef::Repo { owner: "o".into(), repo: "r".into(), id: 2 };
         assert!(Lock::take(dir.path(), &other).is_ok(), "another hook is not blocked");
         drop(held);
@@ -792,5 +820,8 @@ mod tests {
         assert_eq!(load_hook_secret(dir.path(), &hook()).unwrap().unwrap().expose(), "upstream");
         let path = Ledger::path(dir.path(), &hook()).with_extension("secret");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(created_by_hookfwd(dir.path(), &hook()));
+        forget_hook(dir.path(), &hook()).unwrap();
+        assert!(!created_by_hookfwd(dir.path(), &hook()));
     }
 }

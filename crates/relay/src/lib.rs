@@ -5,7 +5,6 @@
 //! recording it in the ledger only after the target answered.
 //! Everything the user should see is sent as an [`Event`]; the CLI renders them.
 
-mod backoff;
 mod engine;
 mod error;
 mod event;
@@ -22,7 +21,7 @@ use std::time::Duration;
 pub use engine::run;
 pub use error::Error;
 pub use event::{Event, HookOrigin, Via};
-pub use forward::{Forwarder, Outgoing, Response};
+pub use forward::{Answer, Forwarder, Outgoing, Response};
 pub use rule::{Rule, Source, Target};
 
 /// How the relay runs, shared by every rule.
@@ -42,6 +41,8 @@ pub struct Settings {
     pub fetch_concurrency: usize,
     /// How long to wait for the target to answer one delivery.
     pub target_timeout: Duration,
+    /// How long GitHub may refuse a permission (403) on every poll before the run stops: by then it is permanent.
+    pub forbidden_for: Duration,
 }
 
 impl Default for Settings {
@@ -54,6 +55,7 @@ impl Default for Settings {
             cleanup: false,
             fetch_concurrency: 8,
             target_timeout: Duration::from_secs(30),
+            forbidden_for: Duration::from_secs(60),
         }
     }
 }

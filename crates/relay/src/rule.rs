@@ -81,10 +81,12 @@ pub struct Rule {
     pub target: Target,
     /// The blackhole URL that identifies (or creates) each source's hook.
     pub hook_url: Option<String>,
-    /// Events for a created hook; `*` for all.
+    /// Events for a created hook, and the only ones forwarded; `*` for all.
     pub events: Vec<String>,
     /// The local secret the forwarded requests are signed with.
     pub secret: Option<Secret>,
+    /// The environment variable a rule's `secret_env` named, so the Ready line can say where the secret came from.
+    pub secret_env: Option<String>,
     /// The blackhole's stream token: with it (and a hook URL) the source runs in push mode.
     pub stream_token: Option<Secret>,
     /// The secret GitHub signs the hook's deliveries with, for a hook hookfwd did not create.
@@ -173,6 +175,20 @@ struct RawRule {
 }
 
 impl Rule {
+    /// Whether deliveries of `event` are forwarded: the rule's events name it, or `*`.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|wanted| wanted == "*" || wanted == event)
+    }
+
+    /// The rule's events that a hook subscribed to `hook_events` is not sent, so never arrive.
+    pub fn missing_events(&self, hook_events: &[String]) -> Vec<String> {
+        // No list (the App's hook) says nothing either way.
+        if hook_events.is_empty() || hook_events.iter().any(|event| event == "*") {
+            return Vec::new();
+        }
+        self.events.iter().filter(|event| *event != "*" && !hook_events.contains(event)).cloned().collect()
+    }
+
     /// Parses the seed's `--rule` format:
     /// `{"from":["org1/repo1","org2"],"to":"http://…/","hook":{"config":{"url":"https://…"},"events":["push"]}}`.
     ///
@@ -290,10 +306,19 @@ impl RawRule {
             },
             None => Ok(None),
         };
-        let secret = from_env("secret_env", self.secret_env)?;
+        let secret = from_env("secret_env", self.secret_env.clone())?;
         let stream_token = from_env("stream_token_env", self.stream_token_env)?;
         let hook_secret = from_env("hook_secret_env", self.hook_secret_env)?;
-        Ok(Rule { sources, target, hook_url: self.hook_url, events: self.events, secret, stream_token, hook_secret })
+        Ok(Rule {
+            sources,
+            target,
+            hook_url: self.hook_url,
+            events: self.events,
+            secret,
+            secret_env: self.secret_env,
+            stream_token,
+            hook_secret,
+        })
     }
 }
 
@@ -471,8 +496,24 @@ mod tests {
         let err = Rule::from_toml_with_env("[[rule]]\nfrom=[\"o/r\"]\nto=\"nope\"\n[[rule]]\n", no_env)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("missing field `to`") || err.contains("rule 1"), "{err}");
+        // The second [[rule]] (line 4) lacks `to`: the file fails to parse there, before any rule is checked.
+        assert_eq!(err, "invalid rule: missing field `to` (line 4)");
         let err = Rule::from_toml_with_env("", no_env).unwrap_err().to_string();
         assert!(err.contains("no [[rule]]"), "{err}");
+    }
+
+    #[test]
+    fn a_rules_events_filter_what_is_forwarded_and_name_what_a_hook_lacks() {
+        let mut rule =
+            Rule::from_json(r#"{"from":["o/r"],"to":"http://localhost:3000/","hook":{"events":["push","check_run"]}}"#)
+                .unwrap();
+        assert!(rule.wants("push") && rule.wants("check_run") && !rule.wants("issues"));
+        let hook = |events: &[&str]| events.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        assert_eq!(rule.missing_events(&hook(&["push"])), ["check_run"]);
+        assert!(rule.missing_events(&hook(&["*"])).is_empty());
+        assert!(rule.missing_events(&[]).is_empty(), "the App's hook lists none");
+        rule.events = vec!["*".into()];
+        assert!(rule.wants("issues"));
+        assert!(rule.missing_events(&hook(&["push"])).is_empty(), "`*` asks for nothing in particular");
     }
 }

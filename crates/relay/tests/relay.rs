@@ -2,20 +2,16 @@
 //! verifies every signature.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use fake_github::{FakeGitHub, HookSpec};
 use github::{Auth, Client, Config, HookRef, Owner, RetryPolicy, Secret};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use relay::{Event, HookOrigin, Rule, Settings, Source, Target};
 use serde_json::json;
+use testkit::{Received, Recorder, eventually};
 use tokio::net::TcpListener;
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,91 +21,15 @@ const SECRET: &str = "local-handler-secret";
 /// Long enough for any of these runs; a hang fails instead of blocking CI.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HashMap<String, String>,
-    body: Bytes,
-    /// Whether `X-Hub-Signature-256` verified with [`SECRET`].
-    signed: bool,
+/// The recorder's URL as the relay's target.
+fn target(receiver: &Recorder) -> Target {
+    Target::parse(&receiver.url()).unwrap()
 }
 
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
-    }
-    fn guid(&self) -> String {
-        self.header("x-github-delivery").unwrap_or_default().to_string()
-    }
-}
-
-/// A local handler on 127.0.0.1 that records what it gets and answers `status`.
-struct Receiver {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
-    stop: CancellationToken,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        Self::on(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    }
-
-    fn on(listener: TcpListener) -> Self {
-        let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let stop = CancellationToken::new();
-        let (log, token) = (received.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok((stream, _)) => stream, Err(_) => continue },
-                    () = token.cancelled() => return,
-                };
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let log = log.clone();
-                        async move {
-                            let headers = request
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
-                                .collect::<HashMap<_, _>>();
-                            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let signed = headers
-                                .get("x-hub-signature-256")
-                                .is_some_and(|sig| github::signature::verify_sha256(&Secret::new(SECRET), &body, sig));
-                            log.lock().unwrap().push(Received { headers, body, signed });
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, received, stop }
-    }
-
-    fn target(&self) -> Target {
-        Target::parse(&format!("127.0.0.1:{}/webhook", self.addr.port())).unwrap()
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+/// Whether `X-Hub-Signature-256` verifies with [`SECRET`].
+fn signed(request: &Received) -> bool {
+    let signature = request.header("x-hub-signature-256").unwrap_or_default();
+    github::signature::verify_sha256(&Secret::new(SECRET), &request.body, signature)
 }
 
 fn client(fake: &FakeGitHub) -> Client {
@@ -139,6 +59,7 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         hook_url: Some(hook_url.to_string()),
         events: Vec::new(),
         secret: Some(Secret::new(SECRET)),
+        secret_env: None,
         stream_token: None,
         hook_secret: None,
     }
@@ -153,6 +74,7 @@ fn settings(state: &std::path::Path) -> Settings {
         cleanup: false,
         fetch_concurrency: 8,
         target_timeout: Duration::from_secs(5),
+        forbidden_for: Duration::from_secs(60),
     }
 }
 
@@ -188,20 +110,12 @@ impl Running {
 
     async fn polled(&self, more: usize) {
         let before = self.count(|e| matches!(e, Event::Polled { .. }));
-        wait_for("polls", || self.count(|e| matches!(e, Event::Polled { .. })) >= before + more).await;
+        eventually("polls", || self.count(|e| matches!(e, Event::Polled { .. })) >= before + more).await;
     }
 
     async fn stop(self) -> Result<(), relay::Error> {
         self.cancel.cancel();
         tokio::time::timeout(PATIENCE, self.task).await.expect("the relay stops when cancelled").unwrap()
-    }
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -219,14 +133,14 @@ async fn forwards_a_250_delivery_backlog_once_each_oldest_first_signed_and_byte_
     let payloads = (0..250).map(|n| json!({"n": n, "text": "spaced  out ünïcode", "nested": {"f": 1.50}})).collect();
     let ids = fake.emit_many("octo/hello", "issues", payloads).await;
     assert_eq!(ids.len(), 250);
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let mut settings = settings(state.path());
     settings.since = Some(Duration::from_secs(3600));
 
     let running =
-        Running::start(client(&fake), vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())], settings);
-    wait_for("250 deliveries", || receiver.count() >= 250).await;
+        Running::start(client(&fake), vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())], settings);
+    eventually("250 deliveries", || receiver.count() >= 250).await;
     running.polled(3).await;
     running.stop().await.unwrap();
 
@@ -236,8 +150,8 @@ async fn forwards_a_250_delivery_backlog_once_each_oldest_first_signed_and_byte_
     assert_eq!(guids, oldest_first(&fake, hook), "oldest first");
     let recorded: HashMap<_, _> = fake.deliveries(hook).into_iter().map(|d| (d.guid.clone(), d)).collect();
     for request in &received {
-        assert!(request.signed, "signature verifies");
-        let original = &recorded[&request.guid()];
+        assert!(signed(request), "signature verifies");
+        let original = &recorded[request.guid()];
         assert_eq!(request.body, original.payload, "payload bytes unchanged");
         assert_eq!(request.header("x-github-event"), Some("issues"));
         assert_eq!(request.header("x-github-hook-id"), Some(hook.to_string().as_str()));
@@ -252,14 +166,14 @@ async fn reuses_the_hook_found_by_url_even_when_another_is_listed_first() {
     let fake = fake().await;
     let _other = fake.add_hook("octo/hello", HookSpec::new("https://elsewhere.example/hook"));
     let ours = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let running = Running::start(
         client(&fake),
-        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
-    wait_for("ready", || running.count(|e| matches!(e, Event::Ready { .. })) == 1).await;
+    eventually("ready", || running.count(|e| matches!(e, Event::Ready { .. })) == 1).await;
     running.polled(1).await;
     let ready = running.events().into_iter().find_map(|e| match e {
         Event::HookReady { hook, origin, .. } => Some((hook, origin)),
@@ -271,7 +185,7 @@ async fn reuses_the_hook_found_by_url_even_when_another_is_listed_first() {
     );
     assert_eq!(fake.stats().hook_creates, 0);
     fake.emit("octo/hello", "push", json!({"ref": "refs/heads/main"})).await;
-    wait_for("the push", || receiver.count() == 1).await;
+    eventually("the push", || receiver.count() == 1).await;
     running.stop().await.unwrap();
     assert_eq!(receiver.received()[0].guid(), fake.deliveries(ours)[0].guid);
 }
@@ -280,11 +194,11 @@ async fn reuses_the_hook_found_by_url_even_when_another_is_listed_first() {
 async fn creates_a_missing_hook_and_cleanup_deletes_only_that() {
     let fake = fake().await;
     fake.add_repo("octo/hello");
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let mut settings = settings(state.path());
     settings.cleanup = true;
-    let mut rule = rule(&["octo/hello"], receiver.target(), &fake.blackhole_url());
+    let mut rule = rule(&["octo/hello"], target(&receiver), &fake.blackhole_url());
     rule.events = vec!["push".into()];
     let running = Running::start(client(&fake), vec![rule], settings);
     running.polled(1).await;
@@ -295,7 +209,7 @@ async fn creates_a_missing_hook_and_cleanup_deletes_only_that() {
     let (hook, events) = created.expect("the hook was created");
     assert_eq!(events, ["push"]);
     fake.emit("octo/hello", "push", json!({"ref": "refs/heads/main"})).await;
-    wait_for("the push", || receiver.count() == 1).await;
+    eventually("the push", || receiver.count() == 1).await;
     running.stop().await.unwrap();
     assert_eq!(fake.stats().hook_deletes, 1);
     let owner = Owner::parse("octo/hello").unwrap();
@@ -307,19 +221,19 @@ async fn creates_a_missing_hook_and_cleanup_deletes_only_that() {
 async fn a_redelivery_is_forwarded_again() {
     let fake = fake().await;
     let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let running = Running::start(
         client(&fake),
-        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
     running.polled(1).await;
     let ids = fake.emit("octo/hello", "issues", json!({"action": "opened"})).await;
-    wait_for("the delivery", || receiver.count() == 1).await;
+    eventually("the delivery", || receiver.count() == 1).await;
     let hook_ref = HookRef::Repo { owner: "octo".into(), repo: "hello".into(), id: hook };
     client(&fake).redeliver(&hook_ref, ids[0]).await.unwrap();
-    wait_for("the redelivery", || receiver.count() == 2).await;
+    eventually("the redelivery", || receiver.count() == 2).await;
     running.polled(3).await;
     running.stop().await.unwrap();
     let received = receiver.received();
@@ -332,11 +246,11 @@ async fn an_idle_poll_costs_no_rate_limit() {
     let fake = fake().await;
     fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
     fake.emit("octo/hello", "push", json!({})).await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let running = Running::start(
         client(&fake),
-        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
     running.polled(2).await;
@@ -362,15 +276,15 @@ async fn a_handler_down_for_seconds_loses_nothing() {
     let mut settings = settings(state.path());
     settings.since = Some(Duration::from_secs(3600));
     let running = Running::start(client(&fake), vec![rule(&["octo/hello"], target, &fake.blackhole_url())], settings);
-    wait_for("retries", || running.count(|e| matches!(e, Event::Retrying { .. })) >= 3).await;
+    eventually("retries", || running.count(|e| matches!(e, Event::Retrying { .. })) >= 3).await;
     // More arrive while it is down.
     fake.emit_many("octo/hello", "issues", (20..30).map(|n| json!({"n": n})).collect()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let receiver = Receiver::on(TcpListener::bind(("127.0.0.1", port)).await.unwrap());
-    wait_for("30 deliveries", || receiver.count() >= 30).await;
+    let receiver = Recorder::on(TcpListener::bind(("127.0.0.1", port)).await.unwrap());
+    eventually("30 deliveries", || receiver.count() >= 30).await;
     running.polled(3).await;
     running.stop().await.unwrap();
-    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    let guids: Vec<String> = receiver.received().iter().map(|r| r.guid().to_string()).collect();
     assert_eq!(guids, oldest_first(&fake, hook), "all of them, once, in order");
 }
 
@@ -379,21 +293,21 @@ async fn github_server_errors_and_secondary_limits_lose_nothing() {
     let fake = fake().await;
     let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
     fake.emit_many("octo/hello", "issues", (0..150).map(|n| json!({"n": n})).collect()).await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let mut settings = settings(state.path());
     settings.since = Some(Duration::from_secs(3600));
     fake.faults().set_server_error_rate(0.2);
     fake.faults().secondary_limit(5, Duration::from_millis(200));
     let running =
-        Running::start(client(&fake), vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())], settings);
-    wait_for("150 deliveries", || receiver.count() >= 150).await;
+        Running::start(client(&fake), vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())], settings);
+    eventually("150 deliveries", || receiver.count() >= 150).await;
     fake.emit_many("octo/hello", "issues", (150..170).map(|n| json!({"n": n})).collect()).await;
-    wait_for("170 deliveries", || receiver.count() >= 170).await;
+    eventually("170 deliveries", || receiver.count() >= 170).await;
     running.polled(3).await;
     running.stop().await.unwrap();
     assert!(fake.stats().server_errors > 0 && fake.stats().secondary_limited > 0, "{:?}", fake.stats());
-    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    let guids: Vec<String> = receiver.received().iter().map(|r| r.guid().to_string()).collect();
     assert_eq!(guids, oldest_first(&fake, hook));
 }
 
@@ -403,20 +317,20 @@ async fn forwards_organization_hooks() {
     fake.add_org("acme");
     fake.add_repo("acme/widgets");
     let hook = fake.add_hook("acme", HookSpec::new(fake.blackhole_url()));
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let running = Running::start(
         client(&fake),
-        vec![rule(&["acme"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["acme"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
     running.polled(1).await;
     fake.emit("acme/widgets", "push", json!({"ref": "refs/heads/main"})).await;
-    wait_for("the org delivery", || receiver.count() == 1).await;
+    eventually("the org delivery", || receiver.count() == 1).await;
     running.stop().await.unwrap();
     let request = &receiver.received()[0];
     assert_eq!(request.header("x-github-hook-id"), Some(hook.to_string().as_str()));
-    assert!(request.signed);
+    assert!(signed(request));
     let ledgers = relay::ledger::dir(state.path(), &fake.api_url());
     assert!(relay::ledger::Ledger::path(&ledgers, &HookRef::Org { org: "acme".into(), id: hook }).exists());
 }
@@ -426,14 +340,14 @@ async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_o
     let fake = fake().await;
     let a = fake.add_hook("octo/a", HookSpec::new(fake.blackhole_url()));
     let b = fake.add_hook("octo/b", HookSpec::new(fake.blackhole_url()));
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let running = Running::start(
         client(&fake),
-        vec![rule(&["octo/a", "octo/missing", "octo/b"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["octo/a", "octo/missing", "octo/b"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
-    wait_for("ready", || running.count(|e| matches!(e, Event::Ready { sources: 2 })) == 1).await;
+    eventually("ready", || running.count(|e| matches!(e, Event::Ready { sources: 2 })) == 1).await;
     running.polled(2).await;
     let failed: Vec<_> = running
         .events()
@@ -450,7 +364,7 @@ async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_o
         fake.emit("octo/a", "push", json!({"n": n})).await;
         fake.emit("octo/b", "push", json!({"n": n})).await;
     }
-    wait_for("six deliveries", || receiver.count() == 6).await;
+    eventually("six deliveries", || receiver.count() == 6).await;
     running.polled(3).await;
     running.stop().await.unwrap();
     let by_hook = |id: u64| {
@@ -463,11 +377,11 @@ async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_source_at_all_is_an_error() {
     let fake = fake().await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let running = Running::start(
         client(&fake),
-        vec![rule(&["octo/missing", "ghost-org"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["octo/missing", "ghost-org"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
     let result = tokio::time::timeout(PATIENCE, running.task).await.unwrap().unwrap();
@@ -479,24 +393,24 @@ async fn resumes_after_a_restart_and_catches_up_on_what_arrived_meanwhile() {
     let fake = fake().await;
     let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
     fake.emit("octo/hello", "push", json!({"before": "start"})).await;
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
-    let rules = vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())];
+    let rules = vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())];
 
     let running = Running::start(client(&fake), rules.clone(), settings(state.path()));
     running.polled(1).await;
     fake.emit_many("octo/hello", "issues", (0..5).map(|n| json!({"n": n})).collect()).await;
-    wait_for("five", || receiver.count() == 5).await;
+    eventually("five", || receiver.count() == 5).await;
     running.stop().await.unwrap();
 
     // While stopped: 120 more, more than a page.
     fake.emit_many("octo/hello", "issues", (5..125).map(|n| json!({"n": n})).collect()).await;
     let running = Running::start(client(&fake), rules, settings(state.path()));
-    wait_for("all", || receiver.count() >= 125).await;
+    eventually("all", || receiver.count() >= 125).await;
     running.polled(3).await;
     running.stop().await.unwrap();
 
-    let guids: Vec<_> = receiver.received().iter().map(Received::guid).collect();
+    let guids: Vec<String> = receiver.received().iter().map(|r| r.guid().to_string()).collect();
     let mut expected = oldest_first(&fake, hook);
     expected.remove(0); // from before the first start
     assert_eq!(guids, expected);
@@ -508,12 +422,12 @@ async fn the_ledger_is_created_private() {
     use std::os::unix::fs::PermissionsExt;
     let fake = fake().await;
     let hook = fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let dir = state.path().join("nested/state");
     let running = Running::start(
         client(&fake),
-        vec![rule(&["octo/hello"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())],
         settings(&dir),
     );
     running.polled(1).await;
@@ -539,17 +453,36 @@ async fn a_rejected_token_stops_the_run_with_the_github_error() {
     let fake = fake().await;
     fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
     fake.revoke_token(TOKEN);
-    let receiver = Receiver::start().await;
+    let receiver = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let running = Running::start(
         client(&fake),
-        vec![rule(&["octo/hello", "octo/other"], receiver.target(), &fake.blackhole_url())],
+        vec![rule(&["octo/hello", "octo/other"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
     let result = tokio::time::timeout(PATIENCE, running.task).await.unwrap().unwrap();
     let error = result.unwrap_err();
     assert!(matches!(error, relay::Error::GitHub(github::Error::Unauthorized)), "{error:?}");
-    // Callers walking the chain find the GitHub error itself.
-    let source = std::error::Error::source(&error).unwrap();
-    assert!(source.downcast_ref::<github::Error>().is_some());
+    // One level each (hyper's rule): the variant says the GitHub sentence, and its source is that error's
+    // cause (none for a 401), so a caller joining the chain says the sentence once.
+    assert_eq!(error.to_string(), github::Error::Unauthorized.to_string());
+    assert!(std::error::Error::source(&error).is_none(), "{:?}", std::error::Error::source(&error));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_refused_on_every_poll_for_the_whole_window_stops_the_run_with_the_403() {
+    let fake = fake().await;
+    fake.add_hook("octo/hello", HookSpec::new(fake.blackhole_url()));
+    let receiver = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(state.path());
+    settings.forbidden_for = Duration::from_millis(500);
+    let running =
+        Running::start(client(&fake), vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())], settings);
+    running.polled(1).await;
+    // The scope is taken away mid-run: every poll is now refused.
+    fake.add_token(TOKEN, "public_repo");
+    let result = tokio::time::timeout(PATIENCE, running.task).await.expect("the run stops by itself").unwrap();
+    let error = result.unwrap_err();
+    assert!(matches!(error, relay::Error::GitHub(github::Error::Forbidden { .. })), "{error:?}");
 }

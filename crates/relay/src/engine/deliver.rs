@@ -2,6 +2,8 @@
 //! pushed) in order, record it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::StreamExt;
 use github::{Delivery, DeliveryItem};
@@ -10,11 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument};
 
-use crate::backoff::Backoff;
 use crate::{Error, Event, Outgoing, Via};
+use github::Backoff;
 
 use super::queue::{Pending, Shared};
 use super::{Ctx, GONE_AFTER, SourceRun, blocking, is_auth, wait_after};
+
+/// How long GitHub waits for a hook's answer before it counts the delivery as failed.
+const GITHUB_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What fetching a listed delivery gave.
 pub(super) enum Fetched {
@@ -28,6 +33,8 @@ pub(super) enum Fetched {
     Refused(github::Error),
     /// Pushed: nothing to fetch.
     Pushed,
+    /// An event the rule does not forward: skipped without fetching it, and recorded.
+    Unwanted,
 }
 
 /// Takes queued deliveries oldest first, fetches a few ahead, forwards each in order, records it.
@@ -66,6 +73,13 @@ pub(super) async fn forward_loop(
     let permits = Arc::new(Semaphore::new(concurrency));
     let fetched = taken
         .map(|taken| {
+            let event = match &taken.pending {
+                Pending::Listed(item) => &item.event,
+                Pending::Pushed(pushed) => &pushed.event,
+            };
+            if !source.rule.wants(event) {
+                return futures::future::Either::Left(std::future::ready((taken, Fetched::Unwanted)));
+            }
             let Pending::Listed(item) = &taken.pending else {
                 return futures::future::Either::Left(std::future::ready((taken, Fetched::Pushed)));
             };
@@ -97,6 +111,7 @@ pub(super) async fn forward_loop(
         };
         match outcome {
             Fetched::Cancelled => return Ok(()),
+            Fetched::Unwanted => debug!(delivery = item.id, event = %item.event, "not among --events; skipped"),
             Fetched::Refused(error) => return Err(Error::GitHub(error)),
             Fetched::Gone => {
                 ctx.events
@@ -109,7 +124,8 @@ pub(super) async fn forward_loop(
                     .await;
             }
             Fetched::Delivery(delivery) => {
-                let request = Outgoing::from_delivery(&delivery, source.secret.as_ref());
+                // Shared with the events (the inspector, --record) without a copy of the payload.
+                let request = std::sync::Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref()));
                 drop(delivery);
                 if !deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
                     return Ok(());
@@ -117,7 +133,8 @@ pub(super) async fn forward_loop(
             }
             Fetched::Pushed => {
                 let Pending::Pushed(pushed) = &taken.pending else { continue };
-                let request = Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref());
+                let request =
+                    std::sync::Arc::new(Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref()));
                 if !deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
                     return Ok(());
                 }
@@ -169,7 +186,7 @@ pub(super) async fn deliver(
     ctx: &Ctx,
     source: &SourceRun,
     item: &DeliveryItem,
-    request: &Outgoing,
+    request: &std::sync::Arc<Outgoing>,
     via: Via,
     cancel: &CancellationToken,
 ) -> bool {
@@ -179,12 +196,22 @@ pub(super) async fn deliver(
     loop {
         attempt += 1;
         let sent = tokio::select! {
-            sent = source.forwarder.send(request) => sent,
+            sent = source.forwarder.send(request.as_ref()) => sent,
             () = cancel.cancelled() => return false,
         };
         let reason = match sent {
             Ok(response) => {
                 info!(delivery = item.id, status = response.status, "forwarded");
+                if response.latency > GITHUB_TIMEOUT && !ctx.warned_slow.swap(true, Ordering::Relaxed) {
+                    let message = format!(
+                        "the handler took {:.1} s to answer {} [{}]; GitHub gives up after 10 s, so in production \
+                         this delivery would fail",
+                        response.latency.as_secs_f64(),
+                        item.kind(),
+                        item.guid
+                    );
+                    ctx.events.emit(Event::Warning { message }).await;
+                }
                 ctx.events
                     .emit(Event::Answered {
                         hook: source.hook.clone(),
@@ -193,6 +220,8 @@ pub(super) async fn deliver(
                         status: response.status,
                         latency: response.latency,
                         via,
+                        answer: response.answer.clone(),
+                        request: request.clone(),
                     })
                     .await;
                 if !response.is_retryable() {

@@ -31,9 +31,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::backoff::Backoff;
 use crate::ledger::{self, Ledger, Lock};
 use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
+use github::Backoff;
 
 use self::deliver::forward_loop;
 use self::poller::{announce_waits, poll_loop};
@@ -69,6 +69,8 @@ struct Ctx {
     events: Emitter,
     /// How many sources share the rate budget.
     sources: usize,
+    /// Whether a handler slower than GitHub allows was warned about already (once a run).
+    warned_slow: std::sync::atomic::AtomicBool,
 }
 
 /// One source ready to be polled.
@@ -79,6 +81,8 @@ struct SourceRun {
     hook: HookRef,
     /// Where its deliveries go.
     forwarder: Forwarder,
+    /// Its rule, for which events it forwards.
+    rule: Arc<Rule>,
     /// The local signing secret.
     secret: Option<Secret>,
     /// Push mode: where to subscribe, with which token, and how to verify.
@@ -121,13 +125,20 @@ pub async fn run(
             .await;
     }
 
+    for message in overlaps(&rules) {
+        events.emit(Event::Warning { message }).await;
+    }
+
     let mut runs = Vec::new();
     let mut created = Vec::new();
     let mut hooks = HashSet::new();
     let mut fatal = None;
     let mut failures = Vec::new();
+    // A missing permission on every source is the token's fault, as a rejected token is.
+    let mut forbidden = Vec::new();
     'rules: for rule in &rules {
         let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
+        let shared_rule = Arc::new(rule.clone());
         for source in &rule.sources {
             if cancel.is_cancelled() {
                 break 'rules;
@@ -138,7 +149,7 @@ pub async fn run(
                 () = cancel.cancelled() => break 'rules,
             };
             match setup {
-                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret }) => {
+                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret, inactive }) => {
                     if !hooks.insert(hook.clone()) {
                         let error = format!("{name}: its hook is already forwarded by an earlier rule");
                         failures.push(failed(&events, name, error).await);
@@ -162,6 +173,22 @@ pub async fn run(
                         }
                     };
                     info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
+                    if inactive {
+                        let message = format!(
+                            "{hook} is inactive, so GitHub records no deliveries for it; activate it in the \
+                             repository's webhook settings"
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
+                    let missing = rule.missing_events(&hook_events);
+                    if !missing.is_empty() {
+                        let message = format!(
+                            "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's \
+                             events in its settings",
+                            missing.join(", ")
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
                     events
                         .emit(Event::HookReady {
                             source: name.clone(),
@@ -176,6 +203,7 @@ pub async fn run(
                         name,
                         hook,
                         forwarder: forwarder.clone(),
+                        rule: shared_rule.clone(),
                         secret: rule.secret.clone(),
                         stream,
                         _lock: lock,
@@ -188,30 +216,38 @@ pub async fn run(
                         SetupFailure::GitHub(error) => error.to_string(),
                     };
                     failures.push(failed(&events, name, error).await);
-                    // A rejected token fails every source alike: stop with it rather than try each.
-                    if let SetupFailure::GitHub(error) = failure
-                        && is_auth(&error)
-                    {
-                        fatal = Some(error);
-                        break 'rules;
+                    match failure {
+                        // A rejected token fails every source alike: stop with it rather than try each.
+                        SetupFailure::GitHub(error) if is_auth(&error) => {
+                            fatal = Some(error);
+                            break 'rules;
+                        }
+                        SetupFailure::GitHub(error @ github::Error::Forbidden { .. }) => forbidden.push(error),
+                        _ => {}
                     }
                 }
             }
         }
     }
 
+    let forbidden_count = forbidden.len();
     let result = if let Some(error) = fatal {
         Err(Error::GitHub(error))
     } else if cancel.is_cancelled() {
         Ok(())
     } else if runs.is_empty() {
-        Err(Error::NoSources(failures.join("; ")))
+        // Only missing permissions: the token's scopes are what to fix, and the exit code says so.
+        match forbidden.into_iter().next() {
+            Some(error) if failures.len() == forbidden_count => Err(Error::GitHub(error)),
+            _ => Err(Error::NoSources(failures.join("; "))),
+        }
     } else {
         let ctx = Arc::new(Ctx {
             client: client.clone(),
             settings: settings.clone(),
             events: events.clone(),
             sources: runs.len(),
+            warned_slow: std::sync::atomic::AtomicBool::new(false),
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
         // user sees it is forwarded.
@@ -228,7 +264,7 @@ pub async fn run(
                 // GitHub refused this source; the others go on.
                 Err(Error::GitHub(error)) => {
                     failures.push(failed(&events, source.name.clone(), error.to_string()).await);
-                    if is_auth(&error) {
+                    if is_auth(&error) || matches!(error, github::Error::Forbidden { .. }) {
                         refused.get_or_insert(error);
                     }
                 }
@@ -278,6 +314,31 @@ pub async fn run(
         }
     }
     result
+}
+
+/// One sentence per repository whose organization is a source too: GitHub sends its events to both hooks.
+fn overlaps(rules: &[Rule]) -> Vec<String> {
+    let owners = || {
+        rules.iter().flat_map(|rule| &rule.sources).filter_map(|source| match source {
+            crate::Source::Owner(owner) => Some(owner),
+            crate::Source::App => None,
+        })
+    };
+    let orgs: HashSet<String> = owners()
+        .filter_map(|owner| match owner {
+            github::Owner::Org { org } => Some(org.to_ascii_lowercase()),
+            github::Owner::Repo { .. } => None,
+        })
+        .collect();
+    owners()
+        .filter_map(|owner| match owner {
+            github::Owner::Repo { owner: org, repo } if orgs.contains(&org.to_ascii_lowercase()) => Some(format!(
+                "{org}/{repo} is a source and so is its organization {org}: GitHub sends each of its events to both \
+                 hooks, so each is forwarded twice"
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
@@ -372,14 +433,21 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn waits_for_the_reset_after_a_rate_limit() {
+    #[test]
+    fn waits_for_the_reset_after_a_rate_limit_at_most_fifteen_minutes() {
         let mut backoff = Backoff::default();
         let reset_at = Utc::now() + TimeDelta::seconds(120);
         let wait = wait_after(&github::Error::RateLimited { reset_at }, &mut backoff);
         assert!(wait >= Duration::from_secs(119) && wait <= Duration::from_secs(121), "{wait:?}");
-        let start = tokio::time::Instant::now();
-        tokio::time::sleep(wait).await;
-        assert!(start.elapsed() >= Duration::from_secs(119));
+        // A reset hours away (a clock skew, a hostile header) is waited for at most 15 minutes.
+        let far = Utc::now() + TimeDelta::hours(5);
+        let wait = wait_after(&github::Error::RateLimited { reset_at: far }, &mut backoff);
+        assert_eq!(wait, Duration::from_secs(15 * 60));
+        // A reset already past, or any other error, waits only the backoff: seconds, not the reset.
+        let past = Utc::now() - TimeDelta::seconds(60);
+        let wait = wait_after(&github::Error::RateLimited { reset_at: past }, &mut Backoff::default());
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        let wait = wait_after(&github::Error::Unauthorized, &mut Backoff::default());
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
     }
 }

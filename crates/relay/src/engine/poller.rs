@@ -10,9 +10,9 @@ use github::{DeliveryItem, Listing, NextPage, Page, RateLimit};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::backoff::Backoff;
 use crate::ledger::WINDOW;
 use crate::{Error, Event};
+use github::Backoff;
 
 use super::queue::{Shared, lock};
 use super::{Ctx, PER_PAGE, SourceRun, blocking, is_auth, wait_after};
@@ -71,6 +71,10 @@ pub(super) async fn poll_loop(
     let mut last_deep_scan = tokio::time::Instant::now();
     // The first poll right away, so `Polled` reports the backlog the start found.
     let mut wait = Duration::ZERO;
+    // Since when every poll was refused a permission: a scope taken away mid-run.
+    let mut forbidden_since: Option<tokio::time::Instant> = None;
+    // Listed while the stream was healthy, and held back so the safety net never races it.
+    let mut held = Held::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -85,6 +89,8 @@ pub(super) async fn poll_loop(
         match polled {
             Ok((found, deep)) => {
                 backoff.reset();
+                forbidden_since = None;
+                let found = held.sift(found, shared.safety_only(), tokio::time::Instant::now());
                 let queued = shared.clone();
                 let added = blocking(move || queued.enqueue(found)).await?;
                 if deep {
@@ -97,6 +103,9 @@ pub(super) async fn poll_loop(
                 blocking(move || lock(&checked.ledger).checked(Utc::now())).await?;
                 let base = if shared.safety_only() { ctx.settings.safety_interval } else { ctx.settings.interval };
                 wait = poll_interval(base, rate, ctx.sources, Utc::now());
+                if let Some(release) = held.next_release(tokio::time::Instant::now()) {
+                    wait = wait.min(release);
+                }
                 if wait > base {
                     let until = TimeDelta::from_std(wait)
                         .ok()
@@ -109,7 +118,16 @@ pub(super) async fn poll_loop(
                 }
             }
             Err(error) if is_auth(&error) => return Err(Error::GitHub(error)),
+            Err(error @ github::Error::Forbidden { .. })
+                if forbidden_since.get_or_insert_with(tokio::time::Instant::now).elapsed()
+                    >= ctx.settings.forbidden_for =>
+            {
+                return Err(Error::GitHub(error));
+            }
             Err(error) => {
+                if !matches!(error, github::Error::Forbidden { .. }) {
+                    forbidden_since = None;
+                }
                 debug!(hook = %source.hook, "poll failed");
                 ctx.events
                     .emit(Event::Error {
@@ -120,6 +138,42 @@ pub(super) async fn poll_loop(
                 wait = wait_after(&error, &mut backoff).max(ctx.settings.interval);
             }
         }
+    }
+}
+
+/// How long a delivery the safety poll lists stays held back while the stream is healthy: the
+/// blackhole hands each POST to the stream before GitHub even lists it, so only a delivery the
+/// stream has not brought by then is one it missed. Measured on this machine's clock from when it
+/// was first listed, so a skewed clock cannot stretch it.
+pub(super) const STREAM_GRACE: Duration = Duration::from_secs(10);
+
+/// Listed deliveries held back while the stream is healthy, with when each was first listed.
+#[derive(Default)]
+pub(super) struct Held(Vec<(tokio::time::Instant, DeliveryItem)>);
+
+impl Held {
+    /// What to queue now of `found` and what was held: everything when the stream is not
+    /// healthy, else only what has been held for [`STREAM_GRACE`]; the rest is kept.
+    pub(super) fn sift(
+        &mut self,
+        found: Vec<DeliveryItem>,
+        streaming: bool,
+        now: tokio::time::Instant,
+    ) -> Vec<DeliveryItem> {
+        for item in found {
+            if !self.0.iter().any(|(_, held)| held.id == item.id) {
+                self.0.push((now, item));
+            }
+        }
+        let (ready, held): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.0).into_iter().partition(|(at, _)| !streaming || now - *at >= STREAM_GRACE);
+        self.0 = held;
+        ready.into_iter().map(|(_, item)| item).collect()
+    }
+
+    /// How long until the first held delivery is due, if any is held.
+    pub(super) fn next_release(&self, now: tokio::time::Instant) -> Option<Duration> {
+        self.0.iter().map(|(at, _)| (*at + STREAM_GRACE).saturating_duration_since(now)).min()
     }
 }
 
@@ -222,6 +276,28 @@ pub(super) fn take_page(shared: &Shared, state: &mut Resume, page: Page) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(id: u64) -> DeliveryItem {
+        serde_json::from_value(serde_json::json!({"id": id, "guid": format!("g{id}"),
+            "delivered_at": "2026-12-01T00:00:00Z", "redelivery": false, "duration": 0.1, "status": "OK",
+            "status_code": 200, "event": "push", "action": null}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_healthy_stream_gets_a_grace_before_the_safety_poll_queues_what_it_listed() {
+        let start = tokio::time::Instant::now();
+        let mut held = Held::default();
+        assert!(held.sift(vec![item(1), item(2)], true, start).is_empty(), "fresh listings wait for the stream");
+        assert_eq!(held.next_release(start), Some(STREAM_GRACE));
+        // Listed again before the grace ends: still held, and once only.
+        assert!(held.sift(vec![item(2)], true, start + Duration::from_secs(3)).is_empty());
+        let due = held.sift(Vec::new(), true, start + STREAM_GRACE);
+        assert_eq!(due.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(held.next_release(start + STREAM_GRACE), None);
+        // Without a healthy stream nothing waits.
+        assert_eq!(held.sift(vec![item(3)], false, start).len(), 1);
+    }
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use url::Url;
 
-use crate::backoff::Backoff;
 use crate::stream::{self, Answer, Frame, Hello, Parser, PushedDelivery};
 use crate::{Error, Event};
+use github::Backoff;
 
 use super::queue::{PushOutcome, Pushed, Shared};
 use super::{Ctx, SourceRun, blocking};

@@ -1,7 +1,6 @@
 //! Hook setup: find the source's hook by its URL, or create it.
 
 use github::{HookConfig, HookRef, NewHook, Secret};
-use tracing::warn;
 
 use crate::{HookOrigin, Rule, Source};
 
@@ -25,6 +24,8 @@ pub(super) struct SetUp {
     pub(super) events: Vec<String>,
     /// The secret GitHub signs its deliveries with, when this run created it.
     pub(super) created_secret: Option<Secret>,
+    /// Whether the hook is inactive: GitHub records no deliveries for it.
+    pub(super) inactive: bool,
 }
 
 /// Finds the source's hook by URL, or creates it.
@@ -37,6 +38,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
                 hook_url: rule.hook_url.clone(),
                 events: rule.events.clone(),
                 created_secret: None,
+                inactive: false,
             });
         }
         Source::Owner(owner) => owner,
@@ -47,20 +49,14 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
         )));
     };
     let hooks = client.list_hooks(owner).await.map_err(SetupFailure::GitHub)?;
-    let same = |other: &str| other.trim_end_matches('/') == url.trim_end_matches('/');
-    if let Some(hook) = hooks.iter().find(|hook| hook.config.url.as_deref().is_some_and(same)) {
-        if !hook.active {
-            warn!(
-                hook = hook.id,
-                "the hook is inactive, so GitHub records no deliveries for it; activate it in the repository settings"
-            );
-        }
+    if let Some(hook) = hooks.iter().find(|hook| hook.delivers_to(url)) {
         return Ok(SetUp {
             hook: owner.hook(hook.id),
             origin: HookOrigin::Found,
             hook_url: hook.config.url.clone(),
             events: hook.events.clone(),
             created_secret: None,
+            inactive: !hook.active,
         });
     }
     let secret = Secret::new(random_secret());
@@ -83,6 +79,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
         hook_url: Some(url.to_string()),
         events: hook.events,
         created_secret: Some(secret),
+        inactive: !hook.active,
     })
 }
 

@@ -7,9 +7,9 @@ use github::{DeliveryItem, HookRef, Page};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::backoff::Backoff;
 use crate::ledger::Ledger;
 use crate::{Error, Event};
+use github::Backoff;
 
 use super::poller::warn_skipped;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,6 +32,11 @@ impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
+
+    /// The `X-GitHub-Delivery` header, or `""`.
+    pub fn guid(&self) -> &str {
+        self.header("x-github-delivery").unwrap_or_default()
+    }
 }
 
 /// The recorder; it stops serving when dropped.
@@ -39,24 +44,35 @@ pub struct Recorder {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// The body of every answer (`ok` unless [`Recorder::answer_with`] set one).
+    body: Arc<Mutex<Bytes>>,
+    /// Milliseconds to wait before answering.
+    delay: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Recorder {
     /// Starts a recorder answering 200.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        Self::on(TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0"))
+    }
+
+    /// Starts a recorder answering 200 on `listener`, such as a port a handler that was down comes back on.
+    pub fn on(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("bound address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (log, answer) = (received.clone(), status.clone());
+        let body = Arc::new(Mutex::new(Bytes::from_static(b"ok")));
+        let delay = Arc::new(AtomicU64::new(0));
+        let (log, answer, said, pause) = (received.clone(), status.clone(), body.clone(), delay.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, answer) = (log.clone(), answer.clone());
+                let (log, answer, said, pause) = (log.clone(), answer.clone(), said.clone(), pause.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (log, answer) = (log.clone(), answer.clone());
+                        let (log, answer, said, pause) = (log.clone(), answer.clone(), said.clone(), pause.clone());
                         async move {
+                            tokio::time::sleep(Duration::from_millis(pause.load(Ordering::SeqCst))).await;
                             let path = request.uri().path().to_string();
                             let headers = request
                                 .headers()
@@ -68,7 +84,8 @@ impl Recorder {
                             if (200..300).contains(&status) {
                                 log.lock().expect("recorder lock").push(Received { path, headers, body });
                             }
-                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                            let said = said.lock().expect("recorder lock").clone();
+                            let mut response = Response::new(Full::new(said));
                             *response.status_mut() = hyper::StatusCode::from_u16(status).expect("valid status");
                             Ok::<_, hyper::Error>(response)
                         }
@@ -77,7 +94,7 @@ impl Recorder {
                 });
             }
         });
-        Self { addr, received, status, task }
+        Self { addr, received, status, body, delay, task }
     }
 
     /// `http://127.0.0.1:PORT/webhook`.
@@ -90,6 +107,22 @@ impl Recorder {
         self.status.store(status, Ordering::SeqCst);
     }
 
+    /// Answer `status` with `body` from now on.
+    pub fn answer_with(&self, status: u16, body: &str) {
+        *self.body.lock().expect("recorder lock") = Bytes::copy_from_slice(body.as_bytes());
+        self.answer(status);
+    }
+
+    /// Wait this long before answering each request from now on (a slow handler).
+    pub fn delay(&self, delay: Duration) {
+        self.delay.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How many requests were recorded so far.
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("recorder lock").len()
+    }
+
     /// Everything recorded so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("recorder lock").clone()
@@ -97,15 +130,8 @@ impl Recorder {
 
     /// Waits until `done` holds for what was recorded, or panics after `timeout`.
     pub async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let received = self.received();
-            if done(&received) {
-                return received;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {} requests", received.len());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let check = || Some(self.received()).filter(|received| done(received));
+        crate::poll(timeout, check, || format!("timed out waiting for {what}; got {} requests", self.count())).await
     }
 }
 

@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Guard, hookfwd};
-
-/// How long a test waits for a line or for the process to exit.
-const PATIENCE: Duration = Duration::from_secs(60);
+use crate::{Guard, PATIENCE, hookfwd};
 
 /// A running `hookfwd`; killed when dropped.
 pub struct Running {
     child: Guard,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads reading stdout and stderr; each ends at its pipe's end of file.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// What a finished `hookfwd` printed.
@@ -34,6 +33,18 @@ impl Finished {
     /// Each stdout line as JSON (for `--json` runs).
     pub fn json(&self) -> Vec<Value> {
         self.stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
+    }
+
+    /// Asserts that none of `secrets` (tokens, webhook secrets, key lines) appears on stdout or stderr.
+    pub fn assert_never_printed(&self, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(
+                !self.stdout.contains(secret) && !self.stderr.contains(secret),
+                "a secret was printed: {secret:.12}…\nstdout: {}\nstderr: {}",
+                self.stdout,
+                self.stderr
+            );
+        }
     }
 }
 
@@ -53,19 +64,19 @@ impl Running {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (lines, out) = (stdout.clone(), child.stdout.take().expect("piped stdout"));
-        std::thread::spawn(move || {
+        let stdout_reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 lines.lock().expect("output lock").push(line);
             }
         });
         let (text, mut err) = (stderr.clone(), child.stderr.take().expect("piped stderr"));
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n @ 1..) = err.read(&mut buffer) {
                 text.lock().expect("output lock").push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
-        Self { child: Guard(child), stdout, stderr }
+        Self { child: Guard(child), stdout, stderr, readers: vec![stdout_reader, stderr_reader] }
     }
 
     /// The process id, to read its `/proc` entries.
@@ -84,6 +95,7 @@ impl Running {
     }
 
     /// Sends a signal (`libc::SIGTERM`, `libc::SIGKILL`, …).
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         self.child.signal(signal);
     }
@@ -95,20 +107,12 @@ impl Running {
 
     /// Waits for at least `count` stdout lines containing `needle` and returns them all.
     pub async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        let check = || {
             let lines: Vec<String> = self.lines().into_iter().filter(|line| line.contains(needle)).collect();
-            if lines.len() >= count {
-                return lines;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {count} `{needle}` lines; stdout: {:?}; stderr: {}",
-                self.lines(),
-                self.stderr.lock().expect("output lock")
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            (lines.len() >= count).then_some(lines)
+        };
+        let failure = || format!("no {count} `{needle}` lines; stdout: {:?}; stderr: {}", self.lines(), self.stderr());
+        crate::poll(PATIENCE, check, failure).await
     }
 
     /// Waits for the process to exit and returns what it printed.
@@ -121,8 +125,11 @@ impl Running {
             assert!(Instant::now() < deadline, "hookfwd did not exit; stderr: {}", self.stderr.lock().unwrap());
             tokio::time::sleep(Duration::from_millis(25)).await;
         };
-        // The reader threads drain what is left in the pipes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The reader threads end at the pipes' end of file, once they have read everything the process wrote.
+        let readers = std::mem::take(&mut self.readers);
+        let joined = tokio::task::spawn_blocking(move || readers.into_iter().all(|reader| reader.join().is_ok()));
+        let joined = tokio::time::timeout(PATIENCE, joined).await;
+        assert!(matches!(joined, Ok(Ok(true))), "the output of hookfwd was not read to its end");
         let stdout = self.lines().join("\n");
         let stderr = self.stderr.lock().expect("output lock").clone();
         Finished { code, stdout, stderr }

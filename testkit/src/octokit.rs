@@ -19,7 +19,7 @@ use crate::{Guard, workspace_root};
 const STARTUP: Duration = Duration::from_secs(20);
 
 /// The running receiver; killed when dropped.
-pub struct Receiver {
+pub struct OctokitReceiver {
     /// The `node` process.
     _child: Guard,
     /// `http://127.0.0.1:PORT/webhook`.
@@ -28,7 +28,7 @@ pub struct Receiver {
     lines: Arc<Mutex<Vec<Value>>>,
 }
 
-impl Receiver {
+impl OctokitReceiver {
     /// Starts the receiver with `secret` and waits until it listens.
     ///
     /// Panics with a clear message when Node is missing or the npm packages cannot be installed:
@@ -99,15 +99,9 @@ impl Receiver {
 
     /// Waits until `done` holds for the lines so far, or panics after `timeout` naming `what`.
     pub async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let lines = self.lines();
-            if done(&lines) {
-                return lines;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; the receiver printed {lines:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let check = || Some(self.lines()).filter(|lines| done(lines));
+        crate::poll(timeout, check, || format!("timed out waiting for {what}; the receiver printed {:?}", self.lines()))
+            .await
     }
 
     /// Waits for the line about delivery `id` (accepted or rejected) and returns it.

@@ -1,0 +1,169 @@
+//! The subscriber side of the push stream: the `GET` that opens one, the task that copies events from the
+//! hub's buffer into the response as Server-Sent Events, and the response body those frames flow through.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame};
+use hyper::header::{self, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
+use tokio::sync::{mpsc, watch};
+
+use crate::idle::StreamMode;
+
+use super::*;
+
+/// Whether a request asks for a stream: a `GET` that accepts `text/event-stream`.
+pub(crate) fn is_subscription(head: &Parts) -> bool {
+    head.method == hyper::Method::GET
+        && head.headers.get_all(header::ACCEPT).iter().any(|value| {
+            value.to_str().is_ok_and(|accept| {
+                accept.split(',').any(|kind| {
+                    kind.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+                })
+            })
+        })
+}
+
+/// Answers a subscription: 401 without a valid token, 503 when full, else the stream.
+pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Reply {
+    if !hub.config.tokens.accepts(head.headers.get(header::AUTHORIZATION)) {
+        return fixed(StatusCode::UNAUTHORIZED, UNAUTHORIZED, &[(header::WWW_AUTHENTICATE, "Bearer")]);
+    }
+    let Ok(permit) = hub.subscribers.clone().try_acquire_owned() else {
+        return fixed(StatusCode::SERVICE_UNAVAILABLE, b"too many streams\n", &[(header::RETRY_AFTER, "5")]);
+    };
+    let last_event_id = head.headers.get("last-event-id").and_then(|value| value.to_str().ok());
+    let (subscription, resumed) = hub.subscribe(head.uri.path(), last_event_id, permit);
+    mode.enable();
+    // Capacity 1: the task stays at most one frame ahead of what the socket has taken.
+    let (tx, rx) = mpsc::channel(1);
+    let hello = format!("retry: 1000\n\nevent: hello\ndata: {{\"boot\":\"{}\",\"resumed\":{resumed}}}\n\n", hub.boot);
+    tokio::spawn(pump(subscription, Bytes::from(hello), tx, hub.shutdown.clone(), hub.config.keepalive));
+    let mut response = Response::new(Either::Right(SseBody { rx }));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // A stream is the last response on its connection: when it ends, the client reconnects anyway.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A response with a fixed body and extra headers.
+pub(crate) fn fixed(status: StatusCode, body: &'static [u8], headers: &[(header::HeaderName, &'static str)]) -> Reply {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(body))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    for (name, value) in headers {
+        response.headers_mut().insert(name.clone(), HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Feeds one subscriber's response from the buffer until it ends, falls behind, or the server stops.
+async fn pump(
+    mut sub: Subscription,
+    hello: Bytes,
+    tx: mpsc::Sender<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
+    keepalive: Duration,
+) {
+    if !send(&tx, &mut shutdown, hello).await {
+        return;
+    }
+    let hub = sub.hub.clone();
+    loop {
+        // Mark the newest seq seen before looking, so a publish after the look wakes the wait below.
+        sub.newest.borrow_and_update();
+        match hub.next(&sub.path, sub.cursor) {
+            Next::Event(event) => {
+                if !send_event(&hub, &sub.path, &event, &tx, &mut shutdown).await {
+                    return;
+                }
+                sub.cursor = event.seq;
+                continue;
+            }
+            Next::Gap => {
+                let gap = "event: gap\ndata: {\"reason\":\"this stream fell behind the replay buffer\"}\n\n";
+                send(&tx, &mut shutdown, Bytes::from_static(gap.as_bytes())).await;
+                return;
+            }
+            Next::Wait => {}
+        }
+        let quiet = tokio::select! {
+            changed = sub.newest.changed() => if changed.is_err() { return } else { false },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = tx.closed() => return,
+            () = tokio::time::sleep(keepalive) => true,
+        };
+        if quiet && !send(&tx, &mut shutdown, Bytes::from_static(b": keep-alive\n\n")).await {
+            return;
+        }
+    }
+}
+
+/// Hands a frame to the response as soon as hyper takes it; false when the stream is over.
+async fn send(tx: &mpsc::Sender<Bytes>, shutdown: &mut watch::Receiver<bool>, frame: Bytes) -> bool {
+    tokio::select! {
+        sent = tx.send(frame) => sent.is_ok(),
+        _ = shutdown.wait_for(|stop| *stop) => false,
+    }
+}
+
+/// Sends one `delivery` event, its body base64-encoded a chunk at a time as the socket takes it.
+async fn send_event(
+    hub: &Hub,
+    path: &str,
+    event: &Event,
+    tx: &mpsc::Sender<Bytes>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut head = format!(
+        "id: {}-{}\nevent: delivery\ndata: {{\"received_at\":\"{}\",\"headers\":{},\"body\":\"",
+        hub.boot, event.seq, event.received_at, event.headers
+    );
+    // A body that fits one frame goes out with its head and tail in one write, as most do.
+    if event.body.len() <= BODY_CHUNK {
+        STANDARD.encode_string(&event.body, &mut head);
+        head.push_str("\"}\n\n");
+        return send(tx, shutdown, Bytes::from(head)).await;
+    }
+    if !send(tx, shutdown, Bytes::from(head)).await {
+        return false;
+    }
+    for chunk in event.body.chunks(BODY_CHUNK) {
+        // A reader so slow that its event left the buffer mid-way is cut here, so that it
+        // cannot keep an evicted body alive; it reconnects and resumes from its last id.
+        if hub.evicted(path, event.seq) {
+            return false;
+        }
+        if !send(tx, shutdown, Bytes::from(STANDARD.encode(chunk))).await {
+            return false;
+        }
+    }
+    send(tx, shutdown, Bytes::from_static(b"\"}\n\n")).await
+}
+
+/// A stream's response body: the frames its pump task sends.
+pub(crate) struct SseBody {
+    /// Frames from the pump; the stream ends when it stops.
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|frame| frame.map(|data| Ok(Frame::data(data))))
+    }
+}

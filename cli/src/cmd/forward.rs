@@ -1,0 +1,38 @@
+//! `hookfwd forward`: rules from `--rule` JSON or a TOML file, run like `dev`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use relay::Rule;
+
+use super::dev::{Forever, run_rules};
+use super::non_empty;
+use crate::args::{ForwardArgs, OutputArgs};
+use crate::term::Status;
+
+/// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
+pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    let mut rules = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the config file {}", path.display()))?;
+            Rule::from_toml(&text).with_context(|| format!("could not load rules from {}", path.display()))?
+        }
+        None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
+    };
+    let secret = args.relay.secret.clone();
+    let (stream_token, hook_secret) = (non_empty(&args.relay.stream_token), non_empty(&args.relay.hook_secret));
+    for rule in &mut rules {
+        if rule.secret.is_none() {
+            rule.secret = secret.clone();
+        }
+        if rule.stream_token.is_none() {
+            rule.stream_token = stream_token.clone();
+        }
+        if rule.hook_secret.is_none() {
+            rule.hook_secret = hook_secret.clone();
+        }
+    }
+    args.relay.handler_timeout = Some(args.timeout);
+    run_rules(rules, args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
+}

@@ -1,0 +1,328 @@
+//! Fixtures: forwarded deliveries saved as JSON files (`--record`, `replay --save`, the inspector's Save),
+//! and sent again re-signed with the local secret (`send --fixture`). The format is in docs/fixtures.md.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use github::DeliveryItem;
+use relay::Outgoing;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::args::OutputArgs;
+use crate::exit::{FAILURE, REJECTED, USAGE, fail};
+use crate::term::{print, visible};
+
+/// The format's version, written in every fixture.
+const VERSION: u32 = 1;
+
+/// One saved delivery.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Fixture {
+    /// Always [`VERSION`]: marks the file as a hookfwd fixture.
+    pub hookfwd_fixture: u32,
+    /// `X-GitHub-Event`.
+    pub event: String,
+    /// The payload's `action`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `X-GitHub-Delivery`.
+    pub guid: String,
+    /// When GitHub made the delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// GitHub's id of the delivery (absent for one pushed by the blackhole, which has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<u64>,
+    /// The request headers as forwarded, without any signature.
+    pub headers: Vec<(String, String)>,
+    /// The body when it is JSON, embedded byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<RawValue>>,
+    /// The body when it is UTF-8 but not JSON (a `form` hook's `payload=…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body in base64 when it is not even UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+}
+
+/// Whether a header must never be saved: signatures, and anything naming a secret or credentials.
+fn is_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.contains("signature") || lower.contains("secret") || lower == "authorization" || lower == "cookie"
+}
+
+impl Fixture {
+    /// The fixture of a request as forwarded.
+    pub fn new(item: &DeliveryItem, request: &Outgoing) -> Self {
+        let headers = request.headers.iter().filter(|(name, _)| !is_secret(name)).cloned().collect();
+        let (mut payload, mut body, mut body_base64) = (None, None, None);
+        match std::str::from_utf8(&request.body) {
+            Ok(text) => match serde_json::from_str::<Box<RawValue>>(text) {
+                Ok(raw) => payload = Some(raw),
+                Err(_) => body = Some(text.to_string()),
+            },
+            Err(_) => body_base64 = Some(base64::engine::general_purpose::STANDARD.encode(&request.body)),
+        }
+        Self {
+            hookfwd_fixture: VERSION,
+            event: item.event.clone(),
+            action: item.action.clone(),
+            guid: item.guid.clone(),
+            delivered_at: Some(item.delivered_at),
+            delivery_id: (item.id != 0).then_some(item.id),
+            headers,
+            payload,
+            body,
+            body_base64,
+        }
+    }
+
+    /// The body bytes exactly as they were forwarded.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        match (&self.payload, &self.body, &self.body_base64) {
+            (Some(raw), None, None) => Ok(raw.get().as_bytes().to_vec()),
+            (None, Some(text), None) => Ok(text.as_bytes().to_vec()),
+            (None, None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| "its body_base64 is not base64".to_string()),
+            _ => Err("it needs exactly one of payload, body or body_base64".into()),
+        }
+    }
+
+    /// The request to send: the saved headers (with the event and guid), re-signed with `secret`.
+    pub fn request(&self, secret: Option<&github::Secret>) -> Result<Outgoing, String> {
+        let body = self.bytes()?;
+        let mut headers = self.headers.clone();
+        for (name, value) in [("X-GitHub-Event", &self.event), ("X-GitHub-Delivery", &self.guid)] {
+            if !headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name)) {
+                headers.push((name.to_string(), value.clone()));
+            }
+        }
+        Ok(Outgoing::from_pushed(&headers, &body, secret))
+    }
+
+    /// `20260101T120000Z-00000000042-issues.opened-GUID.json`: name order is delivery order (GitHub's
+    /// times have whole seconds; its ids grow).
+    pub fn file_name(&self) -> String {
+        let mut at = self.delivered_at.map(|at| at.format("%Y%m%dT%H%M%SZ-").to_string()).unwrap_or_default();
+        if let Some(id) = self.delivery_id {
+            at.push_str(&format!("{id:011}-"));
+        }
+        let kind = match &self.action {
+            Some(action) => format!("{}.{action}", self.event),
+            None => self.event.clone(),
+        };
+        let name = format!("{at}{kind}-{}", self.guid);
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        format!("{safe}.json")
+    }
+
+    /// The file's text: pretty JSON (the payload embedded as it was sent).
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings, numbers and a RawValue cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+/// A directory fixtures are written to, checked writable up front.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    dir: PathBuf,
+}
+
+impl Recorder {
+    /// Creates `dir` if needed and checks that a file can be written there.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let unwritable = |error: std::io::Error| {
+            fail(USAGE, format!("cannot write fixtures into {}: {}", dir.display(), reason(&error)))
+        };
+        std::fs::create_dir_all(dir).map_err(unwritable)?;
+        let probe = dir.join(format!(".hookfwd-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(unwritable)?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    /// Writes one fixture (replacing a retry's earlier copy) and returns its path.
+    pub fn write(&self, fixture: &Fixture) -> std::io::Result<PathBuf> {
+        let path = self.dir.join(fixture.file_name());
+        let partial = path.with_extension("json.partial");
+        std::fs::write(&partial, fixture.to_json())?;
+        std::fs::rename(&partial, &path)?;
+        Ok(path)
+    }
+}
+
+/// An I/O error in a few words, without the `(os error N)` tail.
+fn reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::ReadOnlyFilesystem => "the file system is read-only".into(),
+        _ => error.to_string(),
+    }
+}
+
+/// The fixture files a path names: the file itself, or a directory's `*.json` files in name order.
+pub fn files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path)
+        .map_err(|error| fail(USAGE, format!("cannot read {}: {}", path.display(), reason(&error))))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|error| fail(USAGE, format!("cannot read {}: {}", path.display(), reason(&error))))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json") && path.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(fail(USAGE, format!("{} holds no fixture (*.json) files", path.display())));
+    }
+    Ok(files)
+}
+
+/// Reads one fixture file; anything else is one sentence.
+pub fn load(path: &Path) -> anyhow::Result<Fixture> {
+    let text = std::fs::read(path)
+        .map_err(|error| fail(FAILURE, format!("cannot read {}: {}", path.display(), reason(&error))))?;
+    let not_one = |why: String| fail(USAGE, format!("{} is not a hookfwd fixture: {why}", path.display()));
+    let fixture: Fixture = serde_json::from_slice(&text).map_err(|error| not_one(error.to_string()))?;
+    if fixture.hookfwd_fixture != VERSION {
+        return Err(not_one(format!("its version is {}, this hookfwd reads {VERSION}", fixture.hookfwd_fixture)));
+    }
+    fixture.bytes().map_err(not_one)?;
+    Ok(fixture)
+}
+
+/// Saves one delivery for `replay --save`, and says so (a line, or a JSON `saved` line).
+pub fn save_one(
+    recorder: &Recorder,
+    item: &DeliveryItem,
+    request: &Outgoing,
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
+    let path = recorder.write(&Fixture::new(item, request)).map_err(|error| {
+        fail(FAILURE, format!("could not write the fixture of {} [{}]: {}", item.kind(), item.guid, reason(&error)))
+    })?;
+    if output.json {
+        print(
+            &json!({"type": "saved", "guid": item.guid, "event": item.event, "action": item.action,
+            "path": path.display().to_string()})
+            .to_string(),
+        )?;
+    } else if !output.quiet {
+        print(&format!("saved {} [{}] to {}", visible(&item.kind()), visible(&item.guid), path.display()))?;
+    }
+    Ok(())
+}
+
+/// `send --fixture FILE|DIR`: every fixture posted, re-signed with the local secret; non-2xx fails the run.
+pub async fn send(
+    path: &Path,
+    to: &relay::Target,
+    secret: Option<&github::Secret>,
+    output: &OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    // Every file is read and checked before the first is sent: half a suite sent is a confusing result.
+    let files = files(path)?;
+    let fixtures = files.iter().map(|file| load(file).map(|fixture| (file, fixture))).collect::<Result<Vec<_>, _>>()?;
+    let forwarder = relay::Forwarder::new(to.clone(), std::time::Duration::from_secs(30));
+    let target = to.0.as_str();
+    let mut refused = 0;
+    for (file, fixture) in &fixtures {
+        let request = fixture.request(secret).map_err(|why| fail(USAGE, format!("{}: {why}", file.display())))?;
+        let response = forwarder
+            .send(&request)
+            .await
+            .map_err(|reason| fail(FAILURE, format!("could not reach the handler at {target}: {reason}")))?;
+        let ok = (200..300).contains(&response.status);
+        refused += usize::from(!ok);
+        let kind = match &fixture.action {
+            Some(action) => format!("{}.{action}", fixture.event),
+            None => fixture.event.clone(),
+        };
+        if output.json {
+            let mut object = json!({"type": "sent", "event": fixture.event, "action": fixture.action,
+                "guid": fixture.guid, "fixture": file.display().to_string(), "status": response.status,
+                "latency_ms": response.latency.as_millis() as u64, "target": target});
+            crate::answer::add_json(&mut object, &response.answer);
+            print(&object.to_string())?;
+        } else if !output.quiet || !ok {
+            print(&format!(
+                "{}  --> {} [{}] from {} <-- [{}] POST {target} [{} ms]",
+                chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
+                visible(&kind),
+                visible(&fixture.guid),
+                file.display(),
+                response.status,
+                response.latency.as_millis()
+            ))?;
+            for line in crate::answer::excerpt(response.status, &response.answer, output.verbose) {
+                print(&line)?;
+            }
+        }
+    }
+    if refused > 0 {
+        return Err(fail(
+            REJECTED,
+            format!("the handler refused {refused} of {} fixture deliveries (not 2xx)", fixtures.len()),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use github::Secret;
+
+    fn item() -> DeliveryItem {
+        serde_json::from_value(serde_json::json!({"id": 7, "guid": "g-1/../x", "delivered_at": "2026-01-02T03:04:05Z",
+            "redelivery": false, "duration": 0.1, "status": "OK", "status_code": 200, "event": "issues",
+            "action": "opened"}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_json_payload_round_trips_byte_for_byte_without_signatures() {
+        let payload = br#"{"action":"opened",  "n":1.50, "t":"\u00e9"}"#;
+        let secret = Secret::new("fixture-secret-xyz");
+        let request = Outgoing::synthetic("issues", payload, Some(&secret));
+        let fixture = Fixture::new(&item(), &request);
+        let text = fixture.to_json();
+        assert!(!text.to_ascii_lowercase().contains("signature"), "{text}");
+        assert!(!text.contains("sha256="), "{text}");
+        let back: Fixture = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.bytes().unwrap(), payload);
+        let resent = back.request(Some(&secret)).unwrap();
+        assert_eq!(resent.body, payload);
+        let sig = resent.header("X-Hub-Signature-256").unwrap();
+        assert!(github::signature::verify_sha256(&secret, payload, sig));
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_kept_as_text_or_base64() {
+        let mut request = Outgoing::synthetic("issues", b"payload=%7B%7D", None);
+        let text = Fixture::new(&item(), &request);
+        assert_eq!(text.body.as_deref(), Some("payload=%7B%7D"));
+        request.body = vec![0xff, 0x00, 0x7b];
+        let binary = Fixture::new(&item(), &request);
+        assert_eq!(binary.bytes().unwrap(), vec![0xff, 0x00, 0x7b]);
+    }
+
+    #[test]
+    fn file_names_sort_by_time_and_cannot_escape_the_directory() {
+        let request = Outgoing::synthetic("issues", b"{}", None);
+        let name = Fixture::new(&item(), &request).file_name();
+        assert_eq!(name, "20260102T030405Z-00000000007-issues.opened-g-1_.._x.json");
+    }
+}

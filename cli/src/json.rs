@@ -1,0 +1,160 @@
+//! Every `--json` line hookfwd prints: one enum, tagged by `type`, so each line says what it is.
+//!
+//! The field names are an interface: scripts read them. Rename none; add a field or a variant instead.
+
+use chrono::{DateTime, Utc};
+use github::HookResponse;
+use serde::Serialize;
+
+pub use crate::answer::AnswerJson;
+
+/// One line of `--json` output, `{"type": …, …}`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Line<'a> {
+    /// `dev`/`forward`/`wait`: a source's hook is set up.
+    Hook {
+        source: &'a str,
+        hook_id: Option<u64>,
+        /// `found`, `created` or `app`.
+        origin: &'a str,
+        hook_url: Option<&'a str>,
+        target: &'a str,
+        events: &'a [String],
+    },
+    /// A source could not be set up.
+    #[serde(rename = "error")]
+    SourceFailed { source: &'a str, message: &'a str },
+    /// Every source is set up, and forwarding has begun.
+    Ready {
+        sources: &'a [String],
+        interval_ms: u64,
+        /// `stream` or `poll`.
+        mode: &'a str,
+        safety_interval_ms: u64,
+        /// Where the token came from, masked.
+        token: &'a str,
+        /// Where the secret came from, masked.
+        secret: &'a str,
+        /// The local inspector's URL, when it runs.
+        inspector: Option<&'a str>,
+    },
+    /// The handler answered a delivery.
+    Forwarded {
+        /// The source whose hook brought it.
+        source: &'a str,
+        /// The API's delivery id; none for a pushed delivery.
+        id: Option<u64>,
+        guid: &'a str,
+        /// `api` or `stream`.
+        via: &'a str,
+        event: &'a str,
+        action: Option<&'a str>,
+        redelivery: bool,
+        delivered_at: DateTime<Utc>,
+        target: &'a str,
+        status: u16,
+        latency_ms: u64,
+        /// The handler's answer: `headers`, `body` (its first 64 KiB), `body_length`, `body_truncated`.
+        #[serde(flatten)]
+        answer: AnswerJson<'a>,
+    },
+    /// The handler could not be reached; the delivery is tried again.
+    Retry { source: &'a str, id: u64, guid: &'a str, reason: &'a str, attempt: u32, wait_ms: u64 },
+    /// The run was stopped (Ctrl-C, SIGTERM): what was forwarded, and what the next run catches up.
+    Stopped { forwarded: u64, waiting: usize },
+    /// A blackhole stream connected.
+    #[serde(rename = "stream")]
+    StreamUp {
+        /// Always `up`.
+        state: &'a str,
+        hook: String,
+        resumed: bool,
+    },
+    /// A blackhole stream dropped; polling covers it.
+    #[serde(rename = "stream")]
+    StreamDown {
+        /// Always `down`.
+        state: &'a str,
+        hook: String,
+        reason: &'a str,
+    },
+    /// A streaming source's count of rejected pushed deliveries, at the end.
+    Summary { source: &'a str, rejected: u64 },
+    /// GitHub asked hookfwd to wait (a rate limit).
+    Waiting { until: DateTime<Utc>, reason: &'a str },
+    /// Something went wrong and the relay goes on.
+    Warning { message: &'a str },
+    /// Something failed for one hook, or for the whole relay.
+    Error { hook: Option<String>, message: &'a str },
+    /// `wait`: the delivery waited for was handled.
+    Matched { id: u64, guid: &'a str, event: &'a str, action: Option<&'a str>, status: u16 },
+    /// `send`: one delivery was sent.
+    Sent {
+        event: &'a str,
+        action: Option<&'a str>,
+        guid: &'a str,
+        status: u16,
+        latency_ms: u64,
+        target: &'a str,
+        /// The handler's answer.
+        #[serde(flatten)]
+        answer: AnswerJson<'a>,
+    },
+    /// `trigger ping`: GitHub is sending a ping.
+    Ping { hook: String, hook_id: Option<u64> },
+    /// `trigger redeliver`: GitHub is redelivering a delivery.
+    Redeliver { hook: String, hook_id: Option<u64>, guid: &'a str, id: u64, event: &'a str, action: Option<&'a str> },
+    /// `hooks list`: one hook.
+    #[serde(rename = "hook")]
+    ListedHook {
+        owner: String,
+        id: u64,
+        url: Option<&'a str>,
+        events: &'a [String],
+        active: bool,
+        content_type: Option<&'a str>,
+        last_response: Option<&'a HookResponse>,
+        /// Whether hookfwd created it, or it delivers to `--hook-url`.
+        hookfwd: bool,
+        /// Whether hookfwd created it (the record in the state directory).
+        created_by_hookfwd: bool,
+    },
+    /// `hooks delete`: the hook is gone.
+    Deleted { owner: String, id: u64 },
+    /// `doctor`: one check's outcome.
+    Check {
+        check: &'a str,
+        ok: bool,
+        /// `pass`, `warn` or `fail`.
+        level: &'a str,
+        message: &'a str,
+        hint: Option<&'a str>,
+    },
+}
+
+impl Line<'_> {
+    /// The line as JSON text, without a newline.
+    pub fn to_json(&self) -> String {
+        // Every field is a string, number, bool, time or a derived struct of those: serializing cannot fail.
+        serde_json::to_string(self).expect("a JSON line serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_starts_with_its_type_and_keeps_its_field_names() {
+        let line = Line::StreamUp { state: "up", hook: "octo/hello hook 1".into(), resumed: true };
+        assert_eq!(line.to_json(), r#"{"type":"stream","state":"up","hook":"octo/hello hook 1","resumed":true}"#);
+        let line = Line::Check { check: "token", ok: false, level: "fail", message: "none", hint: None };
+        assert_eq!(
+            line.to_json(),
+            r#"{"type":"check","check":"token","ok":false,"level":"fail","message":"none","hint":null}"#
+        );
+        let line = Line::SourceFailed { source: "octo/hello", message: "no" };
+        assert_eq!(line.to_json(), r#"{"type":"error","source":"octo/hello","message":"no"}"#);
+    }
+}

@@ -1,0 +1,136 @@
+//! The terminal: stdout and stderr lines that do not garble the live status line, logging, and escaping.
+
+use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
+
+use indicatif::ProgressStyle;
+use tracing::Span;
+use tracing_indicatif::IndicatifLayer;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::args::OutputArgs;
+
+/// The live status line on stderr; absent when stderr is not a terminal, or with `--json` or `-q`.
+#[derive(Clone)]
+pub struct Status(Option<Span>);
+
+impl Status {
+    /// Clears the status line (a finished progress bar included), leaving no stale copy behind.
+    pub fn clear(&self) {
+        if let Some(span) = &self.0 {
+            span.pb_set_style(&ProgressStyle::with_template("").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            span.pb_set_message("");
+        }
+    }
+
+    /// Replaces the status text.
+    pub fn set(&self, message: impl Into<String>) {
+        if let Some(span) = &self.0 {
+            span.pb_set_style(&spinner_style());
+            span.pb_set_message(&message.into());
+        }
+    }
+
+    /// Shows a progress bar of `done` out of `total`.
+    pub fn progress(&self, message: impl Into<String>, done: u64, total: u64) {
+        if let Some(span) = &self.0 {
+            span.pb_set_style(&bar_style());
+            span.pb_set_length(total);
+            span.pb_set_position(done);
+            span.pb_set_message(&message.into());
+        }
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.cyan} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Sets up tracing on stderr (quiet by default, `-v` for more, `RUST_LOG` overrides) and the status line.
+pub fn init_logging(output: &OutputArgs) -> Status {
+    let colors = std::env::var_os("NO_COLOR").is_none();
+    console::set_colors_enabled(colors && std::io::stdout().is_terminal());
+    console::set_colors_enabled_stderr(colors && std::io::stderr().is_terminal());
+
+    let level = match (output.quiet, output.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let indicatif = IndicatifLayer::new().with_max_progress_bars(1, None);
+    let show_status = !output.json && !output.quiet && std::io::stderr().is_terminal();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(indicatif.get_stderr_writer())
+        .with_ansi(console::colors_enabled_stderr())
+        .with_target(false)
+        .with_filter(filter);
+    let status_only = tracing_subscriber::filter::filter_fn(|meta| meta.name() == "status");
+    let _ = tracing_subscriber::registry().with(fmt).with(indicatif.with_filter(status_only)).try_init();
+
+    if !show_status {
+        return Status(None);
+    }
+    let span = tracing::info_span!("status");
+    span.pb_set_style(&spinner_style());
+    span.pb_start();
+    Status(Some(span))
+}
+
+/// Writes one line to stdout without garbling the status line; a closed stdout is an error, not a panic.
+pub fn print(line: &str) -> std::io::Result<()> {
+    match tracing_indicatif::writer::get_indicatif_stdout_writer() {
+        Some(mut out) => writeln!(out, "{line}"),
+        None => writeln!(std::io::stdout().lock(), "{line}"),
+    }
+}
+
+/// Writes one line to stderr without garbling the status line.
+pub fn eprint(line: &str) -> std::io::Result<()> {
+    match tracing_indicatif::writer::get_indicatif_stderr_writer() {
+        Some(mut err) => writeln!(err, "{line}"),
+        None => writeln!(std::io::stderr().lock(), "{line}"),
+    }
+}
+
+/// `text` with every control character (an escape sequence's ESC, BEL, CR, a newline, …) written
+/// out as `\u{1b}`-style text, so that text from GitHub, the handler or the network cannot retitle
+/// the terminal, clear it, or forge a feed line. JSON output needs none of this: it escapes them.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_written_out() {
+        assert_eq!(visible("push.opened"), "push.opened");
+        assert!(matches!(visible("plain ünïcode"), Cow::Borrowed(_)));
+        let shown = visible("a\u{1b}]0;title\u{7}b\r\n[fake line\u{9b}c\u{7f}");
+        assert_eq!(shown, "a\\u{1b}]0;title\\u{7}b\\u{d}\\u{a}[fake line\\u{9b}c\\u{7f}");
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+    }
+}

@@ -1,0 +1,114 @@
+//! The handler's answer, shown everywhere: a failing handler's body in the feed, `send`, `wait` and `--json`.
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use e2e::{Recorder, Running};
+use fake_github::FakeGitHub;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "ghp_e2eAnswerTokenNeverPrinted000003";
+const SECRET: &str = "answer-secret-never-printed-5d1e";
+const REPO: &str = "octo-org/answers";
+const EXPLODED: &str = r#"{"error":"handler exploded"}"#;
+
+async fn fake_with_repo() -> FakeGitHub {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo(REPO);
+    fake
+}
+
+fn hookfwd(args: &[&str]) -> Running {
+    Running::hookfwd(args, &[("HOOKFWD_SECRET", OsStr::new(SECRET)), ("NO_COLOR", OsStr::new("1"))])
+}
+
+fn dev(fake: &FakeGitHub, target: &str, state: &std::path::Path, extra: &[&str]) -> Running {
+    let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
+    let state = state.to_str().expect("a UTF-8 temp path");
+    let mut args = vec!["dev", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url];
+    args.extend(["--interval", "100ms", "--state-dir", state, "--no-inspect"]);
+    args.extend(extra);
+    Running::hookfwd(
+        args,
+        &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET)), ("NO_COLOR", OsStr::new("1"))],
+    )
+}
+
+#[tokio::test]
+async fn send_shows_a_failing_handlers_body_and_json_carries_the_answer() {
+    let handler = Recorder::start().await;
+    handler.answer_with(500, EXPLODED);
+
+    let text = hookfwd(&["send", "--event", "issues", "--to", &handler.url()]).finish().await;
+    assert_ne!(text.code, Some(0), "a 500 fails the send");
+    assert!(text.stdout.contains("500") && text.stdout.contains(EXPLODED), "stdout: {}", text.stdout);
+
+    let json = hookfwd(&["send", "--event", "issues", "--to", &handler.url(), "--json"]).finish().await;
+    let sent = json.json().into_iter().find(|line| line["type"] == "sent").expect("a sent line");
+    assert_eq!(sent["status"], 500);
+    assert_eq!(sent["body"], EXPLODED);
+    assert_eq!(sent["body_length"], EXPLODED.len());
+    assert_eq!(sent["headers"]["content-length"], EXPLODED.len().to_string());
+    assert_eq!(sent["body_truncated"], false);
+}
+
+#[tokio::test]
+async fn a_2xx_body_is_shown_only_with_verbose() {
+    let handler = Recorder::start().await;
+    handler.answer_with(200, "accepted, thanks");
+    let quiet = hookfwd(&["send", "--event", "issues", "--to", &handler.url()]).finish().await;
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert!(!quiet.stdout.contains("accepted, thanks"), "{}", quiet.stdout);
+    let verbose = hookfwd(&["send", "--event", "issues", "--to", &handler.url(), "-v"]).finish().await;
+    assert!(verbose.stdout.contains("accepted, thanks"), "{}", verbose.stdout);
+}
+
+#[tokio::test]
+async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whole_body() {
+    let fake = fake_with_repo().await;
+    let handler = Recorder::start().await;
+    let long: String = (1..=12).map(|n| format!("trace line {n}\n")).collect();
+    handler.answer_with(400, &format!("{EXPLODED}\n{long}"));
+    let state = tempfile::tempdir().unwrap();
+
+    let run = dev(&fake, &handler.url(), state.path(), &[]);
+    run.wait_line("Ready!").await;
+    fake.emit(REPO, "issues", json!({"action": "opened", "number": 1})).await;
+    wait_stderr(&run, "trace line 4").await;
+    let stderr = run.stderr();
+    assert!(stderr.contains("[400]") && stderr.contains(EXPLODED), "{stderr}");
+    assert!(!stderr.contains("trace line 5"), "only the first lines without -v: {stderr}");
+    assert!(stderr.contains("more line(s)"), "{stderr}");
+    drop(run);
+
+    let state = tempfile::tempdir().unwrap();
+    let run = dev(&fake, &handler.url(), state.path(), &["-v"]);
+    run.wait_line("Ready!").await;
+    fake.emit(REPO, "issues", json!({"action": "opened", "number": 2})).await;
+    wait_stderr(&run, "trace line 12").await;
+}
+
+#[tokio::test]
+async fn json_forwarded_lines_carry_status_headers_body_and_length() {
+    let fake = fake_with_repo().await;
+    let handler = Recorder::start().await;
+    handler.answer_with(500, EXPLODED);
+    let state = tempfile::tempdir().unwrap();
+    let run = dev(&fake, &handler.url(), state.path(), &["--json"]);
+    run.wait_line("\"type\":\"ready\"").await;
+    fake.emit(REPO, "issues", json!({"action": "opened", "number": 3})).await;
+    let line: Value = serde_json::from_str(&run.wait_line("\"type\":\"forwarded\"").await).unwrap();
+    assert_eq!(line["status"], 500);
+    assert_eq!(line["body"], EXPLODED);
+    assert_eq!(line["body_length"], EXPLODED.len());
+    assert!(line["headers"].as_object().is_some_and(|headers| headers.contains_key("content-length")), "{line}");
+}
+
+async fn wait_stderr(run: &Running, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !run.stderr().contains(needle) {
+        assert!(std::time::Instant::now() < deadline, "no `{needle}` on stderr: {}", run.stderr());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,48 @@
+//! `hookfwd demo` through the real binary: every event forwarded through the stream and verified.
+
+use std::collections::HashSet;
+
+use e2e::Running;
+use serde_json::Value;
+
+/// The events the demo emits.
+const EVENTS: [&str; 3] = ["push", "issues", "pull_request"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_forwards_every_event_via_the_stream_to_a_handler_that_verifies_it() {
+    let run = Running::hookfwd(["demo", "--json"], &[]).finish().await;
+    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let lines = run.json();
+    let of_type = |kind: &str| -> Vec<&Value> { lines.iter().filter(|line| line["type"] == kind).collect() };
+
+    let forwarded = of_type("forwarded");
+    let events: HashSet<&str> = forwarded.iter().filter_map(|line| line["event"].as_str()).collect();
+    assert_eq!(events, HashSet::from(EVENTS), "{}", run.stdout);
+    for line in &forwarded {
+        assert_eq!(line["via"], "stream", "{line}");
+        assert_eq!(line["status"], 200, "{line}");
+    }
+    let verified: HashSet<&str> = of_type("handler")
+        .iter()
+        .filter(|line| line["verified"] == true)
+        .filter_map(|line| line["guid"].as_str())
+        .collect();
+    for line in &forwarded {
+        assert!(verified.contains(line["guid"].as_str().unwrap()), "the handler did not verify {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_ends_with_the_commands_for_the_real_github() {
+    let run = Running::hookfwd(["demo"], &[("NO_COLOR", std::ffi::OsStr::new("1"))]).finish().await;
+    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(run.stdout.matches("· via stream").count(), EVENTS.len(), "{}", run.stdout);
+    assert_eq!(run.stdout.matches("handler verified the signature of").count(), EVENTS.len(), "{}", run.stdout);
+    let last: Vec<&str> = run.stdout.lines().rev().take(2).collect();
+    assert_eq!(last[1].trim(), "export GITHUB_TOKEN=ghp_… HOOKFWD_SECRET=… HOOKFWD_STREAM_TOKEN=…", "{}", run.stdout);
+    assert!(
+        last[0].trim().starts_with("hookfwd dev --repo OWNER/REPO --to localhost:3000/webhook --hook-url "),
+        "{}",
+        run.stdout
+    );
+}
