@@ -20,7 +20,7 @@ for tool in curl python3; do
 done
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-bin=$(scripts/build-blackhole)
+bin=$(scripts/build-static blackhole)
 work=$(mktemp -d)
 pids=()
 cleanup() {

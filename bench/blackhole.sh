@@ -19,7 +19,7 @@ for tool in taskset curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
 done
 
-bin=$(scripts/build-blackhole)
+bin=$(scripts/build-static blackhole)
 work=$(mktemp -d)
 chmod 755 "$work"
 pids=()

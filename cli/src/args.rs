@@ -50,6 +50,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Make GitHub itself produce a delivery: a ping, or a redelivery of a past one.
     Trigger(TriggerArgs),
+    /// Ask GitHub to redeliver every recent delivery whose latest attempt failed (--failed).
+    Redeliver(RedeliverArgs),
     /// Forward until a matching new delivery has been handled, then exit (for CI against real GitHub).
     Wait(WaitArgs),
     /// List or remove a repository's or organization's hooks.
@@ -187,6 +189,21 @@ pub struct RelayArgs {
     /// The handler's timeout: `--timeout` of `dev` and `forward` (in `wait`, `--timeout` bounds the wait).
     #[arg(skip)]
     pub handler_timeout: Option<Duration>,
+    /// Running as a service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// Health, metrics and stall exit, for `dev`, `forward` and `wait` (see docs/service.md).
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Serve /healthz, /readyz and Prometheus /metrics on this address, such as 0.0.0.0:9090.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// Exit 1 when a source makes no progress for this long (no successful poll, or its queue stuck),
+    /// so that a supervisor restarts hookfwd.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub max_stall: Option<Duration>,
 }
 
 /// `hookfwd forward`.
@@ -316,6 +333,32 @@ pub struct HookTarget {
     /// Act on a hook hookfwd did not create without asking (asked on a terminal, refused otherwise).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// `hookfwd redeliver`.
+#[derive(Debug, Args)]
+pub struct RedeliverArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Redeliver the deliveries whose latest attempt failed: no later success with the same guid.
+    #[arg(long, required = true)]
+    pub failed: bool,
+    /// Only deliveries of this recent past.
+    #[arg(long, default_value = "6h", value_name = "DURATION", value_parser = parse_since)]
+    pub since: Duration,
+    /// List what would be redelivered without asking GitHub.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep looking every --interval and redeliver new failures (each guid is asked for once per run).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch, the time between looks.
+    #[arg(long, default_value = "1m", value_name = "DURATION", value_parser = parse_interval, requires = "watch")]
+    pub interval: Duration,
     /// GitHub connection.
     #[command(flatten)]
     pub github: GitHubArgs,
@@ -471,6 +514,10 @@ fn parse_hook_url(text: &str) -> Result<String, String> {
             "`{text}` is not an http(s) URL; give the blackhole's URL, such as https://blackhole.example.com/alice"
         )),
     }
+}
+
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| format!("`{text}` is not an address to listen on; use IP:PORT, such as 0.0.0.0:9090"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -289,6 +289,8 @@ impl Feed {
                 }
                 Ok(())
             }
+            // Only /readyz and --max-stall use it (crate::admin).
+            Event::StreamAlive { .. } => Ok(()),
             Event::StreamDown { hook, reason } => {
                 self.down.insert(hook.clone(), reason.clone());
                 self.show_status();

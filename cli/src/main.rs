@@ -1,5 +1,6 @@
 //! `hookfwd`: forwards GitHub webhook deliveries to a local handler. Parses, sets up logging, runs, exits.
 
+mod admin;
 mod answer;
 mod args;
 mod cmd;

@@ -9,6 +9,8 @@ mod action;
 mod answer;
 /// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
 mod commands;
+/// The container image and the Kubernetes manifests.
+mod container;
 /// `hookfwd demo`: the whole path on loopback, in one process.
 mod demo;
 /// `hookfwd dev`: crash recovery, shutdown, output hygiene (no secret, no escape sequence), bad credentials.
@@ -31,3 +33,5 @@ mod newcomer;
 mod push;
 /// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.
 mod send;
+/// Running as a service: /healthz, /readyz, /metrics, --max-stall, a taken admin address, redeliver --failed.
+mod service;

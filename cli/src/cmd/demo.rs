@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dev::{Local, Until, relay_rules};
-use crate::args::{OutputArgs, RelayArgs};
+use crate::args::{OutputArgs, RelayArgs, ServiceArgs};
 use crate::exit::{FAILURE, fail};
 use crate::term::{Status, print};
 
@@ -94,6 +94,7 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
         cleanup: true,
         record: None,
         handler_timeout: None,
+        service: ServiceArgs { admin_listen: None, max_stall: None },
     };
     let client = github::Client::new(github::Config {
         api_url: fake.api_url(),

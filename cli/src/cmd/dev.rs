@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
+use crate::admin::Service;
 use crate::args::{DevArgs, GitHubArgs, InspectArgs, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed};
@@ -137,6 +138,7 @@ pub async fn relay_rules(
     };
     let mut feed = Feed::new(output, status, context);
     let cancel = super::cancel_on_signals();
+    let service = Service::start(&relay.service, settings.interval, &client, &cancel).await?;
     let (events, mut received) = mpsc::channel(1024);
     let engine = tokio::spawn(relay::run(client, rules, settings, events, cancel.clone()));
     let deadline = until.deadline();
@@ -151,6 +153,7 @@ pub async fn relay_rules(
         let event = tokio::select! {
             event = received.recv() => event,
             () = &mut timeout => break until.timed_out(),
+            stalled = service.stalled() => break Err(stalled),
         };
         let Some(event) = event else {
             // Ctrl-C or SIGTERM: say what was done and what is left, then stop cleanly.
@@ -161,6 +164,7 @@ pub async fn relay_rules(
             }
             break until.stopped();
         };
+        service.observe(&event);
         if let Err(error) = feed.show(&event) {
             // stdout is gone (a closed pipe): stop cleanly so the ledger is flushed.
             break Err(error.into());

@@ -8,6 +8,7 @@ mod dev;
 mod doctor;
 mod forward;
 mod hooks;
+mod redeliver;
 mod replay;
 mod send;
 pub(crate) mod trigger;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::send(args, &output, status).await,
         Command::Replay(args) => replay::replay(args, &output, status).await,
         Command::Trigger(args) => trigger::trigger(args, &output).await,
+        Command::Redeliver(args) => redeliver::redeliver(args, &output).await,
         Command::Wait(args) => wait::wait(args, &output, status).await,
         Command::Hooks(args) => hooks::hooks(args, &output).await,
         Command::Doctor(args) => doctor::doctor(args, &output).await,

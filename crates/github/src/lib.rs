@@ -9,7 +9,9 @@ mod backoff;
 mod client;
 mod error;
 mod link;
+mod observe;
 mod paging;
+mod roots;
 pub mod samples;
 mod secret;
 pub mod signature;
@@ -20,7 +22,9 @@ pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
 pub use backoff::Backoff;
 pub use client::{Client, Config, DELIVERY_LIMIT, LIST_LIMIT, RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 pub use error::{Error, Result};
+pub use observe::{Observer, endpoint};
 pub use paging::{Listing, MAX_PAGES, NextPage, Page};
+pub use roots::builtin_roots;
 pub use secret::Secret;
 pub use types::{
     Delivery, DeliveryItem, DeliveryRequest, Hook, HookConfig, HookRef, HookResponse, HookUpdate, NewHook, Owner,

@@ -128,6 +128,11 @@ pub enum Event {
         /// It resumed without a gap; `false` means the API catches up at once.
         resumed: bool,
     },
+    /// The stream brought something (a delivery or a keep-alive): progress, at most once a second.
+    StreamAlive {
+        /// The hook it streams.
+        hook: HookRef,
+    },
     /// The stream dropped; polling at `--interval` until it is back.
     StreamDown {
         /// The hook it streamed.

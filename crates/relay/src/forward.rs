@@ -206,6 +206,7 @@ impl Forwarder {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .tls_certs_merge(github::builtin_roots())
             .build()
             // Only TLS backend initialisation can fail here, which would fail every HTTP
             // client in the process; fall back to the default builder's client.

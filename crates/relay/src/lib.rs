@@ -11,6 +11,7 @@ mod event;
 pub mod forward;
 pub mod ledger;
 pub mod rule;
+pub mod service;
 pub mod since;
 pub mod stream;
 

@@ -76,6 +76,8 @@ struct Inner {
     secondary_streak: AtomicU32,
     /// The wait in progress, if any, for whoever shows it to the user.
     waits: tokio::sync::watch::Sender<Option<Wait>>,
+    /// Told about every answer, for metrics; set at most once.
+    observer: std::sync::OnceLock<crate::Observer>,
 }
 
 /// The GitHub REST API version this client speaks.
@@ -115,6 +117,7 @@ impl Client {
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .tls_certs_merge(crate::builtin_roots())
             .build()
             .map_err(|source| Error::Unreachable { url: base.clone(), source })?;
         let inner = Inner {
@@ -128,6 +131,7 @@ impl Client {
             pause: Mutex::default(),
             secondary_streak: AtomicU32::new(0),
             waits: tokio::sync::watch::Sender::new(None),
+            observer: std::sync::OnceLock::new(),
         };
         Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default() })
     }
@@ -149,6 +153,12 @@ impl Client {
     /// The retry and wait policy in force.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.policy
+    }
+
+    /// Tells `observer` about every answer from now on, for this client and its clones.
+    /// Only the first observer is kept; `false` if one was set already.
+    pub fn observe(&self, observer: crate::Observer) -> bool {
+        self.inner.observer.set(observer).is_ok()
     }
 
     /// Lists every hook of `owner`, following pagination.

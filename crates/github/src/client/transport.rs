@@ -91,6 +91,10 @@ impl Client {
                 }
                 Err(error) => Err(error),
             };
+            if let Some(observer) = self.inner.observer.get() {
+                let status = received.as_ref().map_or_else(|_| "error".to_string(), |r| r.status.as_u16().to_string());
+                observer(&crate::endpoint(call.method.as_str(), self.api_path(&call.url)), &status);
+            }
             let reply = match received {
                 Ok(reply) => reply,
                 Err(error) => {

@@ -131,6 +131,8 @@ async fn read(
     cancel: &CancellationToken,
 ) -> Result<Ended, Error> {
     let mut parser = Parser::new(stream::MAX_EVENT_BYTES);
+    // Progress for /readyz and --max-stall: at most one event a second, however busy the stream.
+    let mut alive_at: Option<tokio::time::Instant> = None;
     loop {
         let chunk = tokio::select! {
             chunk = tokio::time::timeout(stream::SILENCE, response.chunk()) => chunk,
@@ -143,6 +145,12 @@ async fn read(
             Ok(Ok(None)) => return Ok(Ended::Dropped("the blackhole closed the stream".into())),
             Ok(Ok(Some(chunk))) => chunk,
         };
+        if shared.streaming.load(Ordering::Relaxed)
+            && alive_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            alive_at = Some(tokio::time::Instant::now());
+            ctx.events.emit(Event::StreamAlive { hook: source.hook.clone() }).await;
+        }
         for frame in parser.feed(&chunk) {
             match frame {
                 Frame::Comment => {}
