@@ -154,26 +154,9 @@ pub struct RelayArgs {
     /// Time between polls; it stretches when the rate budget runs low.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Duration,
-    /// Push mode: the blackhole's stream token; deliveries then arrive the moment GitHub sends them,
-    /// and polling is only the safety net (prefer the env var: argv is visible to others).
-    #[arg(
-        long,
-        env = "HOOKFWD_STREAM_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        value_parser = parse_secret
-    )]
-    pub stream_token: Option<Secret>,
-    /// The secret GitHub signs the hook's deliveries with, to verify pushed ones (not needed for a
-    /// hook hookfwd created; without it a pushed delivery is fetched from the API instead).
-    #[arg(
-        long,
-        env = "HOOKFWD_HOOK_SECRET",
-        hide_env_values = true,
-        value_name = "SECRET",
-        value_parser = parse_secret
-    )]
-    pub hook_secret: Option<Secret>,
+    /// Push mode: the blackhole's stream token and the hook's upstream secret.
+    #[command(flatten)]
+    pub push: PushArgs,
     /// Time between the safety polls while the stream is healthy (a conditional list, free when nothing changed).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
     pub safety_interval: Duration,
@@ -413,6 +396,31 @@ pub enum HooksAction {
     },
 }
 
+/// Push mode's two secrets, shared by the forwarding commands and `doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Push mode: the blackhole's stream token; deliveries then arrive the moment GitHub sends them,
+    /// and polling is only the safety net (prefer the env var: argv is visible to others).
+    #[arg(
+        long,
+        env = "HOOKFWD_STREAM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
+    pub stream_token: Option<Secret>,
+    /// The secret GitHub signs the hook's deliveries with, to verify pushed ones (not needed for a
+    /// hook hookfwd created; without it a pushed delivery is fetched from the API instead).
+    #[arg(
+        long,
+        env = "HOOKFWD_HOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        value_parser = parse_secret
+    )]
+    pub hook_secret: Option<Secret>,
+}
+
 /// `hookfwd doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -422,24 +430,9 @@ pub struct DoctorArgs {
     /// The state directory to check.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// The blackhole's stream token, to check push mode.
-    #[arg(
-        long,
-        env = "HOOKFWD_STREAM_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        value_parser = parse_secret
-    )]
-    pub stream_token: Option<Secret>,
-    /// The hook's upstream secret, if hookfwd did not create the hook.
-    #[arg(
-        long,
-        env = "HOOKFWD_HOOK_SECRET",
-        hide_env_values = true,
-        value_name = "SECRET",
-        value_parser = parse_secret
-    )]
-    pub hook_secret: Option<Secret>,
+    /// Push mode's stream token and upstream secret, to check the stream.
+    #[command(flatten)]
+    pub push: PushArgs,
     /// The handler, to check that it answers: a URL or host:port[/path].
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Option<Target>,

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dev::{Local, Until, relay_rules};
-use crate::args::{OutputArgs, RelayArgs, ServiceArgs};
+use crate::args::{OutputArgs, PushArgs, RelayArgs, ServiceArgs};
 use crate::exit::{FAILURE, fail};
 use crate::term::{Status, print};
 
@@ -87,8 +87,7 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
         events: vec!["*".to_string()],
         since: None,
         interval: Duration::from_secs(1),
-        stream_token: None,
-        hook_secret: None,
+        push: PushArgs { stream_token: None, hook_secret: None },
         safety_interval: Duration::from_secs(30),
         state_dir: Some(state.0.clone()),
         cleanup: true,

@@ -38,8 +38,8 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
         events: relay.events.clone(),
         secret: relay.secret.clone(),
         secret_env: None,
-        stream_token: super::non_empty(&relay.stream_token),
-        hook_secret: super::non_empty(&relay.hook_secret),
+        stream_token: super::non_empty(&relay.push.stream_token),
+        hook_secret: super::non_empty(&relay.push.hook_secret),
     })
 }
 

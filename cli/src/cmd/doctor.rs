@@ -67,10 +67,10 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         )?,
     }
 
-    let token = super::non_empty(&args.stream_token);
+    let token = super::non_empty(&args.push.stream_token);
     match (&args.sources.hook_url, token) {
         (Some(url), Some(token)) => {
-            let hook_secret = super::non_empty(&args.hook_secret).is_some();
+            let hook_secret = super::non_empty(&args.push.hook_secret).is_some();
             let ledgers =
                 super::state_dir(args.state_dir.clone()).ok().map(|dir| relay::ledger::dir(&dir, &args.github.api_url));
             check_stream(&mut report, url, &token, hook_secret, ledgers.as_deref(), &found).await?;

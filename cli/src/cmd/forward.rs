@@ -21,7 +21,8 @@ pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status)
         None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
     };
     let secret = args.relay.secret.clone();
-    let (stream_token, hook_secret) = (non_empty(&args.relay.stream_token), non_empty(&args.relay.hook_secret));
+    let (stream_token, hook_secret) =
+        (non_empty(&args.relay.push.stream_token), non_empty(&args.relay.push.hook_secret));
     for rule in &mut rules {
         if rule.secret.is_none() {
             rule.secret = secret.clone();
