@@ -321,29 +321,54 @@ impl Shared {
 
     /// Records a handled delivery in the ledger, and the claims it was owed (blocking: it fsyncs).
     pub(super) fn record(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, false)
+        self.handled(taken, How::Forwarded)
     }
 
     /// Records a delivery that can never be forwarded as skipped, and the claims it was owed
     /// (blocking: it fsyncs). A listed one becomes a `k` record; a pushed one has no delivery id
     /// to skip by, so it is recorded as pushed: either way it counts as handled on both paths.
     pub(super) fn skip(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, true)
+        self.handled(taken, How::Skipped)
     }
 
-    /// Writes `taken` to the ledger (as skipped if `skipped`), never moving the floor past a
-    /// waiting delivery, and settles what the other path owed it.
-    fn handled(&self, taken: &Taken, skipped: bool) -> Result<(), Error> {
+    /// Records a delivery the handler kept rejecting as parked (blocking: it fsyncs): handled, so
+    /// the queue moves on, and listed as parked until it is sent again.
+    pub(super) fn park(&self, taken: &Taken) -> Result<(), Error> {
+        self.handled(taken, How::Parked)
+    }
+
+    /// Records a delivery another source forwards to the same target as handled, without its guid
+    /// (blocking: it fsyncs): should that source stop before recording it, its next run must not
+    /// find the guid here and take it for forwarded.
+    pub(super) fn duplicate(&self, taken: &Taken) -> Result<(), Error> {
+        self.handled(taken, How::Duplicate)
+    }
+
+    /// Un-parks a delivery that was sent again and answered (blocking: it fsyncs).
+    pub(super) fn unpark(&self, id: u64, guid: &str) -> Result<bool, Error> {
+        lock(&self.ledger).unpark(id, Some(guid))
+    }
+
+    /// Whether this source's ledger holds an attempt of `guid`, forwarded or claimed.
+    pub(super) fn has_guid(&self, guid: &str) -> bool {
+        let attempts = lock(&self.ledger).attempts(guid);
+        attempts.api + attempts.pushed > 0
+    }
+
+    /// Writes `taken` to the ledger as `how` says, never moving the floor past a waiting delivery,
+    /// and settles what the other path owed it.
+    fn handled(&self, taken: &Taken, how: How) -> Result<(), Error> {
         let mut queue = lock(&self.queue);
         let keep_from = queue.keep_from(Some(&taken.key));
         let mut ledger = lock(&self.ledger);
         match &taken.pending {
             Pending::Listed(item) => {
                 let handled = (item.id, item.delivered_at, Some(item.guid.as_str()));
-                if skipped {
-                    ledger.skip(handled, keep_from)?;
-                } else {
-                    ledger.record_handled(&[handled], keep_from)?;
+                match how {
+                    How::Forwarded => ledger.record_handled(&[handled], keep_from)?,
+                    How::Skipped => ledger.skip(handled, keep_from)?,
+                    How::Parked => ledger.park(handled, keep_from)?,
+                    How::Duplicate => ledger.record_handled(&[(item.id, item.delivered_at, None)], keep_from)?,
                 }
                 if let Some(received_at) = pop(&mut queue.owed_pushed, &item.guid) {
                     ledger.record_pushed(&item.guid, received_at)?;
@@ -352,9 +377,15 @@ impl Shared {
                 queue.add_busy(&item.guid, -1, 0);
             }
             Pending::Pushed(pushed) => {
-                ledger.record_pushed(&pushed.guid, pushed.received_at)?;
+                if how != How::Duplicate {
+                    ledger.record_pushed(&pushed.guid, pushed.received_at)?;
+                }
+                if how == How::Parked {
+                    ledger.park((0, pushed.received_at, Some(pushed.guid.as_str())), keep_from)?;
+                }
                 if let Some((id, delivered_at)) = pop(&mut queue.owed_listed, &pushed.guid) {
-                    ledger.record_handled(&[(id, delivered_at, Some(pushed.guid.as_str()))], keep_from)?;
+                    let guid = (how != How::Duplicate).then_some(pushed.guid.as_str());
+                    ledger.record_handled(&[(id, delivered_at, guid)], keep_from)?;
                     queue.ids.remove(&id);
                 }
                 queue.add_busy(&pushed.guid, 0, -1);
@@ -365,6 +396,19 @@ impl Shared {
         queue.in_flight.remove(&taken.key);
         Ok(())
     }
+}
+
+/// How a taken delivery was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// The handler took it.
+    Forwarded,
+    /// It can never be forwarded.
+    Skipped,
+    /// The handler kept rejecting it.
+    Parked,
+    /// Another source forwards the same original delivery to the same target.
+    Duplicate,
 }
 
 /// A delivery the forwarder took, and where it sat in the queue.
