@@ -122,8 +122,10 @@ pub(super) async fn forward_loop(
     let mut retry = fresh(&ctx.settings.retry_now);
     // This run's parked deliveries, sent again when the user asks (the `r` key).
     let mut parked: Vec<(Pending, DeliveryItem)> = Vec::new();
+    // A press seen while idle (waiting for it marks it seen).
+    let mut again = false;
     loop {
-        if retry.as_mut().is_some_and(|retry| retry.has_changed().unwrap_or(false)) {
+        if std::mem::take(&mut again) || retry.as_mut().is_some_and(|retry| retry.has_changed().unwrap_or(false)) {
             if let Some(retry) = retry.as_mut() {
                 retry.borrow_and_update();
             }
@@ -135,7 +137,10 @@ pub(super) async fn forward_loop(
         let Some((taken, fetching)) = window.pop_front() else {
             tokio::select! {
                 () = shared.notify.notified() => continue,
-                () = pressed(&mut retry) => continue,
+                () = pressed(&mut retry) => {
+                    again = true;
+                    continue;
+                }
                 () = cancel.cancelled() => return Ok(()),
             }
         };
