@@ -167,7 +167,7 @@ async fn a_handler_answering_503_keeps_the_delivery_retrying_and_never_parks_it(
     fake.emit(REPO, "issues", issue(1, "while restarting")).await;
     let retry = parse(&run.wait_line("\"type\":\"retry\"").await);
     let guid = retry["guid"].as_str().unwrap().to_string();
-    eventually("five attempts", || handler.tries(&guid) >= 5).await;
+    eventually("five attempts", async || handler.tries(&guid) >= 5).await;
     handler.answer(200);
     handler.wait_for(Duration::from_secs(60), "the delivery", |got| got.iter().any(|r| r.guid() == guid)).await;
     run.signal(libc::SIGTERM);
@@ -200,7 +200,7 @@ async fn forward_blocks_on_a_rejected_delivery_by_default_and_parks_it_with_on_h
     fake.emit(REPO, "issues", issue(2, "fine")).await;
     let retry = parse(&run.wait_line("\"type\":\"retry\"").await);
     let guid = retry["guid"].as_str().unwrap().to_string();
-    eventually("five attempts", || handler.tries(&guid) >= 5).await;
+    eventually("five attempts", async || handler.tries(&guid) >= 5).await;
     assert_eq!(handler.count(), 0, "forward blocks: the delivery behind it waits");
     assert!(!run.lines().iter().any(|line| line.contains("\"type\":\"parked\"")));
     run.signal(libc::SIGTERM);
@@ -241,7 +241,7 @@ async fn the_r_key_sends_this_runs_parked_deliveries_again() {
     fake.emit(REPO, "issues", issue(1, "poison")).await;
     fake.emit(REPO, "issues", issue(2, "fine")).await;
     handler.wait_for(Duration::from_secs(60), "the one after it", |got| !got.is_empty()).await;
-    eventually("the parked line", || run.stderr().contains(" parked after 3 attempts")).await;
+    eventually("the parked line", async || run.stderr().contains(" parked after 3 attempts")).await;
     assert!(run.stderr().contains("send it again with `hookfwd replay --parked` or press r"), "{}", run.stderr());
 
     handler.accept_all();
@@ -293,7 +293,7 @@ async fn an_event_an_organization_and_its_repository_both_bring_is_forwarded_onc
         let forwarded = run.wait_lines("\"type\":\"forwarded\"", copies).await;
         // Both hooks listed it well before a later event is forwarded from both: then nothing more is coming.
         let from = fake.stats().not_modified;
-        eventually("idle polls", || fake.stats().not_modified >= from + 20).await;
+        eventually("idle polls", async || fake.stats().not_modified >= from + 20).await;
         run.signal(libc::SIGTERM);
         let finished = run.finish().await;
         assert_eq!(finished.code, Some(0), "{}", finished.stderr);
