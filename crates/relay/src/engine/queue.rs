@@ -549,6 +549,42 @@ mod tests {
     }
 
     #[test]
+    fn a_parked_delivery_is_handled_on_both_paths_and_listed_as_parked() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        // Parked when listed: its pushed copy is a claim, not forwarded.
+        assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
+        shared.park(&shared.take_next().unwrap()).unwrap();
+        assert_eq!(shared.backlog(), 0, "the queue moves on");
+        assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed);
+        // Parked when pushed: remembered by guid (no id), and its listed copy is a claim.
+        let mut other = pushed(20);
+        other.guid = "another-guid".into();
+        shared.push(other).unwrap();
+        shared.park(&shared.take_next().unwrap()).unwrap();
+        let mut twin = listed(2, 20);
+        twin.guid = "another-guid".into();
+        assert_eq!(shared.enqueue(vec![twin]).unwrap(), 0, "claimed, not fetched");
+        let parked: Vec<(u64, Option<String>)> =
+            lock(&shared.ledger).parked().into_iter().map(|parked| (parked.id, parked.guid)).collect();
+        assert_eq!(parked, [(1, Some(GUID.to_string())), (0, Some("another-guid".to_string()))]);
+        assert!(shared.unpark(1, GUID).unwrap());
+    }
+
+    #[test]
+    fn a_duplicate_is_recorded_without_its_guid_so_no_other_source_takes_it_for_forwarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        shared.enqueue(vec![listed(1, 10)]).unwrap();
+        shared.duplicate(&shared.take_next().unwrap()).unwrap();
+        assert!(lock(&shared.ledger).is_recorded(1, at(10)), "handled: not listed again");
+        assert!(!shared.has_guid(GUID), "but not counted as forwarded here");
+        shared.enqueue(vec![listed(2, 20)]).unwrap();
+        shared.record(&shared.take_next().unwrap()).unwrap();
+        assert!(shared.has_guid(GUID));
+    }
+
+    #[test]
     fn a_pushed_delivery_below_the_floor_is_old() {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared(dir.path());
