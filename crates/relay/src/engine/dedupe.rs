@@ -4,7 +4,8 @@
 //! The first source to take a guid for a target claims it for this run; the others record their
 //! copy as handled without fetching it. After a restart, a guid another source's ledger holds
 //! (forwarded to the same target) counts as claimed. A redelivery is always forwarded: someone
-//! asked for it on that hook.
+//! asked for it on that hook. The GitHub App's hook takes no part: its deliveries of an event
+//! carry the installation and a target type of their own, so they are not copies of a repository's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};

@@ -228,7 +228,7 @@ pub(super) async fn forward_loop(
         };
         budget.forwarded(size);
         if let Some((via, attempts, status, answer)) = rejected {
-            warn!(delivery = item.id, attempts, status, "parked");
+            info!(delivery = item.id, attempts, status, "parked");
             if parked.len() < MAX_PARKED_AGAIN {
                 parked.push((taken.pending.clone(), item.clone()));
             }
@@ -340,7 +340,8 @@ fn is_down(status: u16) -> bool {
 
 /// Whether another source forwards this original delivery to the same target (see [`super::dedupe`]).
 fn is_duplicate(ctx: &Ctx, source: &SourceRun, pending: &Pending) -> bool {
-    if !ctx.settings.dedupe || ctx.sources < 2 {
+    // The App's hook is another kind of delivery (it names the installation), not a copy of a repository's.
+    if !ctx.settings.dedupe || ctx.sources < 2 || matches!(source.hook, github::HookRef::App { .. }) {
         return false;
     }
     let guid = match pending {

@@ -309,7 +309,9 @@ async fn forward_source(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let shared = Arc::new(Shared::new(ledger));
-    ctx.claims.join(&source.name, source.forwarder.target().0.as_str(), &shared);
+    if !matches!(source.hook, HookRef::App { .. }) {
+        ctx.claims.join(&source.name, source.forwarder.target().0.as_str(), &shared);
+    }
     let queued = shared.clone();
     blocking(move || queued.enqueue(first)).await?;
     let source = Arc::new(source);
