@@ -20,6 +20,20 @@ impl Keys {
         if !std::io::stdin().is_terminal() {
             return None;
         }
+        // SAFETY: plain queries of this process and its terminal.
+        let (owner, ours) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
+        // -1: not the controlling terminal, so no job control applies to it.
+        if owner != -1 && owner != ours {
+            // Started in the background (`hookfwd dev … &`): changing or reading the terminal would stop it.
+            return None;
+        }
+        // Sent to the background later (Ctrl-Z, `bg`), a read of the terminal then fails instead of
+        // stopping hookfwd, and the line mode can still be restored on the way out.
+        // SAFETY: ignoring two job-control signals; hookfwd has no handler of its own for them.
+        unsafe {
+            libc::signal(libc::SIGTTIN, libc::SIG_IGN);
+            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        }
         // SAFETY: `termios` is plain data, filled in by `tcgetattr` before it is read.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
         // SAFETY: fd 0 is open (a terminal, checked above) and `saved` is a valid termios to fill.
