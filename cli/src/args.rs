@@ -177,8 +177,8 @@ pub struct RelayArgs {
     /// The handler's rejections of one delivery before it is parked (see --on-handler-error).
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
-    /// Forward an event that overlapping sources (an organization and one of its repositories) both
-    /// bring once per target; with this flag each copy is forwarded.
+    /// Forward every copy of an event that overlapping sources (an organization and one of its
+    /// repositories) both bring; by default an original delivery goes to each target once.
     #[arg(long)]
     pub no_dedupe: bool,
     /// The handler's timeout: `--timeout` of `dev` and `forward` (in `wait`, `--timeout` bounds the wait).
