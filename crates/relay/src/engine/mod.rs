@@ -354,6 +354,32 @@ mod tests {
 
     use super::*;
 
+    fn rule(sources: &[&str], target: &str) -> Rule {
+        Rule {
+            sources: sources.iter().map(|s| crate::Source::Owner(github::Owner::parse(s).unwrap())).collect(),
+            target: crate::Target::parse(target).unwrap(),
+            hook_url: None,
+            events: Vec::new(),
+            secret: None,
+            secret_env: None,
+            stream_token: None,
+            hook_secret: None,
+        }
+    }
+
+    #[test]
+    fn the_overlap_warning_says_what_becomes_of_each_event() {
+        let one = [rule(&["acme", "acme/widgets"], "localhost:3000")];
+        let said = |rules: &[Rule], dedupe| overlaps(rules, dedupe).join("\n");
+        let start = "acme/widgets is a source and so is its organization acme: GitHub sends each of its events to \
+                     both hooks, and ";
+        assert_eq!(said(&one, true), format!("{start}each is forwarded once (--no-dedupe forwards both copies)"));
+        assert_eq!(said(&one, false), format!("{start}with --no-dedupe each is forwarded twice"));
+        let two = [rule(&["acme"], "localhost:3000"), rule(&["acme/widgets"], "localhost:4000")];
+        assert_eq!(said(&two, true), format!("{start}each is forwarded to each target"));
+        assert!(overlaps(&[rule(&["acme", "other/widgets"], "localhost:3000")], true).is_empty());
+    }
+
     #[test]
     fn waits_for_the_reset_after_a_rate_limit_at_most_fifteen_minutes() {
         let mut backoff = Backoff::default();
