@@ -154,6 +154,15 @@ impl Monitor {
                     health.busy_since = Some(now);
                 }
             }
+            // Parked: the head of the queue moved on.
+            Event::Parked { hook, .. } => {
+                let name = state.hooks.get(hook).cloned().unwrap_or_else(|| hook.to_string());
+                if let Some(health) = state.sources.get_mut(&name)
+                    && health.busy_since.is_some()
+                {
+                    health.busy_since = Some(now);
+                }
+            }
             Event::Retrying { hook, reason, .. } => state.note_error(hook, format!("the target: {reason}")),
             Event::Error { hook: Some(hook), message } => state.note_error(hook, message.clone()),
             _ => {}
