@@ -169,7 +169,11 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
     let sources = super::sources(&args.sources)?;
     let Some(to) = args.to.clone() else { return Err(fail(USAGE, "--parked needs --to, the handler to send them to")) };
     let (client, credentials) = super::github_client(&args.github).await?;
-    let dir = ledger::dir(&super::state_dir(args.state_dir.clone())?, client.api_url());
+    let state_dir = super::state_dir(args.state_dir.clone())?;
+    let dir = ledger::dir(&state_dir, client.api_url());
+    // The ledgers are written to: refused, as by `dev`, where another user could plant links.
+    ledger::check_dir(&state_dir)?;
+    ledger::check_dir(&dir)?;
     let context = Context {
         token: super::describe_credentials(&credentials),
         secret: super::describe_secret(args.secret.as_ref(), None),
