@@ -26,22 +26,69 @@ impl Status {
         }
     }
 
-    /// Replaces the status text.
+    /// Replaces the status text, fitted to the terminal's width.
     pub fn set(&self, message: impl Into<String>) {
         if let Some(span) = &self.0 {
             span.pb_set_style(&spinner_style());
-            span.pb_set_message(&message.into());
+            // The spinner and its space.
+            span.pb_set_message(&fit(&message.into(), columns().saturating_sub(2)));
         }
     }
 
-    /// Shows a progress bar of `done` out of `total`.
+    /// Shows a progress bar of `done` out of `total`, its text fitted to the terminal's width.
     pub fn progress(&self, message: impl Into<String>, done: u64, total: u64) {
         if let Some(span) = &self.0 {
             span.pb_set_style(&bar_style());
             span.pb_set_length(total);
             span.pb_set_position(done);
-            span.pb_set_message(&message.into());
+            // The spinner, the bar and `done/total`, each followed by a space.
+            let used = 2 + BAR_WIDTH + 3 + format!("{done}/{total} ").len();
+            span.pb_set_message(&fit(&message.into(), columns().saturating_sub(used)));
         }
+    }
+}
+
+/// The progress bar's width in columns, in [`bar_style`]'s template.
+const BAR_WIDTH: usize = 30;
+
+/// The columns the status line may use: the terminal's width less one, since writing the last column
+/// makes some terminals wrap.
+fn columns() -> usize {
+    let (_, columns) = console::Term::stderr().size();
+    usize::from(columns).saturating_sub(1)
+}
+
+/// `message` in at most `width` columns without cutting a word: whole trailing ` · ` parts are dropped
+/// and `…` ends what is left; a first part too long alone keeps its whole leading words.
+pub fn fit(message: &str, width: usize) -> String {
+    let measure = console::measure_text_width;
+    if measure(message) <= width {
+        return message.to_string();
+    }
+    let parts: Vec<&str> = message.split(" · ").collect();
+    for kept in (1..parts.len()).rev() {
+        let shortened = format!("{} …", parts[..kept].join(" · "));
+        if measure(&shortened) <= width {
+            return shortened;
+        }
+    }
+    let mut words = String::new();
+    for word in parts[0].split(' ') {
+        let longer = if words.is_empty() { word.to_string() } else { format!("{words} {word}") };
+        if measure(&longer) + 2 > width {
+            break;
+        }
+        words = longer;
+    }
+    if words.is_empty() { "…".to_string() } else { format!("{words} …") }
+}
+
+/// A delivery's guid as the human feed shows it: its first 8 characters and `…` (`--json` keeps it whole).
+pub fn short_guid(guid: &str) -> String {
+    let shown = visible(guid);
+    match shown.char_indices().nth(8) {
+        Some((end, _)) => format!("{}…", &shown[..end]),
+        None => shown.into_owned(),
     }
 }
 
@@ -50,6 +97,7 @@ fn spinner_style() -> ProgressStyle {
 }
 
 fn bar_style() -> ProgressStyle {
+    // 30 is BAR_WIDTH.
     ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
@@ -95,14 +143,6 @@ pub fn print(line: &str) -> std::io::Result<()> {
     }
 }
 
-/// Writes one line to stderr without garbling the status line.
-pub fn eprint(line: &str) -> std::io::Result<()> {
-    match tracing_indicatif::writer::get_indicatif_stderr_writer() {
-        Some(mut err) => writeln!(err, "{line}"),
-        None => writeln!(std::io::stderr().lock(), "{line}"),
-    }
-}
-
 /// `text` with every control character (an escape sequence's ESC, BEL, CR, a newline, …) written
 /// out as `\u{1b}`-style text, so that text from GitHub, the handler or the network cannot retitle
 /// the terminal, clear it, or forge a feed line. JSON output needs none of this: it escapes them.
@@ -132,5 +172,32 @@ mod tests {
         let shown = visible("a\u{1b}]0;title\u{7}b\r\n[fake line\u{9b}c\u{7f}");
         assert_eq!(shown, "a\\u{1b}]0;title\\u{7}b\\u{d}\\u{a}[fake line\\u{9b}c\\u{7f}");
         assert!(!shown.chars().any(char::is_control), "{shown}");
+    }
+
+    #[test]
+    fn a_status_that_is_too_wide_drops_whole_trailing_parts() {
+        let status = "handler unreachable (connection refused), retrying in 1s · 1 waiting · last poll 21:14:03";
+        assert_eq!(fit(status, 200), status);
+        assert_eq!(fit(status, 80), "handler unreachable (connection refused), retrying in 1s · 1 waiting …");
+        assert_eq!(fit(status, 60), "handler unreachable (connection refused), retrying in 1s …");
+        // A first part too long alone keeps its whole leading words.
+        assert_eq!(fit(status, 30), "handler unreachable …");
+        assert_eq!(fit(status, 3), "…");
+        for width in 1..100 {
+            let fitted = fit(status, width);
+            assert!(console::measure_text_width(&fitted) <= width.max(1), "{width}: {fitted}");
+            let kept = fitted.trim_end_matches('…').trim_end();
+            assert!(status.starts_with(kept), "{width}: {fitted}");
+            let next = status[kept.len()..].chars().next();
+            assert!(kept.is_empty() || matches!(next, None | Some(' ')), "a word was cut at {width}: {fitted}");
+        }
+    }
+
+    #[test]
+    fn a_guid_is_shortened_to_eight_characters() {
+        assert_eq!(short_guid("5c1e0a80-6f2b-11ef-8f0e-1c2b3a4d5e6f"), "5c1e0a80…");
+        assert_eq!(short_guid("short"), "short");
+        assert_eq!(short_guid("12345678"), "12345678");
+        assert_eq!(short_guid("ünïcödé-guid"), "ünïcödé-…");
     }
 }

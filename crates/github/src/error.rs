@@ -65,6 +65,14 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The API took the connection but did not answer within the time hookfwd gives it at start.
+    #[error("could not reach the GitHub API at {url}: it did not answer within {} s", within.as_secs())]
+    Silent {
+        /// The API URL without credentials.
+        url: String,
+        /// How long it was given.
+        within: std::time::Duration,
+    },
     /// GitHub's answer did not have the documented shape.
     #[error("GitHub's answer for {what} could not be read")]
     Decode {
@@ -126,7 +134,7 @@ pub enum Error {
 impl Error {
     /// Whether waiting and trying again later may succeed without the user changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Unreachable { .. })
+        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Unreachable { .. } | Self::Silent { .. })
     }
 }
 

@@ -201,6 +201,7 @@ pub async fn run(
                             hook_url,
                             target: rule.target.0.clone(),
                             events: hook_events,
+                            streaming: stream.is_some(),
                         })
                         .await;
                     runs.push(SourceRun {
@@ -307,14 +308,21 @@ pub async fn run(
     };
 
     announcer.abort();
-    if settings.cleanup {
-        for hook in &created {
-            match client.delete_hook(hook).await {
-                Ok(()) => info!(hook = %hook, "deleted the hook this run created"),
+    if settings.cleanup && !created.is_empty() {
+        let mut deleted = Vec::new();
+        for hook in created {
+            match client.delete_hook(&hook).await {
+                Ok(()) => {
+                    info!(hook = %hook, "deleted the hook this run created");
+                    deleted.push(hook);
+                }
                 Err(error) => {
                     events.emit(Event::Warning { message: format!("could not delete {hook}: {error}") }).await;
                 }
             }
+        }
+        if !deleted.is_empty() {
+            events.emit(Event::CleanedUp { deleted }).await;
         }
     }
     result
