@@ -51,11 +51,12 @@ impl Status {
 /// The progress bar's width in columns, in [`bar_style`]'s template.
 const BAR_WIDTH: usize = 30;
 
-/// The columns the status line may use: the terminal's width less one, since writing the last column
-/// makes some terminals wrap.
+/// The columns the status line may use: the terminal's width less three. A line that reached the last
+/// column would wrap when the terminal echoes `^C` after it, and clearing the status line would then clear
+/// the echo's row and leave the status behind.
 fn columns() -> usize {
     let (_, columns) = console::Term::stderr().size();
-    usize::from(columns).saturating_sub(1)
+    usize::from(columns).saturating_sub(3)
 }
 
 /// `message` in at most `width` columns without cutting a word: whole trailing ` · ` parts are dropped
@@ -93,12 +94,13 @@ pub fn short_guid(guid: &str) -> String {
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
+    // `msg`, not `wide_msg`: the text is fitted already (`fit`), and padding it to the edge would make it wrap.
+    ProgressStyle::with_template("{spinner:.cyan} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style() -> ProgressStyle {
     // 30 is BAR_WIDTH.
-    ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}")
+    ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
@@ -129,10 +131,59 @@ pub fn init_logging(output: &OutputArgs) -> Status {
     if !show_status {
         return Status(None);
     }
+    #[cfg(unix)]
+    echo::quiet_control_characters();
     let span = tracing::info_span!("status");
     span.pb_set_style(&spinner_style());
     span.pb_start();
     Status(Some(span))
+}
+
+/// Puts the terminal's settings back as they were before the status line, if they were changed.
+pub fn restore() {
+    #[cfg(unix)]
+    echo::restore();
+}
+
+/// The terminal's echo of control characters.
+///
+/// indicatif pads the status line to the terminal's right edge, leaving the cursor there, so the `^C` a
+/// terminal echoes on Ctrl-C wraps onto a row of its own; clearing the status line then clears that row
+/// and leaves the status behind, above the stop line. So while the status line is drawn the terminal
+/// does not echo control characters (Ctrl-C still stops hookfwd), and [`restore`] undoes it on exit.
+#[cfg(unix)]
+mod echo {
+    use std::os::fd::AsRawFd;
+    use std::sync::Mutex;
+
+    /// The settings before hookfwd changed them.
+    static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+    pub(super) fn quiet_control_characters() {
+        let fd = std::io::stderr().as_raw_fd();
+        // SAFETY: a zeroed termios is a valid value of a plain C struct, and tcgetattr only writes into it.
+        let mut settings: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is stderr, open for the life of the process; `settings` outlives the call.
+        if unsafe { libc::tcgetattr(fd, &mut settings) } != 0 || settings.c_lflag & libc::ECHOCTL == 0 {
+            return;
+        }
+        let saved = settings;
+        settings.c_lflag &= !libc::ECHOCTL;
+        // SAFETY: as above; tcsetattr only reads `settings`.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &settings) } == 0
+            && let Ok(mut slot) = SAVED.lock()
+        {
+            *slot = Some(saved);
+        }
+    }
+
+    pub(super) fn restore() {
+        let saved = SAVED.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(saved) = saved {
+            // SAFETY: stderr is open for the life of the process; `saved` outlives the call.
+            unsafe { libc::tcsetattr(std::io::stderr().as_raw_fd(), libc::TCSANOW, &saved) };
+        }
+    }
 }
 
 /// Writes one line to stdout without garbling the status line; a closed stdout is an error, not a panic.

@@ -639,7 +639,8 @@ async fn stopping_with_cleanup_says_which_hook_it_deleted() {
                 finished.stdout
             );
         }
-        assert!(lines[stopped].starts_with("Stopped: "), "{}", finished.stdout);
+        let last = if json { "{\"type\":\"stopped\"" } else { "Stopped: " };
+        assert!(lines[stopped].starts_with(last), "{}", finished.stdout);
     }
 }
 
@@ -658,7 +659,7 @@ async fn a_repository_that_is_not_found_says_to_check_the_name_and_the_tokens_ac
     assert_eq!(
         lines,
         [
-            "hookfwd: the hooks of octo-org/no-such-repo were not found, or are not visible to this token (404)",
+            "hookfwd: the hooks of octo-org/no-such-repo: not found, or not visible to this token (404)",
             "hint: check the spelling, and that the token can see it",
         ],
         "{}",

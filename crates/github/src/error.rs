@@ -19,7 +19,7 @@ pub enum Error {
         scopes: Option<String>,
     },
     /// 404: not there, or not visible to this token.
-    #[error("{what} was not found, or is not visible to this token (404)")]
+    #[error("{what}: not found, or not visible to this token (404)")]
     NotFound {
         /// What was looked up.
         what: String,

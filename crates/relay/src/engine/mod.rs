@@ -140,6 +140,8 @@ pub async fn run(
     let mut failures = Vec::new();
     // A missing permission on every source is the token's fault, as a rejected token is.
     let mut forbidden = Vec::new();
+    // GitHub's refusal of a lone source, kept whole so that its exit code and hint reach the user.
+    let mut refused_one = None;
     'rules: for rule in &rules {
         let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
         let shared_rule = Arc::new(rule.clone());
@@ -228,6 +230,7 @@ pub async fn run(
                             break 'rules;
                         }
                         SetupFailure::GitHub(error @ github::Error::Forbidden { .. }) => forbidden.push(error),
+                        SetupFailure::GitHub(error) => refused_one = Some(error),
                         _ => {}
                     }
                 }
@@ -242,8 +245,10 @@ pub async fn run(
         Ok(())
     } else if runs.is_empty() {
         // Only missing permissions: the token's scopes are what to fix, and the exit code says so.
-        match forbidden.into_iter().next() {
-            Some(error) if failures.len() == forbidden_count => Err(Error::GitHub(error)),
+        match (forbidden.into_iter().next(), refused_one) {
+            (Some(error), _) if failures.len() == forbidden_count => Err(Error::GitHub(error)),
+            // The only source (a repository not found, say): GitHub's sentence is the whole story.
+            (None, Some(error)) if failures.len() == 1 => Err(Error::GitHub(error)),
             _ => Err(Error::NoSources(failures.join("; "))),
         }
     } else {
