@@ -61,8 +61,7 @@ impl Terminal {
 
     /// Waits until a row satisfies `check`, and returns that row.
     async fn row(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        eventually(format!("{what}; screen: {:#?}", self.rows()), || self.rows().into_iter().find(|row| check(row)))
-            .await
+        eventually(format!("{what} on the screen"), async || self.rows().into_iter().find(|row| check(row))).await
     }
 
     /// Presses Ctrl-C: the terminal sends SIGINT, as it would for a user.

@@ -1,8 +1,15 @@
 //! Hook setup: find the source's hook by its URL, or create it.
 
-use github::{HookConfig, HookRef, NewHook, Secret};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use crate::{HookOrigin, Rule, Source};
+use github::{HookConfig, HookRef, NewHook, Secret};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::{Emitter, SourceRun, failed, is_auth, stream_config};
+use crate::ledger::Lock;
+use crate::{Event, Forwarder, HookOrigin, Rule, Settings, Source};
 
 /// Why a source could not be set up.
 pub(super) enum SetupFailure {
@@ -26,6 +33,139 @@ pub(super) struct SetUp {
     pub(super) created_secret: Option<Secret>,
     /// Whether the hook is inactive: GitHub records no deliveries for it.
     pub(super) inactive: bool,
+}
+
+/// What setting up every rule's sources gave.
+pub(super) struct SetUpAll {
+    /// The sources ready to run.
+    pub(super) runs: Vec<SourceRun>,
+    /// The hooks this run created (deleted again with `--cleanup`).
+    pub(super) created: Vec<HookRef>,
+    /// One sentence per source that could not be set up (each already reported).
+    pub(super) failures: Vec<String>,
+    /// GitHub refused the credentials themselves: the run cannot go on.
+    pub(super) fatal: Option<github::Error>,
+    /// The sources GitHub refused a permission for.
+    pub(super) forbidden: Vec<github::Error>,
+    /// GitHub's last other refusal (a repository not found, say), kept whole so that when it is the only
+    /// failure its exit code and hint reach the user.
+    pub(super) refused_one: Option<github::Error>,
+}
+
+/// Sets up every rule's sources in turn, reporting each that fails; stops early on a rejected
+/// token (every source would fail alike) or on `cancel`.
+pub(super) async fn set_up_all(
+    client: &github::Client,
+    rules: &[Rule],
+    settings: &Settings,
+    events: &Emitter,
+    cancel: &CancellationToken,
+) -> SetUpAll {
+    let mut runs = Vec::new();
+    let mut created = Vec::new();
+    let mut hooks = HashSet::new();
+    let mut fatal = None;
+    let mut failures = Vec::new();
+    // A missing permission on every source is the token's fault, as a rejected token is.
+    let mut forbidden = Vec::new();
+    let mut refused_one = None;
+    'rules: for rule in rules {
+        let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
+        let shared_rule = Arc::new(rule.clone());
+        for source in &rule.sources {
+            if cancel.is_cancelled() {
+                break 'rules;
+            }
+            let name = source.to_string();
+            let setup = tokio::select! {
+                setup = set_up(client, rule, source) => setup,
+                () = cancel.cancelled() => break 'rules,
+            };
+            match setup {
+                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret, inactive }) => {
+                    if !hooks.insert(hook.clone()) {
+                        let error = format!("{name}: its hook is already forwarded by an earlier rule");
+                        failures.push(failed(events, name, error).await);
+                        continue;
+                    }
+                    if origin == HookOrigin::Created {
+                        created.push(hook.clone());
+                    }
+                    let lock = match Lock::take(&settings.state_dir, &hook) {
+                        Ok(lock) => lock,
+                        Err(error) => {
+                            failures.push(failed(events, name, error.to_string()).await);
+                            continue;
+                        }
+                    };
+                    let stream = match stream_config(settings, rule, &hook, hook_url.as_deref(), created_secret) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            failures.push(failed(events, name, error.to_string()).await);
+                            continue;
+                        }
+                    };
+                    info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
+                    if inactive {
+                        let message = format!(
+                            "{hook} is inactive, so GitHub records no deliveries for it; activate it in the \
+                             repository's webhook settings"
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
+                    let missing = rule.missing_events(&hook_events);
+                    if !missing.is_empty() {
+                        let message = format!(
+                            "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's \
+                             events in its settings",
+                            missing.join(", ")
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
+                    events
+                        .emit(Event::HookReady {
+                            source: name.clone(),
+                            hook: hook.clone(),
+                            origin,
+                            hook_url,
+                            target: rule.target.0.clone(),
+                            events: hook_events,
+                            streaming: stream.is_some(),
+                        })
+                        .await;
+                    runs.push(SourceRun {
+                        name,
+                        hook,
+                        forwarder: forwarder.clone(),
+                        rule: shared_rule.clone(),
+                        secret: rule.secret.clone(),
+                        stream,
+                        _lock: lock,
+                    });
+                }
+                Err(failure) => {
+                    debug!(source = %name, "source could not be set up");
+                    let error = match &failure {
+                        SetupFailure::NoHookUrl(sentence) => sentence.clone(),
+                        SetupFailure::GitHub(error) => error.to_string(),
+                    };
+                    failures.push(failed(events, name, error).await);
+                    match failure {
+                        // A rejected token fails every source alike: stop with it rather than try each.
+                        SetupFailure::GitHub(error) if is_auth(&error) => {
+                            fatal = Some(error);
+                            break 'rules;
+                        }
+                        SetupFailure::GitHub(error @ github::Error::Forbidden { .. }) => forbidden.push(error),
+                        SetupFailure::GitHub(error) => refused_one = Some(error),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    SetUpAll { runs, created, failures, fatal, forbidden, refused_one }
 }
 
 /// Finds the source's hook by URL, or creates it.
