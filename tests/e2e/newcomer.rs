@@ -368,8 +368,10 @@ async fn quiet_shows_warnings_rejections_and_retries_and_nothing_that_went_well(
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
-    let args =
-        ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--events", "issues,check_run", "-q"];
+    // -q shows no Ready line to wait for, so a delivery may come before the start: --since catches it up.
+    let filter = ["--events", "issues,check_run", "--since", "1h", "-q"];
+    let to = handler.url();
+    let args = [&["dev", "--repo", REPO, "--to", &to, "--hook-url", &hook_url][..], &filter].concat();
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("is not subscribed to check_run").await;
     fake.emit(REPO, "issues", payload(1)).await;
