@@ -332,7 +332,7 @@ async fn doctor_exits_3_for_a_rejected_token() {
     let bad = "ghp_revokedTokenThatGitHubRejects0000001";
     let run = Run::start(&fake, bad, state.path(), &["doctor", "--repo", REPO]).finish().await;
     assert_eq!(run.code, Some(3), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("✗ token: GitHub rejected it"), "{}", run.stdout);
+    assert!(run.stdout.contains("✗ token accepted: GitHub rejected it"), "{}", run.stdout);
     assert!(!run.stdout.contains(bad) && !run.stderr.contains(bad), "the bad token was printed");
 }
 

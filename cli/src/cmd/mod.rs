@@ -71,6 +71,15 @@ pub async fn github_client(args: &GitHubArgs) -> anyhow::Result<(github::Client,
     Ok((github::Client::new(config)?, credentials))
 }
 
+/// How long GitHub's API has to answer at start, so that a wrong `--api-url` or a network that is down
+/// fails in seconds (within 10 s in all) rather than after the retries meant for a GitHub that was there.
+const REACH_WITHIN: Duration = Duration::from_secs(8);
+
+/// Fails, with one sentence, unless GitHub's API answers within [`REACH_WITHIN`].
+pub async fn reach(client: &github::Client) -> anyhow::Result<()> {
+    Ok(client.reach(REACH_WITHIN).await?)
+}
+
 /// Where the token came from, masked, for the Ready line and `doctor`.
 pub fn describe_credentials(credentials: &Credentials) -> String {
     match (&credentials.source, &credentials.auth) {
