@@ -264,7 +264,8 @@ pub struct ReplayArgs {
     /// Only this action.
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
-    /// Only this delivery guid (its latest attempt, unless --all-attempts).
+    /// Only this delivery guid, whole or as the feed shortens it (8 or more characters); its latest attempt,
+    /// unless --all-attempts.
     #[arg(long, value_name = "GUID")]
     pub guid: Option<String>,
     /// With --guid, replay every attempt GitHub made (redeliveries included), not only the latest.

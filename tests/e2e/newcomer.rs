@@ -588,6 +588,23 @@ async fn dev_forward_and_wait_give_up_on_a_silent_api_with_one_sentence() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_command_that_asks_github_gives_up_on_a_silent_api_with_one_sentence() {
+    let (api, _listener) = silent_api();
+    let source = ["--repo", REPO, "--hook-url", "http://127.0.0.1:9/h"];
+    let runs = [
+        against(&api, &[&["hooks", "list"][..], &source[..2]].concat()),
+        against(&api, &[&["replay", "--to", "localhost:3000"][..], &source].concat()),
+        against(&api, &[&["trigger", "ping"][..], &source].concat()),
+        against(&api, &[&["redeliver", "--failed", "--dry-run"][..], &source].concat()),
+    ];
+    let expected = format!("hookfwd: could not reach the GitHub API at {api}: it did not answer within 8 s");
+    for run in runs {
+        let finished = run.finish().await;
+        assert_one_sentence(&finished, &expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn doctor_fails_its_api_check_at_once_when_the_api_is_silent_or_refuses() {
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().to_str().unwrap();

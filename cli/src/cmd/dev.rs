@@ -85,7 +85,6 @@ pub async fn run_rules(
     // Bad local input is said before GitHub is asked anything.
     let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
-    super::reach(&client).await?;
     let token = super::describe_credentials(&credentials);
     let local = Local { inspect, recorder, secret: None };
     relay_rules(client, token, rules, relay, local, output, status, until).await

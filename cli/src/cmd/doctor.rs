@@ -24,7 +24,7 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
 
     // The hooks that deliver to the hook URL, for the stream's upstream secret.
     let mut found: Vec<HookRef> = Vec::new();
-    let client = match super::github_client(&args.github).await {
+    let client = match super::build_client(&args.github).await {
         Ok((client, credentials)) => {
             report.pass("token", format!("found in {}", super::describe_credentials(&credentials)))?;
             // Every other GitHub check would wait out the retries meant for a GitHub that was there.
