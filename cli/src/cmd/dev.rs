@@ -83,6 +83,7 @@ pub async fn run_rules(
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
     // Bad local input is said before GitHub is asked anything.
+    relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?;
     let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
     let token = super::describe_credentials(&credentials);
@@ -123,6 +124,7 @@ pub async fn relay_rules(
         state_dir: super::state_dir(relay.state_dir)?,
         cleanup: relay.cleanup,
         target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
+        ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
         ..Settings::default()
     };
     let context = Context {

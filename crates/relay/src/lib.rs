@@ -43,6 +43,8 @@ pub struct Settings {
     pub target_timeout: Duration,
     /// How long GitHub may refuse a permission (403) on every poll before the run stops: by then it is permanent.
     pub forbidden_for: Duration,
+    /// The shared ledger of replicas (Redis), instead of the files under `state_dir`.
+    pub ledger: Option<ledger::Location>,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             fetch_concurrency: 8,
             target_timeout: Duration::from_secs(30),
             forbidden_for: Duration::from_secs(60),
+            ledger: None,
         }
     }
 }

@@ -135,6 +135,9 @@ struct JsonHookConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TomlFile {
+    /// The shared ledger of replicas (`redis://HOST:PORT/DB`), for every rule.
+    #[serde(default)]
+    ledger: Option<String>,
     #[serde(default)]
     rule: Vec<TomlRule>,
 }
@@ -231,6 +234,12 @@ impl Rule {
             inline_secret: raw.secret.is_some(),
         }
         .validate(&env)
+    }
+
+    /// The `ledger = "redis://…"` at the top of a TOML config file, if any.
+    pub fn ledger_in_toml(text: &str) -> Result<Option<String>, Error> {
+        let file: TomlFile = toml::from_str(text).map_err(|e| Error::Rule(toml_reason(text, &e)))?;
+        Ok(file.ledger)
     }
 
     /// [`Rule::from_toml`] reading environment variables through `env`.

@@ -19,7 +19,7 @@ use github::Backoff;
 
 use super::fetch::{Budget, Fetched, fetch, size};
 use super::queue::{Pending, Shared, Taken};
-use super::{Ctx, SourceRun, blocking};
+use super::{Ctx, SourceRun, claims};
 
 /// How long GitHub waits for a hook's answer before it counts the delivery as failed.
 const GITHUB_TIMEOUT: Duration = Duration::from_secs(10);
@@ -149,6 +149,11 @@ pub(super) async fn forward_loop(
             Fetched::Refused(error) => return Err(Error::GitHub(error)),
             Fetched::Gone => Some("GitHub no longer keeps it".to_string()),
             Fetched::Poison(error) => Some(error.to_string()),
+            Fetched::Delivery(_) if !claims::may_forward(&ctx, &shared, &taken, &cancel).await => {
+                // Another replica holds it now (or the run stopped): it is not this one's to forward.
+                budget.forwarded(size);
+                continue;
+            }
             Fetched::Delivery(delivery) => {
                 // Shared with the events (the inspector, --record) without a copy of the payload.
                 let request = std::sync::Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref()));
@@ -171,9 +176,8 @@ pub(super) async fn forward_loop(
             }
         };
         budget.forwarded(size);
-        let shared = shared.clone();
         match skipped {
-            None => blocking(move || shared.record(&taken)).await?,
+            None => claims::settle(&ctx, &shared, taken, false, &cancel).await?,
             Some(reason) => {
                 let which =
                     if listed { format!("delivery {}", item.id) } else { format!("pushed delivery {}", item.guid) };
@@ -181,7 +185,7 @@ pub(super) async fn forward_loop(
                 warn!(delivery = item.id, "skipped");
                 let message = format!("{which} ({}) of {} was skipped: {reason}", item.kind(), source.name);
                 ctx.events.emit(Event::Warning { message }).await;
-                blocking(move || shared.skip(&taken)).await?;
+                claims::settle(&ctx, &shared, taken, true, &cancel).await?;
             }
         }
     }

@@ -18,6 +18,8 @@ use tokio::sync::Notify;
 use crate::Error;
 use crate::ledger::{Attempts, Handled, Ledger};
 
+use super::claims::Replica;
+
 /// How far before its `received_at` (the blackhole's clock) a pushed delivery holds the floor
 /// back: GitHub's `delivered_at` for it is a little earlier, and the clocks may differ.
 const PUSH_MARGIN: TimeDelta = TimeDelta::seconds(60);
@@ -153,7 +155,7 @@ pub(super) struct Shared {
     /// Lock order: `queue`, then `ledger`.
     pub(super) queue: Mutex<Queue>,
     /// The durable record.
-    pub(super) ledger: Mutex<Ledger>,
+    pub(super) ledger: Book,
     /// Wakes the forwarder when something was queued.
     pub(super) notify: Notify,
     /// Wakes the poller at once: the stream (re)connected without resuming, or rang the doorbell.
@@ -179,6 +181,14 @@ pub(super) const MAX_PUSHED_BYTES: u64 = 32 << 20;
 /// How long after a doorbell the poller keeps polling at `--interval`.
 pub(super) const DOORBELL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The ledger a source records in: its file, or the one replicas share in Redis.
+pub(super) enum Book {
+    /// The file ledger under the state directory.
+    File(Mutex<Ledger>),
+    /// The shared ledger, and what this replica listed, claimed and holds.
+    Shared(Replica),
+}
+
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves consistent data here: every update is a single step.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -186,10 +196,16 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Shared state around `ledger`, with nothing queued.
+    #[cfg(test)]
     pub(super) fn new(ledger: Ledger) -> Self {
+        Self::with(Book::File(Mutex::new(ledger)))
+    }
+
+    /// Shared state around the ledger `book`, with nothing queued.
+    pub(super) fn with(book: Book) -> Self {
         Self {
             queue: Mutex::default(),
-            ledger: Mutex::new(ledger),
+            ledger: book,
             notify: Notify::new(),
             poll_now: Notify::new(),
             streaming: AtomicBool::new(false),
@@ -212,7 +228,54 @@ impl Shared {
     }
 
     pub(super) fn floor(&self) -> DateTime<Utc> {
-        lock(&self.ledger).floor()
+        match &self.ledger {
+            Book::File(ledger) => lock(ledger).floor(),
+            Book::Shared(replica) => replica.floor(),
+        }
+    }
+
+    /// The shared ledger's replica, if the ledger is in Redis.
+    pub(super) fn replica(&self) -> Option<&Replica> {
+        match &self.ledger {
+            Book::File(_) => None,
+            Book::Shared(replica) => Some(replica),
+        }
+    }
+
+    /// The file ledger; asking for it with a shared ledger is a bug in hookfwd.
+    pub(super) fn file_ledger(&self) -> Result<MutexGuard<'_, Ledger>, Error> {
+        match &self.ledger {
+            Book::File(ledger) => Ok(lock(ledger)),
+            Book::Shared(_) => Err(Error::TaskFailed("the file ledger was asked for with a shared ledger".into())),
+        }
+    }
+
+    /// Queues listed deliveries this replica claimed in the shared ledger; returns how many.
+    pub(super) fn queue_claimed(&self, items: Vec<DeliveryItem>) -> usize {
+        let mut queue = lock(&self.queue);
+        let mut added = 0;
+        for item in items {
+            if queue.ids.insert(item.id) {
+                let pending = Pending::Listed(item);
+                queue.pending.insert(pending.key(0), pending);
+                added += 1;
+            }
+        }
+        drop(queue);
+        if added > 0 {
+            self.notify.notify_one();
+        }
+        added
+    }
+
+    /// Takes a delivery out of the queue without recording it (the shared ledger records it, or
+    /// another replica holds it now).
+    pub(super) fn unqueue(&self, taken: &Taken) {
+        let mut queue = lock(&self.queue);
+        if let Pending::Listed(item) = &taken.pending {
+            queue.ids.remove(&item.id);
+        }
+        queue.in_flight.remove(&taken.key);
     }
 
     /// Whether another pushed delivery may be queued now (always, when none is held).
@@ -229,14 +292,18 @@ impl Shared {
     /// Whether a listed delivery is already handled, waiting, or owed.
     pub(super) fn is_known(&self, item: &DeliveryItem) -> bool {
         let queue = lock(&self.queue);
-        queue.ids.contains(&item.id) || lock(&self.ledger).is_recorded(item.id, item.delivered_at)
+        queue.ids.contains(&item.id)
+            || match &self.ledger {
+                Book::File(ledger) => lock(ledger).is_recorded(item.id, item.delivered_at),
+                Book::Shared(replica) => replica.knows(item),
+            }
     }
 
     /// Queues the listed deliveries not yet handled or waiting, and claims those the stream
     /// brought (blocking: a claim fsyncs); returns how many were queued.
     pub(super) fn enqueue(&self, items: Vec<DeliveryItem>) -> Result<usize, Error> {
         let mut queue = lock(&self.queue);
-        let mut ledger = lock(&self.ledger);
+        let mut ledger = self.file_ledger()?;
         let mut added = 0;
         let mut claims: Vec<&DeliveryItem> = Vec::new();
         let mut claimed: HashMap<&str, u32> = HashMap::new();
@@ -279,7 +346,7 @@ impl Shared {
     /// claim fsyncs).
     pub(super) fn push(&self, pushed: Pushed) -> Result<PushOutcome, Error> {
         let mut queue = lock(&self.queue);
-        let mut ledger = lock(&self.ledger);
+        let mut ledger = self.file_ledger()?;
         if pushed.received_at < ledger.floor() {
             return Ok(PushOutcome::Old);
         }
@@ -336,7 +403,7 @@ impl Shared {
     fn handled(&self, taken: &Taken, skipped: bool) -> Result<(), Error> {
         let mut queue = lock(&self.queue);
         let keep_from = queue.keep_from(Some(&taken.key));
-        let mut ledger = lock(&self.ledger);
+        let mut ledger = self.file_ledger()?;
         match &taken.pending {
             Pending::Listed(item) => {
                 let handled = (item.id, item.delivered_at, Some(item.guid.as_str()));
@@ -437,8 +504,8 @@ mod tests {
         assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Queued);
         assert_eq!(forward_all(&shared).len(), 1);
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 0, "claimed, not queued");
-        assert!(lock(&shared.ledger).is_recorded(1, at(10)));
-        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 1, pushed: 1 });
+        assert!(shared.file_ledger().unwrap().is_recorded(1, at(10)));
+        assert_eq!(shared.file_ledger().unwrap().attempts(GUID), Attempts { api: 1, pushed: 1 });
     }
 
     #[test]
@@ -448,7 +515,7 @@ mod tests {
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
         let taken = shared.take_next().unwrap();
         shared.skip(&taken).unwrap();
-        assert!(lock(&shared.ledger).is_skipped(1));
+        assert!(shared.file_ledger().unwrap().is_skipped(1));
         assert_eq!(shared.backlog(), 0);
         assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed, "skipped is handled on both paths");
         assert!(forward_all(&shared).is_empty());
@@ -480,7 +547,7 @@ mod tests {
         assert_eq!(shared.push(pushed(30)).unwrap(), PushOutcome::Queued);
         assert_eq!(forward_all(&shared).len(), 1);
         assert_eq!(shared.enqueue(vec![listed(3, 30), listed(2, 20), listed(1, 10)]).unwrap(), 0);
-        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 3, pushed: 3 });
+        assert_eq!(shared.file_ledger().unwrap().attempts(GUID), Attempts { api: 3, pushed: 3 });
     }
 
     #[test]
@@ -493,7 +560,7 @@ mod tests {
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 0);
         assert!(shared.take_next().is_none());
         shared.record(&taken).unwrap();
-        assert!(lock(&shared.ledger).is_recorded(1, at(10)), "claimed when the push was recorded");
+        assert!(shared.file_ledger().unwrap().is_recorded(1, at(10)), "claimed when the push was recorded");
 
         // And the reverse: the API path is forwarding when the push arrives.
         shared.enqueue(vec![listed(2, 20)]).unwrap();
@@ -501,7 +568,7 @@ mod tests {
         assert_eq!(shared.push(pushed(20)).unwrap(), PushOutcome::Owed);
         shared.record(&taken).unwrap();
         assert!(shared.take_next().is_none());
-        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 2, pushed: 2 }, "the counts stay even");
+        assert_eq!(shared.file_ledger().unwrap().attempts(GUID), Attempts { api: 2, pushed: 2 }, "the counts stay even");
     }
 
     #[test]
