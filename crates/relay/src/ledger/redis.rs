@@ -8,6 +8,7 @@
 //! hookfwd:{instance}:{hook key}:origin      string, unix µs
 //! hookfwd:{instance}:{hook key}:floor       string, unix µs
 //! hookfwd:{instance}:{hook key}:checked     string, unix µs (the last successful poll)
+//! hookfwd:{instance}:{hook key}:newest      string, unix µs (the newest done delivery, as trusted)
 //! hookfwd:{instance}:{hook key}:done        sorted set: delivery id, scored by delivered_at (µs)
 //! hookfwd:{instance}:{hook key}:claimed     sorted set: ids claimed and not done, scored alike
 //! hookfwd:{instance}:{hook key}:claim:{id}  string, the replica holding it, with a TTL
@@ -139,6 +140,7 @@ impl Connection {
             prefix: format!("hookfwd:{instance}:{}:", hook.key()),
             replica: replica.to_string(),
             shown: self.shown.clone(),
+            ttl: CLAIM_TTL,
         }
     }
 
@@ -183,6 +185,8 @@ pub struct SharedLedger {
     replica: String,
     /// The URL without its password, for messages.
     shown: String,
+    /// How long a claim lives unless renewed ([`CLAIM_TTL`]).
+    ttl: Duration,
 }
 
 /// Initialises a hook's ledger unless another replica did: `origin`, `floor` = origin, `checked`,
@@ -224,8 +228,8 @@ out[#out + 1] = string.format('%d', floor)
 return out
 ";
 
-/// Marks one delivery done, releases its claim, and moves the floor up to the candidate but
-/// never past a delivery claimed and not done. Returns whether the claim was still this
+/// Marks one delivery done, releases its claim, and moves the floor to a window before the
+/// newest done delivery (as far as its time is trusted), but never past one claimed and not done. Returns whether the claim was still this
 /// replica's, and the floor.
 const DONE: &str = r"
 local ours = redis.call('GET', KEYS[4]) == ARGV[1]
@@ -233,7 +237,9 @@ if ours then redis.call('DEL', KEYS[4]) end
 redis.call('ZREM', KEYS[2], ARGV[2])
 local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[3]) >= floor then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2]) end
-local candidate = tonumber(ARGV[4])
+local newest = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'), tonumber(ARGV[4]))
+redis.call('SET', KEYS[5], string.format('%d', newest))
+local candidate = newest - tonumber(ARGV[5])
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if #oldest > 0 then candidate = math.min(candidate, tonumber(oldest[2])) end
 if candidate > floor then
@@ -278,6 +284,13 @@ impl SharedLedger {
     /// The URL without its password.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// The same ledger with claims living `ttl` rather than [`CLAIM_TTL`] (for tests: the engine
+    /// trusts a claim for [`CLAIM_TTL`] less a margin, so it must not be shorter there).
+    pub fn with_claim_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// The hook's state, or `None` if no replica has started it yet.
@@ -336,7 +349,7 @@ impl SharedLedger {
             .key(self.key("floor"))
             .arg(self.key("claim:"))
             .arg(&self.replica)
-            .arg(CLAIM_TTL.as_millis() as u64)
+            .arg(self.ttl.as_millis() as u64)
             .arg(max);
         for (id, t) in items {
             invocation.arg(*id).arg(micros(*t));
@@ -360,16 +373,17 @@ impl SharedLedger {
     /// returns whether the claim was still this replica's, and the floor.
     pub async fn done(&self, id: u64, delivered_at: DateTime<Utc>) -> Result<(bool, DateTime<Utc>), redis::RedisError> {
         let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
-        let candidate = trusted(delivered_at, Utc::now()).checked_sub_signed(window).unwrap_or(delivered_at);
         let (ours, floor): (i64, String) = Script::new(DONE)
             .key(self.key("done"))
             .key(self.key("claimed"))
             .key(self.key("floor"))
             .key(self.claim_key(id))
+            .key(self.key("newest"))
             .arg(&self.replica)
             .arg(id)
             .arg(micros(delivered_at))
-            .arg(micros(candidate))
+            .arg(micros(trusted(delivered_at, Utc::now())))
+            .arg(window.num_microseconds().unwrap_or(i64::MAX))
             .invoke_async(&mut self.manager.clone())
             .await?;
         Ok((ours == 1, floor.parse().map_or(DateTime::<Utc>::UNIX_EPOCH, time)))
@@ -386,7 +400,7 @@ impl SharedLedger {
         for id in ids {
             invocation.key(self.claim_key(*id));
         }
-        invocation.arg(&self.replica).arg(CLAIM_TTL.as_millis() as u64);
+        invocation.arg(&self.replica).arg(self.ttl.as_millis() as u64);
         let kept: Vec<i64> = invocation.invoke_async(&mut self.manager.clone()).await?;
         Ok(kept.into_iter().map(|kept| kept == 1).collect())
     }
