@@ -11,9 +11,9 @@ mod recorder;
 mod redis;
 
 pub use octokit::OctokitReceiver;
-pub use redis::RedisServer;
 pub use process::{Finished, Running};
 pub use recorder::{Received, Recorder};
+pub use redis::RedisServer;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

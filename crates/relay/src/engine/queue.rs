@@ -568,7 +568,11 @@ mod tests {
         assert_eq!(shared.push(pushed(20)).unwrap(), PushOutcome::Owed);
         shared.record(&taken).unwrap();
         assert!(shared.take_next().is_none());
-        assert_eq!(shared.file_ledger().unwrap().attempts(GUID), Attempts { api: 2, pushed: 2 }, "the counts stay even");
+        assert_eq!(
+            shared.file_ledger().unwrap().attempts(GUID),
+            Attempts { api: 2, pushed: 2 },
+            "the counts stay even"
+        );
     }
 
     #[test]

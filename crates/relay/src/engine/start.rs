@@ -199,9 +199,7 @@ async fn start_shared_once(
     }
     let plan = plan(None, ctx.settings.since, now);
     let (origin, done, first) = match plan {
-        Plan::StartFrom(from) => {
-            (from, Vec::new(), scan_all(ctx, &source.hook, from).await.map_err(Failure::GitHub)?)
-        }
+        Plan::StartFrom(from) => (from, Vec::new(), scan_all(ctx, &source.hook, from).await.map_err(Failure::GitHub)?),
         _ => {
             let page = first_page(&ctx.client, &source.hook).await.map_err(Failure::GitHub)?;
             warn_skipped(ctx, page.skipped).await;

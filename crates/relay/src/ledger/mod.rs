@@ -87,10 +87,10 @@ mod files;
 mod log;
 mod redis;
 
+pub use self::redis::{CLAIM_TTL, CONNECT_FOR, Claim, Connection, Location, SharedLedger, State};
 pub use clock::{SKEW, floor_limit, is_future, trusted};
 use files::{LEGACY_APP_KEY, append, create_dir, migrate_app_ledger, private};
-pub use self::redis::{CLAIM_TTL, CONNECT_FOR, Claim, Connection, Location, SharedLedger, State};
-pub use files::{Lock, check_dir, created_by_hookfwd, dir, instance, forget_hook, load_hook_secret, store_hook_secret};
+pub use files::{Lock, check_dir, created_by_hookfwd, dir, forget_hook, instance, load_hook_secret, store_hook_secret};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;

@@ -86,12 +86,19 @@ impl Location {
         let deadline = tokio::time::Instant::now() + within;
         let mut backoff = github::Backoff::default();
         loop {
-            let error = match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
-                Ok(mut manager) => match redis::cmd("PING").query_async::<String>(&mut manager).await {
-                    Ok(_) => return Ok(Connection { manager, shown: self.shown.clone() }),
-                    Err(error) => error,
-                },
-                Err(error) => error,
+            let attempt = async {
+                let mut manager = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+                redis::cmd("PING").query_async::<String>(&mut manager).await?;
+                Ok::<_, redis::RedisError>(manager)
+            };
+            // The client retries a first connection by itself too: the deadline bounds it all.
+            let error = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(manager)) => return Ok(Connection { manager, shown: self.shown.clone() }),
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time");
+                    return Err(unreachable(timed_out.into()));
+                }
             };
             let wait = backoff.next_wait();
             if tokio::time::Instant::now() + wait > deadline {

@@ -81,7 +81,13 @@ impl Monitor {
     pub fn new(interval: Duration) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let state = State { started: Instant::now(), polling: false, sources: BTreeMap::new(), hooks: HashMap::new(), ledger_down: None };
+        let state = State {
+            started: Instant::now(),
+            polling: false,
+            sources: BTreeMap::new(),
+            hooks: HashMap::new(),
+            ledger_down: None,
+        };
         let fresh = interval.saturating_mul(FRESH_INTERVALS).max(FRESH_AT_LEAST);
         Self { inner: Arc::new(Inner { registry, metrics, state: Mutex::new(state), fresh }) }
     }
@@ -175,7 +181,8 @@ impl Monitor {
             not_ready.push(NotReady { source: None, reason: "the sources are still being set up".into() });
         }
         if let Some(reason) = &state.ledger_down {
-            not_ready.push(NotReady { source: None, reason: format!("{reason}; nothing is forwarded until it is back") });
+            not_ready
+                .push(NotReady { source: None, reason: format!("{reason}; nothing is forwarded until it is back") });
         }
         for (name, health) in &state.sources {
             let reason = if let Some(error) = &health.failed {
