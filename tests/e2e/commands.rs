@@ -163,7 +163,7 @@ async fn trigger_ping_makes_github_send_a_ping() {
     let run = hookfwd_run(&fake, state.path(), &["trigger", "ping", "--repo", REPO, "--hook-url", &hook_url]).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert!(run.stdout.contains("ping"), "{}", run.stdout);
-    eventually("a ping delivery", || fake.deliveries(hook).into_iter().find(|d| d.event == "ping")).await;
+    eventually("a ping delivery", async || fake.deliveries(hook).into_iter().find(|d| d.event == "ping")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,7 +178,7 @@ async fn trigger_redeliver_makes_a_redelivery_with_the_same_guid() {
     let args = ["trigger", "redeliver", &original.guid, "--repo", REPO, "--hook-url", &hook_url];
     let run = hookfwd_run(&fake, state.path(), &args).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    let again = eventually("a redelivery", || {
+    let again = eventually("a redelivery", async || {
         fake.deliveries(hook).into_iter().find(|d| d.guid == original.guid && d.id != original.id)
     })
     .await;
@@ -423,7 +423,7 @@ async fn replay_by_guid_sends_the_latest_attempt_and_an_unknown_guid_is_not_foun
     let hook_url = fake.blackhole_url();
     let args = ["trigger", "redeliver", &original.guid, "--repo", REPO, "--hook-url", &hook_url];
     assert_eq!(hookfwd_run(&fake, state.path(), &args).await.code, Some(0));
-    eventually("a redelivery", || fake.deliveries(hook).into_iter().find(|d| d.redelivery)).await;
+    eventually("a redelivery", async || fake.deliveries(hook).into_iter().find(|d| d.redelivery)).await;
 
     let to = recorder.url();
     let replay = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--guid", &original.guid];

@@ -59,7 +59,7 @@ fn state_arg(state: &Path) -> String {
 /// Waits for `polls` more idle polls (304s), so anything hookfwd would still send has had its chance.
 async fn settle(fake: &FakeGitHub, polls: u64) {
     let from = fake.stats().not_modified;
-    eventually("idle polls", || fake.stats().not_modified >= from + polls).await;
+    eventually("idle polls", async || fake.stats().not_modified >= from + polls).await;
 }
 
 /// The parsed `--json` lines of `type`.
@@ -271,7 +271,7 @@ async fn a_handler_down_for_seconds_loses_nothing_and_keeps_the_order() {
     // The handler goes down: it answers 503 (and records nothing) until hookfwd has retried a few times.
     handler.answer(503);
     sent.extend(emit_issues(&fake, hook_id, 5..15).await);
-    eventually("three retries of the same delivery", || {
+    eventually("three retries of the same delivery", async || {
         json_lines(&dev, "retry").iter().any(|line| line["attempt"].as_u64() >= Some(3))
     })
     .await;
