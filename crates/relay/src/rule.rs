@@ -440,6 +440,15 @@ mod tests {
     }
 
     #[test]
+    fn the_ledger_of_a_config_file_is_read_from_its_top() {
+        let text = "ledger = \"redis://redis:6379/0\"\n[[rule]]\nfrom = [\"o/r\"]\nto = \"localhost:1\"\n";
+        assert_eq!(Rule::ledger_in_toml(text).unwrap().as_deref(), Some("redis://redis:6379/0"));
+        assert_eq!(Rule::from_toml_with_env(text, no_env).unwrap().len(), 1, "the rules load beside it");
+        assert_eq!(Rule::ledger_in_toml("[[rule]]\nfrom = [\"o/r\"]\nto = \"x:1\"\n").unwrap(), None);
+        assert!(Rule::ledger_in_toml("ledger = 5\n").is_err(), "a ledger that is not a string is a bad rule file");
+    }
+
+    #[test]
     fn app_is_an_explicit_field() {
         let rule = Rule::from_json_with_env(r#"{"app":true,"to":"localhost:1"}"#, no_env).unwrap();
         assert_eq!(rule.sources, vec![Source::App]);
