@@ -127,7 +127,9 @@ pub(super) async fn admit(ctx: &Ctx, shared: &Arc<Shared>, items: Vec<DeliveryIt
         return blocking(move || shared.enqueue(items)).await;
     };
     let ahead = CLAIM_AHEAD_PER_FETCH * ctx.settings.fetch_concurrency.max(1);
-    let (candidates, room) = {
+    // Before taking `local`: the poller holds the queue while it asks `knows` (lock order: queue, then local).
+    let room = ahead.saturating_sub(shared.backlog());
+    let candidates = {
         let mut local = lock(&replica.local);
         for item in items {
             if item.delivered_at >= local.floor
@@ -137,7 +139,6 @@ pub(super) async fn admit(ctx: &Ctx, shared: &Arc<Shared>, items: Vec<DeliveryIt
                 local.waiting.entry((item.delivered_at, item.id)).or_insert(Waiting { item, retry_at: None });
             }
         }
-        let room = ahead.saturating_sub(shared.backlog());
         let now = Instant::now();
         let candidates: Vec<(DateTime<Utc>, u64)> = local
             .waiting
@@ -146,7 +147,7 @@ pub(super) async fn admit(ctx: &Ctx, shared: &Arc<Shared>, items: Vec<DeliveryIt
             .take(CANDIDATES)
             .map(|(key, _)| *key)
             .collect();
-        (candidates, room)
+        candidates
     };
     if room == 0 || candidates.is_empty() {
         return Ok(0);
@@ -324,22 +325,19 @@ pub(super) async fn renew_loop(ctx: Arc<Ctx>, shared: Arc<Shared>, cancel: Cance
         }
         let ids: Vec<u64> = lock(&replica.local).held.keys().copied().collect();
         let asked = Instant::now();
+        // With nothing held, a PING tells whether Redis is back.
         let answer = if ids.is_empty() {
-            // Nothing held: a claim attempt is the health check, and takes over expired claims.
-            admit(&ctx, &shared, Vec::new()).await.map(|_| Vec::new()).map_err(|_| ())
+            replica.ledger.ping().await.map(|()| Vec::new())
         } else {
-            match replica.ledger.renew(&ids).await {
-                Ok(kept) => Ok(kept),
-                Err(error) => {
-                    replica.reachable(&ctx, Some(&error)).await;
-                    Err(())
-                }
+            replica.ledger.renew(&ids).await
+        };
+        let kept = match answer {
+            Ok(kept) => kept,
+            Err(error) => {
+                replica.reachable(&ctx, Some(&error)).await;
+                continue;
             }
         };
-        let Ok(kept) = answer else { continue };
-        if ids.is_empty() {
-            continue;
-        }
         replica.reachable(&ctx, None).await;
         let mut lost = 0;
         {

@@ -427,6 +427,11 @@ impl SharedLedger {
         Ok(())
     }
 
+    /// Whether Redis answers at all.
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        redis::cmd("PING").query_async::<String>(&mut self.manager.clone()).await.map(drop)
+    }
+
     /// Notes a successful poll at `now`.
     pub async fn checked(&self, now: DateTime<Utc>) -> Result<(), redis::RedisError> {
         redis::cmd("SET").arg(self.key("checked")).arg(micros(now)).exec_async(&mut self.manager.clone()).await
