@@ -344,7 +344,10 @@ pub(super) async fn renew_loop(ctx: Arc<Ctx>, shared: Arc<Shared>, cancel: Cance
             let mut local = lock(&replica.local);
             for (id, kept) in ids.into_iter().zip(kept) {
                 if kept {
-                    local.held.insert(id, asked);
+                    // Only while still held: one settled meanwhile is done, not held again.
+                    if let Some(at) = local.held.get_mut(&id) {
+                        *at = asked;
+                    }
                 } else if local.held.remove(&id).is_some() {
                     lost += 1;
                 }
