@@ -513,9 +513,10 @@ async fn a_source_that_cannot_be_set_up_is_named_in_one_line_and_the_others_forw
     settle(&fake, 5).await;
     let finished = stop(run, &[]).await;
 
-    let named: Vec<&str> = finished.stderr.lines().filter(|line| line.contains("fwd-nine/missing")).collect();
-    assert_eq!(named.len(), 1, "one line names the source: {}", finished.stderr);
+    // A feed line, on stdout with the Ready line it is shown with.
+    let named: Vec<&str> = finished.stdout.lines().filter(|line| line.contains("✗ fwd-nine/missing")).collect();
+    assert_eq!(named.len(), 1, "one line names the source: {}", finished.stdout);
     assert!(named[0].contains("not found"), "and says what failed: {}", named[0]);
-    assert!(!finished.stderr.contains("fwd-nine/ok"), "the others did not fail: {}", finished.stderr);
+    assert!(!finished.stdout.contains("✗ fwd-nine/ok"), "the others did not fail: {}", finished.stdout);
     assert_eq!(guids(&handler.received()).len(), 2, "the others forward, once each");
 }

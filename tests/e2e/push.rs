@@ -440,7 +440,8 @@ async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
         Running::hookfwd(args, &vars)
     };
     let stream_lines = |finished: &e2e::Finished| -> Vec<Value> {
-        finished.json().into_iter().filter(|line| line["check"] == "stream").collect()
+        let stream = |line: &Value| line["check"] == "stream" || line["check"] == "stream secret";
+        finished.json().into_iter().filter(stream).collect()
     };
 
     let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)]).finish().await;

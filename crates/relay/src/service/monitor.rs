@@ -291,6 +291,7 @@ mod tests {
             hook_url: None,
             target: Url::parse("http://127.0.0.1:1/").unwrap(),
             events: vec!["*".into()],
+            streaming: false,
         });
         monitor.observe(&Event::Ready { sources: 1 });
     }
