@@ -163,6 +163,10 @@ pub struct RelayArgs {
     /// Where the ledgers of forwarded deliveries live.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Keep the ledgers in Redis or Valkey (redis://HOST:PORT/DB), shared by replicas on different machines,
+    /// instead of in the state directory (see docs/operations.md).
+    #[arg(long, env = "HOOKFWD_LEDGER", hide_env_values = true, value_name = "URL")]
+    pub ledger: Option<String>,
     /// Delete the hook on exit, if this run created it (one line says which were deleted).
     #[arg(long)]
     pub cleanup: bool,

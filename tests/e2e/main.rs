@@ -34,6 +34,8 @@ mod newcomer;
 mod park;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
+/// Replicas sharing one ledger in Redis: once each, fetched once, a replica killed -9, Redis down, bad URLs.
+mod replicas;
 /// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.
 mod send;
 /// Running as a service: /healthz, /readyz, /metrics, --max-stall, a taken admin address, redeliver --failed.

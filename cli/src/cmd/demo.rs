@@ -90,6 +90,7 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
         push: PushArgs { stream_token: None, hook_secret: None },
         safety_interval: Duration::from_secs(30),
         state_dir: Some(state.0.clone()),
+        ledger: None,
         cleanup: true,
         record: None,
         on_handler_error: None,

@@ -86,6 +86,7 @@ pub async fn run_rules(
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
     // Bad local input is said before GitHub is asked anything.
+    relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?;
     let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
     let token = super::describe_credentials(&credentials);
@@ -131,6 +132,7 @@ pub async fn relay_rules(
         on_handler_error: relay.on_handler_error.unwrap_or(relay.handler_error_default).into(),
         max_attempts: relay.max_attempts,
         dedupe: !relay.no_dedupe,
+        ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
         ..Settings::default()
     };
     // Only a terminal can press `r`, and only while parking or retrying can it matter; piped stdin is never read.

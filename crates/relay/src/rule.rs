@@ -135,6 +135,9 @@ struct JsonHookConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TomlFile {
+    /// The shared ledger of replicas (`redis://HOST:PORT/DB`), for every rule.
+    #[serde(default)]
+    ledger: Option<String>,
     #[serde(default)]
     rule: Vec<TomlRule>,
 }
@@ -231,6 +234,12 @@ impl Rule {
             inline_secret: raw.secret.is_some(),
         }
         .validate(&env)
+    }
+
+    /// The `ledger = "redis://…"` at the top of a TOML config file, if any.
+    pub fn ledger_in_toml(text: &str) -> Result<Option<String>, Error> {
+        let file: TomlFile = toml::from_str(text).map_err(|e| Error::Rule(toml_reason(text, &e)))?;
+        Ok(file.ledger)
     }
 
     /// [`Rule::from_toml`] reading environment variables through `env`.
@@ -428,6 +437,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`stream_token_env` names `NOPE`"), "{err}");
+    }
+
+    #[test]
+    fn the_ledger_of_a_config_file_is_read_from_its_top() {
+        let text = "ledger = \"redis://redis:6379/0\"\n[[rule]]\nfrom = [\"o/r\"]\nto = \"localhost:1\"\n";
+        assert_eq!(Rule::ledger_in_toml(text).unwrap().as_deref(), Some("redis://redis:6379/0"));
+        assert_eq!(Rule::from_toml_with_env(text, no_env).unwrap().len(), 1, "the rules load beside it");
+        assert_eq!(Rule::ledger_in_toml("[[rule]]\nfrom = [\"o/r\"]\nto = \"x:1\"\n").unwrap(), None);
+        assert!(Rule::ledger_in_toml("ledger = 5\n").is_err(), "a ledger that is not a string is a bad rule file");
     }
 
     #[test]

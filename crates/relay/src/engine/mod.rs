@@ -14,7 +14,9 @@
 //! | [`fetch`] | fetch listed payloads a few ahead of the forwarder, bounded in count and bytes |
 //! | [`forward`] | forward each delivery in order, record it, skip and record a poison one, or park one the handler keeps rejecting |
 //! | [`dedupe`] | forward an event that overlapping sources bring to one target once |
+//! | [`claims`] | with the ledger in Redis: claim, renew and record deliveries shared with other replicas |
 
+mod claims;
 mod dedupe;
 mod fetch;
 mod forward;
@@ -34,14 +36,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::ledger::{self, Ledger, Lock};
+use crate::ledger::{self, Lock};
 use crate::{Error, Event, Forwarder, Rule, Settings};
 use github::Backoff;
 
 use self::forward::forward_loop;
 use self::poller::{announce_waits, poll_loop};
 use self::push::{StreamConfig, stream_loop};
-use self::queue::{Shared, lock};
+use self::queue::{Book, Shared};
 use self::setup::{SetUpAll, set_up_all};
 use self::start::start;
 
@@ -76,6 +78,18 @@ struct Ctx {
     warned_slow: std::sync::atomic::AtomicBool,
     /// Which source forwards each original delivery to each target, across sources.
     claims: dedupe::Claims,
+    /// The ledger replicas share, if it is in Redis rather than in files.
+    replicas: Option<Replicas>,
+}
+
+/// The shared ledger of this run: where, and who this replica is.
+struct Replicas {
+    /// The connection to Redis.
+    connection: ledger::Connection,
+    /// This process's name in claims: unique, so that a restarted replica holds nothing of its past.
+    id: String,
+    /// The GitHub instance, which namespaces the keys as it does the file ledger's directory.
+    instance: String,
 }
 
 /// One source ready to be polled.
@@ -92,8 +106,9 @@ struct SourceRun {
     secret: Option<Secret>,
     /// Push mode: where to subscribe, with which token, and how to verify.
     stream: Option<StreamConfig>,
-    /// This process's hold on the hook's ledger, for as long as the source runs.
-    _lock: Lock,
+    /// This process's hold on the hook's file ledger, for as long as the source runs (none with
+    /// a shared ledger: replicas share the hook, and claims keep them apart).
+    _lock: Option<Lock>,
 }
 
 /// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
@@ -111,6 +126,15 @@ pub async fn run(
     // before any task starts, so that failing here leaves nothing running.
     ledger::check_dir(&ledger::dir(&settings.state_dir, client.api_url()))?;
     ledger::check_dir(&settings.state_dir)?;
+    // Before any GitHub call: without its ledger a replica can do nothing safely.
+    let replicas = match &settings.ledger {
+        Some(location) => Some(Replicas {
+            connection: location.connect(ledger::CONNECT_FOR).await?,
+            id: uuid::Uuid::new_v4().to_string(),
+            instance: ledger::instance(client.api_url()),
+        }),
+        None => None,
+    };
     let events = Emitter(events);
     // From the first call on: a rate limit can hold up the setup as much as the polls.
     let announcer =
@@ -161,6 +185,7 @@ pub async fn run(
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
             claims: dedupe::Claims::default(),
+            replicas,
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
         // user sees it is forwarded.
@@ -192,8 +217,8 @@ pub async fn run(
         }
         if result.is_ok() && !cancel.is_cancelled() {
             events.emit(Event::Ready { sources: started.len() }).await;
-            for (source, (ledger, first)) in started {
-                tasks.spawn(forward_source(ctx.clone(), source, ledger, first, stop.clone()));
+            for (source, (book, first)) in started {
+                tasks.spawn(forward_source(ctx.clone(), source, book, first, stop.clone()));
             }
         }
         while let Some(joined) = tasks.join_next().await {
@@ -313,21 +338,21 @@ fn stream_config(
 async fn forward_source(
     ctx: Arc<Ctx>,
     source: SourceRun,
-    ledger: Ledger,
+    book: Book,
     first: Vec<DeliveryItem>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let shared = Arc::new(Shared::new(ledger));
+    let shared = Arc::new(Shared::with(book));
     if !matches!(source.hook, HookRef::App { .. }) {
         ctx.claims.join(&source.name, source.forwarder.target().0.as_str(), &shared);
     }
-    let queued = shared.clone();
-    blocking(move || queued.enqueue(first)).await?;
+    claims::admit(&ctx, &shared, first).await?;
     let source = Arc::new(source);
     let streaming = stream_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
     let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
     let forwarding = forward_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let result = tokio::try_join!(streaming, polling, forwarding).map(|_| ());
+    let renewing = claims::renew_loop(ctx.clone(), shared.clone(), cancel.clone());
+    let result = tokio::try_join!(streaming, polling, forwarding, renewing).map(|_| ());
     if result.is_err() {
         cancel.cancel();
     }
@@ -336,7 +361,10 @@ async fn forward_source(
         ctx.events.emit(Event::Summary { source: source.name.clone(), rejected }).await;
     }
     // Every record was fsynced already; compacting leaves a small file behind.
-    let compacted = blocking(move || lock(&shared.ledger).compact()).await;
+    let compacted = match shared.replica() {
+        Some(_) => Ok(()),
+        None => blocking(move || shared.file_ledger()?.compact()).await,
+    };
     result.and(compacted)
 }
 

@@ -91,12 +91,16 @@ pub(super) async fn set_up_all(
                     if origin == HookOrigin::Created {
                         created.push(hook.clone());
                     }
-                    let lock = match Lock::take(&settings.state_dir, &hook) {
-                        Ok(lock) => lock,
-                        Err(error) => {
-                            failures.push(failed(events, name, error.to_string()).await);
-                            continue;
-                        }
+                    // Replicas sharing a ledger in Redis share the hook too: claims keep them apart.
+                    let lock = match settings.ledger {
+                        Some(_) => None,
+                        None => match Lock::take(&settings.state_dir, &hook) {
+                            Ok(lock) => Some(lock),
+                            Err(error) => {
+                                failures.push(failed(events, name, error.to_string()).await);
+                                continue;
+                            }
+                        },
                     };
                     let stream = match stream_config(settings, rule, &hook, hook_url.as_deref(), created_secret) {
                         Ok(stream) => stream,

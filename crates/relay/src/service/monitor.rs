@@ -49,6 +49,8 @@ struct State {
     sources: BTreeMap<String, SourceHealth>,
     /// Which source a hook belongs to.
     hooks: HashMap<HookRef, String>,
+    /// Why the shared ledger cannot be reached, while it cannot.
+    ledger_down: Option<String>,
 }
 
 /// One source's health.
@@ -79,7 +81,13 @@ impl Monitor {
     pub fn new(interval: Duration) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let state = State { started: Instant::now(), polling: false, sources: BTreeMap::new(), hooks: HashMap::new() };
+        let state = State {
+            started: Instant::now(),
+            polling: false,
+            sources: BTreeMap::new(),
+            hooks: HashMap::new(),
+            ledger_down: None,
+        };
         let fresh = interval.saturating_mul(FRESH_INTERVALS).max(FRESH_AT_LEAST);
         Self { inner: Arc::new(Inner { registry, metrics, state: Mutex::new(state), fresh }) }
     }
@@ -163,6 +171,10 @@ impl Monitor {
                     health.busy_since = Some(now);
                 }
             }
+            Event::LedgerDown { reason } => state.ledger_down = reason.clone(),
+            Event::Claims { outcome, count } => {
+                metrics.claims.get_or_create(&vec![("outcome", (*outcome).to_string())]).inc_by(*count);
+            }
             Event::Retrying { hook, reason, .. } => state.note_error(hook, format!("the target: {reason}")),
             Event::Error { hook: Some(hook), message } => state.note_error(hook, message.clone()),
             _ => {}
@@ -176,6 +188,10 @@ impl Monitor {
         let mut not_ready = Vec::new();
         if !state.polling {
             not_ready.push(NotReady { source: None, reason: "the sources are still being set up".into() });
+        }
+        if let Some(reason) = &state.ledger_down {
+            not_ready
+                .push(NotReady { source: None, reason: format!("{reason}; nothing is forwarded until it is back") });
         }
         for (name, health) in &state.sources {
             let reason = if let Some(error) = &health.failed {
