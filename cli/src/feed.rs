@@ -133,7 +133,7 @@ impl Feed {
                     Ok(())
                 }
             }
-            Event::Ready { sources } => {
+            Event::Ready { sources, .. } => {
                 for line in std::mem::take(&mut self.failed) {
                     eprint(&line)?;
                 }

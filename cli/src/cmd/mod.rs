@@ -68,7 +68,9 @@ pub async fn github_client(args: &GitHubArgs) -> anyhow::Result<(github::Client,
         auth: credentials.auth.clone(),
         timeout: Duration::from_secs(30),
     };
-    Ok((github::Client::new(config)?, credentials))
+    let client = github::Client::new(config)?;
+    client.set_pace(github::Pace::under(args.secondary_limit, github::SECONDARY_CONCURRENT));
+    Ok((client, credentials))
 }
 
 /// Where the token came from, masked, for the Ready line and `doctor`.

@@ -7,12 +7,14 @@
 //! | module | stage |
 //! |---|---|
 //! | [`setup`] | find or create each source's hook |
+//! | [`budget`] | the interval many sources on one token can sustain, and each one's place in it |
 //! | [`start`] | where a source starts: now, `--since`, or the ledger |
 //! | [`push`] | subscribe to the blackhole, verify pushed deliveries into the queue |
 //! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
 //! | [`queue`] | what the poller and the forwarder share, ledger included |
 //! | [`deliver`] | fetch a few ahead (bounded in count and bytes), forward in order, record, or skip a poison delivery |
 
+mod budget;
 mod deliver;
 mod poller;
 mod push;
@@ -87,8 +89,21 @@ struct SourceRun {
     secret: Option<Secret>,
     /// Push mode: where to subscribe, with which token, and how to verify.
     stream: Option<StreamConfig>,
+    /// On the App's hook, the ids of the rule's repositories: only their deliveries are forwarded.
+    repository_ids: Vec<u64>,
     /// This process's hold on the hook's ledger, for as long as the source runs.
     _lock: Lock,
+}
+
+impl SourceRun {
+    /// Whether a listed or pushed delivery is forwarded, by what its list item says: settled
+    /// before its payload is fetched.
+    fn wants(&self, item: &DeliveryItem) -> bool {
+        match self.hook {
+            HookRef::App { .. } => self.rule.wants_from_app(item, &self.repository_ids),
+            _ => self.rule.wants(item),
+        }
+    }
 }
 
 /// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
@@ -176,6 +191,22 @@ pub async fn run(
                             continue;
                         }
                     };
+                    let repository_ids = match &hook {
+                        HookRef::App { .. } if !rule.repositories.is_empty() => {
+                            let looked_up = tokio::select! {
+                                ids = repository_ids(&client, &rule.repositories) => ids,
+                                () = cancel.cancelled() => break 'rules,
+                            };
+                            match looked_up {
+                                Ok(ids) => ids,
+                                Err(error) => {
+                                    failures.push(failed(&events, name, error).await);
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => Vec::new(),
+                    };
                     info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
                     if inactive {
                         let message = format!(
@@ -210,6 +241,7 @@ pub async fn run(
                         rule: shared_rule.clone(),
                         secret: rule.secret.clone(),
                         stream,
+                        repository_ids,
                         _lock: lock,
                     });
                 }
@@ -246,9 +278,14 @@ pub async fn run(
             _ => Err(Error::NoSources(failures.join("; "))),
         }
     } else {
+        let hooks: Vec<HookRef> = runs.iter().map(|run| run.hook.clone()).collect();
+        let plan = budget::plan(settings.interval, &hooks, client.pace(), client.rate_limit(), Utc::now());
+        if let Some(message) = plan.warning.clone() {
+            events.emit(Event::Warning { message }).await;
+        }
         let ctx = Arc::new(Ctx {
             client: client.clone(),
-            settings: settings.clone(),
+            settings: Settings { interval: plan.interval, ..settings.clone() },
             events: events.clone(),
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
@@ -282,9 +319,11 @@ pub async fn run(
             });
         }
         if result.is_ok() && !cancel.is_cancelled() {
-            events.emit(Event::Ready { sources: started.len() }).await;
-            for (source, (ledger, first)) in started {
-                tasks.spawn(forward_source(ctx.clone(), source, ledger, first, stop.clone()));
+            events.emit(Event::Ready { sources: started.len(), interval: plan.in_force }).await;
+            let count = started.len();
+            for (index, (source, (ledger, first))) in started.into_iter().enumerate() {
+                let offset = budget::first_poll(plan.interval, index, count);
+                tasks.spawn(forward_source(ctx.clone(), source, ledger, first, offset, stop.clone()));
             }
         }
         while let Some(joined) = tasks.join_next().await {
@@ -345,6 +384,22 @@ fn overlaps(rules: &[Rule]) -> Vec<String> {
         .collect()
 }
 
+/// The ids of `repositories`, which the App hook's list items name them by: one lookup each, at setup.
+async fn repository_ids(client: &github::Client, repositories: &[github::Owner]) -> Result<Vec<u64>, String> {
+    let mut ids = Vec::with_capacity(repositories.len());
+    for repository in repositories {
+        match client.repository_id(repository).await {
+            Ok(id) => ids.push(id),
+            Err(error) => {
+                return Err(format!(
+                    "could not look up {repository}, whose deliveries the App hook is to forward: {error}"
+                ));
+            }
+        }
+    }
+    Ok(ids)
+}
+
 /// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
 fn is_auth(error: &github::Error) -> bool {
     matches!(error, github::Error::Unauthorized | github::Error::AppCredentials { .. } | github::Error::MalformedToken)
@@ -390,6 +445,7 @@ async fn forward_source(
     source: SourceRun,
     ledger: Ledger,
     first: Vec<DeliveryItem>,
+    offset: Duration,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let shared = Arc::new(Shared::new(ledger));
@@ -397,7 +453,7 @@ async fn forward_source(
     blocking(move || queued.enqueue(first)).await?;
     let source = Arc::new(source);
     let streaming = stream_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
+    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), offset, cancel.clone());
     let forwarding = forward_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
     let result = tokio::try_join!(streaming, polling, forwarding).map(|_| ());
     if result.is_err() {

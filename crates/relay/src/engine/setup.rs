@@ -59,7 +59,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
             inactive: !hook.active,
         });
     }
-    let secret = Secret::new(random_secret());
+    let secret = Secret::new(random_secret()?);
     let events = if rule.events.is_empty() { vec!["*".to_string()] } else { rule.events.clone() };
     let new = NewHook {
         name: "web".into(),
@@ -84,7 +84,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
 }
 
 /// 32 random bytes as hex: the hook's secret at GitHub, which only the blackhole would see.
-fn random_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn random_secret() -> Result<String, SetupFailure> {
+    let bytes: [u8; 32] = github::random::secret_bytes().map_err(SetupFailure::GitHub)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

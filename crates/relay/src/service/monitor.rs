@@ -111,7 +111,10 @@ impl Monitor {
             Event::SourceFailed { source, error } => {
                 state.sources.insert(source.clone(), SourceHealth::new(now, Some(error.clone())));
             }
-            Event::Ready { .. } => state.polling = true,
+            Event::Ready { interval, .. } => {
+                state.polling = true;
+                metrics.poll_interval.set(interval.as_secs_f64());
+            }
             Event::Polled { hook, at, backlog, rate } => {
                 let Some(name) = state.hooks.get(hook).cloned() else { return };
                 if let Some(health) = state.sources.get_mut(&name) {
@@ -276,7 +279,7 @@ mod tests {
             target: Url::parse("http://127.0.0.1:1/").unwrap(),
             events: vec!["*".into()],
         });
-        monitor.observe(&Event::Ready { sources: 1 });
+        monitor.observe(&Event::Ready { sources: 1, interval: Duration::from_secs(1) });
     }
 
     fn polled(monitor: &Monitor, backlog: usize) {
@@ -387,6 +390,7 @@ mod tests {
             r#"hookfwd_github_requests_total{endpoint="GET /repos/{owner}/{repo}/hooks",status="200"} 1"#,
             "hookfwd_github_rate_limit_remaining 0",
             r#"hookfwd_last_progress_timestamp_seconds{source="octo/hello"} "#,
+            "hookfwd_poll_interval_seconds 1.0",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
