@@ -9,6 +9,8 @@ mod action;
 mod answer;
 /// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
 mod commands;
+/// Many sources on one token: the interval GitHub's limits sustain, spread polls, `--action`.
+mod budget;
 /// The container image and the Kubernetes manifests.
 mod container;
 /// `hookfwd demo`: the whole path on loopback, in one process.

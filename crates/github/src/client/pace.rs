@@ -57,11 +57,20 @@ impl Pace {
         (self.per_minute.saturating_mul(9) / 10).max(1)
     }
 
+    /// Whether `sources` polling one endpoint every `interval` keep to [`Pace::polls_per_minute`].
+    pub fn sustains(&self, sources: usize, interval: Duration) -> bool {
+        sources as f64 * 60.0 <= f64::from(self.polls_per_minute()) * interval.as_secs_f64()
+    }
+
     /// The shortest poll interval at which `sources` polling one endpoint keep to
-    /// [`Pace::polls_per_minute`], rounded up to a whole second.
+    /// [`Pace::polls_per_minute`]: rounded up to a whole second, or under a second to a tenth.
     pub fn shortest_interval(&self, sources: usize) -> Duration {
-        let seconds = (sources as f64 * 60.0 / f64::from(self.polls_per_minute())).ceil();
-        Duration::from_secs(seconds as u64)
+        let seconds = sources as f64 * 60.0 / f64::from(self.polls_per_minute());
+        if seconds <= 1.0 {
+            Duration::from_millis(((seconds * 10.0).ceil() as u64 * 100).max(100))
+        } else {
+            Duration::from_secs(seconds.ceil() as u64)
+        }
     }
 }
 
@@ -160,11 +169,14 @@ mod tests {
         assert_eq!(pace.polls_per_minute(), 648);
         assert_eq!(pace.shortest_interval(100), Duration::from_secs(10));
         assert_eq!(pace.shortest_interval(10), Duration::from_secs(1));
-        assert_eq!(pace.shortest_interval(1), Duration::from_secs(1));
-        for sources in [1, 7, 30, 110, 1000] {
-            let interval = pace.shortest_interval(sources).as_secs_f64();
-            assert!(sources as f64 * 60.0 / interval <= f64::from(pace.polls_per_minute()), "{sources}");
+        // Under a second, to a tenth: 2 × 60 / 648 = 0.19 s.
+        assert_eq!(pace.shortest_interval(2), Duration::from_millis(200));
+        assert_eq!(pace.shortest_interval(1), Duration::from_millis(100));
+        for sources in [1, 2, 7, 30, 110, 1000] {
+            assert!(pace.sustains(sources, pace.shortest_interval(sources)), "{sources}");
         }
+        assert!(pace.sustains(1, Duration::from_millis(100)), "600 a minute fits in 648");
+        assert!(!pace.sustains(2, Duration::from_millis(100)));
     }
 
     #[test]

@@ -37,9 +37,9 @@ pub(crate) fn plan(asked: Duration, hooks: &[HookRef], pace: Pace, rate: RateLim
     }
     let busiest = per_endpoint.values().copied().max().unwrap_or(0);
     let sources = hooks.len();
-    let shortest = pace.shortest_interval(busiest);
     let mut warning = None;
-    let interval = if shortest > asked {
+    let interval = if !pace.sustains(busiest, asked) {
+        let shortest = pace.shortest_interval(busiest).max(asked);
         let need = (busiest as f64 * 60.0 / asked.as_secs_f64().max(0.001)).round() as u64;
         let sharing = if busiest == sources { String::new() } else { format!(" (of {sources})") };
         warning = Some(format!(
@@ -131,6 +131,10 @@ mod tests {
     #[test]
     fn an_interval_the_budget_sustains_is_kept_silently() {
         let now = Utc::now();
+        let fast = plan(Duration::from_millis(100), &repos(1), Pace::default(), RateLimit::default(), now);
+        assert_eq!(fast.interval, Duration::from_millis(100), "one source at 100ms is 600 a minute");
+        let two = plan(Duration::from_millis(100), &repos(2), Pace::default(), RateLimit::default(), now);
+        assert_eq!(two.interval, Duration::from_millis(200));
         let plan = plan(Duration::from_secs(1), &repos(10), Pace::default(), RateLimit::default(), now);
         assert_eq!(plan, Plan { interval: Duration::from_secs(1), in_force: Duration::from_secs(1), warning: None });
         let slow = super::plan(Duration::from_secs(30), &repos(300), Pace::default(), RateLimit::default(), now);
