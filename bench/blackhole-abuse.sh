@@ -15,20 +15,12 @@ FLOOD=${FLOOD:-1100}
 DURATION=${DURATION:-30}
 PORT=${PORT:-18483}
 
-for tool in curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+require curl python3
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 bin=$(scripts/build-static blackhole)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 cat >"$work/flood.py" <<'PY'
 import asyncio, os, signal, sys

@@ -13,19 +13,11 @@ POSTS=${POSTS:-20000}
 PORT=${PORT:-18482}
 TOKEN=bench-stream-token
 
-for tool in taskset curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+require taskset curl python3
 
 bin=$(scripts/build-static blackhole)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 # The clients: `post N` sends N POSTs on one keep-alive connection; `subscribe K PATH` holds K
 # streams open and, on SIGTERM, prints how many deliveries and gaps the first one received.

@@ -15,20 +15,12 @@ BLACKHOLE_PORT=${BLACKHOLE_PORT:-18481}
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
 fi
-for tool in taskset curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+require taskset curl python3
 
 bin=$(scripts/build-static blackhole)
-work=$(mktemp -d)
 chmod 755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 # A push-event-shaped JSON body of about 7.6 KB.
 python3 - "$work/body.json" <<'PY'

@@ -6,10 +6,10 @@
 //! it is built in release), `INSPECT_COUNT` (500), `INSPECT_SIZE` (1048576 bytes of payload each).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e::bench::{env_number, release_bin, status_kib};
 use e2e::{Counter, Guard};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ const REPO: &str = "octo/inspected";
 async fn main() {
     let count = env_number("INSPECT_COUNT", 500) as usize;
     let size = env_number("INSPECT_SIZE", 1024 * 1024) as usize;
-    let bin = hookfwd_bin();
+    let bin = release_bin("HOOKFWD_BIN", "hookfwd");
     let fake = FakeGitHub::start().await;
     fake.add_token(TOKEN, "repo, admin:repo_hook");
     fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
@@ -88,31 +88,4 @@ async fn main() {
     );
     let target = if hwm < 64 * 1024 { "met" } else { "MISSED" };
     println!("\npeak RSS < 64 MiB: {target}");
-}
-
-/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The release binary: `HOOKFWD_BIN`, else built now.
-fn hookfwd_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("HOOKFWD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let root = e2e::workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", "hookfwd"])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building hookfwd in release failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release/hookfwd")
 }

@@ -11,13 +11,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::bench::{XorShift, env_number, ms, percentile, release_bin, status_kib, verdict};
 use e2e::{Counter, Guard};
-use fake_github::{FakeGitHub, Stats};
+use fake_github::FakeGitHub;
 use serde_json::json;
 
 const TOKEN: &str = "ghp_benchPushTokenNeverPrinted0000001";
@@ -92,59 +93,6 @@ fn read_box(stream: impl std::io::Read + Send + 'static) -> Box<dyn std::io::Rea
     Box::new(stream)
 }
 
-fn release_bin(env: &str, name: &str) -> PathBuf {
-    if let Some(bin) = std::env::var_os(env) {
-        return PathBuf::from(bin);
-    }
-    let root = e2e::workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", name])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building {name} in release failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release").join(name)
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn delta(before: &Stats, after: &Stats) -> Stats {
-    let mut stats = after.clone();
-    stats.requests -= before.requests;
-    stats.counted -= before.counted;
-    stats.not_modified -= before.not_modified;
-    stats.list_deliveries -= before.list_deliveries;
-    stats.get_delivery -= before.get_delivery;
-    stats
-}
-
-/// A small deterministic generator, so every run spaces its events alike.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// What one mode measured.
 struct Run {
     /// Emit to arrival of single events, sorted.
@@ -168,12 +116,6 @@ struct Run {
     /// hookfwd's and the blackhole's peak RSS, in KiB.
     hookfwd_hwm: Option<u64>,
     blackhole_hwm: Option<u64>,
-}
-
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst: usize, idle: Duration) -> Run {
@@ -228,7 +170,7 @@ async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst:
     let mut emitted: HashMap<u64, Instant> = HashMap::new();
     let start_count = handler.count();
     for n in 0..events {
-        tokio::time::sleep(Duration::from_millis(100 + random.next() % 401)).await;
+        tokio::time::sleep(Duration::from_millis(100 + random.next_u64() % 401)).await;
         let at = Instant::now();
         for id in fake.emit(REPO, "issues", json!({"action": "edited", "number": n})).await {
             emitted.insert(id, at);
@@ -266,13 +208,13 @@ async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst:
     };
     // Let the safety poll (push) or the last poll (poll) run before counting calls.
     tokio::time::sleep(Duration::from_secs(if mode == Mode::Push { 32 } else { 3 })).await;
-    let busy = delta(&before, &fake.stats());
+    let busy = fake.stats().since(&before);
     let deliveries = fake.deliveries(hook).len();
 
     // A quiet spell.
     let before_idle = fake.stats();
     tokio::time::sleep(idle).await;
-    let quiet = delta(&before_idle, &fake.stats());
+    let quiet = fake.stats().since(&before_idle);
     let warnings = relay.watched.lock().expect("watch lock").iter().filter(|l| l.contains("warning")).count();
     if warnings > 0 {
         eprintln!("push bench: {} printed {warnings} warning lines", mode.name());
@@ -374,8 +316,4 @@ async fn bench() {
         cell(&|r| format!("{} / {}", kib(r.hookfwd_hwm), kib(r.blackhole_hwm))),
         String::new(),
     );
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "MISSED" }
 }

@@ -15,11 +15,12 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::bench::{XorShift, env_number, mib, ms, percentile, release_bin, status_kib, verdict};
 use e2e::{Counter as Handler, Guard};
 use fake_github::{FakeGitHub, HookSpec, Stats};
 use serde_json::json;
@@ -100,21 +101,6 @@ impl Relay {
     fn trouble(&self) -> Vec<String> {
         self.trouble.lock().expect("trouble lock").clone()
     }
-}
-
-/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// The fake GitHub with one repository hook, ready for a backlog.
@@ -209,49 +195,13 @@ async fn drain(bin: &Path, fake: &FakeGitHub, handler: &Handler, backlog: usize)
         rss_at,
         sampled_peak,
         hwm,
-        stats: delta(&before, &after),
+        stats: after.since(&before),
         received: seen.arrivals.len(),
         distinct,
         bad_signatures: seen.bad_signatures,
     };
     drop(seen);
     (relay, result)
-}
-
-fn delta(before: &Stats, after: &Stats) -> Stats {
-    let mut stats = after.clone();
-    stats.requests -= before.requests;
-    stats.counted -= before.counted;
-    stats.not_modified -= before.not_modified;
-    stats.list_deliveries -= before.list_deliveries;
-    stats.get_delivery -= before.get_delivery;
-    stats.primary_limited -= before.primary_limited;
-    stats.secondary_limited -= before.secondary_limited;
-    stats
-}
-
-/// A small deterministic generator, so every run spaces its events alike.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{} ms", d.as_millis())
 }
 
 /// What the added-latency phase measured.
@@ -295,7 +245,7 @@ async fn added_latency(fake: &FakeGitHub, hook: u64, handler: &Handler, events: 
     let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut emitted = HashMap::new();
     for n in 0..events {
-        tokio::time::sleep(Duration::from_millis(200 + random.next() % 1101)).await;
+        tokio::time::sleep(Duration::from_millis(200 + random.next_u64() % 1101)).await;
         let at = Instant::now();
         for id in fake.emit(REPO, "issues", json!({"action": "edited", "number": n})).await {
             emitted.insert(id, at);
@@ -325,27 +275,7 @@ async fn added_latency(fake: &FakeGitHub, hook: u64, handler: &Handler, events: 
     }
     latencies.sort();
     let missing = emitted.len() - latencies.len();
-    Latency { sorted: latencies, missing, stats: delta(&before, &fake.stats()) }
-}
-
-/// The release binary: `HOOKFWD_BIN`, else built now.
-fn hookfwd_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("HOOKFWD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let root = e2e::workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", "hookfwd"])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building hookfwd in release failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release/hookfwd")
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "MISSED" }
+    Latency { sorted: latencies, missing, stats: fake.stats().since(&before) }
 }
 
 fn main() {
@@ -355,7 +285,7 @@ fn main() {
 }
 
 async fn bench() {
-    let bin = hookfwd_bin();
+    let bin = release_bin("HOOKFWD_BIN", "hookfwd");
     let backlog = env_number("RELAY_BACKLOG", 10_000) as usize;
     let events = env_number("RELAY_EVENTS", 60) as usize;
     let after_events = env_number("RELAY_AFTER_EVENTS", 20) as usize;
@@ -431,7 +361,7 @@ async fn bench() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = fake.stats();
     tokio::time::sleep(idle).await;
-    let quiet = delta(&before, &fake.stats());
+    let quiet = fake.stats().since(&before);
     let per_hour = quiet.counted as f64 * 3600.0 / idle.as_secs_f64();
     row(
         &format!("rate-limited calls while idle ({} s, extrapolated to the hour)", idle.as_secs()),

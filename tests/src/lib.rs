@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: the kit every suite shares (`testkit`), and what only these tests need,
 //! a blackhole child process, a counting handler, and a WebDriver client for the inspector's page.
 
+pub mod bench;
 mod blackhole;
 mod counter;
 mod webdriver;

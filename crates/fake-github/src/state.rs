@@ -137,6 +137,32 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// What was counted since `before` was read: each counter's difference.
+    pub fn since(&self, before: &Stats) -> Stats {
+        Stats {
+            requests: self.requests.saturating_sub(before.requests),
+            counted: self.counted.saturating_sub(before.counted),
+            not_modified: self.not_modified.saturating_sub(before.not_modified),
+            unauthorized: self.unauthorized.saturating_sub(before.unauthorized),
+            primary_limited: self.primary_limited.saturating_sub(before.primary_limited),
+            secondary_limited: self.secondary_limited.saturating_sub(before.secondary_limited),
+            server_errors: self.server_errors.saturating_sub(before.server_errors),
+            dropped: self.dropped.saturating_sub(before.dropped),
+            list_deliveries: self.list_deliveries.saturating_sub(before.list_deliveries),
+            get_delivery: self.get_delivery.saturating_sub(before.get_delivery),
+            redeliver: self.redeliver.saturating_sub(before.redeliver),
+            list_hooks: self.list_hooks.saturating_sub(before.list_hooks),
+            hook_creates: self.hook_creates.saturating_sub(before.hook_creates),
+            hook_updates: self.hook_updates.saturating_sub(before.hook_updates),
+            hook_deletes: self.hook_deletes.saturating_sub(before.hook_deletes),
+            pings: self.pings.saturating_sub(before.pings),
+            tokens_minted: self.tokens_minted.saturating_sub(before.tokens_minted),
+            deliveries_made: self.deliveries_made.saturating_sub(before.deliveries_made),
+            // A high-water mark, not a count: the later one stands.
+            peak_in_flight: self.peak_in_flight,
+        }
+    }
+
     /// The counters as a JSON object, for the control surface.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

@@ -60,6 +60,9 @@ pub enum Error {
         /// The blackhole's origin.
         url: String,
     },
+    /// One of the relay's own tasks panicked or was cancelled: a bug in hookfwd, not in its input.
+    #[error("an internal task of hookfwd failed ({0}); please report it")]
+    TaskFailed(String),
     /// A GitHub call failed in a way retrying will not fix, such as a rejected token.
     ///
     /// Transparent, as hyper's rule asks of a wrapper that adds no words: its `Display` is the GitHub error's

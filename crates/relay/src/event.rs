@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use github::{DeliveryItem, HookRef, RateLimit};
 use url::Url;
 
-use crate::forward::{Answer, Outgoing};
+use crate::request::{Answer, Outgoing};
 
 /// Whether a source's hook was already there or created by this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

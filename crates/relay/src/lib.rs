@@ -8,8 +8,8 @@
 mod engine;
 mod error;
 mod event;
-pub mod forward;
 pub mod ledger;
+pub mod request;
 pub mod rule;
 pub mod service;
 pub mod since;
@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use engine::run;
 pub use error::Error;
 pub use event::{Event, HookOrigin, Via};
-pub use forward::{Answer, Forwarder, Outgoing, Response, SendError};
+pub use request::{Answer, Forwarder, Outgoing, Response, SendError};
 pub use rule::{Rule, Source, Target};
 
 /// How the relay runs, shared by every rule.

@@ -254,7 +254,7 @@ pub async fn subscribe(http: &reqwest::Client, url: &Url, token: &Secret, last_i
     }
     let response = match tokio::time::timeout(SILENCE, request.send()).await {
         Ok(Ok(response)) => response,
-        Ok(Err(error)) => return Answer::Unavailable(crate::forward::reason(&error)),
+        Ok(Err(error)) => return Answer::Unavailable(crate::request::reason(&error)),
         Err(_) => return Answer::Unavailable("timed out".into()),
     };
     let status = response.status().as_u16();

@@ -248,18 +248,8 @@ pub(crate) fn create_hook(inner: &Arc<Inner>, owner: &Owner, body: &Bytes) -> Re
             return Reply::bad_request_body(&format!("For 'properties/config', {other} is not an object."), docs);
         }
     }
-    if let Some(events) = body.get("events") {
-        match string_list(events, "events", docs) {
-            Ok(events) => spec.events = events,
-            Err(reply) => return reply,
-        }
-    }
-    match body.get("active") {
-        None => {}
-        Some(Value::Bool(active)) => spec.active = *active,
-        Some(other) => {
-            return Reply::bad_request_body(&format!("For 'properties/active', {other} is not a boolean."), docs);
-        }
+    if let Err(reply) = apply_events_and_active(&mut spec, &body, docs) {
+        return reply;
     }
     let (reply, id, ping_now) = {
         let mut state = inner.lock();
@@ -332,11 +322,8 @@ pub(crate) fn patch_config(inner: &Inner, id: u64, body: &Bytes, owner: Option<&
         return reply;
     }
     if whole {
-        if let Some(events) = body.get("events") {
-            match string_list(events, "events", docs) {
-                Ok(events) => spec.events = events,
-                Err(reply) => return reply,
-            }
+        if let Err(reply) = apply_events_and_active(&mut spec, &body, docs) {
+            return reply;
         }
         if let Some(add) = body.get("add_events") {
             match string_list(add, "add_events", docs) {
@@ -348,13 +335,6 @@ pub(crate) fn patch_config(inner: &Inner, id: u64, body: &Bytes, owner: Option<&
             match string_list(remove, "remove_events", docs) {
                 Ok(remove) => spec.events.retain(|event| !remove.contains(event)),
                 Err(reply) => return reply,
-            }
-        }
-        match body.get("active") {
-            None => {}
-            Some(Value::Bool(active)) => spec.active = *active,
-            Some(other) => {
-                return Reply::bad_request_body(&format!("For 'properties/active', {other} is not a boolean."), docs);
             }
         }
     }
@@ -449,4 +429,25 @@ pub(crate) fn repository_json(state: &State, repo: &Repo) -> Value {
         "html_url": format!("https://github.com/{full_name}"), "url": format!("https://api.github.com/repos/{full_name}"),
         "hooks_url": format!("https://api.github.com/repos/{full_name}/hooks"), "default_branch": "main",
     })
+}
+
+/// The `events` and `active` fields of a hook's create or update body, as GitHub validates them.
+fn apply_events_and_active(
+    spec: &mut HookSpec,
+    body: &serde_json::Map<String, Value>,
+    docs: &str,
+) -> Result<(), Reply> {
+    if let Some(events) = body.get("events") {
+        spec.events = string_list(events, "events", docs)?;
+    }
+    match body.get("active") {
+        None => Ok(()),
+        Some(Value::Bool(active)) => {
+            spec.active = *active;
+            Ok(())
+        }
+        Some(other) => {
+            Err(Reply::bad_request_body(&format!("For 'properties/active', {other} is not a boolean."), docs))
+        }
+    }
 }

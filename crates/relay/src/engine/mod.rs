@@ -12,10 +12,12 @@
 //! | [`push`] | subscribe to the blackhole, verify pushed deliveries into the queue |
 //! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
 //! | [`queue`] | what the poller and the forwarder share, ledger included |
-//! | [`deliver`] | fetch a few ahead (bounded in count and bytes), forward in order, record, or skip a poison delivery |
+//! | [`fetch`] | fetch listed payloads a few ahead of the forwarder, bounded in count and bytes |
+//! | [`forward`] | forward each delivery in order, record it, or skip and record a poison one |
 
 mod budget;
-mod deliver;
+mod fetch;
+mod forward;
 mod poller;
 mod push;
 mod queue;
@@ -31,17 +33,17 @@ use github::{DeliveryItem, HookRef, Secret};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::ledger::{self, Ledger, Lock};
-use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings};
+use crate::{Error, Event, Forwarder, Rule, Settings};
 use github::Backoff;
 
-use self::deliver::forward_loop;
+use self::forward::forward_loop;
 use self::poller::{announce_waits, poll_loop};
 use self::push::{StreamConfig, stream_loop};
 use self::queue::{Shared, lock};
-use self::setup::{SetUp, SetupFailure, set_up};
+use self::setup::{SetUpAll, set_up_all};
 use self::start::start;
 
 /// How long GitHub keeps deliveries.
@@ -148,124 +150,8 @@ pub async fn run(
         events.emit(Event::Warning { message }).await;
     }
 
-    let mut runs = Vec::new();
-    let mut created = Vec::new();
-    let mut hooks = HashSet::new();
-    let mut fatal = None;
-    let mut failures = Vec::new();
-    // A missing permission on every source is the token's fault, as a rejected token is.
-    let mut forbidden = Vec::new();
-    'rules: for rule in &rules {
-        let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
-        let shared_rule = Arc::new(rule.clone());
-        for source in &rule.sources {
-            if cancel.is_cancelled() {
-                break 'rules;
-            }
-            let name = source.to_string();
-            let setup = tokio::select! {
-                setup = set_up(&client, rule, source) => setup,
-                () = cancel.cancelled() => break 'rules,
-            };
-            match setup {
-                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret, inactive }) => {
-                    if !hooks.insert(hook.clone()) {
-                        let error = format!("{name}: its hook is already forwarded by an earlier rule");
-                        failures.push(failed(&events, name, error).await);
-                        continue;
-                    }
-                    if origin == HookOrigin::Created {
-                        created.push(hook.clone());
-                    }
-                    let lock = match Lock::take(&settings.state_dir, &hook) {
-                        Ok(lock) => lock,
-                        Err(error) => {
-                            failures.push(failed(&events, name, error.to_string()).await);
-                            continue;
-                        }
-                    };
-                    let stream = match stream_config(&settings, rule, &hook, hook_url.as_deref(), created_secret) {
-                        Ok(stream) => stream,
-                        Err(error) => {
-                            failures.push(failed(&events, name, error.to_string()).await);
-                            continue;
-                        }
-                    };
-                    let repository_ids = match &hook {
-                        HookRef::App { .. } if !rule.repositories.is_empty() => {
-                            let looked_up = tokio::select! {
-                                ids = repository_ids(&client, &rule.repositories) => ids,
-                                () = cancel.cancelled() => break 'rules,
-                            };
-                            match looked_up {
-                                Ok(ids) => ids,
-                                Err(error) => {
-                                    failures.push(failed(&events, name, error).await);
-                                    continue;
-                                }
-                            }
-                        }
-                        _ => Vec::new(),
-                    };
-                    info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
-                    if inactive {
-                        let message = format!(
-                            "{hook} is inactive, so GitHub records no deliveries for it; activate it in the \
-                             repository's webhook settings"
-                        );
-                        events.emit(Event::Warning { message }).await;
-                    }
-                    let missing = rule.missing_events(&hook_events);
-                    if !missing.is_empty() {
-                        let message = format!(
-                            "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's \
-                             events in its settings",
-                            missing.join(", ")
-                        );
-                        events.emit(Event::Warning { message }).await;
-                    }
-                    events
-                        .emit(Event::HookReady {
-                            source: name.clone(),
-                            hook: hook.clone(),
-                            origin,
-                            hook_url,
-                            target: rule.target.0.clone(),
-                            events: hook_events,
-                        })
-                        .await;
-                    runs.push(SourceRun {
-                        name,
-                        hook,
-                        forwarder: forwarder.clone(),
-                        rule: shared_rule.clone(),
-                        secret: rule.secret.clone(),
-                        stream,
-                        repository_ids,
-                        _lock: lock,
-                    });
-                }
-                Err(failure) => {
-                    debug!(source = %name, "source could not be set up");
-                    let error = match &failure {
-                        SetupFailure::NoHookUrl(sentence) => sentence.clone(),
-                        SetupFailure::GitHub(error) => error.to_string(),
-                    };
-                    failures.push(failed(&events, name, error).await);
-                    match failure {
-                        // A rejected token fails every source alike: stop with it rather than try each.
-                        SetupFailure::GitHub(error) if is_auth(&error) => {
-                            fatal = Some(error);
-                            break 'rules;
-                        }
-                        SetupFailure::GitHub(error @ github::Error::Forbidden { .. }) => forbidden.push(error),
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-
+    let SetUpAll { runs, created, mut failures, fatal, forbidden } =
+        set_up_all(&client, &rules, &settings, &events, &cancel).await;
     let forbidden_count = forbidden.len();
     let result = if let Some(error) = fatal {
         Err(Error::GitHub(error))
@@ -327,13 +213,7 @@ pub async fn run(
             }
         }
         while let Some(joined) = tasks.join_next().await {
-            let outcome = joined.unwrap_or_else(|e| {
-                Err(Error::Ledger {
-                    path: settings.state_dir.clone(),
-                    action: "written",
-                    source: std::io::Error::other(format!("a source task failed: {e}")),
-                })
-            });
+            let outcome = joined.unwrap_or_else(|e| Err(Error::TaskFailed(e.to_string())));
             if let Err(error) = outcome {
                 // Without a working ledger nothing can be promised: stop every source.
                 stop.cancel();
@@ -382,22 +262,6 @@ fn overlaps(rules: &[Rule]) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// The ids of `repositories`, which the App hook's list items name them by: one lookup each, at setup.
-async fn repository_ids(client: &github::Client, repositories: &[github::Owner]) -> Result<Vec<u64>, String> {
-    let mut ids = Vec::with_capacity(repositories.len());
-    for repository in repositories {
-        match client.repository_id(repository).await {
-            Ok(id) => ids.push(id),
-            Err(error) => {
-                return Err(format!(
-                    "could not look up {repository}, whose deliveries the App hook is to forward: {error}"
-                ));
-            }
-        }
-    }
-    Ok(ids)
 }
 
 /// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
@@ -470,9 +334,7 @@ async fn forward_source(
 
 /// Runs ledger I/O off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(Error::Ledger { path: "ledger".into(), action: "written", source: std::io::Error::other(e.to_string()) })
-    })
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(Error::TaskFailed(e.to_string())))
 }
 
 /// How long to wait after a GitHub error: until the reset for a rate limit, else the backoff.

@@ -1,8 +1,15 @@
 //! Hook setup: find the source's hook by its URL, or create it.
 
-use github::{HookConfig, HookRef, NewHook, Secret};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use crate::{HookOrigin, Rule, Source};
+use github::{HookConfig, HookRef, NewHook, Secret};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::{Emitter, SourceRun, failed, is_auth, stream_config};
+use crate::ledger::Lock;
+use crate::{Event, Forwarder, HookOrigin, Rule, Settings, Source};
 
 /// Why a source could not be set up.
 pub(super) enum SetupFailure {
@@ -26,6 +33,150 @@ pub(super) struct SetUp {
     pub(super) created_secret: Option<Secret>,
     /// Whether the hook is inactive: GitHub records no deliveries for it.
     pub(super) inactive: bool,
+}
+
+/// What setting up every rule's sources gave.
+pub(super) struct SetUpAll {
+    /// The sources ready to run.
+    pub(super) runs: Vec<SourceRun>,
+    /// The hooks this run created (deleted again with `--cleanup`).
+    pub(super) created: Vec<HookRef>,
+    /// One sentence per source that could not be set up (each already reported).
+    pub(super) failures: Vec<String>,
+    /// GitHub refused the credentials themselves: the run cannot go on.
+    pub(super) fatal: Option<github::Error>,
+    /// The sources GitHub refused a permission for.
+    pub(super) forbidden: Vec<github::Error>,
+}
+
+/// Sets up every rule's sources in turn, reporting each that fails; stops early on a rejected
+/// token (every source would fail alike) or on `cancel`.
+pub(super) async fn set_up_all(
+    client: &github::Client,
+    rules: &[Rule],
+    settings: &Settings,
+    events: &Emitter,
+    cancel: &CancellationToken,
+) -> SetUpAll {
+    let mut runs = Vec::new();
+    let mut created = Vec::new();
+    let mut hooks = HashSet::new();
+    let mut fatal = None;
+    let mut failures = Vec::new();
+    // A missing permission on every source is the token's fault, as a rejected token is.
+    let mut forbidden = Vec::new();
+    'rules: for rule in rules {
+        let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
+        let shared_rule = Arc::new(rule.clone());
+        for source in &rule.sources {
+            if cancel.is_cancelled() {
+                break 'rules;
+            }
+            let name = source.to_string();
+            let setup = tokio::select! {
+                setup = set_up(client, rule, source) => setup,
+                () = cancel.cancelled() => break 'rules,
+            };
+            match setup {
+                Ok(SetUp { hook, origin, hook_url, events: hook_events, created_secret, inactive }) => {
+                    if !hooks.insert(hook.clone()) {
+                        let error = format!("{name}: its hook is already forwarded by an earlier rule");
+                        failures.push(failed(events, name, error).await);
+                        continue;
+                    }
+                    if origin == HookOrigin::Created {
+                        created.push(hook.clone());
+                    }
+                    let lock = match Lock::take(&settings.state_dir, &hook) {
+                        Ok(lock) => lock,
+                        Err(error) => {
+                            failures.push(failed(events, name, error.to_string()).await);
+                            continue;
+                        }
+                    };
+                    let stream = match stream_config(settings, rule, &hook, hook_url.as_deref(), created_secret) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            failures.push(failed(events, name, error.to_string()).await);
+                            continue;
+                        }
+                    };
+                    let repository_ids = match &hook {
+                        HookRef::App { .. } if !rule.repositories.is_empty() => {
+                            let looked_up = tokio::select! {
+                                ids = repository_ids(client, &rule.repositories) => ids,
+                                () = cancel.cancelled() => break 'rules,
+                            };
+                            match looked_up {
+                                Ok(ids) => ids,
+                                Err(error) => {
+                                    failures.push(failed(events, name, error).await);
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => Vec::new(),
+                    };
+                    info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
+                    if inactive {
+                        let message = format!(
+                            "{hook} is inactive, so GitHub records no deliveries for it; activate it in the \
+                             repository's webhook settings"
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
+                    let missing = rule.missing_events(&hook_events);
+                    if !missing.is_empty() {
+                        let message = format!(
+                            "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's \
+                             events in its settings",
+                            missing.join(", ")
+                        );
+                        events.emit(Event::Warning { message }).await;
+                    }
+                    events
+                        .emit(Event::HookReady {
+                            source: name.clone(),
+                            hook: hook.clone(),
+                            origin,
+                            hook_url,
+                            target: rule.target.0.clone(),
+                            events: hook_events,
+                        })
+                        .await;
+                    runs.push(SourceRun {
+                        name,
+                        hook,
+                        forwarder: forwarder.clone(),
+                        rule: shared_rule.clone(),
+                        secret: rule.secret.clone(),
+                        stream,
+                        repository_ids,
+                        _lock: lock,
+                    });
+                }
+                Err(failure) => {
+                    debug!(source = %name, "source could not be set up");
+                    let error = match &failure {
+                        SetupFailure::NoHookUrl(sentence) => sentence.clone(),
+                        SetupFailure::GitHub(error) => error.to_string(),
+                    };
+                    failures.push(failed(events, name, error).await);
+                    match failure {
+                        // A rejected token fails every source alike: stop with it rather than try each.
+                        SetupFailure::GitHub(error) if is_auth(&error) => {
+                            fatal = Some(error);
+                            break 'rules;
+                        }
+                        SetupFailure::GitHub(error @ github::Error::Forbidden { .. }) => forbidden.push(error),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    SetUpAll { runs, created, failures, fatal, forbidden }
 }
 
 /// Finds the source's hook by URL, or creates it.
@@ -87,4 +238,20 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
 fn random_secret() -> Result<String, SetupFailure> {
     let bytes: [u8; 32] = github::random::secret_bytes().map_err(SetupFailure::GitHub)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The ids of `repositories`, which the App hook's list items name them by: one lookup each, at setup.
+async fn repository_ids(client: &github::Client, repositories: &[github::Owner]) -> Result<Vec<u64>, String> {
+    let mut ids = Vec::with_capacity(repositories.len());
+    for repository in repositories {
+        match client.repository_id(repository).await {
+            Ok(id) => ids.push(id),
+            Err(error) => {
+                return Err(format!(
+                    "could not look up {repository}, whose deliveries the App hook is to forward: {error}"
+                ));
+            }
+        }
+    }
+    Ok(ids)
 }

@@ -299,7 +299,7 @@ mod tests {
             status,
             latency: Duration::from_millis(5),
             via: crate::Via::Api,
-            answer: crate::forward::Answer { headers: Vec::new(), body: Vec::new(), body_length: 0 },
+            answer: crate::request::Answer { headers: Vec::new(), body: Vec::new(), body_length: 0 },
             request: Arc::new(crate::Outgoing::synthetic("push", b"{}", None)),
         });
     }

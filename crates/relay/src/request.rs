@@ -1,4 +1,4 @@
-//! The forwarder: rebuilds GitHub's request, signs it with the local secret, and POSTs it to the target.
+//! The request to the target: rebuilds GitHub's request, signs it with the local secret, POSTs it, and reads the answer.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,182 @@
+//! The ledger's file: reading the log back (cutting a torn tail, clamping the future), and
+//! compacting it into a snapshot. The format is in the [module doc](super).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use github::HookRef;
+
+use super::*;
+
+impl Ledger {
+    pub(super) fn open_at(dir: &Path, hook: &HookRef, clock: fn() -> DateTime<Utc>) -> Result<Option<Self>, Error> {
+        let path = Self::path(dir, hook);
+        let mut warnings = Vec::new();
+        if migrate_app_ledger(dir, hook, &path)? {
+            warnings.push(format!(
+                "the GitHub App hook's ledger {LEGACY_APP_KEY} now belongs to {}, as {}",
+                hook,
+                path.display()
+            ));
+        }
+        let read = |source| Error::Ledger { path: path.clone(), action: "read", source };
+        let mut file = match private().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(read(source)),
+        };
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text).map_err(read)?;
+        let invalid = |line: usize| Error::Ledger {
+            path: path.clone(),
+            action: "read",
+            source: io::Error::new(io::ErrorKind::InvalidData, format!("line {line} is not a ledger record")),
+        };
+        // Only lines ending in a newline were fully written; a torn last line was never fsynced.
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        if !text.is_empty() && complete.len() + 1 != text.len() {
+            // Cut it off before appending, or the next record would continue it.
+            let keep = if complete.is_empty() { 0 } else { complete.len() as u64 + 1 };
+            file.set_len(keep).and_then(|()| file.sync_all()).map_err(read)?;
+            tracing::info!(path = %path.display(), "cut off a torn last ledger line");
+        }
+        drop(file);
+        let mut lines = complete.split('\n');
+        if lines.next() != Some(MAGIC) {
+            return Err(invalid(1));
+        }
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let (mut origin, mut floor, mut checked) = (epoch, epoch, epoch);
+        let mut done = HashMap::new();
+        let mut guids = HashMap::new();
+        let mut skipped = HashSet::new();
+        for (index, line) in lines.enumerate() {
+            let mut fields = line.split(' ');
+            let fields = [fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next()];
+            let parsed = match fields {
+                [Some("o"), Some(t), None, ..] => time(t).map(|t| origin = t),
+                [Some("f"), Some(t), None, ..] => time(t).map(|t| floor = floor.max(t)),
+                [Some("c"), Some(t), None, ..] => time(t).map(|t| checked = checked.max(t)),
+                [Some("d"), Some(id), Some(t), guid, None, _] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
+                    done.insert(id, t);
+                    if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
+                        count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
+                    }
+                }),
+                [Some("k"), Some(id), Some(t), guid, None, _] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
+                    done.insert(id, t);
+                    skipped.insert(id);
+                    if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
+                        count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
+                    }
+                }),
+                [Some("p"), Some(guid), Some(t), None, ..] if valid_guid(guid) => {
+                    time(t).map(|t| count(&mut guids, guid, t, Attempts { api: 0, pushed: 1 }))
+                }
+                [Some("g"), Some(guid), Some(api), Some(pushed), Some(t), None] if valid_guid(guid) => {
+                    match (api.parse(), pushed.parse(), time(t)) {
+                        (Ok(api), Ok(pushed), Some(t)) => {
+                            count(&mut guids, guid, t, Attempts { api, pushed });
+                            Some(())
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if parsed.is_none() {
+                return Err(invalid(index + 2));
+            }
+        }
+        // A floor in the future would make every delivery until then look handled. No record
+        // puts it past the clock, so one there is moved back; one far in the future (not a clock
+        // set back a little) is worth telling.
+        let now = clock();
+        if is_future(floor.max(origin), now) {
+            warnings.push(format!(
+                "the ledger {} says deliveries until {} were forwarded, which is in the future; it was moved \
+                 back to now, so nothing after now counts as forwarded",
+                path.display(),
+                floor.max(origin).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        if floor > now {
+            floor = floor_limit(now);
+        }
+        if origin > now {
+            origin = floor_limit(now);
+        }
+        floor = floor.max(origin);
+        checked = checked.min(now);
+        let file = append(&path).map_err(read)?;
+        let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
+        let guids_by_time = guids.iter().map(|(guid, entry): (&String, &Guid)| (entry.newest, guid.clone())).collect();
+        let mut ledger = Self {
+            path,
+            file,
+            origin,
+            floor,
+            checked,
+            done,
+            by_time,
+            guids,
+            guids_by_time,
+            appended: 0,
+            max_done: MAX_DONE,
+            skipped,
+            clock,
+            warnings,
+        };
+        ledger.prune();
+        ledger.appended = complete.lines().count();
+        Ok(Some(ledger))
+    }
+
+    /// Rewrites the log as a snapshot: temporary file, fsync, rename, fsync of the directory.
+    pub fn compact(&mut self) -> Result<(), Error> {
+        let failed = |source| Error::Ledger { path: self.path.clone(), action: "written", source };
+        let mut text =
+            format!("{MAGIC}\no {}\nf {}\nc {}\n", nanos(self.origin), nanos(self.floor), nanos(self.checked));
+        for (t, id) in &self.by_time {
+            let kind = if self.skipped.contains(id) { 'k' } else { 'd' };
+            text.push_str(&format!("{kind} {id} {}\n", nanos(*t)));
+        }
+        for (guid, entry) in &self.guids {
+            let Attempts { api, pushed } = entry.attempts;
+            text.push_str(&format!("g {guid} {api} {pushed} {}\n", nanos(entry.newest)));
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = dir.join(format!(".{name}.tmp"));
+        let write = || -> io::Result<File> {
+            // Created afresh (`O_EXCL`, no links followed): whatever sits at that name, a leftover
+            // or a planted link, is removed rather than written through.
+            match std::fs::remove_file(&temp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut file = private().write(true).create_new(true).open(&temp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&temp, &self.path)?;
+            File::open(dir)?.sync_all()?;
+            append(&self.path)
+        };
+        self.file = write().map_err(failed)?;
+        self.appended = 0;
+        Ok(())
+    }
+
+    /// Appends `text` and waits until it is on disk.
+    pub(super) fn write(&mut self, text: &str) -> Result<(), Error> {
+        let result = self.file.write_all(text.as_bytes()).and_then(|()| self.file.sync_data());
+        result.map_err(|source| Error::Ledger { path: self.path.clone(), action: "written", source })
+    }
+}

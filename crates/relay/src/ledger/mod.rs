@@ -1,0 +1,460 @@
+//! The ledger: which deliveries of one hook have been forwarded, durable across crashes.
+//!
+//! # Invariant
+//!
+//! The ledger holds a time `floor` and a set `done` of delivery ids (with their `delivered_at`):
+//!
+//! * every delivery with `delivered_at < floor` has been handled: forwarded and answered, or
+//!   deliberately left out because it predates where forwarding started;
+//! * a delivery with `delivered_at >= floor` has been handled if and only if its id is in `done`.
+//!
+//! `origin` (≤ `floor`) is where forwarding started: everything in `[origin, floor)` was forwarded.
+//!
+//! A delivery is added to `done` only after the target answered it (see [`Ledger::record`]),
+//! so a crash can repeat the deliveries in flight but never skip one. Deduplication of listed
+//! deliveries is by delivery **id**: a redelivery has a new id and is forwarded again.
+//!
+//! # Two paths, one ledger
+//!
+//! With push mode a delivery can also reach hookfwd from the blackhole's stream. A pushed POST
+//! carries the **guid** (`X-GitHub-Delivery`), never the delivery id, and a redelivery has the
+//! same guid as the original with a new id. The rule is: **each attempt of a guid is forwarded
+//! once**, whichever path brings it first. So the ledger also counts, per guid, how many of its
+//! attempts were handled through the API (`d` records that carry the guid) and how many through
+//! the stream (`p` records):
+//!
+//! * a listed delivery `(id, guid)` not in `done` is already handled iff
+//!   `#pushed(guid) > #api(guid)`: the stream brought that attempt. It is then recorded as a `d`
+//!   too (a *claim*), costing no GET, which evens the counts again;
+//! * a pushed attempt of `guid` is already handled iff `#api(guid) > #pushed(guid)`: the poll
+//!   brought it first. It is then recorded as a `p` (a claim) without being forwarded.
+//!
+//! The engine adds what is queued or in flight on each path to these counts, so the safety poll
+//! never fetches a delivery the stream is still forwarding, and the reverse. A pushed attempt
+//! whose `received_at` is below the floor counts as handled. A guid's counts are kept while its
+//! newest record is at or above the floor and dropped with it, both paths at once.
+//!
+//! The floor trails the newest recorded delivery by [`WINDOW`], and never passes a delivery
+//! still waiting to be forwarded (`keep_from`). GitHub lists a delivery only once its attempt
+//! has finished, so one can show up after newer ones; the poller pages back to the floor, so
+//! such a late arrival is caught as long as it is less than [`WINDOW`] late. Entries below the
+//! floor are dropped, which keeps the ledger bounded (and [`MAX_DONE`] caps it outright).
+//!
+//! # File
+//!
+//! An append-only text log, one record per line, each append fsynced:
+//!
+//! ```text
+//! hookfwd-ledger 1
+//! o <origin, unix ns>
+//! f <floor, unix ns>
+//! c <last successful poll, unix ns>
+//! d <delivery id> <delivered_at, unix ns> [<guid>]
+//! k <delivery id> <delivered_at, unix ns> [<guid>]
+//! p <guid> <received_at, unix ns>
+//! g <guid> <#api> <#pushed> <newest, unix ns>       (snapshots only)
+//! ```
+//!
+//! A `d` without a guid (written before push mode existed) still parses; it counts for no guid.
+//!
+//! A `k` line is a delivery that was **skipped**: it can never be forwarded (a header no HTTP
+//! request can carry, an answer GitHub gives that cannot be read, a delivery GitHub no longer
+//! keeps). It counts as handled like a `d` line, so a restart does not try it again, and its
+//! guid counts as an API attempt like a `d`'s, so the stream's copy of that attempt is claimed
+//! rather than forwarded: skipped means handled on both paths.
+//!
+//! A torn last line (a crash mid-append, a full disk) was never fsynced, so it was never
+//! acknowledged: [`Ledger::open`] cuts it off (and fsyncs) before appending, so the next record
+//! starts on a line of its own. Every so often the log is compacted: a snapshot is written to a
+//! temporary file, fsynced, renamed over the log, and the directory fsynced.
+//!
+//! # Clocks and clamps
+//!
+//! GitHub's `delivered_at` and the local clock may disagree by minutes, and a broken or hostile
+//! API may send any time at all. The floor trails a delivery's time as far as it can be
+//! [`trusted`]: never later than the local clock, and a time further ahead than [`SKEW`] counts
+//! as [`SKEW`] before the clock. So the floor never passes the local clock less [`WINDOW`], and
+//! one delivery stamped in the future cannot make later ones look handled; a clock that is
+//! minutes off either way only keeps a few more ids. On open, a floor or origin line past the
+//! clock is moved back to [`floor_limit`], and one further ahead than [`SKEW`] (a far-future
+//! line, not a clock set back a little) is reported by [`Ledger::take_warnings`], once.
+//!
+//! The state directory's other files (locks, kept upstream secrets) are in [`files`]; the clock
+//! rules in [`clock`].
+
+mod clock;
+mod files;
+mod log;
+
+pub use clock::{SKEW, floor_limit, is_future, trusted};
+use files::{LEGACY_APP_KEY, append, create_dir, migrate_app_ledger, private};
+pub use files::{Lock, check_dir, created_by_hookfwd, dir, forget_hook, load_hook_secret, store_hook_secret};
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use github::HookRef;
+
+use crate::Error;
+
+/// How late a delivery may show up in GitHub's list and still be caught.
+pub const WINDOW: Duration = Duration::from_secs(3 * 60);
+/// The most ids the ledger keeps, however busy the hook.
+pub const MAX_DONE: usize = 50_000;
+/// How often the time of the last successful poll is persisted.
+const CHECKED_EVERY: TimeDelta = TimeDelta::seconds(60);
+const MAGIC: &str = "hookfwd-ledger 1";
+
+/// How many attempts of one guid were handled on each path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// Through the Deliveries API (`d` records carrying the guid).
+    pub api: u32,
+    /// Through the blackhole's stream (`p` records).
+    pub pushed: u32,
+}
+
+/// One guid's counts and its newest record.
+#[derive(Debug, Clone, Copy)]
+struct Guid {
+    /// The counts.
+    attempts: Attempts,
+    /// The newest `d` or `p` of this guid: the counts go when the floor passes it.
+    newest: DateTime<Utc>,
+}
+
+/// A delivery handled through the API, to record: its id, `delivered_at` and guid (if known).
+pub type Handled<'a> = (u64, DateTime<Utc>, Option<&'a str>);
+
+/// The forwarding record of one hook.
+#[derive(Debug)]
+pub struct Ledger {
+    /// The log file.
+    path: PathBuf,
+    /// Open for appending.
+    file: File,
+    /// Where forwarding started.
+    origin: DateTime<Utc>,
+    /// Everything before this is handled.
+    floor: DateTime<Utc>,
+    /// The last successful poll, as persisted.
+    checked: DateTime<Utc>,
+    /// Handled deliveries at or after the floor: id → delivered_at.
+    done: HashMap<u64, DateTime<Utc>>,
+    /// The same, ordered by time, for pruning.
+    by_time: BTreeSet<(DateTime<Utc>, u64)>,
+    /// Per guid: attempts handled on each path, while its newest record is at or above the floor.
+    guids: HashMap<String, Guid>,
+    /// The guids ordered by their newest record, for pruning.
+    guids_by_time: BTreeSet<(DateTime<Utc>, String)>,
+    /// Records appended since the last compaction.
+    appended: usize,
+    /// The most ids kept ([`MAX_DONE`]; smaller in tests).
+    max_done: usize,
+    /// Skipped deliveries at or after the floor (a subset of `done`), written back as `k` lines.
+    skipped: HashSet<u64>,
+    /// The local clock, which the floor never passes by more than [`SKEW`] (fixed in tests).
+    clock: fn() -> DateTime<Utc>,
+    /// What opening found and fixed that the user should hear about, once.
+    warnings: Vec<String>,
+}
+
+impl Ledger {
+    /// Where the ledger of `hook` lives in `dir`: the file is named [`HookRef::key`].
+    pub fn path(dir: &Path, hook: &HookRef) -> PathBuf {
+        dir.join(hook.key())
+    }
+
+    /// Opens the ledger of `hook`, or `None` if there is none yet.
+    ///
+    /// A torn last line is cut off first; a floor or origin beyond the local clock plus [`SKEW`]
+    /// is clamped to it (see [`Ledger::take_warnings`]). An App hook's ledger from before App
+    /// hooks were keyed by App id (`app-hook`) becomes this App's, once.
+    pub fn open(dir: &Path, hook: &HookRef) -> Result<Option<Self>, Error> {
+        Self::open_at(dir, hook, Utc::now)
+    }
+
+    /// Creates (or replaces) the ledger of `hook`: forwarding starts at `origin`, and the
+    /// deliveries in `done` (at or after `origin`) count as handled. The caller keeps `origin`
+    /// at or before the clock (see [`trusted`]).
+    pub fn create(
+        dir: &Path,
+        hook: &HookRef,
+        origin: DateTime<Utc>,
+        done: impl IntoIterator<Item = (u64, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Error> {
+        let path = Self::path(dir, hook);
+        create_dir(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
+        let done: HashMap<u64, DateTime<Utc>> = done.into_iter().filter(|(_, t)| *t >= origin).collect();
+        let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
+        // A placeholder handle until the snapshot exists; `compact` replaces it.
+        let file = File::open(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
+        let mut ledger = Self {
+            path,
+            file,
+            origin,
+            floor: origin,
+            checked: now,
+            done,
+            by_time,
+            guids: HashMap::new(),
+            guids_by_time: BTreeSet::new(),
+            appended: 0,
+            max_done: MAX_DONE,
+            skipped: HashSet::new(),
+            clock: Utc::now,
+            warnings: Vec::new(),
+        };
+        ledger.compact()?;
+        Ok(ledger)
+    }
+
+    /// Whether the delivery `id`, delivered at `delivered_at`, has been handled.
+    pub fn is_recorded(&self, id: u64, delivered_at: DateTime<Utc>) -> bool {
+        delivered_at < self.floor || self.done.contains_key(&id)
+    }
+
+    /// How many attempts of `guid` were handled on each path (while the floor has not passed them).
+    pub fn attempts(&self, guid: &str) -> Attempts {
+        self.guids.get(guid).map(|entry| entry.attempts).unwrap_or_default()
+    }
+
+    /// Records a delivery as handled, durably, before returning.
+    ///
+    /// `keep_from` is the oldest delivery still waiting to be forwarded: the floor never
+    /// moves past it, so a crash cannot make it look handled.
+    pub fn record(
+        &mut self,
+        id: u64,
+        delivered_at: DateTime<Utc>,
+        keep_from: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
+        self.record_handled(&[(id, delivered_at, None)], keep_from)
+    }
+
+    /// Records deliveries handled through the API (forwarded, or claimed because the stream
+    /// brought them), with their guids, in one append and one fsync; see [`Ledger::record`].
+    pub fn record_handled(&mut self, handled: &[Handled<'_>], keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+        self.append_handled('d', handled, keep_from)
+    }
+
+    /// Records a delivery that can never be forwarded as skipped (a `k` line): it counts as
+    /// handled, so no restart tries it again, and as an API attempt of its guid like a `d`.
+    /// `keep_from` as for [`Ledger::record`].
+    pub fn skip(&mut self, skipped: Handled<'_>, keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+        let id = skipped.0;
+        self.append_handled('k', &[skipped], keep_from)?;
+        if self.done.contains_key(&id) {
+            self.skipped.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Whether the delivery `id` was recorded as skipped (while the ledger still holds its id).
+    pub fn is_skipped(&self, id: u64) -> bool {
+        self.skipped.contains(&id)
+    }
+
+    /// What opening found and fixed (a clamped floor, a migrated App ledger), once: one
+    /// sentence each, for the user.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Appends one `kind` line (`d` or `k`) per handled delivery and moves the floor.
+    fn append_handled(
+        &mut self,
+        kind: char,
+        handled: &[Handled<'_>],
+        keep_from: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
+        let Some(newest) = handled.iter().map(|(_, t, _)| *t).max() else { return Ok(()) };
+        let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
+        // Never past a waiting delivery, and trailing only what the clock allows: a delivery
+        // stamped in the future must not make those delivered until then look handled.
+        let limit = keep_from.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let newest = trusted(newest, (self.clock)());
+        let mut floor = newest.checked_sub_signed(window).unwrap_or(self.floor).min(limit);
+        let new = handled.iter().filter(|(id, _, _)| !self.done.contains_key(id)).count();
+        let len = self.done.len() + new;
+        if len > self.max_done {
+            // Too busy for the window: drop the oldest ids, but still never past a waiting delivery.
+            if let Some((t, _)) = self.by_time.iter().nth(len - self.max_done) {
+                floor = floor.max((*t).min(limit));
+            }
+        }
+        let mut text = String::new();
+        for (id, t, guid) in handled {
+            match guid.filter(|guid| valid_guid(guid)) {
+                Some(guid) => text.push_str(&format!("{kind} {id} {} {guid}\n", nanos(*t))),
+                None => text.push_str(&format!("{kind} {id} {}\n", nanos(*t))),
+            }
+        }
+        if floor > self.floor {
+            text.push_str(&format!("f {}\n", nanos(floor)));
+        }
+        self.write(&text)?;
+        for (id, t, guid) in handled {
+            if *t >= self.floor {
+                self.done.insert(*id, *t);
+                self.by_time.insert((*t, *id));
+            }
+            if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
+                self.count(guid, *t, Attempts { api: 1, pushed: 0 });
+            }
+        }
+        if floor > self.floor {
+            self.floor = floor;
+            self.prune();
+        }
+        self.appended += handled.len();
+        self.compact_if_due()
+    }
+
+    /// Records an attempt of `guid` handled through the stream (forwarded, or claimed because
+    /// the API brought it), durably, before returning. It does not move the floor: only GitHub's
+    /// `delivered_at` times do.
+    pub fn record_pushed(&mut self, guid: &str, received_at: DateTime<Utc>) -> Result<(), Error> {
+        if !valid_guid(guid) {
+            // Not a guid GitHub would send; nothing can be matched against it, so nothing to keep.
+            return Ok(());
+        }
+        self.write(&format!("p {guid} {}\n", nanos(received_at)))?;
+        self.count(guid, received_at, Attempts { api: 0, pushed: 1 });
+        // Only claims move the floor; should the safety poll fail for long while the stream goes on,
+        // the oldest guids go first. Their listed twins would then be forwarded again: a repeat, never a loss.
+        while self.guids.len() > self.max_done {
+            let Some((_, oldest)) = self.guids_by_time.pop_first() else { break };
+            self.guids.remove(&oldest);
+        }
+        self.appended += 1;
+        self.compact_if_due()
+    }
+
+    /// Compacts once the log holds twice as many records as a snapshot would.
+    fn compact_if_due(&mut self) -> Result<(), Error> {
+        if self.appended > (2 * (self.done.len() + self.guids.len())).max(1024) {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Adds `attempts` to `guid`'s counts, unless the floor has passed `at` already.
+    fn count(&mut self, guid: &str, at: DateTime<Utc>, attempts: Attempts) {
+        if at < self.floor {
+            return;
+        }
+        let before = self.guids.get(guid).map(|entry| entry.newest);
+        count(&mut self.guids, guid, at, attempts);
+        let after = self.guids[guid].newest;
+        if before != Some(after) {
+            if let Some(before) = before {
+                self.guids_by_time.remove(&(before, guid.to_string()));
+            }
+            self.guids_by_time.insert((after, guid.to_string()));
+        }
+    }
+
+    /// Moves the start back to `origin` (for `--since`): deliveries from `origin` on count
+    /// as unhandled unless in `known`, which must hold every delivery in `[old origin, floor)`
+    /// (those were forwarded, but below the floor the ledger no longer keeps their ids).
+    pub fn extend_back(
+        &mut self,
+        origin: DateTime<Utc>,
+        known: impl IntoIterator<Item = (u64, DateTime<Utc>)>,
+    ) -> Result<(), Error> {
+        if origin >= self.origin {
+            return Ok(());
+        }
+        for (id, t) in known {
+            if t >= origin && self.done.insert(id, t).is_none() {
+                self.by_time.insert((t, id));
+            }
+        }
+        self.origin = origin;
+        self.floor = origin;
+        self.compact()
+    }
+
+    /// Notes a successful poll at `now`; persisted at most once a minute.
+    pub fn checked(&mut self, now: DateTime<Utc>) -> Result<(), Error> {
+        if now - self.checked < CHECKED_EVERY {
+            return Ok(());
+        }
+        self.write(&format!("c {}\n", nanos(now)))?;
+        self.checked = now;
+        self.appended += 1;
+        Ok(())
+    }
+
+    /// Where forwarding started.
+    pub fn origin(&self) -> DateTime<Utc> {
+        self.origin
+    }
+
+    /// Every delivery before this time has been handled.
+    pub fn floor(&self) -> DateTime<Utc> {
+        self.floor
+    }
+
+    /// When the hook was last polled successfully (to within a minute).
+    pub fn last_checked(&self) -> DateTime<Utc> {
+        self.checked
+    }
+
+    /// How many delivery ids the ledger holds.
+    pub fn len(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Whether the ledger holds no delivery ids.
+    pub fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+
+    /// The log file.
+    pub fn file_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops ids, and guids whose newest record is, below the floor: the floor covers them.
+    fn prune(&mut self) {
+        let keep = self.by_time.split_off(&(self.floor, 0));
+        for (_, id) in std::mem::replace(&mut self.by_time, keep) {
+            self.done.remove(&id);
+            self.skipped.remove(&id);
+        }
+        let keep = self.guids_by_time.split_off(&(self.floor, String::new()));
+        for (_, guid) in std::mem::replace(&mut self.guids_by_time, keep) {
+            self.guids.remove(&guid);
+        }
+    }
+}
+
+/// Adds `attempts` to `guid`'s counts in `guids`, noting `at` if it is the newest.
+fn count(guids: &mut HashMap<String, Guid>, guid: &str, at: DateTime<Utc>, attempts: Attempts) {
+    let entry = guids.entry(guid.to_string()).or_insert(Guid { attempts: Attempts::default(), newest: at });
+    entry.attempts.api += attempts.api;
+    entry.attempts.pushed += attempts.pushed;
+    entry.newest = entry.newest.max(at);
+}
+
+/// Whether `guid` can be written as one field of a ledger line: GitHub's are UUIDs.
+fn valid_guid(guid: &str) -> bool {
+    !guid.is_empty() && guid.len() <= 64 && guid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or_else(|| if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn time(text: &str) -> Option<DateTime<Utc>> {
+    text.parse::<i64>().ok().map(DateTime::from_timestamp_nanos)
+}
+
+#[cfg(test)]
+mod tests;
