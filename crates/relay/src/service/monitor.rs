@@ -35,8 +35,6 @@ struct Inner {
     metrics: Metrics,
     /// What the events said so far.
     state: Mutex<State>,
-    /// How recent progress must be for `/readyz`.
-    fresh: Duration,
 }
 
 /// What the events said so far.
@@ -49,6 +47,9 @@ struct State {
     sources: BTreeMap<String, SourceHealth>,
     /// Which source a hook belongs to.
     hooks: HashMap<HookRef, String>,
+    /// How recent progress must be for `/readyz`: from the asked interval, then from the one in
+    /// force once the run says it ([`Event::Ready`]), which many sources can stretch.
+    fresh: Duration,
 }
 
 /// One source's health.
@@ -79,14 +80,19 @@ impl Monitor {
     pub fn new(interval: Duration) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let state = State { started: Instant::now(), polling: false, sources: BTreeMap::new(), hooks: HashMap::new() };
-        let fresh = interval.saturating_mul(FRESH_INTERVALS).max(FRESH_AT_LEAST);
-        Self { inner: Arc::new(Inner { registry, metrics, state: Mutex::new(state), fresh }) }
+        let state = State {
+            started: Instant::now(),
+            polling: false,
+            sources: BTreeMap::new(),
+            hooks: HashMap::new(),
+            fresh: fresh_for(interval),
+        };
+        Self { inner: Arc::new(Inner { registry, metrics, state: Mutex::new(state) }) }
     }
 
     /// How recent a source's progress must be for `/readyz`: max(3 × interval, 30 s).
     pub fn fresh(&self) -> Duration {
-        self.inner.fresh
+        self.state().fresh
     }
 
     /// Counts a GitHub call; give this to [`github::Client::observe`].
@@ -113,6 +119,7 @@ impl Monitor {
             }
             Event::Ready { interval, .. } => {
                 state.polling = true;
+                state.fresh = fresh_for(*interval);
                 metrics.poll_interval.set(interval.as_secs_f64());
             }
             Event::Polled { hook, at, backlog, rate } => {
@@ -167,6 +174,7 @@ impl Monitor {
     pub fn readiness(&self) -> Result<(), Vec<NotReady>> {
         let state = self.state();
         let now = Instant::now();
+        let fresh = state.fresh;
         let mut not_ready = Vec::new();
         if !state.polling {
             not_ready.push(NotReady { source: None, reason: "the sources are still being set up".into() });
@@ -182,10 +190,10 @@ impl Monitor {
                         health.last_error_suffix()
                     )),
                     None => None,
-                    Some(at) if now.duration_since(at) > self.inner.fresh => Some(format!(
+                    Some(at) if now.duration_since(at) > fresh => Some(format!(
                         "no successful poll or stream message for {}s (more than {}s){}",
                         now.duration_since(at).as_secs(),
-                        self.inner.fresh.as_secs(),
+                        fresh.as_secs(),
                         health.last_error_suffix()
                     )),
                     Some(_) => None,
@@ -237,6 +245,11 @@ impl Monitor {
     fn state(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// max(3 × `interval`, 30 s).
+fn fresh_for(interval: Duration) -> Duration {
+    interval.saturating_mul(FRESH_INTERVALS).max(FRESH_AT_LEAST)
 }
 
 impl State {
@@ -318,6 +331,25 @@ mod tests {
         assert!(not_ready[0].reason.contains("no successful poll or stream message for 31s"), "{not_ready:?}");
         polled(&monitor, 0);
         assert_eq!(monitor.readiness(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stretched_interval_stretches_what_counts_as_recent() {
+        let monitor = Monitor::new(Duration::from_secs(1));
+        monitor.observe(&Event::HookReady {
+            source: "octo/hello".into(),
+            hook: hook(),
+            origin: HookOrigin::Found,
+            hook_url: None,
+            target: Url::parse("http://localhost:3000/").unwrap(),
+            events: Vec::new(),
+        });
+        monitor.observe(&Event::Ready { sources: 1, interval: Duration::from_secs(20) });
+        assert_eq!(monitor.fresh(), Duration::from_secs(60));
+        polled(&monitor, 0);
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(monitor.readiness(), Ok(()), "two polls of 20 s may pass without one");
+        assert!(monitor.metrics_text().contains("hookfwd_poll_interval_seconds 20.0"));
     }
 
     #[tokio::test(start_paused = true)]
