@@ -34,9 +34,8 @@ async fn fake_with_repos(repos: usize) -> (FakeGitHub, Vec<String>, Vec<u64>) {
 /// `hookfwd dev` against the fake with the token and the local secret, `--json`, and `extra`.
 fn dev(fake: &FakeGitHub, repos: &[String], target: &str, state: &Path, extra: &[&str]) -> Running {
     let (api, hook_url) = (fake.api_url().to_string(), fake.blackhole_url());
-    let mut args: Vec<&OsStr> = ["dev", "--to", target, "--api-url", &api, "--hook-url", &hook_url, "--json"]
-        .map(OsStr::new)
-        .to_vec();
+    let mut args: Vec<&OsStr> =
+        ["dev", "--to", target, "--api-url", &api, "--hook-url", &hook_url, "--json"].map(OsStr::new).to_vec();
     for repo in repos {
         args.extend([OsStr::new("--repo"), OsStr::new(repo)]);
     }
@@ -137,7 +136,8 @@ async fn action_forwards_only_that_action_and_never_fetches_the_others() {
     let received = handler.wait_for(Duration::from_secs(30), "both opened", |got| got.len() >= 2).await;
     run.wait_lines("\"type\":\"forwarded\"", 2).await;
     drop(run);
-    let got: HashSet<String> = received.iter().filter_map(|r| r.header("x-github-delivery")).map(String::from).collect();
+    let got: HashSet<String> =
+        received.iter().filter_map(|r| r.header("x-github-delivery")).map(String::from).collect();
     assert_eq!(got, opened, "only the opened deliveries were forwarded");
     assert_eq!(handler.received().len(), 2);
     assert_eq!(fake.stats().get_delivery, 2, "only the opened deliveries were fetched");

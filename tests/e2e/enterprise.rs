@@ -324,11 +324,14 @@ async fn a_repository_rule_and_an_app_rule_in_one_process_with_app_credentials_o
     let repo_rule = json!({"from": [REPO], "to": handler.url(), "hook": {"config": {"url": hook_url}}}).to_string();
     let app_rule = json!({"app": true, "to": handler.url()}).to_string();
     let (app_id, api_url) = (APP_ID.to_string(), fake.api_url().to_string());
-    let mut args: Vec<&OsStr> = ["forward", "--rule", &repo_rule, "--rule", &app_rule, "--app-id", &app_id, "--app-key"]
-        .map(OsStr::new)
-        .to_vec();
+    let mut args: Vec<&OsStr> =
+        ["forward", "--rule", &repo_rule, "--rule", &app_rule, "--app-id", &app_id, "--app-key"]
+            .map(OsStr::new)
+            .to_vec();
     args.push(pem.as_os_str());
-    args.extend(["--api-url", &api_url, "--interval", "100ms", "--json", "--no-inspect", "--state-dir"].map(OsStr::new));
+    args.extend(
+        ["--api-url", &api_url, "--interval", "100ms", "--json", "--no-inspect", "--state-dir"].map(OsStr::new),
+    );
     args.push(state.path().as_os_str());
     let env = [("HOOKFWD_INSTALLATION_ID", OsStr::new(&installation)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
     let dev = Running::hookfwd(args, &env);

@@ -7,10 +7,10 @@
 mod action;
 /// The handler's answer in the feed, `send` and `--json`.
 mod answer;
-/// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
-mod commands;
 /// Many sources on one token: the interval GitHub's limits sustain, spread polls, `--action`.
 mod budget;
+/// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
+mod commands;
 /// The container image and the Kubernetes manifests.
 mod container;
 /// `hookfwd demo`: the whole path on loopback, in one process.

@@ -150,7 +150,10 @@ mod tests {
             secondary.spend("t1", LIST, 1, start).unwrap();
         }
         let later = start + Duration::from_secs(20);
-        assert_eq!(secondary.spend("t1", LIST, 1, later), Err(Refusal::PerMinute { retry_after: Duration::from_secs(40) }));
+        assert_eq!(
+            secondary.spend("t1", LIST, 1, later),
+            Err(Refusal::PerMinute { retry_after: Duration::from_secs(40) })
+        );
         // Another endpoint, another caller: their own minutes.
         secondary.spend("t1", "GET /orgs/{org}/hooks/{hook_id}/deliveries", 1, later).unwrap();
         secondary.spend("t2", LIST, 1, later).unwrap();

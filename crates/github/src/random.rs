@@ -14,7 +14,9 @@ use crate::{Error, Result};
 /// `N` random bytes from the operating system, for secrets and tokens.
 pub fn secret_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    rand::rngs::SysRng.try_fill_bytes(&mut bytes).map_err(|source| Error::NoRandomness { reason: source.to_string() })?;
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|source| Error::NoRandomness { reason: source.to_string() })?;
     Ok(bytes)
 }
 

@@ -611,7 +611,9 @@ mod tests {
         assert!(!rule.wants_from_app(&item("pull_request", Some("opened"), Some(7)), &[10]), "another repository");
 
         let json = Rule::from_json(r#"{"from":["o/r"],"to":"localhost:3000","actions":["opened"]}"#).unwrap();
-        assert!(json.wants(&item("issues", Some("opened"), None)) && !json.wants(&item("issues", Some("closed"), None)));
+        assert!(
+            json.wants(&item("issues", Some("opened"), None)) && !json.wants(&item("issues", Some("closed"), None))
+        );
         let every = Rule::from_json(r#"{"from":["o/r"],"to":"localhost:3000"}"#).unwrap();
         assert!(every.wants(&item("push", None, None)) && every.wants(&item("issues", Some("closed"), Some(3))));
     }

@@ -159,11 +159,13 @@ pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Res
     let endpoint = github::endpoint(call.method.as_str(), &path);
     let refused = match in_flight {
         Err(_) => Some(Duration::from_secs(1)),
-        Ok(_) => match inner.secondary.spend(&budget_key, &endpoint, github::points(call.method.as_str()), Instant::now()) {
-            Err(Refusal::PerMinute { retry_after }) => Some(retry_after),
-            Err(Refusal::Concurrent) => Some(Duration::from_secs(1)),
-            Ok(()) => None,
-        },
+        Ok(_) => {
+            match inner.secondary.spend(&budget_key, &endpoint, github::points(call.method.as_str()), Instant::now()) {
+                Err(Refusal::PerMinute { retry_after }) => Some(retry_after),
+                Err(Refusal::Concurrent) => Some(Duration::from_secs(1)),
+                Ok(()) => None,
+            }
+        }
     };
     if let Some(retry_after) = verdict.secondary.or(refused) {
         inner.lock().stats.secondary_limited += 1;

@@ -58,8 +58,10 @@ pub(crate) fn plan(asked: Duration, hooks: &[HookRef], pace: Pace, rate: RateLim
     let primary = poll_interval(interval, rate, sources, now);
     if primary > interval {
         let left = rate.remaining.map_or(0, u64::from);
-        let limit = rate.limit.map_or_else(String::new, |limit| format!(" of GitHub's {} an hour", thousands(limit.into())));
-        let reset = rate.reset_at.map_or_else(String::new, |at| format!(" before it resets at {}", at.format("%H:%M:%S UTC")));
+        let limit =
+            rate.limit.map_or_else(String::new, |limit| format!(" of GitHub's {} an hour", thousands(limit.into())));
+        let reset =
+            rate.reset_at.map_or_else(String::new, |at| format!(" before it resets at {}", at.format("%H:%M:%S UTC")));
         warning = Some(format!(
             "{sources} sources at {} could spend the {} calls left{limit}{reset} when their polls find deliveries; \
              polling every {} until then",
@@ -165,7 +167,9 @@ mod tests {
         assert_eq!(plan.in_force, Duration::from_secs(108));
         let warning = plan.warning.unwrap();
         assert!(
-            warning.starts_with("3 sources at 1s could spend the 350 calls left of GitHub's 5,000 an hour before it resets at"),
+            warning.starts_with(
+                "3 sources at 1s could spend the 350 calls left of GitHub's 5,000 an hour before it resets at"
+            ),
             "{warning}"
         );
         assert!(warning.ends_with("polling every 1m 48s until then"), "{warning}");
