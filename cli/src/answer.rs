@@ -1,7 +1,6 @@
 //! How the handler's answer is shown: the first lines of a non-2xx body, the whole body with `-v`, JSON fields.
 
 use relay::Answer;
-use serde_json::{Map, Value, json};
 
 use crate::term::visible;
 
@@ -74,20 +73,6 @@ impl<'a> AnswerJson<'a> {
             body_length: answer.body_length,
             body_truncated: answer.truncated(),
         }
-    }
-}
-
-/// Adds the answer's `headers`, `body` (as kept, text) and `body_length` to a JSON line built by hand.
-pub fn add_json(object: &mut Value, answer: &Answer) {
-    let mut headers = Map::new();
-    for (name, value) in &answer.headers {
-        headers.insert(name.clone(), Value::String(value.clone()));
-    }
-    if let Some(map) = object.as_object_mut() {
-        map.insert("headers".into(), Value::Object(headers));
-        map.insert("body".into(), json!(answer.text()));
-        map.insert("body_length".into(), json!(answer.body_length));
-        map.insert("body_truncated".into(), json!(answer.truncated()));
     }
 }
 

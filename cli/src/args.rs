@@ -29,7 +29,7 @@ pub struct OutputArgs {
     /// Print one JSON object per line on stdout instead of the human feed.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print errors only.
+    /// Print only what needs attention: warnings, errors, answers other than 2xx, and each retry.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Show logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
@@ -173,7 +173,7 @@ pub struct RelayArgs {
     /// Where the ledgers of forwarded deliveries live.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Delete the hook on exit, if this run created it.
+    /// Delete the hook on exit, if this run created it (one line says which were deleted).
     #[arg(long)]
     pub cleanup: bool,
     /// Save each forwarded delivery as a fixture file in DIR (see docs/fixtures.md).
@@ -278,7 +278,8 @@ pub struct ReplayArgs {
     /// Only this action.
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
-    /// Only this delivery guid (its latest attempt, unless --all-attempts).
+    /// Only this delivery guid, whole or as the feed shortens it (8 or more characters); its latest attempt,
+    /// unless --all-attempts.
     #[arg(long, value_name = "GUID")]
     pub guid: Option<String>,
     /// With --guid, replay every attempt GitHub made (redeliveries included), not only the latest.

@@ -87,7 +87,9 @@ fn code(error: &anyhow::Error) -> u8 {
 
 fn hint(error: &anyhow::Error) -> Option<&'static str> {
     error.chain().find_map(|cause| match github_error(cause)? {
-        github::Error::Unreachable { .. } => Some("check --api-url (or GITHUB_API_URL) and your network"),
+        github::Error::Unreachable { .. } | github::Error::Silent { .. } => {
+            Some("check --api-url (or GITHUB_API_URL) and your network")
+        }
         github::Error::NotFound { .. } => Some("check the spelling, and that the token can see it"),
         github::Error::Forbidden { .. } => Some("create a token with the named permission, then set GITHUB_TOKEN"),
         github::Error::Unauthorized => Some("run `hookfwd doctor` to see which token is used"),

@@ -12,8 +12,8 @@ use github::HookRef;
 use relay::{Event, HookOrigin, Via};
 
 use crate::args::OutputArgs;
-use crate::json::Line;
-use crate::term::{Status, eprint, print, visible};
+use crate::json::{Line, ReadySource};
+use crate::term::{Status, print, short_guid, visible};
 
 /// Facts about the run that only the CLI knows, shown on the Ready line.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +41,8 @@ pub struct Feed {
     status: Status,
     context: Context,
     hooks: Vec<String>,
+    /// Each source as the `ready` JSON line lists it.
+    ready: Vec<ReadySource>,
     /// Each hook's source (`owner/repo`, the org, `app`), named on its feed lines.
     sources: HashMap<HookRef, String>,
     /// Sources that could not be set up, held until the Ready line.
@@ -76,6 +78,7 @@ impl Feed {
             status,
             context,
             hooks: Vec::new(),
+            ready: Vec::new(),
             sources: HashMap::new(),
             failed: Vec::new(),
             unreachable: None,
@@ -106,7 +109,7 @@ impl Feed {
     /// Shows one event.
     pub fn show(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
-            Event::HookReady { source, hook, origin, hook_url, target, events } => {
+            Event::HookReady { source, hook, origin, hook_url, target, events, streaming } => {
                 let origin = match origin {
                     HookOrigin::Found => "found",
                     HookOrigin::Created => "created",
@@ -116,6 +119,14 @@ impl Feed {
                 let id = hook.id().map(|id| format!("hook {id}, ")).unwrap_or_default();
                 self.hooks.push(format!("{} ({id}{origin}){via} → {target}", visible(source)));
                 self.sources.insert(hook.clone(), source.clone());
+                self.ready.push(ReadySource {
+                    source: source.clone(),
+                    hook: hook.to_string(),
+                    hook_id: hook.id(),
+                    hook_url: hook_url.clone(),
+                    target: target.to_string(),
+                    via: if *streaming { "stream" } else { "poll" },
+                });
                 if self.json {
                     let hook_url = hook_url.as_deref();
                     let (hook_id, target) = (hook.id(), target.as_str());
@@ -135,13 +146,13 @@ impl Feed {
             }
             Event::Ready { sources, .. } => {
                 for line in std::mem::take(&mut self.failed) {
-                    eprint(&line)?;
+                    print(&line)?;
                 }
                 self.status.set(format!("{sources} source(s) · {}", self.mode()));
                 if self.json {
                     let mode = if self.context.streaming { "stream" } else { "poll" };
                     let line = Line::Ready {
-                        sources: &self.hooks,
+                        sources: &self.ready,
                         interval_ms: self.context.interval.as_millis() as u64,
                         mode,
                         safety_interval_ms: self.context.safety_interval.as_millis() as u64,
@@ -178,7 +189,7 @@ impl Feed {
                     now(),
                     style("-->").cyan(),
                     style(visible(&item.kind())).bold(),
-                    visible(&item.guid),
+                    short_guid(&item.guid),
                     ago(item.delivered_at),
                     via.as_str(),
                     visible(&self.source(hook)),
@@ -201,7 +212,7 @@ impl Feed {
                     style("<--").cyan(),
                     status_style(*status),
                     latency.as_millis(),
-                    visible(&item.guid),
+                    short_guid(&item.guid),
                     visible(&source),
                 );
                 for line in crate::answer::excerpt(*status, answer, self.verbose) {
@@ -221,10 +232,11 @@ impl Feed {
                         delivered_at: item.delivered_at,
                         target: target.as_str(),
                         status: *status,
+                        ok: (200..300).contains(status),
                         latency_ms: latency.as_millis() as u64,
                         answer: crate::answer::AnswerJson::of(answer),
                     },
-                    *status >= 400,
+                    !(200..300).contains(status),
                 )
             }
             Event::Retrying { hook, item, reason, wait, attempt } => {
@@ -243,7 +255,7 @@ impl Feed {
                         now(),
                         style("!!!").yellow(),
                         visible(&item.kind()),
-                        visible(&item.guid),
+                        short_guid(&item.guid),
                         visible(&self.source(hook)),
                     ),
                     Line::Retry {
@@ -254,7 +266,7 @@ impl Feed {
                         attempt: *attempt,
                         wait_ms: wait.as_millis() as u64,
                     },
-                    false,
+                    true,
                 )
             }
             Event::Polled { hook, at, backlog, rate } => {
@@ -285,7 +297,7 @@ impl Feed {
                 }
                 if back && !self.quiet {
                     let gap = if *resumed { "resumed without a gap" } else { "catching up from the API" };
-                    return eprint(&format!("{} the stream for {hook} is back ({gap})", style("stream:").cyan()));
+                    return print(&format!("{} the stream for {hook} is back ({gap})", style("stream:").cyan()));
                 }
                 Ok(())
             }
@@ -300,7 +312,7 @@ impl Feed {
                 if self.quiet {
                     return Ok(());
                 }
-                eprint(&format!(
+                print(&format!(
                     "{} the stream for {hook} dropped ({reason}); polling every {} until it is back",
                     style("stream:").yellow(),
                     humantime::format_duration(self.context.interval)
@@ -313,7 +325,7 @@ impl Feed {
                 if *rejected == 0 {
                     return Ok(());
                 }
-                eprint(&format!(
+                print(&format!(
                     "{} {rejected} pushed deliveries of {source} were rejected: their signatures did not verify",
                     style("warning:").yellow()
                 ))
@@ -336,7 +348,7 @@ impl Feed {
                 } else if repeated || self.quiet {
                     Ok(())
                 } else {
-                    eprint(&format!("{} {message}", style("waiting:").yellow()))
+                    print(&format!("{} {message}", style("waiting:").yellow()))
                 }
             }
             Event::Warning { message } => self.line_or_json(
@@ -344,6 +356,25 @@ impl Feed {
                 Line::Warning { message },
                 true,
             ),
+            Event::CleanedUp { deleted } => {
+                if self.json {
+                    for hook in deleted {
+                        let owner = match hook {
+                            HookRef::Repo { owner, repo, .. } => format!("{owner}/{repo}"),
+                            HookRef::Org { org, .. } => org.clone(),
+                            HookRef::App { .. } => "app".to_string(),
+                        };
+                        print(&Line::Deleted { owner, id: hook.id().unwrap_or_default() }.to_json())?;
+                    }
+                    return Ok(());
+                }
+                if self.quiet {
+                    return Ok(());
+                }
+                let hooks: Vec<String> = deleted.iter().map(ToString::to_string).collect();
+                let what = if hooks.len() == 1 { "the hook" } else { "the hooks" };
+                print(&format!("Deleted {what} this run created (--cleanup): {}.", hooks.join(", ")))
+            }
             Event::Error { hook, message } => {
                 self.trouble = Some(message.clone());
                 self.show_status();
@@ -368,7 +399,7 @@ impl Feed {
     /// The one line shown when the run is stopped (Ctrl-C, SIGTERM): what was forwarded, and what is
     /// left for the next run, which catches it up from GitHub. The status line is cleared first.
     pub fn stopped(&mut self) -> std::io::Result<()> {
-        self.status.set("");
+        self.status.clear();
         let waiting: usize = self.waiting.values().sum();
         let forwarded = self.forwarded;
         let plural = |n: u64| if n == 1 { "delivery" } else { "deliveries" };
@@ -406,14 +437,14 @@ impl Feed {
         }
     }
 
-    fn line_or_json(&self, text: &str, line: Line<'_>, important: bool) -> std::io::Result<()> {
+    /// Prints the text or the JSON line. Every feed line goes to stdout, warnings and errors too, so that
+    /// `hookfwd dev > feed.log` keeps the whole feed in order; stderr has only logs and the status line.
+    /// `-q` keeps what needs attention: warnings, errors, answers other than 2xx and retries.
+    fn line_or_json(&self, text: &str, line: Line<'_>, attention: bool) -> std::io::Result<()> {
         if self.json {
             print(&line.to_json())
-        } else if self.quiet && !important {
+        } else if self.quiet && !attention {
             Ok(())
-        } else if important {
-            // Errors and warnings go to stderr so that stdout stays the feed.
-            eprint(text)
         } else {
             print(text)
         }

@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use github::DeliveryItem;
 use relay::Outgoing;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::args::OutputArgs;
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
+use crate::json::Line;
 use crate::term::{print, visible};
 
 /// The format's version, written in every fixture.
@@ -214,11 +214,13 @@ pub fn save_one(
         fail(FAILURE, format!("could not write the fixture of {} [{}]: {}", item.kind(), item.guid, reason(&error)))
     })?;
     if output.json {
-        print(
-            &json!({"type": "saved", "guid": item.guid, "event": item.event, "action": item.action,
-            "path": path.display().to_string()})
-            .to_string(),
-        )?;
+        let line = Line::Saved {
+            guid: &item.guid,
+            event: &item.event,
+            action: item.action.as_deref(),
+            path: path.display().to_string(),
+        };
+        print(&line.to_json())?;
     } else if !output.quiet {
         print(&format!("saved {} [{}] to {}", visible(&item.kind()), visible(&item.guid), path.display()))?;
     }
@@ -251,11 +253,19 @@ pub async fn send(
             None => fixture.event.clone(),
         };
         if output.json {
-            let mut object = json!({"type": "sent", "event": fixture.event, "action": fixture.action,
-                "guid": fixture.guid, "fixture": file.display().to_string(), "status": response.status,
-                "latency_ms": response.latency.as_millis() as u64, "target": target});
-            crate::answer::add_json(&mut object, &response.answer);
-            print(&object.to_string())?;
+            let file = file.display().to_string();
+            let line = Line::Sent {
+                event: &fixture.event,
+                action: fixture.action.as_deref(),
+                guid: &fixture.guid,
+                fixture: Some(&file),
+                status: response.status,
+                ok,
+                latency_ms: response.latency.as_millis() as u64,
+                target,
+                answer: crate::answer::AnswerJson::of(&response.answer),
+            };
+            print(&line.to_json())?;
         } else if !output.quiet || !ok {
             print(&format!(
                 "{}  --> {} [{}] from {} <-- [{}] POST {target} [{} ms]",

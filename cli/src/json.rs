@@ -27,7 +27,8 @@ pub enum Line<'a> {
     SourceFailed { source: &'a str, message: &'a str },
     /// Every source is set up, and forwarding has begun.
     Ready {
-        sources: &'a [String],
+        /// One object per source, in the order they were set up.
+        sources: &'a [ReadySource],
         interval_ms: u64,
         /// `stream` or `poll`.
         mode: &'a str,
@@ -54,6 +55,8 @@ pub enum Line<'a> {
         delivered_at: DateTime<Utc>,
         target: &'a str,
         status: u16,
+        /// Whether the handler accepted it (a 2xx `status`), for a script to test.
+        ok: bool,
         latency_ms: u64,
         /// The handler's answer: `headers`, `body` (its first 64 KiB), `body_length`, `body_truncated`.
         #[serde(flatten)]
@@ -94,7 +97,12 @@ pub enum Line<'a> {
         event: &'a str,
         action: Option<&'a str>,
         guid: &'a str,
+        /// The fixture file it came from (`send --fixture`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fixture: Option<&'a str>,
         status: u16,
+        /// Whether the handler accepted it (a 2xx `status`), for a script to test.
+        ok: bool,
         latency_ms: u64,
         target: &'a str,
         /// The handler's answer.
@@ -103,8 +111,31 @@ pub enum Line<'a> {
     },
     /// `trigger ping`: GitHub is sending a ping.
     Ping { hook: String, hook_id: Option<u64> },
-    /// `trigger redeliver`: GitHub is redelivering a delivery.
-    Redeliver { hook: String, hook_id: Option<u64>, guid: &'a str, id: u64, event: &'a str, action: Option<&'a str> },
+    /// `replay --save`: one delivery was saved as a fixture file.
+    Saved { guid: &'a str, event: &'a str, action: Option<&'a str>, path: String },
+    /// `trigger redeliver`, `redeliver --failed`: GitHub is (or would be) redelivering a delivery.
+    Redeliver {
+        hook: String,
+        hook_id: Option<u64>,
+        guid: &'a str,
+        id: u64,
+        event: &'a str,
+        action: Option<&'a str>,
+        /// `redeliver --failed` only: the latest attempt's status code and status.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status_code: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delivered_at: Option<DateTime<Utc>>,
+        /// `redeliver --failed` only: `--dry-run` was given, and whether GitHub was asked.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dry_run: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        asked: Option<bool>,
+    },
+    /// `demo`: the demo's handler received a delivery, and whether its signature verified.
+    Handler { event: &'a str, action: Option<&'a str>, guid: &'a str, verified: bool },
     /// `hooks list`: one hook.
     #[serde(rename = "hook")]
     ListedHook {
@@ -120,7 +151,7 @@ pub enum Line<'a> {
         /// Whether hookfwd created it (the record in the state directory).
         created_by_hookfwd: bool,
     },
-    /// `hooks delete`: the hook is gone.
+    /// `hooks rm`, or `--cleanup` on stopping: the hook is gone.
     Deleted { owner: String, id: u64 },
     /// `doctor`: one check's outcome.
     Check {
@@ -131,6 +162,23 @@ pub enum Line<'a> {
         message: &'a str,
         hint: Option<&'a str>,
     },
+}
+
+/// One source of the `ready` line: where its deliveries come from and go.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadySource {
+    /// `owner/repo`, the org, or `app`.
+    pub source: String,
+    /// The hook, as the feed names it: `octo/hello hook 42`.
+    pub hook: String,
+    /// The hook's id (none for a GitHub App's hook).
+    pub hook_id: Option<u64>,
+    /// The hook's URL (the blackhole).
+    pub hook_url: Option<String>,
+    /// Where its deliveries go.
+    pub target: String,
+    /// `stream` (pushed by the blackhole, polled as a safety net) or `poll`.
+    pub via: &'static str,
 }
 
 impl Line<'_> {

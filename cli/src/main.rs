@@ -22,8 +22,10 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return exit::report(&anyhow::Error::new(error).context("could not start the async runtime")),
     };
-    match runtime.block_on(cmd::run(cli, status)) {
+    let code = match runtime.block_on(cmd::run(cli, status)) {
         Ok(code) => code,
         Err(error) => exit::report(&error),
-    }
+    };
+    term::restore();
+    code
 }

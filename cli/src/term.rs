@@ -26,31 +26,81 @@ impl Status {
         }
     }
 
-    /// Replaces the status text.
+    /// Replaces the status text, fitted to the terminal's width.
     pub fn set(&self, message: impl Into<String>) {
         if let Some(span) = &self.0 {
             span.pb_set_style(&spinner_style());
-            span.pb_set_message(&message.into());
+            // The spinner and its space.
+            span.pb_set_message(&fit(&message.into(), columns().saturating_sub(2)));
         }
     }
 
-    /// Shows a progress bar of `done` out of `total`.
+    /// Shows a progress bar of `done` out of `total`, its text fitted to the terminal's width.
     pub fn progress(&self, message: impl Into<String>, done: u64, total: u64) {
         if let Some(span) = &self.0 {
             span.pb_set_style(&bar_style());
             span.pb_set_length(total);
             span.pb_set_position(done);
-            span.pb_set_message(&message.into());
+            // The spinner, the bar and `done/total`, each followed by a space.
+            let used = 2 + BAR_WIDTH + 3 + format!("{done}/{total} ").len();
+            span.pb_set_message(&fit(&message.into(), columns().saturating_sub(used)));
         }
     }
 }
 
+/// The progress bar's width in columns, in [`bar_style`]'s template.
+const BAR_WIDTH: usize = 30;
+
+/// The columns the status line may use: the terminal's width less three. A line that reached the last
+/// column would wrap when the terminal echoes `^C` after it, and clearing the status line would then clear
+/// the echo's row and leave the status behind.
+fn columns() -> usize {
+    let (_, columns) = console::Term::stderr().size();
+    usize::from(columns).saturating_sub(3)
+}
+
+/// `message` in at most `width` columns without cutting a word: whole trailing ` · ` parts are dropped
+/// and `…` ends what is left; a first part too long alone keeps its whole leading words.
+pub fn fit(message: &str, width: usize) -> String {
+    let measure = console::measure_text_width;
+    if measure(message) <= width {
+        return message.to_string();
+    }
+    let parts: Vec<&str> = message.split(" · ").collect();
+    for kept in (1..parts.len()).rev() {
+        let shortened = format!("{} …", parts[..kept].join(" · "));
+        if measure(&shortened) <= width {
+            return shortened;
+        }
+    }
+    let mut words = String::new();
+    for word in parts[0].split(' ') {
+        let longer = if words.is_empty() { word.to_string() } else { format!("{words} {word}") };
+        if measure(&longer) + 2 > width {
+            break;
+        }
+        words = longer;
+    }
+    if words.is_empty() { "…".to_string() } else { format!("{words} …") }
+}
+
+/// A delivery's guid as the human feed shows it: its first 8 characters and `…` (`--json` keeps it whole).
+pub fn short_guid(guid: &str) -> String {
+    let shown = visible(guid);
+    match shown.char_indices().nth(8) {
+        Some((end, _)) => format!("{}…", &shown[..end]),
+        None => shown.into_owned(),
+    }
+}
+
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
+    // `msg`, not `wide_msg`: the text is fitted already (`fit`), and padding it to the edge would make it wrap.
+    ProgressStyle::with_template("{spinner:.cyan} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}")
+    // 30 is BAR_WIDTH.
+    ProgressStyle::with_template("{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
@@ -81,10 +131,59 @@ pub fn init_logging(output: &OutputArgs) -> Status {
     if !show_status {
         return Status(None);
     }
+    #[cfg(unix)]
+    echo::quiet_control_characters();
     let span = tracing::info_span!("status");
     span.pb_set_style(&spinner_style());
     span.pb_start();
     Status(Some(span))
+}
+
+/// Puts the terminal's settings back as they were before the status line, if they were changed.
+pub fn restore() {
+    #[cfg(unix)]
+    echo::restore();
+}
+
+/// The terminal's echo of control characters.
+///
+/// indicatif pads the status line to the terminal's right edge, leaving the cursor there, so the `^C` a
+/// terminal echoes on Ctrl-C wraps onto a row of its own; clearing the status line then clears that row
+/// and leaves the status behind, above the stop line. So while the status line is drawn the terminal
+/// does not echo control characters (Ctrl-C still stops hookfwd), and [`restore`] undoes it on exit.
+#[cfg(unix)]
+mod echo {
+    use std::os::fd::AsRawFd;
+    use std::sync::Mutex;
+
+    /// The settings before hookfwd changed them.
+    static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+    pub(super) fn quiet_control_characters() {
+        let fd = std::io::stderr().as_raw_fd();
+        // SAFETY: a zeroed termios is a valid value of a plain C struct, and tcgetattr only writes into it.
+        let mut settings: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is stderr, open for the life of the process; `settings` outlives the call.
+        if unsafe { libc::tcgetattr(fd, &mut settings) } != 0 || settings.c_lflag & libc::ECHOCTL == 0 {
+            return;
+        }
+        let saved = settings;
+        settings.c_lflag &= !libc::ECHOCTL;
+        // SAFETY: as above; tcsetattr only reads `settings`.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &settings) } == 0
+            && let Ok(mut slot) = SAVED.lock()
+        {
+            *slot = Some(saved);
+        }
+    }
+
+    pub(super) fn restore() {
+        let saved = SAVED.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(saved) = saved {
+            // SAFETY: stderr is open for the life of the process; `saved` outlives the call.
+            unsafe { libc::tcsetattr(std::io::stderr().as_raw_fd(), libc::TCSANOW, &saved) };
+        }
+    }
 }
 
 /// Writes one line to stdout without garbling the status line; a closed stdout is an error, not a panic.
@@ -92,14 +191,6 @@ pub fn print(line: &str) -> std::io::Result<()> {
     match tracing_indicatif::writer::get_indicatif_stdout_writer() {
         Some(mut out) => writeln!(out, "{line}"),
         None => writeln!(std::io::stdout().lock(), "{line}"),
-    }
-}
-
-/// Writes one line to stderr without garbling the status line.
-pub fn eprint(line: &str) -> std::io::Result<()> {
-    match tracing_indicatif::writer::get_indicatif_stderr_writer() {
-        Some(mut err) => writeln!(err, "{line}"),
-        None => writeln!(std::io::stderr().lock(), "{line}"),
     }
 }
 
@@ -132,5 +223,32 @@ mod tests {
         let shown = visible("a\u{1b}]0;title\u{7}b\r\n[fake line\u{9b}c\u{7f}");
         assert_eq!(shown, "a\\u{1b}]0;title\\u{7}b\\u{d}\\u{a}[fake line\\u{9b}c\\u{7f}");
         assert!(!shown.chars().any(char::is_control), "{shown}");
+    }
+
+    #[test]
+    fn a_status_that_is_too_wide_drops_whole_trailing_parts() {
+        let status = "handler unreachable (connection refused), retrying in 1s · 1 waiting · last poll 21:14:03";
+        assert_eq!(fit(status, 200), status);
+        assert_eq!(fit(status, 80), "handler unreachable (connection refused), retrying in 1s · 1 waiting …");
+        assert_eq!(fit(status, 60), "handler unreachable (connection refused), retrying in 1s …");
+        // A first part too long alone keeps its whole leading words.
+        assert_eq!(fit(status, 30), "handler unreachable …");
+        assert_eq!(fit(status, 3), "…");
+        for width in 1..100 {
+            let fitted = fit(status, width);
+            assert!(console::measure_text_width(&fitted) <= width.max(1), "{width}: {fitted}");
+            let kept = fitted.trim_end_matches('…').trim_end();
+            assert!(status.starts_with(kept), "{width}: {fitted}");
+            let next = status[kept.len()..].chars().next();
+            assert!(kept.is_empty() || matches!(next, None | Some(' ')), "a word was cut at {width}: {fitted}");
+        }
+    }
+
+    #[test]
+    fn a_guid_is_shortened_to_eight_characters() {
+        assert_eq!(short_guid("5c1e0a80-6f2b-11ef-8f0e-1c2b3a4d5e6f"), "5c1e0a80…");
+        assert_eq!(short_guid("short"), "short");
+        assert_eq!(short_guid("12345678"), "12345678");
+        assert_eq!(short_guid("ünïcödé-guid"), "ünïcödé-…");
     }
 }

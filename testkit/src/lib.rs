@@ -43,17 +43,22 @@ impl<T> Holds for Option<T> {
 }
 
 /// Polls `check` every 25 ms until it holds and returns its value, or fails naming `what` after [`PATIENCE`].
+/// `check` is an async closure, so it may ask a server (`async || list(&url).await.first().cloned()`).
 ///
 /// Tests wait for an outcome this way, never with a fixed sleep before an assertion.
-pub async fn eventually<H: Holds>(what: impl Display, check: impl FnMut() -> H) -> H::Value {
+pub async fn eventually<H: Holds>(what: impl Display, check: impl AsyncFnMut() -> H) -> H::Value {
     poll(PATIENCE, check, || format!("timed out waiting for {what}")).await
 }
 
 /// [`eventually`] with its own time limit and failure message, for the kit's `wait_for` methods.
-async fn poll<H: Holds>(timeout: Duration, mut check: impl FnMut() -> H, failure: impl Fn() -> String) -> H::Value {
+async fn poll<H: Holds>(
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> H,
+    failure: impl Fn() -> String,
+) -> H::Value {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(value) = check().holds() {
+        if let Some(value) = check().await.holds() {
             return value;
         }
         assert!(Instant::now() < deadline, "{}", failure());

@@ -99,7 +99,7 @@ impl OctokitReceiver {
 
     /// Waits until `done` holds for the lines so far, or panics after `timeout` naming `what`.
     pub async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let check = || Some(self.lines()).filter(|lines| done(lines));
+        let check = async || Some(self.lines()).filter(|lines| done(lines));
         crate::poll(timeout, check, || format!("timed out waiting for {what}; the receiver printed {:?}", self.lines()))
             .await
     }

@@ -107,7 +107,7 @@ impl Running {
 
     /// Waits for at least `count` stdout lines containing `needle` and returns them all.
     pub async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
-        let check = || {
+        let check = async || {
             let lines: Vec<String> = self.lines().into_iter().filter(|line| line.contains(needle)).collect();
             (lines.len() >= count).then_some(lines)
         };

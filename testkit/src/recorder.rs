@@ -138,7 +138,7 @@ impl Recorder {
 
     /// Waits until `done` holds for what was recorded, or panics after `timeout`.
     pub async fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let check = || Some(self.received()).filter(|received| done(received));
+        let check = async || Some(self.received()).filter(|received| done(received));
         crate::poll(timeout, check, || format!("timed out waiting for {what}; got {} requests", self.count())).await
     }
 }

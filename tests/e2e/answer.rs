@@ -1,7 +1,6 @@
 //! The handler's answer, shown everywhere: a failing handler's body in the feed, `send`, `wait` and `--json`.
 
 use std::ffi::OsStr;
-use std::time::Duration;
 
 use e2e::{Recorder, Running};
 use fake_github::FakeGitHub;
@@ -75,18 +74,19 @@ async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whol
     let run = dev(&fake, &handler.url(), state.path(), &[]);
     run.wait_line("Ready!").await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 1})).await;
-    wait_stderr(&run, "trace line 4").await;
-    let stderr = run.stderr();
-    assert!(stderr.contains("[400]") && stderr.contains(EXPLODED), "{stderr}");
-    assert!(!stderr.contains("trace line 5"), "only the first lines without -v: {stderr}");
-    assert!(stderr.contains("more line(s)"), "{stderr}");
+    // The answer and its body are feed lines: on stdout with the rest of the feed.
+    run.wait_line("trace line 4").await;
+    let stdout = run.lines().join("\n");
+    assert!(stdout.contains("[400]") && stdout.contains(EXPLODED), "{stdout}");
+    assert!(!stdout.contains("trace line 5"), "only the first lines without -v: {stdout}");
+    assert!(stdout.contains("more line(s)"), "{stdout}");
     drop(run);
 
     let state = tempfile::tempdir().unwrap();
     let run = dev(&fake, &handler.url(), state.path(), &["-v"]);
     run.wait_line("Ready!").await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 2})).await;
-    wait_stderr(&run, "trace line 12").await;
+    run.wait_line("trace line 12").await;
 }
 
 #[tokio::test]
@@ -103,12 +103,4 @@ async fn json_forwarded_lines_carry_status_headers_body_and_length() {
     assert_eq!(line["body"], EXPLODED);
     assert_eq!(line["body_length"], EXPLODED.len());
     assert!(line["headers"].as_object().is_some_and(|headers| headers.contains_key("content-length")), "{line}");
-}
-
-async fn wait_stderr(run: &Running, needle: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !run.stderr().contains(needle) {
-        assert!(std::time::Instant::now() < deadline, "no `{needle}` on stderr: {}", run.stderr());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }

@@ -163,7 +163,7 @@ async fn trigger_ping_makes_github_send_a_ping() {
     let run = hookfwd_run(&fake, state.path(), &["trigger", "ping", "--repo", REPO, "--hook-url", &hook_url]).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert!(run.stdout.contains("ping"), "{}", run.stdout);
-    eventually("a ping delivery", || fake.deliveries(hook).into_iter().find(|d| d.event == "ping")).await;
+    eventually("a ping delivery", async || fake.deliveries(hook).into_iter().find(|d| d.event == "ping")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,7 +178,7 @@ async fn trigger_redeliver_makes_a_redelivery_with_the_same_guid() {
     let args = ["trigger", "redeliver", &original.guid, "--repo", REPO, "--hook-url", &hook_url];
     let run = hookfwd_run(&fake, state.path(), &args).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    let again = eventually("a redelivery", || {
+    let again = eventually("a redelivery", async || {
         fake.deliveries(hook).into_iter().find(|d| d.guid == original.guid && d.id != original.id)
     })
     .await;
@@ -332,7 +332,7 @@ async fn doctor_exits_3_for_a_rejected_token() {
     let bad = "ghp_revokedTokenThatGitHubRejects0000001";
     let run = Run::start(&fake, bad, state.path(), &["doctor", "--repo", REPO]).finish().await;
     assert_eq!(run.code, Some(3), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("✗ token: GitHub rejected it"), "{}", run.stdout);
+    assert!(run.stdout.contains("✗ token accepted: GitHub rejected it"), "{}", run.stdout);
     assert!(!run.stdout.contains(bad) && !run.stderr.contains(bad), "the bad token was printed");
 }
 
@@ -423,7 +423,7 @@ async fn replay_by_guid_sends_the_latest_attempt_and_an_unknown_guid_is_not_foun
     let hook_url = fake.blackhole_url();
     let args = ["trigger", "redeliver", &original.guid, "--repo", REPO, "--hook-url", &hook_url];
     assert_eq!(hookfwd_run(&fake, state.path(), &args).await.code, Some(0));
-    eventually("a redelivery", || fake.deliveries(hook).into_iter().find(|d| d.redelivery)).await;
+    eventually("a redelivery", async || fake.deliveries(hook).into_iter().find(|d| d.redelivery)).await;
 
     let to = recorder.url();
     let replay = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--guid", &original.guid];
@@ -435,6 +435,14 @@ async fn replay_by_guid_sends_the_latest_attempt_and_an_unknown_guid_is_not_foun
     let run = hookfwd_run(&fake, state.path(), &[&replay[..], &["--all-attempts"]].concat()).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert_eq!(recorder.received().len(), 3, "both attempts the second time");
+
+    // The guid as the human feed shortens it finds the same delivery.
+    let short = format!("{}…", &original.guid[..8]);
+    let by_short = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--guid", &short];
+    let run = hookfwd_run(&fake, state.path(), &by_short).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert_eq!(recorder.received().len(), 4, "the latest attempt, found by its short guid");
+    assert_eq!(recorder.received()[3].header("x-github-delivery"), Some(original.guid.as_str()));
 
     let unknown = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--guid", "no-such-guid"];
     let run = hookfwd_run(&fake, state.path(), &unknown).await;

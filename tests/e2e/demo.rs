@@ -37,6 +37,9 @@ async fn the_demo_ends_with_the_commands_for_the_real_github() {
     let run = Running::hookfwd(["demo"], &[("NO_COLOR", std::ffi::OsStr::new("1"))]).finish().await;
     assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     assert_eq!(run.stdout.matches("· via stream").count(), EVENTS.len(), "{}", run.stdout);
+    // The demo makes its secret up: the Ready line says so rather than name a flag nobody gave.
+    let ready = run.stdout.lines().find(|line| line.contains("· secret ")).unwrap_or_default();
+    assert!(ready.contains("· secret made up by the demo for its handler (***) ·"), "{}", run.stdout);
     assert_eq!(run.stdout.matches("handler verified the signature of").count(), EVENTS.len(), "{}", run.stdout);
     let last: Vec<&str> = run.stdout.lines().rev().take(2).collect();
     assert_eq!(last[1].trim(), "export GITHUB_TOKEN=ghp_… HOOKFWD_SECRET=… HOOKFWD_STREAM_TOKEN=…", "{}", run.stdout);

@@ -59,7 +59,7 @@ fn state_arg(state: &Path) -> String {
 /// Waits for `polls` more idle polls (304s), so anything hookfwd would still send has had its chance.
 async fn settle(fake: &FakeGitHub, polls: u64) {
     let from = fake.stats().not_modified;
-    eventually("idle polls", || fake.stats().not_modified >= from + polls).await;
+    eventually("idle polls", async || fake.stats().not_modified >= from + polls).await;
 }
 
 /// The parsed `--json` lines of `type`.
@@ -271,7 +271,7 @@ async fn a_handler_down_for_seconds_loses_nothing_and_keeps_the_order() {
     // The handler goes down: it answers 503 (and records nothing) until hookfwd has retried a few times.
     handler.answer(503);
     sent.extend(emit_issues(&fake, hook_id, 5..15).await);
-    eventually("three retries of the same delivery", || {
+    eventually("three retries of the same delivery", async || {
         json_lines(&dev, "retry").iter().any(|line| line["attempt"].as_u64() >= Some(3))
     })
     .await;
@@ -513,9 +513,10 @@ async fn a_source_that_cannot_be_set_up_is_named_in_one_line_and_the_others_forw
     settle(&fake, 5).await;
     let finished = stop(run, &[]).await;
 
-    let named: Vec<&str> = finished.stderr.lines().filter(|line| line.contains("fwd-nine/missing")).collect();
-    assert_eq!(named.len(), 1, "one line names the source: {}", finished.stderr);
+    // A feed line, on stdout with the Ready line it is shown with.
+    let named: Vec<&str> = finished.stdout.lines().filter(|line| line.contains("✗ fwd-nine/missing")).collect();
+    assert_eq!(named.len(), 1, "one line names the source: {}", finished.stdout);
     assert!(named[0].contains("not found"), "and says what failed: {}", named[0]);
-    assert!(!finished.stderr.contains("fwd-nine/ok"), "the others did not fail: {}", finished.stderr);
+    assert!(!finished.stdout.contains("✗ fwd-nine/ok"), "the others did not fail: {}", finished.stdout);
     assert_eq!(guids(&handler.received()).len(), 2, "the others forward, once each");
 }

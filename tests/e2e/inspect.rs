@@ -4,9 +4,9 @@
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{Browser, Recorder, Running, workspace_root};
+use e2e::{Browser, Recorder, Running, eventually, workspace_root};
 use fake_github::FakeGitHub;
 use serde_json::{Value, json};
 
@@ -65,17 +65,6 @@ fn raw_get(url: &str, host: &str, path: &str) -> String {
 
 async fn list(url: &str) -> Vec<Value> {
     reqwest::get(format!("{url}/api/deliveries")).await.unwrap().json().await.unwrap()
-}
-
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The page's per-run token, from its meta tag.
@@ -156,6 +145,36 @@ async fn a_foreign_host_and_a_missing_token_are_refused_and_replay_needs_the_pag
     assert_eq!(received[1].header("x-hookfwd-replay"), Some("1"));
     let rows = list(&url).await;
     assert!(rows.iter().any(|row| row["replay"] == true), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redeliver_on_github_needs_the_token_and_brings_the_delivery_back_marked_as_a_redelivery() {
+    let fake = fake_with_repo().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let (_run, url) = dev(&fake, &handler.url(), state.path()).await;
+    fake.emit(REPO, "issues", json!({"action": "opened", "number": 3})).await;
+    handler.wait_for(Duration::from_secs(30), "the delivery", |got| got.len() == 1).await;
+    let seq = eventually("a row", async || list(&url).await.first().map(|row| row["seq"].clone())).await;
+
+    let client = reqwest::Client::new();
+    let redeliver = format!("{url}/api/deliveries/{seq}/redeliver");
+    assert_eq!(client.post(&redeliver).send().await.unwrap().status(), 403, "no token, no redelivery");
+    assert_eq!(fake.stats().redeliver, 0, "a refused request never reaches GitHub");
+
+    let token = page_token(&url).await;
+    let asked = client.post(&redeliver).header("X-Hookfwd-Token", &token).send().await.unwrap();
+    assert_eq!(asked.status(), 200);
+    let asked: Value = asked.json().await.unwrap();
+    assert!(asked["redelivering"].as_u64().is_some(), "{asked}");
+    assert_eq!(fake.stats().redeliver, 1);
+
+    // GitHub sends it again with the same guid; hookfwd forwards that attempt, and the page marks it.
+    let received = handler.wait_for(Duration::from_secs(30), "the redelivery", |got| got.len() == 2).await;
+    assert_eq!(received[1].header("x-github-delivery"), received[0].header("x-github-delivery"));
+    assert_eq!(received[1].body, received[0].body);
+    let rows = eventually("a redelivery row", async || Some(list(&url).await).filter(|rows| rows.len() == 2)).await;
+    assert_eq!(rows.iter().filter(|row| row["redelivery"] == true).count(), 1, "{rows:?}");
 }
 
 #[tokio::test]

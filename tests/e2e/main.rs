@@ -29,7 +29,8 @@ mod hostile;
 mod hostile_state;
 /// The local inspector: its page, API and safety, and a real browser.
 mod inspect;
-/// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout.
+/// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout, the feed's shape (guids, where
+/// lines go, `-q`, the JSON lines), an unreachable API at start, and `--cleanup`'s line.
 mod newcomer;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
@@ -37,3 +38,6 @@ mod push;
 mod send;
 /// Running as a service: /healthz, /readyz, /metrics, --max-stall, a taken admin address, redeliver --failed.
 mod service;
+/// Screens that need a terminal, on a pseudo-terminal: the status line drawn, fitted to the width and cleared,
+/// and Ctrl-C's one summary line.
+mod terminal;

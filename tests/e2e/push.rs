@@ -157,7 +157,7 @@ async fn the_same_delivery_seen_by_both_paths_is_forwarded_once() {
     all_arrive(&receiver, &emitted, Duration::from_secs(20)).await;
     // Several safety polls later, still once each.
     let lists = fake.stats().list_deliveries;
-    eventually("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
+    eventually("more safety polls", async || fake.stats().list_deliveries >= lists + 5).await;
     let counts = accepted(&receiver);
     assert!(emitted.iter().all(|guid| counts[guid] == 1), "{counts:?}");
     assert_eq!(fake.stats().get_delivery, 0, "the poll claims what the stream brought, without a GET");
@@ -195,7 +195,7 @@ async fn a_redelivery_is_forwarded_again_once() {
         .wait_for(Duration::from_secs(20), "the redelivery", |_| accepted(&receiver).get(&original.guid) == Some(&2))
         .await;
     let lists = fake.stats().list_deliveries;
-    eventually("more safety polls", || fake.stats().list_deliveries >= lists + 5).await;
+    eventually("more safety polls", async || fake.stats().list_deliveries >= lists + 5).await;
     assert_eq!(accepted(&receiver)[&original.guid], 2, "the original and the redelivery, once each");
     assert_eq!(fake.stats().get_delivery, 0);
 }
@@ -440,7 +440,8 @@ async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
         Running::hookfwd(args, &vars)
     };
     let stream_lines = |finished: &e2e::Finished| -> Vec<Value> {
-        finished.json().into_iter().filter(|line| line["check"] == "stream").collect()
+        let stream = |line: &Value| line["check"] == "stream" || line["check"] == "stream secret";
+        finished.json().into_iter().filter(stream).collect()
     };
 
     let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)]).finish().await;

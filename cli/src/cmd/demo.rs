@@ -17,7 +17,6 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use relay::{Event, Rule, Source, Target, Via};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -26,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::dev::{Local, Until, relay_rules};
 use crate::args::{OutputArgs, PushArgs, RelayArgs, ServiceArgs};
 use crate::exit::{FAILURE, fail};
-use crate::term::{Status, print};
+use crate::json::Line;
+use crate::term::{Status, print, short_guid};
 
 /// The demo's repository, token and secrets: they exist only inside this process.
 const REPO: &str = "octo-org/hello-world";
@@ -122,7 +122,9 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
     });
     let mut until = Demo { start: Some(start), pending: EVENTS.len(), verified, deadline: Instant::now() + PATIENCE };
     let token = "a token only the stand-in GitHub knows".to_string();
-    let code = relay_rules(client, token, vec![rule], relay, Local::default(), output, status, &mut until).await?;
+    // The secret is the demo's own: no flag or variable gave it, so the Ready line says where it is from.
+    let local = Local { secret: Some("made up by the demo for its handler (***)".to_string()), ..Local::default() };
+    let code = relay_rules(client, token, vec![rule], relay, local, output, status, &mut until).await?;
     if !output.json && !output.quiet {
         print(&format!(
             "\n{} every event came through the stream and the handler verified its signature.\n\
@@ -264,11 +266,11 @@ async fn handle(
         verified.insert(guid.clone());
     }
     let line = if json {
-        json!({"type": "handler", "event": event, "action": action, "guid": guid, "verified": ok}).to_string()
+        Line::Handler { event: &event, action: action.as_deref(), guid: &guid, verified: ok }.to_json()
     } else if ok {
-        format!("      {} handler verified the signature of {kind} [{guid}]", style("✓").green())
+        format!("      {} handler verified the signature of {kind} [{}]", style("✓").green(), short_guid(&guid))
     } else {
-        format!("      {} handler rejected {kind} [{guid}]: bad signature", style("✗").red())
+        format!("      {} handler rejected {kind} [{}]: bad signature", style("✗").red(), short_guid(&guid))
     };
     // A closed stdout ends the demo through the feed; the handler just answers.
     let _ = print(&line);

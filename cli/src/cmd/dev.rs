@@ -96,7 +96,7 @@ pub async fn run_rules(
     let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
     let token = super::describe_credentials(&credentials);
-    let local = Local { inspect, recorder };
+    let local = Local { inspect, recorder, secret: None };
     relay_rules(client, token, rules, relay, local, output, status, until).await
 }
 
@@ -107,6 +107,8 @@ pub struct Local<'a> {
     pub inspect: Option<&'a InspectArgs>,
     /// Save each forwarded delivery as a fixture.
     pub recorder: Option<crate::fixture::Recorder>,
+    /// Where the secret came from, masked, for the Ready line, when no flag or variable gave it.
+    pub secret: Option<String>,
 }
 
 /// Runs the relay with `client`, whose credentials `token` describes for the Ready line.
@@ -121,7 +123,7 @@ pub async fn relay_rules(
     status: Status,
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
-    let Local { inspect, recorder } = local;
+    let Local { inspect, recorder, secret } = local;
     let inspector = match inspect {
         Some(args) => Inspector::start(args, client.clone()).await?,
         None => None,
@@ -137,10 +139,12 @@ pub async fn relay_rules(
     };
     let context = Context {
         token,
-        secret: super::describe_secret(
-            rules.first().and_then(|rule| rule.secret.as_ref()),
-            rules.first().and_then(|rule| rule.secret_env.as_deref()),
-        ),
+        secret: secret.unwrap_or_else(|| {
+            super::describe_secret(
+                rules.first().and_then(|rule| rule.secret.as_ref()),
+                rules.first().and_then(|rule| rule.secret_env.as_deref()),
+            )
+        }),
         interval: settings.interval,
         streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
         safety_interval: settings.safety_interval,
@@ -195,11 +199,11 @@ pub async fn relay_rules(
         }
     };
     // Stop cleanly so the ledger is flushed; events sent meanwhile are read but not shown, except
-    // each streaming source's summary.
+    // each streaming source's summary and the hooks `--cleanup` deleted.
     cancel.cancel();
     let drain = async {
         while let Some(event) = received.recv().await {
-            if matches!(event, Event::Summary { .. }) {
+            if matches!(event, Event::Summary { .. } | Event::CleanedUp { .. }) {
                 let _ = feed.show(&event);
             }
         }

@@ -24,10 +24,21 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
 
     // The hooks that deliver to the hook URL, for the stream's upstream secret.
     let mut found: Vec<HookRef> = Vec::new();
-    let client = match super::github_client(&args.github).await {
+    let client = match super::build_client(&args.github).await {
         Ok((client, credentials)) => {
             report.pass("token", format!("found in {}", super::describe_credentials(&credentials)))?;
-            Some(client)
+            // Every other GitHub check would wait out the retries meant for a GitHub that was there.
+            match super::reach(&client).await {
+                Ok(()) => {
+                    report.pass("GitHub API", format!("{} answers", args.github.api_url))?;
+                    Some(client)
+                }
+                Err(error) => {
+                    let hint = "check --api-url (or GITHUB_API_URL) and your network";
+                    report.fail("GitHub API", crate::exit::sentence(&error), hint)?;
+                    None
+                }
+            }
         }
         Err(error) => {
             let auth =
@@ -130,7 +141,11 @@ async fn check_owner(
         Ok(hooks) => hooks,
         Err(github::Error::Unauthorized) => {
             report.auth = true;
-            report.fail("token", "GitHub rejected it (401)", "it may be expired or revoked; create a new one")?;
+            report.fail(
+                "token accepted",
+                "GitHub rejected it (401)",
+                "it may be expired or revoked; create a new one",
+            )?;
             return Ok(false);
         }
         Err(github::Error::NotFound { .. }) => {
@@ -152,7 +167,7 @@ async fn check_owner(
                      one needs organization Webhooks: read and write"
                 }
             };
-            report.fail(&name, error.to_string(), hint)?;
+            report.fail(&format!("{name} hooks"), error.to_string(), hint)?;
             report.missing_permission.get_or_insert_with(|| error.to_string());
             return Ok(true);
         }
@@ -360,12 +375,15 @@ async fn check_stream(
         hooks.iter().any(|hook| relay::ledger::load_hook_secret(dir, hook).is_ok_and(|secret| secret.is_some()))
     });
     if hook_secret {
-        report.pass("stream", "the hook's upstream secret is given (--hook-secret), so pushed deliveries are verified")
+        report.pass(
+            "stream secret",
+            "the hook's upstream secret is given (--hook-secret), so pushed deliveries are verified",
+        )
     } else if stored {
-        report.pass("stream", "the hook's upstream secret was kept when hookfwd created it")
+        report.pass("stream secret", "the hook's upstream secret was kept when hookfwd created it")
     } else {
         report.warn(
-            "stream",
+            "stream secret",
             "the hook's upstream secret is unknown, so each pushed delivery is fetched from the API instead",
             "give the secret the hook was created with in --hook-secret or HOOKFWD_HOOK_SECRET",
         )

@@ -46,8 +46,16 @@ pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Finds credentials and builds the GitHub client.
+/// Finds credentials, builds the GitHub client, and checks that GitHub's API answers ([`reach`]), so that
+/// every command fails in seconds, with one sentence, on a wrong `--api-url` or a network that is down.
 pub async fn github_client(args: &GitHubArgs) -> anyhow::Result<(github::Client, Credentials)> {
+    let (client, credentials) = build_client(args).await?;
+    reach(&client).await?;
+    Ok((client, credentials))
+}
+
+/// Finds credentials and builds the GitHub client, asking GitHub nothing yet (`doctor` checks each step).
+pub async fn build_client(args: &GitHubArgs) -> anyhow::Result<(github::Client, Credentials)> {
     let app = match (args.app_id, &args.app_key) {
         (Some(app_id), Some(path)) => {
             let pem = tokio::fs::read_to_string(path)
@@ -71,6 +79,15 @@ pub async fn github_client(args: &GitHubArgs) -> anyhow::Result<(github::Client,
     let client = github::Client::new(config)?;
     client.set_pace(github::Pace::under(args.secondary_limit, github::SECONDARY_CONCURRENT));
     Ok((client, credentials))
+}
+
+/// How long GitHub's API has to answer at start, so that a wrong `--api-url` or a network that is down
+/// fails in seconds (within 10 s in all) rather than after the retries meant for a GitHub that was there.
+const REACH_WITHIN: Duration = Duration::from_secs(8);
+
+/// Fails, with one sentence, unless GitHub's API answers within [`REACH_WITHIN`].
+pub async fn reach(client: &github::Client) -> anyhow::Result<()> {
+    Ok(client.reach(REACH_WITHIN).await?)
 }
 
 /// Where the token came from, masked, for the Ready line and `doctor`.

@@ -8,10 +8,10 @@ use anyhow::Context as _;
 use chrono::Utc;
 use console::style;
 use github::{DeliveryItem, HookRef};
-use serde_json::json;
 
 use crate::args::{OutputArgs, RedeliverArgs};
 use crate::exit::{FAILURE, fail};
+use crate::json::Line;
 use crate::term::{print, visible};
 
 /// Redelivers failed deliveries once, or every `--interval` with `--watch`.
@@ -92,12 +92,20 @@ fn latest_failed(items: Vec<DeliveryItem>) -> Vec<DeliveryItem> {
 /// One line per delivery asked for (or that would be, with `--dry-run`).
 fn show(output: &OutputArgs, hook: &HookRef, item: &DeliveryItem, dry_run: bool, asked: bool) -> anyhow::Result<()> {
     if output.json {
-        print(
-            &json!({"type": "redeliver", "hook": hook.to_string(), "hook_id": hook.id(), "guid": item.guid,
-                "id": item.id, "event": item.event, "action": item.action, "status_code": item.status_code,
-                "status": item.status, "delivered_at": item.delivered_at, "dry_run": dry_run, "asked": asked})
-            .to_string(),
-        )?;
+        let line = Line::Redeliver {
+            hook: hook.to_string(),
+            hook_id: hook.id(),
+            guid: &item.guid,
+            id: item.id,
+            event: &item.event,
+            action: item.action.as_deref(),
+            status_code: Some(item.status_code),
+            status: Some(&item.status),
+            delivered_at: Some(item.delivered_at),
+            dry_run: Some(dry_run),
+            asked: Some(asked),
+        };
+        print(&line.to_json())?;
     } else if !output.quiet {
         let (mark, verb) = match (dry_run, asked) {
             (true, _) => (style("·").dim(), "would redeliver"),
@@ -118,6 +126,8 @@ fn show(output: &OutputArgs, hook: &HookRef, item: &DeliveryItem, dry_run: bool,
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn item(id: u64, guid: &str, seconds: i64, status_code: i64) -> DeliveryItem {

@@ -11,7 +11,7 @@ use github::{DeliveryItem, HookRef};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
-use crate::exit::{FAILURE, REJECTED, fail};
+use crate::exit::{FAILURE, REJECTED, USAGE, fail};
 use crate::feed::{Context, Feed};
 use crate::term::Status;
 
@@ -51,7 +51,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         for item in listed.items {
             let wanted = args.event.as_ref().is_none_or(|event| &item.event == event)
                 && args.action.as_ref().is_none_or(|action| item.action.as_ref() == Some(action))
-                && args.guid.as_ref().is_none_or(|guid| &item.guid == guid);
+                && args.guid.as_deref().is_none_or(|guid| guid_matches(&item.guid, guid));
             if wanted {
                 chosen.push((hook.clone(), item));
             }
@@ -59,6 +59,21 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     // Newest first, so that --limit keeps the newest; then sent oldest first, as they happened.
     chosen.sort_by_key(|(_, item)| std::cmp::Reverse((item.delivered_at, item.id)));
+    if let Some(guid) = &args.guid {
+        let mut guids: Vec<&str> = chosen.iter().map(|(_, item)| item.guid.as_str()).collect();
+        guids.sort_unstable();
+        guids.dedup();
+        if guids.len() > 1 {
+            return Err(fail(
+                USAGE,
+                format!(
+                    "--guid {guid} matches {} deliveries ({}); give more of the guid",
+                    guids.len(),
+                    guids.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
     if args.guid.is_some() && !args.all_attempts {
         // A guid's attempts are one event: replaying the latest is replaying it once.
         chosen.truncate(1);
@@ -177,6 +192,16 @@ fn window(duration: Duration) -> String {
     }
 }
 
+/// Whether `wanted` names `guid`: the whole guid, or as the feed shows it (its first 8 or more
+/// characters, with or without the `…`), in any letter case.
+fn guid_matches(guid: &str, wanted: &str) -> bool {
+    let wanted = wanted.trim().trim_end_matches('…');
+    if wanted.len() < 8 || wanted.len() > guid.len() || !guid.is_char_boundary(wanted.len()) {
+        return guid.eq_ignore_ascii_case(wanted);
+    }
+    guid[..wanted.len()].eq_ignore_ascii_case(wanted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +211,16 @@ mod tests {
         assert_eq!(window(Duration::from_secs(24 * 3600)), "24h");
         assert_eq!(window(Duration::from_secs(90 * 60)), "90m");
         assert_eq!(window(Duration::from_secs(45)), "45s");
+    }
+
+    #[test]
+    fn a_guid_matches_whole_or_as_the_feed_shortens_it() {
+        let guid = "5c1e0a80-8ab3-11ef-9e1b-2c5e0a5e43a1";
+        assert!(guid_matches(guid, guid));
+        assert!(guid_matches(guid, "5c1e0a80…"));
+        assert!(guid_matches(guid, "5C1E0A80-8ab3"));
+        assert!(!guid_matches(guid, "5c1e0a8"), "fewer than 8 characters must be whole");
+        assert!(!guid_matches(guid, "5c1e0a81"));
+        assert!(!guid_matches(guid, &format!("{guid}0")));
     }
 }

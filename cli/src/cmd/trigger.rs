@@ -58,6 +58,11 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
                     id: item.id,
                     event: &item.event,
                     action: item.action.as_deref(),
+                    status_code: None,
+                    status: None,
+                    delivered_at: None,
+                    dry_run: None,
+                    asked: None,
                 };
                 print(&line.to_json())?;
             } else if !output.quiet {

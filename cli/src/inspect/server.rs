@@ -186,7 +186,12 @@ async fn replay(shared: &Arc<Shared>, seq: &str) -> Response<Body> {
     let Ok(seq) = seq.parse::<u64>() else { return not_found() };
     let Some(original) = shared.lock().get(seq).cloned() else { return not_found() };
     let (Some(request), Some(target)) = (original.request.clone(), original.target.clone()) else {
-        return json_answer(StatusCode::CONFLICT, &json!({"error": "this delivery has not been forwarded yet"}));
+        let error = if original.trimmed {
+            "its request was dropped to keep the inspector's memory bounded; use Redeliver on GitHub"
+        } else {
+            "this delivery has not been forwarded yet"
+        };
+        return json_answer(StatusCode::CONFLICT, &json!({"error": error}));
     };
     let mut again = (*request).clone();
     again.headers.push((REPLAY_HEADER.into(), "1".into()));

@@ -10,7 +10,8 @@ use relay::{Answer, Event, Outgoing, Via};
 use serde_json::{Value, json};
 use url::Url;
 
-/// The most bytes of requests and answers held (one delivery larger than this is still kept alone).
+/// The most bytes of requests and answers held. Past it, the oldest deliveries lose their bodies
+/// first and keep their rows (for the list and Redeliver on GitHub); the newest is always whole.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// One try at forwarding a delivery.
@@ -49,6 +50,8 @@ pub struct Entry {
     pub attempts: Vec<Attempt>,
     /// When it was first seen.
     pub seen: DateTime<Utc>,
+    /// Its request and answers' bodies were dropped to stay within [`MAX_BYTES`].
+    pub trimmed: bool,
 }
 
 impl Entry {
@@ -66,6 +69,15 @@ impl Entry {
         512 + request + answers
     }
 
+    /// Drops the request and the answers' bodies, keeping the row.
+    fn trim(&mut self) {
+        self.request = None;
+        for attempt in &mut self.attempts {
+            attempt.answer = None;
+        }
+        self.trimmed = true;
+    }
+
     /// The last attempt's status, if it was answered.
     pub fn status(&self) -> Option<u16> {
         self.attempts.last().and_then(|attempt| attempt.status)
@@ -80,7 +92,7 @@ impl Entry {
             "delivered_at": self.item.delivered_at, "status": self.status(),
             "error": last.and_then(|attempt| attempt.error.clone()),
             "latency_ms": last.map(|attempt| attempt.latency_ms), "attempts": self.attempts.len(),
-            "size": self.request.as_ref().map(|request| request.body.len())})
+            "size": self.request.as_ref().map(|request| request.body.len()), "trimmed": self.trimmed})
     }
 
     /// The detail view: the request, the payload as text, every attempt with its answer.
@@ -221,8 +233,18 @@ impl Store {
     fn add(&mut self, hook: HookRef, item: DeliveryItem, via: Via, replay: bool) -> u64 {
         let seq = self.next;
         self.next += 1;
-        let entry =
-            Entry { seq, hook, item, via, replay, target: None, request: None, attempts: Vec::new(), seen: Utc::now() };
+        let entry = Entry {
+            seq,
+            hook,
+            item,
+            via,
+            replay,
+            target: None,
+            request: None,
+            attempts: Vec::new(),
+            seen: Utc::now(),
+            trimmed: false,
+        };
         self.bytes += entry.bytes();
         self.entries.push_back(entry);
         self.evict();
@@ -233,17 +255,34 @@ impl Store {
         if let Some(entry) = self.entries.iter_mut().find(|entry| entry.seq == seq) {
             let before = entry.bytes();
             change(entry);
+            if entry.trimmed {
+                // A later attempt of a trimmed delivery does not bring its body back.
+                entry.trim();
+            }
             self.bytes = self.bytes + entry.bytes() - before;
         }
         self.evict();
     }
 
-    /// Drops the oldest entries beyond the count or the byte bound (the newest always stays).
+    /// Keeps to the bounds: whole entries beyond the count go, oldest first; past the byte bound the
+    /// oldest entries lose their request and answer bodies but keep their rows (the newest stays whole).
     fn evict(&mut self) {
-        while self.entries.len() > 1 && (self.entries.len() > self.keep || self.bytes > self.max_bytes) {
+        while self.entries.len() > self.keep.max(1) {
             if let Some(old) = self.entries.pop_front() {
                 self.bytes -= old.bytes();
             }
+        }
+        let newest = self.entries.len().saturating_sub(1);
+        for entry in self.entries.iter_mut().take(newest) {
+            if self.bytes <= self.max_bytes {
+                break;
+            }
+            if entry.trimmed {
+                continue;
+            }
+            let before = entry.bytes();
+            entry.trim();
+            self.bytes = self.bytes + entry.bytes() - before;
         }
     }
 }
@@ -286,18 +325,25 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_go_first_by_count_and_by_bytes() {
+    fn the_oldest_go_by_count_and_lose_their_bodies_by_bytes() {
         let mut store = Store::bounded(3, 10_000);
         for n in 0..5 {
             store.observe(&answered(&format!("g{n}"), 200, 10));
         }
         assert_eq!(store.list().len(), 3);
         assert_eq!(store.list()[0]["guid"], "g2");
-        for n in 5..10 {
+        for n in 5..8 {
             store.observe(&answered(&format!("g{n}"), 200, 4_000));
         }
         let (count, bytes) = store.held();
-        assert!(count <= 2 && bytes <= 10_000, "{count} entries, {bytes} bytes");
-        assert_eq!(store.list().last().unwrap()["guid"], "g9");
+        assert_eq!(count, 3, "rows stay while the count allows");
+        assert!(bytes <= 10_000, "{bytes} bytes");
+        let rows = store.list();
+        assert_eq!(rows.iter().map(|row| row["guid"].as_str().unwrap()).collect::<Vec<_>>(), ["g5", "g6", "g7"]);
+        assert_eq!(rows[0]["trimmed"], true, "the oldest lost its body: {rows:?}");
+        assert_eq!(rows[2]["trimmed"], false, "the newest is whole");
+        let oldest = store.get(rows[0]["seq"].as_u64().unwrap()).unwrap();
+        assert!(oldest.request.is_none() && oldest.attempts[0].answer.is_none());
+        assert_eq!(oldest.status(), Some(200), "the status stays with the row");
     }
 }

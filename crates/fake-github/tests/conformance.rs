@@ -533,7 +533,7 @@ async fn pings_deliver_githubs_ping_payload() {
         )
         .await;
     let hook = created["id"].as_u64().unwrap();
-    testkit::eventually("the ping", || receiver.count() > 0).await;
+    testkit::eventually("the ping", async || receiver.count() > 0).await;
     assert_eq!(receiver.received().len(), 1, "GitHub pings a new hook");
 
     let answer = s.http.post(s.url(&format!("/repos/o/r/hooks/{hook}/pings"))).bearer_auth(TOKEN).send().await.unwrap();

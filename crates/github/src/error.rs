@@ -19,7 +19,7 @@ pub enum Error {
         scopes: Option<String>,
     },
     /// 404: not there, or not visible to this token.
-    #[error("{what} was not found, or is not visible to this token (404)")]
+    #[error("{what}: not found, or not visible to this token (404)")]
     NotFound {
         /// What was looked up.
         what: String,
@@ -64,6 +64,14 @@ pub enum Error {
         /// The transport failure.
         #[source]
         source: reqwest::Error,
+    },
+    /// The API took the connection but did not answer within the time hookfwd gives it at start.
+    #[error("could not reach the GitHub API at {url}: it did not answer within {} s", within.as_secs())]
+    Silent {
+        /// The API URL without credentials.
+        url: String,
+        /// How long it was given.
+        within: std::time::Duration,
     },
     /// GitHub's answer did not have the documented shape.
     #[error("GitHub's answer for {what} could not be read")]
@@ -135,7 +143,7 @@ pub enum Error {
 impl Error {
     /// Whether waiting and trying again later may succeed without the user changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Unreachable { .. })
+        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Unreachable { .. } | Self::Silent { .. })
     }
 }
 

@@ -144,7 +144,8 @@ async fn waits_out_an_exhausted_primary_limit() {
         async move { client.get_hook(&hook).await }
     });
     // The wait is visible to a status line while the call waits (1.5 s), not only after.
-    testkit::eventually("the wait to be visible", || client.waiting_until().is_some() || call.is_finished()).await;
+    testkit::eventually("the wait to be visible", async || client.waiting_until().is_some() || call.is_finished())
+        .await;
     assert!(client.waiting_until().is_some(), "the wait is visible to a status line");
     call.await.unwrap().unwrap();
     assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());

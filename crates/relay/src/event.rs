@@ -56,6 +56,8 @@ pub enum Event {
         target: Url,
         /// Events the hook is subscribed to.
         events: Vec<String>,
+        /// Whether the blackhole streams its deliveries (push mode), the API being the safety net.
+        streaming: bool,
     },
     /// A source could not be set up; the others go on.
     SourceFailed {
@@ -162,6 +164,11 @@ pub enum Event {
     Warning {
         /// One sentence.
         message: String,
+    },
+    /// The run stopped and deleted the hooks it had created (`--cleanup`).
+    CleanedUp {
+        /// The hooks deleted; one that could not be deleted is a [`Event::Warning`] instead.
+        deleted: Vec<HookRef>,
     },
     /// A poll or fetch failed; it will be tried again.
     Error {

@@ -113,7 +113,7 @@ impl Running {
 
     async fn polled(&self, more: usize) {
         let before = self.count(|e| matches!(e, Event::Polled { .. }));
-        eventually("polls", || self.count(|e| matches!(e, Event::Polled { .. })) >= before + more).await;
+        eventually("polls", async || self.count(|e| matches!(e, Event::Polled { .. })) >= before + more).await;
     }
 
     async fn stop(self) -> Result<(), relay::Error> {
@@ -143,7 +143,7 @@ async fn forwards_a_250_delivery_backlog_once_each_oldest_first_signed_and_byte_
 
     let running =
         Running::start(client(&fake), vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())], settings);
-    eventually("250 deliveries", || receiver.count() >= 250).await;
+    eventually("250 deliveries", async || receiver.count() >= 250).await;
     running.polled(3).await;
     running.stop().await.unwrap();
 
@@ -176,7 +176,7 @@ async fn reuses_the_hook_found_by_url_even_when_another_is_listed_first() {
         vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
-    eventually("ready", || running.count(|e| matches!(e, Event::Ready { .. })) == 1).await;
+    eventually("ready", async || running.count(|e| matches!(e, Event::Ready { .. })) == 1).await;
     running.polled(1).await;
     let ready = running.events().into_iter().find_map(|e| match e {
         Event::HookReady { hook, origin, .. } => Some((hook, origin)),
@@ -188,7 +188,7 @@ async fn reuses_the_hook_found_by_url_even_when_another_is_listed_first() {
     );
     assert_eq!(fake.stats().hook_creates, 0);
     fake.emit("octo/hello", "push", json!({"ref": "refs/heads/main"})).await;
-    eventually("the push", || receiver.count() == 1).await;
+    eventually("the push", async || receiver.count() == 1).await;
     running.stop().await.unwrap();
     assert_eq!(receiver.received()[0].guid(), fake.deliveries(ours)[0].guid);
 }
@@ -212,7 +212,7 @@ async fn creates_a_missing_hook_and_cleanup_deletes_only_that() {
     let (hook, events) = created.expect("the hook was created");
     assert_eq!(events, ["push"]);
     fake.emit("octo/hello", "push", json!({"ref": "refs/heads/main"})).await;
-    eventually("the push", || receiver.count() == 1).await;
+    eventually("the push", async || receiver.count() == 1).await;
     running.stop().await.unwrap();
     assert_eq!(fake.stats().hook_deletes, 1);
     let owner = Owner::parse("octo/hello").unwrap();
@@ -233,10 +233,10 @@ async fn a_redelivery_is_forwarded_again() {
     );
     running.polled(1).await;
     let ids = fake.emit("octo/hello", "issues", json!({"action": "opened"})).await;
-    eventually("the delivery", || receiver.count() == 1).await;
+    eventually("the delivery", async || receiver.count() == 1).await;
     let hook_ref = HookRef::Repo { owner: "octo".into(), repo: "hello".into(), id: hook };
     client(&fake).redeliver(&hook_ref, ids[0]).await.unwrap();
-    eventually("the redelivery", || receiver.count() == 2).await;
+    eventually("the redelivery", async || receiver.count() == 2).await;
     running.polled(3).await;
     running.stop().await.unwrap();
     let received = receiver.received();
@@ -279,12 +279,12 @@ async fn a_handler_down_for_seconds_loses_nothing() {
     let mut settings = settings(state.path());
     settings.since = Some(Duration::from_secs(3600));
     let running = Running::start(client(&fake), vec![rule(&["octo/hello"], target, &fake.blackhole_url())], settings);
-    eventually("retries", || running.count(|e| matches!(e, Event::Retrying { .. })) >= 3).await;
+    eventually("retries", async || running.count(|e| matches!(e, Event::Retrying { .. })) >= 3).await;
     // More arrive while it is down.
     fake.emit_many("octo/hello", "issues", (20..30).map(|n| json!({"n": n})).collect()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let receiver = Recorder::on(TcpListener::bind(("127.0.0.1", port)).await.unwrap());
-    eventually("30 deliveries", || receiver.count() >= 30).await;
+    eventually("30 deliveries", async || receiver.count() >= 30).await;
     running.polled(3).await;
     running.stop().await.unwrap();
     let guids: Vec<String> = receiver.received().iter().map(|r| r.guid().to_string()).collect();
@@ -304,9 +304,9 @@ async fn github_server_errors_and_secondary_limits_lose_nothing() {
     fake.faults().secondary_limit(5, Duration::from_millis(200));
     let running =
         Running::start(client(&fake), vec![rule(&["octo/hello"], target(&receiver), &fake.blackhole_url())], settings);
-    eventually("150 deliveries", || receiver.count() >= 150).await;
+    eventually("150 deliveries", async || receiver.count() >= 150).await;
     fake.emit_many("octo/hello", "issues", (150..170).map(|n| json!({"n": n})).collect()).await;
-    eventually("170 deliveries", || receiver.count() >= 170).await;
+    eventually("170 deliveries", async || receiver.count() >= 170).await;
     running.polled(3).await;
     running.stop().await.unwrap();
     assert!(fake.stats().server_errors > 0 && fake.stats().secondary_limited > 0, "{:?}", fake.stats());
@@ -329,7 +329,7 @@ async fn forwards_organization_hooks() {
     );
     running.polled(1).await;
     fake.emit("acme/widgets", "push", json!({"ref": "refs/heads/main"})).await;
-    eventually("the org delivery", || receiver.count() == 1).await;
+    eventually("the org delivery", async || receiver.count() == 1).await;
     running.stop().await.unwrap();
     let request = &receiver.received()[0];
     assert_eq!(request.header("x-github-hook-id"), Some(hook.to_string().as_str()));
@@ -350,7 +350,7 @@ async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_o
         vec![rule(&["octo/a", "octo/missing", "octo/b"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
-    eventually("ready", || running.count(|e| matches!(e, Event::Ready { sources: 2, .. })) == 1).await;
+    eventually("ready", async || running.count(|e| matches!(e, Event::Ready { sources: 2, .. })) == 1).await;
     running.polled(2).await;
     let failed: Vec<_> = running
         .events()
@@ -367,7 +367,7 @@ async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_o
         fake.emit("octo/a", "push", json!({"n": n})).await;
         fake.emit("octo/b", "push", json!({"n": n})).await;
     }
-    eventually("six deliveries", || receiver.count() == 6).await;
+    eventually("six deliveries", async || receiver.count() == 6).await;
     running.polled(3).await;
     running.stop().await.unwrap();
     let by_hook = |id: u64| {
@@ -403,13 +403,13 @@ async fn resumes_after_a_restart_and_catches_up_on_what_arrived_meanwhile() {
     let running = Running::start(client(&fake), rules.clone(), settings(state.path()));
     running.polled(1).await;
     fake.emit_many("octo/hello", "issues", (0..5).map(|n| json!({"n": n})).collect()).await;
-    eventually("five", || receiver.count() == 5).await;
+    eventually("five", async || receiver.count() == 5).await;
     running.stop().await.unwrap();
 
     // While stopped: 120 more, more than a page.
     fake.emit_many("octo/hello", "issues", (5..125).map(|n| json!({"n": n})).collect()).await;
     let running = Running::start(client(&fake), rules, settings(state.path()));
-    eventually("all", || receiver.count() >= 125).await;
+    eventually("all", async || receiver.count() >= 125).await;
     running.polled(3).await;
     running.stop().await.unwrap();
 

@@ -125,7 +125,9 @@ async function open(seq, quiet) {
   $("detail").hidden = false;
   $("detail-title").textContent = `${d.kind} · ${d.guid}${d.replay ? " · replay" : ""}`;
   kv($("req-headers"), d.headers);
-  $("payload").textContent = pretty(d.payload);
+  $("payload").textContent = d.trimmed
+    ? "(dropped to keep the inspector's memory bounded; Redeliver on GitHub still works)"
+    : pretty(d.payload);
   $("payload").dataset.text = d.payload ?? "";
   const box = $("attempts");
   box.replaceChildren(...d.attempts_detail.map((a, i) => {

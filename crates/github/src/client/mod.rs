@@ -176,6 +176,31 @@ impl Client {
         self.inner.observer.set(observer).is_ok()
     }
 
+    /// Checks that the API answers at all, within `within`, before anything is asked of it: any HTTP
+    /// answer will do (`/rate_limit`, which costs no rate budget, asked without credentials). A
+    /// connection that fails is tried twice more, briefly, in case the network is just coming up; an
+    /// address that takes the connection and never answers is given up on at `within`. The retries and
+    /// timeouts of every other call are for a GitHub that was there and will be again, and take longer.
+    pub async fn reach(&self, within: Duration) -> Result<()> {
+        let url = self.url("/rate_limit")?;
+        let deadline = tokio::time::Instant::now() + within;
+        let mut failures = 0;
+        loop {
+            let error = match tokio::time::timeout_at(deadline, self.inner.http.get(url.clone()).send()).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) => error,
+                Err(_) => return Err(Error::Silent { url: self.inner.base.clone(), within }),
+            };
+            let wait = crate::backoff::jittered(Duration::from_millis(200), Duration::from_secs(1), failures);
+            if !error.is_connect() || failures >= 2 || tokio::time::Instant::now() + wait >= deadline {
+                return Err(Error::Unreachable { url: self.inner.base.clone(), source: error.without_url() });
+            }
+            failures += 1;
+            tracing::info!(attempt = failures, error = %error.without_url(), "could not reach GitHub; trying again");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Lists every hook of `owner`, following pagination.
     pub async fn list_hooks(&self, owner: &Owner) -> Result<Vec<Hook>> {
         let what = hooks_of(owner);

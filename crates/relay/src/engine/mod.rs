@@ -150,7 +150,7 @@ pub async fn run(
         events.emit(Event::Warning { message }).await;
     }
 
-    let SetUpAll { runs, created, mut failures, fatal, forbidden } =
+    let SetUpAll { runs, created, mut failures, fatal, forbidden, refused_one } =
         set_up_all(&client, &rules, &settings, &events, &cancel).await;
     let forbidden_count = forbidden.len();
     let result = if let Some(error) = fatal {
@@ -159,8 +159,10 @@ pub async fn run(
         Ok(())
     } else if runs.is_empty() {
         // Only missing permissions: the token's scopes are what to fix, and the exit code says so.
-        match forbidden.into_iter().next() {
-            Some(error) if failures.len() == forbidden_count => Err(Error::GitHub(error)),
+        match (forbidden.into_iter().next(), refused_one) {
+            (Some(error), _) if failures.len() == forbidden_count => Err(Error::GitHub(error)),
+            // The only source (a repository not found, say): GitHub's sentence is the whole story.
+            (None, Some(error)) if failures.len() == 1 => Err(Error::GitHub(error)),
             _ => Err(Error::NoSources(failures.join("; "))),
         }
     } else {
@@ -226,14 +228,21 @@ pub async fn run(
     };
 
     announcer.abort();
-    if settings.cleanup {
-        for hook in &created {
-            match client.delete_hook(hook).await {
-                Ok(()) => info!(hook = %hook, "deleted the hook this run created"),
+    if settings.cleanup && !created.is_empty() {
+        let mut deleted = Vec::new();
+        for hook in created {
+            match client.delete_hook(&hook).await {
+                Ok(()) => {
+                    info!(hook = %hook, "deleted the hook this run created");
+                    deleted.push(hook);
+                }
                 Err(error) => {
                     events.emit(Event::Warning { message: format!("could not delete {hook}: {error}") }).await;
                 }
             }
+        }
+        if !deleted.is_empty() {
+            events.emit(Event::CleanedUp { deleted }).await;
         }
     }
     result

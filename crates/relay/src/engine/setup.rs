@@ -47,6 +47,9 @@ pub(super) struct SetUpAll {
     pub(super) fatal: Option<github::Error>,
     /// The sources GitHub refused a permission for.
     pub(super) forbidden: Vec<github::Error>,
+    /// GitHub's last other refusal (a repository not found, say), kept whole so that when it is the only
+    /// failure its exit code and hint reach the user.
+    pub(super) refused_one: Option<github::Error>,
 }
 
 /// Sets up every rule's sources in turn, reporting each that fails; stops early on a rejected
@@ -65,6 +68,7 @@ pub(super) async fn set_up_all(
     let mut failures = Vec::new();
     // A missing permission on every source is the token's fault, as a rejected token is.
     let mut forbidden = Vec::new();
+    let mut refused_one = None;
     'rules: for rule in rules {
         let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
         let shared_rule = Arc::new(rule.clone());
@@ -142,6 +146,7 @@ pub(super) async fn set_up_all(
                             hook_url,
                             target: rule.target.0.clone(),
                             events: hook_events,
+                            streaming: stream.is_some(),
                         })
                         .await;
                     runs.push(SourceRun {
@@ -169,6 +174,7 @@ pub(super) async fn set_up_all(
                             break 'rules;
                         }
                         SetupFailure::GitHub(error @ github::Error::Forbidden { .. }) => forbidden.push(error),
+                        SetupFailure::GitHub(error) => refused_one = Some(error),
                         _ => {}
                     }
                 }
@@ -176,7 +182,7 @@ pub(super) async fn set_up_all(
         }
     }
 
-    SetUpAll { runs, created, failures, fatal, forbidden }
+    SetUpAll { runs, created, failures, fatal, forbidden, refused_one }
 }
 
 /// Finds the source's hook by URL, or creates it.

@@ -291,6 +291,7 @@ mod tests {
             hook_url: None,
             target: Url::parse("http://127.0.0.1:1/").unwrap(),
             events: vec!["*".into()],
+            streaming: false,
         });
         monitor.observe(&Event::Ready { sources: 1, interval: Duration::from_secs(1) });
     }
@@ -343,6 +344,7 @@ mod tests {
             hook_url: None,
             target: Url::parse("http://localhost:3000/").unwrap(),
             events: Vec::new(),
+            streaming: false,
         });
         monitor.observe(&Event::Ready { sources: 1, interval: Duration::from_secs(20) });
         assert_eq!(monitor.fresh(), Duration::from_secs(60));
