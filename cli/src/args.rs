@@ -179,12 +179,49 @@ pub struct RelayArgs {
     /// Save each forwarded delivery as a fixture file in DIR (see docs/fixtures.md).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// What a delivery the handler rejects (a 5xx other than 502/503/504) does: `park` it after
+    /// --max-attempts and move on, or `block` the queue until it is taken [default: park in dev,
+    /// block in forward and wait]. An unreachable handler, a timeout or a 502/503/504 is always retried.
+    #[arg(long, value_name = "WHAT", value_enum)]
+    pub on_handler_error: Option<OnHandlerError>,
+    /// The handler's rejections of one delivery before it is parked (see --on-handler-error).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Forward every copy of an event that overlapping sources (an organization and one of its
+    /// repositories) both bring; by default an original delivery goes to each target once.
+    #[arg(long)]
+    pub no_dedupe: bool,
     /// The handler's timeout: `--timeout` of `dev` and `forward` (in `wait`, `--timeout` bounds the wait).
     #[arg(skip)]
     pub handler_timeout: Option<Duration>,
+    /// The command's default for --on-handler-error.
+    #[arg(skip = OnHandlerError::Block)]
+    pub handler_error_default: OnHandlerError,
+    /// Whether the `r` key retries now (`dev`, when stdin is a terminal).
+    #[arg(skip)]
+    pub retry_key: bool,
     /// Running as a service.
     #[command(flatten)]
     pub service: ServiceArgs,
+}
+
+/// `--on-handler-error`: what a delivery the handler rejects does to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnHandlerError {
+    /// Park it after --max-attempts rejections (send it again with `hookfwd replay --parked`) and go on.
+    Park,
+    /// Retry it until the handler takes it; everything behind it waits.
+    #[default]
+    Block,
+}
+
+impl From<OnHandlerError> for relay::OnHandlerError {
+    fn from(value: OnHandlerError) -> Self {
+        match value {
+            OnHandlerError::Park => Self::Park,
+            OnHandlerError::Block => Self::Block,
+        }
+    }
 }
 
 /// Health, metrics and stall exit, for `dev`, `forward` and `wait` (see docs/service.md).
@@ -263,6 +300,13 @@ pub struct ReplayArgs {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// Send the deliveries parked in the ledger (the handler kept rejecting them) again, and
+    /// un-park each one the handler takes.
+    #[arg(long, requires = "to", conflicts_with_all = ["save", "guid", "event", "action", "limit"])]
+    pub parked: bool,
+    /// With --parked: where the ledgers live.
+    #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// The handler: a URL or host:port[/path].
     #[arg(long, value_name = "URL", value_parser = parse_target, required_unless_present = "save")]
     pub to: Option<Target>,

@@ -30,6 +30,8 @@ pub struct Context {
     pub safety_interval: Duration,
     /// The inspector's URL, when it runs.
     pub inspector: Option<String>,
+    /// Whether the `r` key retries now (stdin is a terminal).
+    pub retry_key: bool,
 }
 
 /// Renders relay events as the feed and the status line.
@@ -242,9 +244,11 @@ impl Feed {
             Event::Retrying { hook, item, reason, wait, attempt } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
                 let reason_text = visible(reason);
-                // A bare status code means the handler answered: it is up, but failing this delivery.
+                // A bare status code means the handler answered: a 502/503/504 says it is restarting,
+                // any other 5xx that it is up but rejects this delivery.
                 let message = match reason.parse::<u16>() {
-                    Ok(status) => format!("handler answered {status}, retrying in {wait_text}"),
+                    Ok(status @ 502..=504) => format!("handler unavailable ({status}), retrying in {wait_text}"),
+                    Ok(status) => format!("handler rejects {} ({status}), retrying in {wait_text}", item.kind()),
                     Err(_) => format!("handler unreachable ({reason_text}), retrying in {wait_text}"),
                 };
                 self.status.set(message.clone());
@@ -268,6 +272,38 @@ impl Feed {
                     },
                     true,
                 )
+            }
+            Event::Parked { hook, item, via, attempts, status, answer } => {
+                // Parked is handled: the queue moves on, so it leaves the count of those waiting.
+                self.unreachable = None;
+                if let Some(waiting) = self.waiting.get_mut(hook) {
+                    *waiting = waiting.saturating_sub(1);
+                }
+                self.show_status();
+                let source = self.source(hook).to_string();
+                let key = if self.context.retry_key { " or press r" } else { "" };
+                let text = format!(
+                    "{}  {} {} [{}] parked after {attempts} attempts ({}); send it again with `hookfwd replay \
+                     --parked`{key} · from {}",
+                    now(),
+                    style("!!!").red(),
+                    visible(&item.kind()),
+                    short_guid(&item.guid),
+                    visible(&rejection(*status, answer)),
+                    visible(&source),
+                );
+                let line = Line::Parked {
+                    source: &source,
+                    id: (*via == Via::Api).then_some(item.id),
+                    guid: &item.guid,
+                    via: via.as_str(),
+                    event: &item.event,
+                    action: item.action.as_deref(),
+                    attempts: *attempts,
+                    status: *status,
+                    answer: crate::answer::AnswerJson::of(answer),
+                };
+                self.line_or_json(&text, line, true)
             }
             Event::Polled { hook, at, backlog, rate } => {
                 let rate = match (rate.remaining, rate.limit) {
@@ -464,6 +500,20 @@ fn ago(at: DateTime<Utc>) -> String {
 fn from_now(at: DateTime<Utc>) -> String {
     let seconds = (at - Utc::now()).num_seconds().max(0) as u64;
     format!("in {}", humantime::format_duration(Duration::from_secs(seconds)))
+}
+
+/// `500 {"error":"no such us…`: a rejection's status and the start of its body, on one line.
+fn rejection(status: u16, answer: &relay::Answer) -> String {
+    const SHOWN: usize = 40;
+    let body = answer.text();
+    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if body.is_empty() {
+        return status.to_string();
+    }
+    match body.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{status} {}…", &body[..end]),
+        None => format!("{status} {body}"),
+    }
 }
 
 fn status_style(status: u16) -> console::StyledObject<u16> {

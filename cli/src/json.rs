@@ -62,6 +62,25 @@ pub enum Line<'a> {
         #[serde(flatten)]
         answer: AnswerJson<'a>,
     },
+    /// The handler rejected a delivery `attempts` times (a 5xx from a live handler): it is parked in the
+    /// ledger, and `hookfwd replay --parked` sends it again.
+    Parked {
+        /// The source whose hook brought it.
+        source: &'a str,
+        /// The API's delivery id; none for a pushed delivery.
+        id: Option<u64>,
+        guid: &'a str,
+        /// `api` or `stream`.
+        via: &'a str,
+        event: &'a str,
+        action: Option<&'a str>,
+        attempts: u32,
+        /// The last rejection's status.
+        status: u16,
+        /// The last rejection: `headers`, `body` (its first 64 KiB), `body_length`, `body_truncated`.
+        #[serde(flatten)]
+        answer: AnswerJson<'a>,
+    },
     /// The handler could not be reached; the delivery is tried again.
     Retry { source: &'a str, id: u64, guid: &'a str, reason: &'a str, attempt: u32, wait_ms: u64 },
     /// The run was stopped (Ctrl-C, SIGTERM): what was forwarded, and what the next run catches up.

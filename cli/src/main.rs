@@ -9,6 +9,7 @@ mod feed;
 mod fixture;
 mod inspect;
 mod json;
+mod keys;
 mod term;
 
 use std::process::ExitCode;

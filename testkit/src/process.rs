@@ -51,12 +51,21 @@ impl Finished {
 impl Running {
     /// Starts `hookfwd ARGS` with a clean environment: `PATH` and `env` only.
     pub fn hookfwd<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, env: &[(&str, &OsStr)]) -> Self {
+        Self::hookfwd_reading(args, env, Stdio::null())
+    }
+
+    /// Like [`Running::hookfwd`], with `stdin` as its standard input (such as a pseudo-terminal).
+    pub fn hookfwd_reading<S: AsRef<OsStr>>(
+        args: impl IntoIterator<Item = S>,
+        env: &[(&str, &OsStr)],
+        stdin: Stdio,
+    ) -> Self {
         let mut child = Command::new(hookfwd())
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

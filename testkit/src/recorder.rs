@@ -46,6 +46,9 @@ impl Received {
     }
 }
 
+/// Needles, and the status and body answered to a request whose body contains one.
+type Rejects = Arc<Mutex<Vec<(Vec<u8>, u16, Bytes)>>>;
+
 /// The recorder; it stops serving when dropped.
 pub struct Recorder {
     addr: SocketAddr,
@@ -55,6 +58,10 @@ pub struct Recorder {
     body: Arc<Mutex<Bytes>>,
     /// Milliseconds to wait before answering.
     delay: Arc<AtomicU64>,
+    /// Requests whose body contains a needle get its status and body instead (see [`Recorder::reject`]).
+    rejects: Rejects,
+    /// The `X-GitHub-Delivery` of every request, whatever it was answered.
+    tries: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -71,13 +78,18 @@ impl Recorder {
         let status = Arc::new(AtomicU16::new(200));
         let body = Arc::new(Mutex::new(Bytes::from_static(b"ok")));
         let delay = Arc::new(AtomicU64::new(0));
+        let rejects: Rejects = Arc::default();
+        let tries: Arc<Mutex<Vec<String>>> = Arc::default();
         let (log, answer, said, pause) = (received.clone(), status.clone(), body.clone(), delay.clone());
+        let (refuse, tried) = (rejects.clone(), tries.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (log, answer, said, pause) = (log.clone(), answer.clone(), said.clone(), pause.clone());
+                let (refuse, tried) = (refuse.clone(), tried.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let (log, answer, said, pause) = (log.clone(), answer.clone(), said.clone(), pause.clone());
+                        let (refuse, tried) = (refuse.clone(), tried.clone());
                         async move {
                             tokio::time::sleep(Duration::from_millis(pause.load(Ordering::SeqCst))).await;
                             let path = request.uri().path().to_string();
@@ -86,13 +98,24 @@ impl Recorder {
                                 .iter()
                                 .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
                                 .collect();
-                            let headers = header_lines.iter().cloned().collect();
+                            let headers: BTreeMap<String, String> = header_lines.iter().cloned().collect();
                             let body = request.into_body().collect().await?.to_bytes();
-                            let status = answer.load(Ordering::SeqCst);
+                            let guid = headers.get("x-github-delivery").cloned().unwrap_or_default();
+                            tried.lock().expect("recorder lock").push(guid);
+                            let rejected = refuse
+                                .lock()
+                                .expect("recorder lock")
+                                .iter()
+                                .find(|(needle, _, _)| body.windows(needle.len()).any(|w| w == needle.as_slice()))
+                                .map(|(_, status, said)| (*status, said.clone()));
+                            let status = rejected.as_ref().map_or_else(|| answer.load(Ordering::SeqCst), |r| r.0);
                             if (200..300).contains(&status) {
                                 log.lock().expect("recorder lock").push(Received { path, headers, header_lines, body });
                             }
-                            let said = said.lock().expect("recorder lock").clone();
+                            let said = match rejected {
+                                Some((_, said)) => said,
+                                None => said.lock().expect("recorder lock").clone(),
+                            };
                             let mut response = Response::new(Full::new(said));
                             *response.status_mut() = hyper::StatusCode::from_u16(status).expect("valid status");
                             Ok::<_, hyper::Error>(response)
@@ -102,7 +125,7 @@ impl Recorder {
                 });
             }
         });
-        Self { addr, received, status, body, delay, task }
+        Self { addr, received, status, body, delay, rejects, tries, task }
     }
 
     /// `http://127.0.0.1:PORT/webhook`.
@@ -124,6 +147,23 @@ impl Recorder {
     /// Wait this long before answering each request from now on (a slow handler).
     pub fn delay(&self, delay: Duration) {
         self.delay.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answer `status` with `body` to every request whose body contains `needle` (a handler bug
+    /// that only one delivery hits); other requests are answered as before.
+    pub fn reject(&self, needle: &str, status: u16, body: &str) {
+        let answer = (needle.as_bytes().to_vec(), status, Bytes::copy_from_slice(body.as_bytes()));
+        self.rejects.lock().expect("recorder lock").push(answer);
+    }
+
+    /// Stop every [`Recorder::reject`]: the bug is fixed.
+    pub fn accept_all(&self) {
+        self.rejects.lock().expect("recorder lock").clear();
+    }
+
+    /// How many requests carried `X-GitHub-Delivery: guid`, whatever they were answered.
+    pub fn tries(&self, guid: &str) -> usize {
+        self.tries.lock().expect("recorder lock").iter().filter(|tried| *tried == guid).count()
     }
 
     /// How many requests were recorded so far.

@@ -32,6 +32,8 @@ mod inspect;
 /// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout, the feed's shape (guids, where
 /// lines go, `-q`, the JSON lines), an unreachable API at start, and `--cleanup`'s line.
 mod newcomer;
+/// A handler bug never blocks the queue (parking, `replay --parked`, the `r` key), and overlapping sources forward once.
+mod park;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
 /// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.

@@ -234,13 +234,15 @@ async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--org", "octo-org", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
+    // Both copies forwarded, so that both lines show which source brought theirs.
+    let args = [&args[..], &["--no-dedupe"]].concat();
     let dev = hookfwd(&fake, state.path(), &args);
     let warning: Value = serde_json::from_str(&dev.wait_line("\"type\":\"warning\"").await).unwrap();
     assert_eq!(
         warning["message"],
         format!(
             "{REPO} is a source and so is its organization octo-org: GitHub sends each of its events to both hooks, \
-             so each is forwarded twice"
+             and with --no-dedupe each is forwarded twice"
         )
     );
     dev.wait_line("\"type\":\"ready\"").await;

@@ -95,7 +95,12 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
         state_dir: Some(state.0.clone()),
         cleanup: true,
         record: None,
+        on_handler_error: None,
+        max_attempts: 3,
+        no_dedupe: false,
         handler_timeout: None,
+        handler_error_default: crate::args::OnHandlerError::Park,
+        retry_key: false,
         service: ServiceArgs { admin_listen: None, max_stall: None },
     };
     let client = github::Client::new(github::Config {

@@ -7,7 +7,7 @@ use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
 use crate::admin::Service;
-use crate::args::{DevArgs, GitHubArgs, InspectArgs, OutputArgs, RelayArgs, SourceArgs};
+use crate::args::{DevArgs, GitHubArgs, InspectArgs, OnHandlerError, OutputArgs, RelayArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed};
 use crate::inspect::Inspector;
@@ -18,6 +18,9 @@ pub async fn dev(mut args: DevArgs, output: &OutputArgs, status: Status) -> anyh
     let mut rule = flag_rule(&args.sources, args.to, &args.relay, &args.github)?;
     rule.actions = args.actions.clone();
     args.relay.handler_timeout = Some(args.timeout);
+    // A developer's handler bug must not hold up the rest of the queue.
+    args.relay.handler_error_default = OnHandlerError::Park;
+    args.relay.retry_key = true;
     run_rules(vec![rule], args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
 }
 
@@ -135,8 +138,14 @@ pub async fn relay_rules(
         state_dir: super::state_dir(relay.state_dir)?,
         cleanup: relay.cleanup,
         target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
+        on_handler_error: relay.on_handler_error.unwrap_or(relay.handler_error_default).into(),
+        max_attempts: relay.max_attempts,
+        dedupe: !relay.no_dedupe,
         ..Settings::default()
     };
+    // Only a terminal can press `r`, and only while parking or retrying can it matter; piped stdin is never read.
+    let keys = if relay.retry_key { crate::keys::Keys::listen() } else { None };
+    let settings = Settings { retry_now: keys.as_ref().map(|keys| keys.presses.clone()), ..settings };
     let context = Context {
         token,
         secret: secret.unwrap_or_else(|| {
@@ -149,6 +158,7 @@ pub async fn relay_rules(
         streaming: rules.iter().any(|rule| rule.stream_token.is_some()),
         safety_interval: settings.safety_interval,
         inspector: inspector.as_ref().map(|inspector| inspector.url().to_string()),
+        retry_key: keys.is_some(),
     };
     let mut feed = Feed::new(output, status, context);
     let cancel = super::cancel_on_signals();
@@ -209,6 +219,8 @@ pub async fn relay_rules(
         }
     };
     let (engine, ()) = tokio::join!(engine, drain);
+    // The terminal back in line mode before anything more is printed.
+    drop(keys);
     engine.context("the relay stopped unexpectedly")??;
     outcome
 }

@@ -1,6 +1,8 @@
 //! `hookfwd replay`: past deliveries that GitHub still holds, re-sent to a handler, oldest first.
 //!
 //! It reads GitHub's record only and never touches the ledger: a replay is a test tool, not forwarding.
+//! The one exception is `--parked`: it sends the deliveries the forwarder parked (the handler kept
+//! rejecting them) again, and un-parks in the ledger each one the handler takes.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 use github::{DeliveryItem, HookRef};
+use relay::ledger::{self, Ledger};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
@@ -20,6 +23,9 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Replays past deliveries.
 pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    if args.parked {
+        return replay_parked(args, output, status).await;
+    }
     let sources = super::sources(&args.sources)?;
     // Checked before anything is asked of GitHub: an unwritable directory is a mistake to hear at once.
     let save = args.save.as_deref().map(crate::fixture::Recorder::open).transpose()?;
@@ -168,6 +174,128 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     if !output.quiet && !output.json {
         let verb = if save.is_some() { "saved" } else { "replayed" };
         eprintln!("{verb} {total} {}", if total == 1 { "delivery" } else { "deliveries" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --parked`: each source's parked deliveries, fetched by id and sent again, oldest first;
+/// each one the handler answers other than 5xx (what the forwarder records) is un-parked.
+async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    let sources = super::sources(&args.sources)?;
+    let Some(to) = args.to.clone() else { return Err(fail(USAGE, "--parked needs --to, the handler to send them to")) };
+    let (client, credentials) = super::github_client(&args.github).await?;
+    let state_dir = super::state_dir(args.state_dir.clone())?;
+    let dir = ledger::dir(&state_dir, client.api_url());
+    // The ledgers are written to: refused, as by `dev`, where another user could plant links.
+    ledger::check_dir(&state_dir)?;
+    ledger::check_dir(&dir)?;
+    let context = Context {
+        token: super::describe_credentials(&credentials),
+        secret: super::describe_secret(args.secret.as_ref(), None),
+        ..Context::default()
+    };
+    let mut feed = Feed::new(output, status.clone(), context);
+    let _clear = ClearOnDrop(status.clone());
+    let forwarder = Forwarder::new(to, TARGET_TIMEOUT);
+    let (mut sent, mut refused, mut total) = (0usize, 0usize, 0usize);
+    let mut searched = Vec::new();
+    for source in &sources {
+        let hook = super::hooks::find(&client, source, args.sources.hook_url.as_deref()).await?;
+        searched.push(hook.to_string());
+        // The ledger is written below: a running `dev` or `forward` on it must not be written under.
+        let _lock = match ledger::Lock::take(&dir, &hook) {
+            Ok(lock) => lock,
+            Err(relay::Error::Busy { holder, .. }) => {
+                return Err(fail(
+                    FAILURE,
+                    format!(
+                        "{hook} is being forwarded by {holder}, which holds its ledger; press r in that terminal to \
+                         send what it parked again, or stop it and run this again"
+                    ),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let Some(mut ledger) = Ledger::open(&dir, &hook)? else { continue };
+        let parked = ledger.parked();
+        let Some(oldest) = parked.iter().map(|parked| parked.delivered_at).min() else { continue };
+        total += parked.len();
+        status.set(format!("listing the deliveries of {hook}"));
+        // A minute early: a pushed delivery's time is the blackhole's, a little after GitHub's.
+        let cutoff = oldest - chrono::TimeDelta::minutes(1);
+        let listed = client
+            .deliveries_since(&hook, cutoff)
+            .await
+            .with_context(|| format!("could not list the deliveries of {hook}"))?;
+        for parked in parked {
+            let guid = parked.guid.clone().unwrap_or_default();
+            // By id; a pushed one (id 0) by its guid's first attempt.
+            let found = listed
+                .items
+                .iter()
+                .filter(|item| if parked.id != 0 { item.id == parked.id } else { item.guid == guid })
+                .min_by_key(|item| (item.delivered_at, item.id));
+            let Some(item) = found.cloned() else {
+                // GitHub keeps deliveries for a few days: this one can never be sent again.
+                feed.show(&Event::Warning {
+                    message: format!(
+                        "parked delivery {} [{guid}] of {hook} is no longer kept by GitHub, so it cannot be sent \
+                         again; it is no longer listed as parked",
+                        parked.id
+                    ),
+                })?;
+                ledger.unpark(parked.id, parked.guid.as_deref())?;
+                continue;
+            };
+            let delivery = client
+                .get_delivery(&hook, item.id)
+                .await
+                .with_context(|| format!("could not get delivery {} [{}] from GitHub", item.id, item.guid))?;
+            feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via: relay::Via::Api })?;
+            let request = Outgoing::from_delivery(&delivery, args.secret.as_ref());
+            let response = forwarder.send(&request).await.map_err(|error| {
+                fail(
+                    FAILURE,
+                    format!(
+                        "could not reach the handler at {} ({error}); sent {sent} of {total} parked deliveries, and \
+                         the rest stay parked",
+                        forwarder.target()
+                    ),
+                )
+            })?;
+            if response.status < 500 {
+                ledger.unpark(parked.id, parked.guid.as_deref())?;
+                sent += 1;
+            }
+            if !(200..300).contains(&response.status) {
+                refused += 1;
+            }
+            feed.show(&Event::Answered {
+                hook: hook.clone(),
+                item,
+                target: forwarder.target().0.clone(),
+                status: response.status,
+                latency: response.latency,
+                via: relay::Via::Api,
+                answer: response.answer,
+                request: std::sync::Arc::new(request),
+            })?;
+        }
+    }
+    if total == 0 {
+        if !output.quiet && !output.json {
+            eprintln!("nothing is parked for {}", searched.join(", "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if refused > 0 {
+        return Err(fail(
+            REJECTED,
+            format!("the handler refused {refused} of {total} parked deliveries; those it answered 5xx stay parked"),
+        ));
+    }
+    if !output.quiet && !output.json {
+        eprintln!("sent {sent} parked {} again", if sent == 1 { "delivery" } else { "deliveries" });
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -115,6 +115,22 @@ pub enum Event {
         /// Attempts so far.
         attempt: u32,
     },
+    /// The handler rejected a delivery `attempts` times (a 5xx from a live handler): it is parked in
+    /// the ledger, and the queue moves on. `hookfwd replay --parked` (or the `r` key) sends it again.
+    Parked {
+        /// Its hook.
+        hook: HookRef,
+        /// The delivery.
+        item: DeliveryItem,
+        /// Which path brought it.
+        via: Via,
+        /// The handler's rejections.
+        attempts: u32,
+        /// The last rejection's status.
+        status: u16,
+        /// The last rejection's headers and the start of its body.
+        answer: Answer,
+    },
     /// A poll finished.
     Polled {
         /// The hook polled.

@@ -43,6 +43,26 @@ pub struct Settings {
     pub target_timeout: Duration,
     /// How long GitHub may refuse a permission (403) on every poll before the run stops: by then it is permanent.
     pub forbidden_for: Duration,
+    /// What a delivery the handler keeps rejecting does to the queue behind it.
+    pub on_handler_error: OnHandlerError,
+    /// With [`OnHandlerError::Park`]: the handler's rejections of one delivery before it is parked.
+    pub max_attempts: u32,
+    /// Forward each original delivery (guid) once per target, even when several sources' hooks bring it.
+    pub dedupe: bool,
+    /// Each change skips the retry wait under way and sends this run's parked deliveries again (the `r` key).
+    pub retry_now: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+/// What a delivery the handler rejects (a 5xx other than 502, 503, 504 from a live handler) does to the queue.
+///
+/// An unreachable handler, a timeout, or a 502, 503 or 504 means the handler is down or restarting:
+/// those are retried until it answers, whichever is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnHandlerError {
+    /// After [`Settings::max_attempts`] rejections the delivery is parked, and the queue moves on.
+    Park,
+    /// The delivery is retried until the handler takes it; everything behind it waits.
+    Block,
 }
 
 impl Default for Settings {
@@ -56,6 +76,10 @@ impl Default for Settings {
             fetch_concurrency: 8,
             target_timeout: Duration::from_secs(30),
             forbidden_for: Duration::from_secs(60),
+            on_handler_error: OnHandlerError::Block,
+            max_attempts: 3,
+            dedupe: true,
+            retry_now: None,
         }
     }
 }

@@ -78,6 +78,7 @@ fn settings(state: &std::path::Path) -> Settings {
         fetch_concurrency: 8,
         target_timeout: Duration::from_secs(5),
         forbidden_for: Duration::from_secs(60),
+        ..Settings::default()
     }
 }
 

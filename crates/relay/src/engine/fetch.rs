@@ -33,6 +33,8 @@ pub(super) enum Fetched {
     Pushed,
     /// An event the rule does not forward: skipped without fetching it, and recorded.
     Unwanted,
+    /// Another source forwards the same original delivery to the same target: recorded without fetching it.
+    Duplicate,
 }
 
 /// The fetch window's memory: fetched deliveries waiting to be forwarded are bounded in bytes,

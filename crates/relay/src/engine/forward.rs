@@ -1,5 +1,10 @@
 //! The forwarder: takes each source's deliveries (listed or pushed) in order, forwards each to the
 //! target, and records it, or skips and records one that can never be forwarded.
+//!
+//! The handler being down (unreachable, a timeout, a 502, 503 or 504: it is restarting) is
+//! retried until it is back. A 5xx from a live handler is a rejection of this delivery: with
+//! [`OnHandlerError::Park`], after `max_attempts` of them the delivery is parked in the ledger and
+//! the queue moves on, so one bad delivery never holds up the rest.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,11 +19,12 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument, warn};
 
 use crate::ledger;
-use crate::{Error, Event, Outgoing, Via};
+use crate::request::Answer;
+use crate::{Error, Event, OnHandlerError, Outgoing, Via};
 use github::Backoff;
 
 use super::fetch::{Budget, Fetched, fetch, size};
-use super::queue::{Pending, Shared, Taken};
+use super::queue::{Pending, Pushed, Shared, Taken};
 use super::{Ctx, SourceRun, blocking};
 
 /// How long GitHub waits for a hook's answer before it counts the delivery as failed.
@@ -30,6 +36,15 @@ pub(super) enum Delivered {
     Answered,
     /// The request can never be sent (a header HTTP cannot carry): skip it, for this reason.
     Invalid(String),
+    /// The live handler rejected it `attempts` times, the last with `status`: park it.
+    Parked {
+        /// The rejections.
+        attempts: u32,
+        /// The last rejection's status.
+        status: u16,
+        /// The last rejection's answer.
+        answer: Answer,
+    },
     /// The run stopped first.
     Stopped,
 }
@@ -65,10 +80,18 @@ pub(super) async fn forward_loop(
                 Pending::Listed(item) => source.wants(item),
                 Pending::Pushed(pushed) => source.wants(&pushed.item()),
             };
-            if !wanted {
+            let settled = if !wanted {
                 // Not among --events, --action or the App's installations and repositories:
                 // settled without a fetch, in its turn.
-                let settled = AbortOnDropHandle::new(tokio::spawn(std::future::ready((Fetched::Unwanted, 0))));
+                Some(Fetched::Unwanted)
+            } else if is_duplicate(&ctx, &source, &taken.pending) {
+                // Another source's hook brought the same event to the same target: settled without a fetch.
+                Some(Fetched::Duplicate)
+            } else {
+                None
+            };
+            if let Some(settled) = settled {
+                let settled = AbortOnDropHandle::new(tokio::spawn(std::future::ready((settled, 0))));
                 window.push_back((taken, Some(settled)));
                 continue;
             }
@@ -97,11 +120,28 @@ pub(super) async fn forward_loop(
             window.push_back((taken, Some(fetching)));
         }
     };
+    let mut retry = fresh(&ctx.settings.retry_now);
+    // This run's parked deliveries, sent again when the user asks (the `r` key).
+    let mut parked: Vec<(Pending, DeliveryItem)> = Vec::new();
+    // A press seen while idle (waiting for it marks it seen).
+    let mut again = false;
     loop {
+        if std::mem::take(&mut again) || retry.as_mut().is_some_and(|retry| retry.has_changed().unwrap_or(false)) {
+            if let Some(retry) = retry.as_mut() {
+                retry.borrow_and_update();
+            }
+            if !send_parked_again(&ctx, &source, &shared, &mut parked, &cancel).await? {
+                return Ok(());
+            }
+        }
         admit(&mut window, 0);
         let Some((taken, fetching)) = window.pop_front() else {
             tokio::select! {
                 () = shared.notify.notified() => continue,
+                () = pressed(&mut retry) => {
+                    again = true;
+                    continue;
+                }
                 () = cancel.cancelled() => return Ok(()),
             }
         };
@@ -141,11 +181,19 @@ pub(super) async fn forward_loop(
             );
             ctx.events.emit(Event::Warning { message }).await;
         }
+        let mut rejected = None;
         let skipped = match outcome {
             Fetched::Cancelled => return Ok(()),
             Fetched::Unwanted => {
                 debug!(delivery = item.id, event = %item.event, "not among --events; skipped");
                 None
+            }
+            Fetched::Duplicate => {
+                debug!(delivery = item.id, event = %item.event, "forwarded through another source; recorded");
+                budget.forwarded(size);
+                let shared = shared.clone();
+                blocking(move || shared.duplicate(&taken)).await?;
+                continue;
             }
             Fetched::Refused(error) => return Err(Error::GitHub(error)),
             Fetched::Gone => Some("GitHub no longer keeps it".to_string()),
@@ -157,6 +205,10 @@ pub(super) async fn forward_loop(
                 match deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
                     Delivered::Answered => None,
                     Delivered::Invalid(reason) => Some(reason),
+                    Delivered::Parked { attempts, status, answer } => {
+                        rejected = Some((Via::Api, attempts, status, answer));
+                        None
+                    }
                     Delivered::Stopped => return Ok(()),
                 }
             }
@@ -167,11 +219,26 @@ pub(super) async fn forward_loop(
                 match deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
                     Delivered::Answered => None,
                     Delivered::Invalid(reason) => Some(reason),
+                    Delivered::Parked { attempts, status, answer } => {
+                        rejected = Some((Via::Stream, attempts, status, answer));
+                        None
+                    }
                     Delivered::Stopped => return Ok(()),
                 }
             }
         };
         budget.forwarded(size);
+        if let Some((via, attempts, status, answer)) = rejected {
+            info!(delivery = item.id, attempts, status, "parked");
+            if parked.len() < MAX_PARKED_AGAIN {
+                parked.push((taken.pending.clone(), item.clone()));
+            }
+            let shared = shared.clone();
+            blocking(move || shared.park(&taken)).await?;
+            let hook = source.hook.clone();
+            ctx.events.emit(Event::Parked { hook, item, via, attempts, status, answer }).await;
+            continue;
+        }
         let shared = shared.clone();
         match skipped {
             None => blocking(move || shared.record(&taken)).await?,
@@ -200,6 +267,8 @@ pub(super) async fn deliver(
 ) -> Delivered {
     let mut backoff = Backoff::default();
     let mut attempt = 0;
+    let mut rejections = 0;
+    let mut retry = fresh(&ctx.settings.retry_now);
     ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone(), via }).await;
     loop {
         attempt += 1;
@@ -235,6 +304,15 @@ pub(super) async fn deliver(
                 if !response.is_retryable() {
                     return Delivered::Answered;
                 }
+                if !is_down(response.status) {
+                    rejections += 1;
+                    if ctx.settings.on_handler_error == OnHandlerError::Park
+                        && rejections >= ctx.settings.max_attempts.max(1)
+                    {
+                        let (status, answer) = (response.status, response.answer);
+                        return Delivered::Parked { attempts: rejections, status, answer };
+                    }
+                }
                 response.status.to_string()
             }
             Err(error) if !error.is_transient() => return Delivered::Invalid(error.to_string()),
@@ -245,7 +323,96 @@ pub(super) async fn deliver(
         ctx.events.emit(Event::Retrying { hook: source.hook.clone(), item: item.clone(), reason, wait, attempt }).await;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            // The user asked to retry now.
+            () = pressed(&mut retry) => backoff = Backoff::default(),
             () = cancel.cancelled() => return Delivered::Stopped,
         }
     }
+}
+
+/// The most parked deliveries of one run kept to send again on the `r` key (the rest: `replay --parked`).
+const MAX_PARKED_AGAIN: usize = 100;
+
+/// Whether the handler's `status` says it is down or restarting (a proxy's or a load balancer's
+/// answer), rather than rejecting this delivery.
+fn is_down(status: u16) -> bool {
+    matches!(status, 502..=504)
+}
+
+/// Whether another source forwards this original delivery to the same target (see [`super::dedupe`]).
+fn is_duplicate(ctx: &Ctx, source: &SourceRun, pending: &Pending) -> bool {
+    // The App's hook is another kind of delivery (it names the installation), not a copy of a repository's.
+    if !ctx.settings.dedupe || ctx.sources < 2 || matches!(source.hook, github::HookRef::App { .. }) {
+        return false;
+    }
+    let guid = match pending {
+        // A redelivery was asked for on this hook: it is forwarded whatever the others did.
+        Pending::Listed(item) if item.redelivery => return false,
+        Pending::Listed(item) => &item.guid,
+        Pending::Pushed(pushed) => &pushed.guid,
+    };
+    ctx.claims.is_elsewhere(&source.name, source.forwarder.target().0.as_str(), guid)
+}
+
+/// A receiver of the `r` key's presses that counts only those from now on.
+fn fresh(retry: &Option<tokio::sync::watch::Receiver<u64>>) -> Option<tokio::sync::watch::Receiver<u64>> {
+    let mut retry = retry.clone()?;
+    retry.borrow_and_update();
+    Some(retry)
+}
+
+/// Waits for the next press of the `r` key; forever when there is no terminal to press it on.
+async fn pressed(retry: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let Some(receiver) = retry else { return std::future::pending().await };
+    if receiver.changed().await.is_err() {
+        // The terminal's reader is gone: no more presses.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sends this run's parked deliveries again, oldest first; each one the handler takes is
+/// un-parked. Returns `false` when the run stopped meanwhile.
+async fn send_parked_again(
+    ctx: &Ctx,
+    source: &SourceRun,
+    shared: &Arc<Shared>,
+    parked: &mut Vec<(Pending, DeliveryItem)>,
+    cancel: &CancellationToken,
+) -> Result<bool, Error> {
+    let mut still = Vec::new();
+    for (pending, item) in std::mem::take(parked) {
+        let (request, via) = match &pending {
+            Pending::Listed(listed) => match fetch(ctx, source, listed, cancel).await {
+                Fetched::Delivery(delivery) => {
+                    (Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref())), Via::Api)
+                }
+                Fetched::Cancelled => return Ok(false),
+                Fetched::Refused(error) => return Err(Error::GitHub(error)),
+                // Gone or unreadable by now: `replay --parked` says so; nothing to send here.
+                _ => continue,
+            },
+            Pending::Pushed(pushed) => (resend_pushed(pushed, source), Via::Stream),
+        };
+        match deliver(ctx, source, &item, &request, via, cancel).await {
+            Delivered::Answered => {
+                let (shared, guid) = (shared.clone(), item.guid.clone());
+                let id = item.id;
+                blocking(move || shared.unpark(id, &guid)).await?;
+            }
+            Delivered::Parked { attempts, status, answer } => {
+                let hook = source.hook.clone();
+                ctx.events.emit(Event::Parked { hook, item: item.clone(), via, attempts, status, answer }).await;
+                still.push((pending, item));
+            }
+            Delivered::Invalid(_) => {}
+            Delivered::Stopped => return Ok(false),
+        }
+    }
+    *parked = still;
+    Ok(true)
+}
+
+/// The request for a pushed delivery, as the forwarder first sent it.
+fn resend_pushed(pushed: &Pushed, source: &SourceRun) -> Arc<Outgoing> {
+    Arc::new(Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref()))
 }

@@ -13,9 +13,11 @@
 //! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
 //! | [`queue`] | what the poller and the forwarder share, ledger included |
 //! | [`fetch`] | fetch listed payloads a few ahead of the forwarder, bounded in count and bytes |
-//! | [`forward`] | forward each delivery in order, record it, or skip and record a poison one |
+//! | [`forward`] | forward each delivery in order, record it, skip and record a poison one, or park one the handler keeps rejecting |
+//! | [`dedupe`] | forward an event that overlapping sources bring to one target once |
 
 mod budget;
+mod dedupe;
 mod fetch;
 mod forward;
 mod poller;
@@ -24,7 +26,6 @@ mod queue;
 mod setup;
 mod start;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ struct Ctx {
     sources: usize,
     /// Whether a handler slower than GitHub allows was warned about already (once a run).
     warned_slow: std::sync::atomic::AtomicBool,
+    /// Which source forwards each original delivery to each target, across sources.
+    claims: dedupe::Claims,
 }
 
 /// One source ready to be polled.
@@ -146,7 +149,7 @@ pub async fn run(
             .await;
     }
 
-    for message in overlaps(&rules) {
+    for message in overlaps(&rules, settings.dedupe) {
         events.emit(Event::Warning { message }).await;
     }
 
@@ -177,6 +180,7 @@ pub async fn run(
             events: events.clone(),
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
+            claims: dedupe::Claims::default(),
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
         // user sees it is forwarded.
@@ -248,29 +252,44 @@ pub async fn run(
     result
 }
 
-/// One sentence per repository whose organization is a source too: GitHub sends its events to both hooks.
-fn overlaps(rules: &[Rule]) -> Vec<String> {
+/// One sentence per repository whose organization is a source too: GitHub sends its events to both
+/// hooks, and the sentence says what becomes of them.
+fn overlaps(rules: &[Rule], dedupe: bool) -> Vec<String> {
+    // Each source's owner, with its rule's target.
     let owners = || {
-        rules.iter().flat_map(|rule| &rule.sources).filter_map(|source| match source {
-            crate::Source::Owner(owner) => Some(owner),
-            crate::Source::App => None,
-        })
+        rules.iter().flat_map(|rule| rule.sources.iter().map(move |source| (source, &rule.target))).filter_map(
+            |(source, target)| match source {
+                crate::Source::Owner(owner) => Some((owner, target)),
+                crate::Source::App => None,
+            },
+        )
     };
-    let orgs: HashSet<String> = owners()
-        .filter_map(|owner| match owner {
-            github::Owner::Org { org } => Some(org.to_ascii_lowercase()),
+    let orgs: Vec<(String, &crate::Target)> = owners()
+        .filter_map(|(owner, target)| match owner {
+            github::Owner::Org { org } => Some((org.to_ascii_lowercase(), target)),
             github::Owner::Repo { .. } => None,
         })
         .collect();
-    owners()
-        .filter_map(|owner| match owner {
-            github::Owner::Repo { owner: org, repo } if orgs.contains(&org.to_ascii_lowercase()) => Some(format!(
-                "{org}/{repo} is a source and so is its organization {org}: GitHub sends each of its events to both \
-                 hooks, so each is forwarded twice"
-            )),
-            _ => None,
-        })
-        .collect()
+    let mut sentences = Vec::new();
+    for (owner, target) in owners() {
+        let github::Owner::Repo { owner: org, repo } = owner else { continue };
+        let targets: Vec<_> = orgs.iter().filter(|(name, _)| *name == org.to_ascii_lowercase()).collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let what = if targets.iter().any(|(_, other)| *other != target) {
+            "each is forwarded to each target"
+        } else if dedupe {
+            "each is forwarded once (--no-dedupe forwards both copies)"
+        } else {
+            "with --no-dedupe each is forwarded twice"
+        };
+        sentences.push(format!(
+            "{org}/{repo} is a source and so is its organization {org}: GitHub sends each of its events to both \
+             hooks, and {what}"
+        ));
+    }
+    sentences
 }
 
 /// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
@@ -322,6 +341,9 @@ async fn forward_source(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let shared = Arc::new(Shared::new(ledger));
+    if !matches!(source.hook, HookRef::App { .. }) {
+        ctx.claims.join(&source.name, source.forwarder.target().0.as_str(), &shared);
+    }
     let queued = shared.clone();
     blocking(move || queued.enqueue(first)).await?;
     let source = Arc::new(source);
@@ -363,6 +385,35 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
+
+    fn rule(sources: &[&str], target: &str) -> Rule {
+        Rule {
+            sources: sources.iter().map(|s| crate::Source::Owner(github::Owner::parse(s).unwrap())).collect(),
+            target: crate::Target::parse(target).unwrap(),
+            hook_url: None,
+            events: Vec::new(),
+            actions: Vec::new(),
+            installations: Vec::new(),
+            repositories: Vec::new(),
+            secret: None,
+            secret_env: None,
+            stream_token: None,
+            hook_secret: None,
+        }
+    }
+
+    #[test]
+    fn the_overlap_warning_says_what_becomes_of_each_event() {
+        let one = [rule(&["acme", "acme/widgets"], "localhost:3000")];
+        let said = |rules: &[Rule], dedupe| overlaps(rules, dedupe).join("\n");
+        let start = "acme/widgets is a source and so is its organization acme: GitHub sends each of its events to \
+                     both hooks, and ";
+        assert_eq!(said(&one, true), format!("{start}each is forwarded once (--no-dedupe forwards both copies)"));
+        assert_eq!(said(&one, false), format!("{start}with --no-dedupe each is forwarded twice"));
+        let two = [rule(&["acme"], "localhost:3000"), rule(&["acme/widgets"], "localhost:4000")];
+        assert_eq!(said(&two, true), format!("{start}each is forwarded to each target"));
+        assert!(overlaps(&[rule(&["acme", "other/widgets"], "localhost:3000")], true).is_empty());
+    }
 
     #[test]
     fn waits_for_the_reset_after_a_rate_limit_at_most_fifteen_minutes() {

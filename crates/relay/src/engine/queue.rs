@@ -321,29 +321,54 @@ impl Shared {
 
     /// Records a handled delivery in the ledger, and the claims it was owed (blocking: it fsyncs).
     pub(super) fn record(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, false)
+        self.handled(taken, How::Forwarded)
     }
 
     /// Records a delivery that can never be forwarded as skipped, and the claims it was owed
     /// (blocking: it fsyncs). A listed one becomes a `k` record; a pushed one has no delivery id
     /// to skip by, so it is recorded as pushed: either way it counts as handled on both paths.
     pub(super) fn skip(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, true)
+        self.handled(taken, How::Skipped)
     }
 
-    /// Writes `taken` to the ledger (as skipped if `skipped`), never moving the floor past a
-    /// waiting delivery, and settles what the other path owed it.
-    fn handled(&self, taken: &Taken, skipped: bool) -> Result<(), Error> {
+    /// Records a delivery the handler kept rejecting as parked (blocking: it fsyncs): handled, so
+    /// the queue moves on, and listed as parked until it is sent again.
+    pub(super) fn park(&self, taken: &Taken) -> Result<(), Error> {
+        self.handled(taken, How::Parked)
+    }
+
+    /// Records a delivery another source forwards to the same target as handled, without its guid
+    /// (blocking: it fsyncs): should that source stop before recording it, its next run must not
+    /// find the guid here and take it for forwarded.
+    pub(super) fn duplicate(&self, taken: &Taken) -> Result<(), Error> {
+        self.handled(taken, How::Duplicate)
+    }
+
+    /// Un-parks a delivery that was sent again and answered (blocking: it fsyncs).
+    pub(super) fn unpark(&self, id: u64, guid: &str) -> Result<bool, Error> {
+        lock(&self.ledger).unpark(id, Some(guid))
+    }
+
+    /// Whether this source's ledger holds an attempt of `guid`, forwarded or claimed.
+    pub(super) fn has_guid(&self, guid: &str) -> bool {
+        let attempts = lock(&self.ledger).attempts(guid);
+        attempts.api + attempts.pushed > 0
+    }
+
+    /// Writes `taken` to the ledger as `how` says, never moving the floor past a waiting delivery,
+    /// and settles what the other path owed it.
+    fn handled(&self, taken: &Taken, how: How) -> Result<(), Error> {
         let mut queue = lock(&self.queue);
         let keep_from = queue.keep_from(Some(&taken.key));
         let mut ledger = lock(&self.ledger);
         match &taken.pending {
             Pending::Listed(item) => {
                 let handled = (item.id, item.delivered_at, Some(item.guid.as_str()));
-                if skipped {
-                    ledger.skip(handled, keep_from)?;
-                } else {
-                    ledger.record_handled(&[handled], keep_from)?;
+                match how {
+                    How::Forwarded => ledger.record_handled(&[handled], keep_from)?,
+                    How::Skipped => ledger.skip(handled, keep_from)?,
+                    How::Parked => ledger.park(handled, keep_from)?,
+                    How::Duplicate => ledger.record_handled(&[(item.id, item.delivered_at, None)], keep_from)?,
                 }
                 if let Some(received_at) = pop(&mut queue.owed_pushed, &item.guid) {
                     ledger.record_pushed(&item.guid, received_at)?;
@@ -352,9 +377,15 @@ impl Shared {
                 queue.add_busy(&item.guid, -1, 0);
             }
             Pending::Pushed(pushed) => {
-                ledger.record_pushed(&pushed.guid, pushed.received_at)?;
+                if how != How::Duplicate {
+                    ledger.record_pushed(&pushed.guid, pushed.received_at)?;
+                }
+                if how == How::Parked {
+                    ledger.park((0, pushed.received_at, Some(pushed.guid.as_str())), keep_from)?;
+                }
                 if let Some((id, delivered_at)) = pop(&mut queue.owed_listed, &pushed.guid) {
-                    ledger.record_handled(&[(id, delivered_at, Some(pushed.guid.as_str()))], keep_from)?;
+                    let guid = (how != How::Duplicate).then_some(pushed.guid.as_str());
+                    ledger.record_handled(&[(id, delivered_at, guid)], keep_from)?;
                     queue.ids.remove(&id);
                 }
                 queue.add_busy(&pushed.guid, 0, -1);
@@ -365,6 +396,19 @@ impl Shared {
         queue.in_flight.remove(&taken.key);
         Ok(())
     }
+}
+
+/// How a taken delivery was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// The handler took it.
+    Forwarded,
+    /// It can never be forwarded.
+    Skipped,
+    /// The handler kept rejecting it.
+    Parked,
+    /// Another source forwards the same original delivery to the same target.
+    Duplicate,
 }
 
 /// A delivery the forwarder took, and where it sat in the queue.
@@ -502,6 +546,42 @@ mod tests {
         shared.record(&taken).unwrap();
         assert!(shared.take_next().is_none());
         assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 2, pushed: 2 }, "the counts stay even");
+    }
+
+    #[test]
+    fn a_parked_delivery_is_handled_on_both_paths_and_listed_as_parked() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        // Parked when listed: its pushed copy is a claim, not forwarded.
+        assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
+        shared.park(&shared.take_next().unwrap()).unwrap();
+        assert_eq!(shared.backlog(), 0, "the queue moves on");
+        assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed);
+        // Parked when pushed: remembered by guid (no id), and its listed copy is a claim.
+        let mut other = pushed(20);
+        other.guid = "another-guid".into();
+        shared.push(other).unwrap();
+        shared.park(&shared.take_next().unwrap()).unwrap();
+        let mut twin = listed(2, 20);
+        twin.guid = "another-guid".into();
+        assert_eq!(shared.enqueue(vec![twin]).unwrap(), 0, "claimed, not fetched");
+        let parked: Vec<(u64, Option<String>)> =
+            lock(&shared.ledger).parked().into_iter().map(|parked| (parked.id, parked.guid)).collect();
+        assert_eq!(parked, [(1, Some(GUID.to_string())), (0, Some("another-guid".to_string()))]);
+        assert!(shared.unpark(1, GUID).unwrap());
+    }
+
+    #[test]
+    fn a_duplicate_is_recorded_without_its_guid_so_no_other_source_takes_it_for_forwarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path());
+        shared.enqueue(vec![listed(1, 10)]).unwrap();
+        shared.duplicate(&shared.take_next().unwrap()).unwrap();
+        assert!(lock(&shared.ledger).is_recorded(1, at(10)), "handled: not listed again");
+        assert!(!shared.has_guid(GUID), "but not counted as forwarded here");
+        shared.enqueue(vec![listed(2, 20)]).unwrap();
+        shared.record(&shared.take_next().unwrap()).unwrap();
+        assert!(shared.has_guid(GUID));
     }
 
     #[test]

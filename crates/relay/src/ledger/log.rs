@@ -1,7 +1,7 @@
 //! The ledger's file: reading the log back (cutting a torn tail, clamping the future), and
 //! compacting it into a snapshot. The format is in the [module doc](super).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
@@ -56,6 +56,7 @@ impl Ledger {
         let mut done = HashMap::new();
         let mut guids = HashMap::new();
         let mut skipped = HashSet::new();
+        let mut parked = BTreeMap::new();
         for (index, line) in lines.enumerate() {
             let mut fields = line.split(' ');
             let fields = [fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next()];
@@ -76,6 +77,14 @@ impl Ledger {
                         count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
                     }
                 }),
+                [Some("x"), Some(id), Some(t), guid, None, _] if guid.is_none_or(valid_guid) => {
+                    id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| remember(&mut parked, id, t, guid))
+                }
+                [Some("u"), Some(id), guid, None, ..] if guid.is_none_or(valid_guid) => {
+                    id.parse::<u64>().ok().map(|id| {
+                        parked.remove(&(id, guid.unwrap_or_default().to_string()));
+                    })
+                }
                 [Some("p"), Some(guid), Some(t), None, ..] if valid_guid(guid) => {
                     time(t).map(|t| count(&mut guids, guid, t, Attempts { api: 0, pushed: 1 }))
                 }
@@ -130,6 +139,7 @@ impl Ledger {
             appended: 0,
             max_done: MAX_DONE,
             skipped,
+            parked,
             clock,
             warnings,
         };
@@ -146,6 +156,12 @@ impl Ledger {
         for (t, id) in &self.by_time {
             let kind = if self.skipped.contains(id) { 'k' } else { 'd' };
             text.push_str(&format!("{kind} {id} {}\n", nanos(*t)));
+        }
+        for ((id, guid), t) in &self.parked {
+            match guid.as_str() {
+                "" => text.push_str(&format!("x {id} {}\n", nanos(*t))),
+                guid => text.push_str(&format!("x {id} {} {guid}\n", nanos(*t))),
+            }
         }
         for (guid, entry) in &self.guids {
             let Attempts { api, pushed } = entry.attempts;

@@ -53,6 +53,8 @@
 //! k <delivery id> <delivered_at, unix ns> [<guid>]
 //! p <guid> <received_at, unix ns>
 //! g <guid> <#api> <#pushed> <newest, unix ns>       (snapshots only)
+//! x <delivery id> <delivered_at, unix ns> [<guid>]
+//! u <delivery id> [<guid>]
 //! ```
 //!
 //! A `d` without a guid (written before push mode existed) still parses; it counts for no guid.
@@ -62,6 +64,14 @@
 //! keeps). It counts as handled like a `d` line, so a restart does not try it again, and its
 //! guid counts as an API attempt like a `d`'s, so the stream's copy of that attempt is claimed
 //! rather than forwarded: skipped means handled on both paths.
+//!
+//! An `x` line is a delivery that was **parked**: the handler kept rejecting it (a 5xx from a
+//! live handler, see the engine's forwarder), so it was set aside for the queue to move on. It
+//! follows the `d` line (or, for a pushed delivery, which has no id and is written with id 0, the
+//! `p` line) that counts it as handled, so a restart does not send it again; the `x` line only
+//! remembers it, whatever the floor does, until a `u` line un-parks it (it was sent again and
+//! answered). Snapshots keep every parked delivery as an `x` line; at most [`MAX_PARKED`] are
+//! kept, the oldest dropped first.
 //!
 //! A torn last line (a crash mid-append, a full disk) was never fsynced, so it was never
 //! acknowledged: [`Ledger::open`] cuts it off (and fsyncs) before appending, so the next record
@@ -90,7 +100,7 @@ pub use clock::{SKEW, floor_limit, is_future, trusted};
 use files::{LEGACY_APP_KEY, append, create_dir, migrate_app_ledger, private};
 pub use files::{Lock, check_dir, created_by_hookfwd, dir, forget_hook, load_hook_secret, store_hook_secret};
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -107,6 +117,19 @@ pub const MAX_DONE: usize = 50_000;
 /// How often the time of the last successful poll is persisted.
 const CHECKED_EVERY: TimeDelta = TimeDelta::seconds(60);
 const MAGIC: &str = "hookfwd-ledger 1";
+/// The most parked deliveries the ledger remembers.
+pub const MAX_PARKED: usize = 10_000;
+
+/// A delivery parked because the handler kept rejecting it, until it is sent again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// The API's delivery id; 0 for a pushed delivery (GitHub gave it none).
+    pub id: u64,
+    /// When GitHub delivered it (for a pushed one, when the blackhole received it).
+    pub delivered_at: DateTime<Utc>,
+    /// Its guid, when known.
+    pub guid: Option<String>,
+}
 
 /// How many attempts of one guid were handled on each path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -156,6 +179,8 @@ pub struct Ledger {
     max_done: usize,
     /// Skipped deliveries at or after the floor (a subset of `done`), written back as `k` lines.
     skipped: HashSet<u64>,
+    /// Parked deliveries, whatever the floor: (id, guid or "") → delivered_at; `x` lines.
+    parked: BTreeMap<(u64, String), DateTime<Utc>>,
     /// The local clock, which the floor never passes by more than [`SKEW`] (fixed in tests).
     clock: fn() -> DateTime<Utc>,
     /// What opening found and fixed that the user should hear about, once.
@@ -206,6 +231,7 @@ impl Ledger {
             appended: 0,
             max_done: MAX_DONE,
             skipped: HashSet::new(),
+            parked: BTreeMap::new(),
             clock: Utc::now,
             warnings: Vec::new(),
         };
@@ -257,6 +283,57 @@ impl Ledger {
     /// Whether the delivery `id` was recorded as skipped (while the ledger still holds its id).
     pub fn is_skipped(&self, id: u64) -> bool {
         self.skipped.contains(&id)
+    }
+
+    /// Records a delivery the handler kept rejecting as parked: handled like a forwarded one (a
+    /// `d` line), so the queue moves on and no restart sends it again, and remembered (an `x`
+    /// line) until [`Ledger::unpark`]. A pushed delivery (id 0) is only remembered: the caller
+    /// records it as pushed. `keep_from` as for [`Ledger::record`].
+    pub fn park(&mut self, parked: Handled<'_>, keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
+        let (id, delivered_at, guid) = parked;
+        let guid = guid.filter(|guid| valid_guid(guid));
+        if id != 0 {
+            self.append_handled('d', &[(id, delivered_at, guid)], keep_from)?;
+        } else if guid.is_none() {
+            // Neither an id nor a guid: nothing could ever find it again.
+            return Ok(());
+        }
+        let line = match guid {
+            Some(guid) => format!("x {id} {} {guid}\n", nanos(delivered_at)),
+            None => format!("x {id} {}\n", nanos(delivered_at)),
+        };
+        self.write(&line)?;
+        remember(&mut self.parked, id, delivered_at, guid);
+        self.appended += 1;
+        Ok(())
+    }
+
+    /// Un-parks a delivery that was sent again and answered (a `u` line); `false` if it was not parked.
+    pub fn unpark(&mut self, id: u64, guid: Option<&str>) -> Result<bool, Error> {
+        let guid = guid.filter(|guid| valid_guid(guid));
+        let key = (id, guid.unwrap_or_default().to_string());
+        if !self.parked.contains_key(&key) {
+            return Ok(false);
+        }
+        let line = match guid {
+            Some(guid) => format!("u {id} {guid}\n"),
+            None => format!("u {id}\n"),
+        };
+        self.write(&line)?;
+        self.parked.remove(&key);
+        self.appended += 1;
+        Ok(true)
+    }
+
+    /// The parked deliveries, oldest first.
+    pub fn parked(&self) -> Vec<Parked> {
+        let mut parked: Vec<Parked> = self
+            .parked
+            .iter()
+            .map(|((id, guid), t)| Parked { id: *id, delivered_at: *t, guid: (!guid.is_empty()).then(|| guid.clone()) })
+            .collect();
+        parked.sort_by_key(|parked| (parked.delivered_at, parked.id));
+        parked
     }
 
     /// What opening found and fixed (a clamped floor, a migrated App ledger), once: one
@@ -441,6 +518,17 @@ fn count(guids: &mut HashMap<String, Guid>, guid: &str, at: DateTime<Utc>, attem
     entry.attempts.api += attempts.api;
     entry.attempts.pushed += attempts.pushed;
     entry.newest = entry.newest.max(at);
+}
+
+/// Adds a parked delivery to `parked`, dropping the oldest beyond [`MAX_PARKED`].
+fn remember(parked: &mut BTreeMap<(u64, String), DateTime<Utc>>, id: u64, at: DateTime<Utc>, guid: Option<&str>) {
+    parked.insert((id, guid.unwrap_or_default().to_string()), at);
+    if parked.len() > MAX_PARKED {
+        let oldest = parked.iter().min_by_key(|(key, t)| (**t, key.0)).map(|(key, _)| key.clone());
+        if let Some(oldest) = oldest {
+            parked.remove(&oldest);
+        }
+    }
 }
 
 /// Whether `guid` can be written as one field of a ledger line: GitHub's are UUIDs.

@@ -372,3 +372,34 @@ fn a_created_hooks_upstream_secret_is_kept_private_beside_its_ledger() {
     forget_hook(dir.path(), &hook()).unwrap();
     assert!(!created_by_hookfwd(dir.path(), &hook()));
 }
+
+#[test]
+fn parked_deliveries_stay_handled_and_listed_across_reopening_the_floor_and_compaction() {
+    const GUID: &str = "0b989ba4-242f-11e5-81e1-c7b6966d2516";
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    ledger.park((7, at(1), Some(GUID)), None).unwrap();
+    ledger.park((0, at(2), Some("pushed-guid")), None).unwrap();
+    assert!(ledger.is_recorded(7, at(1)), "parked counts as handled");
+    assert_eq!(ledger.attempts(GUID).api, 1, "and as an API attempt of its guid");
+    // Far newer deliveries lift the floor past it: it is still handled, and still parked.
+    let window = WINDOW.as_secs() as i64;
+    ledger.record(8, at(10 * window), None).unwrap();
+    assert!(ledger.floor() > at(1));
+    drop(ledger);
+    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let parked = |ledger: &Ledger| ledger.parked().into_iter().map(|p| (p.id, p.guid)).collect::<Vec<_>>();
+    let both = vec![(7, Some(GUID.to_string())), (0, Some("pushed-guid".to_string()))];
+    assert_eq!(parked(&ledger), both);
+    assert!(ledger.is_recorded(7, at(1)));
+    ledger.compact().unwrap();
+    drop(ledger);
+    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    assert_eq!(parked(&ledger), both, "compaction keeps them");
+    assert!(ledger.unpark(7, Some(GUID)).unwrap());
+    assert!(!ledger.unpark(7, Some(GUID)).unwrap(), "un-parked once");
+    drop(ledger);
+    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    assert_eq!(parked(&ledger), vec![(0, Some("pushed-guid".to_string()))]);
+    assert!(ledger.is_recorded(7, at(1)), "un-parked is still handled: it was sent again");
+}

@@ -164,6 +164,15 @@ impl Monitor {
                     health.busy_since = Some(now);
                 }
             }
+            // Parked: the head of the queue moved on.
+            Event::Parked { hook, .. } => {
+                let name = state.hooks.get(hook).cloned().unwrap_or_else(|| hook.to_string());
+                if let Some(health) = state.sources.get_mut(&name)
+                    && health.busy_since.is_some()
+                {
+                    health.busy_since = Some(now);
+                }
+            }
             Event::Retrying { hook, reason, .. } => state.note_error(hook, format!("the target: {reason}")),
             Event::Error { hook: Some(hook), message } => state.note_error(hook, message.clone()),
             _ => {}
@@ -406,6 +415,27 @@ mod tests {
         tokio::time::advance(Duration::from_secs(21)).await;
         polled(&monitor, 0);
         assert_eq!(monitor.stalled(max), None, "an empty queue is not stuck");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_delivery_moves_the_head_of_the_queue() {
+        let monitor = Monitor::new(Duration::from_secs(1));
+        let max = Duration::from_secs(20);
+        ready(&monitor);
+        polled(&monitor, 3);
+        tokio::time::advance(Duration::from_secs(15)).await;
+        answered(&monitor, 500);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        polled(&monitor, 3);
+        assert!(monitor.stalled(max).is_some(), "rejected, not yet parked: stuck");
+        let item: DeliveryItem = serde_json::from_value(serde_json::json!({
+            "id": 1, "guid": "g", "delivered_at": Utc::now(), "redelivery": false, "duration": 0.1,
+            "status": "OK", "status_code": 200, "event": "push"
+        }))
+        .unwrap();
+        let answer = crate::request::Answer::default();
+        monitor.observe(&Event::Parked { hook: hook(), item, via: crate::Via::Api, attempts: 3, status: 500, answer });
+        assert_eq!(monitor.stalled(max), None, "parked: the queue moves on");
     }
 
     #[tokio::test]
