@@ -146,7 +146,7 @@ impl Feed {
                     Ok(())
                 }
             }
-            Event::Ready { sources } => {
+            Event::Ready { sources, .. } => {
                 for line in std::mem::take(&mut self.failed) {
                     print(&line)?;
                 }

@@ -7,6 +7,8 @@
 mod action;
 /// The handler's answer in the feed, `send` and `--json`.
 mod answer;
+/// Many sources on one token: the interval GitHub's limits sustain, spread polls, `--action`.
+mod budget;
 /// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
 mod commands;
 /// The container image and the Kubernetes manifests.

@@ -38,6 +38,9 @@ pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status)
         if rule.hook_secret.is_none() {
             rule.hook_secret = hook_secret.clone();
         }
+        if rule.actions.is_empty() {
+            rule.actions = args.actions.clone();
+        }
     }
     args.relay.handler_timeout = Some(args.timeout);
     run_rules(rules, args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await

@@ -70,6 +70,9 @@ pub enum Event {
     Ready {
         /// How many sources are being polled.
         sources: usize,
+        /// The poll interval in force: the asked one, or longer when GitHub's limits cannot sustain
+        /// it for this many sources (a warning said so).
+        interval: Duration,
     },
     /// A delivery is about to be sent to the target (`-->`).
     Delivering {

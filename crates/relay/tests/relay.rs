@@ -58,6 +58,9 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         target,
         hook_url: Some(hook_url.to_string()),
         events: Vec::new(),
+        actions: Vec::new(),
+        installations: Vec::new(),
+        repositories: Vec::new(),
         secret: Some(Secret::new(SECRET)),
         secret_env: None,
         stream_token: None,
@@ -348,7 +351,7 @@ async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_o
         vec![rule(&["octo/a", "octo/missing", "octo/b"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
-    eventually("ready", async || running.count(|e| matches!(e, Event::Ready { sources: 2 })) == 1).await;
+    eventually("ready", async || running.count(|e| matches!(e, Event::Ready { sources: 2, .. })) == 1).await;
     running.polled(2).await;
     let failed: Vec<_> = running
         .events()

@@ -76,12 +76,13 @@ pub(super) async fn forward_loop(
     let admit = |window: &mut VecDeque<Fetching>, head: usize| {
         while window.len() + head < 2 * concurrency && budget.admits(window.len() + head) {
             let Some(taken) = shared.take_next() else { break };
-            let wanted = source.rule.wants(match &taken.pending {
-                Pending::Listed(item) => &item.event,
-                Pending::Pushed(pushed) => &pushed.event,
-            });
+            let wanted = match &taken.pending {
+                Pending::Listed(item) => source.wants(item),
+                Pending::Pushed(pushed) => source.wants(&pushed.item()),
+            };
             let settled = if !wanted {
-                // Not among --events: settled without a fetch, in its turn.
+                // Not among --events, --action or the App's installations and repositories:
+                // settled without a fetch, in its turn.
                 Some(Fetched::Unwanted)
             } else if is_duplicate(&ctx, &source, &taken.pending) {
                 // Another source's hook brought the same event to the same target: settled without a fetch.

@@ -7,6 +7,7 @@
 //! | module | stage |
 //! |---|---|
 //! | [`setup`] | find or create each source's hook |
+//! | [`budget`] | the interval many sources on one token can sustain, and each one's place in it |
 //! | [`start`] | where a source starts: now, `--since`, or the ledger |
 //! | [`push`] | subscribe to the blackhole, verify pushed deliveries into the queue |
 //! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
@@ -16,6 +17,7 @@
 //! | [`dedupe`] | forward an event that overlapping sources bring to one target once |
 //! | [`claims`] | with the ledger in Redis: claim, renew and record deliveries shared with other replicas |
 
+mod budget;
 mod claims;
 mod dedupe;
 mod fetch;
@@ -106,9 +108,22 @@ struct SourceRun {
     secret: Option<Secret>,
     /// Push mode: where to subscribe, with which token, and how to verify.
     stream: Option<StreamConfig>,
+    /// On the App's hook, the ids of the rule's repositories: only their deliveries are forwarded.
+    repository_ids: Vec<u64>,
     /// This process's hold on the hook's file ledger, for as long as the source runs (none with
     /// a shared ledger: replicas share the hook, and claims keep them apart).
     _lock: Option<Lock>,
+}
+
+impl SourceRun {
+    /// Whether a listed or pushed delivery is forwarded, by what its list item says: settled
+    /// before its payload is fetched.
+    fn wants(&self, item: &DeliveryItem) -> bool {
+        match self.hook {
+            HookRef::App { .. } => self.rule.wants_from_app(item, &self.repository_ids),
+            _ => self.rule.wants(item),
+        }
+    }
 }
 
 /// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
@@ -178,9 +193,14 @@ pub async fn run(
             _ => Err(Error::NoSources(failures.join("; "))),
         }
     } else {
+        let hooks: Vec<HookRef> = runs.iter().map(|run| run.hook.clone()).collect();
+        let plan = budget::plan(settings.interval, &hooks, client.pace(), client.rate_limit(), Utc::now());
+        if let Some(message) = plan.warning.clone() {
+            events.emit(Event::Warning { message }).await;
+        }
         let ctx = Arc::new(Ctx {
             client: client.clone(),
-            settings: settings.clone(),
+            settings: Settings { interval: plan.interval, ..settings.clone() },
             events: events.clone(),
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
@@ -216,9 +236,11 @@ pub async fn run(
             });
         }
         if result.is_ok() && !cancel.is_cancelled() {
-            events.emit(Event::Ready { sources: started.len() }).await;
-            for (source, (book, first)) in started {
-                tasks.spawn(forward_source(ctx.clone(), source, book, first, stop.clone()));
+            events.emit(Event::Ready { sources: started.len(), interval: plan.in_force }).await;
+            let count = started.len();
+            for (index, (source, (book, first))) in started.into_iter().enumerate() {
+                let offset = budget::first_poll(plan.interval, index, count);
+                tasks.spawn(forward_source(ctx.clone(), source, book, first, offset, stop.clone()));
             }
         }
         while let Some(joined) = tasks.join_next().await {
@@ -340,6 +362,7 @@ async fn forward_source(
     source: SourceRun,
     book: Book,
     first: Vec<DeliveryItem>,
+    offset: Duration,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let shared = Arc::new(Shared::with(book));
@@ -349,7 +372,7 @@ async fn forward_source(
     claims::admit(&ctx, &shared, first).await?;
     let source = Arc::new(source);
     let streaming = stream_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
+    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), offset, cancel.clone());
     let forwarding = forward_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
     let renewing = claims::renew_loop(ctx.clone(), shared.clone(), cancel.clone());
     let result = tokio::try_join!(streaming, polling, forwarding, renewing).map(|_| ());
@@ -397,6 +420,9 @@ mod tests {
             target: crate::Target::parse(target).unwrap(),
             hook_url: None,
             events: Vec::new(),
+            actions: Vec::new(),
+            installations: Vec::new(),
+            repositories: Vec::new(),
             secret: None,
             secret_env: None,
             stream_token: None,

@@ -60,6 +60,7 @@ pub(super) async fn poll_loop(
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
     shared: Arc<Shared>,
+    first: Duration,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let mut backoff = Backoff::default();
@@ -68,8 +69,9 @@ pub(super) async fn poll_loop(
     let mut newest_listed: Option<DateTime<Utc>> = None;
     // The start scanned everything it had to.
     let mut last_deep_scan = tokio::time::Instant::now();
-    // The first poll right away, so `Polled` reports the backlog the start found.
-    let mut wait = Duration::ZERO;
+    // The start listed every source at once already; from here on each polls at its own place in
+    // the interval, so that many sources' polls do not come in bursts.
+    let mut wait = first;
     // Since when every poll was refused a permission: a scope taken away mid-run.
     let mut forbidden_since: Option<tokio::time::Instant> = None;
     // Listed while the stream was healthy, and held back so the safety net never races it.

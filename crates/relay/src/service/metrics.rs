@@ -29,6 +29,8 @@ pub(super) struct Metrics {
     pub last_progress: Family<Labels, Gauge<f64, AtomicU64>>,
     /// `hookfwd_claims_total{outcome}`: claims on shared-ledger deliveries that changed hands.
     pub claims: Family<Labels, Counter>,
+    /// `hookfwd_poll_interval_seconds`: the poll interval in force, longer than asked when GitHub's limits need it.
+    pub poll_interval: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -45,6 +47,7 @@ impl Metrics {
             rate_remaining: Gauge::default(),
             last_progress: Family::default(),
             claims: Family::default(),
+            poll_interval: Gauge::default(),
         };
         registry.register(
             "hookfwd_deliveries_forwarded",
@@ -86,6 +89,11 @@ impl Metrics {
             "Claims on deliveries in the shared (Redis) ledger that changed hands: taken_over from another \
              replica, or lost to one",
             metrics.claims.clone(),
+        );
+        registry.register(
+            "hookfwd_poll_interval_seconds",
+            "The poll interval in force: the asked one, or longer when GitHub's limits cannot sustain it",
+            metrics.poll_interval.clone(),
         );
         metrics
     }
