@@ -190,10 +190,12 @@ async fn the_probe_paths_answer_on_hookfwd_started_with_the_deployment_args() {
     assert_eq!(run.finish().await.code, Some(0));
 }
 
-/// Builds the static binary the way `Dockerfile.hookfwd` does (a release build: slow the first time).
+/// Builds the static binary the way `Dockerfile.hookfwd` does, unoptimised (a release build takes
+/// twenty minutes on two cores; linking, roots and randomness are the same).
 fn static_hookfwd() -> PathBuf {
     let output = Command::new(workspace_root().join("scripts/build-static"))
         .arg("hookfwd")
+        .env("BUILD_STATIC_PROFILE", "dev")
         .current_dir(workspace_root())
         .stderr(Stdio::inherit())
         .output()
@@ -202,7 +204,7 @@ fn static_hookfwd() -> PathBuf {
     workspace_root().join(String::from_utf8(output.stdout).unwrap().trim())
 }
 
-// A release build the first time (about 10 minutes). The root has no /dev at all: a static glibc
+// A static build the first time (a few minutes). The root has no /dev at all: a static glibc
 // binary cannot find getrandom() with dlsym, and getrandom's fallback polls /dev/random, so
 // scripts/build-static picks the getrandom backend that calls the linked getrandom() instead.
 #[tokio::test(flavor = "multi_thread")]
