@@ -78,9 +78,15 @@ pub struct GitHubArgs {
     /// The GitHub App's private key (PEM file).
     #[arg(long, env = "HOOKFWD_APP_KEY", value_name = "FILE", requires = "app_id")]
     pub app_key: Option<PathBuf>,
-    /// The App installation to act as on repositories and organizations.
-    #[arg(long, env = "HOOKFWD_INSTALLATION_ID", value_name = "ID")]
+    /// The App installation to act as on repositories and organizations; with --app, only its
+    /// deliveries are forwarded.
+    #[arg(long, visible_alias = "installation", env = "HOOKFWD_INSTALLATION_ID", value_name = "ID")]
     pub installation_id: Option<u64>,
+    /// GitHub's secondary rate limit in points a minute per endpoint (900 on github.com; a GitHub
+    /// Enterprise Server's admin may set another); hookfwd paces its calls to stay under it.
+    #[arg(long, env = "HOOKFWD_SECONDARY_LIMIT", default_value_t = github::SECONDARY_PER_MINUTE, value_name = "POINTS",
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub secondary_limit: u32,
 }
 
 /// Which hooks to use.
@@ -110,6 +116,10 @@ pub struct DevArgs {
     /// The handler: a URL or host:port[/path] (http assumed).
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
+    /// Forward only deliveries with one of these actions (comma-separated, such as opened,reopened);
+    /// the others are skipped before their payload is fetched.
+    #[arg(long = "action", value_delimiter = ',', value_name = "ACTIONS")]
+    pub actions: Vec<String>,
     /// How long the handler may take to answer one delivery before the attempt counts as failed
     /// (GitHub itself gives up after 10 s; a slower answer is warned about once).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
@@ -163,6 +173,10 @@ pub struct RelayArgs {
     /// Where the ledgers of forwarded deliveries live.
     #[arg(long, env = "HOOKFWD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Keep the ledgers in Redis or Valkey (redis://HOST:PORT/DB), shared by replicas on different machines,
+    /// instead of in the state directory (see docs/operations.md).
+    #[arg(long, env = "HOOKFWD_LEDGER", hide_env_values = true, value_name = "URL")]
+    pub ledger: Option<String>,
     /// Delete the hook on exit, if this run created it (one line says which were deleted).
     #[arg(long)]
     pub cleanup: bool,
@@ -236,6 +250,10 @@ pub struct ForwardArgs {
     /// A TOML file of rules.
     #[arg(long, value_name = "FILE", conflicts_with = "rules")]
     pub config: Option<PathBuf>,
+    /// Forward only deliveries with one of these actions (comma-separated), for rules that name no
+    /// `actions` of their own; the others are skipped before their payload is fetched.
+    #[arg(long = "action", value_delimiter = ',', value_name = "ACTIONS")]
+    pub actions: Vec<String>,
     /// How long the handler may take to answer one delivery before the attempt counts as failed
     /// (GitHub itself gives up after 10 s; a slower answer is warned about once).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]

@@ -77,7 +77,7 @@ fn code(error: &anyhow::Error) -> u8 {
             };
         }
         match cause.downcast_ref::<relay::Error>() {
-            Some(relay::Error::Rule(_) | relay::Error::Target(_)) => return USAGE,
+            Some(relay::Error::Rule(_) | relay::Error::Target(_) | relay::Error::LedgerUrl { .. }) => return USAGE,
             Some(relay::Error::StreamRefused { .. }) => return AUTH,
             _ => {}
         }

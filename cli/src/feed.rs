@@ -146,7 +146,7 @@ impl Feed {
                     Ok(())
                 }
             }
-            Event::Ready { sources } => {
+            Event::Ready { sources, .. } => {
                 for line in std::mem::take(&mut self.failed) {
                     print(&line)?;
                 }
@@ -387,6 +387,27 @@ impl Feed {
                     print(&format!("{} {message}", style("waiting:").yellow()))
                 }
             }
+            Event::LedgerDown { reason: Some(reason) } => {
+                self.trouble = Some(reason.clone());
+                self.show_status();
+                let message = format!("{reason}; waiting for it, and forwarding nothing meanwhile");
+                self.line_or_json(
+                    &format!("{}  {} {}", now(), style("!!!").yellow(), visible(&message)),
+                    Line::Warning { message: &message },
+                    true,
+                )
+            }
+            Event::LedgerDown { reason: None } => {
+                self.trouble = None;
+                self.show_status();
+                let message = "the ledger is reachable again; forwarding goes on";
+                self.line_or_json(
+                    &format!("{}  {} {}", now(), style("!!!").yellow(), message),
+                    Line::Warning { message },
+                    true,
+                )
+            }
+            Event::Claims { .. } => Ok(()),
             Event::Warning { message } => self.line_or_json(
                 &format!("{}  {} {}", now(), style("!!!").yellow(), visible(message)),
                 Line::Warning { message },

@@ -1,15 +1,19 @@
 //! What every test suite of hookfwd shares, each in one place: the built binaries, child processes that die
 //! with the test, a recording handler, the Octokit receiver, and polling until something holds.
 //!
+//! A real `redis-server` for the shared ledger's tests is here too.
+//!
 //! The kit depends on none of hookfwd's crates, so any of their tests can use it without building one twice.
 
 mod octokit;
 mod process;
 mod recorder;
+mod redis;
 
 pub use octokit::OctokitReceiver;
 pub use process::{Finished, Running};
 pub use recorder::{Received, Recorder};
+pub use redis::RedisServer;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

@@ -308,7 +308,7 @@ async fn a_key_the_app_does_not_have_is_one_line_and_exit_3() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_repository_and_the_app_hook_in_one_process_with_app_credentials_only() {
+async fn a_repository_rule_and_an_app_rule_in_one_process_with_app_credentials_only() {
     let fake = fake_with_app().await;
     let app_hook = fake.app_hook_id(APP_ID).expect("the App has a hook");
     let handler = Recorder::start().await;
@@ -319,10 +319,22 @@ async fn a_repository_and_the_app_hook_in_one_process_with_app_credentials_only(
     // Without GitHub's ping for the hook hookfwd creates, which may or may not fall before the start.
     fake.set_ping_on_create(false);
 
-    // The repository's hook is managed with an installation token, the App hook with the JWT.
-    let extra = ["--repo", REPO, "--hook-url", &hook_url];
-    let env = [("HOOKFWD_INSTALLATION_ID", OsStr::new(&installation))];
-    let dev = start_app_dev_with(&fake, &pem, &handler.url(), state.path(), &extra, &env);
+    // The repository's hook is managed with an installation token, the App hook with the JWT. Two
+    // rules: in `dev`, `--repo` beside `--app` chooses among the App hook's deliveries instead.
+    let repo_rule = json!({"from": [REPO], "to": handler.url(), "hook": {"config": {"url": hook_url}}}).to_string();
+    let app_rule = json!({"app": true, "to": handler.url()}).to_string();
+    let (app_id, api_url) = (APP_ID.to_string(), fake.api_url().to_string());
+    let mut args: Vec<&OsStr> =
+        ["forward", "--rule", &repo_rule, "--rule", &app_rule, "--app-id", &app_id, "--app-key"]
+            .map(OsStr::new)
+            .to_vec();
+    args.push(pem.as_os_str());
+    args.extend(
+        ["--api-url", &api_url, "--interval", "100ms", "--json", "--no-inspect", "--state-dir"].map(OsStr::new),
+    );
+    args.push(state.path().as_os_str());
+    let env = [("HOOKFWD_INSTALLATION_ID", OsStr::new(&installation)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
+    let dev = Running::hookfwd(args, &env);
     let ready: Value = serde_json::from_str(&dev.wait_line("\"type\":\"ready\"").await).unwrap();
     assert_eq!(ready["sources"].as_array().map(Vec::len), Some(2), "both sources are forwarded: {ready}");
     let hooks: Vec<Value> = dev
@@ -360,6 +372,46 @@ async fn a_repository_and_the_app_hook_in_one_process_with_app_credentials_only(
     let mut secrets = vec![SECRET.to_string()];
     secrets.extend(pem_body_lines(&pem));
     finished.assert_never_printed(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_installation_and_repo_choose_among_the_app_hooks_deliveries_before_any_get() {
+    let fake = fake_with_app().await;
+    const OTHER_REPO: &str = "octo-corp/elsewhere";
+    const OTHER_INSTALLATION: u64 = 777;
+    fake.add_repo(OTHER_REPO);
+    let app_hook = fake.app_hook_id(APP_ID).expect("the App has a hook");
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let pem = key("app-test-key.pem");
+    let installation = INSTALLATION_ID.to_string();
+    let extra = ["--installation", &installation, "--repo", REPO];
+    let dev = start_app_dev(&fake, &pem, &handler.url(), state.path(), &extra);
+    let ready: Value = serde_json::from_str(&dev.wait_line("\"type\":\"ready\"").await).unwrap();
+    assert_eq!(ready["sources"].as_array().map(Vec::len), Some(1), "only the App hook, no hook of the repository");
+
+    let in_installation = |repo: &str, installation: u64, n: usize| {
+        json!({"action": "opened", "number": n, "installation": {"id": installation},
+               "repository": {"full_name": repo}, "sender": {"login": "octocat"}})
+    };
+    let mut wanted = Vec::new();
+    wanted.extend(fake.emit(REPO, "issues", in_installation(REPO, INSTALLATION_ID, 1)).await);
+    fake.emit(REPO, "issues", in_installation(REPO, OTHER_INSTALLATION, 2)).await;
+    fake.emit(OTHER_REPO, "issues", in_installation(OTHER_REPO, INSTALLATION_ID, 3)).await;
+    fake.emit(REPO, "issues", in_installation(REPO, OTHER_INSTALLATION, 4)).await;
+    // Last, so that once it is forwarded every earlier one was settled (forwarding keeps GitHub's order).
+    wanted.extend(fake.emit(REPO, "issues", in_installation(REPO, INSTALLATION_ID, 5)).await);
+    let listed = fake.deliveries(app_hook);
+    assert_eq!(listed.len(), 5, "the App hook records every installation's deliveries");
+    assert_eq!(listed.iter().filter(|d| d.installation_id == Some(OTHER_INSTALLATION)).count(), 2);
+    let expected: HashSet<String> = listed.iter().filter(|d| wanted.contains(&d.id)).map(|d| d.guid.clone()).collect();
+
+    let received = assert_each_once(&handler, &expected).await;
+    dev.wait_lines("\"type\":\"forwarded\"", 2).await;
+    drop(dev);
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(handler.received().len(), 2, "nothing of another installation or repository");
+    assert_eq!(fake.stats().get_delivery, 2, "the others were never fetched");
 }
 
 /// A second App, with the fake GitHub's own test key (see `crates/fake-github/tests/keys`).

@@ -7,6 +7,8 @@
 mod action;
 /// The handler's answer in the feed, `send` and `--json`.
 mod answer;
+/// Many sources on one token: the interval GitHub's limits sustain, spread polls, `--action`.
+mod budget;
 /// `replay`, `trigger`, `wait`, `hooks` and `doctor`: each command's output, exit codes and `--json` lines.
 mod commands;
 /// The container image and the Kubernetes manifests.
@@ -34,6 +36,8 @@ mod newcomer;
 mod park;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
+/// Replicas sharing one ledger in Redis: once each, fetched once, a replica killed -9, Redis down, bad URLs.
+mod replicas;
 /// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.
 mod send;
 /// Running as a service: /healthz, /readyz, /metrics, --max-stall, a taken admin address, redeliver --failed.

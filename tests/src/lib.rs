@@ -9,7 +9,7 @@ mod webdriver;
 pub use blackhole::Blackhole;
 pub use counter::{Counter, Seen};
 pub use testkit::{
-    Finished, Guard, OctokitReceiver, Received, Recorder, Running, blackhole, eventually, fake_github, hookfwd,
-    workspace_root,
+    Finished, Guard, OctokitReceiver, Received, Recorder, RedisServer, Running, blackhole, eventually, fake_github,
+    hookfwd, workspace_root,
 };
 pub use webdriver::Browser;

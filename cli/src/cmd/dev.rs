@@ -15,7 +15,8 @@ use crate::term::Status;
 
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(mut args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let rule = flag_rule(&args.sources, args.to, &args.relay)?;
+    let mut rule = flag_rule(&args.sources, args.to, &args.relay, &args.github)?;
+    rule.actions = args.actions.clone();
     args.relay.handler_timeout = Some(args.timeout);
     // A developer's handler bug must not hold up the rest of the queue.
     args.relay.handler_error_default = OnHandlerError::Park;
@@ -23,9 +24,15 @@ pub async fn dev(mut args: DevArgs, output: &OutputArgs, status: Status) -> anyh
     run_rules(vec![rule], args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
 }
 
-/// The one rule that `dev` and `wait` build from their flags.
-pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow::Result<Rule> {
-    let sources = super::sources(args)?;
+/// The one rule that `dev` and `wait` build from their flags. With `--app`, `--repo` and
+/// `--installation` choose among the App hook's deliveries instead of naming hooks of their own.
+pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs, github: &GitHubArgs) -> anyhow::Result<Rule> {
+    let (sources, repositories, installations) = if args.app {
+        let only_app = SourceArgs { repos: Vec::new(), ..args.clone() };
+        (super::sources(&only_app)?, args.repos.clone(), github.installation_id.into_iter().collect())
+    } else {
+        (super::sources(args)?, Vec::new(), Vec::new())
+    };
     let hook_url = args.hook_url.clone();
     let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
     if needs_hook && hook_url.is_none() {
@@ -39,6 +46,9 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs) -> anyhow
         target,
         hook_url,
         events: relay.events.clone(),
+        actions: Vec::new(),
+        installations,
+        repositories,
         secret: relay.secret.clone(),
         secret_env: None,
         stream_token: super::non_empty(&relay.push.stream_token),
@@ -86,6 +96,7 @@ pub async fn run_rules(
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
     // Bad local input is said before GitHub is asked anything.
+    relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?;
     let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
     let (client, credentials) = super::github_client(github).await?;
     let token = super::describe_credentials(&credentials);
@@ -131,6 +142,7 @@ pub async fn relay_rules(
         on_handler_error: relay.on_handler_error.unwrap_or(relay.handler_error_default).into(),
         max_attempts: relay.max_attempts,
         dedupe: !relay.no_dedupe,
+        ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
         ..Settings::default()
     };
     // Only a terminal can press `r`, and only while parking or retrying can it matter; piped stdin is never read.

@@ -16,7 +16,12 @@ pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status)
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("could not read the config file {}", path.display()))?;
-            Rule::from_toml(&text).with_context(|| format!("could not load rules from {}", path.display()))?
+            let load = || format!("could not load rules from {}", path.display());
+            if args.relay.ledger.is_none() {
+                // --ledger and HOOKFWD_LEDGER win over the file, as flags do.
+                args.relay.ledger = Rule::ledger_in_toml(&text).with_context(load)?;
+            }
+            Rule::from_toml(&text).with_context(load)?
         }
         None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
     };
@@ -32,6 +37,9 @@ pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status)
         }
         if rule.hook_secret.is_none() {
             rule.hook_secret = hook_secret.clone();
+        }
+        if rule.actions.is_empty() {
+            rule.actions = args.actions.clone();
         }
     }
     args.relay.handler_timeout = Some(args.timeout);

@@ -76,7 +76,9 @@ pub async fn build_client(args: &GitHubArgs) -> anyhow::Result<(github::Client, 
         auth: credentials.auth.clone(),
         timeout: Duration::from_secs(30),
     };
-    Ok((github::Client::new(config)?, credentials))
+    let client = github::Client::new(config)?;
+    client.set_pace(github::Pace::under(args.secondary_limit, github::SECONDARY_CONCURRENT));
+    Ok((client, credentials))
 }
 
 /// How long GitHub's API has to answer at start, so that a wrong `--api-url` or a network that is down

@@ -24,7 +24,7 @@ const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// Waits for a matching delivery.
 pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let rule = flag_rule(&args.sources, args.to, &args.relay)?;
+    let rule = flag_rule(&args.sources, args.to, &args.relay, &args.github)?;
     let lookback = args.relay.since.unwrap_or(CLOCK_SKEW);
     let mut until = Match {
         event: args.event,

@@ -64,7 +64,7 @@ impl Inspector {
         };
         let addr = listener.local_addr()?;
         let (updates, _) = broadcast::channel(256);
-        let token = hex::encode(rand::random::<[u8; 16]>());
+        let token = hex::encode(github::random::secret_bytes::<16>()?);
         let shared =
             Arc::new(Shared { store: Mutex::new(store::Store::new(args.inspect_keep)), updates, token, client });
         let serving = shared.clone();

@@ -16,6 +16,7 @@
 //! | `POST /_fake/poison` | `{"delivery", "delivered_at"?, "headers"?: [[name, value]…], "body"?}` | 204 |
 //! | `POST /_fake/hostile` | `{"answer", …its fields, "times"?}` (see [`crate::Hostile`]), or `{"clear": true}` | 204 |
 //! | `POST /_fake/rate_limit` | `{"per_hour"}` | 204 |
+//! | `POST /_fake/secondary` | `{"per_minute"?, "concurrent"?}` (a number, or `null` for no limit; default GitHub's 900 and 100) | 204 |
 //! | `POST /_fake/age` | `{"seconds"}` | 204 |
 //! | `GET /_fake/stats` | | the [`crate::Stats`] counters |
 
@@ -169,8 +170,20 @@ pub(crate) async fn handle(inner: &Arc<Inner>, method: &Method, segments: &[&str
             inner.age(Duration::from_secs_f64(seconds.max(0.0)));
             no_content()
         }
+        (&Method::POST, ["secondary"]) => {
+            let mut limits = inner.secondary.limits();
+            let limit = |value: &Value| value.as_u64().map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            if let Some(value) = body.get("per_minute") {
+                limits.per_minute = limit(value);
+            }
+            if let Some(value) = body.get("concurrent") {
+                limits.concurrent = limit(value);
+            }
+            inner.secondary.set(limits);
+            no_content()
+        }
         (&Method::GET, ["stats"]) => {
-            let stats = inner.lock().stats.clone();
+            let stats = inner.stats();
             Reply::json(StatusCode::OK, &stats.to_json())
         }
         _ => Reply::not_found(DOCS),

@@ -94,7 +94,12 @@ impl Inner {
         let guid = uuid::Uuid::new_v4().to_string();
         let action = payload.get("action").and_then(Value::as_str).map(str::to_string);
         let mut tasks = tokio::task::JoinSet::new();
-        for target in targets {
+        // An App's event names its installation in the payload; without one it is the App's own.
+        let named_installation = payload.pointer("/installation/id").and_then(Value::as_u64);
+        for mut target in targets {
+            if target.installation_id.is_some() && named_installation.is_some() {
+                target.installation_id = named_installation;
+            }
             let mut payload = payload.clone();
             if let (Some(installation), Some(object)) = (target.installation_id, payload.as_object_mut()) {
                 object

@@ -20,6 +20,7 @@ mod deliver;
 mod faults;
 pub mod hostile;
 mod http;
+mod secondary;
 mod server;
 mod state;
 
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 pub use faults::{Faults, Hostile, Poison};
+pub use secondary::SecondaryLimits;
 pub use state::{HookSpec, RecordedDelivery, Stats};
 
 use state::{Scope, State};
@@ -64,6 +66,8 @@ pub(crate) struct Inner {
     prefix: String,
     /// Numbers `x-github-request-id`.
     requests: AtomicU64,
+    /// GitHub's secondary rate limits, and what each caller spent of them.
+    secondary: secondary::Secondary,
 }
 
 impl Inner {
@@ -78,6 +82,12 @@ impl Inner {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let port = self.api_url.port().unwrap_or(0);
         format!("FA4E:{port:04X}:{:06X}:{:07X}:{:08X}", n >> 24, n & 0xFF_FFFF, Utc::now().timestamp())
+    }
+
+    /// The counters so far, with the most requests one caller had in flight.
+    pub(crate) fn stats(&self) -> Stats {
+        let peak = self.secondary.peak();
+        Stats { peak_in_flight: u64::from(peak), ..self.lock().stats.clone() }
     }
 
     /// Forgets deliveries older than the retention.
@@ -196,6 +206,7 @@ impl FakeGitHub {
             api_url,
             prefix,
             requests: AtomicU64::new(1),
+            secondary: secondary::Secondary::default(),
         });
         tokio::spawn(server::run(listener, Arc::clone(&inner), shutdown.clone()));
         Ok(FakeGitHub { inner, shutdown, addr })
@@ -298,7 +309,13 @@ impl FakeGitHub {
 
     /// The counters so far.
     pub fn stats(&self) -> Stats {
-        self.inner.lock().stats.clone()
+        self.inner.stats()
+    }
+
+    /// Sets GitHub's secondary rate limits (on by default with GitHub's figures: 900 points a
+    /// minute per endpoint, 100 requests at once), and forgets what was spent.
+    pub fn set_secondary_limits(&self, limits: SecondaryLimits) {
+        self.inner.secondary.set(limits);
     }
 
     /// Registers a GitHub App: its RS256 public key verifies JWTs for `/app/*`, and its single

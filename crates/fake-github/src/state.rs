@@ -132,6 +132,8 @@ pub struct Stats {
     pub tokens_minted: u64,
     /// Deliveries made (emits, pings, redeliveries).
     pub deliveries_made: u64,
+    /// The most requests one caller had in flight at once.
+    pub peak_in_flight: u64,
 }
 
 impl Stats {
@@ -156,6 +158,8 @@ impl Stats {
             pings: self.pings.saturating_sub(before.pings),
             tokens_minted: self.tokens_minted.saturating_sub(before.tokens_minted),
             deliveries_made: self.deliveries_made.saturating_sub(before.deliveries_made),
+            // A high-water mark, not a count: the later one stands.
+            peak_in_flight: self.peak_in_flight,
         }
     }
 
@@ -169,6 +173,7 @@ impl Stats {
             "redeliver": self.redeliver, "list_hooks": self.list_hooks, "hook_creates": self.hook_creates,
             "hook_updates": self.hook_updates, "hook_deletes": self.hook_deletes, "pings": self.pings,
             "tokens_minted": self.tokens_minted, "deliveries_made": self.deliveries_made,
+            "peak_in_flight": self.peak_in_flight,
         })
     }
 }

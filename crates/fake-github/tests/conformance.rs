@@ -647,6 +647,66 @@ async fn faults_secondary_and_primary_rate_limits() {
 }
 
 #[tokio::test]
+async fn the_secondary_limit_counts_points_per_endpoint_and_requests_in_flight_as_github_does() {
+    let s = Setup::new().await;
+    s.fake.add_repo("o/r");
+    s.fake.add_repo("o/s");
+    let r = s.fake.add_hook("o/r", HookSpec::new(s.fake.blackhole_url()));
+    let other = s.fake.add_hook("o/s", HookSpec::new(s.fake.blackhole_url()));
+    // Through the control surface, as another process would lower it.
+    let control = format!("{}_fake/secondary", s.fake.api_url());
+    let lowered = s.http.post(&control).json(&json!({"per_minute": 4, "concurrent": null})).send().await.unwrap();
+    assert_eq!(lowered.status(), 204);
+
+    // Four GETs a minute on one endpoint; a 304 counts as much as a 200.
+    let list = format!("/repos/o/r/hooks/{r}/deliveries");
+    let first = s.get(&list).send().await.unwrap();
+    let etag = header(&first, "etag");
+    let conditional = s.get(&list).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(conditional.status(), 304);
+    for _ in 0..2 {
+        assert_eq!(s.get(&list).send().await.unwrap().status(), 200);
+    }
+    let refused = s.get(&list).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let wait: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&wait), "retry-after says when the minute frees a point: {wait}");
+    assert_eq!(header(&refused, "x-ratelimit-remaining").parse::<u32>().unwrap(), 5000 - 3, "not counted");
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("You have exceeded a secondary rate limit."), "{body}");
+    assert!(body["documentation_url"].as_str().unwrap().ends_with("#about-secondary-rate-limits"), "{body}");
+
+    // The same route template for another repository is the same endpoint; another route is not.
+    assert_eq!(s.get(&format!("/repos/o/s/hooks/{other}/deliveries")).send().await.unwrap().status(), 403);
+    assert_eq!(s.get("/repos/o/r/hooks").send().await.unwrap().status(), 200);
+    // A write costs five points: more than a minute of four allows on its endpoint.
+    let create = s.post("/repos/o/r/hooks", json!({"config": {"url": "https://example.com/"}}));
+    assert_eq!(create.send().await.unwrap().status(), 403);
+    assert_eq!(s.fake.stats().secondary_limited, 3);
+
+    // No more than `concurrent` requests at once: the fake's latency keeps them in flight together.
+    s.fake.set_secondary_limits(fake_github::SecondaryLimits { per_minute: None, concurrent: Some(3) });
+    s.fake.faults().set_latency(Duration::from_millis(300));
+    let mut at_once = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        at_once.spawn(s.get("/repos/o/r/hooks").send());
+    }
+    let mut statuses: Vec<u16> =
+        at_once.join_all().await.into_iter().map(|answer| answer.unwrap().status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 403, 403]);
+    assert_eq!(s.fake.stats().peak_in_flight, 3);
+
+    // GitHub's figures are the default: 900 points a minute per endpoint.
+    s.fake.faults().set_latency(Duration::ZERO);
+    s.fake.set_secondary_limits(fake_github::SecondaryLimits::default());
+    for n in 0..900 {
+        assert_eq!(s.get("/repos/o/r/hooks").send().await.unwrap().status(), 200, "point {}", n + 1);
+    }
+    assert_eq!(s.get("/repos/o/r/hooks").send().await.unwrap().status(), 403, "the 901st point in a minute");
+}
+
+#[tokio::test]
 async fn retention_forgets_old_deliveries_and_age_moves_time() {
     let s = Setup::new().await;
     s.fake.add_repo("o/r");

@@ -51,7 +51,7 @@ impl Default for Backoff {
 /// `cap`.
 pub(crate) fn jittered(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let full = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-    full.mul_f64(rand::random_range(0.5..=1.0))
+    full.mul_f64(0.5 + crate::random::fraction() / 2.0)
 }
 
 #[cfg(test)]

@@ -93,6 +93,15 @@ pub enum Error {
         /// What is wrong, such as an unreadable private key. Never includes key material.
         reason: String,
     },
+    /// The operating system gave no random bytes for a secret.
+    #[error(
+        "the operating system gave no random bytes ({reason}); a container or chroot needs the getrandom system \
+         call or /dev/urandom"
+    )]
+    NoRandomness {
+        /// The operating system's error.
+        reason: String,
+    },
     /// The API URL is not a usable http(s) URL, or a link GitHub gave points outside it.
     #[error("`{0}` is not a usable GitHub API URL")]
     ApiUrl(String),

@@ -11,6 +11,7 @@ mod error;
 mod link;
 mod observe;
 mod paging;
+pub mod random;
 mod roots;
 pub mod samples;
 mod secret;
@@ -20,7 +21,10 @@ mod types;
 
 pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
 pub use backoff::Backoff;
-pub use client::{Client, Config, DELIVERY_LIMIT, LIST_LIMIT, RATE_WINDOW, RateLimit, RetryPolicy, Wait};
+pub use client::{
+    Client, Config, DELIVERY_LIMIT, LIST_LIMIT, Pace, RATE_WINDOW, RateLimit, RetryPolicy, SECONDARY_CONCURRENT,
+    SECONDARY_PER_MINUTE, Wait, points,
+};
 pub use error::{Error, Result};
 pub use observe::{Observer, endpoint};
 pub use paging::{Listing, MAX_PAGES, NextPage, Page};

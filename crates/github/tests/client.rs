@@ -444,6 +444,9 @@ async fn a_link_loop_ends_the_scan_with_one_sentence_after_two_calls() {
 async fn a_list_that_never_ends_stops_at_the_page_cap() {
     let (fake, client, hook, _) = setup().await;
     emit_pushes(&fake, 2).await;
+    // A thousand pages in a test: no secondary limit on either side, so pacing does not stretch it to minutes.
+    fake.set_secondary_limits(fake_github::SecondaryLimits { per_minute: None, concurrent: None });
+    client.set_pace(github::Pace::under(1_000_000, github::SECONDARY_CONCURRENT));
     fake.faults().set_hostile(fake_github::Hostile::EndlessPages, None);
     let error = client.deliveries_since(&hook, chrono::DateTime::<chrono::Utc>::MIN_UTC).await.unwrap_err();
     assert!(matches!(error, Error::TooManyPages { limit: github::MAX_PAGES, .. }), "{error}");

@@ -38,6 +38,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `--ledger` (or `HOOKFWD_LEDGER`, or `ledger` in the config) is not a Redis URL hookfwd can use.
+    #[error("the ledger URL {url} cannot be used: {reason}")]
+    LedgerUrl {
+        /// The URL, its password replaced by `***`.
+        url: String,
+        /// One clause: what is wrong with it.
+        reason: String,
+    },
+    /// The shared ledger could not be reached when the run started.
+    #[error("could not reach the ledger at {url}")]
+    LedgerUnreachable {
+        /// The URL, its password replaced by `***`.
+        url: String,
+        /// The client's failure.
+        #[source]
+        source: redis::RedisError,
+    },
     /// The state directory is one another user could plant files or links in.
     #[error(
         "the state directory {} {problem}, who could make hookfwd overwrite their choice of files; run `chmod 700 {}` \

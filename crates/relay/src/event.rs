@@ -70,6 +70,9 @@ pub enum Event {
     Ready {
         /// How many sources are being polled.
         sources: usize,
+        /// The poll interval in force: the asked one, or longer when GitHub's limits cannot sustain
+        /// it for this many sources (a warning said so).
+        interval: Duration,
     },
     /// A delivery is about to be sent to the target (`-->`).
     Delivering {
@@ -177,6 +180,20 @@ pub enum Event {
     Warning {
         /// One sentence.
         message: String,
+    },
+    /// The shared ledger (Redis) could not be reached, or is reachable again. While it is down
+    /// nothing is forwarded: a delivery this replica cannot be sure it holds could be another's.
+    LedgerDown {
+        /// Why it is down (one sentence naming the URL without its password), or `None` once it is back.
+        reason: Option<String>,
+    },
+    /// Claims on deliveries in the shared ledger changed hands, for `hookfwd_claims_total{outcome}`.
+    Claims {
+        /// `taken_over` (a claim another replica let expire or released), or `lost` (this
+        /// replica's claim expired before it could renew it, so another may take the delivery).
+        outcome: &'static str,
+        /// How many.
+        count: u64,
     },
     /// The run stopped and deleted the hooks it had created (`--cleanup`).
     CleanedUp {

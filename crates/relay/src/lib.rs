@@ -43,6 +43,8 @@ pub struct Settings {
     pub target_timeout: Duration,
     /// How long GitHub may refuse a permission (403) on every poll before the run stops: by then it is permanent.
     pub forbidden_for: Duration,
+    /// The shared ledger of replicas (Redis), instead of the files under `state_dir`.
+    pub ledger: Option<ledger::Location>,
     /// What a delivery the handler keeps rejecting does to the queue behind it.
     pub on_handler_error: OnHandlerError,
     /// With [`OnHandlerError::Park`]: the handler's rejections of one delivery before it is parked.
@@ -80,6 +82,7 @@ impl Default for Settings {
             max_attempts: 3,
             dedupe: true,
             retry_now: None,
+            ledger: None,
         }
     }
 }

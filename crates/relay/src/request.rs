@@ -95,8 +95,9 @@ impl Outgoing {
     ///
     /// The installation target is the payload's repository (or organization) when it names one.
     pub fn synthetic(event: &str, payload: &[u8], secret: Option<&Secret>) -> Self {
-        let hook_id: u32 = rand::random_range(100_000_000..999_999_999);
-        let agent: u32 = rand::random_range(0..0x1000_0000);
+        // Made-up numbers in GitHub's ranges; nothing secret.
+        let hook_id = 100_000_000 + (github::random::fraction() * 899_999_999.0) as u32;
+        let agent = (github::random::fraction() * f64::from(0x1000_0000)) as u32;
         let (target_type, target_id) = installation_target(payload).unwrap_or(("repository", u64::from(hook_id)));
         let mut headers = vec![
             ("Accept".into(), "*/*".into()),

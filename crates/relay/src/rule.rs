@@ -3,7 +3,7 @@
 //! Secrets never sit in a rule's text (which may be on argv): a rule names an environment
 //! variable with `secret_env`, and the CLI fills [`Rule::secret`] from `HOOKFWD_SECRET` when unset.
 
-use github::{Owner, Secret};
+use github::{DeliveryItem, Owner, Secret};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use url::Url;
@@ -83,6 +83,12 @@ pub struct Rule {
     pub hook_url: Option<String>,
     /// Events for a created hook, and the only ones forwarded; `*` for all.
     pub events: Vec<String>,
+    /// The only actions forwarded (`opened`); empty for every delivery, with an action or without.
+    pub actions: Vec<String>,
+    /// On the App's hook, the only installations whose deliveries are forwarded; empty for all.
+    pub installations: Vec<u64>,
+    /// On the App's hook, the only repositories whose deliveries are forwarded; empty for all.
+    pub repositories: Vec<Owner>,
     /// The local secret the forwarded requests are signed with.
     pub secret: Option<Secret>,
     /// The environment variable a rule's `secret_env` named, so the Ready line can say where the secret came from.
@@ -104,6 +110,12 @@ struct JsonRule {
     hook: Option<JsonHook>,
     #[serde(default)]
     app: bool,
+    #[serde(default)]
+    actions: Vec<String>,
+    #[serde(default)]
+    installations: Vec<u64>,
+    #[serde(default)]
+    repositories: Vec<String>,
     #[serde(default)]
     secret_env: Option<String>,
     #[serde(default)]
@@ -135,6 +147,9 @@ struct JsonHookConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TomlFile {
+    /// The shared ledger of replicas (`redis://HOST:PORT/DB`), for every rule.
+    #[serde(default)]
+    ledger: Option<String>,
     #[serde(default)]
     rule: Vec<TomlRule>,
 }
@@ -149,6 +164,12 @@ struct TomlRule {
     hook_url: Option<String>,
     #[serde(default)]
     events: Vec<String>,
+    #[serde(default)]
+    actions: Vec<String>,
+    #[serde(default)]
+    installations: Vec<u64>,
+    #[serde(default)]
+    repositories: Vec<String>,
     #[serde(default)]
     app: bool,
     #[serde(default)]
@@ -167,6 +188,9 @@ struct RawRule {
     to: String,
     hook_url: Option<String>,
     events: Vec<String>,
+    actions: Vec<String>,
+    installations: Vec<u64>,
+    repositories: Vec<String>,
     app: bool,
     secret_env: Option<String>,
     stream_token_env: Option<String>,
@@ -176,8 +200,25 @@ struct RawRule {
 
 impl Rule {
     /// Whether deliveries of `event` are forwarded: the rule's events name it, or `*`.
-    pub fn wants(&self, event: &str) -> bool {
+    pub fn wants_event(&self, event: &str) -> bool {
         self.events.is_empty() || self.events.iter().any(|wanted| wanted == "*" || wanted == event)
+    }
+
+    /// Whether a listed delivery is forwarded, by what its list item says (so before its payload
+    /// is fetched): its event and its action.
+    pub fn wants(&self, item: &DeliveryItem) -> bool {
+        let action = || item.action.as_ref().is_some_and(|action| self.actions.contains(action));
+        self.wants_event(&item.event) && (self.actions.is_empty() || action())
+    }
+
+    /// [`Rule::wants`] for a delivery of the App's hook, which also names its installation and
+    /// repository: `repository_ids` are the ids of [`Rule::repositories`], looked up once.
+    pub fn wants_from_app(&self, item: &DeliveryItem, repository_ids: &[u64]) -> bool {
+        let installation = || item.installation_id.is_some_and(|id| self.installations.contains(&id));
+        let repository = || item.repository_id.is_some_and(|id| repository_ids.contains(&id));
+        self.wants(item)
+            && (self.installations.is_empty() || installation())
+            && (self.repositories.is_empty() || repository())
     }
 
     /// The rule's events that a hook subscribed to `hook_events` is not sent, so never arrive.
@@ -224,6 +265,9 @@ impl Rule {
             to: raw.to,
             hook_url,
             events,
+            actions: raw.actions,
+            installations: raw.installations,
+            repositories: raw.repositories,
             app: raw.app,
             secret_env: raw.secret_env,
             stream_token_env: raw.stream_token_env,
@@ -231,6 +275,12 @@ impl Rule {
             inline_secret: raw.secret.is_some(),
         }
         .validate(&env)
+    }
+
+    /// The `ledger = "redis://…"` at the top of a TOML config file, if any.
+    pub fn ledger_in_toml(text: &str) -> Result<Option<String>, Error> {
+        let file: TomlFile = toml::from_str(text).map_err(|e| Error::Rule(toml_reason(text, &e)))?;
+        Ok(file.ledger)
     }
 
     /// [`Rule::from_toml`] reading environment variables through `env`.
@@ -248,6 +298,9 @@ impl Rule {
                     to: raw.to,
                     hook_url: raw.hook_url,
                     events: raw.events,
+                    actions: raw.actions,
+                    installations: raw.installations,
+                    repositories: raw.repositories,
                     app: raw.app,
                     secret_env: raw.secret_env,
                     stream_token_env: raw.stream_token_env,
@@ -299,6 +352,22 @@ impl RawRule {
         if let Some(event) = self.events.iter().find(|e| e.is_empty() || e.chars().any(char::is_whitespace)) {
             return Err(Error::Rule(format!("`events` holds `{event}`, which is not an event name")));
         }
+        if let Some(action) = self.actions.iter().find(|a| a.is_empty() || a.chars().any(char::is_whitespace)) {
+            return Err(Error::Rule(format!("`actions` holds `{action}`, which is not an action name")));
+        }
+        if !self.app && (!self.installations.is_empty() || !self.repositories.is_empty()) {
+            return Err(Error::Rule(
+                "`installations` and `repositories` choose among the App hook's deliveries; they need `app = true`"
+                    .into(),
+            ));
+        }
+        let mut repositories = Vec::with_capacity(self.repositories.len());
+        for entry in &self.repositories {
+            match Owner::parse(entry.trim()) {
+                Ok(owner @ Owner::Repo { .. }) => repositories.push(owner),
+                _ => return Err(Error::Rule(format!("`repositories` entry `{entry}` is not OWNER/REPO"))),
+            }
+        }
         let from_env = |field: &str, name: Option<String>| match name {
             Some(name) => match env(&name) {
                 Some(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
@@ -314,6 +383,9 @@ impl RawRule {
             target,
             hook_url: self.hook_url,
             events: self.events,
+            actions: self.actions,
+            installations: self.installations,
+            repositories,
             secret,
             secret_env: self.secret_env,
             stream_token,
@@ -431,6 +503,15 @@ mod tests {
     }
 
     #[test]
+    fn the_ledger_of_a_config_file_is_read_from_its_top() {
+        let text = "ledger = \"redis://redis:6379/0\"\n[[rule]]\nfrom = [\"o/r\"]\nto = \"localhost:1\"\n";
+        assert_eq!(Rule::ledger_in_toml(text).unwrap().as_deref(), Some("redis://redis:6379/0"));
+        assert_eq!(Rule::from_toml_with_env(text, no_env).unwrap().len(), 1, "the rules load beside it");
+        assert_eq!(Rule::ledger_in_toml("[[rule]]\nfrom = [\"o/r\"]\nto = \"x:1\"\n").unwrap(), None);
+        assert!(Rule::ledger_in_toml("ledger = 5\n").is_err(), "a ledger that is not a string is a bad rule file");
+    }
+
+    #[test]
     fn app_is_an_explicit_field() {
         let rule = Rule::from_json_with_env(r#"{"app":true,"to":"localhost:1"}"#, no_env).unwrap();
         assert_eq!(rule.sources, vec![Source::App]);
@@ -507,13 +588,61 @@ mod tests {
         let mut rule =
             Rule::from_json(r#"{"from":["o/r"],"to":"http://localhost:3000/","hook":{"events":["push","check_run"]}}"#)
                 .unwrap();
-        assert!(rule.wants("push") && rule.wants("check_run") && !rule.wants("issues"));
+        assert!(rule.wants_event("push") && rule.wants_event("check_run") && !rule.wants_event("issues"));
         let hook = |events: &[&str]| events.iter().map(|e| e.to_string()).collect::<Vec<_>>();
         assert_eq!(rule.missing_events(&hook(&["push"])), ["check_run"]);
         assert!(rule.missing_events(&hook(&["*"])).is_empty());
         assert!(rule.missing_events(&[]).is_empty(), "the App's hook lists none");
         rule.events = vec!["*".into()];
-        assert!(rule.wants("issues"));
+        assert!(rule.wants_event("issues"));
         assert!(rule.missing_events(&hook(&["push"])).is_empty(), "`*` asks for nothing in particular");
+    }
+
+    fn item(event: &str, action: Option<&str>, installation: Option<u64>) -> DeliveryItem {
+        serde_json::from_value(serde_json::json!({"id": 1, "guid": "g", "delivered_at": "2026-12-01T00:00:00Z",
+            "redelivery": false, "duration": 0.1, "status": "OK", "status_code": 200, "event": event,
+            "action": action, "installation_id": installation, "repository_id": 9}))
+        .unwrap()
+    }
+
+    #[test]
+    fn actions_and_installations_filter_on_the_list_item() {
+        let toml = r#"
+            [[rule]]
+            app = true
+            to = "localhost:3000"
+            events = ["pull_request", "push"]
+            actions = ["opened", "reopened"]
+            installations = [7]
+            repositories = ["acme/widgets"]
+        "#;
+        let rule = Rule::from_toml_with_env(toml, no_env).unwrap().remove(0);
+        assert_eq!(rule.repositories, [Owner::parse("acme/widgets").unwrap()]);
+        let app = |item: &DeliveryItem| rule.wants_from_app(item, &[9]);
+        assert!(app(&item("pull_request", Some("opened"), Some(7))));
+        assert!(app(&item("pull_request", Some("reopened"), Some(7))));
+        assert!(!app(&item("pull_request", Some("closed"), Some(7))), "another action");
+        assert!(!app(&item("push", None, Some(7))), "no action is not one of the actions asked");
+        assert!(!app(&item("pull_request", Some("opened"), Some(8))), "another installation");
+        assert!(!app(&item("pull_request", Some("opened"), None)));
+        assert!(!app(&item("issues", Some("opened"), Some(7))), "another event");
+        assert!(!rule.wants_from_app(&item("pull_request", Some("opened"), Some(7)), &[10]), "another repository");
+
+        let json = Rule::from_json(r#"{"from":["o/r"],"to":"localhost:3000","actions":["opened"]}"#).unwrap();
+        assert!(
+            json.wants(&item("issues", Some("opened"), None)) && !json.wants(&item("issues", Some("closed"), None))
+        );
+        let every = Rule::from_json(r#"{"from":["o/r"],"to":"localhost:3000"}"#).unwrap();
+        assert!(every.wants(&item("push", None, None)) && every.wants(&item("issues", Some("closed"), Some(3))));
+    }
+
+    #[test]
+    fn installation_and_repository_filters_need_the_app_hook() {
+        let err = Rule::from_json(r#"{"from":["o/r"],"to":"localhost:3000","installations":[7]}"#).unwrap_err();
+        assert!(err.to_string().contains("need `app = true`"), "{err}");
+        let err = Rule::from_json(r#"{"app":true,"to":"localhost:3000","repositories":["nope"]}"#).unwrap_err();
+        assert!(err.to_string().contains("`repositories` entry `nope` is not OWNER/REPO"), "{err}");
+        let err = Rule::from_json(r#"{"from":["o/r"],"to":"localhost:3000","actions":[""]}"#).unwrap_err();
+        assert!(err.to_string().contains("not an action name"), "{err}");
     }
 }

@@ -58,6 +58,9 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         target,
         hook_url: Some(hook_url.to_string()),
         events: Vec::new(),
+        actions: Vec::new(),
+        installations: Vec::new(),
+        repositories: Vec::new(),
         secret: Some(Secret::new(SECRET)),
         secret_env: None,
         stream_token: None,
@@ -348,7 +351,7 @@ async fn several_repositories_in_one_run_and_a_failed_source_does_not_stop_the_o
         vec![rule(&["octo/a", "octo/missing", "octo/b"], target(&receiver), &fake.blackhole_url())],
         settings(state.path()),
     );
-    eventually("ready", async || running.count(|e| matches!(e, Event::Ready { sources: 2 })) == 1).await;
+    eventually("ready", async || running.count(|e| matches!(e, Event::Ready { sources: 2, .. })) == 1).await;
     running.polled(2).await;
     let failed: Vec<_> = running
         .events()
@@ -486,4 +489,114 @@ async fn a_scope_refused_on_every_poll_for_the_whole_window_stops_the_run_with_t
     let result = tokio::time::timeout(PATIENCE, running.task).await.expect("the run stops by itself").unwrap();
     let error = result.unwrap_err();
     assert!(matches!(error, relay::Error::GitHub(github::Error::Forbidden { .. })), "{error:?}");
+}
+
+/// The shared ledger's rules against a real `redis-server`: claims are exclusive and expire,
+/// done is seen by every replica, and the floor never passes a claimed delivery.
+mod shared_ledger {
+    use chrono::{DateTime, TimeDelta, Utc};
+    use relay::ledger::{Claim, Location, SharedLedger, WINDOW};
+    use testkit::RedisServer;
+
+    use super::*;
+
+    const INSTANCE: &str = "127.0.0.1-1";
+
+    fn hook() -> HookRef {
+        HookRef::Repo { owner: "o".into(), repo: "r".into(), id: 7 }
+    }
+
+    async fn replicas(redis: &RedisServer) -> (SharedLedger, SharedLedger) {
+        let connection = Location::parse(&redis.url()).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+        (connection.hook(INSTANCE, &hook(), "replica-a"), connection.hook(INSTANCE, &hook(), "replica-b"))
+    }
+
+    fn minutes_ago(minutes: i64) -> DateTime<Utc> {
+        // Whole seconds, as GitHub's delivered_at.
+        DateTime::from_timestamp(Utc::now().timestamp() - minutes * 60, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_one_replicas_until_it_expires_and_then_another_takes_it() {
+        let redis = RedisServer::start();
+        let (a, b) = replicas(&redis).await;
+        let (a, b) = (a.with_claim_ttl(Duration::from_millis(500)), b.with_claim_ttl(Duration::from_millis(500)));
+        let origin = minutes_ago(60);
+        a.create(origin, &[], Utc::now()).await.unwrap();
+        let item = (1, minutes_ago(30));
+        assert_eq!(a.claim(&[item], 10).await.unwrap().0, [Claim::Claimed]);
+        assert_eq!(b.claim(&[item], 10).await.unwrap().0, [Claim::Taken], "held by a");
+        // Renewed, it stays a's past its first TTL.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(a.renew(&[1]).await.unwrap(), [true]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(b.claim(&[item], 10).await.unwrap().0, [Claim::Taken], "renewed by a");
+        // a dies: its claim expires and b takes the delivery over.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while b.claim(&[item], 10).await.unwrap().0 != [Claim::Claimed] {
+            assert!(tokio::time::Instant::now() < deadline, "a's claim never expired");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(a.renew(&[1]).await.unwrap(), [false], "a learns it lost the claim");
+        let (ours, _) = b.done(1, item.1).await.unwrap();
+        assert!(ours);
+    }
+
+    #[tokio::test]
+    async fn done_is_seen_by_every_replica_and_claims_stop_at_the_asked_count() {
+        let redis = RedisServer::start();
+        let (a, b) = replicas(&redis).await;
+        a.create(minutes_ago(60), &[], Utc::now()).await.unwrap();
+        let items: Vec<_> = (1..=5).map(|id| (id, minutes_ago(50 - id as i64))).collect();
+        let (claims, _) = a.claim(&items, 2).await.unwrap();
+        assert_eq!(claims, [Claim::Claimed, Claim::Claimed, Claim::Untried, Claim::Untried, Claim::Untried]);
+        let (claims, _) = b.claim(&items, 10).await.unwrap();
+        assert_eq!(claims, [Claim::Taken, Claim::Taken, Claim::Claimed, Claim::Claimed, Claim::Claimed]);
+        a.done(1, items[0].1).await.unwrap();
+        assert!(b.is_done(1).await.unwrap());
+        let (claims, _) = b.claim(&items[..1], 10).await.unwrap();
+        assert_eq!(claims, [Claim::Done], "what a forwarded, b never fetches");
+        // A replica starting later finds the state the first one made.
+        let state = b.state().await.unwrap().unwrap();
+        assert_eq!(state.origin, minutes_ago(60));
+        assert_eq!(b.create(minutes_ago(1), &[], Utc::now()).await.unwrap().origin, minutes_ago(60));
+    }
+
+    #[tokio::test]
+    async fn the_floor_never_passes_a_delivery_claimed_and_not_done() {
+        let redis = RedisServer::start();
+        let (a, b) = replicas(&redis).await;
+        a.create(minutes_ago(120), &[], Utc::now()).await.unwrap();
+        let window = TimeDelta::from_std(WINDOW).unwrap();
+        let old = (1, minutes_ago(100));
+        let new = (2, minutes_ago(1));
+        assert_eq!(a.claim(&[old], 10).await.unwrap().0, [Claim::Claimed]);
+        assert_eq!(b.claim(&[new], 10).await.unwrap().0, [Claim::Claimed]);
+        // b's delivery alone would move the floor to a window before it, past a's.
+        let (_, floor) = b.done(2, new.1).await.unwrap();
+        assert!(floor <= old.1, "the floor {floor} passed the claimed delivery at {}", old.1);
+        // Once a's is done too, the floor moves up to a window before the newest.
+        let (_, floor) = a.done(1, old.1).await.unwrap();
+        assert_eq!(floor, new.1 - window);
+        assert_eq!(b.state().await.unwrap().unwrap().floor, floor, "one floor for every replica");
+        assert_eq!(a.claim(&[old], 10).await.unwrap().0, [Claim::Done], "below the floor is handled");
+    }
+
+    #[test]
+    fn a_ledger_url_is_checked_and_its_password_never_shown() {
+        for (url, says) in [
+            ("mysql://x", "only redis://"),
+            ("redis://", "names no host"),
+            ("redis://host:6379/zero", "must be a number"),
+            ("not a url", "not a URL"),
+        ] {
+            let error = Location::parse(url).err().unwrap_or_else(|| panic!("{url} was accepted")).to_string();
+            assert!(error.contains(says), "{url}: {error}");
+        }
+        let error = Location::parse("mysql://user:hunter2@db/0").err().unwrap().to_string();
+        assert!(!error.contains("hunter2") && error.contains("***"), "{error}");
+        let location = Location::parse("redis://:hunter2@127.0.0.1:6379/3").unwrap();
+        assert_eq!(location.to_string(), "redis://:***@127.0.0.1:6379/3");
+        assert!(!format!("{location:?}").contains("hunter2"));
+    }
 }

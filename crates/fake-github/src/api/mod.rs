@@ -12,6 +12,7 @@ mod deliveries;
 mod hooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -20,7 +21,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::Inner;
+use crate::secondary::Refusal;
 use crate::state::{Account, Repo, Scope};
+use tokio::time::Instant;
 
 use crate::http::*;
 use app::*;
@@ -118,6 +121,9 @@ pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Res
         .unwrap_or_default();
 
     inner.lock().stats.requests += 1;
+    // Counted from arrival to answer, per credential, as GitHub counts concurrent requests.
+    let credential = parts.headers.get(hyper::header::AUTHORIZATION).map(|value| value.as_bytes().to_vec());
+    let in_flight = inner.secondary.enter(&String::from_utf8_lossy(credential.as_deref().unwrap_or_default()));
     let verdict = inner.faults.judge();
     if !verdict.latency.is_zero() {
         tokio::time::sleep(verdict.latency).await;
@@ -150,14 +156,27 @@ pub(crate) async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Res
     let budget_key = caller.budget_key();
     let is_rate_limit = call.segments == ["rate_limit"];
 
-    if let Some(retry_after) = verdict.secondary {
+    let endpoint = github::endpoint(call.method.as_str(), &path);
+    let refused = match in_flight {
+        Err(_) => Some(Duration::from_secs(1)),
+        Ok(_) => {
+            match inner.secondary.spend(&budget_key, &endpoint, github::points(call.method.as_str()), Instant::now()) {
+                Err(Refusal::PerMinute { retry_after }) => Some(retry_after),
+                Err(Refusal::Concurrent) => Some(Duration::from_secs(1)),
+                Ok(()) => None,
+            }
+        }
+    };
+    if let Some(retry_after) = verdict.secondary.or(refused) {
         inner.lock().stats.secondary_limited += 1;
         let request_id = inner.request_id();
         let message = format!(
             "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID {request_id}."
         );
+        // GitHub says how long in whole seconds, rounded up.
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         let reply = Reply::error(StatusCode::FORBIDDEN, &message, &format!("{RATE_DOCS}#about-secondary-rate-limits"))
-            .header("retry-after", retry_after.as_secs().max(1).to_string());
+            .header("retry-after", seconds.max(1).to_string());
         let limits = limits(&inner, &budget_key, false);
         return Ok(finish(&inner, with_scopes(reply, &scopes), Some(limits)));
     }
@@ -243,6 +262,13 @@ async fn route(inner: &Arc<Inner>, caller: &Caller, call: &Call<'_>) -> Reply {
             match state.apps.get(app_id) {
                 Some(app) => Reply::json(StatusCode::OK, &installation_json(app.id, app.installation_id, account)),
                 None => Reply::not_found(APP_DOCS),
+            }
+        }
+        ["repos", owner, repo] if method == Method::GET => {
+            let state = inner.lock();
+            match state.find_repo(owner, repo) {
+                Some(repo) => Reply::json(StatusCode::OK, &repository_json(&state, repo)),
+                None => Reply::not_found("https://docs.github.com/rest/repos/repos#get-a-repository"),
             }
         }
         ["repos", owner, repo, "hooks", rest @ ..] => {

@@ -5,6 +5,7 @@
 //! Link parsing `crate::link`.
 
 mod installation;
+mod pace;
 mod rate;
 mod transport;
 
@@ -24,6 +25,7 @@ use crate::link::next_link;
 use crate::paging::{Listing, NextPage, Page, Scan, read_items};
 use crate::{Auth, Delivery, Error, Hook, HookRef, HookUpdate, NewHook, Owner, Result};
 use installation::AuthState;
+pub use pace::{Pace, SECONDARY_CONCURRENT, SECONDARY_PER_MINUTE, points};
 pub use rate::{RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 use transport::{Call, Reply, bearer};
 
@@ -78,6 +80,8 @@ struct Inner {
     waits: tokio::sync::watch::Sender<Option<Wait>>,
     /// Told about every answer, for metrics; set at most once.
     observer: std::sync::OnceLock<crate::Observer>,
+    /// Keeps every clone under GitHub's secondary limits.
+    pacer: pace::Pacer,
 }
 
 /// The GitHub REST API version this client speaks.
@@ -132,6 +136,7 @@ impl Client {
             secondary_streak: AtomicU32::new(0),
             waits: tokio::sync::watch::Sender::new(None),
             observer: std::sync::OnceLock::new(),
+            pacer: pace::Pacer::new(Pace::default()),
         };
         Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default() })
     }
@@ -153,6 +158,16 @@ impl Client {
     /// The retry and wait policy in force.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.policy
+    }
+
+    /// The pace every clone keeps under GitHub's secondary limits.
+    pub fn pace(&self) -> Pace {
+        self.inner.pacer.pace()
+    }
+
+    /// Sets the pace for this client and every clone (default: [`Pace::default`], under GitHub's figures).
+    pub fn set_pace(&self, pace: Pace) {
+        self.inner.pacer.set(pace);
     }
 
     /// Tells `observer` about every answer from now on, for this client and its clones.
@@ -206,6 +221,22 @@ impl Client {
                 _ => return Ok(hooks),
             }
         }
+    }
+
+    /// The id of a repository (`OWNER/REPO`), which delivery list items name it by.
+    pub async fn repository_id(&self, repository: &Owner) -> Result<u64> {
+        #[derive(serde::Deserialize)]
+        struct Repository {
+            id: u64,
+        }
+        let what = format!("the repository {repository}");
+        let path = match repository {
+            Owner::Repo { owner, repo } => format!("/repos/{owner}/{repo}"),
+            Owner::Org { .. } => return Err(Error::Unsupported { what }),
+        };
+        let reply = self.execute(&Call::new(Method::GET, self.url(&path)?, &what)).await?;
+        let found: Repository = decode(&reply.body, &what)?;
+        Ok(found.id)
     }
 
     /// Gets one hook.

@@ -201,7 +201,7 @@ pub(crate) fn throttle_wait(throttle: &Throttle, now: DateTime<Utc>, streak: u32
             first.saturating_mul(1u32 << streak.min(16)).min(cap)
         }
     };
-    if wait > RATE_WINDOW { RATE_WINDOW + WAIT_JITTER.mul_f64(rand::random_range(0.0..=1.0)) } else { wait }
+    if wait > RATE_WINDOW { RATE_WINDOW + WAIT_JITTER.mul_f64(crate::random::fraction()) } else { wait }
 }
 
 /// The jittered exponential backoff before retry number `attempt + 1`, by `policy`.

@@ -64,13 +64,20 @@ impl Client {
     async fn run_call(&self, call: &Call<'_>) -> Result<Reply> {
         let mut failures = 0u32;
         let mut reauthorized = false;
+        let endpoint = crate::endpoint(call.method.as_str(), self.api_path(&call.url));
+        let cost = super::pace::points(call.method.as_str());
         loop {
             self.hold_off().await;
+            // Before the turn: an App's token exchange is a call of its own, which needs a turn too.
+            let authorization = self.authorization(&call.url).await?;
+            // Held until the answer is read, so that it counts among the requests in flight, and
+            // not through a backoff or a rate-limit wait after it.
+            let turn = self.inner.pacer.admit(&endpoint, cost).await;
             let mut request = self
                 .inner
                 .http
                 .request(call.method.clone(), call.url.clone())
-                .header(header::AUTHORIZATION, self.authorization(&call.url).await?);
+                .header(header::AUTHORIZATION, authorization);
             let validator = call.etag.as_deref().and_then(|etag| HeaderValue::from_str(etag).ok());
             let validated = validator.is_some();
             if let Some(etag) = validator {
@@ -91,9 +98,10 @@ impl Client {
                 }
                 Err(error) => Err(error),
             };
+            drop(turn);
             if let Some(observer) = self.inner.observer.get() {
                 let status = received.as_ref().map_or_else(|_| "error".to_string(), |r| r.status.as_u16().to_string());
-                observer(&crate::endpoint(call.method.as_str(), self.api_path(&call.url)), &status);
+                observer(&endpoint, &status);
             }
             let reply = match received {
                 Ok(reply) => reply,

@@ -24,8 +24,8 @@ use crate::{Error, Event, OnHandlerError, Outgoing, Via};
 use github::Backoff;
 
 use super::fetch::{Budget, Fetched, fetch, size};
-use super::queue::{Pending, Pushed, Shared, Taken};
-use super::{Ctx, SourceRun, blocking};
+use super::queue::{How, Pending, Pushed, Shared, Taken};
+use super::{Ctx, SourceRun, blocking, claims};
 
 /// How long GitHub waits for a hook's answer before it counts the delivery as failed.
 const GITHUB_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,12 +76,13 @@ pub(super) async fn forward_loop(
     let admit = |window: &mut VecDeque<Fetching>, head: usize| {
         while window.len() + head < 2 * concurrency && budget.admits(window.len() + head) {
             let Some(taken) = shared.take_next() else { break };
-            let wanted = source.rule.wants(match &taken.pending {
-                Pending::Listed(item) => &item.event,
-                Pending::Pushed(pushed) => &pushed.event,
-            });
+            let wanted = match &taken.pending {
+                Pending::Listed(item) => source.wants(item),
+                Pending::Pushed(pushed) => source.wants(&pushed.item()),
+            };
             let settled = if !wanted {
-                // Not among --events: settled without a fetch, in its turn.
+                // Not among --events, --action or the App's installations and repositories:
+                // settled without a fetch, in its turn.
                 Some(Fetched::Unwanted)
             } else if is_duplicate(&ctx, &source, &taken.pending) {
                 // Another source's hook brought the same event to the same target: settled without a fetch.
@@ -190,13 +191,17 @@ pub(super) async fn forward_loop(
             Fetched::Duplicate => {
                 debug!(delivery = item.id, event = %item.event, "forwarded through another source; recorded");
                 budget.forwarded(size);
-                let shared = shared.clone();
-                blocking(move || shared.duplicate(&taken)).await?;
+                claims::settle(&ctx, &shared, taken, How::Duplicate, &cancel).await?;
                 continue;
             }
             Fetched::Refused(error) => return Err(Error::GitHub(error)),
             Fetched::Gone => Some("GitHub no longer keeps it".to_string()),
             Fetched::Poison(error) => Some(error.to_string()),
+            Fetched::Delivery(_) if !claims::may_forward(&ctx, &shared, &taken, &cancel).await => {
+                // Another replica holds it now (or the run stopped): it is not this one's to forward.
+                budget.forwarded(size);
+                continue;
+            }
             Fetched::Delivery(delivery) => {
                 // Shared with the events (the inspector, --record) without a copy of the payload.
                 let request = std::sync::Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref()));
@@ -232,15 +237,13 @@ pub(super) async fn forward_loop(
             if parked.len() < MAX_PARKED_AGAIN {
                 parked.push((taken.pending.clone(), item.clone()));
             }
-            let shared = shared.clone();
-            blocking(move || shared.park(&taken)).await?;
+            claims::settle(&ctx, &shared, taken, How::Parked, &cancel).await?;
             let hook = source.hook.clone();
             ctx.events.emit(Event::Parked { hook, item, via, attempts, status, answer }).await;
             continue;
         }
-        let shared = shared.clone();
         match skipped {
-            None => blocking(move || shared.record(&taken)).await?,
+            None => claims::settle(&ctx, &shared, taken, How::Forwarded, &cancel).await?,
             Some(reason) => {
                 let which =
                     if listed { format!("delivery {}", item.id) } else { format!("pushed delivery {}", item.guid) };
@@ -248,7 +251,7 @@ pub(super) async fn forward_loop(
                 warn!(delivery = item.id, "skipped");
                 let message = format!("{which} ({}) of {} was skipped: {reason}", item.kind(), source.name);
                 ctx.events.emit(Event::Warning { message }).await;
-                blocking(move || shared.skip(&taken)).await?;
+                claims::settle(&ctx, &shared, taken, How::Skipped, &cancel).await?;
             }
         }
     }

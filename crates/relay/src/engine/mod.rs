@@ -7,6 +7,7 @@
 //! | module | stage |
 //! |---|---|
 //! | [`setup`] | find or create each source's hook |
+//! | [`budget`] | the interval many sources on one token can sustain, and each one's place in it |
 //! | [`start`] | where a source starts: now, `--since`, or the ledger |
 //! | [`push`] | subscribe to the blackhole, verify pushed deliveries into the queue |
 //! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
@@ -14,7 +15,10 @@
 //! | [`fetch`] | fetch listed payloads a few ahead of the forwarder, bounded in count and bytes |
 //! | [`forward`] | forward each delivery in order, record it, skip and record a poison one, or park one the handler keeps rejecting |
 //! | [`dedupe`] | forward an event that overlapping sources bring to one target once |
+//! | [`claims`] | with the ledger in Redis: claim, renew and record deliveries shared with other replicas |
 
+mod budget;
+mod claims;
 mod dedupe;
 mod fetch;
 mod forward;
@@ -34,14 +38,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::ledger::{self, Ledger, Lock};
+use crate::ledger::{self, Lock};
 use crate::{Error, Event, Forwarder, Rule, Settings};
 use github::Backoff;
 
 use self::forward::forward_loop;
 use self::poller::{announce_waits, poll_loop};
 use self::push::{StreamConfig, stream_loop};
-use self::queue::{Shared, lock};
+use self::queue::{Book, Shared};
 use self::setup::{SetUpAll, set_up_all};
 use self::start::start;
 
@@ -76,6 +80,18 @@ struct Ctx {
     warned_slow: std::sync::atomic::AtomicBool,
     /// Which source forwards each original delivery to each target, across sources.
     claims: dedupe::Claims,
+    /// The ledger replicas share, if it is in Redis rather than in files.
+    replicas: Option<Replicas>,
+}
+
+/// The shared ledger of this run: where, and who this replica is.
+struct Replicas {
+    /// The connection to Redis.
+    connection: ledger::Connection,
+    /// This process's name in claims: unique, so that a restarted replica holds nothing of its past.
+    id: String,
+    /// The GitHub instance, which namespaces the keys as it does the file ledger's directory.
+    instance: String,
 }
 
 /// One source ready to be polled.
@@ -92,8 +108,22 @@ struct SourceRun {
     secret: Option<Secret>,
     /// Push mode: where to subscribe, with which token, and how to verify.
     stream: Option<StreamConfig>,
-    /// This process's hold on the hook's ledger, for as long as the source runs.
-    _lock: Lock,
+    /// On the App's hook, the ids of the rule's repositories: only their deliveries are forwarded.
+    repository_ids: Vec<u64>,
+    /// This process's hold on the hook's file ledger, for as long as the source runs (none with
+    /// a shared ledger: replicas share the hook, and claims keep them apart).
+    _lock: Option<Lock>,
+}
+
+impl SourceRun {
+    /// Whether a listed or pushed delivery is forwarded, by what its list item says: settled
+    /// before its payload is fetched.
+    fn wants(&self, item: &DeliveryItem) -> bool {
+        match self.hook {
+            HookRef::App { .. } => self.rule.wants_from_app(item, &self.repository_ids),
+            _ => self.rule.wants(item),
+        }
+    }
 }
 
 /// Sets up every rule's sources and forwards their deliveries until `cancel` fires.
@@ -111,6 +141,15 @@ pub async fn run(
     // before any task starts, so that failing here leaves nothing running.
     ledger::check_dir(&ledger::dir(&settings.state_dir, client.api_url()))?;
     ledger::check_dir(&settings.state_dir)?;
+    // Before any GitHub call: without its ledger a replica can do nothing safely.
+    let replicas = match &settings.ledger {
+        Some(location) => Some(Replicas {
+            connection: location.connect(ledger::CONNECT_FOR).await?,
+            id: uuid::Uuid::new_v4().to_string(),
+            instance: ledger::instance(client.api_url()),
+        }),
+        None => None,
+    };
     let events = Emitter(events);
     // From the first call on: a rate limit can hold up the setup as much as the polls.
     let announcer =
@@ -154,13 +193,19 @@ pub async fn run(
             _ => Err(Error::NoSources(failures.join("; "))),
         }
     } else {
+        let hooks: Vec<HookRef> = runs.iter().map(|run| run.hook.clone()).collect();
+        let plan = budget::plan(settings.interval, &hooks, client.pace(), client.rate_limit(), Utc::now());
+        if let Some(message) = plan.warning.clone() {
+            events.emit(Event::Warning { message }).await;
+        }
         let ctx = Arc::new(Ctx {
             client: client.clone(),
-            settings: settings.clone(),
+            settings: Settings { interval: plan.interval, ..settings.clone() },
             events: events.clone(),
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
             claims: dedupe::Claims::default(),
+            replicas,
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
         // user sees it is forwarded.
@@ -191,9 +236,11 @@ pub async fn run(
             });
         }
         if result.is_ok() && !cancel.is_cancelled() {
-            events.emit(Event::Ready { sources: started.len() }).await;
-            for (source, (ledger, first)) in started {
-                tasks.spawn(forward_source(ctx.clone(), source, ledger, first, stop.clone()));
+            events.emit(Event::Ready { sources: started.len(), interval: plan.in_force }).await;
+            let count = started.len();
+            for (index, (source, (book, first))) in started.into_iter().enumerate() {
+                let offset = budget::first_poll(plan.interval, index, count);
+                tasks.spawn(forward_source(ctx.clone(), source, book, first, offset, stop.clone()));
             }
         }
         while let Some(joined) = tasks.join_next().await {
@@ -313,21 +360,22 @@ fn stream_config(
 async fn forward_source(
     ctx: Arc<Ctx>,
     source: SourceRun,
-    ledger: Ledger,
+    book: Book,
     first: Vec<DeliveryItem>,
+    offset: Duration,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let shared = Arc::new(Shared::new(ledger));
+    let shared = Arc::new(Shared::with(book));
     if !matches!(source.hook, HookRef::App { .. }) {
         ctx.claims.join(&source.name, source.forwarder.target().0.as_str(), &shared);
     }
-    let queued = shared.clone();
-    blocking(move || queued.enqueue(first)).await?;
+    claims::admit(&ctx, &shared, first).await?;
     let source = Arc::new(source);
     let streaming = stream_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
+    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), offset, cancel.clone());
     let forwarding = forward_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let result = tokio::try_join!(streaming, polling, forwarding).map(|_| ());
+    let renewing = claims::renew_loop(ctx.clone(), shared.clone(), cancel.clone());
+    let result = tokio::try_join!(streaming, polling, forwarding, renewing).map(|_| ());
     if result.is_err() {
         cancel.cancel();
     }
@@ -336,7 +384,10 @@ async fn forward_source(
         ctx.events.emit(Event::Summary { source: source.name.clone(), rejected }).await;
     }
     // Every record was fsynced already; compacting leaves a small file behind.
-    let compacted = blocking(move || lock(&shared.ledger).compact()).await;
+    let compacted = match shared.replica() {
+        Some(_) => Ok(()),
+        None => blocking(move || shared.file_ledger()?.compact()).await,
+    };
     result.and(compacted)
 }
 
@@ -369,6 +420,9 @@ mod tests {
             target: crate::Target::parse(target).unwrap(),
             hook_url: None,
             events: Vec::new(),
+            actions: Vec::new(),
+            installations: Vec::new(),
+            repositories: Vec::new(),
             secret: None,
             secret_env: None,
             stream_token: None,

@@ -13,8 +13,8 @@ use tracing::debug;
 use crate::ledger::{self, WINDOW};
 use crate::{Error, Event};
 
-use super::queue::{Shared, lock};
-use super::{Ctx, PER_PAGE, SourceRun, blocking, is_auth, wait_after};
+use super::queue::Shared;
+use super::{Ctx, PER_PAGE, SourceRun, claims, is_auth, wait_after};
 
 /// The poll interval: the configured one while a fifth or more of the budget is left (idle
 /// polls answer 304 and cost nothing, so there is no reason to slow down); below that,
@@ -60,6 +60,7 @@ pub(super) async fn poll_loop(
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
     shared: Arc<Shared>,
+    first: Duration,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let mut backoff = Backoff::default();
@@ -68,8 +69,9 @@ pub(super) async fn poll_loop(
     let mut newest_listed: Option<DateTime<Utc>> = None;
     // The start scanned everything it had to.
     let mut last_deep_scan = tokio::time::Instant::now();
-    // The first poll right away, so `Polled` reports the backlog the start found.
-    let mut wait = Duration::ZERO;
+    // The start listed every source at once already; from here on each polls at its own place in
+    // the interval, so that many sources' polls do not come in bursts.
+    let mut wait = first;
     // Since when every poll was refused a permission: a scope taken away mid-run.
     let mut forbidden_since: Option<tokio::time::Instant> = None;
     // Listed while the stream was healthy, and held back so the safety net never races it.
@@ -90,16 +92,14 @@ pub(super) async fn poll_loop(
                 backoff.reset();
                 forbidden_since = None;
                 let found = held.sift(found, shared.safety_only(), tokio::time::Instant::now());
-                let queued = shared.clone();
-                let added = blocking(move || queued.enqueue(found)).await?;
+                let added = claims::admit(&ctx, &shared, found).await?;
                 if deep {
                     last_deep_scan = tokio::time::Instant::now();
                 }
                 let backlog = shared.backlog();
                 debug!(hook = %source.hook, added, backlog, "polled");
                 ctx.events.emit(Event::Polled { hook: source.hook.clone(), at: Utc::now(), backlog, rate }).await;
-                let checked = shared.clone();
-                blocking(move || lock(&checked.ledger).checked(Utc::now())).await?;
+                claims::checked(&ctx, &shared).await?;
                 let base = if shared.safety_only() { ctx.settings.safety_interval } else { ctx.settings.interval };
                 wait = poll_interval(base, rate, ctx.sources, Utc::now());
                 if let Some(release) = held.next_release(tokio::time::Instant::now()) {

@@ -228,6 +228,13 @@ async fn delivered(
     {
         return Ok(true);
     }
+    if shared.replica().is_some() {
+        // With a shared ledger a pushed delivery is a doorbell: the API path claims it, so each
+        // delivery is forwarded by the one replica holding its claim, whichever brought it first.
+        debug!(hook = %source.hook, guid = %guid, "doorbell (shared ledger)");
+        shared.ring();
+        return Ok(true);
+    }
     let Some(upstream) = &config.upstream else {
         // Nothing unverified reaches the handler: the API brings it, signed by GitHub's record.
         debug!(hook = %source.hook, guid = %guid, "doorbell");

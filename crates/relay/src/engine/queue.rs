@@ -18,6 +18,8 @@ use tokio::sync::Notify;
 use crate::Error;
 use crate::ledger::{Attempts, Handled, Ledger};
 
+use super::claims::Replica;
+
 /// How far before its `received_at` (the blackhole's clock) a pushed delivery holds the floor
 /// back: GitHub's `delivered_at` for it is a little earlier, and the clocks may differ.
 const PUSH_MARGIN: TimeDelta = TimeDelta::seconds(60);
@@ -153,7 +155,7 @@ pub(super) struct Shared {
     /// Lock order: `queue`, then `ledger`.
     pub(super) queue: Mutex<Queue>,
     /// The durable record.
-    pub(super) ledger: Mutex<Ledger>,
+    pub(super) ledger: Book,
     /// Wakes the forwarder when something was queued.
     pub(super) notify: Notify,
     /// Wakes the poller at once: the stream (re)connected without resuming, or rang the doorbell.
@@ -179,6 +181,14 @@ pub(super) const MAX_PUSHED_BYTES: u64 = 32 << 20;
 /// How long after a doorbell the poller keeps polling at `--interval`.
 pub(super) const DOORBELL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The ledger a source records in: its file, or the one replicas share in Redis.
+pub(super) enum Book {
+    /// The file ledger under the state directory.
+    File(Mutex<Ledger>),
+    /// The shared ledger, and what this replica listed, claimed and holds.
+    Shared(Replica),
+}
+
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves consistent data here: every update is a single step.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -186,10 +196,16 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Shared state around `ledger`, with nothing queued.
+    #[cfg(test)]
     pub(super) fn new(ledger: Ledger) -> Self {
+        Self::with(Book::File(Mutex::new(ledger)))
+    }
+
+    /// Shared state around the ledger `book`, with nothing queued.
+    pub(super) fn with(book: Book) -> Self {
         Self {
             queue: Mutex::default(),
-            ledger: Mutex::new(ledger),
+            ledger: book,
             notify: Notify::new(),
             poll_now: Notify::new(),
             streaming: AtomicBool::new(false),
@@ -212,7 +228,54 @@ impl Shared {
     }
 
     pub(super) fn floor(&self) -> DateTime<Utc> {
-        lock(&self.ledger).floor()
+        match &self.ledger {
+            Book::File(ledger) => lock(ledger).floor(),
+            Book::Shared(replica) => replica.floor(),
+        }
+    }
+
+    /// The shared ledger's replica, if the ledger is in Redis.
+    pub(super) fn replica(&self) -> Option<&Replica> {
+        match &self.ledger {
+            Book::File(_) => None,
+            Book::Shared(replica) => Some(replica),
+        }
+    }
+
+    /// The file ledger; asking for it with a shared ledger is a bug in hookfwd.
+    pub(super) fn file_ledger(&self) -> Result<MutexGuard<'_, Ledger>, Error> {
+        match &self.ledger {
+            Book::File(ledger) => Ok(lock(ledger)),
+            Book::Shared(_) => Err(Error::TaskFailed("the file ledger was asked for with a shared ledger".into())),
+        }
+    }
+
+    /// Queues listed deliveries this replica claimed in the shared ledger; returns how many.
+    pub(super) fn queue_claimed(&self, items: Vec<DeliveryItem>) -> usize {
+        let mut queue = lock(&self.queue);
+        let mut added = 0;
+        for item in items {
+            if queue.ids.insert(item.id) {
+                let pending = Pending::Listed(item);
+                queue.pending.insert(pending.key(0), pending);
+                added += 1;
+            }
+        }
+        drop(queue);
+        if added > 0 {
+            self.notify.notify_one();
+        }
+        added
+    }
+
+    /// Takes a delivery out of the queue without recording it (the shared ledger records it, or
+    /// another replica holds it now).
+    pub(super) fn unqueue(&self, taken: &Taken) {
+        let mut queue = lock(&self.queue);
+        if let Pending::Listed(item) = &taken.pending {
+            queue.ids.remove(&item.id);
+        }
+        queue.in_flight.remove(&taken.key);
     }
 
     /// Whether another pushed delivery may be queued now (always, when none is held).
@@ -229,14 +292,18 @@ impl Shared {
     /// Whether a listed delivery is already handled, waiting, or owed.
     pub(super) fn is_known(&self, item: &DeliveryItem) -> bool {
         let queue = lock(&self.queue);
-        queue.ids.contains(&item.id) || lock(&self.ledger).is_recorded(item.id, item.delivered_at)
+        queue.ids.contains(&item.id)
+            || match &self.ledger {
+                Book::File(ledger) => lock(ledger).is_recorded(item.id, item.delivered_at),
+                Book::Shared(replica) => replica.knows(item),
+            }
     }
 
     /// Queues the listed deliveries not yet handled or waiting, and claims those the stream
     /// brought (blocking: a claim fsyncs); returns how many were queued.
     pub(super) fn enqueue(&self, items: Vec<DeliveryItem>) -> Result<usize, Error> {
         let mut queue = lock(&self.queue);
-        let mut ledger = lock(&self.ledger);
+        let mut ledger = self.file_ledger()?;
         let mut added = 0;
         let mut claims: Vec<&DeliveryItem> = Vec::new();
         let mut claimed: HashMap<&str, u32> = HashMap::new();
@@ -279,7 +346,7 @@ impl Shared {
     /// claim fsyncs).
     pub(super) fn push(&self, pushed: Pushed) -> Result<PushOutcome, Error> {
         let mut queue = lock(&self.queue);
-        let mut ledger = lock(&self.ledger);
+        let mut ledger = self.file_ledger()?;
         if pushed.received_at < ledger.floor() {
             return Ok(PushOutcome::Old);
         }
@@ -319,48 +386,38 @@ impl Shared {
         queue.pending.len() + queue.in_flight.len()
     }
 
-    /// Records a handled delivery in the ledger, and the claims it was owed (blocking: it fsyncs).
-    pub(super) fn record(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, How::Forwarded)
-    }
-
-    /// Records a delivery that can never be forwarded as skipped, and the claims it was owed
-    /// (blocking: it fsyncs). A listed one becomes a `k` record; a pushed one has no delivery id
-    /// to skip by, so it is recorded as pushed: either way it counts as handled on both paths.
-    pub(super) fn skip(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, How::Skipped)
-    }
-
-    /// Records a delivery the handler kept rejecting as parked (blocking: it fsyncs): handled, so
-    /// the queue moves on, and listed as parked until it is sent again.
-    pub(super) fn park(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, How::Parked)
-    }
-
-    /// Records a delivery another source forwards to the same target as handled, without its guid
-    /// (blocking: it fsyncs): should that source stop before recording it, its next run must not
-    /// find the guid here and take it for forwarded.
-    pub(super) fn duplicate(&self, taken: &Taken) -> Result<(), Error> {
-        self.handled(taken, How::Duplicate)
-    }
-
     /// Un-parks a delivery that was sent again and answered (blocking: it fsyncs).
+    /// With the ledger in Redis nothing is listed as parked, so there is nothing to un-park.
     pub(super) fn unpark(&self, id: u64, guid: &str) -> Result<bool, Error> {
-        lock(&self.ledger).unpark(id, Some(guid))
+        match &self.ledger {
+            Book::File(ledger) => lock(ledger).unpark(id, Some(guid)),
+            Book::Shared(_) => Ok(false),
+        }
     }
 
     /// Whether this source's ledger holds an attempt of `guid`, forwarded or claimed.
+    /// With the ledger in Redis, only this run's claims count (`dedupe::Claims`): the ledger keeps ids, not guids.
     pub(super) fn has_guid(&self, guid: &str) -> bool {
-        let attempts = lock(&self.ledger).attempts(guid);
-        attempts.api + attempts.pushed > 0
+        match &self.ledger {
+            Book::File(ledger) => {
+                let attempts = lock(ledger).attempts(guid);
+                attempts.api + attempts.pushed > 0
+            }
+            Book::Shared(_) => false,
+        }
     }
 
-    /// Writes `taken` to the ledger as `how` says, never moving the floor past a waiting delivery,
-    /// and settles what the other path owed it.
-    fn handled(&self, taken: &Taken, how: How) -> Result<(), Error> {
+    /// Writes `taken` to the file ledger as `how` says (blocking: it fsyncs), never moving the floor
+    /// past a waiting delivery, and settles what the other path owed it. A skipped listed delivery
+    /// becomes a `k` record; a skipped pushed one has no id to skip by, so it is recorded as pushed:
+    /// either way it counts as handled on both paths. A parked one is handled too, and listed as
+    /// parked until it is sent again. A duplicate (another source forwards the same original
+    /// delivery to the same target) is recorded without its guid: should that source stop before
+    /// recording it, its next run must not find the guid here and take it for forwarded.
+    pub(super) fn handled(&self, taken: &Taken, how: How) -> Result<(), Error> {
         let mut queue = lock(&self.queue);
         let keep_from = queue.keep_from(Some(&taken.key));
-        let mut ledger = lock(&self.ledger);
+        let mut ledger = self.file_ledger()?;
         match &taken.pending {
             Pending::Listed(item) => {
                 let handled = (item.id, item.delivered_at, Some(item.guid.as_str()));
@@ -400,7 +457,7 @@ impl Shared {
 
 /// How a taken delivery was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum How {
+pub(super) enum How {
     /// The handler took it.
     Forwarded,
     /// It can never be forwarded.
@@ -468,7 +525,7 @@ mod tests {
     fn forward_all(shared: &Shared) -> Vec<Pending> {
         let mut forwarded = Vec::new();
         while let Some(taken) = shared.take_next() {
-            shared.record(&taken).unwrap();
+            shared.handled(&taken, How::Forwarded).unwrap();
             forwarded.push(taken.pending);
         }
         forwarded
@@ -481,8 +538,8 @@ mod tests {
         assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Queued);
         assert_eq!(forward_all(&shared).len(), 1);
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 0, "claimed, not queued");
-        assert!(lock(&shared.ledger).is_recorded(1, at(10)));
-        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 1, pushed: 1 });
+        assert!(shared.file_ledger().unwrap().is_recorded(1, at(10)));
+        assert_eq!(shared.file_ledger().unwrap().attempts(GUID), Attempts { api: 1, pushed: 1 });
     }
 
     #[test]
@@ -491,8 +548,8 @@ mod tests {
         let shared = shared(dir.path());
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
         let taken = shared.take_next().unwrap();
-        shared.skip(&taken).unwrap();
-        assert!(lock(&shared.ledger).is_skipped(1));
+        shared.handled(&taken, How::Skipped).unwrap();
+        assert!(shared.file_ledger().unwrap().is_skipped(1));
         assert_eq!(shared.backlog(), 0);
         assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed, "skipped is handled on both paths");
         assert!(forward_all(&shared).is_empty());
@@ -524,7 +581,7 @@ mod tests {
         assert_eq!(shared.push(pushed(30)).unwrap(), PushOutcome::Queued);
         assert_eq!(forward_all(&shared).len(), 1);
         assert_eq!(shared.enqueue(vec![listed(3, 30), listed(2, 20), listed(1, 10)]).unwrap(), 0);
-        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 3, pushed: 3 });
+        assert_eq!(shared.file_ledger().unwrap().attempts(GUID), Attempts { api: 3, pushed: 3 });
     }
 
     #[test]
@@ -536,16 +593,20 @@ mod tests {
         // The safety poll lists it while the handler is slow: no fetch, no second forward.
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 0);
         assert!(shared.take_next().is_none());
-        shared.record(&taken).unwrap();
-        assert!(lock(&shared.ledger).is_recorded(1, at(10)), "claimed when the push was recorded");
+        shared.handled(&taken, How::Forwarded).unwrap();
+        assert!(shared.file_ledger().unwrap().is_recorded(1, at(10)), "claimed when the push was recorded");
 
         // And the reverse: the API path is forwarding when the push arrives.
         shared.enqueue(vec![listed(2, 20)]).unwrap();
         let taken = shared.take_next().unwrap();
         assert_eq!(shared.push(pushed(20)).unwrap(), PushOutcome::Owed);
-        shared.record(&taken).unwrap();
+        shared.handled(&taken, How::Forwarded).unwrap();
         assert!(shared.take_next().is_none());
-        assert_eq!(lock(&shared.ledger).attempts(GUID), Attempts { api: 2, pushed: 2 }, "the counts stay even");
+        assert_eq!(
+            shared.file_ledger().unwrap().attempts(GUID),
+            Attempts { api: 2, pushed: 2 },
+            "the counts stay even"
+        );
     }
 
     #[test]
@@ -554,19 +615,19 @@ mod tests {
         let shared = shared(dir.path());
         // Parked when listed: its pushed copy is a claim, not forwarded.
         assert_eq!(shared.enqueue(vec![listed(1, 10)]).unwrap(), 1);
-        shared.park(&shared.take_next().unwrap()).unwrap();
+        shared.handled(&shared.take_next().unwrap(), How::Parked).unwrap();
         assert_eq!(shared.backlog(), 0, "the queue moves on");
         assert_eq!(shared.push(pushed(10)).unwrap(), PushOutcome::Claimed);
         // Parked when pushed: remembered by guid (no id), and its listed copy is a claim.
         let mut other = pushed(20);
         other.guid = "another-guid".into();
         shared.push(other).unwrap();
-        shared.park(&shared.take_next().unwrap()).unwrap();
+        shared.handled(&shared.take_next().unwrap(), How::Parked).unwrap();
         let mut twin = listed(2, 20);
         twin.guid = "another-guid".into();
         assert_eq!(shared.enqueue(vec![twin]).unwrap(), 0, "claimed, not fetched");
         let parked: Vec<(u64, Option<String>)> =
-            lock(&shared.ledger).parked().into_iter().map(|parked| (parked.id, parked.guid)).collect();
+            shared.file_ledger().unwrap().parked().into_iter().map(|parked| (parked.id, parked.guid)).collect();
         assert_eq!(parked, [(1, Some(GUID.to_string())), (0, Some("another-guid".to_string()))]);
         assert!(shared.unpark(1, GUID).unwrap());
     }
@@ -576,11 +637,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared(dir.path());
         shared.enqueue(vec![listed(1, 10)]).unwrap();
-        shared.duplicate(&shared.take_next().unwrap()).unwrap();
-        assert!(lock(&shared.ledger).is_recorded(1, at(10)), "handled: not listed again");
+        shared.handled(&shared.take_next().unwrap(), How::Duplicate).unwrap();
+        assert!(shared.file_ledger().unwrap().is_recorded(1, at(10)), "handled: not listed again");
         assert!(!shared.has_guid(GUID), "but not counted as forwarded here");
         shared.enqueue(vec![listed(2, 20)]).unwrap();
-        shared.record(&shared.take_next().unwrap()).unwrap();
+        shared.handled(&shared.take_next().unwrap(), How::Forwarded).unwrap();
         assert!(shared.has_guid(GUID));
     }
 
@@ -608,7 +669,7 @@ mod tests {
         let (key, pending) = queue.pending.pop_last().unwrap();
         queue.in_flight.insert(key);
         drop(queue);
-        shared.record(&Taken { key, pending }).unwrap();
+        shared.handled(&Taken { key, pending }, How::Forwarded).unwrap();
         assert!(shared.floor() <= at(100) - PUSH_MARGIN, "{}", shared.floor());
     }
 

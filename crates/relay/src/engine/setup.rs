@@ -91,12 +91,16 @@ pub(super) async fn set_up_all(
                     if origin == HookOrigin::Created {
                         created.push(hook.clone());
                     }
-                    let lock = match Lock::take(&settings.state_dir, &hook) {
-                        Ok(lock) => lock,
-                        Err(error) => {
-                            failures.push(failed(events, name, error.to_string()).await);
-                            continue;
-                        }
+                    // Replicas sharing a ledger in Redis share the hook too: claims keep them apart.
+                    let lock = match settings.ledger {
+                        Some(_) => None,
+                        None => match Lock::take(&settings.state_dir, &hook) {
+                            Ok(lock) => Some(lock),
+                            Err(error) => {
+                                failures.push(failed(events, name, error.to_string()).await);
+                                continue;
+                            }
+                        },
                     };
                     let stream = match stream_config(settings, rule, &hook, hook_url.as_deref(), created_secret) {
                         Ok(stream) => stream,
@@ -104,6 +108,22 @@ pub(super) async fn set_up_all(
                             failures.push(failed(events, name, error.to_string()).await);
                             continue;
                         }
+                    };
+                    let repository_ids = match &hook {
+                        HookRef::App { .. } if !rule.repositories.is_empty() => {
+                            let looked_up = tokio::select! {
+                                ids = repository_ids(client, &rule.repositories) => ids,
+                                () = cancel.cancelled() => break 'rules,
+                            };
+                            match looked_up {
+                                Ok(ids) => ids,
+                                Err(error) => {
+                                    failures.push(failed(events, name, error).await);
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => Vec::new(),
                     };
                     info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
                     if inactive {
@@ -140,6 +160,7 @@ pub(super) async fn set_up_all(
                         rule: shared_rule.clone(),
                         secret: rule.secret.clone(),
                         stream,
+                        repository_ids,
                         _lock: lock,
                     });
                 }
@@ -199,7 +220,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
             inactive: !hook.active,
         });
     }
-    let secret = Secret::new(random_secret());
+    let secret = Secret::new(random_secret()?);
     let events = if rule.events.is_empty() { vec!["*".to_string()] } else { rule.events.clone() };
     let new = NewHook {
         name: "web".into(),
@@ -224,7 +245,23 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
 }
 
 /// 32 random bytes as hex: the hook's secret at GitHub, which only the blackhole would see.
-fn random_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn random_secret() -> Result<String, SetupFailure> {
+    let bytes: [u8; 32] = github::random::secret_bytes().map_err(SetupFailure::GitHub)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The ids of `repositories`, which the App hook's list items name them by: one lookup each, at setup.
+async fn repository_ids(client: &github::Client, repositories: &[github::Owner]) -> Result<Vec<u64>, String> {
+    let mut ids = Vec::with_capacity(repositories.len());
+    for repository in repositories {
+        match client.repository_id(repository).await {
+            Ok(id) => ids.push(id),
+            Err(error) => {
+                return Err(format!(
+                    "could not look up {repository}, whose deliveries the App hook is to forward: {error}"
+                ));
+            }
+        }
+    }
+    Ok(ids)
 }

@@ -7,10 +7,12 @@ use github::{Backoff, DeliveryItem, HookRef, Page};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::ledger::{self, Ledger};
+use crate::ledger::{self, Ledger, SharedLedger, State};
 use crate::{Error, Event};
 
+use super::claims::Replica;
 use super::poller::warn_skipped;
+use super::queue::Book;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
 
 /// Where a source starts forwarding.
@@ -45,12 +47,18 @@ pub(crate) fn plan(
     }
 }
 
-/// Opens or creates the ledger and lists what to forward first. `None` when cancelled.
+/// Opens or creates the ledger (the file, or the one replicas share) and lists what to forward
+/// first. `None` when cancelled.
 pub(super) async fn start(
     ctx: &Ctx,
     source: &SourceRun,
     cancel: &CancellationToken,
-) -> Result<Option<(Ledger, Vec<DeliveryItem>)>, Error> {
+) -> Result<Option<(Book, Vec<DeliveryItem>)>, Error> {
+    if let Some(replicas) = &ctx.replicas {
+        let ledger = replicas.connection.hook(&replicas.instance, &source.hook, &replicas.id);
+        return start_shared(ctx, source, ledger, cancel).await;
+    }
+    let file = |ledger: Ledger| Book::File(std::sync::Mutex::new(ledger));
     let dir = ctx.settings.state_dir.clone();
     let hook = source.hook.clone();
     let mut existing = blocking(move || Ledger::open(&dir, &hook)).await?;
@@ -67,7 +75,7 @@ pub(super) async fn start(
             Ok(Begin::Create { origin, done, first }) => {
                 let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
                 let ledger = blocking(move || Ledger::create(&dir, &hook, origin, done, Utc::now())).await?;
-                return Ok(Some((ledger, first)));
+                return Ok(Some((file(ledger), first)));
             }
             Ok(Begin::Resume { known, extend_to, first }) => {
                 let Some(mut ledger) = existing else {
@@ -91,7 +99,7 @@ pub(super) async fn start(
                 if let Some(origin) = extend_to {
                     ledger = blocking(move || ledger.extend_back(origin, known).map(|()| ledger)).await?;
                 }
-                return Ok(Some((ledger, first)));
+                return Ok(Some((file(ledger), first)));
             }
             // Only what may pass is worth waiting for: a refusal fails the source at once.
             Err(error) if !error.is_transient() => return Err(Error::GitHub(error)),
@@ -105,6 +113,110 @@ pub(super) async fn start(
             }
         }
     }
+}
+
+/// Starts a source on the ledger replicas share: the first replica of a hook decides where
+/// forwarding starts (now, or `--since`), as with a new file ledger; the others, and later runs,
+/// list from the shared floor. Waits while Redis or GitHub cannot be reached. `None` when cancelled.
+async fn start_shared(
+    ctx: &Ctx,
+    source: &SourceRun,
+    ledger: SharedLedger,
+    cancel: &CancellationToken,
+) -> Result<Option<(Book, Vec<DeliveryItem>)>, Error> {
+    let mut backoff = Backoff::default();
+    let mut down = false;
+    loop {
+        let attempt = tokio::select! {
+            attempt = start_shared_once(ctx, source, &ledger) => attempt,
+            () = cancel.cancelled() => return Ok(None),
+        };
+        let wait = match attempt {
+            Ok((state, first)) => {
+                if down {
+                    ctx.events.emit(Event::LedgerDown { reason: None }).await;
+                }
+                let retention = TimeDelta::from_std(RETENTION).unwrap_or(TimeDelta::MAX);
+                if Utc::now() - state.checked > retention {
+                    let message = format!(
+                        "{} was last polled more than 3 days ago, longer than GitHub keeps deliveries; some may be gone",
+                        source.name
+                    );
+                    ctx.events.emit(Event::Warning { message }).await;
+                }
+                if let Some(since) = ctx.settings.since
+                    && crate::since::cutoff(Utc::now(), since) < state.origin
+                {
+                    let message = format!(
+                        "--since reaches before where the shared ledger of {} starts; with a ledger in Redis, \
+                         --since applies only when the first replica starts",
+                        source.name
+                    );
+                    ctx.events.emit(Event::Warning { message }).await;
+                }
+                let replica = Replica::new(ledger, state.floor);
+                return Ok(Some((Book::Shared(replica), first)));
+            }
+            Err(Failure::GitHub(error)) if !error.is_transient() => return Err(Error::GitHub(error)),
+            Err(Failure::GitHub(error)) => {
+                ctx.events.emit(Event::Error { hook: Some(source.hook.clone()), message: error.to_string() }).await;
+                wait_after(&error, &mut backoff)
+            }
+            Err(Failure::Ledger(error)) => {
+                if !std::mem::replace(&mut down, true) {
+                    let reason = format!("the ledger at {} cannot be reached ({error})", ledger.shown());
+                    ctx.events.emit(Event::LedgerDown { reason: Some(reason) }).await;
+                }
+                backoff.next_wait()
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return Ok(None),
+        }
+    }
+}
+
+/// What stopped one attempt to start on the shared ledger.
+enum Failure {
+    /// GitHub.
+    GitHub(github::Error),
+    /// Redis.
+    Ledger(redis::RedisError),
+}
+
+/// One attempt: the shared state (created if this is the hook's first replica), and every listed
+/// delivery from its floor on (the claims sort out which are handled).
+async fn start_shared_once(
+    ctx: &Ctx,
+    source: &SourceRun,
+    ledger: &SharedLedger,
+) -> Result<(State, Vec<DeliveryItem>), Failure> {
+    let now = Utc::now();
+    if let Some(state) = ledger.state().await.map_err(Failure::Ledger)? {
+        let first = scan_all(ctx, &source.hook, state.floor).await.map_err(Failure::GitHub)?;
+        return Ok((state, first));
+    }
+    let plan = plan(None, ctx.settings.since, now);
+    let (origin, done, first) = match plan {
+        Plan::StartFrom(from) => (from, Vec::new(), scan_all(ctx, &source.hook, from).await.map_err(Failure::GitHub)?),
+        _ => {
+            let page = first_page(&ctx.client, &source.hook).await.map_err(Failure::GitHub)?;
+            warn_skipped(ctx, page.skipped).await;
+            let newest = page.items.iter().map(|item| item.delivered_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            let origin = ledger::trusted(newest, now);
+            let done: Vec<_> =
+                page.items.iter().filter(|i| i.delivered_at >= origin).map(|i| (i.id, i.delivered_at)).collect();
+            (origin, done, Vec::new())
+        }
+    };
+    let state = ledger.create(origin, &done, now).await.map_err(Failure::Ledger)?;
+    if state.origin != origin {
+        // Another replica started the hook first: list from its floor.
+        let first = scan_all(ctx, &source.hook, state.floor).await.map_err(Failure::GitHub)?;
+        return Ok((state, first));
+    }
+    Ok((state, first))
 }
 
 /// What the first listing decided.

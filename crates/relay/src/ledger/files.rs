@@ -21,11 +21,17 @@ pub(super) const LEGACY_APP_KEY: &str = "app-hook";
 /// The directory of one GitHub instance's ledgers under `state_dir`, named for its API host and
 /// port (`api.github.com`, `ghe.example.com`, `127.0.0.1-8080`): hook ids are per instance.
 pub fn dir(state_dir: &Path, api_url: &url::Url) -> PathBuf {
+    state_dir.join(instance(api_url))
+}
+
+/// The name of the GitHub instance at `api_url`: its API host and port (`api.github.com`,
+/// `127.0.0.1-8080`), for the file ledger's directory and the Redis ledger's keys.
+pub fn instance(api_url: &url::Url) -> String {
     let host = api_url.host_str().unwrap_or("github");
-    state_dir.join(match api_url.port() {
+    match api_url.port() {
         Some(port) => format!("{host}-{port}"),
         None => host.to_string(),
-    })
+    }
 }
 
 /// A hook's ledger held by this process until dropped: two processes forwarding one hook

@@ -1,4 +1,5 @@
-//! The ledger: which deliveries of one hook have been forwarded, durable across crashes.
+//! The ledger: which deliveries of one hook have been forwarded, durable across crashes; in a
+//! file (the default) or in Redis, shared by replicas ([`SharedLedger`]).
 //!
 //! # Invariant
 //!
@@ -89,16 +90,36 @@
 //! clock is moved back to [`floor_limit`], and one further ahead than [`SKEW`] (a far-future
 //! line, not a clock set back a little) is reported by [`Ledger::take_warnings`], once.
 //!
+//! # Replicas: the ledger in Redis
+//!
+//! With `--ledger redis://…` the same invariant is kept in Redis (see [`SharedLedger`] for the
+//! keys), for replicas on different machines. What changes:
+//!
+//! * `done` and the floor are shared: a Lua script marks a delivery done and moves the floor in
+//!   one step, to a window before the newest done delivery as far as its time is [`trusted`];
+//! * a listed delivery is **claimed** before it is fetched (`SET … NX PX`, [`CLAIM_TTL`], renewed
+//!   while the replica works on it), by the script that checks it is neither done nor below the
+//!   floor, and the claim is released when it is marked done. The floor never passes a delivery
+//!   claimed and not done (claimed ones are kept in a sorted set until done), so a dead replica's
+//!   deliveries stay above the floor until another replica takes them over when the claim expires;
+//! * `keep_from` is not needed: whatever a replica waits to forward it has claimed;
+//! * there is no per-guid count of the two paths: a pushed delivery only rings the doorbell, so
+//!   every delivery goes through a claim, and each is forwarded once (twice only if a replica
+//!   dies between the handler's answer and the done mark, or its claim expires meanwhile);
+//! * [`MAX_DONE`] does not apply: ids below the floor are dropped as the floor moves.
+//!
 //! The state directory's other files (locks, kept upstream secrets) are in [`files`]; the clock
 //! rules in [`clock`].
 
 mod clock;
 mod files;
 mod log;
+mod redis;
 
+pub use self::redis::{CLAIM_TTL, CONNECT_FOR, Claim, Connection, Location, SharedLedger, State};
 pub use clock::{SKEW, floor_limit, is_future, trusted};
 use files::{LEGACY_APP_KEY, append, create_dir, migrate_app_ledger, private};
-pub use files::{Lock, check_dir, created_by_hookfwd, dir, forget_hook, load_hook_secret, store_hook_secret};
+pub use files::{Lock, check_dir, created_by_hookfwd, dir, forget_hook, instance, load_hook_secret, store_hook_secret};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;

@@ -27,6 +27,10 @@ pub(super) struct Metrics {
     pub rate_remaining: Gauge,
     /// `hookfwd_last_progress_timestamp_seconds{source}`: the last successful poll or stream message, Unix seconds.
     pub last_progress: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// `hookfwd_claims_total{outcome}`: claims on shared-ledger deliveries that changed hands.
+    pub claims: Family<Labels, Counter>,
+    /// `hookfwd_poll_interval_seconds`: the poll interval in force, longer than asked when GitHub's limits need it.
+    pub poll_interval: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -42,6 +46,8 @@ impl Metrics {
             github_requests: Family::default(),
             rate_remaining: Gauge::default(),
             last_progress: Family::default(),
+            claims: Family::default(),
+            poll_interval: Gauge::default(),
         };
         registry.register(
             "hookfwd_deliveries_forwarded",
@@ -77,6 +83,17 @@ impl Metrics {
             "hookfwd_last_progress_timestamp_seconds",
             "When the source last made progress (a successful poll or stream message), in Unix seconds",
             metrics.last_progress.clone(),
+        );
+        registry.register(
+            "hookfwd_claims",
+            "Claims on deliveries in the shared (Redis) ledger that changed hands: taken_over from another \
+             replica, or lost to one",
+            metrics.claims.clone(),
+        );
+        registry.register(
+            "hookfwd_poll_interval_seconds",
+            "The poll interval in force: the asked one, or longer when GitHub's limits cannot sustain it",
+            metrics.poll_interval.clone(),
         );
         metrics
     }

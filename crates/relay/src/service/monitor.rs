@@ -35,8 +35,6 @@ struct Inner {
     metrics: Metrics,
     /// What the events said so far.
     state: Mutex<State>,
-    /// How recent progress must be for `/readyz`.
-    fresh: Duration,
 }
 
 /// What the events said so far.
@@ -49,6 +47,11 @@ struct State {
     sources: BTreeMap<String, SourceHealth>,
     /// Which source a hook belongs to.
     hooks: HashMap<HookRef, String>,
+    /// Why the shared ledger cannot be reached, while it cannot.
+    ledger_down: Option<String>,
+    /// How recent progress must be for `/readyz`: from the asked interval, then from the one in
+    /// force once the run says it ([`Event::Ready`]), which many sources can stretch.
+    fresh: Duration,
 }
 
 /// One source's health.
@@ -79,14 +82,20 @@ impl Monitor {
     pub fn new(interval: Duration) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let state = State { started: Instant::now(), polling: false, sources: BTreeMap::new(), hooks: HashMap::new() };
-        let fresh = interval.saturating_mul(FRESH_INTERVALS).max(FRESH_AT_LEAST);
-        Self { inner: Arc::new(Inner { registry, metrics, state: Mutex::new(state), fresh }) }
+        let state = State {
+            started: Instant::now(),
+            polling: false,
+            sources: BTreeMap::new(),
+            hooks: HashMap::new(),
+            ledger_down: None,
+            fresh: fresh_for(interval),
+        };
+        Self { inner: Arc::new(Inner { registry, metrics, state: Mutex::new(state) }) }
     }
 
     /// How recent a source's progress must be for `/readyz`: max(3 × interval, 30 s).
     pub fn fresh(&self) -> Duration {
-        self.inner.fresh
+        self.state().fresh
     }
 
     /// Counts a GitHub call; give this to [`github::Client::observe`].
@@ -111,7 +120,11 @@ impl Monitor {
             Event::SourceFailed { source, error } => {
                 state.sources.insert(source.clone(), SourceHealth::new(now, Some(error.clone())));
             }
-            Event::Ready { .. } => state.polling = true,
+            Event::Ready { interval, .. } => {
+                state.polling = true;
+                state.fresh = fresh_for(*interval);
+                metrics.poll_interval.set(interval.as_secs_f64());
+            }
             Event::Polled { hook, at, backlog, rate } => {
                 let Some(name) = state.hooks.get(hook).cloned() else { return };
                 if let Some(health) = state.sources.get_mut(&name) {
@@ -163,6 +176,10 @@ impl Monitor {
                     health.busy_since = Some(now);
                 }
             }
+            Event::LedgerDown { reason } => state.ledger_down = reason.clone(),
+            Event::Claims { outcome, count } => {
+                metrics.claims.get_or_create(&vec![("outcome", (*outcome).to_string())]).inc_by(*count);
+            }
             Event::Retrying { hook, reason, .. } => state.note_error(hook, format!("the target: {reason}")),
             Event::Error { hook: Some(hook), message } => state.note_error(hook, message.clone()),
             _ => {}
@@ -173,9 +190,14 @@ impl Monitor {
     pub fn readiness(&self) -> Result<(), Vec<NotReady>> {
         let state = self.state();
         let now = Instant::now();
+        let fresh = state.fresh;
         let mut not_ready = Vec::new();
         if !state.polling {
             not_ready.push(NotReady { source: None, reason: "the sources are still being set up".into() });
+        }
+        if let Some(reason) = &state.ledger_down {
+            not_ready
+                .push(NotReady { source: None, reason: format!("{reason}; nothing is forwarded until it is back") });
         }
         for (name, health) in &state.sources {
             let reason = if let Some(error) = &health.failed {
@@ -188,10 +210,10 @@ impl Monitor {
                         health.last_error_suffix()
                     )),
                     None => None,
-                    Some(at) if now.duration_since(at) > self.inner.fresh => Some(format!(
+                    Some(at) if now.duration_since(at) > fresh => Some(format!(
                         "no successful poll or stream message for {}s (more than {}s){}",
                         now.duration_since(at).as_secs(),
-                        self.inner.fresh.as_secs(),
+                        fresh.as_secs(),
                         health.last_error_suffix()
                     )),
                     Some(_) => None,
@@ -245,6 +267,11 @@ impl Monitor {
     }
 }
 
+/// max(3 × `interval`, 30 s).
+fn fresh_for(interval: Duration) -> Duration {
+    interval.saturating_mul(FRESH_INTERVALS).max(FRESH_AT_LEAST)
+}
+
 impl State {
     fn note_error(&mut self, hook: &HookRef, message: String) {
         if let Some(health) = self.hooks.get(hook).and_then(|name| self.sources.get_mut(name)) {
@@ -286,7 +313,7 @@ mod tests {
             events: vec!["*".into()],
             streaming: false,
         });
-        monitor.observe(&Event::Ready { sources: 1 });
+        monitor.observe(&Event::Ready { sources: 1, interval: Duration::from_secs(1) });
     }
 
     fn polled(monitor: &Monitor, backlog: usize) {
@@ -325,6 +352,26 @@ mod tests {
         assert!(not_ready[0].reason.contains("no successful poll or stream message for 31s"), "{not_ready:?}");
         polled(&monitor, 0);
         assert_eq!(monitor.readiness(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stretched_interval_stretches_what_counts_as_recent() {
+        let monitor = Monitor::new(Duration::from_secs(1));
+        monitor.observe(&Event::HookReady {
+            source: "octo/hello".into(),
+            hook: hook(),
+            origin: HookOrigin::Found,
+            hook_url: None,
+            target: Url::parse("http://localhost:3000/").unwrap(),
+            events: Vec::new(),
+            streaming: false,
+        });
+        monitor.observe(&Event::Ready { sources: 1, interval: Duration::from_secs(20) });
+        assert_eq!(monitor.fresh(), Duration::from_secs(60));
+        polled(&monitor, 0);
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(monitor.readiness(), Ok(()), "two polls of 20 s may pass without one");
+        assert!(monitor.metrics_text().contains("hookfwd_poll_interval_seconds 20.0"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -418,6 +465,7 @@ mod tests {
             r#"hookfwd_github_requests_total{endpoint="GET /repos/{owner}/{repo}/hooks",status="200"} 1"#,
             "hookfwd_github_rate_limit_remaining 0",
             r#"hookfwd_last_progress_timestamp_seconds{source="octo/hello"} "#,
+            "hookfwd_poll_interval_seconds 1.0",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

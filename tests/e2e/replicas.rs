@@ -1,0 +1,196 @@
+//! Replicas sharing one ledger in a real `redis-server` (`--ledger redis://…`): each delivery
+//! reaches the handler once and is fetched once, a replica killed -9 loses nothing, Redis going
+//! away stops forwarding with one sentence (feed and `/readyz`) until it is back, and a bad or
+//! unreachable ledger URL is one sentence and the right exit code.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use e2e::{OctokitReceiver, RedisServer, Running};
+use fake_github::{FakeGitHub, HookSpec};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "ghp_replicasE2eTokenNeverPrinted0000009";
+const SECRET: &str = "replicas-e2e-secret-never-printed-91f0";
+const REPO: &str = "octo/replicated";
+/// How long any one wait may take before the test fails rather than hangs (a dead replica's
+/// claims take 30 s to expire).
+const PATIENCE: Duration = Duration::from_secs(150);
+
+async fn fake_with_backlog(count: usize) -> (FakeGitHub, Vec<String>) {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    fake.add_repo(REPO);
+    let hook = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
+    let payloads = (0..count).map(|n| json!({"action": "opened", "issue": {"number": n}})).collect();
+    let ids = fake.emit_many(REPO, "issues", payloads).await;
+    let guids = fake.deliveries(hook).into_iter().filter(|d| ids.contains(&d.id)).map(|d| d.guid).collect();
+    (fake, guids)
+}
+
+/// `hookfwd forward` on [`REPO`] with the ledger at `ledger`, its own state directory (another
+/// machine), polling every 100 ms, forwarding what the last hour brought.
+fn replica(fake: &FakeGitHub, ledger: &str, target: &str, state: &tempfile::TempDir, extra: &[&str]) -> Running {
+    let rule = json!({"from": [REPO], "to": target, "hook": {"config": {"url": fake.blackhole_url()}}}).to_string();
+    let (api, state) = (fake.api_url().to_string(), state.path().to_str().expect("UTF-8 path").to_string());
+    let mut args = vec!["forward", "--json", "--rule", &rule, "--api-url", &api, "--state-dir", &state];
+    args.extend(["--interval", "100ms", "--since", "1h", "--ledger", ledger]);
+    args.extend(extra);
+    let env = [("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
+    Running::hookfwd(&args, &env)
+}
+
+/// How many times the receiver got each guid.
+fn counts(receiver: &OctokitReceiver) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for event in receiver.events() {
+        *counts.entry(event["id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits until the receiver has every one of `guids`.
+async fn until_all(receiver: &OctokitReceiver, guids: &[String], runs: &[&Running]) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = counts(receiver);
+        let missing = guids.iter().filter(|guid| !got.contains_key(*guid)).count();
+        if missing == 0 {
+            return;
+        }
+        let stderr: Vec<String> = runs.iter().map(|run| run.stderr()).collect();
+        assert!(Instant::now() < deadline, "{missing} deliveries never arrived; stderr: {stderr:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The guids received more than once, and how many extra copies in all.
+fn repeats(receiver: &OctokitReceiver) -> usize {
+    counts(receiver).values().map(|n| n - 1).sum()
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free loopback port")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_one_hook_forward_each_delivery_once_and_fetch_it_once() {
+    let redis = RedisServer::start();
+    let (fake, guids) = fake_with_backlog(300).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(&fake, &redis.url(), receiver.url(), &a_state, &[]);
+    let b = replica(&fake, &redis.url(), receiver.url(), &b_state, &[]);
+    until_all(&receiver, &guids, &[&a, &b]).await;
+    // Late copies would show up within a few polls.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let counts = counts(&receiver);
+    assert_eq!(counts.len(), 300);
+    assert!(counts.values().all(|n| *n == 1), "each guid once: {:?}", counts.values().filter(|n| **n > 1).count());
+    let gets = fake.stats().get_delivery;
+    assert!(gets as f64 <= 300.0 * 1.01, "{gets} GETs for 300 deliveries");
+    // Both took part: the fetches were shared.
+    let forwarded = |run: &Running| run.lines().iter().filter(|line| line.contains("\"forwarded\"")).count();
+    let (by_a, by_b) = (forwarded(&a), forwarded(&b));
+    assert!(by_a > 0 && by_b > 0, "a forwarded {by_a}, b {by_b}");
+    assert_eq!(by_a + by_b, 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_mid_drain_loses_nothing_and_repeats_at_most_what_it_had_in_flight() {
+    let redis = RedisServer::start();
+    let (fake, guids) = fake_with_backlog(600).await;
+    // A slower GitHub, so that the drain is still going when one replica dies.
+    fake.faults().set_latency(Duration::from_millis(60));
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(&fake, &redis.url(), receiver.url(), &a_state, &[]);
+    let b = replica(&fake, &redis.url(), receiver.url(), &b_state, &[]);
+    receiver.wait_for(PATIENCE, "the drain to be under way", |lines| lines.len() >= 100).await;
+    a.signal(libc::SIGKILL);
+    assert!(counts(&receiver).len() < 600, "the drain ended before the kill; make the backlog larger");
+    // b takes over what a had claimed once those claims expire.
+    until_all(&receiver, &guids, &[&b]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // a forwarded one delivery at a time: at most that one was answered and not marked done.
+    assert!(repeats(&receiver) <= 1, "{} repeats", repeats(&receiver));
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_going_away_stops_forwarding_with_one_sentence_and_readyz_503_until_it_is_back() {
+    let mut redis = RedisServer::start_persistent();
+    let (fake, guids) = fake_with_backlog(400).await;
+    fake.faults().set_latency(Duration::from_millis(60));
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let admin = free_addr().to_string();
+    let run = replica(&fake, &redis.url(), receiver.url(), &state, &["--admin-listen", &admin]);
+    receiver.wait_for(PATIENCE, "the drain to be under way", |lines| lines.len() >= 50).await;
+    redis.stop();
+    let line = run.wait_line("cannot be reached").await;
+    let warning: Value = serde_json::from_str(&line).expect("a JSON feed line");
+    let message = warning["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("the ledger at {}", redis.url())), "{message}");
+    assert!(message.contains("forwarding nothing meanwhile"), "{message}");
+    let ready = reqwest::get(format!("http://{admin}/readyz")).await.expect("the admin listener answers");
+    assert_eq!(ready.status().as_u16(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("the ledger at redis://127.0.0.1:"), "{body}");
+    // Only what was claimed and confirmed before Redis went away can still go through; then nothing.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let frozen = receiver.events().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.events().len(), frozen, "forwarded while the ledger was down");
+    assert!(frozen < 400, "the drain ended before Redis stopped");
+    redis.restart();
+    run.wait_line("reachable again").await;
+    until_all(&receiver, &guids, &[&run]).await;
+    let ready = reqwest::get(format!("http://{admin}/readyz")).await.expect("the admin listener answers");
+    assert_eq!(ready.status().as_u16(), 200, "{}", ready.text().await.unwrap_or_default());
+    assert!(repeats(&receiver) <= 1, "{} repeats", repeats(&receiver));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_ledger_url_is_one_sentence_and_exit_2_without_its_password() {
+    let fake = FakeGitHub::start().await;
+    for (url, says) in [
+        ("mysql://x", "only redis://"),
+        ("redis:///0", "names no host"),
+        ("redis://:hunter2@/0", "not a URL"),
+        ("redis://127.0.0.1:6379/zero", "must be a number"),
+    ] {
+        let run = replica(&fake, url, "localhost:1", &tempfile::tempdir().unwrap(), &[]);
+        let finished = run.finish().await;
+        assert_eq!(finished.code, Some(2), "{url}: {}", finished.stderr);
+        let stderr = finished.stderr.trim();
+        assert!(stderr.starts_with("hookfwd: the ledger URL") && stderr.contains(says), "{url}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        finished.assert_never_printed(&["hunter2", TOKEN, SECRET]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_at_start_is_one_sentence_and_exit_1_within_ten_seconds() {
+    let fake = FakeGitHub::start().await;
+    fake.add_token(TOKEN, "repo, admin:repo_hook");
+    let url = format!("redis://:hunter2@{}/0", free_addr());
+    // Built before the clock starts.
+    e2e::hookfwd();
+    let started = Instant::now();
+    let finished = replica(&fake, &url, "localhost:1", &tempfile::tempdir().unwrap(), &[]).finish().await;
+    let took = started.elapsed();
+    assert_eq!(finished.code, Some(1), "{}", finished.stderr);
+    assert!(took >= Duration::from_secs(8) && took < Duration::from_secs(15), "gave up after {took:?}");
+    let shown = url.replace("hunter2", "***");
+    assert!(
+        finished.stderr.starts_with(&format!("hookfwd: could not reach the ledger at {shown}: ")),
+        "{}",
+        finished.stderr
+    );
+    finished.assert_never_printed(&["hunter2", TOKEN, SECRET]);
+    // Only the CLI's check that the API answers: nothing is set up or listed without a ledger.
+    assert_eq!(fake.stats().list_deliveries, 0, "deliveries were listed without a ledger");
+}
