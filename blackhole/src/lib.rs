@@ -30,8 +30,8 @@ mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
 use std::future::poll_fn;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
