@@ -97,12 +97,14 @@ impl<T> Idle<T> {
     fn poll_stalled<R>(&mut self, cx: &mut Context<'_>, writing: bool) -> Poll<io::Result<R>> {
         loop {
             let Some(deadline) = self.deadline(writing) else { return Poll::Pending };
-            if deadline <= Instant::now() {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long")));
-            }
-            // Re-arm only when the timer would fire too late or has fired: progress
-            // since it was set just moves the deadline on, checked when it fires.
+            // The clock is read only when the timer has fired or would fire too late. A
+            // keep-alive connection goes pending once per request; while the armed timer
+            // still fires at or before the deadline (progress only moves it on), waiting
+            // for it is enough, and the check happens when it fires.
             if deadline < self.timer.deadline() || self.timer.is_elapsed() {
+                if deadline <= Instant::now() {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long")));
+                }
                 self.timer.as_mut().reset(deadline);
             }
             ready!(self.timer.as_mut().poll(cx));
