@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::bench::{XorShift, env_number, ms, percentile, release_bin, verdict};
+use e2e::bench::{XorShift, env_number, ms, percentile, release_bin, spawn_hookfwd, verdict};
 use e2e::{Counter as Handler, Guard};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
@@ -76,18 +76,7 @@ async fn main() {
         command.args([if owner.contains('/') { "--repo" } else { "--org" }, owner]);
     }
     let spawned = Instant::now();
-    let mut child = command
-        .arg("--state-dir")
-        .arg(state.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GITHUB_TOKEN", TOKEN)
-        .env("HOOKFWD_SECRET", SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("hookfwd starts");
+    let mut child = spawn_hookfwd(command.arg("--state-dir").arg(state.path()), TOKEN, SECRET, Stdio::null());
     let stdout = child.stdout.take().expect("piped stdout");
     let _child = Guard(child);
     let lines: Arc<Mutex<Vec<Value>>> = Arc::default();

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::bench::{env_number, release_bin, status_kib, verdict};
+use e2e::bench::{env_number, release_bin, spawn_hookfwd, status_kib, verdict};
 use e2e::{Counter, Guard};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
@@ -34,20 +34,16 @@ async fn main() {
     }
     let handler = Counter::start(SECRET).await;
     let state = tempfile::tempdir().expect("a temporary state dir");
-    let mut child = Command::new(&bin)
-        .args(["dev", "--repo", REPO, "--to", &handler.url, "--hook-url", &fake.blackhole_url()])
-        .args(["--api-url", fake.api_url().as_str(), "--interval", "1s", "--since", "1h", "--json"])
-        .args(["--inspect", "127.0.0.1:0", "--state-dir"])
-        .arg(state.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GITHUB_TOKEN", TOKEN)
-        .env("HOOKFWD_SECRET", SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("hookfwd starts");
+    let mut child = spawn_hookfwd(
+        Command::new(&bin)
+            .args(["dev", "--repo", REPO, "--to", &handler.url, "--hook-url", &fake.blackhole_url()])
+            .args(["--api-url", fake.api_url().as_str(), "--interval", "1s", "--since", "1h", "--json"])
+            .args(["--inspect", "127.0.0.1:0", "--state-dir"])
+            .arg(state.path()),
+        TOKEN,
+        SECRET,
+        Stdio::null(),
+    );
     let pid = child.id();
     let out = child.stdout.take().expect("piped");
     let _child = Guard(child);

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::bench::{XorShift, env_number, mib, ms, percentile, release_bin, status_kib, verdict};
+use e2e::bench::{XorShift, env_number, mib, ms, percentile, release_bin, spawn_hookfwd, status_kib, verdict};
 use e2e::{Counter as Handler, Guard};
 use fake_github::{FakeGitHub, HookSpec, Stats};
 use serde_json::json;
@@ -61,23 +61,15 @@ impl Relay {
         if log.is_some() {
             command.arg("-vv");
         }
-        let mut child = command
+        let child = command
             .args(["dev", "--repo", REPO, "--to", target, "--hook-url", &fake.blackhole_url()])
             .args(["--api-url", fake.api_url().as_str(), "--interval", "1s", "--since", "1h", "--json"])
             .args(["--secondary-limit", "1000000000"])
             // RELAY_NO_INSPECT=1: without the inspector, to compare the drain rate with it.
             .args(std::env::var_os("RELAY_NO_INSPECT").map(|_| "--no-inspect"))
             .arg("--state-dir")
-            .arg(state.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GITHUB_TOKEN", TOKEN)
-            .env("HOOKFWD_SECRET", SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log.map_or_else(Stdio::piped, Stdio::from))
-            .spawn()
-            .expect("hookfwd starts");
+            .arg(state.path());
+        let mut child = spawn_hookfwd(child, TOKEN, SECRET, log.map_or_else(Stdio::piped, Stdio::from));
         let ready = Arc::new(Mutex::new(None));
         let trouble = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("piped");

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::bench::{env_number, release_bin, verdict};
+use e2e::bench::{env_number, release_bin, spawn_hookfwd, verdict};
 use e2e::{Counter as Handler, Guard, RedisServer};
 use fake_github::{FakeGitHub, HookSpec, Stats};
 use serde_json::json;
@@ -40,19 +40,17 @@ impl Replica {
     fn start(bin: &Path, fake: &FakeGitHub, target: &str, ledger: &str) -> Self {
         let state = tempfile::tempdir().expect("a temporary state dir");
         let rule = json!({"from": [REPO], "to": target, "hook": {"config": {"url": fake.blackhole_url()}}});
-        let mut child = Command::new(bin)
-            .args(["forward", "--json", "--rule", &rule.to_string(), "--api-url", fake.api_url().as_str()])
-            .args(["--interval", "1s", "--since", "1h", "--ledger", ledger, "--state-dir"])
-            .arg(state.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GITHUB_TOKEN", TOKEN)
-            .env("HOOKFWD_SECRET", SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hookfwd starts");
+        let mut child = spawn_hookfwd(
+            Command::new(bin)
+                .args(["forward", "--json", "--rule", &rule.to_string(), "--api-url", fake.api_url().as_str()])
+                .args(["--interval", "1s", "--since", "1h", "--ledger", ledger, "--state-dir"])
+                // The engine's rate, not GitHub's secondary limit (lifted in the fake too): see docs/benchmarks.md.
+                .args(["--secondary-limit", "1000000000"])
+                .arg(state.path()),
+            TOKEN,
+            SECRET,
+            Stdio::piped(),
+        );
         // Reading the feed as it comes keeps the replica from ever blocking on a full pipe.
         let out = child.stdout.take().expect("piped");
         std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).for_each(drop));
@@ -150,6 +148,7 @@ async fn bench() {
     fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     // One GET per delivery, three drains.
     fake.set_rate_limit(100_000);
+    fake.set_secondary_limits(fake_github::SecondaryLimits { per_minute: None, concurrent: None });
     let payloads = (0..backlog).map(|n| json!({"action": "opened", "number": n})).collect();
     let ids = fake.emit_many(REPO, "issues", payloads).await;
     assert_eq!(ids.len(), backlog, "every seeded event made a delivery");

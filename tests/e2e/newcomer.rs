@@ -212,10 +212,11 @@ async fn ctrl_c_says_what_is_still_waiting_for_next_time() {
     handler.answer(503);
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
-    let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
-    dev.wait_line("\"type\":\"ready\"").await;
+    // Both made before the start and caught up with --since, so both are queued at `ready`: emitted after it,
+    // a poll between the two could list only the first before Ctrl-C.
     fake.emit_many(REPO, "issues", vec![payload(1), payload(2)]).await;
+    let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json", "--since", "1h"];
+    let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"retry\"").await;
     dev.signal(libc::SIGINT);
     let finished = dev.finish().await;

@@ -2,7 +2,7 @@
 //! percentiles, settings from the environment, and a deterministic generator.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The release binary `name`: the path in the environment variable `env` (`HOOKFWD_BIN`), else built now.
@@ -19,6 +19,21 @@ pub fn release_bin(env: &str, name: &str) -> PathBuf {
     assert!(status.success(), "building {name} in release failed");
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     target.join("release").join(name)
+}
+
+/// Starts `command` (a `hookfwd`) with nothing in its environment but `PATH`, the token and the local
+/// secret, stdin closed and stdout piped for the harness to read its feed.
+pub fn spawn_hookfwd(command: &mut Command, token: &str, secret: &str, stderr: Stdio) -> Child {
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GITHUB_TOKEN", token)
+        .env("HOOKFWD_SECRET", secret)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("hookfwd starts")
 }
 
 /// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
