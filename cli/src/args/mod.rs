@@ -116,8 +116,17 @@ pub struct DevArgs {
     /// The handler: a URL or host:port[/path] (http assumed).
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub to: Target,
-    /// Forward only deliveries with one of these actions (comma-separated, such as opened,reopened);
-    /// the others are skipped before their payload is fetched.
+    /// What `dev` shares with `forward`.
+    #[command(flatten)]
+    pub forwarding: ForwardingArgs,
+}
+
+/// What `dev` and `forward` share: local filters, the handler's timeout, how deliveries are
+/// forwarded, the inspector and the GitHub connection.
+#[derive(Debug, Args)]
+pub struct ForwardingArgs {
+    /// Forward only deliveries with one of these actions (comma-separated, such as opened,reopened),
+    /// for rules that name no `actions` of their own; the others are skipped before their payload is fetched.
     #[arg(long = "action", value_delimiter = ',', value_name = "ACTIONS")]
     pub actions: Vec<String>,
     /// How long the handler may take to answer one delivery before the attempt counts as failed
@@ -250,23 +259,9 @@ pub struct ForwardArgs {
     /// A TOML file of rules.
     #[arg(long, value_name = "FILE", conflicts_with = "rules")]
     pub config: Option<PathBuf>,
-    /// Forward only deliveries with one of these actions (comma-separated), for rules that name no
-    /// `actions` of their own; the others are skipped before their payload is fetched.
-    #[arg(long = "action", value_delimiter = ',', value_name = "ACTIONS")]
-    pub actions: Vec<String>,
-    /// How long the handler may take to answer one delivery before the attempt counts as failed
-    /// (GitHub itself gives up after 10 s; a slower answer is warned about once).
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
-    pub timeout: Duration,
-    /// Forwarding options.
+    /// What `forward` shares with `dev`.
     #[command(flatten)]
-    pub relay: RelayArgs,
-    /// The local inspector.
-    #[command(flatten)]
-    pub inspect: InspectArgs,
-    /// GitHub connection.
-    #[command(flatten)]
-    pub github: GitHubArgs,
+    pub forwarding: ForwardingArgs,
 }
 
 /// `hookfwd send`.

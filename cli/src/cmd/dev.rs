@@ -7,21 +7,38 @@ use relay::{Event, Rule, Settings, Source, Target};
 use tokio::sync::mpsc;
 
 use crate::admin::Service;
-use crate::args::{DevArgs, GitHubArgs, InspectArgs, OnHandlerError, OutputArgs, RelayArgs, SourceArgs};
+use crate::args::{
+    DevArgs, ForwardingArgs, GitHubArgs, InspectArgs, OnHandlerError, OutputArgs, RelayArgs, SourceArgs,
+};
 use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed};
 use crate::inspect::Inspector;
 use crate::term::Status;
 
 /// `hookfwd dev`: one rule from flags.
-pub async fn dev(mut args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let mut rule = flag_rule(&args.sources, args.to, &args.relay, &args.github)?;
-    rule.actions = args.actions.clone();
-    args.relay.handler_timeout = Some(args.timeout);
+pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    let mut forwarding = args.forwarding;
+    let rule = flag_rule(&args.sources, args.to, &forwarding.relay, &forwarding.github)?;
     // A developer's handler bug must not hold up the rest of the queue.
-    args.relay.handler_error_default = OnHandlerError::Park;
-    args.relay.retry_key = true;
-    run_rules(vec![rule], args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
+    forwarding.relay.handler_error_default = OnHandlerError::Park;
+    forwarding.relay.retry_key = true;
+    run_forwarding(vec![rule], forwarding, output, status).await
+}
+
+/// Runs `rules` as `dev` and `forward` do: `--action` for the rules that name no actions of their
+/// own, the handler's `--timeout`, the inspector, until stopped.
+pub async fn run_forwarding(
+    mut rules: Vec<Rule>,
+    mut forwarding: ForwardingArgs,
+    output: &OutputArgs,
+    status: Status,
+) -> anyhow::Result<ExitCode> {
+    for rule in rules.iter_mut().filter(|rule| rule.actions.is_empty()) {
+        rule.actions = forwarding.actions.clone();
+    }
+    forwarding.relay.handler_timeout = Some(forwarding.timeout);
+    let ForwardingArgs { relay, inspect, github, .. } = forwarding;
+    run_rules(rules, relay, Some(&inspect), &github, output, status, &mut Forever).await
 }
 
 /// The one rule that `dev` and `wait` build from their flags. With `--app`, `--repo` and

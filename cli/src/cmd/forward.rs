@@ -5,29 +5,30 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use relay::Rule;
 
-use super::dev::{Forever, run_rules};
+use super::dev::run_forwarding;
 use super::non_empty;
 use crate::args::{ForwardArgs, OutputArgs};
 use crate::term::Status;
 
 /// `hookfwd forward`: rules from `--rule` JSON or a TOML file.
-pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+pub async fn forward(args: ForwardArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+    let mut forwarding = args.forwarding;
     let mut rules = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("could not read the config file {}", path.display()))?;
             let load = || format!("could not load rules from {}", path.display());
-            if args.relay.ledger.is_none() {
+            if forwarding.relay.ledger.is_none() {
                 // --ledger and HOOKFWD_LEDGER win over the file, as flags do.
-                args.relay.ledger = Rule::ledger_in_toml(&text).with_context(load)?;
+                forwarding.relay.ledger = Rule::ledger_in_toml(&text).with_context(load)?;
             }
             Rule::from_toml(&text).with_context(load)?
         }
         None => args.rules.iter().map(|text| Rule::from_json(text)).collect::<Result<_, _>>()?,
     };
-    let secret = args.relay.secret.clone();
-    let (stream_token, hook_secret) =
-        (non_empty(&args.relay.push.stream_token), non_empty(&args.relay.push.hook_secret));
+    let relay = &forwarding.relay;
+    let secret = relay.secret.clone();
+    let (stream_token, hook_secret) = (non_empty(&relay.push.stream_token), non_empty(&relay.push.hook_secret));
     for rule in &mut rules {
         if rule.secret.is_none() {
             rule.secret = secret.clone();
@@ -38,10 +39,6 @@ pub async fn forward(mut args: ForwardArgs, output: &OutputArgs, status: Status)
         if rule.hook_secret.is_none() {
             rule.hook_secret = hook_secret.clone();
         }
-        if rule.actions.is_empty() {
-            rule.actions = args.actions.clone();
-        }
     }
-    args.relay.handler_timeout = Some(args.timeout);
-    run_rules(rules, args.relay, Some(&args.inspect), &args.github, output, status, &mut Forever).await
+    run_forwarding(rules, forwarding, output, status).await
 }
