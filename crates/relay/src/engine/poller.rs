@@ -91,7 +91,7 @@ pub(super) async fn poll_loop(
             Ok((found, deep)) => {
                 backoff.reset();
                 forbidden_since = None;
-                let found = held.sift(found, shared.safety_only(), tokio::time::Instant::now());
+                let found = held.sift(found, shared.hold_from(), tokio::time::Instant::now());
                 let added = claims::admit(&ctx, &shared, found).await?;
                 if deep {
                     last_deep_scan = tokio::time::Instant::now();
@@ -151,12 +151,13 @@ pub(super) const STREAM_GRACE: Duration = Duration::from_secs(10);
 pub(super) struct Held(Vec<(tokio::time::Instant, DeliveryItem)>);
 
 impl Held {
-    /// What to queue now of `found` and what was held: everything when the stream is not
-    /// healthy, else only what has been held for [`STREAM_GRACE`]; the rest is kept.
+    /// What to queue now of `found` and what was held: everything when the stream is not healthy
+    /// (`hold_from` is `None`), else what GitHub delivered before `hold_from` (the stream came up
+    /// after it) and what has been held for [`STREAM_GRACE`]; the rest is kept.
     pub(super) fn sift(
         &mut self,
         found: Vec<DeliveryItem>,
-        streaming: bool,
+        hold_from: Option<DateTime<Utc>>,
         now: tokio::time::Instant,
     ) -> Vec<DeliveryItem> {
         for item in found {
@@ -164,8 +165,9 @@ impl Held {
                 self.0.push((now, item));
             }
         }
-        let (ready, held): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.0).into_iter().partition(|(at, _)| !streaming || now - *at >= STREAM_GRACE);
+        let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(at, item)| hold_from.is_none_or(|from| item.delivered_at < from) || now - *at >= STREAM_GRACE);
         self.0 = held;
         ready.into_iter().map(|(_, item)| item).collect()
     }
@@ -288,16 +290,21 @@ mod tests {
     #[test]
     fn a_healthy_stream_gets_a_grace_before_the_safety_poll_queues_what_it_listed() {
         let start = tokio::time::Instant::now();
+        let streaming = Some(DateTime::<Utc>::MIN_UTC);
         let mut held = Held::default();
-        assert!(held.sift(vec![item(1), item(2)], true, start).is_empty(), "fresh listings wait for the stream");
+        assert!(held.sift(vec![item(1), item(2)], streaming, start).is_empty(), "fresh listings wait for the stream");
         assert_eq!(held.next_release(start), Some(STREAM_GRACE));
         // Listed again before the grace ends: still held, and once only.
-        assert!(held.sift(vec![item(2)], true, start + Duration::from_secs(3)).is_empty());
-        let due = held.sift(Vec::new(), true, start + STREAM_GRACE);
+        assert!(held.sift(vec![item(2)], streaming, start + Duration::from_secs(3)).is_empty());
+        let due = held.sift(Vec::new(), streaming, start + STREAM_GRACE);
         assert_eq!(due.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(held.next_release(start + STREAM_GRACE), None);
         // Without a healthy stream nothing waits.
-        assert_eq!(held.sift(vec![item(3)], false, start).len(), 1);
+        assert_eq!(held.sift(vec![item(3)], None, start).len(), 1);
+        // Nor does what GitHub delivered before a fresh stream came up: that stream never brings it.
+        let up = item(4).delivered_at + TimeDelta::seconds(1);
+        assert_eq!(held.sift(vec![item(4)], Some(up), start).len(), 1);
+        assert!(held.sift(vec![item(5)], Some(item(5).delivered_at), start).is_empty(), "made as it came up");
     }
 
     fn at(seconds: i64) -> DateTime<Utc> {

@@ -170,12 +170,9 @@ async fn read(
                             return Ok(Ended::Dropped("the blackhole's hello was malformed".into()));
                         };
                         info!(hook = %source.hook, boot = %hello.boot, resumed = hello.resumed, "streaming");
-                        shared.streaming.store(true, Ordering::Relaxed);
+                        // Before the event: what is emitted once the user sees the stream up waits for it.
+                        shared.stream_came_up(hello.resumed);
                         ctx.events.emit(Event::StreamUp { hook: source.hook.clone(), resumed: hello.resumed }).await;
-                        if !hello.resumed {
-                            // Whatever came while no stream was up is the API's to bring.
-                            shared.ring();
-                        }
                     }
                     "delivery" => {
                         if event.id.is_some() {

@@ -171,6 +171,8 @@ pub(super) struct Shared {
     /// Until when the poller keeps to `--interval` after a doorbell: GitHub lists a delivery only
     /// once its attempt has finished, which can be a little after the blackhole pushed it.
     pub(super) doorbell_until: Mutex<Option<tokio::time::Instant>>,
+    /// When a fresh (not resumed) stream came up: what GitHub delivered before then is the API's to bring.
+    stream_up_at: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// The most body bytes of pushed deliveries held at once: beyond it the stream task stops
@@ -213,6 +215,7 @@ impl Shared {
             pushed_bytes: AtomicU64::new(0),
             room: Notify::new(),
             doorbell_until: Mutex::new(None),
+            stream_up_at: Mutex::new(None),
         }
     }
 
@@ -220,6 +223,24 @@ impl Shared {
     pub(super) fn ring(&self) {
         *lock(&self.doorbell_until) = Some(tokio::time::Instant::now() + DOORBELL);
         self.poll_now.notify_one();
+    }
+
+    /// The stream is healthy. A fresh one (not resumed) brings only what GitHub delivers from now on:
+    /// the poller lists at once, and what was delivered before now is the API's to bring.
+    pub(super) fn stream_came_up(&self, resumed: bool) {
+        if !resumed {
+            *lock(&self.stream_up_at) = Some(Utc::now());
+        }
+        self.streaming.store(true, Ordering::Relaxed);
+        if !resumed {
+            self.poll_now.notify_one();
+        }
+    }
+
+    /// While the stream is healthy and no doorbell rang, listed deliveries made at or after this
+    /// time wait for the stream ([`super::poller::STREAM_GRACE`]); earlier ones no stream brings.
+    pub(super) fn hold_from(&self) -> Option<DateTime<Utc>> {
+        self.safety_only().then(|| lock(&self.stream_up_at).unwrap_or(DateTime::<Utc>::MIN_UTC))
     }
 
     /// Whether the poller may keep to the safety interval: the stream is healthy and no doorbell rang lately.
