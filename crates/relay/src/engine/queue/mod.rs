@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use github::DeliveryItem;
 use tokio::sync::Notify;
 
@@ -229,7 +229,11 @@ impl Shared {
     /// the poller lists at once, and what was delivered before now is the API's to bring.
     pub(super) fn stream_came_up(&self, resumed: bool) {
         if !resumed {
-            *lock(&self.stream_up_at) = Some(Utc::now());
+            // GitHub's `delivered_at` has whole seconds: one made in the second the stream came up
+            // (or the one before, rounding) may still come through it, so it waits for it too.
+            let now = Utc::now();
+            let second = now.with_nanosecond(0).unwrap_or(now);
+            *lock(&self.stream_up_at) = Some(second - TimeDelta::seconds(1));
         }
         self.streaming.store(true, Ordering::Relaxed);
         if !resumed {
