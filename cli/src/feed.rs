@@ -354,17 +354,24 @@ impl Feed {
                     humantime::format_duration(self.context.interval)
                 ))
             }
-            Event::Summary { source, rejected } => {
+            Event::Summary { source, rejected, repeats } => {
                 if self.json {
-                    return print(&Line::Summary { source, rejected: *rejected }.to_json());
+                    return print(&Line::Summary { source, rejected: *rejected, repeats: *repeats }.to_json());
                 }
-                if *rejected == 0 {
-                    return Ok(());
+                if *rejected > 0 {
+                    print(&format!(
+                        "{} {rejected} pushed deliveries of {source} were rejected: their signatures did not verify",
+                        style("warning:").yellow()
+                    ))?;
                 }
-                print(&format!(
-                    "{} {rejected} pushed deliveries of {source} were rejected: their signatures did not verify",
-                    style("warning:").yellow()
-                ))
+                if *repeats > 0 {
+                    print(&format!(
+                        "{} {repeats} POSTs of {source} repeated a delivery already forwarded (a proxy's retry or a \
+                         replayed request), and GitHub made no new attempt of it: not forwarded",
+                        style("note:").dim()
+                    ))?;
+                }
+                Ok(())
             }
             Event::Waiting { until, reason } => {
                 let message = format!(

@@ -101,8 +101,9 @@ pub enum Line<'a> {
         hook: String,
         reason: &'a str,
     },
-    /// A streaming source's count of rejected pushed deliveries, at the end.
-    Summary { source: &'a str, rejected: u64 },
+    /// A streaming source's counts of pushed deliveries not forwarded, at the end: forged ones, and
+    /// repeated POSTs of an attempt already forwarded.
+    Summary { source: &'a str, rejected: u64, repeats: u64 },
     /// GitHub asked hookfwd to wait (a rate limit).
     Waiting { until: DateTime<Utc>, reason: &'a str },
     /// Something went wrong and the relay goes on.

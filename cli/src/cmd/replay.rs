@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 use github::{DeliveryItem, HookRef};
-use relay::ledger::{self, Ledger};
+use relay::ledger::{self, FileLedger};
 use relay::{Event, Forwarder, Outgoing};
 
 use crate::args::{OutputArgs, ReplayArgs};
@@ -216,7 +216,7 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
             }
             Err(error) => return Err(error.into()),
         };
-        let Some(mut ledger) = Ledger::open(&dir, &hook)? else { continue };
+        let Some(mut ledger) = FileLedger::open(&dir, &hook)? else { continue };
         let parked = ledger.parked();
         let Some(oldest) = parked.iter().map(|parked| parked.delivered_at).min() else { continue };
         total += parked.len();
@@ -245,6 +245,7 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
                     ),
                 })?;
                 ledger.unpark(parked.id, parked.guid.as_deref())?;
+                ledger.durable().wait().await?;
                 continue;
             };
             let delivery = client
@@ -265,6 +266,7 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
             })?;
             if response.status < 500 {
                 ledger.unpark(parked.id, parked.guid.as_deref())?;
+                ledger.durable().wait().await?;
                 sent += 1;
             }
             if !(200..300).contains(&response.status) {

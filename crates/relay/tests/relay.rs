@@ -336,7 +336,7 @@ async fn forwards_organization_hooks() {
     assert_eq!(request.header("x-github-hook-id"), Some(hook.to_string().as_str()));
     assert!(signed(request));
     let ledgers = relay::ledger::dir(state.path(), &fake.api_url());
-    assert!(relay::ledger::Ledger::path(&ledgers, &HookRef::Org { org: "acme".into(), id: hook }).exists());
+    assert!(relay::ledger::FileLedger::path(&ledgers, &HookRef::Org { org: "acme".into(), id: hook }).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,8 +437,10 @@ async fn the_ledger_is_created_private() {
     running.polled(1).await;
     running.stop().await.unwrap();
     let ledgers = relay::ledger::dir(&dir, &fake.api_url());
-    let path =
-        relay::ledger::Ledger::path(&ledgers, &HookRef::Repo { owner: "octo".into(), repo: "hello".into(), id: hook });
+    let path = relay::ledger::FileLedger::path(
+        &ledgers,
+        &HookRef::Repo { owner: "octo".into(), repo: "hello".into(), id: hook },
+    );
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(&ledgers).unwrap().permissions().mode() & 0o777, 0o700);
 }

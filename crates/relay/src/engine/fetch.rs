@@ -29,12 +29,6 @@ pub(super) enum Fetched {
     Cancelled,
     /// GitHub refused the credentials (a revoked token): nothing can be fetched any more.
     Refused(github::Error),
-    /// Pushed: nothing to fetch.
-    Pushed,
-    /// An event the rule does not forward: skipped without fetching it, and recorded.
-    Unwanted,
-    /// Another source forwards the same original delivery to the same target: recorded without fetching it.
-    Duplicate,
 }
 
 /// The fetch window's memory: fetched deliveries waiting to be forwarded are bounded in bytes,

@@ -18,14 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument, warn};
 
-use crate::ledger;
+use crate::ledger::{self, Durable};
 use crate::request::Answer;
 use crate::{Error, Event, OnHandlerError, Outgoing, Via};
 use github::Backoff;
 
 use super::fetch::{Budget, Fetched, fetch, size};
-use super::queue::{How, Pending, Pushed, Shared, Taken};
-use super::{Ctx, SourceRun, blocking, claims};
+use super::owner::Handle;
+use super::state::{How, Pending, Pushed, Taken};
+use super::{Ctx, SourceRun};
 
 /// How long GitHub waits for a hook's answer before it counts the delivery as failed.
 const GITHUB_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,63 +50,71 @@ pub(super) enum Delivered {
     Stopped,
 }
 
-/// A delivery in the window: a listed one with its fetch running ahead of the forwarder, or a
-/// pushed one (nothing to fetch).
-type Fetching = (Taken, Option<AbortOnDropHandle<(Fetched, u64)>>);
+/// A delivery in the window, and what it waits for.
+enum Ready {
+    /// Settled without being forwarded: not among the rule's events (as forwarded), or another
+    /// source forwards the same original delivery to the same target (as a duplicate).
+    Settled(How),
+    /// GitHub's exact bytes, from the stream: nothing to fetch.
+    Pushed(Arc<Pushed>),
+    /// Its payload, fetched in a task of its own, with its size.
+    Fetching(AbortOnDropHandle<(Fetched, u64)>),
+}
 
-/// Takes queued deliveries oldest first, fetches a few ahead, forwards each in order, records it.
-///
-/// A delivery that can never be forwarded (unreadable, too large, a header HTTP cannot carry) is
-/// skipped with one warning and recorded as skipped, so the rest of the source goes on.
-pub(super) async fn forward_loop(
+/// The most deliveries recorded and not yet on disk before the forwarder waits for the oldest:
+/// records sync in groups while it forwards, and a crash repeats at most this many.
+pub(super) const UNSYNCED: usize = 32;
+
+/// What the forwarder keeps between deliveries.
+struct Forwarder {
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
-    shared: Arc<Shared>,
+    owner: Handle,
     cancel: CancellationToken,
-) -> Result<(), Error> {
-    // Each fetch is its own task, so fetches go on while a delivery is forwarded and recorded.
-    // The window holds up to twice as many as may be fetched at once (so that
-    // `fetch_concurrency` GETs stay in flight while fetched deliveries wait their turn to be
-    // forwarded in order), and no more bytes than the budget allows.
-    let concurrency = ctx.settings.fetch_concurrency.max(1);
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let budget = Arc::new(Budget::default());
-    let mut window: VecDeque<Fetching> = VecDeque::new();
-    let mut warned_future = false;
-    // `head` counts the oldest delivery, taken out of the window while it is awaited.
-    let admit = |window: &mut VecDeque<Fetching>, head: usize| {
-        while window.len() + head < 2 * concurrency && budget.admits(window.len() + head) {
-            let Some(taken) = shared.take_next() else { break };
-            let wanted = match &taken.pending {
-                Pending::Listed(item) => source.wants(item),
-                Pending::Pushed(pushed) => source.wants(&pushed.item()),
-            };
-            let settled = if !wanted {
-                // Not among --events, --action or the App's installations and repositories:
-                // settled without a fetch, in its turn.
-                Some(Fetched::Unwanted)
-            } else if is_duplicate(&ctx, &source, &taken.pending) {
-                // Another source's hook brought the same event to the same target: settled without a fetch.
-                Some(Fetched::Duplicate)
-            } else {
-                None
-            };
-            if let Some(settled) = settled {
-                let settled = AbortOnDropHandle::new(tokio::spawn(std::future::ready((settled, 0))));
-                window.push_back((taken, Some(settled)));
-                continue;
-            }
-            let Pending::Listed(item) = &taken.pending else {
-                // Pushed: nothing to fetch, and its bytes are bounded where it was queued.
-                window.push_back((taken, None));
-                continue;
-            };
-            let (ctx, source, cancel, permits, budget) =
-                (ctx.clone(), source.clone(), cancel.clone(), permits.clone(), budget.clone());
-            budget.fetching.fetch_add(1, Ordering::SeqCst);
-            let fetching = AbortOnDropHandle::new(tokio::spawn({
+    /// Fetches at once.
+    permits: Arc<Semaphore>,
+    /// The fetch window's bytes.
+    budget: Arc<Budget>,
+    /// Deliveries taken, oldest first.
+    window: VecDeque<(Taken, Ready)>,
+    /// Records not yet on disk, oldest first.
+    unsynced: VecDeque<Durable>,
+}
+
+impl Forwarder {
+    /// Takes more of the queue into the window: up to twice as many as may be fetched at once
+    /// (so that `fetch_concurrency` GETs stay in flight while fetched deliveries wait their turn),
+    /// and no more bytes than the budget allows. `head` counts the oldest, out of the window while
+    /// it is awaited.
+    async fn fill(&mut self, head: usize) -> Result<(), Error> {
+        let concurrency = self.ctx.settings.fetch_concurrency.max(1);
+        while self.window.len() + head < 2 * concurrency && self.budget.admits(self.window.len() + head) {
+            let Some(taken) = self.owner.take(1).await?.pop() else { break };
+            let ready = self.ready(&taken);
+            self.window.push_back((taken, ready));
+        }
+        Ok(())
+    }
+
+    /// What a taken delivery waits for: settled in its turn, its bytes at hand, or its fetch.
+    fn ready(&self, taken: &Taken) -> Ready {
+        let (ctx, source) = (&self.ctx, &self.source);
+        let item = taken.pending.item();
+        if !source.wants(&item) {
+            // Not among --events, --action or the App's installations and repositories.
+            return Ready::Settled(How::Forwarded);
+        }
+        if is_duplicate(ctx, source, &taken.pending) {
+            return Ready::Settled(How::Duplicate);
+        }
+        let pushed = match &taken.pending {
+            Pending::Pushed(pushed) | Pending::Listed(_, Some(pushed)) => pushed,
+            Pending::Listed(item, None) => {
+                let (ctx, source, cancel, permits, budget) =
+                    (ctx.clone(), source.clone(), self.cancel.clone(), self.permits.clone(), self.budget.clone());
+                budget.fetching.fetch_add(1, Ordering::SeqCst);
                 let item = item.clone();
-                async move {
+                return Ready::Fetching(AbortOnDropHandle::new(tokio::spawn(async move {
                     let outcome = {
                         // The semaphore is never closed, so a permit always comes.
                         let _permit = permits.acquire_owned().await;
@@ -115,11 +124,52 @@ pub(super) async fn forward_loop(
                     budget.fetched(size);
                     budget.fetching.fetch_sub(1, Ordering::SeqCst);
                     (outcome, size)
-                }
-            }));
-            window.push_back((taken, Some(fetching)));
+                })));
+            }
+        };
+        // Its bytes are bounded where the stream took them in.
+        Ready::Pushed(pushed.clone())
+    }
+
+    /// Records `taken`, keeping at most [`UNSYNCED`] records waiting for the disk.
+    async fn settle(&mut self, taken: Taken, how: How) -> Result<(), Error> {
+        let durable = self.owner.settle(taken, how).await?;
+        self.unsynced.push_back(durable);
+        while self.unsynced.front().is_some_and(Durable::is_done) {
+            self.unsynced.pop_front();
         }
+        while self.unsynced.len() > UNSYNCED {
+            if let Some(oldest) = self.unsynced.pop_front() {
+                oldest.wait().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes queued deliveries oldest first, fetches a few ahead, forwards each in order, records it.
+///
+/// A delivery that can never be forwarded (unreadable, too large, a header HTTP cannot carry) is
+/// skipped with one warning and recorded as skipped, so the rest of the source goes on.
+pub(super) async fn forward_loop(
+    ctx: Arc<Ctx>,
+    source: Arc<SourceRun>,
+    owner: Handle,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let mut queued = owner.queued.clone();
+    let permits = Arc::new(Semaphore::new(ctx.settings.fetch_concurrency.max(1)));
+    let mut this = Forwarder {
+        ctx: ctx.clone(),
+        source: source.clone(),
+        owner: owner.clone(),
+        cancel: cancel.clone(),
+        permits,
+        budget: Arc::new(Budget::default()),
+        window: VecDeque::new(),
+        unsynced: VecDeque::new(),
     };
+    let mut warned_future = false;
     let mut retry = fresh(&ctx.settings.retry_now);
     // This run's parked deliveries, sent again when the user asks (the `r` key).
     let mut parked: Vec<(Pending, DeliveryItem)> = Vec::new();
@@ -130,14 +180,19 @@ pub(super) async fn forward_loop(
             if let Some(retry) = retry.as_mut() {
                 retry.borrow_and_update();
             }
-            if !send_parked_again(&ctx, &source, &shared, &mut parked, &cancel).await? {
+            if !send_parked_again(&ctx, &source, &owner, &mut parked, &cancel).await? {
                 return Ok(());
             }
         }
-        admit(&mut window, 0);
-        let Some((taken, fetching)) = window.pop_front() else {
+        queued.borrow_and_update();
+        this.fill(0).await?;
+        let Some((taken, ready)) = this.window.pop_front() else {
+            // Everything recorded is worth having on disk before waiting for more.
+            while let Some(oldest) = this.unsynced.pop_front() {
+                oldest.wait().await?;
+            }
             tokio::select! {
-                () = shared.notify.notified() => continue,
+                changed = queued.changed() => if changed.is_err() { return Ok(()) } else { continue },
                 () = pressed(&mut retry) => {
                     again = true;
                     continue;
@@ -145,30 +200,46 @@ pub(super) async fn forward_loop(
                 () = cancel.cancelled() => return Ok(()),
             }
         };
-        let (outcome, size) = match fetching {
-            None => (Fetched::Pushed, 0),
-            Some(mut fetching) => {
+        let item = taken.pending.item();
+        let (via, request, size) = match ready {
+            Ready::Settled(how) => {
+                debug!(delivery = item.id, event = %item.event, ?how, "settled without forwarding");
+                this.settle(taken, how).await?;
+                continue;
+            }
+            Ready::Pushed(pushed) => {
+                let request = Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref());
+                (Via::Stream, Ok(request), 0)
+            }
+            Ready::Fetching(mut fetching) => {
                 // While the oldest is fetched, newly queued deliveries join the window.
                 let joined = loop {
                     tokio::select! {
                         joined = &mut fetching => break joined,
-                        () = shared.notify.notified() => admit(&mut window, 1),
+                        changed = queued.changed() => match changed {
+                            Ok(()) => this.fill(1).await?,
+                            Err(_) => return Ok(()),
+                        },
                         () = cancel.cancelled() => return Ok(()),
                     }
                 };
-                match joined {
+                let (outcome, size) = match joined {
                     Ok(done) => done,
                     Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                     // Aborted only when the runtime shuts down.
                     Err(_) => return Ok(()),
-                }
+                };
+                let request = match outcome {
+                    Fetched::Cancelled => return Ok(()),
+                    Fetched::Refused(error) => return Err(Error::GitHub(error)),
+                    Fetched::Gone => Err("GitHub no longer keeps it".to_string()),
+                    Fetched::Poison(error) => Err(error.to_string()),
+                    Fetched::Delivery(delivery) => Ok(Outgoing::from_delivery(&delivery, source.secret.as_ref())),
+                };
+                (Via::Api, request, size)
             }
         };
-        let item = match &taken.pending {
-            Pending::Listed(item) => item.clone(),
-            Pending::Pushed(pushed) => pushed.item(),
-        };
-        let listed = matches!(taken.pending, Pending::Listed(_));
+        let listed = matches!(taken.pending, Pending::Listed(..));
         if listed && !warned_future && ledger::is_future(item.delivered_at, Utc::now()) {
             warned_future = true;
             let message = format!(
@@ -181,77 +252,37 @@ pub(super) async fn forward_loop(
             );
             ctx.events.emit(Event::Warning { message }).await;
         }
-        let mut rejected = None;
-        let skipped = match outcome {
-            Fetched::Cancelled => return Ok(()),
-            Fetched::Unwanted => {
-                debug!(delivery = item.id, event = %item.event, "not among --events; skipped");
-                None
-            }
-            Fetched::Duplicate => {
-                debug!(delivery = item.id, event = %item.event, "forwarded through another source; recorded");
-                budget.forwarded(size);
-                claims::settle(&ctx, &shared, taken, How::Duplicate, &cancel).await?;
-                continue;
-            }
-            Fetched::Refused(error) => return Err(Error::GitHub(error)),
-            Fetched::Gone => Some("GitHub no longer keeps it".to_string()),
-            Fetched::Poison(error) => Some(error.to_string()),
-            Fetched::Delivery(_) if !claims::may_forward(&ctx, &shared, &taken, &cancel).await => {
-                // Another replica holds it now (or the run stopped): it is not this one's to forward.
-                budget.forwarded(size);
-                continue;
-            }
-            Fetched::Delivery(delivery) => {
-                // Shared with the events (the inspector, --record) without a copy of the payload.
-                let request = std::sync::Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref()));
-                drop(delivery);
-                match deliver(&ctx, &source, &item, &request, Via::Api, &cancel).await {
-                    Delivered::Answered => None,
-                    Delivered::Invalid(reason) => Some(reason),
-                    Delivered::Parked { attempts, status, answer } => {
-                        rejected = Some((Via::Api, attempts, status, answer));
-                        None
-                    }
-                    Delivered::Stopped => return Ok(()),
-                }
-            }
-            Fetched::Pushed => {
-                let Pending::Pushed(pushed) = &taken.pending else { continue };
-                let request =
-                    std::sync::Arc::new(Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref()));
-                match deliver(&ctx, &source, &item, &request, Via::Stream, &cancel).await {
-                    Delivered::Answered => None,
-                    Delivered::Invalid(reason) => Some(reason),
-                    Delivered::Parked { attempts, status, answer } => {
-                        rejected = Some((Via::Stream, attempts, status, answer));
-                        None
-                    }
-                    Delivered::Stopped => return Ok(()),
-                }
-            }
-        };
-        budget.forwarded(size);
-        if let Some((via, attempts, status, answer)) = rejected {
-            info!(delivery = item.id, attempts, status, "parked");
-            if parked.len() < MAX_PARKED_AGAIN {
-                parked.push((taken.pending.clone(), item.clone()));
-            }
-            claims::settle(&ctx, &shared, taken, How::Parked, &cancel).await?;
-            let hook = source.hook.clone();
-            ctx.events.emit(Event::Parked { hook, item, via, attempts, status, answer }).await;
+        if request.is_ok() && !owner.confirm(taken.clone()).await? {
+            // Another replica holds it now: it is not this one's to forward.
+            this.budget.forwarded(size);
             continue;
         }
-        match skipped {
-            None => claims::settle(&ctx, &shared, taken, How::Forwarded, &cancel).await?,
-            Some(reason) => {
+        let delivered = match request {
+            // Shared with the events (the inspector, --record) without a copy of the payload.
+            Ok(request) => deliver(&ctx, &source, &item, &Arc::new(request), via, &cancel).await,
+            Err(reason) => Delivered::Invalid(reason),
+        };
+        this.budget.forwarded(size);
+        match delivered {
+            Delivered::Stopped => return Ok(()),
+            Delivered::Answered => this.settle(taken, How::Forwarded).await?,
+            Delivered::Parked { attempts, status, answer } => {
+                info!(delivery = item.id, attempts, status, "parked");
+                if parked.len() < MAX_PARKED_AGAIN {
+                    parked.push((taken.pending.clone(), item.clone()));
+                }
+                this.settle(taken, How::Parked).await?;
+                let hook = source.hook.clone();
+                ctx.events.emit(Event::Parked { hook, item, via, attempts, status, answer }).await;
+            }
+            Delivered::Invalid(reason) => {
                 let which =
                     if listed { format!("delivery {}", item.id) } else { format!("pushed delivery {}", item.guid) };
                 // No guid here: the log writes fields as they are, and GitHub's (or a hostile API's) may hold escapes.
                 warn!(delivery = item.id, "skipped");
                 let message = format!("{which} ({}) of {} was skipped: {reason}", item.kind(), source.name);
                 ctx.events.emit(Event::Warning { message }).await;
-                claims::settle(&ctx, &shared, taken, How::Skipped, &cancel).await?;
+                this.settle(taken, How::Skipped).await?;
             }
         }
     }
@@ -341,7 +372,7 @@ fn is_down(status: u16) -> bool {
     matches!(status, 502..=504)
 }
 
-/// Whether another source forwards this original delivery to the same target (see [`super::dedupe`]).
+/// Whether another source forwards this original delivery to the same target (see [`super::overlap`]).
 fn is_duplicate(ctx: &Ctx, source: &SourceRun, pending: &Pending) -> bool {
     // The App's hook is another kind of delivery (it names the installation), not a copy of a repository's.
     if !ctx.settings.dedupe || ctx.sources < 2 || matches!(source.hook, github::HookRef::App { .. }) {
@@ -349,11 +380,11 @@ fn is_duplicate(ctx: &Ctx, source: &SourceRun, pending: &Pending) -> bool {
     }
     let guid = match pending {
         // A redelivery was asked for on this hook: it is forwarded whatever the others did.
-        Pending::Listed(item) if item.redelivery => return false,
-        Pending::Listed(item) => &item.guid,
+        Pending::Listed(item, _) if item.redelivery => return false,
+        Pending::Listed(item, _) => &item.guid,
         Pending::Pushed(pushed) => &pushed.guid,
     };
-    ctx.claims.is_elsewhere(&source.name, source.forwarder.target().0.as_str(), guid)
+    ctx.overlaps.is_elsewhere(&source.name, source.forwarder.target().0.as_str(), guid)
 }
 
 /// A receiver of the `r` key's presses that counts only those from now on.
@@ -377,14 +408,15 @@ async fn pressed(retry: &mut Option<tokio::sync::watch::Receiver<u64>>) {
 async fn send_parked_again(
     ctx: &Ctx,
     source: &SourceRun,
-    shared: &Arc<Shared>,
+    owner: &Handle,
     parked: &mut Vec<(Pending, DeliveryItem)>,
     cancel: &CancellationToken,
 ) -> Result<bool, Error> {
     let mut still = Vec::new();
     for (pending, item) in std::mem::take(parked) {
         let (request, via) = match &pending {
-            Pending::Listed(listed) => match fetch(ctx, source, listed, cancel).await {
+            Pending::Listed(_, Some(pushed)) | Pending::Pushed(pushed) => (resend_pushed(pushed, source), Via::Stream),
+            Pending::Listed(listed, None) => match fetch(ctx, source, listed, cancel).await {
                 Fetched::Delivery(delivery) => {
                     (Arc::new(Outgoing::from_delivery(&delivery, source.secret.as_ref())), Via::Api)
                 }
@@ -393,14 +425,9 @@ async fn send_parked_again(
                 // Gone or unreadable by now: `replay --parked` says so; nothing to send here.
                 _ => continue,
             },
-            Pending::Pushed(pushed) => (resend_pushed(pushed, source), Via::Stream),
         };
         match deliver(ctx, source, &item, &request, via, cancel).await {
-            Delivered::Answered => {
-                let (shared, guid) = (shared.clone(), item.guid.clone());
-                let id = item.id;
-                blocking(move || shared.unpark(id, &guid)).await?;
-            }
+            Delivered::Answered => owner.unpark(item.id, item.guid.clone()).await?.wait().await?,
             Delivered::Parked { attempts, status, answer } => {
                 let hook = source.hook.clone();
                 ctx.events.emit(Event::Parked { hook, item: item.clone(), via, attempts, status, answer }).await;

@@ -1,32 +1,33 @@
-//! The engine behind [`crate::run`]: hook setup, then per source a stream task, a poller and a
-//! forwarder sharing a queue of pushed and listed deliveries and the ledger.
+//! The engine behind [`crate::run`]: hook setup, then per source one task that owns the
+//! source's state, and three stages that send it messages: the stream subscriber, the poller and
+//! the forwarder.
 //!
 //! The poller only lists (cheap, small items); the forwarder fetches payloads a few at a
 //! time just ahead of forwarding, so memory stays flat however long the backlog is.
 //!
-//! | module | stage |
+//! | module | what it does |
 //! |---|---|
 //! | [`setup`] | find or create each source's hook |
 //! | [`budget`] | the interval many sources on one token can sustain, and each one's place in it |
-//! | [`start`] | where a source starts: now, `--since`, or the ledger |
-//! | [`push`] | subscribe to the blackhole, verify pushed deliveries into the queue |
-//! | [`poller`] | list new deliveries every interval (the safety interval while streaming) into the queue |
-//! | [`queue`] | what the poller and the forwarder share, ledger included |
+//! | [`start`] | where a source starts (now, `--since`, or the ledger), and its ledger, file or Redis |
+//! | [`state`] | one source's queue, stream status and ledger, and the rule that joins the two paths |
+//! | [`owner`] | the task that owns a source's state, and the handle the stages reach it by |
+//! | [`push`] | subscribe to the blackhole, verify pushed deliveries, hand them to the owner |
+//! | [`poller`] | list new deliveries every interval (the safety interval while streaming), hand them to the owner |
 //! | [`fetch`] | fetch listed payloads a few ahead of the forwarder, bounded in count and bytes |
 //! | [`forward`] | forward each delivery in order, record it, skip and record a poison one, or park one the handler keeps rejecting |
-//! | [`dedupe`] | forward an event that overlapping sources bring to one target once |
-//! | [`claims`] | with the ledger in Redis: claim, renew and record deliveries shared with other replicas |
+//! | [`overlap`] | forward an event that overlapping sources bring to one target once |
 
 mod budget;
-mod claims;
-mod dedupe;
 mod fetch;
 mod forward;
+mod overlap;
+mod owner;
 mod poller;
 mod push;
-mod queue;
 mod setup;
 mod start;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,16 +39,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::ledger::{self, Lock};
+use crate::ledger::{self, Ledger, Lock};
 use crate::{Error, Event, Forwarder, Rule, Settings};
 use github::Backoff;
 
 use self::forward::forward_loop;
 use self::poller::{announce_waits, poll_loop};
 use self::push::{StreamConfig, stream_loop};
-use self::queue::{Book, Shared};
 use self::setup::{SetUpAll, set_up_all};
-use self::start::start;
+use self::start::{Begun, start};
+use self::state::State;
 
 /// How long GitHub keeps deliveries.
 pub(crate) const RETENTION: Duration = Duration::from_secs(3 * 24 * 60 * 60);
@@ -79,7 +80,7 @@ struct Ctx {
     /// Whether a handler slower than GitHub allows was warned about already (once a run).
     warned_slow: std::sync::atomic::AtomicBool,
     /// Which source forwards each original delivery to each target, across sources.
-    claims: dedupe::Claims,
+    overlaps: overlap::Overlaps,
     /// The ledger replicas share, if it is in Redis rather than in files.
     replicas: Option<Replicas>,
 }
@@ -111,7 +112,7 @@ struct SourceRun {
     /// On the App's hook, the ids of the rule's repositories: only their deliveries are forwarded.
     repository_ids: Vec<u64>,
     /// This process's hold on the hook's file ledger, for as long as the source runs (none with
-    /// a shared ledger: replicas share the hook, and claims keep them apart).
+    /// a shared ledger: replicas share the hook, and their claims keep them apart).
     _lock: Option<Lock>,
 }
 
@@ -204,7 +205,7 @@ pub async fn run(
             events: events.clone(),
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
-            claims: dedupe::Claims::default(),
+            overlaps: overlap::Overlaps::default(),
             replicas,
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
@@ -238,9 +239,15 @@ pub async fn run(
         if result.is_ok() && !cancel.is_cancelled() {
             events.emit(Event::Ready { sources: started.len(), interval: plan.in_force }).await;
             let count = started.len();
-            for (index, (source, (book, first))) in started.into_iter().enumerate() {
+            for (index, (source, begun)) in started.into_iter().enumerate() {
                 let offset = budget::first_poll(plan.interval, index, count);
-                tasks.spawn(forward_source(ctx.clone(), source, book, first, offset, stop.clone()));
+                let (ctx, stop) = (ctx.clone(), stop.clone());
+                match begun {
+                    Begun::File(ledger, first) => tasks.spawn(forward_source(ctx, source, ledger, first, offset, stop)),
+                    Begun::Redis(ledger, first) => {
+                        tasks.spawn(forward_source(ctx, source, ledger, first, offset, stop))
+                    }
+                };
             }
         }
         while let Some(joined) = tasks.join_next().await {
@@ -356,39 +363,39 @@ fn stream_config(
     Ok(Some(StreamConfig { url, token: token.clone(), upstream }))
 }
 
-/// Runs one source until `cancel`: start, then stream, poll and forward side by side.
-async fn forward_source(
+/// Runs one source until `cancel`: its owner, and the stream, poller and forwarder side by side.
+async fn forward_source<L: Ledger>(
     ctx: Arc<Ctx>,
     source: SourceRun,
-    book: Book,
+    ledger: L,
     first: Vec<DeliveryItem>,
     offset: Duration,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let shared = Arc::new(Shared::with(book));
     if !matches!(source.hook, HookRef::App { .. }) {
-        ctx.claims.join(&source.name, source.forwarder.target().0.as_str(), &shared);
+        ctx.overlaps.join(&source.name, source.forwarder.target().0.as_str(), ledger.guids());
     }
-    claims::admit(&ctx, &shared, first).await?;
+    let mut state = State::new(ledger);
+    state.listed(first, tokio::time::Instant::now()).await?;
+    let (owner, owning) = owner::spawn(state);
+    let owning = tokio::spawn(owning);
     let source = Arc::new(source);
-    let streaming = stream_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let polling = poll_loop(ctx.clone(), source.clone(), shared.clone(), offset, cancel.clone());
-    let forwarding = forward_loop(ctx.clone(), source.clone(), shared.clone(), cancel.clone());
-    let renewing = claims::renew_loop(ctx.clone(), shared.clone(), cancel.clone());
-    let result = tokio::try_join!(streaming, polling, forwarding, renewing).map(|_| ());
+    let streaming = stream_loop(ctx.clone(), source.clone(), owner.clone(), cancel.clone());
+    let polling = poll_loop(ctx.clone(), source.clone(), owner.clone(), offset, cancel.clone());
+    let forwarding = forward_loop(ctx.clone(), source.clone(), owner, cancel.clone());
+    let result = tokio::try_join!(streaming, polling, forwarding).map(|_| ());
     if result.is_err() {
         cancel.cancel();
     }
+    // Every handle is gone with the stages, so the owner gives the state back.
+    let (state, failed) = owning.await.map_err(|e| Error::TaskFailed(e.to_string()))?;
     if source.stream.is_some() {
-        let rejected = shared.rejected.load(std::sync::atomic::Ordering::Relaxed);
-        ctx.events.emit(Event::Summary { source: source.name.clone(), rejected }).await;
+        let refused = state.refused;
+        let event = Event::Summary { source: source.name.clone(), rejected: refused.forged, repeats: refused.repeats };
+        ctx.events.emit(event).await;
     }
-    // Every record was fsynced already; compacting leaves a small file behind.
-    let compacted = match shared.replica() {
-        Some(_) => Ok(()),
-        None => blocking(move || shared.file_ledger()?.compact()).await,
-    };
-    result.and(compacted)
+    let closed = state.into_ledger().close().await;
+    result.and(failed).and(closed)
 }
 
 /// Runs ledger I/O off the async threads.

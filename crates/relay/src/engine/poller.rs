@@ -13,8 +13,8 @@ use tracing::debug;
 use crate::ledger::{self, WINDOW};
 use crate::{Error, Event};
 
-use super::queue::Shared;
-use super::{Ctx, PER_PAGE, SourceRun, claims, is_auth, wait_after};
+use super::owner::Handle;
+use super::{Ctx, PER_PAGE, SourceRun, is_auth, wait_after};
 
 /// The poll interval: the configured one while a fifth or more of the budget is left (idle
 /// polls answer 304 and cost nothing, so there is no reason to slow down); below that,
@@ -59,10 +59,12 @@ pub(super) const DEEP_SCAN_EVERY: Duration = Duration::from_secs(60);
 pub(super) async fn poll_loop(
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
-    shared: Arc<Shared>,
+    owner: Handle,
     first: Duration,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    let mut poll_now = owner.poll_now.clone();
+    let mut warned_missed = false;
     let mut backoff = Backoff::default();
     let mut resume: Option<Resume> = None;
     // The newest delivery ever listed: later scans page back only a window before it.
@@ -74,16 +76,14 @@ pub(super) async fn poll_loop(
     let mut wait = first;
     // Since when every poll was refused a permission: a scope taken away mid-run.
     let mut forbidden_since: Option<tokio::time::Instant> = None;
-    // Listed while the stream was healthy, and held back so the safety net never races it.
-    let mut held = Held::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = shared.poll_now.notified() => {}
+            changed = poll_now.changed() => if changed.is_err() { return Ok(()) },
             () = cancel.cancelled() => return Ok(()),
         }
         let polled = tokio::select! {
-            polled = poll_once(&ctx, &source, &shared, &mut resume, &mut newest_listed, last_deep_scan.elapsed() >= DEEP_SCAN_EVERY) => polled,
+            polled = poll_once(&ctx, &source, &owner, &mut resume, &mut newest_listed, last_deep_scan.elapsed() >= DEEP_SCAN_EVERY) => polled,
             () = cancel.cancelled() => return Ok(()),
         };
         let rate = ctx.client.rate_limit();
@@ -91,19 +91,27 @@ pub(super) async fn poll_loop(
             Ok((found, deep)) => {
                 backoff.reset();
                 forbidden_since = None;
-                let found = held.sift(found, shared.hold_from(), tokio::time::Instant::now());
-                let added = claims::admit(&ctx, &shared, found).await?;
+                let queued = owner.listed(found?).await?;
+                if queued.missed > 0 && !std::mem::replace(&mut warned_missed, true) {
+                    let message = format!(
+                        "the stream from the blackhole is up but did not bring a delivery GitHub lists for {}; \
+                         check that the hook URL's path is the one hookfwd streams",
+                        source.name
+                    );
+                    ctx.events.emit(Event::Warning { message }).await;
+                }
                 if deep {
                     last_deep_scan = tokio::time::Instant::now();
                 }
-                let backlog = shared.backlog();
-                debug!(hook = %source.hook, added, backlog, "polled");
+                let backlog = owner.backlog().await?;
+                debug!(hook = %source.hook, queued = queued.queued, backlog, "polled");
                 ctx.events.emit(Event::Polled { hook: source.hook.clone(), at: Utc::now(), backlog, rate }).await;
-                claims::checked(&ctx, &shared).await?;
-                let base = if shared.safety_only() { ctx.settings.safety_interval } else { ctx.settings.interval };
+                owner.checked().await;
+                let plan = owner.plan().await?;
+                let base = if plan.safety_only { ctx.settings.safety_interval } else { ctx.settings.interval };
                 wait = poll_interval(base, rate, ctx.sources, Utc::now());
-                if let Some(release) = held.next_release(tokio::time::Instant::now()) {
-                    wait = wait.min(release);
+                if let Some(due) = plan.due_in {
+                    wait = wait.min(due);
                 }
                 if wait > base {
                     let until = TimeDelta::from_std(wait)
@@ -140,68 +148,34 @@ pub(super) async fn poll_loop(
     }
 }
 
-/// How long a delivery the safety poll lists stays held back while the stream is healthy: the
-/// blackhole hands each POST to the stream before GitHub even lists it, so only a delivery the
-/// stream has not brought by then is one it missed. Measured on this machine's clock from when it
-/// was first listed, so a skewed clock cannot stretch it.
-pub(super) const STREAM_GRACE: Duration = Duration::from_secs(10);
-
-/// Listed deliveries held back while the stream is healthy, with when each was first listed.
-#[derive(Default)]
-pub(super) struct Held(Vec<(tokio::time::Instant, DeliveryItem)>);
-
-impl Held {
-    /// What to queue now of `found` and what was held: everything when the stream is not healthy
-    /// (`hold_from` is `None`), else what GitHub delivered before `hold_from` (the stream came up
-    /// after it) and what has been held for [`STREAM_GRACE`]; the rest is kept.
-    pub(super) fn sift(
-        &mut self,
-        found: Vec<DeliveryItem>,
-        hold_from: Option<DateTime<Utc>>,
-        now: tokio::time::Instant,
-    ) -> Vec<DeliveryItem> {
-        for item in found {
-            if !self.0.iter().any(|(_, held)| held.id == item.id) {
-                self.0.push((now, item));
-            }
-        }
-        let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.0)
-            .into_iter()
-            .partition(|(at, item)| hold_from.is_none_or(|from| item.delivered_at < from) || now - *at >= STREAM_GRACE);
-        self.0 = held;
-        ready.into_iter().map(|(_, item)| item).collect()
-    }
-
-    /// How long until the first held delivery is due, if any is held.
-    pub(super) fn next_release(&self, now: tokio::time::Instant) -> Option<Duration> {
-        self.0.iter().map(|(at, _)| (*at + STREAM_GRACE).saturating_duration_since(now)).min()
-    }
-}
-
 /// One poll: a conditional list, then older pages down to what the ledger holds.
 pub(super) async fn poll_once(
     ctx: &Ctx,
     source: &SourceRun,
-    shared: &Shared,
+    owner: &Handle,
     resume: &mut Option<Resume>,
     newest_listed: &mut Option<DateTime<Utc>>,
     deep: bool,
-) -> Result<(Vec<DeliveryItem>, bool), github::Error> {
+) -> Result<(Result<Vec<DeliveryItem>, Error>, bool), github::Error> {
     let client = &ctx.client;
     let mut state = match client.list_deliveries(&source.hook, PER_PAGE).await? {
         Listing::NotModified => match resume.take() {
             Some(state) => state,
-            None => return Ok((Vec::new(), false)),
+            None => return Ok((Ok(Vec::new()), false)),
         },
         Listing::Page(mut page) => {
             warn_skipped(ctx, std::mem::take(&mut page.skipped)).await;
+            let known = match owner.known(page.items.clone()).await {
+                Ok(known) => known,
+                Err(error) => return Ok((Err(error), false)),
+            };
             let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
-            let floor = shared.floor();
+            let floor = known.0;
             // Late arrivals are late relative to what was listed, so a window before the newest
             // listed delivery is enough; never above the floor, where the ledger forgets ids.
             let stop_before = newest_listed.and_then(|n| n.checked_sub_signed(window)).map_or(floor, |t| t.max(floor));
             let mut state = Resume { next: None, found: Vec::new(), newest: None, stop_before, deep };
-            state.next = take_page(shared, &mut state, page);
+            state.next = take_page(&mut state, page, &known.1);
             state
         }
     };
@@ -209,14 +183,17 @@ pub(super) async fn poll_once(
         match client.next_deliveries(&next).await {
             Ok(mut page) => {
                 warn_skipped(ctx, std::mem::take(&mut page.skipped)).await;
-                state.next = take_page(shared, &mut state, page);
+                let known = match owner.known(page.items.clone()).await {
+                    Ok((_, known)) => known,
+                    Err(error) => return Ok((Err(error), false)),
+                };
+                state.next = take_page(&mut state, page, &known);
             }
             // A list that loops or never ends: keep what it gave, and start afresh next time
             // (following the same link again would only fail again).
             Err(error @ (github::Error::PagingLoop { .. } | github::Error::TooManyPages { .. })) => {
-                // Rare enough to claim on this thread; a ledger that cannot be written stops the
-                // forwarder at its next record anyway.
-                if let Err(ledger) = shared.enqueue(state.found) {
+                // A ledger that cannot be written stops the forwarder at its next record anyway.
+                if let Err(ledger) = owner.listed(state.found).await {
                     debug!(hook = %source.hook, error = %ledger, "could not queue what the list gave");
                 }
                 return Err(error);
@@ -230,7 +207,7 @@ pub(super) async fn poll_once(
     // A delivery stamped in the future must not stop later scans short of the ones after it.
     let newest = state.newest.map(|newest| ledger::trusted(newest, Utc::now()));
     *newest_listed = (*newest_listed).max(newest);
-    Ok((state.found, state.deep))
+    Ok((Ok(state.found), state.deep))
 }
 
 /// One warning per listed item that could not be read.
@@ -262,13 +239,14 @@ pub(super) async fn announce_waits(
     }
 }
 
-/// Keeps a page's unknown deliveries; the next page's link if the scan must go on.
-pub(super) fn take_page(shared: &Shared, state: &mut Resume, page: Page) -> Option<NextPage> {
+/// Keeps a page's unknown deliveries (`known` says which are known, item by item); the next
+/// page's link if the scan must go on.
+pub(super) fn take_page(state: &mut Resume, page: Page, known: &[bool]) -> Option<NextPage> {
     let reached = page.items.iter().any(|item| item.delivered_at < state.stop_before);
     let mut wholly_known = !page.items.is_empty();
-    for item in page.items {
+    for (item, known) in page.items.into_iter().zip(known.iter().copied().chain(std::iter::repeat(false))) {
         state.newest = state.newest.max(Some(item.delivered_at));
-        if item.delivered_at >= state.stop_before && !shared.is_known(&item) {
+        if item.delivered_at >= state.stop_before && !known {
             wholly_known = false;
             state.found.push(item);
         }
@@ -279,33 +257,6 @@ pub(super) fn take_page(shared: &Shared, state: &mut Resume, page: Page) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn item(id: u64) -> DeliveryItem {
-        serde_json::from_value(serde_json::json!({"id": id, "guid": format!("g{id}"),
-            "delivered_at": "2026-12-01T00:00:00Z", "redelivery": false, "duration": 0.1, "status": "OK",
-            "status_code": 200, "event": "push", "action": null}))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_healthy_stream_gets_a_grace_before_the_safety_poll_queues_what_it_listed() {
-        let start = tokio::time::Instant::now();
-        let streaming = Some(DateTime::<Utc>::MIN_UTC);
-        let mut held = Held::default();
-        assert!(held.sift(vec![item(1), item(2)], streaming, start).is_empty(), "fresh listings wait for the stream");
-        assert_eq!(held.next_release(start), Some(STREAM_GRACE));
-        // Listed again before the grace ends: still held, and once only.
-        assert!(held.sift(vec![item(2)], streaming, start + Duration::from_secs(3)).is_empty());
-        let due = held.sift(Vec::new(), streaming, start + STREAM_GRACE);
-        assert_eq!(due.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(held.next_release(start + STREAM_GRACE), None);
-        // Without a healthy stream nothing waits.
-        assert_eq!(held.sift(vec![item(3)], None, start).len(), 1);
-        // Nor does what GitHub delivered before a fresh stream came up: that stream never brings it.
-        let up = item(4).delivered_at + TimeDelta::seconds(1);
-        assert_eq!(held.sift(vec![item(4)], Some(up), start).len(), 1);
-        assert!(held.sift(vec![item(5)], Some(item(5).delivered_at), start).is_empty(), "made as it came up");
-    }
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()

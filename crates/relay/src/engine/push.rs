@@ -2,7 +2,6 @@
 //! upstream secret and queues it; rings the poller whenever the API must fill a gap.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use github::Secret;
@@ -14,8 +13,9 @@ use crate::stream::{self, Answer, Frame, Hello, Parser, PushedDelivery};
 use crate::{Error, Event};
 use github::Backoff;
 
-use super::queue::{PushOutcome, Pushed, Shared};
-use super::{Ctx, SourceRun, blocking};
+use super::owner::Handle;
+use super::state::{PushOutcome, Pushed};
+use super::{Ctx, SourceRun};
 
 /// Where and how a source subscribes.
 #[derive(Debug, Clone)]
@@ -51,10 +51,12 @@ struct Warned {
 pub(super) async fn stream_loop(
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
-    shared: Arc<Shared>,
+    owner: Handle,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let Some(config) = source.stream.clone() else { return Ok(()) };
+    // Up and healthy since its hello.
+    let mut healthy = false;
     let http = stream::client();
     let mut backoff = Backoff::default();
     let mut last_id: Option<String> = None;
@@ -68,12 +70,14 @@ pub(super) async fn stream_loop(
         };
         let reason = match answer {
             Answer::Streaming(response) => {
-                let ended = read(&ctx, &source, &shared, &config, response, &mut last_id, &mut warned, &cancel);
+                let mut reader =
+                    Reader { ctx: &ctx, source: &source, owner: &owner, config: &config, warned: &mut warned };
+                let ended = reader.read(response, &mut last_id, &mut healthy, &cancel);
                 match ended.await? {
                     Ended::Cancelled => return Ok(()),
                     Ended::Dropped(reason) => {
                         // Healthy until now: its hello reset the backoff.
-                        if shared.streaming.swap(false, Ordering::Relaxed) {
+                        if std::mem::replace(&mut healthy, false) {
                             backoff.reset();
                             ctx.events
                                 .emit(Event::StreamDown { hook: source.hook.clone(), reason: reason.clone() })
@@ -101,7 +105,7 @@ pub(super) async fn stream_loop(
                 )
                 .await;
                 ctx.events.emit(Event::StreamDown { hook: source.hook.clone(), reason: "not streaming".into() }).await;
-                shared.poll_now.notify_one();
+                owner.stream_down().await;
                 return Ok(());
             }
             Answer::Unavailable(reason) => reason,
@@ -109,7 +113,7 @@ pub(super) async fn stream_loop(
         first_attempt = false;
         debug!(hook = %source.hook, reason = %reason, "stream down");
         // Poll at `--interval` until the stream is back.
-        shared.poll_now.notify_one();
+        owner.stream_down().await;
         let wait = backoff.next_wait();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -118,166 +122,159 @@ pub(super) async fn stream_loop(
     }
 }
 
-/// Reads one connection's events until it ends.
-#[allow(clippy::too_many_arguments)]
-async fn read(
-    ctx: &Ctx,
-    source: &SourceRun,
-    shared: &Arc<Shared>,
-    config: &StreamConfig,
-    mut response: reqwest::Response,
-    last_id: &mut Option<String>,
-    warned: &mut Warned,
-    cancel: &CancellationToken,
-) -> Result<Ended, Error> {
-    let mut parser = Parser::new(stream::MAX_EVENT_BYTES);
-    // Progress for /readyz and --max-stall: at most one event a second, however busy the stream.
-    let mut alive_at: Option<tokio::time::Instant> = None;
-    loop {
-        let chunk = tokio::select! {
-            chunk = tokio::time::timeout(stream::SILENCE, response.chunk()) => chunk,
-            () = cancel.cancelled() => return Ok(Ended::Cancelled),
-        };
-        let chunk = match chunk {
-            Err(_) => return Ok(Ended::Dropped(format!("silent for {}s", stream::SILENCE.as_secs()))),
-            Ok(Err(_)) => return Ok(Ended::Dropped("the connection broke".into())),
-            // A partial event left in the parser is dropped with it: it was never complete.
-            Ok(Ok(None)) => return Ok(Ended::Dropped("the blackhole closed the stream".into())),
-            Ok(Ok(Some(chunk))) => chunk,
-        };
-        if shared.streaming.load(Ordering::Relaxed)
-            && alive_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1))
-        {
-            alive_at = Some(tokio::time::Instant::now());
-            ctx.events.emit(Event::StreamAlive { hook: source.hook.clone() }).await;
-        }
-        for frame in parser.feed(&chunk) {
-            match frame {
-                Frame::Comment => {}
-                Frame::TooLarge { id } => {
-                    if id.is_some() {
-                        *last_id = id;
+/// What reading one connection needs.
+struct Reader<'a> {
+    ctx: &'a Ctx,
+    source: &'a SourceRun,
+    owner: &'a Handle,
+    config: &'a StreamConfig,
+    warned: &'a mut Warned,
+}
+
+impl Reader<'_> {
+    /// Reads one connection's events until it ends; `healthy` once its hello came.
+    async fn read(
+        &mut self,
+        mut response: reqwest::Response,
+        last_id: &mut Option<String>,
+        healthy: &mut bool,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, Error> {
+        let (ctx, source, owner) = (self.ctx, self.source, self.owner);
+        let mut parser = Parser::new(stream::MAX_EVENT_BYTES);
+        // Progress for /readyz and --max-stall: at most one event a second, however busy the stream.
+        let mut alive_at: Option<tokio::time::Instant> = None;
+        loop {
+            let chunk = tokio::select! {
+                chunk = tokio::time::timeout(stream::SILENCE, response.chunk()) => chunk,
+                () = cancel.cancelled() => return Ok(Ended::Cancelled),
+            };
+            let chunk = match chunk {
+                Err(_) => return Ok(Ended::Dropped(format!("silent for {}s", stream::SILENCE.as_secs()))),
+                Ok(Err(_)) => return Ok(Ended::Dropped("the connection broke".into())),
+                // A partial event left in the parser is dropped with it: it was never complete.
+                Ok(Ok(None)) => return Ok(Ended::Dropped("the blackhole closed the stream".into())),
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            if *healthy && alive_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+                alive_at = Some(tokio::time::Instant::now());
+                ctx.events.emit(Event::StreamAlive { hook: source.hook.clone() }).await;
+            }
+            for frame in parser.feed(&chunk) {
+                match frame {
+                    Frame::Comment => {}
+                    Frame::TooLarge { id } => {
+                        if id.is_some() {
+                            *last_id = id;
+                        }
+                        if !std::mem::replace(&mut self.warned.too_large, true) {
+                            let limit = stream::MAX_EVENT_BYTES >> 20;
+                            warn(ctx, format!("a pushed delivery was over {limit} MiB; fetching it from the API"))
+                                .await;
+                        }
+                        owner.ring().await;
                     }
-                    if !std::mem::replace(&mut warned.too_large, true) {
-                        let limit = stream::MAX_EVENT_BYTES >> 20;
-                        warn(ctx, format!("a pushed delivery was over {limit} MiB; fetching it from the API")).await;
-                    }
-                    shared.ring();
+                    Frame::Event(event) => match event.name.as_str() {
+                        "hello" => {
+                            let Ok(hello) = serde_json::from_str::<Hello>(&event.data) else {
+                                return Ok(Ended::Dropped("the blackhole's hello was malformed".into()));
+                            };
+                            info!(hook = %source.hook, boot = %hello.boot, resumed = hello.resumed, "streaming");
+                            // Before the event: what is emitted once the user sees the stream up waits for it.
+                            *healthy = true;
+                            owner.stream_up(hello.resumed).await;
+                            ctx.events
+                                .emit(Event::StreamUp { hook: source.hook.clone(), resumed: hello.resumed })
+                                .await;
+                        }
+                        "delivery" => {
+                            if event.id.is_some() {
+                                *last_id = event.id;
+                            }
+                            if !self.delivered(&event.data, cancel).await? {
+                                return Ok(Ended::Cancelled);
+                            }
+                        }
+                        "gap" => return Ok(Ended::Dropped("fell behind the blackhole's buffer".into())),
+                        _ => {}
+                    },
                 }
-                Frame::Event(event) => match event.name.as_str() {
-                    "hello" => {
-                        let Ok(hello) = serde_json::from_str::<Hello>(&event.data) else {
-                            return Ok(Ended::Dropped("the blackhole's hello was malformed".into()));
-                        };
-                        info!(hook = %source.hook, boot = %hello.boot, resumed = hello.resumed, "streaming");
-                        // Before the event: what is emitted once the user sees the stream up waits for it.
-                        shared.stream_came_up(hello.resumed);
-                        ctx.events.emit(Event::StreamUp { hook: source.hook.clone(), resumed: hello.resumed }).await;
-                    }
-                    "delivery" => {
-                        if event.id.is_some() {
-                            *last_id = event.id;
-                        }
-                        if !delivered(ctx, source, shared, config, &event.data, warned, cancel).await? {
-                            return Ok(Ended::Cancelled);
-                        }
-                    }
-                    "gap" => return Ok(Ended::Dropped("fell behind the blackhole's buffer".into())),
-                    _ => {}
-                },
             }
         }
     }
-}
 
-/// Verifies and queues one pushed delivery, or rings the doorbell; `false` if the run stopped.
-async fn delivered(
-    ctx: &Ctx,
-    source: &SourceRun,
-    shared: &Arc<Shared>,
-    config: &StreamConfig,
-    data: &str,
-    warned: &mut Warned,
-    cancel: &CancellationToken,
-) -> Result<bool, Error> {
-    let Some(pushed) = PushedDelivery::parse(data) else {
-        if !std::mem::replace(&mut warned.malformed, true) {
-            warn(
-                ctx,
-                format!("the blackhole sent a malformed delivery event for {}; fetching from the API", source.name),
-            )
-            .await;
+    /// Verifies and hands over one pushed delivery, or rings the doorbell; `false` if the run stopped.
+    async fn delivered(&mut self, data: &str, cancel: &CancellationToken) -> Result<bool, Error> {
+        let (ctx, source, owner, config) = (self.ctx, self.source, self.owner, self.config);
+        let Some(pushed) = PushedDelivery::parse(data) else {
+            if !std::mem::replace(&mut self.warned.malformed, true) {
+                warn(
+                    ctx,
+                    format!("the blackhole sent a malformed delivery event for {}; fetching from the API", source.name),
+                )
+                .await;
+            }
+            owner.ring().await;
+            return Ok(true);
+        };
+        let (Some(guid), Some(event)) = (pushed.header("x-github-delivery"), pushed.header("x-github-event")) else {
+            // Any POST to the path is streamed: a scanner, or `hookfwd doctor` checking the URL. Without
+            // GitHub's headers it claims to be no delivery, so it is neither forwarded nor a forgery.
+            debug!(hook = %source.hook, "a pushed POST without GitHub's headers was ignored");
+            return Ok(true);
+        };
+        let (guid, event) = (guid.to_string(), event.to_string());
+        // Another hook delivering to the same URL path (another repository forwarded with the same
+        // hook URL): its deliveries are that source's business, not forgeries.
+        if let Some(id) = source.hook.id()
+            && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
+        {
+            return Ok(true);
         }
-        shared.ring();
-        return Ok(true);
-    };
-    let (Some(guid), Some(event)) = (pushed.header("x-github-delivery"), pushed.header("x-github-event")) else {
-        // Any POST to the path is streamed: a scanner, or `hookfwd doctor` checking the URL. Without
-        // GitHub's headers it claims to be no delivery, so it is neither forwarded nor a forgery.
-        debug!(hook = %source.hook, "a pushed POST without GitHub's headers was ignored");
-        return Ok(true);
-    };
-    let (guid, event) = (guid.to_string(), event.to_string());
-    // Another hook delivering to the same URL path (another repository forwarded with the same
-    // hook URL): its deliveries are that source's business, not forgeries.
-    if let Some(id) = source.hook.id()
-        && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
-    {
-        return Ok(true);
-    }
-    if shared.replica().is_some() {
-        // With a shared ledger a pushed delivery is a doorbell: the API path claims it, so each
-        // delivery is forwarded by the one replica holding its claim, whichever brought it first.
-        debug!(hook = %source.hook, guid = %guid, "doorbell (shared ledger)");
-        shared.ring();
-        return Ok(true);
-    }
-    let Some(upstream) = &config.upstream else {
-        // Nothing unverified reaches the handler: the API brings it, signed by GitHub's record.
-        debug!(hook = %source.hook, guid = %guid, "doorbell");
-        shared.ring();
-        return Ok(true);
-    };
-    if !pushed.verifies(upstream) {
-        let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-        debug!(hook = %source.hook, rejected, "pushed delivery with a bad signature");
-        if !std::mem::replace(&mut warned.forged, true) {
-            warn(
-                ctx,
-                format!(
-                    "a delivery pushed for {} has a signature that does not verify with the hook's secret, so it \
+        let Some(upstream) = &config.upstream else {
+            // Nothing unverified reaches the handler: the API brings it, signed by GitHub's record.
+            debug!(hook = %source.hook, guid = %guid, "doorbell");
+            owner.ring().await;
+            return Ok(true);
+        };
+        if !pushed.verifies(upstream) {
+            owner.forged().await;
+            debug!(hook = %source.hook, "pushed delivery with a bad signature");
+            if !std::mem::replace(&mut self.warned.forged, true) {
+                warn(
+                    ctx,
+                    format!(
+                        "a delivery pushed for {} has a signature that does not verify with the hook's secret, so it \
                      was not forwarded (a forged POST to the blackhole, or the wrong --hook-secret)",
-                    source.name
-                ),
-            )
-            .await;
+                        source.name
+                    ),
+                )
+                .await;
+            }
+            return Ok(true);
         }
-        return Ok(true);
-    }
-    // A slow handler: stop reading until there is room (the blackhole drops a reader that falls
-    // too far behind, and what it missed comes back on resume or from the API).
-    while !shared.has_room() {
+        // A slow handler: stop reading until there is room (the blackhole drops a reader that falls
+        // too far behind, and what it missed comes back on resume or from the API).
+        let mut room = owner.room.clone();
         tokio::select! {
-            () = shared.room.notified() => {}
-            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            has = room.wait_for(|room| *room) => if has.is_err() { return Ok(false) },
             () = cancel.cancelled() => return Ok(false),
         }
+        let action = action(&pushed);
+        let pushed = Pushed {
+            guid,
+            event,
+            action,
+            received_at: pushed.received_at.min(Utc::now()),
+            headers: pushed.headers,
+            body: pushed.body,
+        };
+        let outcome = owner.pushed(pushed).await?;
+        if outcome != PushOutcome::Queued {
+            debug!(hook = %source.hook, ?outcome, "pushed delivery not forwarded on its own word");
+        }
+        Ok(true)
     }
-    let action = action(&pushed);
-    let pushed = Pushed {
-        guid,
-        event,
-        action,
-        received_at: pushed.received_at.min(Utc::now()),
-        headers: pushed.headers,
-        body: pushed.body,
-    };
-    let shared = shared.clone();
-    let outcome = blocking(move || shared.push(pushed)).await?;
-    if outcome != PushOutcome::Queued {
-        debug!(hook = %source.hook, ?outcome, "pushed delivery already handled");
-    }
-    Ok(true)
 }
 
 /// The payload's `action`, for the feed; JSON bodies only.

@@ -7,13 +7,19 @@ use github::{Backoff, DeliveryItem, HookRef, Page};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::ledger::{self, Ledger, SharedLedger, State};
+use crate::ledger::{self, FileLedger, RedisLedger, SharedLedger, State};
 use crate::{Error, Event};
 
-use super::claims::Replica;
 use super::poller::warn_skipped;
-use super::queue::Book;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
+
+/// A source's ledger, opened or created, and what to forward first.
+pub(super) enum Begun {
+    /// The file under the state directory.
+    File(FileLedger, Vec<DeliveryItem>),
+    /// The ledger replicas share in Redis.
+    Redis(RedisLedger, Vec<DeliveryItem>),
+}
 
 /// Where a source starts forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,20 +55,15 @@ pub(crate) fn plan(
 
 /// Opens or creates the ledger (the file, or the one replicas share) and lists what to forward
 /// first. `None` when cancelled.
-pub(super) async fn start(
-    ctx: &Ctx,
-    source: &SourceRun,
-    cancel: &CancellationToken,
-) -> Result<Option<(Book, Vec<DeliveryItem>)>, Error> {
+pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationToken) -> Result<Option<Begun>, Error> {
     if let Some(replicas) = &ctx.replicas {
         let ledger = replicas.connection.hook(&replicas.instance, &source.hook, &replicas.id);
         return start_shared(ctx, source, ledger, cancel).await;
     }
-    let file = |ledger: Ledger| Book::File(std::sync::Mutex::new(ledger));
     let dir = ctx.settings.state_dir.clone();
     let hook = source.hook.clone();
-    let mut existing = blocking(move || Ledger::open(&dir, &hook)).await?;
-    for message in existing.as_mut().map(Ledger::take_warnings).unwrap_or_default() {
+    let mut existing = blocking(move || FileLedger::open(&dir, &hook)).await?;
+    for message in existing.as_mut().map(FileLedger::take_warnings).unwrap_or_default() {
         ctx.events.emit(Event::Warning { message }).await;
     }
     let now = Utc::now();
@@ -74,8 +75,8 @@ pub(super) async fn start(
         match attempt {
             Ok(Begin::Create { origin, done, first }) => {
                 let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
-                let ledger = blocking(move || Ledger::create(&dir, &hook, origin, done, Utc::now())).await?;
-                return Ok(Some((file(ledger), first)));
+                let ledger = blocking(move || FileLedger::create(&dir, &hook, origin, done, Utc::now())).await?;
+                return Ok(Some(Begun::File(ledger, first)));
             }
             Ok(Begin::Resume { known, extend_to, first }) => {
                 let Some(mut ledger) = existing else {
@@ -97,9 +98,13 @@ pub(super) async fn start(
                         .await;
                 }
                 if let Some(origin) = extend_to {
-                    ledger = blocking(move || ledger.extend_back(origin, known).map(|()| ledger)).await?;
+                    ledger = blocking(move || {
+                        ledger.extend_back(origin, known)?;
+                        ledger.durable().block().map(|()| ledger)
+                    })
+                    .await?;
                 }
-                return Ok(Some((file(ledger), first)));
+                return Ok(Some(Begun::File(ledger, first)));
             }
             // Only what may pass is worth waiting for: a refusal fails the source at once.
             Err(error) if !error.is_transient() => return Err(Error::GitHub(error)),
@@ -123,7 +128,7 @@ async fn start_shared(
     source: &SourceRun,
     ledger: SharedLedger,
     cancel: &CancellationToken,
-) -> Result<Option<(Book, Vec<DeliveryItem>)>, Error> {
+) -> Result<Option<Begun>, Error> {
     let mut backoff = Backoff::default();
     let mut down = false;
     loop {
@@ -154,8 +159,10 @@ async fn start_shared(
                     );
                     ctx.events.emit(Event::Warning { message }).await;
                 }
-                let replica = Replica::new(ledger, state.floor);
-                return Ok(Some((Book::Shared(replica), first)));
+                let events = ctx.events.0.clone();
+                let replica =
+                    RedisLedger::new(ledger, state.floor, ctx.settings.fetch_concurrency, events, cancel.clone());
+                return Ok(Some(Begun::Redis(replica, first)));
             }
             Err(Failure::GitHub(error)) if !error.is_transient() => return Err(Error::GitHub(error)),
             Err(Failure::GitHub(error)) => {
@@ -231,7 +238,7 @@ pub(super) async fn start_once(
     ctx: &Ctx,
     source: &SourceRun,
     plan: &Plan,
-    ledger: Option<&Ledger>,
+    ledger: Option<&FileLedger>,
     now: DateTime<Utc>,
 ) -> Result<Begin, github::Error> {
     let client = &ctx.client;

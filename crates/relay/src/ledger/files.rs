@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 
 use github::HookRef;
 
-use super::Ledger;
+use super::FileLedger;
 use crate::Error;
 
 /// The ledger key every GitHub App hook had before App hooks were keyed by their App id.
-pub(super) const LEGACY_APP_KEY: &str = "app-hook";
 
 /// The directory of one GitHub instance's ledgers under `state_dir`, named for its API host and
 /// port (`api.github.com`, `ghe.example.com`, `127.0.0.1-8080`): hook ids are per instance.
@@ -44,7 +43,7 @@ pub struct Lock {
 impl Lock {
     /// Takes the lock of `hook`'s ledger in `dir`, or fails at once with [`Error::Busy`].
     pub fn take(dir: &Path, hook: &HookRef) -> Result<Self, Error> {
-        let path = Ledger::path(dir, hook).with_extension("lock");
+        let path = FileLedger::path(dir, hook).with_extension("lock");
         create_dir(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "locked", source })?;
         Self::at(path, &hook.to_string())
     }
@@ -75,7 +74,7 @@ impl Lock {
 /// The upstream secret of a hook hookfwd created (the one GitHub signs with), kept beside its
 /// ledger, mode 0600, so that pushed deliveries can be verified on later runs too.
 pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) -> Result<(), Error> {
-    let path = Ledger::path(dir, hook).with_extension("secret");
+    let path = FileLedger::path(dir, hook).with_extension("secret");
     let failed = |source| Error::Ledger { path: path.clone(), action: "written", source };
     create_dir(dir).map_err(failed)?;
     let temp = path.with_extension("secret.tmp");
@@ -98,7 +97,7 @@ pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) ->
 
 /// The upstream secret stored for `hook` by [`store_hook_secret`], if any.
 pub fn load_hook_secret(dir: &Path, hook: &HookRef) -> Result<Option<github::Secret>, Error> {
-    let path = Ledger::path(dir, hook).with_extension("secret");
+    let path = FileLedger::path(dir, hook).with_extension("secret");
     let read = |source| Error::Ledger { path: path.clone(), action: "read", source };
     // `private` follows no link, so a planted one is refused rather than read.
     let mut file = match private().read(true).open(&path) {
@@ -115,12 +114,12 @@ pub fn load_hook_secret(dir: &Path, hook: &HookRef) -> Result<Option<github::Sec
 /// Whether hookfwd created `hook`: the upstream secret kept by [`store_hook_secret`] is written
 /// exactly when a run creates a hook, so it doubles as the record of the hooks hookfwd owns.
 pub fn created_by_hookfwd(dir: &Path, hook: &HookRef) -> bool {
-    Ledger::path(dir, hook).with_extension("secret").exists()
+    FileLedger::path(dir, hook).with_extension("secret").exists()
 }
 
 /// Forgets a deleted hook: its kept upstream secret, so that the record of created hooks stays true.
 pub fn forget_hook(dir: &Path, hook: &HookRef) -> Result<(), Error> {
-    let path = Ledger::path(dir, hook).with_extension("secret");
+    let path = FileLedger::path(dir, hook).with_extension("secret");
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Ledger { path, action: "removed", source: e }),
         _ => Ok(()),
@@ -165,31 +164,6 @@ pub fn check_dir(dir: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Renames the App hook ledger of before App ids (`app-hook`) to `hook`'s, if `hook` is an App's
-/// and has none yet. `true` if it did. An older hookfwd still holding the old ledger's lock keeps it.
-pub(super) fn migrate_app_ledger(dir: &Path, hook: &HookRef, path: &Path) -> Result<bool, Error> {
-    if !matches!(hook, HookRef::App { app_id: Some(_) }) || path.exists() {
-        return Ok(false);
-    }
-    let legacy = dir.join(LEGACY_APP_KEY);
-    if !legacy.is_file() {
-        return Ok(false);
-    }
-    let _held = Lock::at(legacy.with_extension("lock"), "the GitHub App hook")?;
-    let failed = |source| Error::Ledger { path: legacy.clone(), action: "read", source };
-    match std::fs::rename(&legacy, path) {
-        Ok(()) => {}
-        // Another hookfwd took it first.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(failed(e)),
-    }
-    // Best effort: not every platform opens a directory; if the rename is lost in a crash, the
-    // next start migrates again.
-    let _ = File::open(dir).and_then(|d| d.sync_all());
-    let _ = std::fs::remove_file(legacy.with_extension("lock"));
-    Ok(true)
 }
 
 pub(super) fn append(path: &Path) -> io::Result<File> {

@@ -2,8 +2,7 @@
 //! compacting it into a snapshot. The format is in the [module doc](super).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -11,17 +10,10 @@ use github::HookRef;
 
 use super::*;
 
-impl Ledger {
+impl FileLedger {
     pub(super) fn open_at(dir: &Path, hook: &HookRef, clock: fn() -> DateTime<Utc>) -> Result<Option<Self>, Error> {
         let path = Self::path(dir, hook);
         let mut warnings = Vec::new();
-        if migrate_app_ledger(dir, hook, &path)? {
-            warnings.push(format!(
-                "the GitHub App hook's ledger {LEGACY_APP_KEY} now belongs to {}, as {}",
-                hook,
-                path.display()
-            ));
-        }
         let read = |source| Error::Ledger { path: path.clone(), action: "read", source };
         let mut file = match private().read(true).write(true).open(&path) {
             Ok(file) => file,
@@ -123,12 +115,12 @@ impl Ledger {
         }
         floor = floor.max(origin);
         checked = checked.min(now);
-        let file = append(&path).map_err(read)?;
+        let writer = Writer::start(path.clone(), append(&path).map_err(read)?)?;
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
         let guids_by_time = guids.iter().map(|(guid, entry): (&String, &Guid)| (entry.newest, guid.clone())).collect();
         let mut ledger = Self {
             path,
-            file,
+            writer,
             origin,
             floor,
             checked,
@@ -148,9 +140,8 @@ impl Ledger {
         Ok(Some(ledger))
     }
 
-    /// Rewrites the log as a snapshot: temporary file, fsync, rename, fsync of the directory.
-    pub fn compact(&mut self) -> Result<(), Error> {
-        let failed = |source| Error::Ledger { path: self.path.clone(), action: "written", source };
+    /// The log as a snapshot: what [`FileLedger::compact`] writes over it.
+    fn snapshot(&self) -> String {
         let mut text =
             format!("{MAGIC}\no {}\nf {}\nc {}\n", nanos(self.origin), nanos(self.floor), nanos(self.checked));
         for (t, id) in &self.by_time {
@@ -167,32 +158,20 @@ impl Ledger {
             let Attempts { api, pushed } = entry.attempts;
             text.push_str(&format!("g {guid} {api} {pushed} {}\n", nanos(entry.newest)));
         }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = dir.join(format!(".{name}.tmp"));
-        let write = || -> io::Result<File> {
-            // Created afresh (`O_EXCL`, no links followed): whatever sits at that name, a leftover
-            // or a planted link, is removed rather than written through.
-            match std::fs::remove_file(&temp) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            let mut file = private().write(true).create_new(true).open(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            drop(file);
-            std::fs::rename(&temp, &self.path)?;
-            File::open(dir)?.sync_all()?;
-            append(&self.path)
-        };
-        self.file = write().map_err(failed)?;
+        text
+    }
+
+    /// Rewrites the log as a snapshot (temporary file, fsync, rename, fsync of the directory), on
+    /// the writer's thread after every record written before.
+    pub fn compact(&mut self) -> Result<(), Error> {
+        let snapshot = self.snapshot();
+        self.writer.replace(snapshot)?;
         self.appended = 0;
         Ok(())
     }
 
-    /// Appends `text` and waits until it is on disk.
+    /// Appends `text` on the writer's thread; [`FileLedger::durable`] says when it is on disk.
     pub(super) fn write(&mut self, text: &str) -> Result<(), Error> {
-        let result = self.file.write_all(text.as_bytes()).and_then(|()| self.file.sync_data());
-        result.map_err(|source| Error::Ledger { path: self.path.clone(), action: "written", source })
+        self.writer.append(text.to_string())
     }
 }

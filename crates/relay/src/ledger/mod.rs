@@ -11,7 +11,7 @@
 //!
 //! `origin` (≤ `floor`) is where forwarding started: everything in `[origin, floor)` was forwarded.
 //!
-//! A delivery is added to `done` only after the target answered it (see [`Ledger::record`]),
+//! A delivery is added to `done` only after the target answered it (see [`FileLedger::record`]),
 //! so a crash can repeat the deliveries in flight but never skip one. Deduplication of listed
 //! deliveries is by delivery **id**: a redelivery has a new id and is forwarded again.
 //!
@@ -58,7 +58,8 @@
 //! u <delivery id> [<guid>]
 //! ```
 //!
-//! A `d` without a guid (written before push mode existed) still parses; it counts for no guid.
+//! A `d` without a guid counts for no guid: a duplicate that another source forwarded is recorded
+//! so, as its next run must not take the guid for one it forwarded itself.
 //!
 //! A `k` line is a delivery that was **skipped**: it can never be forwarded (a header no HTTP
 //! request can carry, an answer GitHub gives that cannot be read, a delivery GitHub no longer
@@ -74,8 +75,9 @@
 //! answered). Snapshots keep every parked delivery as an `x` line; at most [`MAX_PARKED`] are
 //! kept, the oldest dropped first.
 //!
-//! A torn last line (a crash mid-append, a full disk) was never fsynced, so it was never
-//! acknowledged: [`Ledger::open`] cuts it off (and fsyncs) before appending, so the next record
+//! Records are appended by one writer thread per file, which syncs the records that arrive
+//! together in one `fdatasync` (group commit, see [`Durable`]). A torn last line (a crash
+//! mid-append, a full disk) was never synced, so it was never acknowledged: [`FileLedger::open`] cuts it off (and fsyncs) before appending, so the next record
 //! starts on a line of its own. Every so often the log is compacted: a snapshot is written to a
 //! temporary file, fsynced, renamed over the log, and the directory fsynced.
 //!
@@ -88,7 +90,7 @@
 //! one delivery stamped in the future cannot make later ones look handled; a clock that is
 //! minutes off either way only keeps a few more ids. On open, a floor or origin line past the
 //! clock is moved back to [`floor_limit`], and one further ahead than [`SKEW`] (a far-future
-//! line, not a clock set back a little) is reported by [`Ledger::take_warnings`], once.
+//! line, not a clock set back a little) is reported by [`FileLedger::take_warnings`], once.
 //!
 //! # Replicas: the ledger in Redis
 //!
@@ -111,18 +113,24 @@
 //! The state directory's other files (locks, kept upstream secrets) are in [`files`]; the clock
 //! rules in [`clock`].
 
+mod api;
 mod clock;
 mod files;
 mod log;
 mod redis;
+mod replica;
+mod writer;
 
 pub use self::redis::{CLAIM_TTL, CONNECT_FOR, Claim, Connection, Location, SharedLedger, State};
+pub use api::{Ledger, Record};
 pub use clock::{SKEW, floor_limit, is_future, trusted};
-use files::{LEGACY_APP_KEY, append, create_dir, migrate_app_ledger, private};
 pub use files::{Lock, check_dir, created_by_hookfwd, dir, forget_hook, instance, load_hook_secret, store_hook_secret};
+use files::{append, create_dir, private};
+pub use replica::RedisLedger;
+pub use writer::Durable;
+use writer::Writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -173,13 +181,13 @@ struct Guid {
 /// A delivery handled through the API, to record: its id, `delivered_at` and guid (if known).
 pub type Handled<'a> = (u64, DateTime<Utc>, Option<&'a str>);
 
-/// The forwarding record of one hook.
+/// The forwarding record of one hook, in a file.
 #[derive(Debug)]
-pub struct Ledger {
+pub struct FileLedger {
     /// The log file.
     path: PathBuf,
-    /// Open for appending.
-    file: File,
+    /// Appends to it off the async workers.
+    writer: Writer,
     /// Where forwarding started.
     origin: DateTime<Utc>,
     /// Everything before this is handled.
@@ -208,7 +216,7 @@ pub struct Ledger {
     warnings: Vec<String>,
 }
 
-impl Ledger {
+impl FileLedger {
     /// Where the ledger of `hook` lives in `dir`: the file is named [`HookRef::key`].
     pub fn path(dir: &Path, hook: &HookRef) -> PathBuf {
         dir.join(hook.key())
@@ -217,8 +225,7 @@ impl Ledger {
     /// Opens the ledger of `hook`, or `None` if there is none yet.
     ///
     /// A torn last line is cut off first; a floor or origin beyond the local clock plus [`SKEW`]
-    /// is clamped to it (see [`Ledger::take_warnings`]). An App hook's ledger from before App
-    /// hooks were keyed by App id (`app-hook`) becomes this App's, once.
+    /// is clamped to it (see [`FileLedger::take_warnings`]).
     pub fn open(dir: &Path, hook: &HookRef) -> Result<Option<Self>, Error> {
         Self::open_at(dir, hook, Utc::now)
     }
@@ -237,11 +244,14 @@ impl Ledger {
         create_dir(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
         let done: HashMap<u64, DateTime<Utc>> = done.into_iter().filter(|(_, t)| *t >= origin).collect();
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
-        // A placeholder handle until the snapshot exists; `compact` replaces it.
-        let file = File::open(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
+        // A placeholder handle until the snapshot exists: the writer's first job replaces it.
+        let placeholder = std::fs::File::open(dir);
+        let placeholder =
+            placeholder.map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
+        let writer = Writer::start(path.clone(), placeholder)?;
         let mut ledger = Self {
             path,
-            file,
+            writer,
             origin,
             floor: origin,
             checked: now,
@@ -257,12 +267,28 @@ impl Ledger {
             warnings: Vec::new(),
         };
         ledger.compact()?;
+        ledger.durable().block()?;
         Ok(ledger)
+    }
+
+    /// A promise that every record written so far is on disk.
+    pub fn durable(&self) -> Durable {
+        self.writer.durable()
+    }
+
+    /// Waits for every record written so far, and stops the writer.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.writer.close()
     }
 
     /// Whether the delivery `id`, delivered at `delivered_at`, has been handled.
     pub fn is_recorded(&self, id: u64, delivered_at: DateTime<Utc>) -> bool {
         delivered_at < self.floor || self.done.contains_key(&id)
+    }
+
+    /// The guids of which an attempt was handled (while the floor has not passed them).
+    pub fn forwarded_guids(&self) -> Vec<String> {
+        self.guids.keys().cloned().collect()
     }
 
     /// How many attempts of `guid` were handled on each path (while the floor has not passed them).
@@ -284,14 +310,14 @@ impl Ledger {
     }
 
     /// Records deliveries handled through the API (forwarded, or claimed because the stream
-    /// brought them), with their guids, in one append and one fsync; see [`Ledger::record`].
+    /// brought them), with their guids, in one append and one fsync; see [`FileLedger::record`].
     pub fn record_handled(&mut self, handled: &[Handled<'_>], keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
         self.append_handled('d', handled, keep_from)
     }
 
     /// Records a delivery that can never be forwarded as skipped (a `k` line): it counts as
     /// handled, so no restart tries it again, and as an API attempt of its guid like a `d`.
-    /// `keep_from` as for [`Ledger::record`].
+    /// `keep_from` as for [`FileLedger::record`].
     pub fn skip(&mut self, skipped: Handled<'_>, keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
         let id = skipped.0;
         self.append_handled('k', &[skipped], keep_from)?;
@@ -308,8 +334,8 @@ impl Ledger {
 
     /// Records a delivery the handler kept rejecting as parked: handled like a forwarded one (a
     /// `d` line), so the queue moves on and no restart sends it again, and remembered (an `x`
-    /// line) until [`Ledger::unpark`]. A pushed delivery (id 0) is only remembered: the caller
-    /// records it as pushed. `keep_from` as for [`Ledger::record`].
+    /// line) until [`FileLedger::unpark`]. A pushed delivery (id 0) is only remembered: the caller
+    /// records it as pushed. `keep_from` as for [`FileLedger::record`].
     pub fn park(&mut self, parked: Handled<'_>, keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
         let (id, delivered_at, guid) = parked;
         let guid = guid.filter(|guid| valid_guid(guid));

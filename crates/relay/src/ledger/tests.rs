@@ -38,11 +38,11 @@ fn one_process_at_a_time_holds_a_hooks_ledger() {
 #[test]
 fn records_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [(1, at(0))], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [(1, at(0))], at(0)).unwrap();
     ledger.record(2, at(1), None).unwrap();
     ledger.record(3, at(2), Some(at(3))).unwrap();
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert_eq!(ledger.origin(), at(0));
     for (id, t) in [(1, at(0)), (2, at(1)), (3, at(2))] {
         assert!(ledger.is_recorded(id, t), "{id}");
@@ -54,7 +54,7 @@ fn records_survive_reopening() {
 #[test]
 fn no_ledger_is_none() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(Ledger::open(dir.path(), &hook()).unwrap().is_none());
+    assert!(FileLedger::open(dir.path(), &hook()).unwrap().is_none());
 }
 
 #[cfg(unix)]
@@ -63,7 +63,7 @@ fn files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state/hookfwd");
-    let mut ledger = Ledger::create(&state, &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(&state, &hook(), at(0), [], at(0)).unwrap();
     ledger.record(1, at(1), None).unwrap();
     let mode = std::fs::metadata(ledger.file_path()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -78,20 +78,20 @@ fn files_are_private() {
 #[test]
 fn a_torn_last_line_is_cut_off_before_the_next_append() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     ledger.record(1, at(1), None).unwrap();
     drop(ledger);
-    let path = Ledger::path(dir.path(), &hook());
+    let path = FileLedger::path(dir.path(), &hook());
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(b"d 1136 ").unwrap();
-    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'), "the torn tail is gone from the file");
     assert!(ledger.is_recorded(1, at(1)));
     assert!(!ledger.is_recorded(1136, at(1)));
     // Appending straight after, without compacting, gives a ledger that still opens.
     ledger.record(2, at(1), None).unwrap();
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_recorded(2, at(1)));
 }
 
@@ -99,24 +99,24 @@ fn a_torn_last_line_is_cut_off_before_the_next_append() {
 fn a_delivery_stamped_in_the_future_never_lifts_the_floor_past_the_clock() {
     let dir = tempfile::tempdir().unwrap();
     let now = Utc::now();
-    let mut ledger = Ledger::create(dir.path(), &hook(), now - TimeDelta::hours(1), [], now).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), now - TimeDelta::hours(1), [], now).unwrap();
     ledger.record(1, now + TimeDelta::hours(1), None).unwrap();
     ledger.record(2, DateTime::<Utc>::MAX_UTC, None).unwrap();
     assert!(ledger.floor() <= floor_limit(Utc::now()), "{}", ledger.floor());
     assert!(!ledger.is_recorded(3, now), "a delivery made now is still to forward");
     assert!(ledger.is_recorded(1, now + TimeDelta::hours(1)));
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(!ledger.is_recorded(3, now));
 }
 
 #[test]
 fn a_far_future_floor_line_is_clamped_with_one_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let path = Ledger::path(dir.path(), &hook());
+    let path = FileLedger::path(dir.path(), &hook());
     let future = nanos(Utc::now() + TimeDelta::days(365 * 100));
     std::fs::write(&path, format!("{MAGIC}\no 0\nf {future}\nc 0\n")).unwrap();
-    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.floor() <= floor_limit(Utc::now()));
     assert!(!ledger.is_recorded(1, Utc::now()));
     let warnings = ledger.take_warnings();
@@ -125,25 +125,25 @@ fn a_far_future_floor_line_is_clamped_with_one_warning() {
     assert!(ledger.take_warnings().is_empty(), "said once");
     let origin = nanos(Utc::now() + TimeDelta::days(1));
     std::fs::write(&path, format!("{MAGIC}\no {origin}\nf {origin}\nc 0\n")).unwrap();
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.origin() <= floor_limit(Utc::now()), "the origin is clamped too");
 }
 
 #[test]
 fn skipped_deliveries_count_as_handled_across_reopening_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     ledger.record(1, at(1), None).unwrap();
     ledger.skip((2, at(2), None), None).unwrap();
     drop(ledger);
-    let text = std::fs::read_to_string(Ledger::path(dir.path(), &hook())).unwrap();
+    let text = std::fs::read_to_string(FileLedger::path(dir.path(), &hook())).unwrap();
     assert!(text.lines().any(|line| line.starts_with("k 2 ")), "{text}");
-    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_recorded(2, at(2)) && ledger.is_skipped(2));
     assert!(ledger.is_recorded(1, at(1)) && !ledger.is_skipped(1));
     ledger.compact().unwrap();
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_recorded(2, at(2)) && ledger.is_skipped(2), "compaction keeps the kind");
 }
 
@@ -161,7 +161,7 @@ fn planted_links_are_never_written_through() {
     let created = outside.path().join("created-by-lock");
     std::os::unix::fs::symlink(&created, state.join(format!("{name}.lock"))).unwrap();
 
-    let mut ledger = Ledger::create(&state, &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(&state, &hook(), at(0), [], at(0)).unwrap();
     ledger.record(1, at(1), None).unwrap();
     ledger.compact().unwrap();
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
@@ -172,10 +172,10 @@ fn planted_links_are_never_written_through() {
 
     // The ledger itself as a link is refused rather than followed.
     drop(ledger);
-    let path = Ledger::path(&state, &hook());
+    let path = FileLedger::path(&state, &hook());
     std::fs::rename(&path, outside.path().join("moved")).unwrap();
     std::os::unix::fs::symlink(outside.path().join("moved"), &path).unwrap();
-    assert!(Ledger::open(&state, &hook()).is_err());
+    assert!(FileLedger::open(&state, &hook()).is_err());
 }
 
 #[cfg(unix)]
@@ -196,35 +196,17 @@ fn a_directory_others_can_write_is_refused() {
 }
 
 #[test]
-fn an_old_app_hook_ledger_becomes_the_apps_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let legacy = HookRef::App { app_id: None };
-    assert_eq!(legacy.key(), LEGACY_APP_KEY);
-    let mut old = Ledger::create(dir.path(), &legacy, at(0), [], at(0)).unwrap();
-    old.record(7, at(7), None).unwrap();
-    drop(old);
-    let app = HookRef::App { app_id: Some(42) };
-    let mut ledger = Ledger::open(dir.path(), &app).unwrap().expect("migrated");
-    assert_eq!(ledger.file_path().file_name().unwrap(), "app-42-hook");
-    assert!(ledger.is_recorded(7, at(7)));
-    assert_eq!(ledger.take_warnings().len(), 1);
-    assert!(!dir.path().join(LEGACY_APP_KEY).exists());
-    // Another App finds nothing to inherit.
-    assert!(Ledger::open(dir.path(), &HookRef::App { app_id: Some(43) }).unwrap().is_none());
-}
-
-#[test]
 fn garbage_is_an_error_not_a_fresh_start() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(Ledger::path(dir.path(), &hook()), "not a ledger\n").unwrap();
-    let err = Ledger::open(dir.path(), &hook()).unwrap_err();
+    std::fs::write(FileLedger::path(dir.path(), &hook()), "not a ledger\n").unwrap();
+    let err = FileLedger::open(dir.path(), &hook()).unwrap_err();
     assert!(err.to_string().contains("could not be read"), "{err}");
 }
 
 #[test]
 fn the_floor_trails_by_the_window_and_waits_for_pending_deliveries() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     let window = WINDOW.as_secs() as i64;
     ledger.record(1, at(10), None).unwrap();
     assert_eq!(ledger.floor(), at(0));
@@ -241,7 +223,7 @@ fn the_floor_trails_by_the_window_and_waits_for_pending_deliveries() {
 #[test]
 fn stays_bounded_however_long_it_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     for i in 0..3_000 {
         ledger.record(i, at(i as i64), None).unwrap();
     }
@@ -250,7 +232,7 @@ fn stays_bounded_however_long_it_runs() {
     let size = std::fs::metadata(ledger.file_path()).unwrap().len();
     assert!(size < 200_000, "{size} bytes");
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_recorded(2_999, at(2_999)));
     assert!(ledger.is_recorded(5, at(5)));
     assert!(!ledger.is_recorded(3_000, at(2_999)));
@@ -259,7 +241,7 @@ fn stays_bounded_however_long_it_runs() {
 #[test]
 fn caps_the_ids_of_a_very_busy_hook() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     ledger.max_done = 500;
     // Many deliveries per second: the window alone would keep them all.
     for i in 0..2_000 {
@@ -272,7 +254,7 @@ fn caps_the_ids_of_a_very_busy_hook() {
 #[test]
 fn extending_back_keeps_what_was_forwarded() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(1000), [], at(1000)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(1000), [], at(1000)).unwrap();
     ledger.record(10, at(1000 + 1000), None).unwrap();
     assert!(ledger.floor() > at(1000));
     ledger.extend_back(at(0), [(5, at(1100)), (10, at(2000))]).unwrap();
@@ -281,7 +263,7 @@ fn extending_back_keeps_what_was_forwarded() {
     assert!(ledger.is_recorded(5, at(1100)), "forwarded before");
     assert!(ledger.is_recorded(10, at(2000)));
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_recorded(5, at(1100)));
     assert!(!ledger.is_recorded(1, at(500)));
 }
@@ -291,37 +273,37 @@ const GUID: &str = "0b989ba4-242f-11e5-81e1-c7b6966d2516";
 #[test]
 fn counts_each_guids_attempts_per_path_across_reopening_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts::default());
     ledger.record_pushed(GUID, at(1)).unwrap();
     ledger.record_handled(&[(7, at(1), Some(GUID))], None).unwrap();
     ledger.record_pushed(GUID, at(5)).unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 2 });
     drop(ledger);
-    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 2 });
     assert!(ledger.is_recorded(7, at(1)));
     ledger.compact().unwrap();
     ledger.record_handled(&[(8, at(5), Some(GUID))], None).unwrap();
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts { api: 2, pushed: 2 }, "snapshot counts plus appends");
 }
 
 #[test]
 fn a_skip_with_its_guid_counts_as_the_api_attempt_and_keeps_its_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     ledger.skip((9, at(3), Some(GUID)), None).unwrap();
     drop(ledger);
-    let text = std::fs::read_to_string(Ledger::path(dir.path(), &hook())).unwrap();
+    let text = std::fs::read_to_string(FileLedger::path(dir.path(), &hook())).unwrap();
     assert!(text.lines().any(|line| line == format!("k 9 {} {GUID}", nanos(at(3)))), "{text}");
-    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_recorded(9, at(3)) && ledger.is_skipped(9));
     assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 0 });
     ledger.compact().unwrap();
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_skipped(9), "compaction keeps the kind");
     assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 0 }, "and the guid's count");
 }
@@ -330,8 +312,8 @@ fn a_skip_with_its_guid_counts_as_the_api_attempt_and_keeps_its_kind() {
 fn reads_ledgers_written_before_push_mode() {
     let dir = tempfile::tempdir().unwrap();
     let t = nanos(at(10));
-    std::fs::write(Ledger::path(dir.path(), &hook()), format!("{MAGIC}\no 0\nf 0\nc 0\nd 3 {t}\n")).unwrap();
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    std::fs::write(FileLedger::path(dir.path(), &hook()), format!("{MAGIC}\no 0\nf 0\nc 0\nd 3 {t}\n")).unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert!(ledger.is_recorded(3, at(10)));
     assert_eq!(ledger.attempts(GUID), Attempts::default());
 }
@@ -339,7 +321,7 @@ fn reads_ledgers_written_before_push_mode() {
 #[test]
 fn a_guids_counts_go_with_its_newest_record_below_the_floor() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     ledger.record_pushed(GUID, at(10)).unwrap();
     ledger.record_handled(&[(1, at(9), Some(GUID))], None).unwrap();
     let window = WINDOW.as_secs() as i64;
@@ -354,8 +336,8 @@ fn a_guids_counts_go_with_its_newest_record_below_the_floor() {
 #[test]
 fn a_line_with_a_malformed_guid_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(Ledger::path(dir.path(), &hook()), format!("{MAGIC}\np not/a-guid 5\n")).unwrap();
-    assert!(Ledger::open(dir.path(), &hook()).is_err());
+    std::fs::write(FileLedger::path(dir.path(), &hook()), format!("{MAGIC}\np not/a-guid 5\n")).unwrap();
+    assert!(FileLedger::open(dir.path(), &hook()).is_err());
 }
 
 #[cfg(unix)]
@@ -366,7 +348,7 @@ fn a_created_hooks_upstream_secret_is_kept_private_beside_its_ledger() {
     assert!(load_hook_secret(dir.path(), &hook()).unwrap().is_none());
     store_hook_secret(dir.path(), &hook(), &github::Secret::new("upstream")).unwrap();
     assert_eq!(load_hook_secret(dir.path(), &hook()).unwrap().unwrap().expose(), "upstream");
-    let path = Ledger::path(dir.path(), &hook()).with_extension("secret");
+    let path = FileLedger::path(dir.path(), &hook()).with_extension("secret");
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(created_by_hookfwd(dir.path(), &hook()));
     forget_hook(dir.path(), &hook()).unwrap();
@@ -377,7 +359,7 @@ fn a_created_hooks_upstream_secret_is_kept_private_beside_its_ledger() {
 fn parked_deliveries_stay_handled_and_listed_across_reopening_the_floor_and_compaction() {
     const GUID: &str = "0b989ba4-242f-11e5-81e1-c7b6966d2516";
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
+    let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     ledger.park((7, at(1), Some(GUID)), None).unwrap();
     ledger.park((0, at(2), Some("pushed-guid")), None).unwrap();
     assert!(ledger.is_recorded(7, at(1)), "parked counts as handled");
@@ -387,19 +369,19 @@ fn parked_deliveries_stay_handled_and_listed_across_reopening_the_floor_and_comp
     ledger.record(8, at(10 * window), None).unwrap();
     assert!(ledger.floor() > at(1));
     drop(ledger);
-    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
-    let parked = |ledger: &Ledger| ledger.parked().into_iter().map(|p| (p.id, p.guid)).collect::<Vec<_>>();
+    let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
+    let parked = |ledger: &FileLedger| ledger.parked().into_iter().map(|p| (p.id, p.guid)).collect::<Vec<_>>();
     let both = vec![(7, Some(GUID.to_string())), (0, Some("pushed-guid".to_string()))];
     assert_eq!(parked(&ledger), both);
     assert!(ledger.is_recorded(7, at(1)));
     ledger.compact().unwrap();
     drop(ledger);
-    let mut ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert_eq!(parked(&ledger), both, "compaction keeps them");
     assert!(ledger.unpark(7, Some(GUID)).unwrap());
     assert!(!ledger.unpark(7, Some(GUID)).unwrap(), "un-parked once");
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), &hook()).unwrap().unwrap();
+    let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert_eq!(parked(&ledger), vec![(0, Some("pushed-guid".to_string()))]);
     assert!(ledger.is_recorded(7, at(1)), "un-parked is still handled: it was sent again");
 }
