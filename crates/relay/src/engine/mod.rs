@@ -389,12 +389,12 @@ async fn forward_source<L: Ledger>(
     }
     // Every handle is gone with the stages, so the owner gives the state back.
     let (state, failed) = owning.await.map_err(|e| Error::TaskFailed(e.to_string()))?;
+    let (ledger, refused) = state.finish();
     if source.stream.is_some() {
-        let refused = state.refused;
         let event = Event::Summary { source: source.name.clone(), rejected: refused.forged, repeats: refused.repeats };
         ctx.events.emit(event).await;
     }
-    let closed = state.into_ledger().close().await;
+    let closed = ledger.close().await;
     result.and(failed).and(closed)
 }
 

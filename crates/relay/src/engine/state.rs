@@ -256,9 +256,11 @@ impl<L: Ledger> State<L> {
         &mut self.ledger
     }
 
-    /// Gives the ledger back, for closing.
-    pub fn into_ledger(self) -> L {
-        self.ledger
+    /// Gives the ledger back, for closing, with what was refused: the repeats still waiting for
+    /// GitHub's list count too (a new attempt among them is the API's to bring on the next run).
+    pub fn finish(self) -> (L, Refused) {
+        let waiting = self.repeats.values().map(Vec::len).sum::<usize>() as u64;
+        (self.ledger, Refused { repeats: self.refused.repeats + waiting, ..self.refused })
     }
 
     /// Everything delivered before this is handled.
@@ -342,7 +344,13 @@ impl<L: Ledger> State<L> {
         }
         let fresh_from = self.stream.up.then(|| self.stream.fresh_from.unwrap_or(DateTime::<Utc>::MIN_UTC));
         let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(at, item)| {
-            fresh_from.is_none_or(|from| item.delivered_at < from) || now.duration_since(*at) >= STREAM_GRACE
+            // Waits for the stream while it may still bring the attempt; not once the stream
+            // brought this guid (a twin, or a repeat waiting for this very listing).
+            let seen = self.seen(&item.guid);
+            fresh_from.is_none_or(|from| item.delivered_at < from)
+                || now.duration_since(*at) >= STREAM_GRACE
+                || seen.pushed > seen.api
+                || self.repeats.contains_key(&item.guid)
         });
         self.held = held;
         let due: Vec<(bool, DeliveryItem)> = ready
