@@ -18,7 +18,7 @@ pub mod stream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use engine::run;
+pub use engine::{run, state};
 pub use error::Error;
 pub use event::{Event, HookOrigin, Via};
 pub use request::{Answer, Forwarder, Outgoing, Response, SendError};

@@ -373,13 +373,14 @@ impl<L: Ledger> State<L> {
             if self.ids.contains(&item.id) || self.ledger.knows(&item) {
                 continue;
             }
-            let seen = self.ledger.attempts(&item.guid);
-            let busy = self.busy(&item.guid);
+            let handled = self.ledger.attempts(&item.guid);
             let recorded = twins.iter().filter(|r| r.guid() == Some(item.guid.as_str())).count() as u32;
-            if seen.pushed > seen.api + recorded {
+            // Everything under way counts, the twins already waiting for the stream's attempt included.
+            let seen = self.seen(&item.guid);
+            if handled.pushed > handled.api + recorded {
                 // The stream forwarded this attempt: record it, spend no GET.
                 twins.push(Record::Forwarded { id: item.id, at: item.delivered_at, guid: Some(item.guid.clone()) });
-            } else if seen.pushed + busy.pushed > seen.api + busy.api + recorded {
+            } else if seen.pushed > seen.api + recorded {
                 // The stream is forwarding it now: recorded with it.
                 self.ids.insert(item.id);
                 self.twins.entry(item.guid.clone()).or_default().push((item.id, item.delivered_at));
