@@ -1,4 +1,5 @@
-//! The transport: one API call, authorized, read within its size cap, retried where that is safe.
+//! The transport: one API call, authorized, read within its size cap, retried where that is safe. An App's
+//! installation token is fetched here too, since fetching it is itself such a call.
 
 use std::future::Future;
 use std::pin::Pin;
