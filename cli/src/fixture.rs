@@ -138,25 +138,40 @@ pub struct Recorder {
 
 impl Recorder {
     /// Creates `dir` if needed and checks that a file can be written there.
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+    pub async fn open(dir: &Path) -> anyhow::Result<Self> {
         let unwritable = |error: std::io::Error| {
             fail(USAGE, format!("cannot write fixtures into {}: {}", dir.display(), reason(&error)))
         };
-        std::fs::create_dir_all(dir).map_err(unwritable)?;
-        let probe = dir.join(format!(".hookfwd-probe-{}", std::process::id()));
-        std::fs::write(&probe, b"").map_err(unwritable)?;
-        let _ = std::fs::remove_file(&probe);
-        Ok(Self { dir: dir.to_path_buf() })
+        let path = dir.to_path_buf();
+        let checked = blocking(move || {
+            std::fs::create_dir_all(&path)?;
+            let probe = path.join(format!(".hookfwd-probe-{}", std::process::id()));
+            std::fs::write(&probe, b"")?;
+            let _ = std::fs::remove_file(&probe);
+            Ok(path)
+        })
+        .await
+        .map_err(unwritable)?;
+        Ok(Self { dir: checked })
     }
 
-    /// Writes one fixture (replacing a retry's earlier copy) and returns its path.
-    pub fn write(&self, fixture: &Fixture) -> std::io::Result<PathBuf> {
+    /// Writes one fixture (replacing a retry's earlier copy) and returns its path. Awaiting each write
+    /// before the next keeps the files in the order the deliveries were forwarded.
+    pub async fn write(&self, fixture: Fixture) -> std::io::Result<PathBuf> {
         let path = self.dir.join(fixture.file_name());
-        let partial = path.with_extension("json.partial");
-        std::fs::write(&partial, fixture.to_json())?;
-        std::fs::rename(&partial, &path)?;
-        Ok(path)
+        blocking(move || {
+            let partial = path.with_extension("json.partial");
+            std::fs::write(&partial, fixture.to_json())?;
+            std::fs::rename(&partial, &path)?;
+            Ok(path)
+        })
+        .await
     }
+}
+
+/// Runs file work off the async workers, so that a slow disk holds up no other task.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|error| Err(std::io::Error::other(error)))
 }
 
 /// An I/O error in a few words, without the `(os error N)` tail.
@@ -204,13 +219,13 @@ pub fn load(path: &Path) -> anyhow::Result<Fixture> {
 }
 
 /// Saves one delivery for `replay --save`, and says so (a line, or a JSON `saved` line).
-pub fn save_one(
+pub async fn save_one(
     recorder: &Recorder,
     item: &DeliveryItem,
     request: &Outgoing,
     output: &OutputArgs,
 ) -> anyhow::Result<()> {
-    let path = recorder.write(&Fixture::new(item, request)).map_err(|error| {
+    let path = recorder.write(Fixture::new(item, request)).await.map_err(|error| {
         fail(FAILURE, format!("could not write the fixture of {} [{}]: {}", item.kind(), item.guid, reason(&error)))
     })?;
     if output.json {

@@ -4,7 +4,6 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
 use github::HookRef;
-use relay::Source;
 
 use crate::args::HookTarget;
 use crate::exit::{FAILURE, USAGE, fail};
@@ -54,22 +53,5 @@ impl Registry {
             "y" | "yes" => Ok(()),
             _ => Err(fail(FAILURE, format!("left {hook} alone"))),
         }
-    }
-
-    /// The hook a `trigger` acts on for `source`: one named by `--hook-url` is the user's choice;
-    /// the only hook, picked for them, needs consent unless hookfwd created it.
-    pub async fn find(
-        &self,
-        client: &github::Client,
-        source: &Source,
-        target: &HookTarget,
-        doing: &str,
-    ) -> anyhow::Result<HookRef> {
-        let url = target.sources.hook_url.as_deref();
-        let hook = super::hooks::find(client, source, url).await?;
-        if url.is_none() {
-            self.consent(&hook, doing, target.yes)?;
-        }
-        Ok(hook)
     }
 }

@@ -114,7 +114,10 @@ pub async fn run_rules(
 ) -> anyhow::Result<ExitCode> {
     // Bad local input is said before GitHub is asked anything.
     relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?;
-    let recorder = relay.record.as_deref().map(crate::fixture::Recorder::open).transpose()?;
+    let recorder = match relay.record.as_deref() {
+        Some(dir) => Some(crate::fixture::Recorder::open(dir).await?),
+        None => None,
+    };
     let (client, credentials) = super::github_client(github).await?;
     let token = super::describe_credentials(&credentials);
     let local = Local { inspect, recorder, secret: None };
@@ -215,8 +218,9 @@ pub async fn relay_rules(
         if let Some(inspector) = &inspector {
             inspector.observe(&event);
         }
+        // Awaited off the async workers, one at a time: fixtures keep the feed's order.
         if let (Some(recorder), Event::Answered { item, request, .. }) = (&recorder, &event)
-            && let Err(error) = recorder.write(&crate::fixture::Fixture::new(item, request))
+            && let Err(error) = recorder.write(crate::fixture::Fixture::new(item, request)).await
         {
             let message = format!("could not save the fixture of {} [{}]: {error}", item.kind(), item.guid);
             if let Err(error) = feed.show(&Event::Warning { message }) {

@@ -28,7 +28,10 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     let sources = super::sources(&args.sources)?;
     // Checked before anything is asked of GitHub: an unwritable directory is a mistake to hear at once.
-    let save = args.save.as_deref().map(crate::fixture::Recorder::open).transpose()?;
+    let save = match args.save.as_deref() {
+        Some(dir) => Some(crate::fixture::Recorder::open(dir).await?),
+        None => None,
+    };
     let (client, credentials) = super::github_client(&args.github).await?;
     let secret = args.secret.clone();
     let cutoff = relay::since::cutoff(Utc::now(), args.since);
@@ -131,7 +134,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         let request = Outgoing::from_delivery(&delivery, secret.as_ref());
         let Some(forwarder) = &forwarder else {
             if let Some(save) = &save {
-                crate::fixture::save_one(save, &item, &request, output)?;
+                crate::fixture::save_one(save, &item, &request, output).await?;
             }
             continue;
         };

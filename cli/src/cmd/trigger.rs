@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use console::style;
 use github::{DeliveryItem, HookRef, Listing};
+use relay::Source;
 
 use super::consent::Registry;
 use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
@@ -26,7 +27,7 @@ async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
     let (client, _) = super::github_client(&target.github).await?;
     let registry = Registry::new(&target);
     for source in &sources {
-        let hook = registry.find(&client, source, &target, "ping it").await?;
+        let hook = chosen_hook(&registry, &client, source, &target, "ping it").await?;
         client.ping_hook(&hook).await.with_context(|| format!("could not ask GitHub to ping {hook}"))?;
         if output.json {
             print(&Line::Ping { hook: hook.to_string(), hook_id: hook.id() }.to_json())?;
@@ -44,7 +45,7 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
     let registry = Registry::new(&target);
     let mut searched = Vec::new();
     for source in &sources {
-        let hook = registry.find(&client, source, &target, "ask it for a redelivery").await?;
+        let hook = chosen_hook(&registry, &client, source, &target, "ask it for a redelivery").await?;
         if let Some(item) = find_delivery(&client, &hook, guid).await? {
             client
                 .redeliver(&hook, item.id)
@@ -85,6 +86,23 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
             searched.join(", ")
         ),
     ))
+}
+
+/// The hook to act on for `source`: one named by `--hook-url` is the user's choice; the only hook,
+/// picked for them, needs consent unless hookfwd created it.
+async fn chosen_hook(
+    registry: &Registry,
+    client: &github::Client,
+    source: &Source,
+    target: &HookTarget,
+    doing: &str,
+) -> anyhow::Result<HookRef> {
+    let url = target.sources.hook_url.as_deref();
+    let hook = super::hooks::find(client, source, url).await?;
+    if url.is_none() {
+        registry.consent(&hook, doing, target.yes)?;
+    }
+    Ok(hook)
 }
 
 /// The newest delivery of `hook` with `guid`, paging back through everything GitHub still holds.

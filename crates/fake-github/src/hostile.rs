@@ -1,75 +1,16 @@
 //! The hostile answers of [`crate::faults::Hostile`]: GitHub's answer to a deliveries call,
 //! rewritten into a broken one, with huge bodies generated as they are sent rather than held.
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::Inner;
 use crate::faults::Hostile;
-use crate::http::Reply;
+use crate::http::{Generated, Reply};
 
 /// What [`Hostile::ControlCharacters`] appends to every guid: a title change, a bell, a screen
 /// clear, and a carriage return and newline that start a forged feed line.
 pub const CONTROL_SUFFIX: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\r\n[fake line";
-
-/// How many bytes a generated body hands over at a time.
-const CHUNK: usize = 64 * 1024;
-
-/// A body made as it is sent: `head`, `unit` `left` times (forever when `None`), then `tail`.
-pub(crate) struct Generated {
-    head: Option<Bytes>,
-    unit: Bytes,
-    left: Option<u64>,
-    tail: Option<Bytes>,
-}
-
-impl Generated {
-    /// `head`, then `unit` repeated to make about `bytes` bytes (forever when `None`), then `tail`.
-    fn new(head: &[u8], unit: &[u8], bytes: Option<u64>, tail: &[u8]) -> Self {
-        // Whole units in one chunk, so that the repetition stays valid JSON.
-        let per_chunk = (CHUNK / unit.len().max(1)).max(1);
-        let unit = Bytes::from(unit.repeat(per_chunk));
-        let left = bytes.map(|bytes| bytes.div_ceil(unit.len() as u64));
-        Self { head: Some(Bytes::copy_from_slice(head)), unit, left, tail: Some(Bytes::copy_from_slice(tail)) }
-    }
-}
-
-impl Body for Generated {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        if let Some(head) = this.head.take() {
-            return Poll::Ready(Some(Ok(Frame::data(head))));
-        }
-        match &mut this.left {
-            None => return Poll::Ready(Some(Ok(Frame::data(this.unit.clone())))),
-            Some(left @ 1..) => {
-                *left -= 1;
-                return Poll::Ready(Some(Ok(Frame::data(this.unit.clone()))));
-            }
-            Some(_) => {}
-        }
-        Poll::Ready(this.tail.take().map(|tail| Ok(Frame::data(tail))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.head.is_none() && self.left == Some(0) && self.tail.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let Some(left) = self.left else { return SizeHint::default() };
-        let edges = self.head.as_ref().map_or(0, Bytes::len) + self.tail.as_ref().map_or(0, Bytes::len);
-        SizeHint::with_exact(edges as u64 + left * self.unit.len() as u64)
-    }
-}
 
 /// Which deliveries call a request is.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -175,6 +175,11 @@ impl AppSigner {
     }
 }
 
+/// Whether an API path is authenticated with the App's JWT rather than an installation token.
+pub(crate) fn is_app_path(path: &str) -> bool {
+    path == "/app" || path.starts_with("/app/")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use crate::Error;
-use crate::client::is_app_path;
+use crate::auth::is_app_path;
 
 /// An answer that was not a success.
 pub(crate) struct Answer<'a> {

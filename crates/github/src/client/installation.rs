@@ -1,14 +1,11 @@
-//! How calls are authorized: a token as is, or a GitHub App's JWT and its installation token, cached until
-//! shortly before it expires.
+//! The credentials calls are authorized with: a token as is, or a GitHub App's signer and its installation
+//! token, cached until shortly before it expires. Getting that token is a call of its own, which the
+//! transport makes.
 
 use chrono::{DateTime, Utc};
-use reqwest::Method;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
-use url::Url;
 
-use super::transport::{Call, bearer};
-use super::{Client, is_app_path};
 use crate::auth::AppSigner;
 use crate::{Error, Result, Secret};
 
@@ -25,6 +22,16 @@ pub(super) enum AuthState {
     },
 }
 
+impl AuthState {
+    /// Forgets the installation token after a 401; true if there was one to forget.
+    pub(super) async fn forget_installation_token(&self) -> bool {
+        match self {
+            AuthState::App { installation, .. } => installation.lock().await.take().is_some(),
+            AuthState::Token(_) => false,
+        }
+    }
+}
+
 /// An installation token and when it stops working.
 pub(super) struct InstallationToken {
     /// The token.
@@ -36,67 +43,36 @@ pub(super) struct InstallationToken {
 /// How long before `expires_at` an installation token is replaced.
 const INSTALLATION_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
-impl Client {
-    /// The `Authorization` header for `url`: the token, the App's JWT, or an installation token.
-    pub(super) async fn authorization(&self, url: &Url) -> Result<HeaderValue> {
-        let token = match &self.inner.auth {
-            AuthState::Token(token) => token.clone(),
-            AuthState::App { signer, .. } if is_app_path(self.api_path(url)) => signer.jwt(Utc::now())?,
-            AuthState::App { signer, installation } => self.installation_token(signer, installation).await?,
-        };
-        bearer(&token)
+impl InstallationToken {
+    /// The token, unless it expires within the margin of `now` and is to be replaced.
+    pub(super) fn fresh(&self, now: DateTime<Utc>) -> Option<&Secret> {
+        (self.expires_at - INSTALLATION_TOKEN_MARGIN > now).then_some(&self.token)
     }
 
-    /// The cached installation token, exchanged anew when it is about to expire.
-    async fn installation_token(
-        &self,
-        signer: &AppSigner,
-        installation: &tokio::sync::Mutex<Option<InstallationToken>>,
-    ) -> Result<Secret> {
-        let mut cached = installation.lock().await;
-        if let Some(current) =
-            cached.as_ref().filter(|current| current.expires_at - INSTALLATION_TOKEN_MARGIN > Utc::now())
-        {
-            return Ok(current.token.clone());
-        }
-        let app = signer.app_id;
-        let Some(id) = signer.installation_id else {
-            return Err(Error::AppCredentials {
-                reason: format!(
-                    "App {app} needs an installation id to act on repositories and organizations; give the id of its installation"
-                ),
-            });
-        };
-        let what = format!("installation {id} of App {app}");
-        let mut call = Call::new(Method::POST, self.url(&format!("/app/installations/{id}/access_tokens"))?, &what);
-        // Minting a second token is harmless.
-        call.idempotent = true;
-        let reply = self.execute(&call).await.map_err(|error| match error {
-            Error::NotFound { .. } => {
-                Error::AppCredentials { reason: format!("{what} was not found; check the installation id") }
-            }
-            other => other,
-        })?;
-        /// `POST /app/installations/{id}/access_tokens`'s answer; no Debug, it holds a token.
+    /// The token itself.
+    pub(super) fn token(&self) -> &Secret {
+        &self.token
+    }
+
+    /// Reads GitHub's answer to `POST /app/installations/{id}/access_tokens` for `what` (the installation).
+    pub(super) fn read(body: &[u8], what: &str) -> Result<Self> {
+        /// The answer's fields; no Debug, it holds a token.
         #[derive(Deserialize)]
         struct AccessToken {
             token: String,
             expires_at: DateTime<Utc>,
         }
         // The parse error is not shown: it could quote the token.
-        let access: AccessToken = serde_json::from_slice(&reply.body).map_err(|_| Error::AppCredentials {
+        let access: AccessToken = serde_json::from_slice(body).map_err(|_| Error::AppCredentials {
             reason: format!("GitHub's answer with the token of {what} could not be read"),
         })?;
-        let token = Secret::new(access.token);
-        *cached = Some(InstallationToken { token: token.clone(), expires_at: access.expires_at });
-        Ok(token)
+        Ok(Self { token: Secret::new(access.token), expires_at: access.expires_at })
     }
+}
 
-    /// Forgets the installation token after a 401; true if there was one to forget.
-    pub(super) async fn drop_installation_token(&self) -> bool {
-        match &self.inner.auth {
-            AuthState::App { installation, .. } => installation.lock().await.take().is_some(),
-            AuthState::Token(_) => false,
-        }
-    }
+/// `Bearer <token>`, marked sensitive so that no Debug output shows it.
+pub(super) fn bearer(token: &Secret) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| Error::MalformedToken)?;
+    value.set_sensitive(true);
+    Ok(value)
 }

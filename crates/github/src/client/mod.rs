@@ -1,8 +1,8 @@
 //! The HTTP client: the API calls, and the configuration and state that clones share.
 //!
-//! The transport (one call, retried) is in `transport`, rate limits and waits in `rate`, and the
-//! App installation-token cache in `installation`; the status-to-error mapping is `crate::status` and
-//! Link parsing `crate::link`.
+//! The transport (one call, authorized and retried) is in `transport`, rate limits and waits in `rate`,
+//! and the credentials with the App's installation-token cache in `installation`; the status-to-error
+//! mapping is `crate::status` and Link parsing `crate::link`.
 
 mod installation;
 mod pace;
@@ -24,10 +24,10 @@ use crate::auth::AppSigner;
 use crate::link::next_link;
 use crate::paging::{Listing, NextPage, Page, Scan, read_items};
 use crate::{Auth, Delivery, Error, Hook, HookRef, HookUpdate, NewHook, Owner, Result};
-use installation::AuthState;
+use installation::{AuthState, bearer};
 pub use pace::{Pace, SECONDARY_CONCURRENT, SECONDARY_PER_MINUTE, points};
 pub use rate::{RATE_WINDOW, RateLimit, RetryPolicy, Wait};
-use transport::{Call, Reply, bearer};
+use transport::{Call, Reply};
 
 /// The most bytes read of one answer about hooks or a list page: a page of 100 hooks or delivery
 /// items is well under a megabyte, so this is only reached by a broken or hostile answer.
@@ -423,11 +423,6 @@ fn checked_api_url(mut api_url: Url) -> Result<Url> {
         let _ = api_url.set_username("");
         Err(Error::ApiUrl(api_url.to_string()))
     }
-}
-
-/// Whether an API path is authenticated with the App's JWT rather than an installation token.
-pub(crate) fn is_app_path(path: &str) -> bool {
-    path == "/app" || path.starts_with("/app/")
 }
 
 /// `the hooks of octo/hello` or `the hooks of org octo`.

@@ -1,4 +1,5 @@
-//! The transport: one API call, authorized, read within its size cap, retried where that is safe.
+//! The transport: one API call, authorized, read within its size cap, retried where that is safe. An App's
+//! installation token is fetched here too, since fetching it is itself such a call.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,9 +10,10 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::installation::AuthState;
+use super::installation::{AuthState, InstallationToken, bearer};
 use super::rate::{backoff, parse_rate_limit, throttle};
-use super::{Client, LIST_LIMIT, is_app_path, lock};
+use super::{Client, LIST_LIMIT, lock};
+use crate::auth::{AppSigner, is_app_path};
 use crate::{Error, Result, Secret};
 
 /// One API call to make.
@@ -138,7 +140,7 @@ impl Client {
             if status == StatusCode::UNAUTHORIZED
                 && installation_call
                 && !reauthorized
-                && self.drop_installation_token().await
+                && self.inner.auth.forget_installation_token().await
             {
                 reauthorized = true;
                 continue;
@@ -169,20 +171,52 @@ impl Client {
 
     /// The typed error for a 4xx (or unexpected) status answered to `call`.
     fn status_error(&self, call: &Call<'_>, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
-        let app = match &self.inner.auth {
-            AuthState::App { signer, .. } => Some(signer.app_id),
-            AuthState::Token(_) => None,
-        };
         let answer = crate::status::Answer { status, headers, body };
-        crate::status::status_error(call.what, self.api_path(&call.url), &call.method, answer, app)
+        crate::status::status_error(call.what, self.api_path(&call.url), &call.method, answer, self.app_id())
     }
-}
 
-/// `Bearer <token>`, marked sensitive so that no Debug output shows it.
-pub(super) fn bearer(token: &Secret) -> Result<HeaderValue> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| Error::MalformedToken)?;
-    value.set_sensitive(true);
-    Ok(value)
+    /// The `Authorization` header for `url`: the token, the App's JWT, or an installation token.
+    async fn authorization(&self, url: &Url) -> Result<HeaderValue> {
+        let token = match &self.inner.auth {
+            AuthState::Token(token) => token.clone(),
+            AuthState::App { signer, .. } if is_app_path(self.api_path(url)) => signer.jwt(Utc::now())?,
+            AuthState::App { signer, installation } => self.installation_token(signer, installation).await?,
+        };
+        bearer(&token)
+    }
+
+    /// The cached installation token, exchanged anew when it is about to expire. The exchange is a
+    /// call (authorized with the App's JWT), which is why it lives beside [`Client::execute`].
+    async fn installation_token(
+        &self,
+        signer: &AppSigner,
+        installation: &tokio::sync::Mutex<Option<InstallationToken>>,
+    ) -> Result<Secret> {
+        let mut cached = installation.lock().await;
+        if let Some(token) = cached.as_ref().and_then(|current| current.fresh(Utc::now())) {
+            return Ok(token.clone());
+        }
+        let app = signer.app_id;
+        let Some(id) = signer.installation_id else {
+            return Err(Error::AppCredentials {
+                reason: format!(
+                    "App {app} needs an installation id to act on repositories and organizations; give the id of its installation"
+                ),
+            });
+        };
+        let what = format!("installation {id} of App {app}");
+        let mut call = Call::new(Method::POST, self.url(&format!("/app/installations/{id}/access_tokens"))?, &what);
+        // Minting a second token is harmless.
+        call.idempotent = true;
+        let reply = self.execute(&call).await.map_err(|error| match error {
+            Error::NotFound { .. } => {
+                Error::AppCredentials { reason: format!("{what} was not found; check the installation id") }
+            }
+            other => other,
+        })?;
+        let fresh = cached.insert(InstallationToken::read(&reply.body, &what)?);
+        Ok(fresh.token().clone())
+    }
 }
 
 /// The body of `response`, or `None` once it is longer than `limit` bytes: the declared length

@@ -7,9 +7,9 @@ use github::{HookConfig, HookRef, NewHook, Secret};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::{Emitter, SourceRun, failed, is_auth, stream_config};
+use super::{Emitter, SourceRun, StreamConfig, blocking, failed, is_auth, stream_config};
 use crate::ledger::Lock;
-use crate::{Event, Forwarder, HookOrigin, Rule, Settings, Source};
+use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings, Source};
 
 /// Why a source could not be set up.
 pub(super) enum SetupFailure {
@@ -91,24 +91,14 @@ pub(super) async fn set_up_all(
                     if origin == HookOrigin::Created {
                         created.push(hook.clone());
                     }
-                    // Replicas sharing a ledger in Redis share the hook too: claims keep them apart.
-                    let lock = match settings.ledger {
-                        Some(_) => None,
-                        None => match Lock::take(&settings.state_dir, &hook) {
-                            Ok(lock) => Some(lock),
+                    let (lock, stream) =
+                        match hold_hook(settings, &shared_rule, &hook, hook_url.clone(), created_secret).await {
+                            Ok(held) => held,
                             Err(error) => {
                                 failures.push(failed(events, name, error.to_string()).await);
                                 continue;
                             }
-                        },
-                    };
-                    let stream = match stream_config(settings, rule, &hook, hook_url.as_deref(), created_secret) {
-                        Ok(stream) => stream,
-                        Err(error) => {
-                            failures.push(failed(events, name, error.to_string()).await);
-                            continue;
-                        }
-                    };
+                        };
                     let repository_ids = match &hook {
                         HookRef::App { .. } if !rule.repositories.is_empty() => {
                             let looked_up = tokio::select! {
@@ -187,6 +177,28 @@ pub(super) async fn set_up_all(
     }
 
     SetUpAll { runs, created, failures, fatal, forbidden, refused_one }
+}
+
+/// Takes `hook`'s ledger lock and settles its push mode, which stores or reads the hook's secret: file
+/// work, so it runs off the async workers.
+async fn hold_hook(
+    settings: &Settings,
+    rule: &Arc<Rule>,
+    hook: &HookRef,
+    hook_url: Option<String>,
+    created_secret: Option<Secret>,
+) -> Result<(Option<Lock>, Option<StreamConfig>), Error> {
+    let (settings, rule, hook) = (settings.clone(), rule.clone(), hook.clone());
+    blocking(move || {
+        // Replicas sharing a ledger in Redis share the hook too: claims keep them apart.
+        let lock = match settings.ledger {
+            Some(_) => None,
+            None => Some(Lock::take(&settings.state_dir, &hook)?),
+        };
+        let stream = stream_config(&settings, &rule, &hook, hook_url.as_deref(), created_secret)?;
+        Ok((lock, stream))
+    })
+    .await
 }
 
 /// Finds the source's hook by URL, or creates it.
