@@ -140,8 +140,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     // Another user who may write there could plant links for hookfwd to write through. Checked
     // before any task starts, so that failing here leaves nothing running.
-    ledger::check_dir(&ledger::dir(&settings.state_dir, client.api_url()))?;
-    ledger::check_dir(&settings.state_dir)?;
+    let (instance_dir, state_dir) = (ledger::dir(&settings.state_dir, client.api_url()), settings.state_dir.clone());
+    blocking(move || ledger::check_dir(&instance_dir).and_then(|()| ledger::check_dir(&state_dir))).await?;
     // Before any GitHub call: without its ledger a replica can do nothing safely.
     let replicas = match &settings.ledger {
         Some(location) => Some(Replicas {
