@@ -25,6 +25,8 @@ const TOKEN: &str = "ghp_benchPushTokenNeverPrinted0000001";
 const SECRET: &str = "push-bench-secret-never-printed";
 const STREAM_TOKEN: &str = "push-bench-stream-token";
 const REPO: &str = "octo/push";
+/// The secret GitHub signs the push-mode hook's deliveries with (given to hookfwd as the hook's secret).
+const UPSTREAM: &str = "push-bench-upstream-secret";
 /// Added to every fake API answer: a nearby GitHub.
 const LATENCY: Duration = Duration::from_millis(20);
 /// No burst may take longer than this.
@@ -113,6 +115,8 @@ struct Run {
     /// Rate-limited calls over the quiet spell, and how long it was.
     idle_counted: u64,
     idle: Duration,
+    /// Push mode: pre-signed deliveries POSTed straight to the blackhole, measured apart from the fake.
+    direct: Option<Direct>,
     /// hookfwd's and the blackhole's peak RSS, in KiB.
     hookfwd_hwm: Option<u64>,
     blackhole_hwm: Option<u64>,
@@ -140,6 +144,10 @@ async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst:
         // Polling's hook delivers to the same blackhole; nothing subscribes.
         Mode::Poll => format!("http://{addr}/bench-poll"),
     };
+    if mode == Mode::Push {
+        // Found by hookfwd, with the secret it verifies pushed deliveries with.
+        fake.add_hook(REPO, fake_github::HookSpec::new(&hook_url).secret(UPSTREAM));
+    }
 
     let mut relay = Command::new(hookfwd);
     relay
@@ -151,12 +159,14 @@ async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst:
         .env("GITHUB_TOKEN", TOKEN)
         .env("HOOKFWD_SECRET", SECRET);
     if mode == Mode::Push {
-        relay.env("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN);
+        relay.env("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN).env("HOOKFWD_HOOK_SECRET", UPSTREAM);
     }
-    let relay =
-        Child::spawn(relay, &[r#""type":"hook""#, r#""type":"ready""#, r#""state":"up""#, r#""type":"warning""#]);
+    let relay = Child::spawn(
+        relay,
+        &[r#""type":"hook""#, r#""type":"ready""#, r#""state":"up""#, r#""type":"warning""#, r#""state":"down""#],
+    );
     let hook: serde_json::Value = serde_json::from_str(&relay.wait_for(r#""type":"hook""#).await).expect("JSON");
-    let hook = hook["hook_id"].as_u64().expect("the hook hookfwd created");
+    let hook = hook["hook_id"].as_u64().expect("the hook hookfwd polls");
     relay.wait_for(r#""type":"ready""#).await;
     if mode == Mode::Push {
         relay.wait_for(r#""state":"up""#).await;
@@ -211,13 +221,17 @@ async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst:
     let busy = fake.stats().since(&before);
     let deliveries = fake.deliveries(hook).len();
 
+    let direct = match mode {
+        Mode::Push => Some(direct_burst(&handler, &hook_url, hook, burst).await),
+        Mode::Poll => None,
+    };
+
     // A quiet spell.
     let before_idle = fake.stats();
     tokio::time::sleep(idle).await;
     let quiet = fake.stats().since(&before_idle);
-    let warnings = relay.watched.lock().expect("watch lock").iter().filter(|l| l.contains("warning")).count();
-    if warnings > 0 {
-        eprintln!("push bench: {} printed {warnings} warning lines", mode.name());
+    for warning in relay.watched.lock().expect("watch lock").iter().filter(|l| l.contains("warning") || l.contains("down")) {
+        eprintln!("push bench: {} warned: {warning}", mode.name());
     }
     Run {
         latencies,
@@ -232,9 +246,74 @@ async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst:
         arrivals,
         idle_counted: quiet.counted,
         idle,
+        direct,
         hookfwd_hwm: status_kib(relay.pid, "VmHWM:"),
         blackhole_hwm: status_kib(bh.pid, "VmHWM:"),
     }
+}
+
+/// What the burst of pre-signed POSTs straight to the blackhole measured.
+struct Direct {
+    /// Deliveries POSTed.
+    sent: usize,
+    /// From the first POST to the last one answered: the emitter's own pace.
+    emitted_in: Duration,
+    /// From the first POST to the last arrival at the handler.
+    arrived_in: Duration,
+    /// Distinct and total arrivals.
+    distinct: usize,
+    arrivals: usize,
+}
+
+/// POSTs `count` deliveries signed as GitHub would to the blackhole as fast as it takes them (8
+/// connections), and waits for them at the handler: hookfwd's push throughput, not the fake's.
+async fn direct_burst(handler: &Counter, hook_url: &str, hook: u64, count: usize) -> Direct {
+    let secret = github::Secret::new(UPSTREAM);
+    let requests: Vec<(String, Vec<u8>, String)> = (0..count)
+        .map(|n| {
+            let guid = uuid::Uuid::new_v4().to_string();
+            let body = serde_json::to_vec(&json!({"action": "opened", "number": n, "issue": {"number": n}}))
+                .expect("JSON");
+            let signature = github::signature::sha256(&secret, &body);
+            (guid, body, signature)
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let start_count = handler.count();
+    let started = Instant::now();
+    let requests = Arc::new(Mutex::new(requests.into_iter()));
+    let senders = (0..8).map(|_| {
+        let (client, requests, url) = (client.clone(), requests.clone(), hook_url.to_string());
+        tokio::spawn(async move {
+            loop {
+                let next = requests.lock().expect("requests lock").next();
+                let Some((guid, body, signature)) = next else { break };
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("user-agent", "GitHub-Hookshot/bench")
+                    .header("x-github-event", "issues")
+                    .header("x-github-delivery", guid)
+                    .header("x-github-hook-id", hook.to_string())
+                    .header("x-hub-signature-256", signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("the blackhole answers");
+                assert!(answer.status().is_success(), "{}", answer.status());
+            }
+        })
+    });
+    futures::future::join_all(senders).await;
+    let emitted_in = started.elapsed();
+    while handler.count() < start_count + count && started.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = handler.seen.lock().expect("counter lock");
+    let tail = &seen.arrivals[start_count..];
+    let last = tail.iter().map(|(_, at)| *at).max().unwrap_or_else(Instant::now);
+    let distinct = tail.iter().map(|(guid, _)| guid.as_str()).collect::<HashSet<_>>().len();
+    Direct { sent: count, emitted_in, arrived_in: last.saturating_duration_since(started), distinct, arrivals: tail.len() }
 }
 
 fn main() {
@@ -310,6 +389,24 @@ async fn bench() {
         cell(&|r| format!("{} in {} s", r.idle_counted, r.idle.as_secs())),
         format!("0 ({})", verdict(push.idle_counted == 0)),
     );
+    if let Some(direct) = &push.direct {
+        let rate = direct.arrivals as f64 / direct.arrived_in.as_secs_f64().max(0.001);
+        let emitter = direct.sent as f64 / direct.emitted_in.as_secs_f64().max(0.001);
+        row(
+            "pre-signed POSTs straight to the blackhole (8 connections): delivered/s (first POST → last arrival); the emitter's own rate; lost / repeated",
+            [
+                format!(
+                    "{rate:.0}/s ({} in {:.2} s); emitter {emitter:.0}/s; {} / {}",
+                    direct.sent,
+                    direct.arrived_in.as_secs_f64(),
+                    direct.sent.saturating_sub(direct.distinct),
+                    direct.arrivals - direct.distinct
+                ),
+                "n/a".into(),
+            ],
+            format!("≥ 3,000/s, 0 lost, 0 repeated ({})", verdict(rate >= 3000.0 && direct.distinct == direct.sent && direct.arrivals == direct.sent)),
+        );
+    }
     let kib = |v: Option<u64>| v.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     row(
         "peak RSS: hookfwd / blackhole",
