@@ -230,7 +230,9 @@ async fn run(mode: Mode, hookfwd: &Path, blackhole: &Path, events: usize, burst:
     let before_idle = fake.stats();
     tokio::time::sleep(idle).await;
     let quiet = fake.stats().since(&before_idle);
-    for warning in relay.watched.lock().expect("watch lock").iter().filter(|l| l.contains("warning") || l.contains("down")) {
+    for warning in
+        relay.watched.lock().expect("watch lock").iter().filter(|l| l.contains("warning") || l.contains("down"))
+    {
         eprintln!("push bench: {} warned: {warning}", mode.name());
     }
     Run {
@@ -272,8 +274,8 @@ async fn direct_burst(handler: &Counter, hook_url: &str, hook: u64, count: usize
     let requests: Vec<(String, Vec<u8>, String)> = (0..count)
         .map(|n| {
             let guid = uuid::Uuid::new_v4().to_string();
-            let body = serde_json::to_vec(&json!({"action": "opened", "number": n, "issue": {"number": n}}))
-                .expect("JSON");
+            let body =
+                serde_json::to_vec(&json!({"action": "opened", "number": n, "issue": {"number": n}})).expect("JSON");
             let signature = github::signature::sha256(&secret, &body);
             (guid, body, signature)
         })
@@ -313,7 +315,13 @@ async fn direct_burst(handler: &Counter, hook_url: &str, hook: u64, count: usize
     let tail = &seen.arrivals[start_count..];
     let last = tail.iter().map(|(_, at)| *at).max().unwrap_or_else(Instant::now);
     let distinct = tail.iter().map(|(guid, _)| guid.as_str()).collect::<HashSet<_>>().len();
-    Direct { sent: count, emitted_in, arrived_in: last.saturating_duration_since(started), distinct, arrivals: tail.len() }
+    Direct {
+        sent: count,
+        emitted_in,
+        arrived_in: last.saturating_duration_since(started),
+        distinct,
+        arrivals: tail.len(),
+    }
 }
 
 fn main() {
@@ -404,7 +412,10 @@ async fn bench() {
                 ),
                 "n/a".into(),
             ],
-            format!("≥ 3,000/s, 0 lost, 0 repeated ({})", verdict(rate >= 3000.0 && direct.distinct == direct.sent && direct.arrivals == direct.sent)),
+            format!(
+                "≥ 3,000/s, 0 lost, 0 repeated ({})",
+                verdict(rate >= 3000.0 && direct.distinct == direct.sent && direct.arrivals == direct.sent)
+            ),
         );
     }
     let kib = |v: Option<u64>| v.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));

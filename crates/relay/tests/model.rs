@@ -13,7 +13,7 @@
 //! * never more than GitHub's attempts, plus one for each crash that struck between the
 //!   handler's answer and the record;
 //! * once everything has settled, no fewer: every attempt was forwarded, so the floor never
-//!   passed an unsettled delivery.
+//!   passed an unsettled delivery; and no pushed byte is still held.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -284,6 +284,7 @@ proptest! {
                 world.run(step).await;
             }
             world.settle().await;
+            assert_eq!(world.state().held_bytes(), 0, "every pushed byte held was let go");
             for guid in &world.guids {
                 let attempted = world.attempts.iter().filter(|a| &a.guid == guid).count() as u32;
                 let received = world.received.get(guid).copied().unwrap_or(0);

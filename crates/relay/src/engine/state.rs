@@ -278,6 +278,11 @@ impl<L: Ledger> State<L> {
         self.queue.len() + self.in_flight.len()
     }
 
+    /// Body bytes of pushed deliveries held: queued, in flight, or waiting as repeats.
+    pub fn held_bytes(&self) -> u64 {
+        self.pushed_bytes
+    }
+
     /// Whether another pushed delivery may be taken in now (always, when none is held).
     pub fn has_room(&self) -> bool {
         self.pushed_bytes < MAX_PUSHED_BYTES
@@ -320,12 +325,13 @@ impl<L: Ledger> State<L> {
             return PushOutcome::Old;
         }
         let seen = self.seen(&pushed.guid);
+        // Held bytes count against the bound whether queued or waiting as a repeat.
+        self.pushed_bytes += pushed.body.len() as u64;
         if seen.api + seen.pushed > 0 || !self.ledger.trusts_pushes() {
             self.ring(now);
             self.repeats.entry(pushed.guid.clone()).or_default().push((now, Arc::new(pushed)));
             return PushOutcome::Repeat;
         }
-        self.pushed_bytes += pushed.body.len() as u64;
         self.add_busy(&pushed.guid, 0, 1);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -405,6 +411,10 @@ impl<L: Ledger> State<L> {
             self.queue_listed(Pending::Listed(item, pushed));
             done.queued += 1;
         }
+        // A repeat matched to an attempt another replica holds: that replica forwards it.
+        for pushed in bytes.into_values() {
+            self.release_bytes(&pushed);
+        }
         self.repeats.retain(|_, list| !list.is_empty());
         Ok(done)
     }
@@ -421,12 +431,23 @@ impl<L: Ledger> State<L> {
 
     /// Drops the repeats that waited [`REPEAT_WAIT`] with no new attempt listed.
     fn expire_repeats(&mut self, now: Instant) {
+        let mut expired = Vec::new();
         for list in self.repeats.values_mut() {
-            let before = list.len();
-            list.retain(|(at, _)| now.duration_since(*at) < REPEAT_WAIT);
-            self.refused.repeats += (before - list.len()) as u64;
+            let (keep, gone): (Vec<_>, Vec<_>) =
+                std::mem::take(list).into_iter().partition(|(at, _)| now.duration_since(*at) < REPEAT_WAIT);
+            *list = keep;
+            expired.extend(gone);
         }
         self.repeats.retain(|_, list| !list.is_empty());
+        self.refused.repeats += expired.len() as u64;
+        for (_, pushed) in expired {
+            self.release_bytes(&pushed);
+        }
+    }
+
+    /// Pushed bytes no longer held.
+    fn release_bytes(&mut self, pushed: &Pushed) {
+        self.pushed_bytes = self.pushed_bytes.saturating_sub(pushed.body.len() as u64);
     }
 
     fn queue_listed(&mut self, pending: Pending) {
@@ -461,9 +482,12 @@ impl<L: Ledger> State<L> {
     }
 
     fn unqueue(&mut self, taken: &Taken) {
-        if let Pending::Listed(item, _) = &taken.pending {
+        if let Pending::Listed(item, pushed) = &taken.pending {
             self.ids.remove(&item.id);
             self.add_busy(&item.guid, -1, 0);
+            if let Some(pushed) = pushed {
+                self.release_bytes(pushed);
+            }
         }
         self.in_flight.remove(&taken.key);
     }
@@ -502,8 +526,10 @@ impl<L: Ledger> State<L> {
                         guid: (how != How::Duplicate).then(|| pushed.guid.clone()),
                     });
                 }
-                self.pushed_bytes = self.pushed_bytes.saturating_sub(pushed.body.len() as u64);
             }
+        }
+        if let Pending::Pushed(pushed) | Pending::Listed(_, Some(pushed)) = &taken.pending {
+            self.release_bytes(pushed);
         }
         let durable = self.ledger.record(&records, keep_from).await?;
         match &taken.pending {

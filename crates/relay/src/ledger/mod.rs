@@ -19,21 +19,14 @@
 //!
 //! With push mode a delivery can also reach hookfwd from the blackhole's stream. A pushed POST
 //! carries the **guid** (`X-GitHub-Delivery`), never the delivery id, and a redelivery has the
-//! same guid as the original with a new id. The rule is: **each attempt of a guid is forwarded
-//! once**, whichever path brings it first. So the ledger also counts, per guid, how many of its
+//! same guid as the original with a new id. So the ledger also counts, per guid, how many of its
 //! attempts were handled through the API (`d` records that carry the guid) and how many through
-//! the stream (`p` records):
-//!
-//! * a listed delivery `(id, guid)` not in `done` is already handled iff
-//!   `#pushed(guid) > #api(guid)`: the stream brought that attempt. It is then recorded as a `d`
-//!   too (a *claim*), costing no GET, which evens the counts again;
-//! * a pushed attempt of `guid` is already handled iff `#api(guid) > #pushed(guid)`: the poll
-//!   brought it first. It is then recorded as a `p` (a claim) without being forwarded.
-//!
-//! The engine adds what is queued or in flight on each path to these counts, so the safety poll
-//! never fetches a delivery the stream is still forwarding, and the reverse. A pushed attempt
-//! whose `received_at` is below the floor counts as handled. A guid's counts are kept while its
-//! newest record is at or above the floor and dropped with it, both paths at once.
+//! the stream (`p` records). A listed delivery not in `done` whose guid has more `p` than `d`
+//! records is the *twin* of an attempt the stream forwarded: it is recorded as a `d` too, costing
+//! no GET, which evens the counts again. The rule built on these counts (which pushed POST is a
+//! new attempt, which a repeat) lives in the engine's `state` module, once. A pushed attempt whose
+//! `received_at` is below the floor counts as handled. A guid's counts are kept while its newest
+//! record is at or above the floor and dropped with it, both paths at once.
 //!
 //! The floor trails the newest recorded delivery by [`WINDOW`], and never passes a delivery
 //! still waiting to be forwarded (`keep_from`). GitHub lists a delivery only once its attempt
@@ -64,7 +57,7 @@
 //! A `k` line is a delivery that was **skipped**: it can never be forwarded (a header no HTTP
 //! request can carry, an answer GitHub gives that cannot be read, a delivery GitHub no longer
 //! keeps). It counts as handled like a `d` line, so a restart does not try it again, and its
-//! guid counts as an API attempt like a `d`'s, so the stream's copy of that attempt is claimed
+//! guid counts as an API attempt like a `d`'s, so the stream's copy of that attempt is a repeat
 //! rather than forwarded: skipped means handled on both paths.
 //!
 //! An `x` line is a delivery that was **parked**: the handler kept rejecting it (a 5xx from a
@@ -179,6 +172,7 @@ struct Guid {
 }
 
 /// A delivery handled through the API, to record: its id, `delivered_at` and guid (if known).
+/// [`Record`] is what the engine hands a ledger of either kind.
 pub type Handled<'a> = (u64, DateTime<Utc>, Option<&'a str>);
 
 /// The forwarding record of one hook, in a file.
@@ -296,7 +290,8 @@ impl FileLedger {
         self.guids.get(guid).map(|entry| entry.attempts).unwrap_or_default()
     }
 
-    /// Records a delivery as handled, durably, before returning.
+    /// Records a delivery as handled, on the writer's thread ([`FileLedger::durable`] says when
+    /// it is on disk).
     ///
     /// `keep_from` is the oldest delivery still waiting to be forwarded: the floor never
     /// moves past it, so a crash cannot make it look handled.
@@ -309,8 +304,8 @@ impl FileLedger {
         self.record_handled(&[(id, delivered_at, None)], keep_from)
     }
 
-    /// Records deliveries handled through the API (forwarded, or claimed because the stream
-    /// brought them), with their guids, in one append and one fsync; see [`FileLedger::record`].
+    /// Records deliveries handled through the API (forwarded, or twins of what the stream
+    /// brought), with their guids, in one append (the writer syncs it); see [`FileLedger::record`].
     pub fn record_handled(&mut self, handled: &[Handled<'_>], keep_from: Option<DateTime<Utc>>) -> Result<(), Error> {
         self.append_handled('d', handled, keep_from)
     }
@@ -439,9 +434,9 @@ impl FileLedger {
         self.compact_if_due()
     }
 
-    /// Records an attempt of `guid` handled through the stream (forwarded, or claimed because
-    /// the API brought it), durably, before returning. It does not move the floor: only GitHub's
-    /// `delivered_at` times do.
+    /// Records an attempt of `guid` handled through the stream (forwarded, or skipped), on the
+    /// writer's thread ([`FileLedger::durable`] says when it is on disk). It does not move the
+    /// floor: only GitHub's `delivered_at` times do.
     pub fn record_pushed(&mut self, guid: &str, received_at: DateTime<Utc>) -> Result<(), Error> {
         if !valid_guid(guid) {
             // Not a guid GitHub would send; nothing can be matched against it, so nothing to keep.
@@ -449,7 +444,7 @@ impl FileLedger {
         }
         self.write(&format!("p {guid} {}\n", nanos(received_at)))?;
         self.count(guid, received_at, Attempts { api: 0, pushed: 1 });
-        // Only claims move the floor; should the safety poll fail for long while the stream goes on,
+        // Only API records move the floor; should the safety poll fail for long while the stream goes on,
         // the oldest guids go first. Their listed twins would then be forwarded again: a repeat, never a loss.
         while self.guids.len() > self.max_done {
             let Some((_, oldest)) = self.guids_by_time.pop_first() else { break };
