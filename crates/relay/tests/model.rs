@@ -46,6 +46,9 @@ enum Step {
     Crash,
     /// Time passes, in seconds.
     Wait(u8),
+    /// The blackhole's clock drifts from GitHub's by this many seconds (within the margin the
+    /// engine trusts: a minute either way).
+    Skew(i8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -60,6 +63,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::CrashAfterAnswer),
         1 => Just(Step::Crash),
         2 => (1..15u8).prop_map(Step::Wait),
+        1 => (-60..=60i8).prop_map(Step::Skew),
     ]
 }
 
@@ -88,6 +92,8 @@ struct World {
     t: i64,
     start_wall: DateTime<Utc>,
     start: Instant,
+    /// The blackhole's clock less GitHub's, in seconds.
+    skew: i64,
     stream_up: bool,
     /// The delivery the forwarder holds while the handler is down.
     holding: Option<Taken>,
@@ -111,6 +117,7 @@ impl World {
             t: 0,
             start_wall,
             start: Instant::now(),
+            skew: 0,
             stream_up: false,
             holding: None,
             state: Some(State::new(ledger)),
@@ -151,7 +158,7 @@ impl World {
             guid: guid.to_string(),
             event: "issues".into(),
             action: Some("opened".into()),
-            received_at: self.wall(),
+            received_at: self.wall() + TimeDelta::seconds(self.skew),
             headers: vec![("x-github-delivery".into(), guid.to_string())],
             body: format!("{{\"guid\":\"{guid}\"}}").into_bytes(),
         }
@@ -253,6 +260,7 @@ impl World {
             Step::CrashAfterAnswer => self.forward(true, true).await,
             Step::Crash => self.restart(),
             Step::Wait(seconds) => self.t += i64::from(seconds),
+            Step::Skew(seconds) => self.skew = i64::from(seconds),
         }
         self.t += 1;
     }
