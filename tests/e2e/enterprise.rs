@@ -459,37 +459,3 @@ async fn two_apps_forward_side_by_side_from_one_state_directory() {
         assert!(dir.join(format!("app-{app}-hook")).is_file(), "each App has its own ledger");
     }
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_app_hook_ledger_from_before_app_ids_is_picked_up_by_the_app() {
-    let fake = fake_with_app().await;
-    let handler = Recorder::start().await;
-    let state = tempfile::tempdir().unwrap();
-    let pem = key("app-test-key.pem");
-
-    let dev = start_app_dev(&fake, &pem, &handler.url(), state.path(), &[]);
-    dev.wait_line("\"type\":\"ready\"").await;
-    let ids = fake.emit(REPO, "issues", payload(1)).await;
-    assert_each_once(&handler, &app_guids(&fake, APP_ID, &ids)).await;
-    // Recorded, not still in flight (which the next run would forward again).
-    dev.wait_line("\"type\":\"forwarded\"").await;
-    dev.signal(libc::SIGTERM);
-    assert_eq!(dev.finish().await.code, Some(0));
-    // The ledger as an older hookfwd named it, for every App alike.
-    let dir = state.path().join(format!("127.0.0.1-{}", fake.api_url().port().unwrap()));
-    let (keyed, legacy) = (dir.join(format!("app-{APP_ID}-hook")), dir.join("app-hook"));
-    std::fs::rename(&keyed, &legacy).expect("this App's ledger was written");
-
-    // What happened while it was stopped is forwarded: the run resumes from the old ledger.
-    let mut all = ids;
-    let missed = fake.emit(REPO, "issues", payload(2)).await;
-    all.extend(&missed);
-    let dev = start_app_dev(&fake, &pem, &handler.url(), state.path(), &[]);
-    dev.wait_line("now belongs to").await;
-    dev.wait_line("\"type\":\"ready\"").await;
-    let received = assert_each_once(&handler, &app_guids(&fake, APP_ID, &all)).await;
-    assert_eq!(received.len(), 2, "{received:?}");
-    dev.signal(libc::SIGTERM);
-    assert_eq!(dev.finish().await.code, Some(0));
-    assert!(keyed.is_file() && !legacy.exists(), "the old ledger became this App's");
-}

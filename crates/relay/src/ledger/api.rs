@@ -172,13 +172,11 @@ impl Ledger for FileLedger {
         self.forwarded_guids()
     }
 
-    fn close(mut self) -> impl Future<Output = Result<(), Error>> + Send {
+    async fn close(mut self) -> Result<(), Error> {
         // Every record was written already; compacting leaves a small file behind. Joining the
         // writer waits for the disk, so not on an async worker.
-        async move {
-            let closed = tokio::task::spawn_blocking(move || self.compact().and_then(|()| FileLedger::close(self)));
-            closed.await.unwrap_or_else(|e| Err(Error::TaskFailed(e.to_string())))
-        }
+        let closed = tokio::task::spawn_blocking(move || self.compact().and_then(|()| FileLedger::close(self)));
+        closed.await.unwrap_or_else(|e| Err(Error::TaskFailed(e.to_string())))
     }
 }
 

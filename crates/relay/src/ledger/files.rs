@@ -15,8 +15,6 @@ use github::HookRef;
 use super::FileLedger;
 use crate::Error;
 
-/// The ledger key every GitHub App hook had before App hooks were keyed by their App id.
-
 /// The directory of one GitHub instance's ledgers under `state_dir`, named for its API host and
 /// port (`api.github.com`, `ghe.example.com`, `127.0.0.1-8080`): hook ids are per instance.
 pub fn dir(state_dir: &Path, api_url: &url::Url) -> PathBuf {

@@ -314,17 +314,15 @@ impl Ledger for RedisLedger {
         Ok(Durable::kept())
     }
 
-    fn checked(&mut self, now: DateTime<Utc>) -> impl Future<Output = Result<(), Error>> + Send {
-        async move {
-            if self.checked.is_some_and(|at| at.elapsed() < CHECKED_EVERY) {
-                return Ok(());
-            }
-            match self.shared.checked(now).await {
-                Ok(()) => self.checked = Some(Instant::now()),
-                Err(error) => self.reachable(Some(&error)).await,
-            }
-            Ok(())
+    async fn checked(&mut self, now: DateTime<Utc>) -> Result<(), Error> {
+        if self.checked.is_some_and(|at| at.elapsed() < CHECKED_EVERY) {
+            return Ok(());
         }
+        match self.shared.checked(now).await {
+            Ok(()) => self.checked = Some(Instant::now()),
+            Err(error) => self.reachable(Some(&error)).await,
+        }
+        Ok(())
     }
 
     fn maintain_every(&self) -> Option<Duration> {
@@ -332,33 +330,28 @@ impl Ledger for RedisLedger {
     }
 
     /// Renews the claims held; with none, a PING tells whether Redis is back.
-    fn maintain(&mut self) -> impl Future<Output = ()> + Send {
-        async move {
-            let ids: Vec<u64> = self.held.keys().copied().collect();
-            let asked = Instant::now();
-            let answer = if ids.is_empty() {
-                self.shared.ping().await.map(|()| Vec::new())
-            } else {
-                self.shared.renew(&ids).await
-            };
-            let kept = match answer {
-                Ok(kept) => kept,
-                Err(error) => return self.reachable(Some(&error)).await,
-            };
-            self.reachable(None).await;
-            let mut lost = 0;
-            for (id, kept) in ids.into_iter().zip(kept) {
-                if kept {
-                    // Only while still held: one settled meanwhile is done, not held again.
-                    if let Some(at) = self.held.get_mut(&id) {
-                        *at = asked;
-                    }
-                } else if self.held.remove(&id).is_some() {
-                    lost += 1;
+    async fn maintain(&mut self) {
+        let ids: Vec<u64> = self.held.keys().copied().collect();
+        let asked = Instant::now();
+        let answer =
+            if ids.is_empty() { self.shared.ping().await.map(|()| Vec::new()) } else { self.shared.renew(&ids).await };
+        let kept = match answer {
+            Ok(kept) => kept,
+            Err(error) => return self.reachable(Some(&error)).await,
+        };
+        self.reachable(None).await;
+        let mut lost = 0;
+        for (id, kept) in ids.into_iter().zip(kept) {
+            if kept {
+                // Only while still held: one settled meanwhile is done, not held again.
+                if let Some(at) = self.held.get_mut(&id) {
+                    *at = asked;
                 }
+            } else if self.held.remove(&id).is_some() {
+                lost += 1;
             }
-            self.claims("lost", lost).await;
         }
+        self.claims("lost", lost).await;
     }
 
     fn guids(&self) -> Vec<String> {
@@ -366,13 +359,11 @@ impl Ledger for RedisLedger {
     }
 
     /// Releases the claims still held, so that another replica takes them at once.
-    fn close(self) -> impl Future<Output = Result<(), Error>> + Send {
-        async move {
-            let ids: Vec<u64> = self.held.keys().copied().collect();
-            if let Err(error) = self.shared.release(&ids).await {
-                debug!(%error, "could not release the claims held; they expire");
-            }
-            Ok(())
+    async fn close(self) -> Result<(), Error> {
+        let ids: Vec<u64> = self.held.keys().copied().collect();
+        if let Err(error) = self.shared.release(&ids).await {
+            debug!(%error, "could not release the claims held; they expire");
         }
+        Ok(())
     }
 }
