@@ -14,6 +14,7 @@ pub mod rule;
 pub mod service;
 pub mod since;
 pub mod stream;
+mod warning;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use error::Error;
 pub use event::{Event, HookOrigin, Via};
 pub use request::{Answer, Forwarder, Outgoing, Response, SendError};
 pub use rule::{Rule, Source, Target};
+pub use warning::{OverlapOutcome, SkipReason, Warning};
 
 /// How the relay runs, shared by every rule.
 #[derive(Debug, Clone)]

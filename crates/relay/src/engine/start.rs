@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::ledger::{self, FileLedger, RedisLedger, SharedLedger, State};
-use crate::{Error, Event};
+use crate::{Error, Event, Warning};
 
 use super::poller::warn_skipped;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
@@ -63,8 +63,8 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
     let dir = ctx.settings.state_dir.clone();
     let hook = source.hook.clone();
     let mut existing = blocking(move || FileLedger::open(&dir, &hook)).await?;
-    for message in existing.as_mut().map(FileLedger::take_warnings).unwrap_or_default() {
-        ctx.events.emit(Event::Warning { message }).await;
+    for warning in existing.as_mut().map(FileLedger::take_warnings).unwrap_or_default() {
+        ctx.events.warn(warning).await;
     }
     let now = Utc::now();
     let plan = plan(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, now);
@@ -87,15 +87,8 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
                     });
                 };
                 if let Plan::Resume { stale: true, .. } = plan {
-                    ctx.events
-                        .emit(Event::Warning {
-                            message: format!(
-                                "{} was last polled more than 3 days ago, longer than GitHub keeps deliveries; \
-                                 some may be gone",
-                                source.name
-                            ),
-                        })
-                        .await;
+                    let (source, last_polled) = (source.name.clone(), ledger.last_checked());
+                    ctx.events.warn(Warning::StalePoll { source, last_polled, retention: RETENTION }).await;
                 }
                 if let Some(origin) = extend_to {
                     ledger = blocking(move || {
@@ -143,21 +136,14 @@ async fn start_shared(
                 }
                 let retention = TimeDelta::from_std(RETENTION).unwrap_or(TimeDelta::MAX);
                 if Utc::now() - state.checked > retention {
-                    let message = format!(
-                        "{} was last polled more than 3 days ago, longer than GitHub keeps deliveries; some may be gone",
-                        source.name
-                    );
-                    ctx.events.emit(Event::Warning { message }).await;
+                    let (source, last_polled) = (source.name.clone(), state.checked);
+                    ctx.events.warn(Warning::StalePoll { source, last_polled, retention: RETENTION }).await;
                 }
                 if let Some(since) = ctx.settings.since
                     && crate::since::cutoff(Utc::now(), since) < state.origin
                 {
-                    let message = format!(
-                        "--since reaches before where the shared ledger of {} starts; with a ledger in Redis, \
-                         --since applies only when the first replica starts",
-                        source.name
-                    );
-                    ctx.events.emit(Event::Warning { message }).await;
+                    let (source, origin) = (source.name.clone(), state.origin);
+                    ctx.events.warn(Warning::SinceBeforeSharedLedger { source, origin }).await;
                 }
                 let events = ctx.events.0.clone();
                 let replica =
