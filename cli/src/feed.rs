@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Local, Utc};
 use console::style;
 use github::HookRef;
-use relay::{Event, HookOrigin, Via};
+use relay::{Call, Event, HookOrigin, Via};
 
 use crate::args::OutputArgs;
 use crate::json::{Line, ReadySource};
@@ -429,7 +429,12 @@ impl Feed {
                 let what = if hooks.len() == 1 { "the hook" } else { "the hooks" };
                 print(&format!("Deleted {what} this run created (--cleanup): {}.", hooks.join(", ")))
             }
-            Event::Error { hook, message } => {
+            Event::Error { hook, call, error } => {
+                let message = &match call {
+                    Call::Start => error.to_string(),
+                    Call::List { source } => format!("listing the deliveries of {source} failed: {error}"),
+                    Call::Fetch { source, id } => format!("fetching delivery {id} of {source} failed: {error}"),
+                };
                 self.trouble = Some(message.clone());
                 self.show_status();
                 let hook = hook.as_ref().map(|hook| hook.to_string());

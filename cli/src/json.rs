@@ -230,5 +230,9 @@ mod tests {
         );
         let line = Line::SourceFailed { source: "octo/hello", message: "no" };
         assert_eq!(line.to_json(), r#"{"type":"error","source":"octo/hello","message":"no"}"#);
+        let line = Line::Warning { message: "m", kind: Some("forged") };
+        assert_eq!(line.to_json(), r#"{"type":"warning","message":"m","kind":"forged"}"#);
+        let line = Line::Warning { message: "m", kind: None };
+        assert_eq!(line.to_json(), r#"{"type":"warning","message":"m"}"#, "the CLI's own warnings have no kind");
     }
 }

@@ -200,11 +200,32 @@ pub enum Event {
         /// The hooks deleted; one that could not be deleted is a [`Warning::CleanupFailed`] instead.
         deleted: Vec<HookRef>,
     },
-    /// A poll or fetch failed; it will be tried again.
+    /// A call to GitHub failed (a poll, a fetch); it will be tried again.
     Error {
         /// The hook concerned, if any.
         hook: Option<HookRef>,
-        /// One sentence.
-        message: String,
+        /// Which call failed.
+        call: Call,
+        /// GitHub's error (shared: events are cloned).
+        error: Arc<github::Error>,
+    },
+}
+
+/// A call to GitHub that failed and is tried again, in an [`Event::Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// Listing where a source starts forwarding from.
+    Start,
+    /// Listing a source's deliveries: a poll.
+    List {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+    },
+    /// Fetching one delivery's payload.
+    Fetch {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// The delivery's id.
+        id: u64,
     },
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use engine::{run, state};
 pub use error::Error;
-pub use event::{Event, HookOrigin, Via};
+pub use event::{Call, Event, HookOrigin, Via};
 pub use request::{Answer, Forwarder, Outgoing, Response, SendError};
 pub use rule::{Rule, Source, Target};
 pub use warning::{OverlapOutcome, SkipReason, Warning};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::ledger::{self, WINDOW};
-use crate::{Error, Event, Warning};
+use crate::{Call, Error, Event, Warning};
 
 use super::owner::Handle;
 use super::{Ctx, PER_PAGE, SourceRun, is_auth, wait_after};
@@ -131,12 +131,9 @@ pub(super) async fn poll_loop(
                     forbidden_since = None;
                 }
                 debug!(hook = %source.hook, "poll failed");
-                ctx.events
-                    .emit(Event::Error {
-                        hook: Some(source.hook.clone()),
-                        message: format!("listing the deliveries of {} failed: {error}", source.name),
-                    })
-                    .await;
+                let (hook, error) = (Some(source.hook.clone()), Arc::new(error));
+                let call = Call::List { source: source.name.clone() };
+                ctx.events.emit(Event::Error { hook, call, error: error.clone() }).await;
                 wait = wait_after(&error, &mut backoff).max(ctx.settings.interval);
             }
         }

@@ -1,5 +1,6 @@
 //! Where a source starts forwarding: now, `--since`, or where its ledger ends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -8,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::ledger::{self, FileLedger, RedisLedger, SharedLedger, State};
-use crate::{Error, Event, Warning};
+use crate::{Call, Error, Event, Warning};
 
 use super::poller::warn_skipped;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
@@ -102,7 +103,9 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
             // Only what may pass is worth waiting for: a refusal fails the source at once.
             Err(error) if !error.is_transient() => return Err(Error::GitHub(error)),
             Err(error) => {
-                ctx.events.emit(Event::Error { hook: Some(source.hook.clone()), message: error.to_string() }).await;
+                let error = Arc::new(error);
+                let hook = Some(source.hook.clone());
+                ctx.events.emit(Event::Error { hook, call: Call::Start, error: error.clone() }).await;
                 let wait = wait_after(&error, &mut backoff);
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -152,7 +155,9 @@ async fn start_shared(
             }
             Err(Failure::GitHub(error)) if !error.is_transient() => return Err(Error::GitHub(error)),
             Err(Failure::GitHub(error)) => {
-                ctx.events.emit(Event::Error { hook: Some(source.hook.clone()), message: error.to_string() }).await;
+                let error = Arc::new(error);
+                let hook = Some(source.hook.clone());
+                ctx.events.emit(Event::Error { hook, call: Call::Start, error: error.clone() }).await;
                 wait_after(&error, &mut backoff)
             }
             Err(Failure::Ledger(error)) => {
