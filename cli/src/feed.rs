@@ -9,11 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, Local, Utc};
 use console::style;
 use github::HookRef;
-use relay::{Event, HookOrigin, Via};
+use relay::{Call, Event, HookOrigin, Via};
 
 use crate::args::OutputArgs;
 use crate::json::{Line, ReadySource};
 use crate::term::{Status, print, short_guid, visible};
+use crate::warning;
 
 /// Facts about the run that only the CLI knows, shown on the Ready line.
 #[derive(Debug, Clone, Default)]
@@ -397,29 +398,18 @@ impl Feed {
             Event::LedgerDown { reason: Some(reason) } => {
                 self.trouble = Some(reason.clone());
                 self.show_status();
-                let message = format!("{reason}; waiting for it, and forwarding nothing meanwhile");
-                self.line_or_json(
-                    &format!("{}  {} {}", now(), style("!!!").yellow(), visible(&message)),
-                    Line::Warning { message: &message },
-                    true,
+                self.warning(
+                    Some("ledger_down"),
+                    &format!("{reason}; waiting for it, and forwarding nothing meanwhile"),
                 )
             }
             Event::LedgerDown { reason: None } => {
                 self.trouble = None;
                 self.show_status();
-                let message = "the ledger is reachable again; forwarding goes on";
-                self.line_or_json(
-                    &format!("{}  {} {}", now(), style("!!!").yellow(), message),
-                    Line::Warning { message },
-                    true,
-                )
+                self.warning(Some("ledger_back"), "the ledger is reachable again; forwarding goes on")
             }
             Event::Claims { .. } => Ok(()),
-            Event::Warning { message } => self.line_or_json(
-                &format!("{}  {} {}", now(), style("!!!").yellow(), visible(message)),
-                Line::Warning { message },
-                true,
-            ),
+            Event::Warning(warning) => self.warning(Some(warning::kind(warning)), &warning::sentence(warning)),
             Event::CleanedUp { deleted } => {
                 if self.json {
                     for hook in deleted {
@@ -439,7 +429,12 @@ impl Feed {
                 let what = if hooks.len() == 1 { "the hook" } else { "the hooks" };
                 print(&format!("Deleted {what} this run created (--cleanup): {}.", hooks.join(", ")))
             }
-            Event::Error { hook, message } => {
+            Event::Error { hook, call, error } => {
+                let message = &match call {
+                    Call::Start => error.to_string(),
+                    Call::List { source } => format!("listing the deliveries of {source} failed: {error}"),
+                    Call::Fetch { source, id } => format!("fetching delivery {id} of {source} failed: {error}"),
+                };
                 self.trouble = Some(message.clone());
                 self.show_status();
                 let hook = hook.as_ref().map(|hook| hook.to_string());
@@ -450,6 +445,17 @@ impl Feed {
                 )
             }
         }
+    }
+
+    /// Shows a warning of the CLI's own (a fixture not saved, a delivery replay skipped): one sentence.
+    pub fn warn(&mut self, message: &str) -> std::io::Result<()> {
+        self.warning(None, message)
+    }
+
+    /// A warning line (`!!!`), or its JSON with its `kind`.
+    fn warning(&self, kind: Option<&str>, message: &str) -> std::io::Result<()> {
+        let text = format!("{}  {} {}", now(), style("!!!").yellow(), visible(message));
+        self.line_or_json(&text, Line::Warning { message, kind }, true)
     }
 
     /// The source a hook was set up for; its own name if the feed never saw it set up.

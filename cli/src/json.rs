@@ -107,7 +107,13 @@ pub enum Line<'a> {
     /// GitHub asked hookfwd to wait (a rate limit).
     Waiting { until: DateTime<Utc>, reason: &'a str },
     /// Something went wrong and the relay goes on.
-    Warning { message: &'a str },
+    Warning {
+        message: &'a str,
+        /// What happened, for scripts: the relay's warning in snake_case (`forged`, `stream_refused`, …),
+        /// or `ledger_down`/`ledger_back`; none for the CLI's own warnings.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kind: Option<&'a str>,
+    },
     /// Something failed for one hook, or for the whole relay.
     Error { hook: Option<String>, message: &'a str },
     /// `wait`: the delivery waited for was handled.
@@ -224,5 +230,9 @@ mod tests {
         );
         let line = Line::SourceFailed { source: "octo/hello", message: "no" };
         assert_eq!(line.to_json(), r#"{"type":"error","source":"octo/hello","message":"no"}"#);
+        let line = Line::Warning { message: "m", kind: Some("forged") };
+        assert_eq!(line.to_json(), r#"{"type":"warning","message":"m","kind":"forged"}"#);
+        let line = Line::Warning { message: "m", kind: None };
+        assert_eq!(line.to_json(), r#"{"type":"warning","message":"m"}"#, "the CLI's own warnings have no kind");
     }
 }

@@ -11,6 +11,7 @@ mod inspect;
 mod json;
 mod keys;
 mod term;
+mod warning;
 
 use std::process::ExitCode;
 

@@ -223,7 +223,7 @@ pub async fn relay_rules(
             && let Err(error) = recorder.write(crate::fixture::Fixture::new(item, request)).await
         {
             let message = format!("could not save the fixture of {} [{}]: {error}", item.kind(), item.guid);
-            if let Err(error) = feed.show(&Event::Warning { message }) {
+            if let Err(error) = feed.warn(&message) {
                 break Err(error.into());
             }
         }

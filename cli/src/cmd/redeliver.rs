@@ -43,8 +43,8 @@ pub async fn redeliver(args: RedeliverArgs, output: &OutputArgs) -> anyhow::Resu
                 }
                 Err(error) => return Err(error).with_context(|| format!("could not list the deliveries of {hook}")),
             };
-            for message in listed.skipped {
-                tracing::warn!("{message}");
+            for item in &listed.skipped {
+                tracing::warn!("{}", crate::warning::unreadable(item));
             }
             for item in latest_failed(listed.items) {
                 if !asked.insert((hook.clone(), item.guid.clone())) {

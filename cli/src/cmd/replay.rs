@@ -54,8 +54,8 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             .await
             .with_context(|| format!("could not list the deliveries of {hook}"))?;
         searched.push(hook.to_string());
-        for message in listed.skipped {
-            feed.show(&Event::Warning { message })?;
+        for item in &listed.skipped {
+            feed.show(&Event::Warning(relay::Warning::UnreadableListing { item: item.clone() }))?;
         }
         for item in listed.items {
             let wanted = args.event.as_ref().is_none_or(|event| &item.event == event)
@@ -120,9 +120,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             // Asking again cannot help (too large, unreadable): say so, and replay the rest.
             Err(error) if error.is_permanent() => {
                 skipped += 1;
-                feed.show(&Event::Warning {
-                    message: format!("skipped delivery {} [{}]: {error}", item.id, item.guid),
-                })?;
+                feed.warn(&format!("skipped delivery {} [{}]: {error}", item.id, item.guid))?;
                 continue;
             }
             Err(error) => {
@@ -240,13 +238,11 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
                 .min_by_key(|item| (item.delivered_at, item.id));
             let Some(item) = found.cloned() else {
                 // GitHub keeps deliveries for a few days: this one can never be sent again.
-                feed.show(&Event::Warning {
-                    message: format!(
-                        "parked delivery {} [{guid}] of {hook} is no longer kept by GitHub, so it cannot be sent \
-                         again; it is no longer listed as parked",
-                        parked.id
-                    ),
-                })?;
+                feed.warn(&format!(
+                    "parked delivery {} [{guid}] of {hook} is no longer kept by GitHub, so it cannot be sent again; \
+                     it is no longer listed as parked",
+                    parked.id
+                ))?;
                 ledger.unpark(parked.id, parked.guid.as_deref())?;
                 ledger.durable().wait().await?;
                 continue;

@@ -27,7 +27,7 @@ pub use client::{
 };
 pub use error::{Error, Result};
 pub use observe::{Observer, endpoint};
-pub use paging::{Listing, MAX_PAGES, NextPage, Page};
+pub use paging::{Listing, MAX_PAGES, NextPage, Page, Unreadable};
 pub use roots::builtin_roots;
 pub use secret::Secret;
 pub use types::{

@@ -31,8 +31,21 @@ pub struct Page {
     pub items: Vec<DeliveryItem>,
     /// The next (older) page, if any.
     pub next: Option<NextPage>,
-    /// One sentence for each item that could not be read and was left out.
-    pub skipped: Vec<String>,
+    /// Each item that could not be read and was left out.
+    pub skipped: Vec<Unreadable>,
+}
+
+/// A listed item that could not be read, left out of its page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The delivery's id, when the item has one.
+    pub id: Option<u64>,
+    /// Its place on its page, from 1.
+    pub position: usize,
+    /// What was being listed: `the deliveries of octo/hello hook 1`.
+    pub listing: String,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 /// The `rel="next"` URL exactly as GitHub gave it (never built by hand), with the scan it belongs to.
@@ -111,7 +124,7 @@ impl Scan {
 /// The items of a list page, each read on its own: an item that does not have the documented
 /// shape is left out with a reason, and the rest are kept. Only a body that is not a JSON array
 /// fails the page.
-pub(crate) fn read_items(body: &[u8], what: &str) -> Result<(Vec<DeliveryItem>, Vec<String>)> {
+pub(crate) fn read_items(body: &[u8], what: &str) -> Result<(Vec<DeliveryItem>, Vec<Unreadable>)> {
     let raw: Vec<Box<RawValue>> =
         serde_json::from_slice(body).map_err(|source| Error::Decode { what: what.to_string(), source })?;
     let mut items = Vec::with_capacity(raw.len());
@@ -123,11 +136,12 @@ pub(crate) fn read_items(body: &[u8], what: &str) -> Result<(Vec<DeliveryItem>, 
                 let id = serde_json::from_str::<serde_json::Value>(value.get())
                     .ok()
                     .and_then(|value| value.get("id").and_then(serde_json::Value::as_u64));
-                let which = match id {
-                    Some(id) => format!("delivery {id}"),
-                    None => format!("item {} of a page", position + 1),
-                };
-                skipped.push(format!("skipped {which} in {what}: GitHub listed it in an unreadable form ({error})"));
+                skipped.push(Unreadable {
+                    id,
+                    position: position + 1,
+                    listing: what.to_string(),
+                    reason: error.to_string(),
+                });
             }
         }
     }
@@ -179,11 +193,10 @@ mod tests {
         let (items, skipped) = read_items(body, "the deliveries of o/r hook 1").unwrap();
         assert_eq!(items.iter().map(|item| item.id).collect::<Vec<_>>(), [1]);
         assert_eq!(skipped.len(), 2, "{skipped:?}");
-        assert!(
-            skipped[0].contains("delivery 2") && skipped[0].contains("the deliveries of o/r hook 1"),
-            "{skipped:?}"
-        );
-        assert!(skipped[1].contains("item 3"), "{skipped:?}");
+        assert_eq!((skipped[0].id, skipped[0].position), (Some(2), 2), "{skipped:?}");
+        assert_eq!(skipped[0].listing, "the deliveries of o/r hook 1");
+        assert!(!skipped[0].reason.is_empty(), "the reason is kept");
+        assert_eq!((skipped[1].id, skipped[1].position), (None, 3), "{skipped:?}");
         assert!(matches!(read_items(b"{}", "x"), Err(Error::Decode { .. })));
     }
 

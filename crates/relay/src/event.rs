@@ -8,6 +8,7 @@ use github::{DeliveryItem, HookRef, RateLimit};
 use url::Url;
 
 use crate::request::{Answer, Outgoing};
+use crate::warning::Warning;
 
 /// Whether a source's hook was already there or created by this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,10 +180,7 @@ pub enum Event {
         reason: String,
     },
     /// Something the user should know that does not stop anything.
-    Warning {
-        /// One sentence.
-        message: String,
-    },
+    Warning(Warning),
     /// The shared ledger (Redis) could not be reached, or is reachable again. While it is down
     /// nothing is forwarded: a delivery this replica cannot be sure it holds could be another's.
     LedgerDown {
@@ -199,14 +197,35 @@ pub enum Event {
     },
     /// The run stopped and deleted the hooks it had created (`--cleanup`).
     CleanedUp {
-        /// The hooks deleted; one that could not be deleted is a [`Event::Warning`] instead.
+        /// The hooks deleted; one that could not be deleted is a [`Warning::CleanupFailed`] instead.
         deleted: Vec<HookRef>,
     },
-    /// A poll or fetch failed; it will be tried again.
+    /// A call to GitHub failed (a poll, a fetch); it will be tried again.
     Error {
         /// The hook concerned, if any.
         hook: Option<HookRef>,
-        /// One sentence.
-        message: String,
+        /// Which call failed.
+        call: Call,
+        /// GitHub's error (shared: events are cloned).
+        error: Arc<github::Error>,
+    },
+}
+
+/// A call to GitHub that failed and is tried again, in an [`Event::Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// Listing where a source starts forwarding from.
+    Start,
+    /// Listing a source's deliveries: a poll.
+    List {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+    },
+    /// Fetching one delivery's payload.
+    Fetch {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// The delivery's id.
+        id: u64,
     },
 }

@@ -14,15 +14,17 @@ pub mod rule;
 pub mod service;
 pub mod since;
 pub mod stream;
+mod warning;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use engine::{run, state};
 pub use error::Error;
-pub use event::{Event, HookOrigin, Via};
+pub use event::{Call, Event, HookOrigin, Via};
 pub use request::{Answer, Forwarder, Outgoing, Response, SendError};
 pub use rule::{Rule, Source, Target};
+pub use warning::{OverlapOutcome, SkipReason, Warning};
 
 /// How the relay runs, shared by every rule.
 #[derive(Debug, Clone)]

@@ -1,13 +1,14 @@
 //! The fetcher: gets listed deliveries' payloads from GitHub a few ahead of the forwarder, bounded
 //! in count and in bytes, retrying GitHub's errors until a delivery comes or is gone.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use github::{Delivery, DeliveryItem};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, instrument};
 
-use crate::Event;
+use crate::{Call, Event};
 use github::Backoff;
 
 use super::{Ctx, GONE_AFTER, SourceRun, is_auth, wait_after};
@@ -106,12 +107,9 @@ pub(super) async fn fetch(ctx: &Ctx, source: &SourceRun, item: &DeliveryItem, ca
             not_found += 1;
         }
         debug!(delivery = item.id, "fetch failed");
-        ctx.events
-            .emit(Event::Error {
-                hook: Some(source.hook.clone()),
-                message: format!("fetching delivery {} of {} failed: {error}", item.id, source.name),
-            })
-            .await;
+        let (hook, error) = (Some(source.hook.clone()), Arc::new(error));
+        let call = Call::Fetch { source: source.name.clone(), id: item.id };
+        ctx.events.emit(Event::Error { hook, call, error: error.clone() }).await;
         let wait = wait_after(&error, &mut backoff);
         tokio::select! {
             () = tokio::time::sleep(wait) => {}

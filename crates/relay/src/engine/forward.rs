@@ -20,7 +20,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::ledger::{self, Durable};
 use crate::request::Answer;
-use crate::{Error, Event, OnHandlerError, Outgoing, Via};
+use crate::{Error, Event, OnHandlerError, Outgoing, SkipReason, Via, Warning};
 use github::Backoff;
 
 use super::fetch::{Budget, Fetched, fetch, size};
@@ -36,7 +36,7 @@ pub(super) enum Delivered {
     /// The target answered (other than 5xx): record it.
     Answered,
     /// The request can never be sent (a header HTTP cannot carry): skip it, for this reason.
-    Invalid(String),
+    Invalid(SkipReason),
     /// The live handler rejected it `attempts` times, the last with `status`: park it.
     Parked {
         /// The rejections.
@@ -232,8 +232,8 @@ pub(super) async fn forward_loop(
                 let request = match outcome {
                     Fetched::Cancelled => return Ok(()),
                     Fetched::Refused(error) => return Err(Error::GitHub(error)),
-                    Fetched::Gone => Err("GitHub no longer keeps it".to_string()),
-                    Fetched::Poison(error) => Err(error.to_string()),
+                    Fetched::Gone => Err(SkipReason::Gone),
+                    Fetched::Poison(error) => Err(SkipReason::Refused(Arc::new(error))),
                     Fetched::Delivery(delivery) => Ok(Outgoing::from_delivery(&delivery, source.secret.as_ref())),
                 };
                 (Via::Api, request, size)
@@ -242,15 +242,8 @@ pub(super) async fn forward_loop(
         let listed = matches!(taken.pending, Pending::Listed(..));
         if listed && !warned_future && ledger::is_future(item.delivered_at, Utc::now()) {
             warned_future = true;
-            let message = format!(
-                "GitHub says delivery {} of {} was made at {}, ahead of this computer's clock by more than {} \
-                 minutes; it is forwarded, and later deliveries still are (is either clock wrong?)",
-                item.id,
-                source.name,
-                item.delivered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                ledger::SKEW.as_secs() / 60
-            );
-            ctx.events.emit(Event::Warning { message }).await;
+            let (source, id, delivered_at) = (source.name.clone(), item.id, item.delivered_at);
+            ctx.events.warn(Warning::FutureDelivery { source, id, delivered_at, skew: ledger::SKEW }).await;
         }
         if request.is_ok() && !owner.confirm(taken.clone()).await? {
             // Another replica holds it now: it is not this one's to forward.
@@ -276,12 +269,10 @@ pub(super) async fn forward_loop(
                 ctx.events.emit(Event::Parked { hook, item, via, attempts, status, answer }).await;
             }
             Delivered::Invalid(reason) => {
-                let which =
-                    if listed { format!("delivery {}", item.id) } else { format!("pushed delivery {}", item.guid) };
                 // No guid here: the log writes fields as they are, and GitHub's (or a hostile API's) may hold escapes.
                 warn!(delivery = item.id, "skipped");
-                let message = format!("{which} ({}) of {} was skipped: {reason}", item.kind(), source.name);
-                ctx.events.emit(Event::Warning { message }).await;
+                let skipped = Warning::Skipped { source: source.name.clone(), item, pushed: !listed, reason };
+                ctx.events.warn(skipped).await;
                 this.settle(taken, How::Skipped).await?;
             }
         }
@@ -313,14 +304,8 @@ pub(super) async fn deliver(
             Ok(response) => {
                 info!(delivery = item.id, status = response.status, "forwarded");
                 if response.latency > GITHUB_TIMEOUT && !ctx.warned_slow.swap(true, Ordering::Relaxed) {
-                    let message = format!(
-                        "the handler took {:.1} s to answer {} [{}]; GitHub gives up after 10 s, so in production \
-                         this delivery would fail",
-                        response.latency.as_secs_f64(),
-                        item.kind(),
-                        item.guid
-                    );
-                    ctx.events.emit(Event::Warning { message }).await;
+                    let (item, latency) = (item.clone(), response.latency);
+                    ctx.events.warn(Warning::SlowHandler { item, latency, limit: GITHUB_TIMEOUT }).await;
                 }
                 ctx.events
                     .emit(Event::Answered {
@@ -348,7 +333,7 @@ pub(super) async fn deliver(
                 }
                 response.status.to_string()
             }
-            Err(error) if !error.is_transient() => return Delivered::Invalid(error.to_string()),
+            Err(error) if !error.is_transient() => return Delivered::Invalid(SkipReason::Unsendable(error)),
             Err(error) => error.to_string(),
         };
         let wait = backoff.next_wait();

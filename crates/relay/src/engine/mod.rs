@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::ledger::{self, Ledger, Lock};
-use crate::{Error, Event, Forwarder, Rule, Settings};
+use crate::{Error, Event, Forwarder, OverlapOutcome, Rule, Settings, Warning};
 use github::Backoff;
 
 use self::forward::forward_loop;
@@ -64,6 +64,11 @@ struct Emitter(mpsc::Sender<Event>);
 impl Emitter {
     async fn emit(&self, event: Event) {
         let _ = self.0.send(event).await;
+    }
+
+    /// Sends a [`Event::Warning`].
+    async fn warn(&self, warning: Warning) {
+        self.emit(Event::Warning(warning)).await;
     }
 }
 
@@ -158,24 +163,14 @@ pub async fn run(
     // Hook ids are per GitHub instance: github.com and an Enterprise Server keep apart.
     let settings = Settings { state_dir: ledger::dir(&settings.state_dir, client.api_url()), ..settings };
     if rules.iter().any(|rule| rule.secret.is_none()) {
-        events
-            .emit(Event::Warning {
-                message: "no local secret (HOOKFWD_SECRET or secret_env) is set, so forwarded requests carry no \
-                          X-Hub-Signature headers and a handler that verifies them will reject them"
-                    .into(),
-            })
-            .await;
+        events.warn(Warning::NoLocalSecret).await;
     }
-    if settings.since.is_some_and(|since| since > RETENTION) {
-        events
-            .emit(Event::Warning {
-                message: "GitHub keeps deliveries for about 3 days, so older ones cannot be forwarded".into(),
-            })
-            .await;
+    if let Some(since) = settings.since.filter(|since| *since > RETENTION) {
+        events.warn(Warning::SinceBeyondRetention { since, retention: RETENTION }).await;
     }
 
-    for message in overlaps(&rules, settings.dedupe) {
-        events.emit(Event::Warning { message }).await;
+    for warning in overlaps(&rules, settings.dedupe) {
+        events.warn(warning).await;
     }
 
     let SetUpAll { runs, created, mut failures, fatal, forbidden, refused_one } =
@@ -196,8 +191,8 @@ pub async fn run(
     } else {
         let hooks: Vec<HookRef> = runs.iter().map(|run| run.hook.clone()).collect();
         let plan = budget::plan(settings.interval, &hooks, client.pace(), client.rate_limit(), Utc::now());
-        if let Some(message) = plan.warning.clone() {
-            events.emit(Event::Warning { message }).await;
+        if let Some(warning) = plan.warning.clone() {
+            events.warn(warning).await;
         }
         let ctx = Arc::new(Ctx {
             client: client.clone(),
@@ -273,7 +268,7 @@ pub async fn run(
                     deleted.push(hook);
                 }
                 Err(error) => {
-                    events.emit(Event::Warning { message: format!("could not delete {hook}: {error}") }).await;
+                    events.warn(Warning::CleanupFailed { hook, error: Arc::new(error) }).await;
                 }
             }
         }
@@ -284,9 +279,9 @@ pub async fn run(
     result
 }
 
-/// One sentence per repository whose organization is a source too: GitHub sends its events to both
-/// hooks, and the sentence says what becomes of them.
-fn overlaps(rules: &[Rule], dedupe: bool) -> Vec<String> {
+/// One warning per repository whose organization is a source too: GitHub sends its events to both
+/// hooks, and the warning says what becomes of them.
+fn overlaps(rules: &[Rule], dedupe: bool) -> Vec<Warning> {
     // Each source's owner, with its rule's target.
     let owners = || {
         rules.iter().flat_map(|rule| rule.sources.iter().map(move |source| (source, &rule.target))).filter_map(
@@ -302,26 +297,23 @@ fn overlaps(rules: &[Rule], dedupe: bool) -> Vec<String> {
             github::Owner::Repo { .. } => None,
         })
         .collect();
-    let mut sentences = Vec::new();
+    let mut warnings = Vec::new();
     for (owner, target) in owners() {
         let github::Owner::Repo { owner: org, repo } = owner else { continue };
         let targets: Vec<_> = orgs.iter().filter(|(name, _)| *name == org.to_ascii_lowercase()).collect();
         if targets.is_empty() {
             continue;
         }
-        let what = if targets.iter().any(|(_, other)| *other != target) {
-            "each is forwarded to each target"
+        let outcome = if targets.iter().any(|(_, other)| *other != target) {
+            OverlapOutcome::EachTarget
         } else if dedupe {
-            "each is forwarded once (--no-dedupe forwards both copies)"
+            OverlapOutcome::Once
         } else {
-            "with --no-dedupe each is forwarded twice"
+            OverlapOutcome::Twice
         };
-        sentences.push(format!(
-            "{org}/{repo} is a source and so is its organization {org}: GitHub sends each of its events to both \
-             hooks, and {what}"
-        ));
+        warnings.push(Warning::Overlap { owner: org.clone(), repo: repo.clone(), outcome });
     }
-    sentences
+    warnings
 }
 
 /// Whether GitHub refused the credentials themselves: no source and no retry can succeed with them.
@@ -440,13 +432,20 @@ mod tests {
     #[test]
     fn the_overlap_warning_says_what_becomes_of_each_event() {
         let one = [rule(&["acme", "acme/widgets"], "localhost:3000")];
-        let said = |rules: &[Rule], dedupe| overlaps(rules, dedupe).join("\n");
-        let start = "acme/widgets is a source and so is its organization acme: GitHub sends each of its events to \
-                     both hooks, and ";
-        assert_eq!(said(&one, true), format!("{start}each is forwarded once (--no-dedupe forwards both copies)"));
-        assert_eq!(said(&one, false), format!("{start}with --no-dedupe each is forwarded twice"));
+        let said = |rules: &[Rule], dedupe| -> Vec<(String, String, OverlapOutcome)> {
+            overlaps(rules, dedupe)
+                .into_iter()
+                .map(|warning| match warning {
+                    Warning::Overlap { owner, repo, outcome } => (owner, repo, outcome),
+                    other => panic!("not an overlap: {other:?}"),
+                })
+                .collect()
+        };
+        let widgets = |outcome| vec![("acme".to_string(), "widgets".to_string(), outcome)];
+        assert_eq!(said(&one, true), widgets(OverlapOutcome::Once));
+        assert_eq!(said(&one, false), widgets(OverlapOutcome::Twice));
         let two = [rule(&["acme"], "localhost:3000"), rule(&["acme/widgets"], "localhost:4000")];
-        assert_eq!(said(&two, true), format!("{start}each is forwarded to each target"));
+        assert_eq!(said(&two, true), widgets(OverlapOutcome::EachTarget));
         assert!(overlaps(&[rule(&["acme", "other/widgets"], "localhost:3000")], true).is_empty());
     }
 

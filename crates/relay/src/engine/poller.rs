@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::ledger::{self, WINDOW};
-use crate::{Error, Event};
+use crate::{Call, Error, Event, Warning};
 
 use super::owner::Handle;
 use super::{Ctx, PER_PAGE, SourceRun, is_auth, wait_after};
@@ -93,12 +93,7 @@ pub(super) async fn poll_loop(
                 forbidden_since = None;
                 let queued = owner.listed(found?).await?;
                 if queued.missed > 0 && !std::mem::replace(&mut warned_missed, true) {
-                    let message = format!(
-                        "the stream from the blackhole is up but did not bring a delivery GitHub lists for {}; \
-                         check that the hook URL's path is the one hookfwd streams",
-                        source.name
-                    );
-                    ctx.events.emit(Event::Warning { message }).await;
+                    ctx.events.warn(Warning::StreamMissed { source: source.name.clone() }).await;
                 }
                 if deep {
                     last_deep_scan = tokio::time::Instant::now();
@@ -136,12 +131,9 @@ pub(super) async fn poll_loop(
                     forbidden_since = None;
                 }
                 debug!(hook = %source.hook, "poll failed");
-                ctx.events
-                    .emit(Event::Error {
-                        hook: Some(source.hook.clone()),
-                        message: format!("listing the deliveries of {} failed: {error}", source.name),
-                    })
-                    .await;
+                let (hook, error) = (Some(source.hook.clone()), Arc::new(error));
+                let call = Call::List { source: source.name.clone() };
+                ctx.events.emit(Event::Error { hook, call, error: error.clone() }).await;
                 wait = wait_after(&error, &mut backoff).max(ctx.settings.interval);
             }
         }
@@ -211,9 +203,9 @@ pub(super) async fn poll_once(
 }
 
 /// One warning per listed item that could not be read.
-pub(super) async fn warn_skipped(ctx: &Ctx, skipped: Vec<String>) {
-    for message in skipped {
-        ctx.events.emit(Event::Warning { message }).await;
+pub(super) async fn warn_skipped(ctx: &Ctx, skipped: Vec<github::Unreadable>) {
+    for item in skipped {
+        ctx.events.warn(Warning::UnreadableListing { item }).await;
     }
 }
 

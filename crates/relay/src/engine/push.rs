@@ -10,7 +10,7 @@ use tracing::{debug, info};
 use url::Url;
 
 use crate::stream::{self, Answer, Frame, Hello, Parser, PushedDelivery};
-use crate::{Error, Event};
+use crate::{Error, Event, Warning};
 use github::Backoff;
 
 use super::owner::Handle;
@@ -90,20 +90,13 @@ pub(super) async fn stream_loop(
             Answer::Refused if first_attempt => return Err(Error::StreamRefused { url: origin }),
             Answer::Refused => {
                 if !std::mem::replace(&mut warned.refused, true) {
-                    warn(&ctx, format!("the blackhole at {origin} refused the stream token; polling meanwhile")).await;
+                    ctx.events.warn(Warning::StreamRefused { origin: origin.clone() }).await;
                 }
                 "the stream token was refused".to_string()
             }
             Answer::NotStreaming => {
-                warn(
-                    &ctx,
-                    format!(
-                        "the blackhole at {origin} does not stream; start it with --stream-token (or \
-                         BLACKHOLE_STREAM_TOKEN) for push mode. Polling every {} meanwhile",
-                        humantime::format_duration(ctx.settings.interval)
-                    ),
-                )
-                .await;
+                let (origin, interval) = (origin.clone(), ctx.settings.interval);
+                ctx.events.warn(Warning::NotStreaming { origin, interval }).await;
                 ctx.events.emit(Event::StreamDown { hook: source.hook.clone(), reason: "not streaming".into() }).await;
                 owner.stream_down().await;
                 return Ok(());
@@ -168,9 +161,8 @@ impl Reader<'_> {
                             *last_id = id;
                         }
                         if !std::mem::replace(&mut self.warned.too_large, true) {
-                            let limit = stream::MAX_EVENT_BYTES >> 20;
-                            warn(ctx, format!("a pushed delivery was over {limit} MiB; fetching it from the API"))
-                                .await;
+                            let limit_bytes = stream::MAX_EVENT_BYTES as u64;
+                            ctx.events.warn(Warning::PushedTooLarge { limit_bytes }).await;
                         }
                         owner.ring().await;
                     }
@@ -208,11 +200,7 @@ impl Reader<'_> {
         let (ctx, source, owner, config) = (self.ctx, self.source, self.owner, self.config);
         let Some(pushed) = PushedDelivery::parse(data) else {
             if !std::mem::replace(&mut self.warned.malformed, true) {
-                warn(
-                    ctx,
-                    format!("the blackhole sent a malformed delivery event for {}; fetching from the API", source.name),
-                )
-                .await;
+                ctx.events.warn(Warning::MalformedPush { source: source.name.clone() }).await;
             }
             owner.ring().await;
             return Ok(true);
@@ -241,15 +229,7 @@ impl Reader<'_> {
             owner.forged().await;
             debug!(hook = %source.hook, "pushed delivery with a bad signature");
             if !std::mem::replace(&mut self.warned.forged, true) {
-                warn(
-                    ctx,
-                    format!(
-                        "a delivery pushed for {} has a signature that does not verify with the hook's secret, so it \
-                     was not forwarded (a forged POST to the blackhole, or the wrong --hook-secret)",
-                        source.name
-                    ),
-                )
-                .await;
+                ctx.events.warn(Warning::Forged { source: source.name.clone() }).await;
             }
             return Ok(true);
         }
@@ -285,8 +265,4 @@ fn action(pushed: &PushedDelivery) -> Option<String> {
     }
     let json = pushed.header("content-type").is_none_or(|value| value.to_ascii_lowercase().contains("json"));
     json.then(|| serde_json::from_slice::<Action>(&pushed.body).ok()).flatten().and_then(|a| a.action)
-}
-
-async fn warn(ctx: &Ctx, message: String) {
-    ctx.events.emit(Event::Warning { message }).await;
 }

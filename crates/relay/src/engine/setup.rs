@@ -9,7 +9,7 @@ use tracing::{debug, info};
 
 use super::{Emitter, SourceRun, StreamConfig, blocking, failed, is_auth, stream_config};
 use crate::ledger::Lock;
-use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings, Source};
+use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings, Source, Warning};
 
 /// Why a source could not be set up.
 pub(super) enum SetupFailure {
@@ -117,20 +117,11 @@ pub(super) async fn set_up_all(
                     };
                     info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
                     if inactive {
-                        let message = format!(
-                            "{hook} is inactive, so GitHub records no deliveries for it; activate it in the \
-                             repository's webhook settings"
-                        );
-                        events.emit(Event::Warning { message }).await;
+                        events.warn(Warning::HookInactive { hook: hook.clone() }).await;
                     }
                     let missing = rule.missing_events(&hook_events);
                     if !missing.is_empty() {
-                        let message = format!(
-                            "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's \
-                             events in its settings",
-                            missing.join(", ")
-                        );
-                        events.emit(Event::Warning { message }).await;
+                        events.warn(Warning::MissingEvents { hook: hook.clone(), events: missing }).await;
                     }
                     events
                         .emit(Event::HookReady {

@@ -1,5 +1,6 @@
 //! Where a source starts forwarding: now, `--since`, or where its ledger ends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -8,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::ledger::{self, FileLedger, RedisLedger, SharedLedger, State};
-use crate::{Error, Event};
+use crate::{Call, Error, Event, Warning};
 
 use super::poller::warn_skipped;
 use super::{Ctx, PER_PAGE, RETENTION, SourceRun, blocking, wait_after};
@@ -63,8 +64,8 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
     let dir = ctx.settings.state_dir.clone();
     let hook = source.hook.clone();
     let mut existing = blocking(move || FileLedger::open(&dir, &hook)).await?;
-    for message in existing.as_mut().map(FileLedger::take_warnings).unwrap_or_default() {
-        ctx.events.emit(Event::Warning { message }).await;
+    for warning in existing.as_mut().map(FileLedger::take_warnings).unwrap_or_default() {
+        ctx.events.warn(warning).await;
     }
     let now = Utc::now();
     let plan = plan(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, now);
@@ -87,15 +88,8 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
                     });
                 };
                 if let Plan::Resume { stale: true, .. } = plan {
-                    ctx.events
-                        .emit(Event::Warning {
-                            message: format!(
-                                "{} was last polled more than 3 days ago, longer than GitHub keeps deliveries; \
-                                 some may be gone",
-                                source.name
-                            ),
-                        })
-                        .await;
+                    let (source, last_polled) = (source.name.clone(), ledger.last_checked());
+                    ctx.events.warn(Warning::StalePoll { source, last_polled, retention: RETENTION }).await;
                 }
                 if let Some(origin) = extend_to {
                     ledger = blocking(move || {
@@ -109,7 +103,9 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
             // Only what may pass is worth waiting for: a refusal fails the source at once.
             Err(error) if !error.is_transient() => return Err(Error::GitHub(error)),
             Err(error) => {
-                ctx.events.emit(Event::Error { hook: Some(source.hook.clone()), message: error.to_string() }).await;
+                let error = Arc::new(error);
+                let hook = Some(source.hook.clone());
+                ctx.events.emit(Event::Error { hook, call: Call::Start, error: error.clone() }).await;
                 let wait = wait_after(&error, &mut backoff);
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -143,21 +139,14 @@ async fn start_shared(
                 }
                 let retention = TimeDelta::from_std(RETENTION).unwrap_or(TimeDelta::MAX);
                 if Utc::now() - state.checked > retention {
-                    let message = format!(
-                        "{} was last polled more than 3 days ago, longer than GitHub keeps deliveries; some may be gone",
-                        source.name
-                    );
-                    ctx.events.emit(Event::Warning { message }).await;
+                    let (source, last_polled) = (source.name.clone(), state.checked);
+                    ctx.events.warn(Warning::StalePoll { source, last_polled, retention: RETENTION }).await;
                 }
                 if let Some(since) = ctx.settings.since
                     && crate::since::cutoff(Utc::now(), since) < state.origin
                 {
-                    let message = format!(
-                        "--since reaches before where the shared ledger of {} starts; with a ledger in Redis, \
-                         --since applies only when the first replica starts",
-                        source.name
-                    );
-                    ctx.events.emit(Event::Warning { message }).await;
+                    let (source, origin) = (source.name.clone(), state.origin);
+                    ctx.events.warn(Warning::SinceBeforeSharedLedger { source, origin }).await;
                 }
                 let events = ctx.events.0.clone();
                 let replica =
@@ -166,7 +155,9 @@ async fn start_shared(
             }
             Err(Failure::GitHub(error)) if !error.is_transient() => return Err(Error::GitHub(error)),
             Err(Failure::GitHub(error)) => {
-                ctx.events.emit(Event::Error { hook: Some(source.hook.clone()), message: error.to_string() }).await;
+                let error = Arc::new(error);
+                let hook = Some(source.hook.clone());
+                ctx.events.emit(Event::Error { hook, call: Call::Start, error: error.clone() }).await;
                 wait_after(&error, &mut backoff)
             }
             Err(Failure::Ledger(error)) => {

@@ -100,12 +100,7 @@ impl FileLedger {
         // set back a little) is worth telling.
         let now = clock();
         if is_future(floor.max(origin), now) {
-            warnings.push(format!(
-                "the ledger {} says deliveries until {} were forwarded, which is in the future; it was moved \
-                 back to now, so nothing after now counts as forwarded",
-                path.display(),
-                floor.max(origin).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ));
+            warnings.push(crate::Warning::LedgerFloorInFuture { path: path.clone(), until: floor.max(origin) });
         }
         if floor > now {
             floor = floor_limit(now);

@@ -207,7 +207,7 @@ pub struct FileLedger {
     /// The local clock, which the floor never passes by more than [`SKEW`] (fixed in tests).
     clock: fn() -> DateTime<Utc>,
     /// What opening found and fixed that the user should hear about, once.
-    warnings: Vec<String>,
+    warnings: Vec<crate::Warning>,
 }
 
 impl FileLedger {
@@ -378,9 +378,8 @@ impl FileLedger {
         parked
     }
 
-    /// What opening found and fixed (a clamped floor, a migrated App ledger), once: one
-    /// sentence each, for the user.
-    pub fn take_warnings(&mut self) -> Vec<String> {
+    /// What opening found and fixed (a clamped floor, a migrated App ledger), once.
+    pub fn take_warnings(&mut self) -> Vec<crate::Warning> {
         std::mem::take(&mut self.warnings)
     }
 

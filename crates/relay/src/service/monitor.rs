@@ -181,7 +181,7 @@ impl Monitor {
                 metrics.claims.get_or_create(&vec![("outcome", (*outcome).to_string())]).inc_by(*count);
             }
             Event::Retrying { hook, reason, .. } => state.note_error(hook, format!("the target: {reason}")),
-            Event::Error { hook: Some(hook), message } => state.note_error(hook, message.clone()),
+            Event::Error { hook: Some(hook), call, error } => state.note_error(hook, failed(call, error)),
             _ => {}
         }
     }
@@ -270,6 +270,15 @@ impl Monitor {
 /// max(3 × `interval`, 30 s).
 fn fresh_for(interval: Duration) -> Duration {
     interval.saturating_mul(FRESH_INTERVALS).max(FRESH_AT_LEAST)
+}
+
+/// A failed call as `/readyz` and `--max-stall` name it after `last error:`.
+fn failed(call: &crate::Call, error: &github::Error) -> String {
+    match call {
+        crate::Call::Start => error.to_string(),
+        crate::Call::List { source } => format!("listing the deliveries of {source} failed: {error}"),
+        crate::Call::Fetch { source, id } => format!("fetching delivery {id} of {source} failed: {error}"),
+    }
 }
 
 impl State {

@@ -1,0 +1,270 @@
+//! The sentence for each of the relay's [`Warning`]s: the relay says what happened, in types; the
+//! words a user reads, flags named included, are the CLI's.
+
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use github::Unreadable;
+use relay::{OverlapOutcome, SkipReason, Warning};
+
+/// The variant's name in snake_case: the `kind` of a `--json` warning line, for scripts.
+pub fn kind(warning: &Warning) -> &'static str {
+    match warning {
+        Warning::NoLocalSecret => "no_local_secret",
+        Warning::SinceBeyondRetention { .. } => "since_beyond_retention",
+        Warning::Overlap { .. } => "overlap",
+        Warning::EndpointBusy { .. } => "endpoint_busy",
+        Warning::BudgetLow { .. } => "budget_low",
+        Warning::CleanupFailed { .. } => "cleanup_failed",
+        Warning::LedgerFloorInFuture { .. } => "ledger_floor_in_future",
+        Warning::StalePoll { .. } => "stale_poll",
+        Warning::SinceBeforeSharedLedger { .. } => "since_before_shared_ledger",
+        Warning::FutureDelivery { .. } => "future_delivery",
+        Warning::Skipped { .. } => "skipped",
+        Warning::SlowHandler { .. } => "slow_handler",
+        Warning::StreamMissed { .. } => "stream_missed",
+        Warning::UnreadableListing { .. } => "unreadable_listing",
+        Warning::HookInactive { .. } => "hook_inactive",
+        Warning::MissingEvents { .. } => "missing_events",
+        Warning::StreamRefused { .. } => "stream_refused",
+        Warning::NotStreaming { .. } => "not_streaming",
+        Warning::PushedTooLarge { .. } => "pushed_too_large",
+        Warning::MalformedPush { .. } => "malformed_push",
+        Warning::Forged { .. } => "forged",
+    }
+}
+
+/// The one sentence the feed prints for `warning`.
+pub fn sentence(warning: &Warning) -> String {
+    match warning {
+        Warning::NoLocalSecret => "no local secret (HOOKFWD_SECRET or secret_env) is set, so forwarded requests carry \
+                                   no X-Hub-Signature headers and a handler that verifies them will reject them"
+            .to_string(),
+        Warning::SinceBeyondRetention { retention, .. } => {
+            format!("GitHub keeps deliveries for about {}, so older ones cannot be forwarded", days(*retention))
+        }
+        Warning::Overlap { owner, repo, outcome } => {
+            let what = match outcome {
+                OverlapOutcome::EachTarget => "each is forwarded to each target",
+                OverlapOutcome::Once => "each is forwarded once (--no-dedupe forwards both copies)",
+                OverlapOutcome::Twice => "with --no-dedupe each is forwarded twice",
+            };
+            format!(
+                "{owner}/{repo} is a source and so is its organization {owner}: GitHub sends each of its events to \
+                 both hooks, and {what}"
+            )
+        }
+        Warning::EndpointBusy { busiest, sources, asked, calls_per_minute, limit_per_minute, kept_to, interval } => {
+            let sharing = if busiest == sources { String::new() } else { format!(" (of {sources})") };
+            format!(
+                "{busiest} sources{sharing} at {} would need {} list calls a minute on one endpoint, over GitHub's {} \
+                 per endpoint (hookfwd keeps to {}); polling every {}",
+                human(*asked),
+                thousands(*calls_per_minute),
+                thousands(u64::from(*limit_per_minute)),
+                thousands(u64::from(*kept_to)),
+                human(*interval),
+            )
+        }
+        Warning::BudgetLow { sources, interval, remaining, limit, reset_at, stretched } => {
+            let limit =
+                limit.map_or_else(String::new, |limit| format!(" of GitHub's {} an hour", thousands(limit.into())));
+            let reset =
+                reset_at.map_or_else(String::new, |at| format!(" before it resets at {}", at.format("%H:%M:%S UTC")));
+            format!(
+                "{sources} sources at {} could spend the {} calls left{limit}{reset} when their polls find deliveries; \
+                 polling every {} until then",
+                human(*interval),
+                thousands(*remaining),
+                human(*stretched),
+            )
+        }
+        Warning::CleanupFailed { hook, error } => format!("could not delete {hook}: {error}"),
+        Warning::LedgerFloorInFuture { path, until } => format!(
+            "the ledger {} says deliveries until {} were forwarded, which is in the future; it was moved back to now, \
+             so nothing after now counts as forwarded",
+            path.display(),
+            until.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+        Warning::StalePoll { source, retention, .. } => format!(
+            "{source} was last polled more than {} ago, longer than GitHub keeps deliveries; some may be gone",
+            days(*retention)
+        ),
+        Warning::SinceBeforeSharedLedger { source, .. } => format!(
+            "--since reaches before where the shared ledger of {source} starts; with a ledger in Redis, --since \
+             applies only when the first replica starts"
+        ),
+        Warning::FutureDelivery { source, id, delivered_at, skew } => format!(
+            "GitHub says delivery {id} of {source} was made at {}, ahead of this computer's clock by more than {} \
+             minutes; it is forwarded, and later deliveries still are (is either clock wrong?)",
+            delivered_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            skew.as_secs() / 60
+        ),
+        Warning::Skipped { source, item, pushed, reason } => {
+            let which =
+                if *pushed { format!("pushed delivery {}", item.guid) } else { format!("delivery {}", item.id) };
+            let reason = match reason {
+                SkipReason::Gone => "GitHub no longer keeps it".to_string(),
+                SkipReason::Refused(error) => error.to_string(),
+                SkipReason::Unsendable(error) => error.to_string(),
+            };
+            format!("{which} ({}) of {source} was skipped: {reason}", item.kind())
+        }
+        Warning::SlowHandler { item, latency, limit } => format!(
+            "the handler took {:.1} s to answer {} [{}]; GitHub gives up after {} s, so in production this delivery \
+             would fail",
+            latency.as_secs_f64(),
+            item.kind(),
+            item.guid,
+            limit.as_secs()
+        ),
+        Warning::StreamMissed { source } => format!(
+            "the stream from the blackhole is up but did not bring a delivery GitHub lists for {source}; check that \
+             the hook URL's path is the one hookfwd streams"
+        ),
+        Warning::UnreadableListing { item } => unreadable(item),
+        Warning::HookInactive { hook } => format!(
+            "{hook} is inactive, so GitHub records no deliveries for it; activate it in the repository's webhook \
+             settings"
+        ),
+        Warning::MissingEvents { hook, events } => format!(
+            "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's events in its settings",
+            events.join(", ")
+        ),
+        Warning::StreamRefused { origin } => {
+            format!("the blackhole at {origin} refused the stream token; polling meanwhile")
+        }
+        Warning::NotStreaming { origin, interval } => format!(
+            "the blackhole at {origin} does not stream; start it with --stream-token (or BLACKHOLE_STREAM_TOKEN) for \
+             push mode. Polling every {} meanwhile",
+            humantime::format_duration(*interval)
+        ),
+        Warning::PushedTooLarge { limit_bytes } => {
+            format!("a pushed delivery was over {} MiB; fetching it from the API", limit_bytes >> 20)
+        }
+        Warning::MalformedPush { source } => {
+            format!("the blackhole sent a malformed delivery event for {source}; fetching from the API")
+        }
+        Warning::Forged { source } => format!(
+            "a delivery pushed for {source} has a signature that does not verify with the hook's secret, so it was \
+             not forwarded (a forged POST to the blackhole, or the wrong --hook-secret)"
+        ),
+    }
+}
+
+/// The sentence for a listed item GitHub gave in a form that cannot be read.
+pub fn unreadable(item: &Unreadable) -> String {
+    let which = match item.id {
+        Some(id) => format!("delivery {id}"),
+        None => format!("item {} of a page", item.position),
+    };
+    format!("skipped {which} in {}: GitHub listed it in an unreadable form ({})", item.listing, item.reason)
+}
+
+/// `3 days`.
+fn days(duration: Duration) -> String {
+    match duration.as_secs() / (24 * 60 * 60) {
+        1 => "1 day".to_string(),
+        days => format!("{days} days"),
+    }
+}
+
+/// `8s`, `1m 30s`, `250ms`.
+fn human(duration: Duration) -> String {
+    let rounded = if duration >= Duration::from_secs(1) { Duration::from_secs(duration.as_secs()) } else { duration };
+    humantime::format_duration(rounded).to_string()
+}
+
+/// `6,600`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta};
+
+    use super::*;
+
+    #[test]
+    fn the_overlap_warning_says_what_becomes_of_each_event() {
+        let said = |outcome| sentence(&Warning::Overlap { owner: "acme".into(), repo: "widgets".into(), outcome });
+        let start = "acme/widgets is a source and so is its organization acme: GitHub sends each of its events to \
+                     both hooks, and ";
+        assert_eq!(
+            said(OverlapOutcome::Once),
+            format!("{start}each is forwarded once (--no-dedupe forwards both copies)")
+        );
+        assert_eq!(said(OverlapOutcome::Twice), format!("{start}with --no-dedupe each is forwarded twice"));
+        assert_eq!(said(OverlapOutcome::EachTarget), format!("{start}each is forwarded to each target"));
+    }
+
+    #[test]
+    fn the_budget_warnings_give_their_numbers() {
+        let busy = Warning::EndpointBusy {
+            busiest: 100,
+            sources: 110,
+            asked: Duration::from_secs(1),
+            calls_per_minute: 6000,
+            limit_per_minute: 900,
+            kept_to: 648,
+            interval: Duration::from_secs(10),
+        };
+        assert_eq!(
+            sentence(&busy),
+            "100 sources (of 110) at 1s would need 6,000 list calls a minute on one endpoint, over GitHub's 900 per \
+             endpoint (hookfwd keeps to 648); polling every 10s"
+        );
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let low = Warning::BudgetLow {
+            sources: 3,
+            interval: Duration::from_secs(1),
+            remaining: 350,
+            limit: Some(5000),
+            reset_at: Some(now + TimeDelta::seconds(3600)),
+            stretched: Duration::from_secs(108),
+        };
+        assert_eq!(
+            sentence(&low),
+            "3 sources at 1s could spend the 350 calls left of GitHub's 5,000 an hour before it resets at 23:13:20 \
+             UTC when their polls find deliveries; polling every 1m 48s until then"
+        );
+        assert_eq!(kind(&low), "budget_low");
+    }
+
+    #[test]
+    fn an_unreadable_item_is_named_by_its_id_or_its_place() {
+        let item =
+            Unreadable { id: Some(2), position: 2, listing: "the deliveries of o/r hook 1".into(), reason: "x".into() };
+        assert_eq!(
+            unreadable(&item),
+            "skipped delivery 2 in the deliveries of o/r hook 1: GitHub listed it in an unreadable form (x)"
+        );
+        let item = Unreadable { id: None, position: 3, ..item };
+        assert!(unreadable(&item).starts_with("skipped item 3 of a page in "), "{}", unreadable(&item));
+    }
+
+    #[test]
+    fn retention_reads_in_days() {
+        let retention = Duration::from_secs(3 * 24 * 60 * 60);
+        let warning = Warning::SinceBeyondRetention { since: retention * 2, retention };
+        assert_eq!(sentence(&warning), "GitHub keeps deliveries for about 3 days, so older ones cannot be forwarded");
+    }
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(thousands(6600), "6,600");
+        assert_eq!(thousands(900), "900");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(human(Duration::from_millis(8400)), "8s");
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+    }
+}

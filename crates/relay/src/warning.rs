@@ -1,0 +1,208 @@
+//! What the relay warns about: one [`Warning`] per situation that does not stop anything, with its
+//! facts as typed fields. The words the user reads are the CLI's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use github::{DeliveryItem, HookRef, Unreadable};
+
+use crate::SendError;
+
+/// Something the user should know that does not stop anything, sent as [`crate::Event::Warning`].
+#[derive(Debug, Clone)]
+pub enum Warning {
+    /// A rule has no local secret, so forwarded requests carry no `X-Hub-Signature` headers.
+    NoLocalSecret,
+    /// `--since` reaches further back than GitHub keeps deliveries (about 3 days).
+    SinceBeyondRetention {
+        /// How far back `--since` asked for.
+        since: Duration,
+        /// How long GitHub keeps deliveries.
+        retention: Duration,
+    },
+    /// A repository is a source and so is its organization: GitHub sends its events to both hooks.
+    Overlap {
+        /// The repository's owner, which is also a source (an organization).
+        owner: String,
+        /// The repository's name.
+        repo: String,
+        /// What becomes of the two copies of each event.
+        outcome: OverlapOutcome,
+    },
+    /// Too many sources share one endpoint to be polled at the asked interval under GitHub's
+    /// secondary limit: they are polled every `interval` instead.
+    EndpointBusy {
+        /// Sources whose polls count against the busiest endpoint.
+        busiest: usize,
+        /// Every source of the run.
+        sources: usize,
+        /// The interval asked for.
+        asked: Duration,
+        /// List calls a minute the busiest endpoint would need at `asked`.
+        calls_per_minute: u64,
+        /// GitHub's secondary limit per endpoint, in calls a minute.
+        limit_per_minute: u32,
+        /// The calls a minute hookfwd keeps to for polls on one endpoint.
+        kept_to: u32,
+        /// The interval polled at instead.
+        interval: Duration,
+    },
+    /// The primary (hourly) rate budget left could be spent before it resets when polls find
+    /// deliveries: polls are spaced out until then.
+    BudgetLow {
+        /// Every source of the run.
+        sources: usize,
+        /// The interval planned without the budget.
+        interval: Duration,
+        /// Calls left in the window.
+        remaining: u64,
+        /// Calls allowed per window, when GitHub said.
+        limit: Option<u32>,
+        /// When the window resets, when GitHub said.
+        reset_at: Option<DateTime<Utc>>,
+        /// The interval polled at until the reset.
+        stretched: Duration,
+    },
+    /// `--cleanup` could not delete a hook this run created.
+    CleanupFailed {
+        /// The hook left behind.
+        hook: HookRef,
+        /// Why GitHub did not delete it.
+        error: Arc<github::Error>,
+    },
+    /// The file ledger's floor was in the future (not a clock set back a little): it was moved
+    /// back to now, so nothing after now counts as forwarded.
+    LedgerFloorInFuture {
+        /// The ledger file.
+        path: PathBuf,
+        /// Until when it said deliveries were forwarded.
+        until: DateTime<Utc>,
+    },
+    /// The source was last polled longer ago than GitHub keeps deliveries: some may be gone.
+    StalePoll {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// When it was last polled, as its ledger says.
+        last_polled: DateTime<Utc>,
+        /// How long GitHub keeps deliveries.
+        retention: Duration,
+    },
+    /// `--since` reaches before where the ledger replicas share starts: with Redis, `--since`
+    /// applies only when the first replica starts.
+    SinceBeforeSharedLedger {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// Where the shared ledger starts.
+        origin: DateTime<Utc>,
+    },
+    /// GitHub stamped a delivery further ahead of the local clock than the trusted skew: it is
+    /// forwarded, and later ones still are. Said once per source.
+    FutureDelivery {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// The delivery's id.
+        id: u64,
+        /// When GitHub says it was made.
+        delivered_at: DateTime<Utc>,
+        /// The skew trusted ([`crate::ledger::SKEW`]).
+        skew: Duration,
+    },
+    /// A delivery that can never be forwarded was skipped, and recorded as handled.
+    Skipped {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// The delivery.
+        item: DeliveryItem,
+        /// Whether the stream pushed it (named by guid) rather than the API listing it (by id).
+        pushed: bool,
+        /// Why it can never be forwarded.
+        reason: SkipReason,
+    },
+    /// The handler took longer to answer than GitHub waits for a hook: in production the delivery
+    /// would fail. Said once per run.
+    SlowHandler {
+        /// The delivery.
+        item: DeliveryItem,
+        /// How long the handler took.
+        latency: Duration,
+        /// How long GitHub waits.
+        limit: Duration,
+    },
+    /// The stream is up but did not bring a delivery that GitHub lists for the source's hook:
+    /// the hook URL's path is likely not the one streamed. Said once per source.
+    StreamMissed {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+    },
+    /// GitHub listed an item in a form that cannot be read: it was left out.
+    UnreadableListing {
+        /// The item and why.
+        item: Unreadable,
+    },
+    /// The hook is inactive, so GitHub records no deliveries for it.
+    HookInactive {
+        /// The hook.
+        hook: HookRef,
+    },
+    /// The hook is not subscribed to some events the rule asks for, so GitHub never sends them.
+    MissingEvents {
+        /// The hook.
+        hook: HookRef,
+        /// The events asked for and not subscribed to.
+        events: Vec<String>,
+    },
+    /// The blackhole refused the stream token after the stream had worked: polling meanwhile.
+    /// Said once per source.
+    StreamRefused {
+        /// The blackhole's origin (`https://host`).
+        origin: String,
+    },
+    /// The blackhole does not stream (it runs without a stream token): polling only.
+    NotStreaming {
+        /// The blackhole's origin.
+        origin: String,
+        /// The poll interval in force instead.
+        interval: Duration,
+    },
+    /// A pushed delivery was over the stream's limit: fetched from the API instead. Said once per source.
+    PushedTooLarge {
+        /// The largest event the stream reads, in bytes.
+        limit_bytes: u64,
+    },
+    /// The blackhole sent a delivery event that could not be read: fetched from the API instead.
+    /// Said once per source.
+    MalformedPush {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+    },
+    /// A pushed delivery's signature did not verify with the hook's secret: not forwarded.
+    /// Said once per source; [`crate::Event::Summary`] counts them.
+    Forged {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+    },
+}
+
+/// What becomes of an event GitHub sends to both a repository's hook and its organization's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlapOutcome {
+    /// The two sources go to different targets: each copy goes to its own.
+    EachTarget,
+    /// Deduplicated: forwarded once (`--no-dedupe` would forward both).
+    Once,
+    /// Not deduplicated (`--no-dedupe`): forwarded twice.
+    Twice,
+}
+
+/// Why a delivery can never be forwarded.
+#[derive(Debug, Clone)]
+pub enum SkipReason {
+    /// GitHub no longer keeps it.
+    Gone,
+    /// GitHub refused it for good (too large, unreadable).
+    Refused(Arc<github::Error>),
+    /// The request cannot be sent (a header HTTP cannot carry).
+    Unsendable(SendError),
+}
