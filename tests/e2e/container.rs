@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,10 +117,6 @@ fn the_deployment_runs_the_image_command_and_probes_its_admin_port() {
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 async fn fake() -> FakeGitHub {
     let fake = FakeGitHub::start().await;
     fake.add_token(TOKEN, "repo, admin:repo_hook");
@@ -175,7 +171,7 @@ async fn until_status(admin: SocketAddr, path: &str, status: u16, stderr: impl F
 async fn the_probe_paths_answer_on_hookfwd_started_with_the_deployment_args() {
     let fake = fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let admin = free_addr();
+    let admin = e2e::free_addr();
     let config = write_config(dir.path(), &fake);
     let args = local_args(&config, admin, fake.api_url().as_str(), &dir.path().join("state"));
     let run = Running::hookfwd(&args, &[("GITHUB_TOKEN", OsStr::new(TOKEN))]);
@@ -220,7 +216,7 @@ async fn the_static_binary_runs_in_a_root_with_no_trust_store_and_no_libraries()
     std::fs::copy(&binary, root.path().join("usr/local/bin/hookfwd")).unwrap();
     std::fs::write(root.path().join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
     write_config(&root.path().join("etc/hookfwd"), &fake);
-    let admin = free_addr();
+    let admin = e2e::free_addr();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("stderr");
     // A host name, so that resolving goes through the static libc's built-in NSS.

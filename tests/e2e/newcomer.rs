@@ -5,24 +5,25 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Recorder, Running};
+use e2e::{Account, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_e2eNewcomerTokenNeverPrinted00001";
 const REPO: &str = "octo-org/newcomer";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 /// Set so that the "no local secret" warning does not mix with the ones under test.
 const SECRET: &str = "newcomer-local-secret-never-printed";
 
 /// `hookfwd` with the token and a local secret, the fake's API URL and its own state directory.
 fn hookfwd(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Running {
-    let api_url = fake.api_url().to_string();
     let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    all.extend([OsStr::new("--api-url"), OsStr::new(&api_url)]);
     if matches!(args.first(), Some(&"dev" | &"wait")) {
         all.extend([OsStr::new("--interval"), OsStr::new("100ms"), OsStr::new("--state-dir"), state.as_os_str()]);
     }
-    Running::hookfwd(all, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))])
+    let api_url = fake.api_url().to_string();
+    all.extend([OsStr::new("--api-url"), OsStr::new(&api_url)]);
+    ACCOUNT.hookfwd(all, &[])
 }
 
 async fn fake_with(scopes: &str) -> FakeGitHub {
@@ -37,10 +38,6 @@ fn hook_for(fake: &FakeGitHub, events: &[&str]) -> u64 {
     let mut spec = HookSpec::new(fake.blackhole_url());
     spec.events = events.iter().map(|event| event.to_string()).collect();
     fake.add_hook(REPO, spec)
-}
-
-fn payload(n: usize) -> Value {
-    json!({"action": "opened", "number": n, "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
 }
 
 const SCOPE_SENTENCE: &str = "it needs the `admin:repo_hook` scope (classic token)";
@@ -80,7 +77,7 @@ async fn events_filter_locally_and_skip_the_others_before_fetching_them() {
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
     for n in 0..3 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     fake.emit(REPO, "push", json!({"ref": "refs/heads/main", "repository": {"full_name": REPO}})).await;
     let received = handler.wait_for(Duration::from_secs(30), "the push", |got| !got.is_empty()).await;
@@ -152,7 +149,7 @@ async fn timeout_bounds_each_attempt_at_the_handler() {
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--timeout", "1s", "--json"];
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let retry: Value = serde_json::from_str(&dev.wait_line("\"type\":\"retry\"").await).unwrap();
     assert_eq!(retry["reason"], "timed out", "{retry}");
     // Once the handler is quick again the delivery goes through.
@@ -171,7 +168,7 @@ async fn a_handler_slower_than_github_allows_is_warned_about_once() {
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit_many(REPO, "issues", vec![payload(1), payload(2)]).await;
+    fake.emit_many(REPO, "issues", vec![ACCOUNT.issue_opened(1), ACCOUNT.issue_opened(2)]).await;
     dev.wait_lines("\"type\":\"forwarded\"", 2).await;
     let warnings: Vec<Value> = dev
         .lines()
@@ -195,7 +192,7 @@ async fn ctrl_c_prints_one_summary_line_and_exits_0() {
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url];
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("Ready").await;
-    fake.emit_many(REPO, "issues", vec![payload(1), payload(2)]).await;
+    fake.emit_many(REPO, "issues", vec![ACCOUNT.issue_opened(1), ACCOUNT.issue_opened(2)]).await;
     dev.wait_lines("<--", 2).await;
     dev.signal(libc::SIGINT);
     let finished = dev.finish().await;
@@ -214,7 +211,7 @@ async fn ctrl_c_says_what_is_still_waiting_for_next_time() {
     let hook_url = fake.blackhole_url();
     // Both made before the start and caught up with --since, so both are queued at `ready`: emitted after it,
     // a poll between the two could list only the first before Ctrl-C.
-    fake.emit_many(REPO, "issues", vec![payload(1), payload(2)]).await;
+    fake.emit_many(REPO, "issues", vec![ACCOUNT.issue_opened(1), ACCOUNT.issue_opened(2)]).await;
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json", "--since", "1h"];
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"retry\"").await;
@@ -247,7 +244,7 @@ async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_
         )
     );
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let forwarded = dev.wait_lines("\"type\":\"forwarded\"", 2).await;
     let mut sources: Vec<String> = forwarded
         .iter()
@@ -315,7 +312,7 @@ async fn the_human_feed_shortens_guids_and_json_keeps_them_whole() {
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url];
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("Ready").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let answered = dev.wait_line("<--").await;
     let guid = fake.deliveries(hook_id)[0].guid.clone();
     assert!(answered.contains(&format!("[{}…]", &guid[..8])), "{answered}");
@@ -330,7 +327,7 @@ async fn the_human_feed_shortens_guids_and_json_keeps_them_whole() {
         &["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"],
     );
     json.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     let forwarded: Value = serde_json::from_str(&json.wait_line("\"type\":\"forwarded\"").await).unwrap();
     assert_eq!(forwarded["guid"], fake.deliveries(hook_id)[1].guid, "{forwarded}");
 }
@@ -346,7 +343,7 @@ async fn every_feed_line_goes_to_stdout_when_it_is_not_a_terminal() {
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--events", "issues,check_run"];
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("Ready").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     dev.wait_line("<-- [500]").await;
     dev.wait_line(": 500, retry 1 in").await;
     dev.signal(libc::SIGINT);
@@ -377,10 +374,10 @@ async fn quiet_shows_warnings_rejections_and_retries_and_nothing_that_went_well(
     let args = [&["dev", "--repo", REPO, "--to", &to, "--hook-url", &hook_url][..], &filter].concat();
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("is not subscribed to check_run").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     handler.wait_for(Duration::from_secs(30), "the first delivery", |got| got.len() == 1).await;
     handler.answer(503);
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     dev.wait_line("<-- [503]").await;
     dev.wait_line(": 503, retry 1 in").await;
     dev.signal(libc::SIGINT);
@@ -404,11 +401,11 @@ async fn json_lines_say_whether_the_handler_accepted_a_delivery() {
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
     let dev = hookfwd(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let rejected: Value = serde_json::from_str(&dev.wait_line("\"type\":\"forwarded\"").await).unwrap();
     assert_eq!((&rejected["status"], &rejected["ok"]), (&json!(404), &json!(false)), "{rejected}");
     handler.answer(200);
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     let accepted: Value = serde_json::from_str(&dev.wait_lines("\"type\":\"forwarded\"", 2).await[1]).unwrap();
     assert_eq!((&accepted["status"], &accepted["ok"]), (&json!(200), &json!(true)), "{accepted}");
     drop(dev);
