@@ -62,10 +62,10 @@ async fn page_token(url: &str) -> String {
 async fn the_inspector_lists_a_delivery_with_its_request_and_the_handlers_answer() {
     let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
-    handler.answer_with(500, r#"{"error":"handler exploded"}"#);
     let state = tempfile::tempdir().unwrap();
     let (_run, url) = dev(&fake, &handler.url(), state.path()).await;
     the_creation_ping(&handler).await;
+    handler.answer_with(500, r#"{"error":"handler exploded"}"#);
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 7})).await;
 
     let row = eventually("the issue's row with two attempts", async || {
