@@ -312,7 +312,7 @@ async fn a_repository_rule_and_an_app_rule_in_one_process_with_app_credentials_o
     let pem = key("app-test-key.pem");
     let hook_url = fake.blackhole_url();
     let installation = INSTALLATION_ID.to_string();
-    // Without GitHub's ping for the hook hookfwd creates, which may or may not fall before the start.
+    // Without GitHub's ping for the hook hookfwd creates (which it forwards), so the handler gets only the events.
     fake.set_ping_on_create(false);
 
     // The repository's hook is managed with an installation token, the App hook with the JWT. Two

@@ -50,7 +50,7 @@ fn assert_clean(files: &[PathBuf]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_local_secret() {
     let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
-    // A hook that exists already: one hookfwd created would get GitHub's ping, which may race the events.
+    // A hook that exists already: one hookfwd created would record its creation ping too.
     fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     let handler = Recorder::start().await;
     let (state, record) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

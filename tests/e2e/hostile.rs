@@ -15,8 +15,8 @@ const SECRET: &str = "hostile-local-secret-never-printed";
 const REPO: &str = "octo-org/hostile";
 const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 
-/// How many `issues` deliveries the handler got. (The hook's creation ping may be forwarded too,
-/// when GitHub sent it after hookfwd's first look, so tests count by event.)
+/// How many `issues` deliveries the handler got. (hookfwd forwards the creation ping of the hook it
+/// created too, so tests count by event.)
 fn issues(got: &[e2e::Received]) -> usize {
     got.iter().filter(|request| request.header("x-github-event") == Some("issues")).count()
 }

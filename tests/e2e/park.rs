@@ -47,7 +47,8 @@ async fn replay_parked(fake: &FakeGitHub, target: &str, state: &str) -> e2e::Fin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_the_handler_rejects_is_parked_after_three_attempts_and_the_queue_moves_on() {
-    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
@@ -107,7 +108,8 @@ async fn a_delivery_the_handler_rejects_is_parked_after_three_attempts_and_the_q
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_feed_says_once_that_a_delivery_was_parked_and_how_to_send_it_again() {
-    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
@@ -138,7 +140,8 @@ async fn the_feed_says_once_that_a_delivery_was_parked_and_how_to_send_it_again(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_answering_503_keeps_the_delivery_retrying_and_never_parks_it() {
-    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.answer(503);
     let state = tempfile::tempdir().unwrap();
@@ -167,7 +170,8 @@ async fn a_handler_answering_503_keeps_the_delivery_retrying_and_never_parks_it(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_blocks_on_a_rejected_delivery_by_default_and_parks_it_with_on_handler_error_park() {
-    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
@@ -206,7 +210,8 @@ async fn the_r_key_sends_this_runs_parked_deliveries_again() {
     use std::io::Write;
     use std::os::fd::{FromRawFd, OwnedFd};
 
-    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
@@ -251,7 +256,8 @@ async fn an_event_an_organization_and_its_repository_both_bring_is_forwarded_onc
         (None, 1, "each is forwarded once (--no-dedupe forwards both copies)"),
         (Some("--no-dedupe"), 2, "with --no-dedupe each is forwarded twice"),
     ] {
-        let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
+        // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+        let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
         fake.add_org("park-org");
         fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
         fake.add_hook("park-org", HookSpec::new(fake.blackhole_url()));

@@ -144,14 +144,25 @@ async fn redis_going_away_stops_forwarding_with_one_sentence_and_readyz_503_unti
     assert_eq!(ready.status().as_u16(), 503);
     let body = ready.text().await.unwrap();
     assert!(body.contains("the ledger at redis://127.0.0.1:"), "{body}");
-    // hookfwd goes on polling GitHub while the ledger is down (the sentinel that it is running)...
-    let polls = fake.stats().list_deliveries;
-    eventually("twenty polls with the ledger down", async || fake.stats().list_deliveries >= polls + 20).await;
+    // The sentinel that hookfwd goes on working while the ledger is down: three of its attempts to reach
+    // it again, on the port Redis left...
+    let port = std::net::TcpListener::bind(redis.addr()).expect("the port Redis left");
+    port.set_nonblocking(true).unwrap();
+    let mut attempts = 0;
+    eventually("three attempts to reach the ledger", async || {
+        while let Ok((connection, _)) = port.accept() {
+            drop(connection);
+            attempts += 1;
+        }
+        attempts >= 3
+    })
+    .await;
+    drop(port);
     let frozen = receiver.events().len();
     redis.restart();
     run.wait_line("reachable again").await;
-    // ...but forwards nothing: a claim is trusted no longer than it lives (3 s here), less a margin, so with
-    // Redis gone only the delivery already being forwarded when it went can still be.
+    // ...and forwards nothing meanwhile: a claim is trusted no longer than it lives (3 s here) less a margin,
+    // so with Redis gone only the delivery being forwarded when it went can still be.
     let feed = run.lines();
     let down = feed.iter().position(|line| line.contains("cannot be reached")).expect("the warning");
     let back = feed.iter().position(|line| line.contains("reachable again")).expect("the notice");

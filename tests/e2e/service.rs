@@ -19,15 +19,6 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// Long enough that every list call of a stalled fake hangs until hookfwd's own timeout.
 const HANG: Duration = Duration::from_secs(3600);
 
-/// A fake GitHub that knows the token, with [`REPO`] and its hook on the fake's blackhole.
-async fn fake_with_hook() -> (FakeGitHub, u64) {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook, admin:org_hook");
-    fake.add_repo(REPO);
-    let hook = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
-    (fake, hook)
-}
-
 /// Writes a one-rule config forwarding [`REPO`] to `target`, as the container's ConfigMap would.
 fn config(dir: &Path, fake: &FakeGitHub, target: &str) -> String {
     let path = dir.join("hookfwd.toml");
@@ -75,7 +66,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_is_200_while_polls_succeed_and_503_naming_the_source_once_github_hangs() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
     let admin = e2e::free_addr();
@@ -101,7 +92,7 @@ async fn readyz_is_200_while_polls_succeed_and_503_naming_the_source_once_github
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_carry_every_documented_series_and_count_the_deliveries_forwarded() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
     let admin = e2e::free_addr();
@@ -139,7 +130,7 @@ async fn metrics_carry_every_documented_series_and_count_the_deliveries_forwarde
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_stall_exits_1_with_one_sentence_when_github_hangs() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
     let run = start_service(&fake, dir.path(), &handler.url(), e2e::free_addr(), &["--json", "--max-stall", "2s"]);
@@ -154,7 +145,7 @@ async fn max_stall_exits_1_with_one_sentence_when_github_hangs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_stall_exits_1_when_the_head_of_the_queue_never_gets_through() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.answer(503);
     let dir = tempfile::tempdir().unwrap();
@@ -169,7 +160,7 @@ async fn max_stall_exits_1_when_the_head_of_the_queue_never_gets_through() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_address_in_use_is_one_sentence_and_exit_1() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = start_service(&fake, dir.path(), "http://127.0.0.1:9/", taken.local_addr().unwrap(), &[]);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::{Account, Recorder, eventually};
-use fake_github::{FakeGitHub, HookSpec};
+use fake_github::FakeGitHub;
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
 
 const TOKEN: &str = "ghp_e2eTerminalTokenNeverPrinted000001";
@@ -89,15 +89,6 @@ impl Drop for Terminal {
     }
 }
 
-/// A fake GitHub with the repository, a token for it and a hook delivering to its blackhole URL.
-async fn fake() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
-    fake
-}
-
 fn dev_args(fake: &FakeGitHub, to: &str, state: &std::path::Path) -> Vec<String> {
     let state = state.to_str().unwrap();
     let api = fake.api_url().to_string();
@@ -111,7 +102,7 @@ fn dev_args(fake: &FakeGitHub, to: &str, state: &std::path::Path) -> Vec<String>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_line_is_drawn_and_ctrl_c_clears_it_with_one_summary_line() {
-    let fake = fake().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let args = dev_args(&fake, &handler.url(), state.path());
@@ -124,6 +115,8 @@ async fn the_status_line_is_drawn_and_ctrl_c_clears_it_with_one_summary_line() {
 
     terminal.ctrl_c();
     assert_eq!(terminal.exit_code().await, 0, "{:#?}", terminal.rows());
+    // A thread of its own reads the screen, maybe behind the exit: the summary is the last thing written.
+    terminal.row("the summary line", |row| row.starts_with("Stopped:")).await;
     let rows = terminal.rows();
     let stopped: Vec<&String> = rows.iter().filter(|row| row.starts_with("Stopped:")).collect();
     assert_eq!(stopped, ["Stopped: 1 delivery forwarded; nothing is waiting."], "{rows:#?}");
@@ -132,7 +125,7 @@ async fn the_status_line_is_drawn_and_ctrl_c_clears_it_with_one_summary_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_line_fits_a_narrow_terminal_without_cutting_a_word() {
-    let fake = fake().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     // A handler that is down makes the longest status: why, when it is retried, what waits, the last poll.
     let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let to = format!("http://{}/webhook", down.local_addr().unwrap());

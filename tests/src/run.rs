@@ -30,6 +30,14 @@ impl Account {
         fake
     }
 
+    /// [`Account::fake`] with a hook on the repository delivering to the fake's blackhole URL, as if made
+    /// by hand (not by hookfwd, so no creation ping); returns the hook's id too.
+    pub async fn fake_with_hook(&self, scopes: &str) -> (FakeGitHub, u64) {
+        let fake = self.fake(scopes).await;
+        let hook = fake.add_hook(self.repo, fake_github::HookSpec::new(fake.blackhole_url()));
+        (fake, hook)
+    }
+
     /// Starts `hookfwd ARGS` with this account's token and secret, and `env`, in an otherwise empty
     /// environment (`PATH` aside).
     pub fn hookfwd<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>, env: &[(&str, &str)]) -> Running {
