@@ -49,7 +49,8 @@ async fn a_2xx_body_is_shown_only_with_verbose() {
 
 #[tokio::test]
 async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whole_body() {
-    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
+    // A hook made by hand, so that no creation ping is answered before the delivery under test.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let long: String = (1..=12).map(|n| format!("trace line {n}\n")).collect();
     handler.answer_with(400, &format!("{EXPLODED}\n{long}"));
@@ -59,7 +60,8 @@ async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whol
     run.wait_line("Ready!").await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 1})).await;
     // The answer and its body are feed lines: on stdout with the rest of the feed.
-    run.wait_line("trace line 4").await;
+    // "more line(s)" closes the answer's block: every line of it has been printed.
+    run.wait_line("more line(s)").await;
     let stdout = run.lines().join("\n");
     assert!(stdout.contains("[400]") && stdout.contains(EXPLODED), "{stdout}");
     assert!(!stdout.contains("trace line 5"), "only the first lines without -v: {stdout}");
@@ -75,7 +77,8 @@ async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whol
 
 #[tokio::test]
 async fn json_forwarded_lines_carry_status_headers_body_and_length() {
-    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
+    // A hook made by hand, so that no creation ping is answered before the delivery under test.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     handler.answer_with(500, EXPLODED);
     let state = tempfile::tempdir().unwrap();
