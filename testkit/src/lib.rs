@@ -1,4 +1,4 @@
-//! What every test suite of hookfwd shares, each in one place: the built binaries, child processes that die
+//! What every test suite of hookfwd shares, each in one place: the binaries Cargo built, child processes that die
 //! with the test, a recording handler, the Octokit receiver, and polling until something holds.
 //!
 //! A real `redis-server` for the shared ledger's tests is here too.
@@ -17,8 +17,7 @@ pub use redis::RedisServer;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::OnceLock;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for something that should happen, before failing instead of hanging CI.
@@ -70,46 +69,48 @@ async fn poll<H: Holds>(
     }
 }
 
-/// The path of the `hookfwd` binary, built on first use so that `cargo test` alone
-/// always runs the current code.
+/// The `hookfwd` binary under test (see [`binary`]).
 pub fn hookfwd() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| bin("hookfwd")).clone()
+    binary("hookfwd")
 }
 
-/// The path of the `blackhole` binary, built on first use.
+/// The `blackhole` binary under test (see [`binary`]).
 pub fn blackhole() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| bin("blackhole")).clone()
+    binary("blackhole")
 }
 
-/// The path of the `fake-github` binary, built on first use.
+/// The `fake-github` binary under test (see [`binary`]).
 pub fn fake_github() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| bin("fake-github")).clone()
+    binary("fake-github")
 }
 
-fn bin(name: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--bin", name])
-        .current_dir(workspace_root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building {name} failed");
-    let path = target_dir().join(name);
-    assert!(path.exists(), "{} was not built", path.display());
+/// The binary `name` that Cargo built for this run, from `CARGO_BIN_EXE_<name>` in the environment.
+///
+/// Cargo sets that variable itself (at build and at run time) for the tests of the package that owns the
+/// binary. The end-to-end tests run binaries of three packages, so `scripts/test` builds them with the
+/// test profile and passes the paths Cargo reports for them (its `compiler-artifact` messages): the binary
+/// under test is always the one just built, never a stale one found on disk, and no test runs `cargo build`.
+pub fn binary(name: &str) -> PathBuf {
+    let variable = format!("CARGO_BIN_EXE_{name}");
+    let path = std::env::var_os(&variable).map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "{variable} is not set: run the end-to-end tests through scripts/test (`scripts/test e2e::` for \
+             them alone), which builds the binaries and says where they are"
+        )
+    });
+    assert!(path.is_file(), "{variable} names {}, which is not a file", path.display());
     path
+}
+
+/// A loopback address that was free a moment ago, for a flag that must be told a port (`--admin-listen`).
+pub fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("a bound address")
 }
 
 /// The workspace root.
 pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit/ sits in the workspace root")
-}
-
-/// `target/debug`, found from this test executable (`target/debug/deps/e2e-…`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    exe.parent().and_then(Path::parent).expect("test binaries live in target/<profile>/deps").to_path_buf()
 }
 
 /// A child process that is killed when dropped, so a failing test leaves nothing running.

@@ -1,49 +1,29 @@
 //! The handler's answer, shown everywhere: a failing handler's body in the feed, `send`, `wait` and `--json`.
 
-use std::ffi::OsStr;
-
-use e2e::{Recorder, Running};
-use fake_github::FakeGitHub;
+use e2e::{Account, Recorder};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_e2eAnswerTokenNeverPrinted000003";
 const SECRET: &str = "answer-secret-never-printed-5d1e";
 const REPO: &str = "octo-org/answers";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
+const SENDER: Account = Account { token: "", secret: SECRET, repo: REPO };
 const EXPLODED: &str = r#"{"error":"handler exploded"}"#;
-
-async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake
-}
-
-fn hookfwd(args: &[&str]) -> Running {
-    Running::hookfwd(args, &[("HOOKFWD_SECRET", OsStr::new(SECRET)), ("NO_COLOR", OsStr::new("1"))])
-}
-
-fn dev(fake: &FakeGitHub, target: &str, state: &std::path::Path, extra: &[&str]) -> Running {
-    let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
-    let state = state.to_str().expect("a UTF-8 temp path");
-    let mut args = vec!["dev", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url];
-    args.extend(["--interval", "100ms", "--state-dir", state, "--no-inspect"]);
-    args.extend(extra);
-    Running::hookfwd(
-        args,
-        &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET)), ("NO_COLOR", OsStr::new("1"))],
-    )
-}
 
 #[tokio::test]
 async fn send_shows_a_failing_handlers_body_and_json_carries_the_answer() {
     let handler = Recorder::start().await;
     handler.answer_with(500, EXPLODED);
 
-    let text = hookfwd(&["send", "--event", "issues", "--to", &handler.url()]).finish().await;
+    let text =
+        SENDER.hookfwd(["send", "--event", "issues", "--to", &handler.url()], &[("NO_COLOR", "1")]).finish().await;
     assert_ne!(text.code, Some(0), "a 500 fails the send");
     assert!(text.stdout.contains("500") && text.stdout.contains(EXPLODED), "stdout: {}", text.stdout);
 
-    let json = hookfwd(&["send", "--event", "issues", "--to", &handler.url(), "--json"]).finish().await;
+    let json = SENDER
+        .hookfwd(["send", "--event", "issues", "--to", &handler.url(), "--json"], &[("NO_COLOR", "1")])
+        .finish()
+        .await;
     let sent = json.json().into_iter().find(|line| line["type"] == "sent").expect("a sent line");
     assert_eq!(sent["status"], 500);
     assert_eq!(sent["body"], EXPLODED);
@@ -56,26 +36,32 @@ async fn send_shows_a_failing_handlers_body_and_json_carries_the_answer() {
 async fn a_2xx_body_is_shown_only_with_verbose() {
     let handler = Recorder::start().await;
     handler.answer_with(200, "accepted, thanks");
-    let quiet = hookfwd(&["send", "--event", "issues", "--to", &handler.url()]).finish().await;
+    let quiet =
+        SENDER.hookfwd(["send", "--event", "issues", "--to", &handler.url()], &[("NO_COLOR", "1")]).finish().await;
     assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
     assert!(!quiet.stdout.contains("accepted, thanks"), "{}", quiet.stdout);
-    let verbose = hookfwd(&["send", "--event", "issues", "--to", &handler.url(), "-v"]).finish().await;
+    let verbose = SENDER
+        .hookfwd(["send", "--event", "issues", "--to", &handler.url(), "-v"], &[("NO_COLOR", "1")])
+        .finish()
+        .await;
     assert!(verbose.stdout.contains("accepted, thanks"), "{}", verbose.stdout);
 }
 
 #[tokio::test]
 async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whole_body() {
-    let fake = fake_with_repo().await;
+    // A hook made by hand, so that no creation ping is answered before the delivery under test.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let long: String = (1..=12).map(|n| format!("trace line {n}\n")).collect();
     handler.answer_with(400, &format!("{EXPLODED}\n{long}"));
     let state = tempfile::tempdir().unwrap();
 
-    let run = dev(&fake, &handler.url(), state.path(), &[]);
+    let run = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--no-inspect"]);
     run.wait_line("Ready!").await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 1})).await;
     // The answer and its body are feed lines: on stdout with the rest of the feed.
-    run.wait_line("trace line 4").await;
+    // "more line(s)" closes the answer's block: every line of it has been printed.
+    run.wait_line("more line(s)").await;
     let stdout = run.lines().join("\n");
     assert!(stdout.contains("[400]") && stdout.contains(EXPLODED), "{stdout}");
     assert!(!stdout.contains("trace line 5"), "only the first lines without -v: {stdout}");
@@ -83,7 +69,7 @@ async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whol
     drop(run);
 
     let state = tempfile::tempdir().unwrap();
-    let run = dev(&fake, &handler.url(), state.path(), &["-v"]);
+    let run = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--no-inspect", "-v"]);
     run.wait_line("Ready!").await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 2})).await;
     run.wait_line("trace line 12").await;
@@ -91,11 +77,12 @@ async fn the_feed_shows_the_first_lines_of_a_failing_answer_and_verbose_the_whol
 
 #[tokio::test]
 async fn json_forwarded_lines_carry_status_headers_body_and_length() {
-    let fake = fake_with_repo().await;
+    // A hook made by hand, so that no creation ping is answered before the delivery under test.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     handler.answer_with(500, EXPLODED);
     let state = tempfile::tempdir().unwrap();
-    let run = dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let run = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--no-inspect", "--json"]);
     run.wait_line("\"type\":\"ready\"").await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 3})).await;
     let line: Value = serde_json::from_str(&run.wait_line("\"type\":\"forwarded\"").await).unwrap();

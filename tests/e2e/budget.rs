@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,12 +44,6 @@ fn dev(fake: &FakeGitHub, repos: &[String], target: &str, state: &Path, extra: &
     Running::hookfwd(args, &env)
 }
 
-/// A loopback address free a moment ago, for `--admin-listen`.
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("a bound address")
-}
-
 /// The fake's counters, read through its control surface as another process would.
 async fn stats(fake: &FakeGitHub) -> Value {
     let url = format!("{}_fake/stats", fake.api_url());
@@ -70,7 +63,7 @@ async fn thirty_sources_at_a_too_short_interval_poll_under_the_secondary_limit_a
     assert_eq!(lowered.status(), 204);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
-    let admin = free_addr().to_string();
+    let admin = e2e::free_addr().to_string();
     let extra = ["--interval", "1s", "--secondary-limit", "300", "--admin-listen", &admin];
     let run = dev(&fake, &repos, &handler.url(), state.path(), &extra);
 

@@ -55,7 +55,7 @@ async fn hookfwd_run(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Finished
     Run::start(fake, TOKEN, state, args).finish().await
 }
 
-fn payload(action: Option<&str>, marker: &str) -> Value {
+fn marked(action: Option<&str>, marker: &str) -> Value {
     let mut payload = json!({"marker": marker, "repository": {"full_name": REPO}});
     if let Some(action) = action {
         payload["action"] = json!(action);
@@ -68,7 +68,7 @@ async fn replay_forwards_filtered_deliveries_oldest_first_without_a_ledger() {
     let (fake, hook) = github().await;
     let state = tempfile::tempdir().unwrap();
     let recorder = Recorder::start().await;
-    fake.emit(REPO, "push", payload(None, "too-old")).await;
+    fake.emit(REPO, "push", marked(None, "too-old")).await;
     fake.age(Duration::from_secs(2 * 3600));
     for (event, action, marker) in [
         ("push", None, "a"),
@@ -77,7 +77,7 @@ async fn replay_forwards_filtered_deliveries_oldest_first_without_a_ledger() {
         ("pull_request", Some("closed"), "pr"),
         ("push", None, "c"),
     ] {
-        fake.emit(REPO, event, payload(action, marker)).await;
+        fake.emit(REPO, event, marked(action, marker)).await;
     }
 
     let hook_url = fake.blackhole_url();
@@ -133,7 +133,7 @@ async fn replay_exits_4_when_the_handler_refuses() {
     let state = tempfile::tempdir().unwrap();
     let recorder = Recorder::start().await;
     recorder.answer(400);
-    fake.emit(REPO, "push", payload(None, "x")).await;
+    fake.emit(REPO, "push", marked(None, "x")).await;
 
     let (to, hook_url) = (recorder.url(), fake.blackhole_url());
     let run = hookfwd_run(&fake, state.path(), &["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url]).await;
@@ -170,7 +170,7 @@ async fn trigger_ping_makes_github_send_a_ping() {
 async fn trigger_redeliver_makes_a_redelivery_with_the_same_guid() {
     let (fake, hook) = github().await;
     let state = tempfile::tempdir().unwrap();
-    fake.emit(REPO, "issues", payload(Some("opened"), "x")).await;
+    fake.emit(REPO, "issues", marked(Some("opened"), "x")).await;
     let original = fake.deliveries(hook).pop().expect("a delivery");
     assert!(!original.redelivery);
 
@@ -225,10 +225,10 @@ async fn wait_exits_0_once_a_matching_delivery_was_handled() {
     let wait = start_wait(&fake, state.path(), &recorder.url(), "60s").await;
 
     // Not matching: forwarded all the same, and the wait goes on.
-    fake.emit(REPO, "push", payload(None, "push")).await;
-    fake.emit(REPO, "issues", payload(Some("closed"), "closed")).await;
+    fake.emit(REPO, "push", marked(None, "push")).await;
+    fake.emit(REPO, "issues", marked(Some("closed"), "closed")).await;
     recorder.wait_for(Duration::from_secs(30), "the non-matching deliveries", |r| r.len() == 2).await;
-    fake.emit(REPO, "issues", payload(Some("opened"), "opened")).await;
+    fake.emit(REPO, "issues", marked(Some("opened"), "opened")).await;
 
     let run = wait.finish().await;
     assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
@@ -249,7 +249,7 @@ async fn wait_exits_5_when_nothing_matches_in_time() {
     let state = tempfile::tempdir().unwrap();
     let recorder = Recorder::start().await;
     let wait = start_wait(&fake, state.path(), &recorder.url(), "2s").await;
-    fake.emit(REPO, "issues", payload(Some("closed"), "closed")).await;
+    fake.emit(REPO, "issues", marked(Some("closed"), "closed")).await;
 
     let run = wait.finish().await;
     assert_eq!(run.code, Some(5), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
@@ -263,7 +263,7 @@ async fn wait_exits_4_when_the_handler_rejects_the_match() {
     let recorder = Recorder::start().await;
     recorder.answer(422);
     let wait = start_wait(&fake, state.path(), &recorder.url(), "60s").await;
-    fake.emit(REPO, "issues", payload(Some("opened"), "opened")).await;
+    fake.emit(REPO, "issues", marked(Some("opened"), "opened")).await;
 
     let run = wait.finish().await;
     assert_eq!(run.code, Some(4), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
@@ -418,7 +418,7 @@ async fn replay_by_guid_sends_the_latest_attempt_and_an_unknown_guid_is_not_foun
     let (fake, hook) = github().await;
     let state = tempfile::tempdir().unwrap();
     let recorder = Recorder::start().await;
-    fake.emit(REPO, "issues", payload(Some("opened"), "x")).await;
+    fake.emit(REPO, "issues", marked(Some("opened"), "x")).await;
     let original = fake.deliveries(hook).pop().expect("a delivery");
     let hook_url = fake.blackhole_url();
     let args = ["trigger", "redeliver", &original.guid, "--repo", REPO, "--hook-url", &hook_url];
@@ -481,7 +481,7 @@ async fn doctor_checks_the_handler_the_hooks_events_and_whether_github_reaches_i
     assert_eq!(recorder.received().len(), 1, "the handler got doctor's ping");
     assert_eq!(check(&run, &format!("{REPO} hook last response"))["level"], "warn", "nothing delivered yet");
 
-    fake.emit(REPO, "push", payload(None, "reach")).await;
+    fake.emit(REPO, "push", marked(None, "reach")).await;
     let run = hookfwd_run(&fake, state.path(), &[&doctor[..], &["--events", "push"]].concat()).await;
     assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     let last = check(&run, &format!("{REPO} hook last response"));
@@ -508,7 +508,7 @@ async fn every_json_line_of_dev_send_hooks_list_and_doctor_has_a_type() {
     let dev_args = ["dev", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--interval", "100ms"];
     let dev = Run::start(&fake, TOKEN, state.path(), &[&dev_args[..], &["--state-dir", dir, "--json"]].concat());
     dev.wait_line(r#""type":"ready""#).await;
-    fake.emit(REPO, "push", payload(None, "typed")).await;
+    fake.emit(REPO, "push", marked(None, "typed")).await;
     dev.wait_line(r#""type":"forwarded""#).await;
     dev.0.signal(libc::SIGTERM);
     let mut runs = vec![("dev", dev.finish().await)];

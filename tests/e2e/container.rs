@@ -4,17 +4,18 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{Running, workspace_root};
-use fake_github::{FakeGitHub, HookSpec};
+use e2e::{Account, Running, workspace_root};
+use fake_github::FakeGitHub;
 use serde_json::Value;
 
 const TOKEN: &str = "ghp_containerE2eTokenNeverPrinted00017";
 const REPO: &str = "k8s-org/api";
+const ACCOUNT: Account = Account { token: TOKEN, secret: "", repo: REPO };
 const PATIENCE: Duration = Duration::from_secs(90);
 
 fn manifests() -> PathBuf {
@@ -117,18 +118,6 @@ fn the_deployment_runs_the_image_command_and_probes_its_admin_port() {
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-async fn fake() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
-    fake
-}
-
 /// The Deployment's args, with the config, the admin address and the state made local.
 fn local_args(config: &Path, admin: SocketAddr, api: &str, state: &Path) -> Vec<String> {
     let container = &deployment()["spec"]["template"]["spec"]["containers"][0];
@@ -173,9 +162,9 @@ async fn until_status(admin: SocketAddr, path: &str, status: u16, stderr: impl F
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_probe_paths_answer_on_hookfwd_started_with_the_deployment_args() {
-    let fake = fake().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     let dir = tempfile::tempdir().unwrap();
-    let admin = free_addr();
+    let admin = e2e::free_addr();
     let config = write_config(dir.path(), &fake);
     let args = local_args(&config, admin, fake.api_url().as_str(), &dir.path().join("state"));
     let run = Running::hookfwd(&args, &[("GITHUB_TOKEN", OsStr::new(TOKEN))]);
@@ -210,7 +199,7 @@ fn static_hookfwd() -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_static_binary_runs_in_a_root_with_no_trust_store_and_no_libraries() {
     let binary = static_hookfwd();
-    let fake = fake().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     // A root holding what the image holds (the binary, the state directory), plus the /etc/hosts
     // the container runtime mounts: no libc, no /etc/ssl, no nsswitch.conf.
     let root = tempfile::tempdir().unwrap();
@@ -220,7 +209,7 @@ async fn the_static_binary_runs_in_a_root_with_no_trust_store_and_no_libraries()
     std::fs::copy(&binary, root.path().join("usr/local/bin/hookfwd")).unwrap();
     std::fs::write(root.path().join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
     write_config(&root.path().join("etc/hookfwd"), &fake);
-    let admin = free_addr();
+    let admin = e2e::free_addr();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("stderr");
     // A host name, so that resolving goes through the static libc's built-in NSS.

@@ -1,49 +1,18 @@
 //! `hookfwd dev` through the real binary: crash recovery, shutdown, output hygiene, bad credentials.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::path::Path;
 use std::time::Duration;
 
-use e2e::{OctokitReceiver, Recorder, Running};
+use e2e::{Account, OctokitReceiver, Recorder};
 use fake_github::FakeGitHub;
 use github::Secret;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub(super) const TOKEN: &str = "ghp_e2eTokenThatMustNeverBePrinted0001";
 pub(super) const SECRET: &str = "local-secret-never-printed-7f3a";
 pub(super) const REPO: &str = "octo-org/hello-world";
-
-/// Starts `hookfwd dev` on the repository against the fake, signing with the local secret.
-pub(super) fn start_dev(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
-    start_dev_signing_with(SECRET, fake, target, state, extra)
-}
-
-/// Like [`start_dev`], with another local secret.
-fn start_dev_signing_with(secret: &str, fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
-    let hook_url = fake.blackhole_url();
-    let api_url = fake.api_url().to_string();
-    let mut args: Vec<&OsStr> = ["dev", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url]
-        .into_iter()
-        .chain(["--interval", "100ms", "--state-dir"])
-        .map(OsStr::new)
-        .collect();
-    args.push(state.as_os_str());
-    args.extend(extra.iter().map(OsStr::new));
-    Running::hookfwd(args, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(secret))])
-}
-
-pub(super) async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake
-}
-
-pub(super) fn payload(n: usize) -> Value {
-    json!({"action": "opened", "number": n, "issue": {"number": n, "title": format!("issue {n}")},
-           "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
-}
+pub(super) const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
+pub(super) const SCOPES: &str = "repo, admin:repo_hook";
 
 /// Every recorded request carries a valid signature made with the local secret over the exact body.
 pub(super) fn assert_signed(received: &[e2e::Received]) {
@@ -56,11 +25,11 @@ pub(super) fn assert_signed(received: &[e2e::Received]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resumes_after_kill_without_loss() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
     let hook_id = hook["hook_id"].as_u64().expect("hook id");
     dev.wait_line("\"type\":\"ready\"").await;
@@ -68,7 +37,7 @@ async fn resumes_after_kill_without_loss() {
     // A stream of events; hookfwd is killed in the middle of it, and restarted while it goes on.
     let total = 60;
     for n in 0..20 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     handler.wait_for(Duration::from_secs(30), "the first forwards", |got| got.len() >= 5).await;
@@ -76,16 +45,16 @@ async fn resumes_after_kill_without_loss() {
     let code = dev.finish().await.code;
     assert_eq!(code, None, "killed by a signal");
     for n in 20..40 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     for n in 40..total {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // GitHub pings a hook it creates; the ping arrived before "ready" and is not part of the stream.
+    // GitHub pings a hook it creates; hookfwd forwards that ping too, but it is not part of the stream.
     let emitted: HashSet<String> =
         fake.deliveries(hook_id).into_iter().filter(|d| d.event == "issues").map(|d| d.guid).collect();
     assert_eq!(emitted.len(), total);
@@ -107,16 +76,17 @@ async fn resumes_after_kill_without_loss() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stops_on_sigterm_and_never_prints_secrets() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["-vvv"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["-vvv"]);
     dev.wait_line("Ready").await;
     for n in 0..3 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
-    let received = handler.wait_for(Duration::from_secs(30), "three forwards", |got| got.len() >= 3).await;
+    let issues = |got: &[e2e::Received]| got.iter().filter(|r| r.header("x-github-event") == Some("issues")).count();
+    let received = handler.wait_for(Duration::from_secs(30), "three forwards", |got| issues(got) >= 3).await;
     assert_signed(&received);
     dev.wait_line("<--").await;
 
@@ -149,7 +119,7 @@ async fn a_rejected_token_is_one_sentence_and_exit_3() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &[]);
     let finished = dev.finish().await;
     finished.assert_never_printed(&[TOKEN]);
     let e2e::Finished { code, stdout, stderr } = finished;
@@ -165,7 +135,7 @@ async fn an_unknown_repository_is_named_and_fails() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &[]);
     let e2e::Finished { code, stderr, .. } = dev.finish().await;
     assert_ne!(code, Some(0));
     assert!(stderr.contains(REPO) && stderr.contains("not found"), "{stderr}");
@@ -174,11 +144,11 @@ async fn an_unknown_repository_is_named_and_fails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn octokit_accepts_every_event_relayed_from_github() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, receiver.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, receiver.url(), state.path(), &["--json"]);
     let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
     let hook_id = hook["hook_id"].as_u64().expect("hook id");
     dev.wait_line("\"type\":\"ready\"").await;
@@ -195,21 +165,23 @@ async fn octokit_accepts_every_event_relayed_from_github() {
         assert_eq!(line["name"], **event);
     }
     assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
-    // GitHub's ping for the hook hookfwd created may be relayed too; every relayed delivery is accepted.
-    let forwarded = dev.wait_lines("\"type\":\"forwarded\"", guids.len()).await.len();
+    // GitHub's ping for the hook hookfwd created is relayed too, and accepted like the rest.
+    let forwarded = dev.wait_lines("\"type\":\"forwarded\"", guids.len() + 1).await.len();
     receiver.wait_for(Duration::from_secs(10), "every relayed delivery", |lines| lines.len() >= forwarded).await;
     assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
+    assert!(receiver.events().iter().any(|event| event["name"] == "ping"), "{:?}", receiver.events());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn octokit_rejects_a_relay_signing_with_another_secret() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev_signing_with("not-the-handlers-secret", &fake, receiver.url(), state.path(), &["--json"]);
+    let dev =
+        Account { secret: "not-the-handlers-secret", ..ACCOUNT }.dev(&fake, receiver.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let rejected = receiver.wait_for(Duration::from_secs(30), "a rejection", |lines| !lines.is_empty()).await;
     assert_eq!(rejected[0]["type"], "rejected", "{rejected:?}");
     let line: Value = serde_json::from_str(&dev.wait_line("\"type\":\"forwarded\"").await).unwrap();
@@ -218,31 +190,31 @@ async fn octokit_rejects_a_relay_signing_with_another_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_hookfwd_on_the_same_hook_and_state_is_refused() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let first = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let first = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     first.wait_line("\"type\":\"ready\"").await;
-    let second = start_dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
+    let second = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
     assert_eq!(second.code, Some(1), "{}", second.stderr);
     let holder = format!("already being forwarded by hookfwd process {}", first.pid());
     assert!(second.stderr.contains(&holder), "{}", second.stderr);
     assert!(second.stderr.contains("; stop it, or give this run its own --state-dir"), "{}", second.stderr);
 
     // The first one goes on forwarding, once.
-    fake.emit(REPO, "issues", payload(7)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(7)).await;
     let received = handler.wait_for(Duration::from_secs(30), "the forward", |got| !got.is_empty()).await;
     assert_signed(&received);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_revoked_while_running_stops_with_exit_3() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &[]);
     dev.wait_line("Ready").await;
     fake.revoke_token(TOKEN);
     let e2e::Finished { code, stderr, .. } = dev.finish().await;

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e::{Received, Recorder, Running};
+use e2e::{Account, Received, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec};
 use github::Secret;
 use serde_json::{Value, json};
@@ -16,17 +16,13 @@ const SECRET: &str = "enterprise-local-secret-never-printed-91c4";
 /// What GitHub signs with; hookfwd must re-sign with [`SECRET`] instead.
 const GITHUB_SIDE_SECRET: &str = "github-side-secret-never-printed-5d20";
 const REPO: &str = "octo-corp/ledger";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 const APP_ID: u64 = 424_242;
 const INSTALLATION_ID: u64 = 9_090_901;
 
 /// One of the test-only keys in `crates/github/tests/keys` (see its README).
 fn key(name: &str) -> PathBuf {
     e2e::workspace_root().join("crates/github/tests/keys").join(name)
-}
-
-fn payload(n: usize) -> Value {
-    json!({"action": "opened", "number": n, "issue": {"number": n, "title": format!("ticket {n}")},
-           "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
 }
 
 /// Every request carries a valid signature made with the local secret over the exact body.
@@ -73,7 +69,7 @@ async fn enterprise_with_backlog(count: usize) -> (FakeGitHub, u64, HashSet<Stri
     let mut spec = HookSpec::new(fake.blackhole_url());
     spec.secret = Some(GITHUB_SIDE_SECRET.to_string());
     let hook = fake.add_hook(REPO, spec);
-    let ids = fake.emit_many(REPO, "issues", (0..count).map(payload).collect()).await;
+    let ids = fake.emit_many(REPO, "issues", (0..count).map(|n| ACCOUNT.issue_opened(n)).collect()).await;
     assert_eq!(ids.len(), count);
     let guids: HashSet<String> = fake.deliveries(hook).into_iter().map(|d| d.guid).collect();
     assert_eq!(guids.len(), count);
@@ -123,7 +119,7 @@ async fn enterprise_server_backlog_is_paged_under_api_v3_and_forwarded_once_each
     dev.wait_line("\"type\":\"ready\"").await;
 
     // Then a live one, which must arrive once too.
-    let live = fake.emit(REPO, "issues", payload(backlog)).await;
+    let live = fake.emit(REPO, "issues", ACCOUNT.issue_opened(backlog)).await;
     assert_eq!(live.len(), 1);
     expected.extend(fake.deliveries(hook).into_iter().filter(|d| d.id == live[0]).map(|d| d.guid));
     assert_eq!(expected.len(), backlog + 1);
@@ -263,7 +259,7 @@ async fn app_hook_deliveries_are_forwarded_once_each_with_the_app_jwt() {
 
     let mut ids = Vec::new();
     for n in 0..5 {
-        ids.extend(fake.emit(REPO, "issues", payload(n)).await);
+        ids.extend(fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await);
     }
     ids.extend(fake.emit_sample(REPO, "push").await.expect("a push sample"));
     assert_eq!(ids.len(), 6, "one App hook, one delivery each");
@@ -316,7 +312,7 @@ async fn a_repository_rule_and_an_app_rule_in_one_process_with_app_credentials_o
     let pem = key("app-test-key.pem");
     let hook_url = fake.blackhole_url();
     let installation = INSTALLATION_ID.to_string();
-    // Without GitHub's ping for the hook hookfwd creates, which may or may not fall before the start.
+    // Without GitHub's ping for the hook hookfwd creates (which it forwards), so the handler gets only the events.
     fake.set_ping_on_create(false);
 
     // The repository's hook is managed with an installation token, the App hook with the JWT. Two
@@ -347,7 +343,7 @@ async fn a_repository_rule_and_an_app_rule_in_one_process_with_app_credentials_o
         .as_u64()
         .expect("its id");
 
-    let ids = fake.emit(REPO, "issues", payload(7)).await;
+    let ids = fake.emit(REPO, "issues", ACCOUNT.issue_opened(7)).await;
     assert_eq!(ids.len(), 2, "the repository's hook and the App's each record one delivery");
     let guid = |hook: u64| fake.deliveries(hook).into_iter().find(|d| ids.contains(&d.id)).expect("recorded").guid;
     // GitHub gives one event the same guid on every hook; each hook's delivery is forwarded once.
@@ -441,7 +437,7 @@ async fn two_apps_forward_side_by_side_from_one_state_directory() {
     two.wait_line("\"type\":\"ready\"").await;
     let mut ids = Vec::new();
     for n in 0..4 {
-        ids.extend(fake.emit(REPO, "issues", payload(n)).await);
+        ids.extend(fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await);
     }
     let (mine, theirs) = (app_guids(&fake, APP_ID, &ids), app_guids(&fake, OTHER_APP_ID, &ids));
     assert_eq!((mine.len(), theirs.len()), (4, 4), "each App's hook records every event");

@@ -4,8 +4,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e::{Recorder, Running};
-use fake_github::{FakeGitHub, HookSpec};
+use e2e::{Account, Recorder, Running};
+use fake_github::HookSpec;
 use github::Secret;
 use github::signature::verify_sha256;
 use serde_json::{Value, json};
@@ -14,17 +14,7 @@ const TOKEN: &str = "ghp_e2eFixtureTokenNeverPrinted000077";
 const SECRET: &str = "fixture-secret-never-printed-0c4b";
 const OTHER_SECRET: &str = "fixture-other-secret-never-printed-77";
 const REPO: &str = "octo-org/fixtures";
-
-async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake
-}
-
-fn hookfwd(args: &[&str], secret: &str) -> Running {
-    Running::hookfwd(args, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(secret))])
-}
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 
 fn fixtures(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -59,8 +49,8 @@ fn assert_clean(files: &[PathBuf]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_local_secret() {
-    let fake = fake_with_repo().await;
-    // A hook that exists already: one hookfwd created would get GitHub's ping, which may race the events.
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
+    // A hook that exists already: one hookfwd created would record its creation ping too.
     fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     let handler = Recorder::start().await;
     let (state, record) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -84,7 +74,7 @@ async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_loc
         "--record",
         record_dir.to_str().unwrap(),
     ];
-    let dev = hookfwd(&args, SECRET);
+    let dev = ACCOUNT.hookfwd(args, &[]);
     dev.wait_line("Ready!").await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 1, "title": "spaced  \u{e9}"})).await;
     fake.emit(REPO, "push", json!({"ref": "refs/heads/main", "n": 2})).await;
@@ -102,10 +92,10 @@ async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_loc
 
     // Sent again to another handler with another secret: the same bytes, a signature that verifies.
     let again = Recorder::start().await;
-    let sent =
-        hookfwd(&["send", "--fixture", record_dir.to_str().unwrap(), "--to", &again.url(), "--json"], OTHER_SECRET)
-            .finish()
-            .await;
+    let sent = Account { secret: OTHER_SECRET, ..ACCOUNT }
+        .hookfwd(["send", "--fixture", record_dir.to_str().unwrap(), "--to", &again.url(), "--json"], &[])
+        .finish()
+        .await;
     assert_eq!(sent.code, Some(0), "{}", sent.stderr);
     let received = again.received();
     assert_eq!(received.len(), 2);
@@ -122,7 +112,7 @@ async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_loc
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_save_exports_deliveries_instead_of_forwarding_them() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     for n in 0..3 {
         fake.emit(REPO, "issues", json!({"action": "opened", "number": n})).await;
@@ -175,8 +165,10 @@ async fn a_file_that_is_not_a_fixture_is_one_sentence_and_nothing_is_sent() {
     )
     .unwrap();
     std::fs::write(dir.path().join("b.json"), br#"{"zen":"not a fixture"}"#).unwrap();
-    let run =
-        hookfwd(&["send", "--fixture", dir.path().to_str().unwrap(), "--to", &handler.url()], SECRET).finish().await;
+    let run = ACCOUNT
+        .hookfwd(["send", "--fixture", dir.path().to_str().unwrap(), "--to", &handler.url()], &[])
+        .finish()
+        .await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", run.stderr);
@@ -186,7 +178,7 @@ async fn a_file_that_is_not_a_fixture_is_one_sentence_and_nothing_is_sent() {
 
 #[tokio::test]
 async fn recording_into_an_unwritable_directory_is_one_sentence() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"").unwrap();
@@ -206,7 +198,7 @@ async fn recording_into_an_unwritable_directory_is_one_sentence() {
         "--record",
         into.to_str().unwrap(),
     ];
-    let run = hookfwd(&args, SECRET).finish().await;
+    let run = ACCOUNT.hookfwd(args, &[]).finish().await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", run.stderr);

@@ -3,11 +3,10 @@
 //! `hookfwd forward` with many rules, malformed rules and a source that cannot be set up.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Finished, Received, Recorder, Running, eventually};
+use e2e::{Account, Finished, Received, Recorder, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec, RecordedDelivery, Stats};
 use github::Secret;
 use serde_json::{Value, json};
@@ -15,41 +14,16 @@ use serde_json::{Value, json};
 const TOKEN: &str = "ghp_forwardE2eTokenNeverPrinted00042";
 const SECRET: &str = "forward-e2e-secret-never-printed-9d1e";
 const REPO: &str = "fwd-org/relay";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 /// How long any one wait in these tests may take before it fails rather than hangs.
 const PATIENCE: Duration = Duration::from_secs(90);
-
-/// A fake GitHub that knows the token, with [`REPO`].
-async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook, admin:org_hook");
-    fake.add_repo(REPO);
-    fake
-}
-
-/// Starts `hookfwd ARGS` with the token and the local secret in its environment, plus `env`.
-fn hookfwd(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut vars: Vec<(&str, &OsStr)> =
-        vec![("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
-    vars.extend(env.iter().map(|(name, value)| (*name, OsStr::new(*value))));
-    Running::hookfwd(args, &vars)
-}
-
-/// Starts `hookfwd dev --json` on [`REPO`] against the fake, polling every 100 ms.
-fn start_dev(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
-    let (hook_url, api_url, state) = (fake.blackhole_url(), fake.api_url().to_string(), state_arg(state));
-    let mut args =
-        vec!["dev", "--json", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url];
-    args.extend(["--interval", "100ms", "--state-dir", &state]);
-    args.extend(extra);
-    hookfwd(&args, &[])
-}
 
 /// Starts `hookfwd forward ARGS` against the fake, polling every 100 ms.
 fn start_forward(fake: &FakeGitHub, state: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
     let (api_url, state) = (fake.api_url().to_string(), state_arg(state));
     let mut all = vec!["forward", "--api-url", &api_url, "--interval", "100ms", "--state-dir", &state];
     all.extend(args);
-    hookfwd(&all, env)
+    ACCOUNT.hookfwd(&all, env)
 }
 
 fn state_arg(state: &Path) -> String {
@@ -145,14 +119,14 @@ async fn emit_issues(fake: &FakeGitHub, hook_id: u64, numbers: std::ops::Range<u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_250_delivery_backlog_is_forwarded_once_each_oldest_first_signed_and_byte_exact() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     let hook_id = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     let ids = fake.emit_many(REPO, "issues", (0..250).map(issue).collect()).await;
     assert_eq!(ids.len(), 250);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--since", "1h"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json", "--since", "1h"]);
     let hook = hook_line(&dev).await;
     assert_eq!(hook["hook_id"], hook_id, "{hook}");
     handler.wait_for(PATIENCE, "the whole backlog", |got| got.len() >= 250).await;
@@ -178,7 +152,7 @@ async fn a_250_delivery_backlog_is_forwarded_once_each_oldest_first_signed_and_b
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reuses_the_hook_found_by_url_even_when_another_hook_is_listed_first() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     // Another developer's hook on the same repository, listed first.
     let other = fake.add_hook(REPO, HookSpec::new(format!("{}/someone-else", fake.blackhole_url())));
     let mine = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
@@ -186,7 +160,7 @@ async fn reuses_the_hook_found_by_url_even_when_another_hook_is_listed_first() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     let hook = hook_line(&dev).await;
     assert_eq!(hook["origin"], "found", "{hook}");
     assert_eq!(hook["hook_id"], mine, "{hook}");
@@ -205,19 +179,19 @@ async fn reuses_the_hook_found_by_url_even_when_another_hook_is_listed_first() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redelivery_through_the_api_is_forwarded_again() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     let hook_id = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let original = emit_issues(&fake, hook_id, 0..1).await.remove(0);
     handler.wait_for(PATIENCE, "the original", |got| got.len() == 1).await;
 
     let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
-    let trigger = hookfwd(
-        &["trigger", "redeliver", &original, "--json", "--repo", REPO, "--hook-url", &hook_url, "--api-url", &api_url],
+    let trigger = ACCOUNT.hookfwd(
+        ["trigger", "redeliver", &original, "--json", "--repo", REPO, "--hook-url", &hook_url, "--api-url", &api_url],
         &[],
     );
     let finished = trigger.finish().await;
@@ -238,12 +212,12 @@ async fn a_redelivery_through_the_api_is_forwarded_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_polls_cost_no_rate_limited_calls() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     settle(&fake, 1).await;
     let before: Stats = fake.stats();
@@ -258,12 +232,12 @@ async fn idle_polls_cost_no_rate_limited_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_down_for_seconds_loses_nothing_and_keeps_the_order() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     let hook_id = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let mut sent = emit_issues(&fake, hook_id, 0..5).await;
     handler.wait_for(PATIENCE, "the first five", |got| got.len() == 5).await;
@@ -291,12 +265,12 @@ async fn a_handler_down_for_seconds_loses_nothing_and_keeps_the_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_502s_and_secondary_limits_lose_nothing_and_the_process_stays_up() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     let hook_id = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     // With a retry-after, each secondary limit waits 1 s, doubling while they come in a row (1 + 2 + 4 s).
     let faults = fake.faults();
@@ -321,7 +295,7 @@ async fn github_502s_and_secondary_limits_lose_nothing_and_the_process_stays_up(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_rules_serve_an_organization_and_several_repositories_each_to_its_target() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     fake.add_org("fwd-org2");
     for repo in ["fwd-org1/one", "fwd-org1/two", "fwd-org2/app", "fwd-other/svc"] {
         fake.add_repo(repo);
@@ -392,7 +366,7 @@ fn sorted(mut guids: Vec<String>) -> Vec<String> {
 async fn a_toml_config_sends_each_rule_to_its_own_target_signed_with_its_own_secret() {
     const SECRET_A: &str = "toml-rule-a-secret-never-printed-51";
     const SECRET_B: &str = "toml-rule-b-secret-never-printed-73";
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     fake.add_org("fwd-toml-org");
     fake.add_repo("fwd-toml-org/web");
     fake.add_repo("fwd-toml-user/svc");
@@ -478,7 +452,7 @@ async fn a_malformed_rule_is_one_line_on_stderr_and_exit_2() {
         let mut all =
             vec!["forward", "--api-url", "http://127.0.0.1:9/", "--state-dir", state.path().to_str().unwrap()];
         all.extend(args);
-        let finished = hookfwd(&all, &[]).finish().await;
+        let finished = ACCOUNT.hookfwd(&all, &[]).finish().await;
         assert_eq!(finished.code, Some(2), "{args:?}: {}", finished.stderr);
         assert_clean(&finished, &[]);
         assert!(finished.stdout.is_empty(), "{args:?}: {}", finished.stdout);
@@ -491,7 +465,7 @@ async fn a_malformed_rule_is_one_line_on_stderr_and_exit_2() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_that_cannot_be_set_up_is_named_in_one_line_and_the_others_forward() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     fake.add_repo("fwd-nine/ok1");
     fake.add_repo("fwd-nine/ok2");
     let handler = Recorder::start().await;

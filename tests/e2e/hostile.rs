@@ -3,48 +3,20 @@
 //! nothing GitHub says can drive the terminal.
 
 use std::ffi::OsStr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use e2e::{Recorder, Running};
+use e2e::{Account, Recorder, Running};
 use fake_github::{FakeGitHub, Hostile};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_hostileTestTokenNeverPrinted000001";
 const SECRET: &str = "hostile-local-secret-never-printed";
 const REPO: &str = "octo-org/hostile";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 
-async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake
-}
-
-/// `hookfwd dev` on the repository against the fake, polling every 100 ms.
-fn start_dev(fake: &FakeGitHub, target: &str, state: &Path, extra: &[&str]) -> Running {
-    let hook_url = fake.blackhole_url();
-    let api_url = fake.api_url().to_string();
-    let mut args: Vec<&OsStr> = ["dev", "--repo", REPO, "--to", target, "--hook-url", &hook_url, "--api-url", &api_url]
-        .into_iter()
-        .chain(["--interval", "100ms", "--state-dir"])
-        .map(OsStr::new)
-        .collect();
-    args.push(state.as_os_str());
-    args.extend(extra.iter().map(OsStr::new));
-    Running::hookfwd(
-        args,
-        &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET)), ("NO_COLOR", OsStr::new("1"))],
-    )
-}
-
-fn payload(n: usize) -> Value {
-    json!({"action": "opened", "number": n, "issue": {"number": n}, "repository": {"full_name": REPO}})
-}
-
-/// How many `issues` deliveries the handler got. (The hook's creation ping may be forwarded too,
-/// when GitHub sent it after hookfwd's first look, so tests count by event.)
+/// How many `issues` deliveries the handler got. (hookfwd forwards the creation ping of the hook it
+/// created too, so tests count by event.)
 fn issues(got: &[e2e::Received]) -> usize {
     got.iter().filter(|request| request.header("x-github-event") == Some("issues")).count()
 }
@@ -83,22 +55,22 @@ const MEMORY_BOUND: u64 = 256 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endless_list_and_a_500_mb_delivery_keep_memory_bounded_and_forwarding_goes_on() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
 
     // An endless list, twice; then GitHub's own list again, and the delivery it holds is forwarded.
     fake.faults().set_hostile(Hostile::EndlessList, Some(2));
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let refused = wait_message(&dev, "larger than").await;
     assert!(refused["message"].as_str().unwrap().contains("listing the deliveries"), "{refused}");
     handler.wait_for(Duration::from_secs(60), "the delivery after the endless lists", |got| issues(got) == 1).await;
 
     // A 500 MB delivery, generated as it is sent: refused by its declared length, never read.
     fake.faults().set_hostile(Hostile::HugeDelivery { bytes: 500 * 1000 * 1000 }, Some(1));
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     // Reported as a failed fetch today, or as a skipped delivery once the relay skips permanent errors.
     let refused = wait_message(&dev, "larger than the 104857600 bytes").await;
     assert!(refused["message"].as_str().unwrap().contains("delivery 1000000000"), "{refused}");
@@ -111,39 +83,41 @@ async fn an_endless_list_and_a_500_mb_delivery_keep_memory_bounded_and_forwardin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_link_loop_costs_a_bounded_number_of_list_calls_and_says_so() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
 
     fake.faults().set_hostile(Hostile::LinkLoop, None);
     let before = fake.stats().list_deliveries;
     for n in 0..3 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let error = wait_message(&dev, "links back to a page").await;
     assert_eq!(error["type"], "error", "{error}");
     // What the looping list did give is forwarded.
     handler.wait_for(Duration::from_secs(30), "the three deliveries", |got| issues(got) == 3).await;
-    // Three seconds of polls every 100 ms: a 304 each once the list is known, a few pages per change.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Polling went on past the loop: a later delivery is forwarded too. A spinning scan would have made
+    // thousands of list calls by then; polls every 100 ms make a 304 each, and a few pages per change.
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(3)).await;
+    handler.wait_for(Duration::from_secs(30), "the later delivery", |got| issues(got) == 4).await;
     let calls = fake.stats().list_deliveries - before;
     assert!(calls < 100, "{calls} list calls (a spinning loop makes thousands a second)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_list_item_is_skipped_with_its_reason_and_the_rest_forwarded() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
 
     fake.faults().set_hostile(Hostile::MalformedItem { event: "push".into() }, None);
     let bad = fake.emit(REPO, "push", json!({"ref": "refs/heads/main"})).await;
-    fake.emit(REPO, "issues", payload(1)).await;
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     handler.wait_for(Duration::from_secs(30), "both good deliveries", |got| issues(got) == 2).await;
     let events: Vec<_> = handler.received().iter().map(|r| r.header("x-github-event").map(str::to_string)).collect();
     assert!(!events.contains(&Some("push".to_string())), "the unreadable one is not forwarded: {events:?}");
@@ -154,10 +128,10 @@ async fn a_malformed_list_item_is_skipped_with_its_reason_and_the_rest_forwarded
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limit_reset_ten_years_ahead_waits_at_most_an_hour_and_says_so() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let ten_years = 10 * 365 * 24 * 3600;
     let most = |line: &Value| {
@@ -168,7 +142,7 @@ async fn a_rate_limit_reset_ten_years_ahead_waits_at_most_an_hour_and_says_so() 
 
     // A 200 that says one call is left until a reset ten years ahead: polls are spaced, not stopped.
     fake.faults().set_hostile(Hostile::FarRateReset { remaining: 1, reset_in_s: ten_years }, None);
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let spaced: Value = serde_json::from_str(&dev.wait_line("\"type\":\"waiting\"").await).unwrap();
     most(&spaced);
     assert!(spaced["reason"].as_str().unwrap().contains("budget"), "{spaced}");
@@ -176,10 +150,10 @@ async fn a_rate_limit_reset_ten_years_ahead_waits_at_most_an_hour_and_says_so() 
     fake.faults().clear_hostile();
 
     // A 403 with the budget spent until ten years ahead.
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     fake.faults().exhaust_primary(Duration::from_secs(ten_years));
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     let limited = dev.wait_lines("\"type\":\"waiting\"", 1).await;
     let limited: Value = serde_json::from_str(&limited[0]).unwrap();
     most(&limited);
@@ -188,40 +162,43 @@ async fn a_rate_limit_reset_ten_years_ahead_waits_at_most_an_hour_and_says_so() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_304_at_start_without_a_validator_does_not_forward_the_old_backlog() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     // A first run creates the hook; its deliveries are the backlog a fresh start must not forward.
     let first = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &handler.url(), first.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), first.path(), &["--json"]);
     let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
     let hook_id = hook["hook_id"].as_u64().expect("a hook id");
     dev.wait_line("\"type\":\"ready\"").await;
     drop(dev);
     for n in 0..3 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let old = handler.received().len();
 
     // The fresh start's lists answer 304 twice although it sent no If-None-Match.
     fake.faults().set_hostile(Hostile::SpuriousNotModified, Some(2));
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(99)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(99)).await;
     let guid = fake.deliveries(hook_id).last().expect("the new delivery").guid.clone();
-    handler.wait_for(Duration::from_secs(30), "the new delivery", |got| got.len() > old).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let received = handler.received().into_iter().skip(old).collect::<Vec<_>>();
-    assert_eq!(received.len(), 1, "only the new delivery, not the backlog: {}", received.len());
-    assert_eq!(received[0].header("x-github-delivery"), Some(guid.as_str()));
+    // A later delivery forwarded means the backlog, older, would have been forwarded before it.
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(100)).await;
+    let later = fake.deliveries(hook_id).last().expect("the later delivery").guid.clone();
+    let received = handler
+        .wait_for(Duration::from_secs(30), "the later delivery", |got| got.iter().any(|r| r.guid() == later))
+        .await;
+    let received: Vec<&str> = received[old..].iter().map(|r| r.guid()).collect();
+    assert_eq!(received, [guid.as_str(), later.as_str()], "only the new deliveries, not the backlog");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn terminal_escapes_from_github_are_printed_as_visible_text() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &handler.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &[]);
     dev.wait_line("Ready").await;
 
     fake.faults().set_hostile(Hostile::ControlCharacters, None);
@@ -230,8 +207,9 @@ async fn terminal_escapes_from_github_are_printed_as_visible_text() {
     fake.emit(REPO, event, json!({"action": action, "repository": {"full_name": REPO}})).await;
     let line = dev.wait_line("--> issues").await;
     assert!(line.contains("\\u{1b}") && line.contains("\\u{d}\\u{a}[fake line"), "shown as text: {line:?}");
-    // Whatever else is said about it (a refusal, a retry) is said in the same way.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Whatever else is said about it (the handler's answer, a refusal, a retry) is said in the same way: up
+    // to the answer's line, which comes last.
+    dev.wait_line("<-- ").await;
     let (stdout, stderr) = (dev.lines(), dev.stderr());
     for text in stdout.iter().map(String::as_str).chain([stderr.as_str()]) {
         let raw: Vec<char> = text.chars().filter(|c| c.is_control() && *c != '\n').collect();
@@ -252,12 +230,12 @@ async fn replay(fake: &FakeGitHub, target: &str) -> e2e::Finished {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_skips_a_delivery_too_large_to_read_and_replays_the_rest() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     fake.add_hook(REPO, fake_github::HookSpec::new(fake.blackhole_url()));
     let mut ids = Vec::new();
     for n in 0..3 {
-        ids.extend(fake.emit(REPO, "issues", payload(n)).await);
+        ids.extend(fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await);
     }
     // Replay goes oldest first: the first delivery it asks for answers 200 MB.
     fake.faults().set_hostile(Hostile::HugeDelivery { bytes: 200 * 1000 * 1000 }, Some(1));
@@ -271,10 +249,10 @@ async fn replay_skips_a_delivery_too_large_to_read_and_replays_the_rest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_of_a_looping_list_stops_with_one_sentence() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     fake.add_hook(REPO, fake_github::HookSpec::new(fake.blackhole_url()));
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     fake.faults().set_hostile(Hostile::LinkLoop, None);
     let run = replay(&fake, &handler.url()).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);

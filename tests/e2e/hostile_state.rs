@@ -11,19 +11,19 @@ use e2e::{Received, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec, Poison};
 use serde_json::json;
 
-use super::dev::{REPO, assert_signed, fake_with_repo, payload, start_dev};
+use super::dev::{ACCOUNT, REPO, SCOPES, assert_signed};
 
 /// A fake whose repository already has the hook hookfwd will find by its URL, so deliveries
 /// (and their poisons) can be made before hookfwd starts; returns the hook id.
 async fn fake_with_hook() -> (FakeGitHub, u64) {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let hook = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
     (fake, hook)
 }
 
-/// Emits `payload(n)` and returns its delivery's id and guid.
+/// Emits `ACCOUNT.issue_opened(n)` and returns its delivery's id and guid.
 async fn emit(fake: &FakeGitHub, hook: u64, n: usize) -> (u64, String) {
-    let ids = fake.emit(REPO, "issues", payload(n)).await;
+    let ids = fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     let delivery = fake.deliveries(hook).into_iter().find(|d| ids.contains(&d.id)).expect("recorded");
     (delivery.id, delivery.guid)
 }
@@ -74,7 +74,7 @@ async fn a_delivery_stamped_in_the_future_hides_none_of_the_later_ones_across_re
     let far = "9999-12-31T23:59:59Z".parse().expect("a time");
     fake.faults().poison(year_9999, Poison { delivered_at: Some(far), ..Poison::default() });
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
     dev.wait_line("\"type\":\"ready\"").await;
     wait_all(&handler, &[&before, &hour_ahead_guid, &year_9999_guid]).await;
     let (_, after) = emit(&fake, hook, 4).await;
@@ -84,7 +84,7 @@ async fn a_delivery_stamped_in_the_future_hides_none_of_the_later_ones_across_re
     assert_eq!(warnings, 1, "one warning per source: {stdout}");
 
     // The ledger kept no floor in the future: a restart still forwards what comes next.
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, later) = emit(&fake, hook, 5).await;
     let received = wait_all(&handler, &[&later]).await;
@@ -102,7 +102,7 @@ async fn a_clock_minutes_off_either_way_loses_nothing() {
         let handler = Recorder::start().await;
         let state = tempfile::tempdir().unwrap();
 
-        let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+        let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
         dev.wait_line("\"type\":\"ready\"").await;
         let mut expected = Vec::new();
         for n in 0..5 {
@@ -113,7 +113,7 @@ async fn a_clock_minutes_off_either_way_loses_nothing() {
         stop(dev, 5).await;
         // What arrives while it is stopped and after the restart is forwarded too.
         expected.push(emit(&fake, hook, 5).await.1);
-        let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+        let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
         dev.wait_line("\"type\":\"ready\"").await;
         for n in 6..9 {
             expected.push(emit(&fake, hook, n).await.1);
@@ -146,7 +146,7 @@ async fn a_poison_delivery_is_skipped_once_and_the_rest_of_its_source_goes_on() 
         good.push(emit(&fake, hook, n + 1).await.1);
     }
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let received = wait_all(&handler, &good.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_signed(&received);
@@ -161,7 +161,7 @@ async fn a_poison_delivery_is_skipped_once_and_the_rest_of_its_source_goes_on() 
     assert!(!stdout.contains("Injected"), "GitHub's bad header value is not echoed: {stdout}");
 
     // A restart does not try them again, and forwards what comes next.
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, next) = emit(&fake, hook, 50).await;
     let received = wait_all(&handler, &[&next]).await;
@@ -181,7 +181,7 @@ async fn the_handler_gets_one_of_each_header_whatever_case_github_recorded_it_in
     let headers = extra.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
     fake.faults().poison(id, Poison { headers, ..Poison::default() });
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let received = wait_all(&handler, &[&guid]).await;
     stop(dev, 1).await;
@@ -200,7 +200,7 @@ async fn a_torn_ledger_line_does_not_stop_a_later_start() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, first) = emit(&fake, hook, 1).await;
     wait_all(&handler, &[&first]).await;
@@ -212,7 +212,7 @@ async fn a_torn_ledger_line_does_not_stop_a_later_start() {
     std::fs::write(&ledger, text).unwrap();
 
     // One run appends after it and is killed (so it cannot compact); the next must still start.
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, second) = emit(&fake, hook, 2).await;
     wait_all(&handler, &[&second]).await;
@@ -220,7 +220,7 @@ async fn a_torn_ledger_line_does_not_stop_a_later_start() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     dev.signal(libc::SIGKILL);
     dev.finish().await;
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, third) = emit(&fake, hook, 3).await;
     let received = wait_all(&handler, &[&third]).await;
@@ -234,7 +234,7 @@ async fn a_far_future_floor_in_the_ledger_is_not_trusted() {
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     stop(dev, 0).await;
     // The floor line says everything until 2200 was forwarded.
@@ -243,7 +243,7 @@ async fn a_far_future_floor_in_the_ledger_is_not_trusted() {
     text.push_str("f 7258118400000000000\n");
     std::fs::write(&ledger, text).unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, guid) = emit(&fake, hook, 1).await;
     wait_all(&handler, &[&guid]).await;
@@ -268,7 +268,7 @@ async fn planted_links_in_the_state_directory_are_never_written_through() {
     std::fs::write(&precious, "the user's file").unwrap();
     symlink(&precious, dir.join(format!(".{key}.tmp"))).unwrap();
 
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]);
     dev.wait_line("\"type\":\"ready\"").await;
     let (_, guid) = emit(&fake, hook, 1).await;
     wait_all(&handler, &[&guid]).await;
@@ -281,7 +281,7 @@ async fn planted_links_in_the_state_directory_are_never_written_through() {
     std::fs::remove_file(&lock).unwrap();
     let target = outside.path().join("made-through-the-lock");
     symlink(&target, &lock).unwrap();
-    let finished = start_dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
+    let finished = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
     assert_eq!(finished.code, Some(1), "stdout: {}\nstderr: {}", finished.stdout, finished.stderr);
     assert!(finished.stderr.contains("could not be locked"), "{}", finished.stderr);
     assert!(!target.exists(), "nothing was created through the link");
@@ -290,12 +290,12 @@ async fn planted_links_in_the_state_directory_are_never_written_through() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_directory_others_can_write_is_refused_with_the_fix() {
     use std::os::unix::fs::PermissionsExt;
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake(SCOPES).await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
 
-    let finished = start_dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
+    let finished = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json"]).finish().await;
     assert_eq!(finished.code, Some(1), "stdout: {}\nstderr: {}", finished.stdout, finished.stderr);
     let sentences: Vec<&str> = finished.stderr.lines().filter(|line| line.starts_with("hookfwd: ")).collect();
     assert_eq!(sentences.len(), 1, "{}", finished.stderr);
@@ -321,7 +321,7 @@ async fn large_payloads_wait_within_a_byte_budget() {
 
     // A slow handler, so that fetching runs as far ahead as it may.
     handler.delay(Duration::from_millis(250));
-    let dev = start_dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
+    let dev = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--json", "--since", "10m"]);
     dev.wait_line("\"type\":\"ready\"").await;
     wait_all(&handler, &expected.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let peak = peak_rss(dev.pid());

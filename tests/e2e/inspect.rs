@@ -6,50 +6,33 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Browser, Recorder, Running, eventually, workspace_root};
+use e2e::{Account, Browser, Recorder, Running, eventually, workspace_root};
 use fake_github::FakeGitHub;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_e2eInspectTokenNeverPrinted000051";
 const SECRET: &str = "inspect-secret-never-printed-3e9a";
 const REPO: &str = "octo-org/inspected";
-
-async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake
-}
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 
 /// `hookfwd dev` with the inspector on a port of its own (`127.0.0.1:0`), and its URL from the Ready line.
 async fn dev(fake: &FakeGitHub, target: &str, state: &Path) -> (Running, String) {
-    let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
-    let state = state.to_str().expect("a UTF-8 temp path");
-    let args = [
-        "dev",
-        "--repo",
-        REPO,
-        "--to",
-        target,
-        "--hook-url",
-        &hook_url,
-        "--api-url",
-        &api_url,
-        "--interval",
-        "100ms",
-        "--state-dir",
-        state,
-        "--inspect",
-        "127.0.0.1:0",
-    ];
-    let run = Running::hookfwd(
-        args,
-        &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET)), ("NO_COLOR", OsStr::new("1"))],
-    );
+    let run = ACCOUNT.dev(fake, target, state, &["--inspect", "127.0.0.1:0"]);
     let line = run.wait_line("inspect deliveries at ").await;
     let url = line.split("inspect deliveries at ").nth(1).expect("a URL").trim().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     (run, url)
+}
+
+/// Waits until the handler got GitHub's ping for the hook `dev` created: hookfwd forwards it always, first.
+async fn the_creation_ping(handler: &Recorder) {
+    let got = handler.wait_for(Duration::from_secs(30), "the creation ping", |got| !got.is_empty()).await;
+    assert_eq!(got[0].header("x-github-event"), Some("ping"), "the hook's creation ping comes first");
+}
+
+/// The row of the first delivery of `kind` (`issues.opened`), once listed.
+async fn row_of(url: &str, kind: &str) -> Value {
+    eventually(format!("a {kind} row"), async || list(url).await.into_iter().find(|row| row["kind"] == kind)).await
 }
 
 /// A raw HTTP/1.1 GET with the given `Host`, for what a browser would never send; returns the status line.
@@ -77,15 +60,17 @@ async fn page_token(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_inspector_lists_a_delivery_with_its_request_and_the_handlers_answer() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
-    handler.answer_with(500, r#"{"error":"handler exploded"}"#);
     let state = tempfile::tempdir().unwrap();
     let (_run, url) = dev(&fake, &handler.url(), state.path()).await;
+    the_creation_ping(&handler).await;
+    handler.answer_with(500, r#"{"error":"handler exploded"}"#);
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 7})).await;
 
-    let row = eventually("a row with two attempts", async || {
-        list(&url).await.into_iter().find(|row| row["attempts"].as_u64() >= Some(2))
+    let row = eventually("the issue's row with two attempts", async || {
+        let rows = list(&url).await.into_iter();
+        rows.filter(|row| row["kind"] == "issues.opened").find(|row| row["attempts"].as_u64() >= Some(2))
     })
     .await;
     assert_eq!(row["kind"], "issues.opened");
@@ -111,7 +96,7 @@ async fn the_inspector_lists_a_delivery_with_its_request_and_the_handlers_answer
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_host_and_a_missing_token_are_refused_and_replay_needs_the_pages_token() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let (_run, url) = dev(&fake, &handler.url(), state.path()).await;
@@ -124,9 +109,10 @@ async fn a_foreign_host_and_a_missing_token_are_refused_and_replay_needs_the_pag
     }
     assert!(raw_get(&url, "localhost", "/api/deliveries").starts_with("HTTP/1.1 200"));
 
+    the_creation_ping(&handler).await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 1})).await;
-    handler.wait_for(Duration::from_secs(30), "the delivery", |got| got.len() == 1).await;
-    let seq = eventually("a row", async || list(&url).await.first().map(|row| row["seq"].clone())).await;
+    handler.wait_for(Duration::from_secs(30), "the delivery", |got| got.len() == 2).await;
+    let seq = row_of(&url, "issues.opened").await["seq"].clone();
 
     let client = reqwest::Client::new();
     let replay = format!("{url}/api/deliveries/{seq}/replay");
@@ -134,28 +120,29 @@ async fn a_foreign_host_and_a_missing_token_are_refused_and_replay_needs_the_pag
     assert_eq!(refused.status(), 403, "no token, no replay");
     let refused = client.post(&replay).header("X-Hookfwd-Token", "0".repeat(32)).send().await.unwrap();
     assert_eq!(refused.status(), 403, "a wrong token, no replay");
-    assert_eq!(handler.received().len(), 1);
+    assert_eq!(handler.received().len(), 2, "the ping and the issue, and no replay");
 
     let token = page_token(&url).await;
     let done: Value =
         client.post(&replay).header("X-Hookfwd-Token", &token).send().await.unwrap().json().await.unwrap();
     assert_eq!(done["status"], 200, "{done}");
-    let received = handler.wait_for(Duration::from_secs(10), "the replay", |got| got.len() == 2).await;
-    assert_eq!(received[1].body, received[0].body);
-    assert_eq!(received[1].header("x-hookfwd-replay"), Some("1"));
+    let received = handler.wait_for(Duration::from_secs(10), "the replay", |got| got.len() == 3).await;
+    assert_eq!(received[2].body, received[1].body);
+    assert_eq!(received[2].header("x-hookfwd-replay"), Some("1"));
     let rows = list(&url).await;
     assert!(rows.iter().any(|row| row["replay"] == true), "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redeliver_on_github_needs_the_token_and_brings_the_delivery_back_marked_as_a_redelivery() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let (_run, url) = dev(&fake, &handler.url(), state.path()).await;
+    the_creation_ping(&handler).await;
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 3})).await;
-    handler.wait_for(Duration::from_secs(30), "the delivery", |got| got.len() == 1).await;
-    let seq = eventually("a row", async || list(&url).await.first().map(|row| row["seq"].clone())).await;
+    handler.wait_for(Duration::from_secs(30), "the delivery", |got| got.len() == 2).await;
+    let seq = row_of(&url, "issues.opened").await["seq"].clone();
 
     let client = reqwest::Client::new();
     let redeliver = format!("{url}/api/deliveries/{seq}/redeliver");
@@ -170,16 +157,16 @@ async fn redeliver_on_github_needs_the_token_and_brings_the_delivery_back_marked
     assert_eq!(fake.stats().redeliver, 1);
 
     // GitHub sends it again with the same guid; hookfwd forwards that attempt, and the page marks it.
-    let received = handler.wait_for(Duration::from_secs(30), "the redelivery", |got| got.len() == 2).await;
-    assert_eq!(received[1].header("x-github-delivery"), received[0].header("x-github-delivery"));
-    assert_eq!(received[1].body, received[0].body);
-    let rows = eventually("a redelivery row", async || Some(list(&url).await).filter(|rows| rows.len() == 2)).await;
+    let received = handler.wait_for(Duration::from_secs(30), "the redelivery", |got| got.len() == 3).await;
+    assert_eq!(received[2].header("x-github-delivery"), received[1].header("x-github-delivery"));
+    assert_eq!(received[2].body, received[1].body);
+    let rows = eventually("a redelivery row", async || Some(list(&url).await).filter(|rows| rows.len() == 3)).await;
     assert_eq!(rows.iter().filter(|row| row["redelivery"] == true).count(), 1, "{rows:?}");
 }
 
 #[tokio::test]
 async fn an_inspector_address_in_use_is_one_sentence_and_exit_2() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (hook_url, api_url) = (fake.blackhole_url(), fake.api_url().to_string());
@@ -205,7 +192,7 @@ async fn an_inspector_address_in_use_is_one_sentence_and_exit_2() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_chromium_rows_appear_live_open_filter_and_replay() {
-    let fake = fake_with_repo().await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let (_run, url) = dev(&fake, &handler.url(), state.path()).await;
@@ -213,6 +200,7 @@ async fn in_chromium_rows_appear_live_open_filter_and_replay() {
     let browser = Browser::start().await;
     browser.goto(&format!("{url}/")).await;
     browser.wait_for("#live.on").await;
+    the_creation_ping(&handler).await;
 
     // A delivery's row appears without a reload.
     fake.emit(REPO, "issues", json!({"action": "opened", "number": 41, "title": "from the browser test"})).await;
@@ -247,7 +235,8 @@ async fn in_chromium_rows_appear_live_open_filter_and_replay() {
     browser.click(&browser.wait_for("#btn-replay").await).await;
     let received = handler.wait_for(Duration::from_secs(20), "the replay", |got| got.len() > before).await;
     assert_eq!(received.last().unwrap().header("x-hookfwd-replay"), Some("1"));
-    browser.wait_for("#rows tr:nth-child(3)").await;
+    // The ping's row, the two deliveries' and the replay's.
+    browser.wait_for("#rows tr:nth-child(4)").await;
     let notice = browser.text(&browser.wait_for("#notice").await).await;
     assert!(notice.contains("answered 200"), "{notice}");
     browser.screenshot(&shots.join("3-replayed.png")).await;

@@ -1,7 +1,12 @@
 //! End-to-end tests through the real binaries. One test binary for the whole suite, to save link time.
 //!
 //! Each module holds the tests of one promise; a new test goes in the module whose promise it checks.
-//! Shared helpers live in `testkit` (recorder, Octokit receiver, process runner, `eventually`) or `tests/src/`.
+//! Shared helpers live in `testkit` (recorder, Octokit receiver, process runner, `eventually`, `free_addr`) or
+//! `tests/src/` (`Account`: the one way to start `hookfwd` and `hookfwd dev` with a test's credentials, and to
+//! make an `issues.opened` payload).
+//!
+//! These tests are the full tier: they need the `full` feature and the binaries' paths, which `scripts/test`
+//! passes (`scripts/test -E 'test(/push::/)'` runs one module). A plain `cargo test` leaves them out.
 
 /// The GitHub Action's scripts (`scripts/action/`), run through bash as the action runs them.
 mod action;

@@ -5,31 +5,23 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Recorder, Running};
+use e2e::{Account, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_e2eNewcomerTokenNeverPrinted00001";
 const REPO: &str = "octo-org/newcomer";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 /// Set so that the "no local secret" warning does not mix with the ones under test.
 const SECRET: &str = "newcomer-local-secret-never-printed";
 
-/// `hookfwd` with the token and a local secret, the fake's API URL and its own state directory.
-fn hookfwd(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Running {
-    let api_url = fake.api_url().to_string();
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    all.extend([OsStr::new("--api-url"), OsStr::new(&api_url)]);
+/// [`Account::against`] the fake, with `dev` and `wait` polling every 100 ms and keeping their state in `state`.
+fn run_against(fake: &FakeGitHub, state: &Path, args: &[&str]) -> Running {
+    let mut all = args.to_vec();
     if matches!(args.first(), Some(&"dev" | &"wait")) {
-        all.extend([OsStr::new("--interval"), OsStr::new("100ms"), OsStr::new("--state-dir"), state.as_os_str()]);
+        all.extend(["--interval", "100ms", "--state-dir", state.to_str().expect("a UTF-8 temp path")]);
     }
-    Running::hookfwd(all, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))])
-}
-
-async fn fake_with(scopes: &str) -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, scopes);
-    fake.add_repo(REPO);
-    fake
+    ACCOUNT.against(fake, &all, &[])
 }
 
 /// A hook on the repository delivering `events` to the fake's blackhole URL, as if made by hand.
@@ -39,20 +31,16 @@ fn hook_for(fake: &FakeGitHub, events: &[&str]) -> u64 {
     fake.add_hook(REPO, spec)
 }
 
-fn payload(n: usize) -> Value {
-    json!({"action": "opened", "number": n, "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
-}
-
 const SCOPE_SENTENCE: &str = "it needs the `admin:repo_hook` scope (classic token)";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_without_the_hook_scope_exits_3_at_start_naming_the_scope() {
-    let fake = fake_with("public_repo").await;
+    let fake = ACCOUNT.fake("public_repo").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url];
-    let finished = hookfwd(&fake, state.path(), &args).finish().await;
+    let finished = run_against(&fake, state.path(), &args).finish().await;
     assert_eq!(finished.code, Some(3), "a missing scope is exit 3; stderr: {}", finished.stderr);
     let last = finished.stderr.lines().find(|line| line.starts_with("hookfwd: ")).unwrap_or_default().to_string();
     assert!(last.contains(SCOPE_SENTENCE) && last.contains("has scopes: public_repo"), "{}", finished.stderr);
@@ -61,26 +49,26 @@ async fn a_token_without_the_hook_scope_exits_3_at_start_naming_the_scope() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_exits_3_when_the_token_lacks_the_hook_scope() {
-    let fake = fake_with("public_repo").await;
+    let fake = ACCOUNT.fake("public_repo").await;
     let state = tempfile::tempdir().unwrap();
     let args = ["doctor", "--repo", REPO, "--state-dir", state.path().to_str().unwrap()];
-    let finished = hookfwd(&fake, state.path(), &args).finish().await;
+    let finished = run_against(&fake, state.path(), &args).finish().await;
     assert_eq!(finished.code, Some(3), "stdout: {}\nstderr: {}", finished.stdout, finished.stderr);
     assert!(finished.stderr.contains(SCOPE_SENTENCE), "{}", finished.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_filter_locally_and_skip_the_others_before_fetching_them() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--events", "push", "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
     for n in 0..3 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     fake.emit(REPO, "push", json!({"ref": "refs/heads/main", "repository": {"full_name": REPO}})).await;
     let received = handler.wait_for(Duration::from_secs(30), "the push", |got| !got.is_empty()).await;
@@ -94,7 +82,7 @@ async fn events_filter_locally_and_skip_the_others_before_fetching_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hook_without_the_asked_events_is_warned_about_by_name() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let hook_id = hook_for(&fake, &["push"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
@@ -111,7 +99,7 @@ async fn a_hook_without_the_asked_events_is_warned_about_by_name() {
         "push,check_run",
         "--json",
     ];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     let line = dev.wait_line("\"type\":\"warning\"").await;
     let warning: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
@@ -125,14 +113,14 @@ async fn a_hook_without_the_asked_events_is_warned_about_by_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_for_an_event_the_hook_is_not_sent_fails_at_once() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let hook_id = hook_for(&fake, &["push"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["wait", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--event", "check_run", "-q"];
     // The default --timeout is 120 s: failing at once is what ends this well before it.
-    let finished = hookfwd(&fake, state.path(), &args).finish().await;
+    let finished = run_against(&fake, state.path(), &args).finish().await;
     assert_eq!(finished.code, Some(1), "{}", finished.stderr);
     let expected = format!(
         "hookfwd: {REPO} hook {hook_id} is not subscribed to check_run, so GitHub never sends it; add it to the \
@@ -143,16 +131,16 @@ async fn wait_for_an_event_the_hook_is_not_sent_fails_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timeout_bounds_each_attempt_at_the_handler() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     handler.delay(Duration::from_secs(5));
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--timeout", "1s", "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let retry: Value = serde_json::from_str(&dev.wait_line("\"type\":\"retry\"").await).unwrap();
     assert_eq!(retry["reason"], "timed out", "{retry}");
     // Once the handler is quick again the delivery goes through.
@@ -162,16 +150,16 @@ async fn timeout_bounds_each_attempt_at_the_handler() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_slower_than_github_allows_is_warned_about_once() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     handler.delay(Duration::from_millis(10_500));
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit_many(REPO, "issues", vec![payload(1), payload(2)]).await;
+    fake.emit_many(REPO, "issues", vec![ACCOUNT.issue_opened(1), ACCOUNT.issue_opened(2)]).await;
     dev.wait_lines("\"type\":\"forwarded\"", 2).await;
     let warnings: Vec<Value> = dev
         .lines()
@@ -187,15 +175,15 @@ async fn a_handler_slower_than_github_allows_is_warned_about_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_prints_one_summary_line_and_exits_0() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("Ready").await;
-    fake.emit_many(REPO, "issues", vec![payload(1), payload(2)]).await;
+    fake.emit_many(REPO, "issues", vec![ACCOUNT.issue_opened(1), ACCOUNT.issue_opened(2)]).await;
     dev.wait_lines("<--", 2).await;
     dev.signal(libc::SIGINT);
     let finished = dev.finish().await;
@@ -206,7 +194,7 @@ async fn ctrl_c_prints_one_summary_line_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_says_what_is_still_waiting_for_next_time() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     handler.answer(503);
@@ -214,9 +202,9 @@ async fn ctrl_c_says_what_is_still_waiting_for_next_time() {
     let hook_url = fake.blackhole_url();
     // Both made before the start and caught up with --since, so both are queued at `ready`: emitted after it,
     // a poll between the two could list only the first before Ctrl-C.
-    fake.emit_many(REPO, "issues", vec![payload(1), payload(2)]).await;
+    fake.emit_many(REPO, "issues", vec![ACCOUNT.issue_opened(1), ACCOUNT.issue_opened(2)]).await;
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json", "--since", "1h"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"retry\"").await;
     dev.signal(libc::SIGINT);
     let finished = dev.finish().await;
@@ -227,7 +215,7 @@ async fn ctrl_c_says_what_is_still_waiting_for_next_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_line_names_its_source() {
-    let fake = fake_with("repo, admin:repo_hook, admin:org_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook, admin:org_hook").await;
     fake.add_org("octo-org");
     hook_for(&fake, &["*"]);
     fake.add_hook("octo-org", HookSpec::new(fake.blackhole_url()));
@@ -237,7 +225,7 @@ async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_
     let args = ["dev", "--org", "octo-org", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
     // Both copies forwarded, so that both lines show which source brought theirs.
     let args = [&args[..], &["--no-dedupe"]].concat();
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     let warning: Value = serde_json::from_str(&dev.wait_line("\"type\":\"warning\"").await).unwrap();
     assert_eq!(
         warning["message"],
@@ -247,7 +235,7 @@ async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_
         )
     );
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let forwarded = dev.wait_lines("\"type\":\"forwarded\"", 2).await;
     let mut sources: Vec<String> = forwarded
         .iter()
@@ -259,7 +247,7 @@ async fn a_repository_and_its_organization_as_sources_are_warned_about_and_each_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_inactive_hook_is_a_feed_warning_not_a_log_line() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let mut spec = HookSpec::new(fake.blackhole_url());
     spec.active = false;
     let hook_id = fake.add_hook(REPO, spec);
@@ -267,7 +255,7 @@ async fn an_inactive_hook_is_a_feed_warning_not_a_log_line() {
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     let warning: Value = serde_json::from_str(&dev.wait_line("\"type\":\"warning\"").await).unwrap();
     assert_eq!(
         warning["message"],
@@ -285,13 +273,13 @@ async fn an_inactive_hook_is_a_feed_warning_not_a_log_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_server_errors_are_feed_errors_without_raw_log_lines() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
     fake.faults().set_server_error_rate(1.0);
     let error: Value = serde_json::from_str(&dev.wait_line("\"type\":\"error\"").await).unwrap();
@@ -307,15 +295,15 @@ async fn github_server_errors_are_feed_errors_without_raw_log_lines() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_human_feed_shortens_guids_and_json_keeps_them_whole() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let hook_id = hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("Ready").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let answered = dev.wait_line("<--").await;
     let guid = fake.deliveries(hook_id)[0].guid.clone();
     assert!(answered.contains(&format!("[{}…]", &guid[..8])), "{answered}");
@@ -324,29 +312,29 @@ async fn the_human_feed_shortens_guids_and_json_keeps_them_whole() {
     assert!(!dev.lines().join("\n").contains(&guid), "the whole guid is for --json: {:?}", dev.lines());
     drop(dev);
 
-    let json = hookfwd(
+    let json = run_against(
         &fake,
         state.path(),
         &["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"],
     );
     json.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     let forwarded: Value = serde_json::from_str(&json.wait_line("\"type\":\"forwarded\"").await).unwrap();
     assert_eq!(forwarded["guid"], fake.deliveries(hook_id)[1].guid, "{forwarded}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_feed_line_goes_to_stdout_when_it_is_not_a_terminal() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["issues"]);
     let handler = Recorder::start().await;
     handler.answer(500);
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--events", "issues,check_run"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("Ready").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     dev.wait_line("<-- [500]").await;
     dev.wait_line(": 500, retry 1 in").await;
     dev.signal(libc::SIGINT);
@@ -366,7 +354,7 @@ async fn every_feed_line_goes_to_stdout_when_it_is_not_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quiet_shows_warnings_rejections_and_retries_and_nothing_that_went_well() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["issues"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
@@ -375,12 +363,12 @@ async fn quiet_shows_warnings_rejections_and_retries_and_nothing_that_went_well(
     let filter = ["--events", "issues,check_run", "--since", "1h", "-q"];
     let to = handler.url();
     let args = [&["dev", "--repo", REPO, "--to", &to, "--hook-url", &hook_url][..], &filter].concat();
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("is not subscribed to check_run").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     handler.wait_for(Duration::from_secs(30), "the first delivery", |got| got.len() == 1).await;
     handler.answer(503);
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     dev.wait_line("<-- [503]").await;
     dev.wait_line(": 503, retry 1 in").await;
     dev.signal(libc::SIGINT);
@@ -395,20 +383,20 @@ async fn quiet_shows_warnings_rejections_and_retries_and_nothing_that_went_well(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_lines_say_whether_the_handler_accepted_a_delivery() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     handler.answer(404);
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     dev.wait_line("\"type\":\"ready\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let rejected: Value = serde_json::from_str(&dev.wait_line("\"type\":\"forwarded\"").await).unwrap();
     assert_eq!((&rejected["status"], &rejected["ok"]), (&json!(404), &json!(false)), "{rejected}");
     handler.answer(200);
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     let accepted: Value = serde_json::from_str(&dev.wait_lines("\"type\":\"forwarded\"", 2).await[1]).unwrap();
     assert_eq!((&accepted["status"], &accepted["ok"]), (&json!(200), &json!(true)), "{accepted}");
     drop(dev);
@@ -423,13 +411,13 @@ async fn json_lines_say_whether_the_handler_accepted_a_delivery() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ready_line_lists_each_source_as_an_object() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let hook_id = hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json"];
-    let dev = hookfwd(&fake, state.path(), &args);
+    let dev = run_against(&fake, state.path(), &args);
     let hook: Value = serde_json::from_str(&dev.wait_line("\"type\":\"hook\"").await).unwrap();
     let ready: Value = serde_json::from_str(&dev.wait_line("\"type\":\"ready\"").await).unwrap();
     assert_eq!(
@@ -453,7 +441,7 @@ fn check_names(finished: &e2e::Finished) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_names_each_check_once() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     hook_for(&fake, &["push"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
@@ -492,9 +480,9 @@ async fn doctor_names_each_check_once() {
     }
 
     // A token without the hook scope: the repository is visible, managing its hooks is what fails.
-    let fake = fake_with("public_repo").await;
+    let fake = ACCOUNT.fake("public_repo").await;
     let args = ["doctor", "--repo", REPO, "--state-dir", state_dir, "--json"];
-    let finished = hookfwd(&fake, state.path(), &args).finish().await;
+    let finished = run_against(&fake, state.path(), &args).finish().await;
     assert_eq!(finished.code, Some(3), "{}", finished.stderr);
     let lines = finished.json();
     let failed: Vec<&str> =
@@ -531,8 +519,7 @@ fn silent_api() -> (String, std::net::TcpListener) {
 
 /// `hookfwd ARGS --api-url API` with a token and a secret.
 fn against(api: &str, args: &[&str]) -> Running {
-    let all = args.iter().copied().chain(["--api-url", api]);
-    Running::hookfwd(all, &[("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))])
+    ACCOUNT.hookfwd(args.iter().copied().chain(["--api-url", api]), &[])
 }
 
 /// Asserts that the run failed with exit 1, the one sentence `expected` (a prefix, for a transport's
@@ -630,7 +617,7 @@ async fn doctor_fails_its_api_check_at_once_when_the_api_is_silent_or_refuses() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_with_cleanup_says_which_hook_it_deleted() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let hook_url = fake.blackhole_url();
     for json in [false, true] {
@@ -640,7 +627,7 @@ async fn stopping_with_cleanup_says_which_hook_it_deleted() {
         if json {
             args.push("--json");
         }
-        let dev = hookfwd(&fake, state.path(), &args);
+        let dev = run_against(&fake, state.path(), &args);
         let ready = dev.wait_line(if json { "\"type\":\"ready\"" } else { "Ready" }).await;
         let hook: Value = if json { serde_json::from_str(&ready).unwrap() } else { Value::Null };
         dev.signal(libc::SIGINT);
@@ -675,7 +662,7 @@ async fn a_repository_that_is_not_found_says_to_check_the_name_and_the_tokens_ac
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", "octo-org/no-such-repo", "--to", "localhost:3000", "--hook-url", &hook_url];
-    let finished = hookfwd(&fake, state.path(), &args).finish().await;
+    let finished = run_against(&fake, state.path(), &args).finish().await;
     assert_eq!(finished.code, Some(1), "{}", finished.stderr);
     let lines: Vec<&str> = finished.stderr.lines().collect();
     assert_eq!(
@@ -691,15 +678,15 @@ async fn a_repository_that_is_not_found_says_to_check_the_name_and_the_tokens_ac
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_on_the_same_state_directory_names_the_process_holding_it() {
-    let fake = fake_with("repo, admin:repo_hook").await;
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
     let hook_id = hook_for(&fake, &["*"]);
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let hook_url = fake.blackhole_url();
     let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--no-inspect"];
-    let first = hookfwd(&fake, state.path(), &args);
+    let first = run_against(&fake, state.path(), &args);
     first.wait_line("Ready").await;
-    let second = hookfwd(&fake, state.path(), &args).finish().await;
+    let second = run_against(&fake, state.path(), &args).finish().await;
     assert_eq!(second.code, Some(1), "{}", second.stderr);
     let line = second.stderr.lines().next().unwrap_or_default();
     let holder = format!("hookfwd process {}", first.pid());

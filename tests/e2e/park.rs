@@ -2,42 +2,21 @@
 //! parked and the queue moves on (`replay --parked` and the `r` key send it again), a handler that
 //! is down is waited for, and an event overlapping sources both bring is forwarded once.
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Recorder, Running, eventually};
+use e2e::{Account, Recorder, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_e2eParkTokenThatMustNeverBePrinted1";
 const SECRET: &str = "park-local-secret-never-printed-51c2";
 const REPO: &str = "park-org/widgets";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 /// What the handler's bug answers.
 const REJECTION: &str = r#"{"error":"no such user: ghost"}"#;
 /// In the payload of the one delivery the handler's bug hits.
 const POISON: &str = "\"title\":\"poison\"";
-
-async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook, admin:org_hook");
-    fake.add_repo(REPO);
-    fake
-}
-
-/// `hookfwd ARGS --api-url …` with the token and the local secret, colours off.
-fn hookfwd(fake: &FakeGitHub, args: &[&str]) -> Running {
-    hookfwd_reading(fake, args, std::process::Stdio::null())
-}
-
-fn hookfwd_reading(fake: &FakeGitHub, args: &[&str], stdin: std::process::Stdio) -> Running {
-    let api_url = fake.api_url().to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--api-url", &api_url]);
-    let env =
-        [("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET)), ("NO_COLOR", OsStr::new("1"))];
-    Running::hookfwd_reading(all, &env, stdin)
-}
 
 /// `dev` on [`REPO`], polling every 100 ms, without the inspector.
 fn dev_args<'a>(fake_hook_url: &'a str, target: &'a str, state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -63,18 +42,19 @@ fn parse(line: &str) -> Value {
 async fn replay_parked(fake: &FakeGitHub, target: &str, state: &str) -> e2e::Finished {
     let hook_url = fake.blackhole_url();
     let args = ["replay", "--parked", "--repo", REPO, "--hook-url", &hook_url, "--to", target, "--state-dir", state];
-    hookfwd(fake, &args).finish().await
+    ACCOUNT.against(fake, &args, &[]).finish().await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_the_handler_rejects_is_parked_after_three_attempts_and_the_queue_moves_on() {
-    let fake = fake_with_repo().await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
     let (hook_url, target) = (fake.blackhole_url(), handler.url());
 
-    let run = hookfwd(&fake, &dev_args(&hook_url, &target, path(state.path()), &["--json"]));
+    let run = ACCOUNT.against(&fake, &dev_args(&hook_url, &target, path(state.path()), &["--json"]), &[]);
     run.wait_line("\"type\":\"ready\"").await;
     fake.emit(REPO, "issues", issue(1, "poison")).await;
     fake.emit(REPO, "issues", issue(2, "fine")).await;
@@ -103,7 +83,7 @@ async fn a_delivery_the_handler_rejects_is_parked_after_three_attempts_and_the_q
     // After a restart it is still parked: not sent again.
     run.signal(libc::SIGTERM);
     assert_eq!(run.finish().await.code, Some(0));
-    let run = hookfwd(&fake, &dev_args(&hook_url, &target, path(state.path()), &["--json"]));
+    let run = ACCOUNT.against(&fake, &dev_args(&hook_url, &target, path(state.path()), &["--json"]), &[]);
     run.wait_line("\"type\":\"ready\"").await;
     fake.emit(REPO, "issues", issue(4, "after the restart")).await;
     handler.wait_for(Duration::from_secs(60), "the one after the restart", |got| got.len() >= 3).await;
@@ -128,13 +108,14 @@ async fn a_delivery_the_handler_rejects_is_parked_after_three_attempts_and_the_q
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_feed_says_once_that_a_delivery_was_parked_and_how_to_send_it_again() {
-    let fake = fake_with_repo().await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
     let (hook_url, target) = (fake.blackhole_url(), handler.url());
     let hook_id = fake.add_hook(REPO, HookSpec::new(hook_url.clone()));
-    let run = hookfwd(&fake, &dev_args(&hook_url, &target, path(state.path()), &[]));
+    let run = ACCOUNT.against(&fake, &dev_args(&hook_url, &target, path(state.path()), &[]), &[]);
     run.wait_line("Ready!").await;
     fake.emit(REPO, "issues", issue(1, "poison")).await;
     fake.emit(REPO, "issues", issue(2, "fine")).await;
@@ -159,12 +140,17 @@ async fn the_feed_says_once_that_a_delivery_was_parked_and_how_to_send_it_again(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_answering_503_keeps_the_delivery_retrying_and_never_parks_it() {
-    let fake = fake_with_repo().await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.answer(503);
     let state = tempfile::tempdir().unwrap();
     let (hook_url, target) = (fake.blackhole_url(), handler.url());
-    let run = hookfwd(&fake, &dev_args(&hook_url, &target, path(state.path()), &["--json", "--max-attempts", "2"]));
+    let run = ACCOUNT.against(
+        &fake,
+        &dev_args(&hook_url, &target, path(state.path()), &["--json", "--max-attempts", "2"]),
+        &[],
+    );
     run.wait_line("\"type\":\"ready\"").await;
     fake.emit(REPO, "issues", issue(1, "while restarting")).await;
     let retry = parse(&run.wait_line("\"type\":\"retry\"").await);
@@ -184,7 +170,8 @@ async fn a_handler_answering_503_keeps_the_delivery_retrying_and_never_parks_it(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_blocks_on_a_rejected_delivery_by_default_and_parks_it_with_on_handler_error_park() {
-    let fake = fake_with_repo().await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
@@ -194,7 +181,7 @@ async fn forward_blocks_on_a_rejected_delivery_by_default_and_parks_it_with_on_h
         let mut args = vec!["forward", "--json", "--rule", &rule, "--interval", "100ms", "--no-inspect"];
         args.extend(["--state-dir", path(state.path())]);
         args.extend(extra);
-        hookfwd(&fake, &args)
+        ACCOUNT.against(&fake, &args, &[])
     };
     let run = forward(&[]);
     run.wait_line("\"type\":\"ready\"").await;
@@ -223,7 +210,8 @@ async fn the_r_key_sends_this_runs_parked_deliveries_again() {
     use std::io::Write;
     use std::os::fd::{FromRawFd, OwnedFd};
 
-    let fake = fake_with_repo().await;
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.reject(POISON, 500, REJECTION);
     let state = tempfile::tempdir().unwrap();
@@ -238,7 +226,10 @@ async fn the_r_key_sends_this_runs_parked_deliveries_again() {
     // SAFETY: openpty returned two new descriptors that nothing else owns.
     let (leader, follower) = unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
     let mut keys = std::fs::File::from(leader);
-    let run = hookfwd_reading(&fake, &dev_args(&hook_url, &target, path(state.path()), &[]), follower.into());
+    let api_url = fake.api_url().to_string();
+    let mut args = dev_args(&hook_url, &target, path(state.path()), &[]);
+    args.extend(["--api-url", &api_url]);
+    let run = ACCOUNT.hookfwd_reading(args, &[("NO_COLOR", "1")], follower.into());
     run.wait_line("Ready!").await;
     fake.emit(REPO, "issues", issue(1, "poison")).await;
     fake.emit(REPO, "issues", issue(2, "fine")).await;
@@ -265,7 +256,8 @@ async fn an_event_an_organization_and_its_repository_both_bring_is_forwarded_onc
         (None, 1, "each is forwarded once (--no-dedupe forwards both copies)"),
         (Some("--no-dedupe"), 2, "with --no-dedupe each is forwarded twice"),
     ] {
-        let fake = fake_with_repo().await;
+        // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+        let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
         fake.add_org("park-org");
         fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
         fake.add_hook("park-org", HookSpec::new(fake.blackhole_url()));
@@ -283,7 +275,7 @@ async fn an_event_an_organization_and_its_repository_both_bring_is_forwarded_onc
             path(state.path()),
         ]);
         args.extend(extra);
-        let run = hookfwd(&fake, &args);
+        let run = ACCOUNT.against(&fake, &args, &[]);
         let warning = parse(&run.wait_line("\"type\":\"warning\"").await);
         let sentence = format!(
             "{REPO} is a source and so is its organization park-org: GitHub sends each of its events to both hooks, \

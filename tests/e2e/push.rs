@@ -8,15 +8,18 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{Blackhole, OctokitReceiver, Running, eventually};
+use e2e::{Account, Blackhole, OctokitReceiver, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const TOKEN: &str = "ghp_e2ePushTokenThatMustNeverBePrinted01";
 const SECRET: &str = "local-secret-never-printed-push-5c2e";
 const STREAM_TOKEN: &str = "stream-token-never-printed-9d41";
+/// The environment of a `dev` in push mode.
+const STREAMING: &[(&str, &str)] = &[("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)];
 const UPSTREAM: &str = "upstream-secret-never-printed-71b0";
 const REPO: &str = "octo-org/hello-world";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 
 async fn fake_with_repo() -> FakeGitHub {
     let fake = FakeGitHub::start().await;
@@ -28,37 +31,6 @@ async fn fake_with_repo() -> FakeGitHub {
 
 fn streaming_blackhole() -> Blackhole {
     Blackhole::start(&["--stream-token", STREAM_TOKEN, "--stream-keepalive", "1s"])
-}
-
-/// `hookfwd dev --json` on the repository, its hook at `hook_url`, the stream token in the environment.
-fn start_dev(fake: &FakeGitHub, hook_url: &str, target: &str, state: &Path, extra: &[&str]) -> Running {
-    start_dev_with(fake, hook_url, target, state, extra, &[("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)])
-}
-
-fn start_dev_with(
-    fake: &FakeGitHub,
-    hook_url: &str,
-    target: &str,
-    state: &Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> Running {
-    let api_url = fake.api_url().to_string();
-    let mut args: Vec<&OsStr> = ["dev", "--json", "--repo", REPO, "--to", target, "--hook-url", hook_url]
-        .into_iter()
-        .chain(["--api-url", &api_url, "--interval", "200ms", "--state-dir"])
-        .map(OsStr::new)
-        .collect();
-    args.push(state.as_os_str());
-    args.extend(extra.iter().map(OsStr::new));
-    let mut vars = vec![("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
-    vars.extend(env.iter().map(|(name, value)| (*name, OsStr::new(*value))));
-    Running::hookfwd(args, &vars)
-}
-
-fn payload(n: usize) -> Value {
-    json!({"action": "opened", "number": n, "issue": {"number": n, "title": format!("issue {n}")},
-           "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
 }
 
 /// The `forwarded` JSON lines so far.
@@ -107,14 +79,14 @@ async fn pushed_deliveries_arrive_verified_via_the_stream_without_a_get() {
     let blackhole = streaming_blackhole();
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
     let hook = hook_id(&dev).await;
     let ready: Value = serde_json::from_str(&dev.wait_line("\"type\":\"ready\"").await).unwrap();
     assert_eq!(ready["mode"], "stream");
     dev.wait_line("\"state\":\"up\"").await;
 
     for n in 0..10 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let emitted = guids(&fake, hook);
     assert_eq!(emitted.len(), 10);
@@ -146,11 +118,18 @@ async fn the_same_delivery_seen_by_both_paths_is_forwarded_once() {
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     // A safety poll every 200 ms lists every delivery the stream brought, too.
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
+    let dev = ACCOUNT.dev_at(
+        &fake,
+        &blackhole.url("/alice"),
+        receiver.url(),
+        state.path(),
+        &["--json", "--safety-interval", "200ms"],
+        STREAMING,
+    );
     let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
     for n in 0..20 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let emitted = guids(&fake, hook);
@@ -169,10 +148,17 @@ async fn a_redelivery_is_forwarded_again_once() {
     let blackhole = streaming_blackhole();
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--safety-interval", "200ms"]);
+    let dev = ACCOUNT.dev_at(
+        &fake,
+        &blackhole.url("/alice"),
+        receiver.url(),
+        state.path(),
+        &["--json", "--safety-interval", "200ms"],
+        STREAMING,
+    );
     let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let original = fake.deliveries(hook).pop().expect("a delivery");
     all_arrive(&receiver, std::slice::from_ref(&original.guid), Duration::from_secs(20)).await;
 
@@ -206,22 +192,22 @@ async fn a_blackhole_killed_mid_stream_and_restarted_loses_nothing() {
     let blackhole = streaming_blackhole();
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
     let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
     for n in 0..10 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let killed = blackhole.kill();
     // GitHub records these as failed attempts; only the API can bring them.
     for n in 10..20 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     dev.wait_line("\"state\":\"down\"").await;
     let blackhole = Blackhole::restart(killed);
     dev.wait_lines("\"state\":\"up\"", 2).await;
     for n in 20..30 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let emitted = guids(&fake, hook);
     assert_eq!(emitted.len(), 30);
@@ -240,23 +226,23 @@ async fn hookfwd_killed_mid_stream_and_restarted_loses_nothing() {
     let blackhole = streaming_blackhole();
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
     let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
     for n in 0..20 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     receiver.wait_for(Duration::from_secs(20), "the first forwards", |events| events.len() >= 5).await;
     dev.signal(libc::SIGKILL);
     assert_eq!(dev.finish().await.code, None, "killed by a signal");
     for n in 20..30 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
     dev.wait_line("\"state\":\"up\"").await;
     for n in 30..40 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let emitted = guids(&fake, hook);
     assert_eq!(emitted.len(), 40);
@@ -271,7 +257,7 @@ async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
     let blackhole = streaming_blackhole();
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
     hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
 
@@ -279,7 +265,7 @@ async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
     let noise = reqwest::Client::new().post(blackhole.url("/alice")).body("{\"zen\":\"a scanner\"}").send().await;
     assert_eq!(noise.unwrap().status(), 200);
     let forged = "0f0f0f0f-dead-beef-0000-000000000001";
-    let body = payload(666).to_string();
+    let body = ACCOUNT.issue_opened(666).to_string();
     let sent = reqwest::Client::new()
         .post(blackhole.url("/alice"))
         .header("content-type", "application/json")
@@ -294,7 +280,7 @@ async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
     let warning = dev.wait_line("does not verify").await;
     assert!(warning.contains("\"type\":\"warning\""), "{warning}");
     // A genuine delivery after it still arrives, so the forged one had its chance to be forwarded.
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     receiver.wait_for(Duration::from_secs(20), "the genuine delivery", |events| !events.is_empty()).await;
     assert!(!accepted(&receiver).contains_key(forged));
     assert!(receiver.rejections().is_empty());
@@ -312,7 +298,7 @@ async fn a_wrong_stream_token_is_one_sentence_and_exit_3() {
     let state = tempfile::tempdir().unwrap();
     let wrong = "not-the-token-either-0c1d";
     let env = [("HOOKFWD_STREAM_TOKEN", wrong)];
-    let dev = start_dev_with(&fake, &blackhole.url("/alice"), "localhost:9", state.path(), &[], &env);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), "localhost:9", state.path(), &["--json"], &env);
     let finished = dev.finish().await;
     assert_eq!(finished.code, Some(3), "stderr: {}", finished.stderr);
     let error: Vec<&str> = finished.stderr.lines().filter(|line| line.starts_with("hookfwd:")).collect();
@@ -328,7 +314,7 @@ async fn a_token_refused_mid_run_is_a_warning_and_polling_goes_on() {
     let blackhole = streaming_blackhole();
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
     let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
     // The blackhole comes back with the token rotated away from hookfwd's.
@@ -337,7 +323,7 @@ async fn a_token_refused_mid_run_is_a_warning_and_polling_goes_on() {
     let _blackhole = Blackhole::restart((addr, rotated));
     let warning = dev.wait_line("refused the stream token").await;
     assert!(warning.contains("\"type\":\"warning\""), "{warning}");
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     all_arrive(&receiver, &guids(&fake, hook), Duration::from_secs(20)).await;
     let line = dev.wait_line("\"type\":\"forwarded\"").await;
     assert!(line.contains("\"via\":\"api\""), "{line}");
@@ -354,11 +340,11 @@ async fn without_the_upstream_secret_deliveries_arrive_via_the_api_promptly() {
     let state = tempfile::tempdir().unwrap();
     // A hook hookfwd finds rather than creates: it cannot know the secret GitHub signs with.
     let hook = fake.add_hook(REPO, HookSpec::new(blackhole.url("/bob")).secret(UPSTREAM));
-    let dev = start_dev(&fake, &blackhole.url("/bob"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/bob"), receiver.url(), state.path(), &["--json"], STREAMING);
     dev.wait_line("\"state\":\"up\"").await;
     let started = Instant::now();
     for n in 0..5 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let emitted = guids(&fake, hook);
     all_arrive(&receiver, &emitted, Duration::from_secs(20)).await;
@@ -373,9 +359,9 @@ async fn without_the_upstream_secret_deliveries_arrive_via_the_api_promptly() {
     dev.signal(libc::SIGTERM);
     assert_eq!(dev.finish().await.code, Some(0));
     let env = [("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
-    let dev = start_dev_with(&fake, &blackhole.url("/bob"), receiver.url(), state.path(), &[], &env);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/bob"), receiver.url(), state.path(), &["--json"], &env);
     dev.wait_line("\"state\":\"up\"").await;
-    fake.emit(REPO, "issues", payload(9)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(9)).await;
     let guid = fake.deliveries(hook).pop().expect("the new delivery").guid;
     let line = dev.wait_line(&guid).await;
     assert!(line.contains("\"via\":\"stream\""), "{line}");
@@ -387,11 +373,11 @@ async fn a_blackhole_that_does_not_stream_is_one_warning_then_polling() {
     let blackhole = Blackhole::start(&[]);
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &[]);
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
     let hook = hook_id(&dev).await;
     let warning = dev.wait_line("does not stream").await;
     assert!(warning.contains("--stream-token"), "{warning}");
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     all_arrive(&receiver, &guids(&fake, hook), Duration::from_secs(20)).await;
     assert_eq!(dev.lines().iter().filter(|line| line.contains("does not stream")).count(), 1);
 }
@@ -405,11 +391,18 @@ async fn two_repositories_on_one_hook_path_each_stream_their_own_deliveries() {
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     // Both hooks deliver to /shared, so both subscriptions see both repositories' POSTs.
-    let dev = start_dev(&fake, &blackhole.url("/shared"), receiver.url(), state.path(), &["--repo", other]);
+    let dev = ACCOUNT.dev_at(
+        &fake,
+        &blackhole.url("/shared"),
+        receiver.url(),
+        state.path(),
+        &["--json", "--repo", other],
+        STREAMING,
+    );
     dev.wait_lines("\"state\":\"up\"", 2).await;
     for n in 0..3 {
-        fake.emit(REPO, "issues", payload(n)).await;
-        fake.emit(other, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
+        fake.emit(other, "issues", ACCOUNT.issue_opened(n)).await;
     }
     receiver.wait_for(Duration::from_secs(20), "six deliveries", |events| events.len() >= 6).await;
     dev.wait_lines("\"type\":\"forwarded\"", 6).await;
@@ -484,13 +477,27 @@ async fn with_a_shared_ledger_a_push_waits_for_the_list_and_two_replicas_forward
     let env = [("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
     let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let extra = ["--ledger", &redis.url()];
-    let a = start_dev_with(&fake, &blackhole.url("/carol"), receiver.url(), a_state.path(), &extra, &env);
-    let b = start_dev_with(&fake, &blackhole.url("/carol"), receiver.url(), b_state.path(), &extra, &env);
+    let a = ACCOUNT.dev_at(
+        &fake,
+        &blackhole.url("/carol"),
+        receiver.url(),
+        a_state.path(),
+        &[&["--json"][..], &extra].concat(),
+        &env,
+    );
+    let b = ACCOUNT.dev_at(
+        &fake,
+        &blackhole.url("/carol"),
+        receiver.url(),
+        b_state.path(),
+        &[&["--json"][..], &extra].concat(),
+        &env,
+    );
     a.wait_line("\"state\":\"up\"").await;
     b.wait_line("\"state\":\"up\"").await;
     let started = Instant::now();
     for n in 0..10 {
-        fake.emit(REPO, "issues", payload(n)).await;
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
     }
     let emitted = guids(&fake, hook);
     assert_eq!(emitted.len(), 10);

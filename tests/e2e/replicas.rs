@@ -4,22 +4,23 @@
 //! unreachable ledger URL is one sentence and the right exit code.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use e2e::{OctokitReceiver, RedisServer, Running};
+use e2e::{Account, OctokitReceiver, RedisServer, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_replicasE2eTokenNeverPrinted0000009";
 const SECRET: &str = "replicas-e2e-secret-never-printed-91f0";
 const REPO: &str = "octo/replicated";
-/// How long any one wait may take before the test fails rather than hangs (a dead replica's
-/// claims take 30 s to expire).
-const PATIENCE: Duration = Duration::from_secs(150);
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
+/// How long any one wait may take before the test fails rather than hangs.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// How long a claim lives in these tests (30 s in production): a dead replica's claims expire in seconds.
+const CLAIM_TTL_MS: &str = "3000";
 
-async fn fake_with_backlog(count: usize) -> (FakeGitHub, Vec<String>) {
+/// A fake with [`REPO`]'s hook and `count` deliveries on it: the fake, the hook's id, and their guids.
+async fn fake_with_backlog(count: usize) -> (FakeGitHub, u64, Vec<String>) {
     let fake = FakeGitHub::start().await;
     fake.add_token(TOKEN, "repo, admin:repo_hook");
     fake.add_repo(REPO);
@@ -27,7 +28,7 @@ async fn fake_with_backlog(count: usize) -> (FakeGitHub, Vec<String>) {
     let payloads = (0..count).map(|n| json!({"action": "opened", "issue": {"number": n}})).collect();
     let ids = fake.emit_many(REPO, "issues", payloads).await;
     let guids = fake.deliveries(hook).into_iter().filter(|d| ids.contains(&d.id)).map(|d| d.guid).collect();
-    (fake, guids)
+    (fake, hook, guids)
 }
 
 /// `hookfwd forward` on [`REPO`] with the ledger at `ledger`, its own state directory (another
@@ -38,8 +39,8 @@ fn replica(fake: &FakeGitHub, ledger: &str, target: &str, state: &tempfile::Temp
     let mut args = vec!["forward", "--json", "--rule", &rule, "--api-url", &api, "--state-dir", &state];
     args.extend(["--interval", "100ms", "--since", "1h", "--ledger", ledger]);
     args.extend(extra);
-    let env = [("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
-    Running::hookfwd(&args, &env)
+    let env = [("HOOKFWD_TEST_CLAIM_TTL_MS", CLAIM_TTL_MS)];
+    ACCOUNT.hookfwd(&args, &env)
 }
 
 /// How many times the receiver got each guid.
@@ -66,54 +67,58 @@ async fn until_all(receiver: &OctokitReceiver, guids: &[String], runs: &[&Runnin
     }
 }
 
+/// Emits one more delivery and waits until the receiver has it: the sentinel after which a late copy of an
+/// earlier delivery would have shown up (each replica forwards oldest first).
+async fn one_more(fake: &FakeGitHub, hook: u64, receiver: &OctokitReceiver, runs: &[&Running]) {
+    let ids = fake.emit(REPO, "issues", json!({"action": "opened", "issue": {"number": 100_000}})).await;
+    let guids: Vec<String> =
+        fake.deliveries(hook).into_iter().filter(|d| ids.contains(&d.id)).map(|d| d.guid).collect();
+    until_all(receiver, &guids, runs).await;
+}
+
 /// The guids received more than once, and how many extra copies in all.
 fn repeats(receiver: &OctokitReceiver) -> usize {
     counts(receiver).values().map(|n| n - 1).sum()
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free loopback port")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_on_one_hook_forward_each_delivery_once_and_fetch_it_once() {
     let redis = RedisServer::start();
-    let (fake, guids) = fake_with_backlog(300).await;
+    let (fake, hook, guids) = fake_with_backlog(300).await;
     let receiver = OctokitReceiver::start(SECRET).await;
     let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = replica(&fake, &redis.url(), receiver.url(), &a_state, &[]);
     let b = replica(&fake, &redis.url(), receiver.url(), &b_state, &[]);
     until_all(&receiver, &guids, &[&a, &b]).await;
-    // Late copies would show up within a few polls.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    one_more(&fake, hook, &receiver, &[&a, &b]).await;
     let counts = counts(&receiver);
-    assert_eq!(counts.len(), 300);
+    assert_eq!(counts.len(), 301);
     assert!(counts.values().all(|n| *n == 1), "each guid once: {:?}", counts.values().filter(|n| **n > 1).count());
     let gets = fake.stats().get_delivery;
-    assert!(gets as f64 <= 300.0 * 1.01, "{gets} GETs for 300 deliveries");
+    assert!(gets as f64 <= 301.0 * 1.01, "{gets} GETs for 301 deliveries");
     // Both took part: the fetches were shared.
     let forwarded = |run: &Running| run.lines().iter().filter(|line| line.contains("\"forwarded\"")).count();
     let (by_a, by_b) = (forwarded(&a), forwarded(&b));
     assert!(by_a > 0 && by_b > 0, "a forwarded {by_a}, b {by_b}");
-    assert_eq!(by_a + by_b, 300);
+    assert_eq!(by_a + by_b, 301);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_killed_mid_drain_loses_nothing_and_repeats_at_most_what_it_had_in_flight() {
     let redis = RedisServer::start();
-    let (fake, guids) = fake_with_backlog(600).await;
+    let (fake, hook, guids) = fake_with_backlog(300).await;
     // A slower GitHub, so that the drain is still going when one replica dies.
     fake.faults().set_latency(Duration::from_millis(60));
     let receiver = OctokitReceiver::start(SECRET).await;
     let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = replica(&fake, &redis.url(), receiver.url(), &a_state, &[]);
     let b = replica(&fake, &redis.url(), receiver.url(), &b_state, &[]);
-    receiver.wait_for(PATIENCE, "the drain to be under way", |lines| lines.len() >= 100).await;
+    receiver.wait_for(PATIENCE, "the drain to be under way", |lines| lines.len() >= 50).await;
     a.signal(libc::SIGKILL);
-    assert!(counts(&receiver).len() < 600, "the drain ended before the kill; make the backlog larger");
+    assert!(counts(&receiver).len() < 300, "the drain ended before the kill; make the backlog larger");
     // b takes over what a had claimed once those claims expire.
     until_all(&receiver, &guids, &[&b]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    one_more(&fake, hook, &receiver, &[&b]).await;
     // a forwarded one delivery at a time: at most that one was answered and not marked done.
     assert!(repeats(&receiver) <= 1, "{} repeats", repeats(&receiver));
     drop(a);
@@ -122,11 +127,11 @@ async fn a_replica_killed_mid_drain_loses_nothing_and_repeats_at_most_what_it_ha
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_going_away_stops_forwarding_with_one_sentence_and_readyz_503_until_it_is_back() {
     let mut redis = RedisServer::start_persistent();
-    let (fake, guids) = fake_with_backlog(400).await;
+    let (fake, _, guids) = fake_with_backlog(200).await;
     fake.faults().set_latency(Duration::from_millis(60));
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
-    let admin = free_addr().to_string();
+    let admin = e2e::free_addr().to_string();
     let run = replica(&fake, &redis.url(), receiver.url(), &state, &["--admin-listen", &admin]);
     receiver.wait_for(PATIENCE, "the drain to be under way", |lines| lines.len() >= 50).await;
     redis.stop();
@@ -139,14 +144,31 @@ async fn redis_going_away_stops_forwarding_with_one_sentence_and_readyz_503_unti
     assert_eq!(ready.status().as_u16(), 503);
     let body = ready.text().await.unwrap();
     assert!(body.contains("the ledger at redis://127.0.0.1:"), "{body}");
-    // Only what was claimed and confirmed before Redis went away can still go through; then nothing.
-    tokio::time::sleep(Duration::from_secs(25)).await;
+    // The sentinel that hookfwd goes on working while the ledger is down: three of its attempts to reach
+    // it again, on the port Redis left...
+    let port = std::net::TcpListener::bind(redis.addr()).expect("the port Redis left");
+    port.set_nonblocking(true).unwrap();
+    let mut attempts = 0;
+    eventually("three attempts to reach the ledger", async || {
+        while let Ok((connection, _)) = port.accept() {
+            drop(connection);
+            attempts += 1;
+        }
+        attempts >= 3
+    })
+    .await;
+    drop(port);
     let frozen = receiver.events().len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(receiver.events().len(), frozen, "forwarded while the ledger was down");
-    assert!(frozen < 400, "the drain ended before Redis stopped");
     redis.restart();
     run.wait_line("reachable again").await;
+    // ...and forwards nothing meanwhile: a claim is trusted no longer than it lives (3 s here) less a margin,
+    // so with Redis gone only the delivery being forwarded when it went can still be.
+    let feed = run.lines();
+    let down = feed.iter().position(|line| line.contains("cannot be reached")).expect("the warning");
+    let back = feed.iter().position(|line| line.contains("reachable again")).expect("the notice");
+    let forwarded = feed[down..back].iter().filter(|line| line.contains("\"forwarded\"")).count();
+    assert!(forwarded <= 1, "{forwarded} forwarded while the ledger was down");
+    assert!(frozen < 200, "the drain ended before Redis stopped");
     until_all(&receiver, &guids, &[&run]).await;
     let ready = reqwest::get(format!("http://{admin}/readyz")).await.expect("the admin listener answers");
     assert_eq!(ready.status().as_u16(), 200, "{}", ready.text().await.unwrap_or_default());
@@ -176,7 +198,7 @@ async fn a_bad_ledger_url_is_one_sentence_and_exit_2_without_its_password() {
 async fn redis_down_at_start_is_one_sentence_and_exit_1_within_ten_seconds() {
     let fake = FakeGitHub::start().await;
     fake.add_token(TOKEN, "repo, admin:repo_hook");
-    let url = format!("redis://:hunter2@{}/0", free_addr());
+    let url = format!("redis://:hunter2@{}/0", e2e::free_addr());
     // Built before the clock starts.
     e2e::hookfwd();
     let started = Instant::now();

@@ -2,43 +2,22 @@
 //! listener (`/healthz`, `/readyz`, `/metrics`), `--max-stall`, a taken admin address, and
 //! `hookfwd redeliver --failed`.
 
-use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{Recorder, Running};
+use e2e::{Account, Recorder, Running};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::Value;
 
 const TOKEN: &str = "ghp_serviceE2eTokenNeverPrinted000091";
 const SECRET: &str = "service-e2e-secret-never-printed-4c2a";
 const REPO: &str = "svc-org/api";
+const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 /// How long any one wait in these tests may take before it fails rather than hangs.
 const PATIENCE: Duration = Duration::from_secs(120);
 /// Long enough that every list call of a stalled fake hangs until hookfwd's own timeout.
 const HANG: Duration = Duration::from_secs(3600);
-
-/// A fake GitHub that knows the token, with [`REPO`] and its hook on the fake's blackhole.
-async fn fake_with_hook() -> (FakeGitHub, u64) {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook, admin:org_hook");
-    fake.add_repo(REPO);
-    let hook = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
-    (fake, hook)
-}
-
-/// Starts `hookfwd ARGS` with the token and the local secret in its environment.
-fn hookfwd(args: &[&str]) -> Running {
-    let env = [("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
-    Running::hookfwd(args, &env)
-}
-
-/// A loopback address free a moment ago, for `--admin-listen` (hookfwd must be told a port).
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("a bound address")
-}
 
 /// Writes a one-rule config forwarding [`REPO`] to `target`, as the container's ConfigMap would.
 fn config(dir: &Path, fake: &FakeGitHub, target: &str) -> String {
@@ -56,7 +35,7 @@ fn start_service(fake: &FakeGitHub, dir: &Path, target: &str, admin: SocketAddr,
     let mut args = vec!["forward", "--config", &config, "--admin-listen", &admin, "--api-url", &api];
     args.extend(["--interval", "100ms", "--state-dir", &state]);
     args.extend(extra);
-    hookfwd(&args)
+    ACCOUNT.hookfwd(&args, &[])
 }
 
 /// GETs `path` from the admin listener: the status and the body; `None` while nothing listens.
@@ -87,10 +66,10 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_is_200_while_polls_succeed_and_503_naming_the_source_once_github_hangs() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let admin = free_addr();
+    let admin = e2e::free_addr();
     let run = start_service(&fake, dir.path(), &handler.url(), admin, &[]);
     assert_eq!(until_answer(admin, "/healthz", &run, |status, _| status == 200).await, "ok\n");
     let ready = until_answer(admin, "/readyz", &run, |status, _| status == 200).await;
@@ -113,10 +92,10 @@ async fn readyz_is_200_while_polls_succeed_and_503_naming_the_source_once_github
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_carry_every_documented_series_and_count_the_deliveries_forwarded() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let admin = free_addr();
+    let admin = e2e::free_addr();
     let run = start_service(&fake, dir.path(), &handler.url(), admin, &[]);
     until_answer(admin, "/readyz", &run, |status, _| status == 200).await;
     let before = until_answer(admin, "/metrics", &run, |status, _| status == 200).await;
@@ -151,10 +130,10 @@ async fn metrics_carry_every_documented_series_and_count_the_deliveries_forwarde
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_stall_exits_1_with_one_sentence_when_github_hangs() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let run = start_service(&fake, dir.path(), &handler.url(), free_addr(), &["--json", "--max-stall", "2s"]);
+    let run = start_service(&fake, dir.path(), &handler.url(), e2e::free_addr(), &["--json", "--max-stall", "2s"]);
     run.wait_line("\"type\":\"ready\"").await;
     fake.faults().set_latency(HANG);
     let finished = run.finish().await;
@@ -166,11 +145,11 @@ async fn max_stall_exits_1_with_one_sentence_when_github_hangs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_stall_exits_1_when_the_head_of_the_queue_never_gets_through() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let handler = Recorder::start().await;
     handler.answer(503);
     let dir = tempfile::tempdir().unwrap();
-    let run = start_service(&fake, dir.path(), &handler.url(), free_addr(), &["--json", "--max-stall", "2s"]);
+    let run = start_service(&fake, dir.path(), &handler.url(), e2e::free_addr(), &["--json", "--max-stall", "2s"]);
     run.wait_line("\"type\":\"ready\"").await;
     fake.emit_sample(REPO, "push").await.expect("a push sample");
     let finished = run.finish().await;
@@ -181,7 +160,7 @@ async fn max_stall_exits_1_when_the_head_of_the_queue_never_gets_through() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_address_in_use_is_one_sentence_and_exit_1() {
-    let (fake, _) = fake_with_hook().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = start_service(&fake, dir.path(), "http://127.0.0.1:9/", taken.local_addr().unwrap(), &[]);
@@ -230,7 +209,7 @@ fn redeliver(fake: &FakeGitHub, hook_url: &Recorder, extra: &[&str]) -> Running 
     let (api, url) = (fake.api_url().to_string(), hook_url.url());
     let mut args = vec!["redeliver", "--failed", "--json", "--repo", REPO, "--hook-url", &url, "--api-url", &api];
     args.extend(extra);
-    hookfwd(&args)
+    ACCOUNT.hookfwd(&args, &[])
 }
 
 /// The guids of the `redeliver` lines printed.

@@ -6,13 +6,13 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Recorder, eventually};
-use fake_github::{FakeGitHub, HookSpec};
+use e2e::{Account, Recorder, eventually};
+use fake_github::FakeGitHub;
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
-use serde_json::json;
 
 const TOKEN: &str = "ghp_e2eTerminalTokenNeverPrinted000001";
 const REPO: &str = "octo-org/terminal";
+const ACCOUNT: Account = Account { token: TOKEN, secret: "terminal-local-secret", repo: REPO };
 /// Enough rows that nothing in these tests scrolls off the screen.
 const ROWS: u16 = 60;
 
@@ -36,7 +36,7 @@ impl Terminal {
         command.env("PATH", std::env::var_os("PATH").unwrap_or_default());
         command.env("TERM", "xterm-256color");
         command.env("GITHUB_TOKEN", TOKEN);
-        command.env("HOOKFWD_SECRET", "terminal-local-secret");
+        command.env("HOOKFWD_SECRET", ACCOUNT.secret);
         let child = pair.slave.spawn_command(command).expect("hookfwd starts");
         drop(pair.slave);
         let screen = Arc::new(Mutex::new(vt100::Parser::new(ROWS, columns, 0)));
@@ -89,15 +89,6 @@ impl Drop for Terminal {
     }
 }
 
-/// A fake GitHub with the repository, a token for it and a hook delivering to its blackhole URL.
-async fn fake() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.add_token(TOKEN, "repo, admin:repo_hook");
-    fake.add_repo(REPO);
-    fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
-    fake
-}
-
 fn dev_args(fake: &FakeGitHub, to: &str, state: &std::path::Path) -> Vec<String> {
     let state = state.to_str().unwrap();
     let api = fake.api_url().to_string();
@@ -109,13 +100,9 @@ fn dev_args(fake: &FakeGitHub, to: &str, state: &std::path::Path) -> Vec<String>
         .collect()
 }
 
-fn payload(n: usize) -> serde_json::Value {
-    json!({"action": "opened", "number": n, "repository": {"full_name": REPO}, "sender": {"login": "octocat"}})
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_line_is_drawn_and_ctrl_c_clears_it_with_one_summary_line() {
-    let fake = fake().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     let handler = Recorder::start().await;
     let state = tempfile::tempdir().unwrap();
     let args = dev_args(&fake, &handler.url(), state.path());
@@ -123,11 +110,13 @@ async fn the_status_line_is_drawn_and_ctrl_c_clears_it_with_one_summary_line() {
     terminal.row("the Ready line", |row| row.starts_with("Ready! Forwarding")).await;
     let status = terminal.row("the status line", |row| row.contains("polling · last poll")).await;
     assert!(!status.contains("Ready"), "the status line is a line of its own: {status}");
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     terminal.row("the answer", |row| row.contains("<-- [200]")).await;
 
     terminal.ctrl_c();
     assert_eq!(terminal.exit_code().await, 0, "{:#?}", terminal.rows());
+    // A thread of its own reads the screen, maybe behind the exit: the summary is the last thing written.
+    terminal.row("the summary line", |row| row.starts_with("Stopped:")).await;
     let rows = terminal.rows();
     let stopped: Vec<&String> = rows.iter().filter(|row| row.starts_with("Stopped:")).collect();
     assert_eq!(stopped, ["Stopped: 1 delivery forwarded; nothing is waiting."], "{rows:#?}");
@@ -136,7 +125,7 @@ async fn the_status_line_is_drawn_and_ctrl_c_clears_it_with_one_summary_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_line_fits_a_narrow_terminal_without_cutting_a_word() {
-    let fake = fake().await;
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     // A handler that is down makes the longest status: why, when it is retried, what waits, the last poll.
     let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let to = format!("http://{}/webhook", down.local_addr().unwrap());
@@ -145,7 +134,7 @@ async fn the_status_line_fits_a_narrow_terminal_without_cutting_a_word() {
     let args = dev_args(&fake, &to, state.path());
     let terminal = Terminal::start(60, &args.iter().map(String::as_str).collect::<Vec<_>>());
     terminal.row("the Ready line", |row| row.starts_with("Ready! Forwarding")).await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     // Once a poll has counted what waits, the status is too wide for 60 columns: whole trailing parts are
     // dropped, and `…` says so (a cut word would run to the edge instead, and wrap).
     let status =

@@ -4,12 +4,14 @@
 pub mod bench;
 mod blackhole;
 mod counter;
+mod run;
 mod webdriver;
 
 pub use blackhole::Blackhole;
 pub use counter::{Counter, Seen};
+pub use run::Account;
 pub use testkit::{
     Finished, Guard, OctokitReceiver, Received, Recorder, RedisServer, Running, blackhole, eventually, fake_github,
-    hookfwd, workspace_root,
+    free_addr, hookfwd, workspace_root,
 };
 pub use webdriver::Browser;

@@ -198,6 +198,32 @@ fn sample(event: &str) -> Value {
     serde_json::from_str(github::samples::sample(event).unwrap()).unwrap()
 }
 
+/// `X-Hub-Signature-256` as GitHub documents it, `sha256=` and the hex HMAC-SHA256 of the body, computed here
+/// with the `hmac` crate: the fake signs with `github::signature`, which these tests must not check it with.
+fn sha256_header(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The legacy `X-Hub-Signature`: `sha1=` and the hex HMAC-SHA1 of the body, computed here.
+fn sha1_header(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn the_tests_own_hmac_gives_githubs_published_signature() {
+    // GitHub's example in "Validating webhook deliveries".
+    assert_eq!(
+        sha256_header("It's a Secret to Everybody", b"Hello, World!"),
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    );
+}
+
 fn header(response: &reqwest::Response, name: &str) -> String {
     response.headers().get(name).map(|value| value.to_str().unwrap().to_string()).unwrap_or_default()
 }
@@ -206,6 +232,7 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 // Conformance
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn every_kind_of_response_matches_githubs_schemas() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
@@ -328,6 +355,7 @@ async fn matching_etag_answers_304_without_spending_rate_limit() {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn requests_without_a_known_token_are_401() {
     let s = Setup::new().await;
     s.fake.add_repo("o/r");
@@ -344,6 +372,7 @@ async fn requests_without_a_known_token_are_401() {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn tokens_without_hook_scopes_are_403_with_scope_headers() {
     let s = Setup::new().await;
     s.fake.add_repo("o/r");
@@ -364,6 +393,7 @@ async fn tokens_without_hook_scopes_are_403_with_scope_headers() {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn unknown_repositories_organizations_hooks_and_deliveries_are_404() {
     let s = Setup::new().await;
     s.fake.add_repo("o/r");
@@ -385,6 +415,7 @@ async fn unknown_repositories_organizations_hooks_and_deliveries_are_404() {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn duplicate_or_invalid_hooks_are_422() {
     let s = Setup::new().await;
     s.fake.add_repo("o/r");
@@ -419,9 +450,8 @@ async fn emit_posts_githubs_headers_and_a_valid_signature_over_the_exact_body() 
     let got = receiver.received();
     assert_eq!(got.len(), 1);
     let request = &got[0];
-    let secret = github::Secret::new("It's a Secret");
-    assert!(github::signature::verify_sha256(&secret, &request.body, &request.headers["x-hub-signature-256"]));
-    assert_eq!(request.headers["x-hub-signature"], github::signature::sha1(&secret, &request.body));
+    assert_eq!(request.headers["x-hub-signature-256"], sha256_header("It's a Secret", &request.body));
+    assert_eq!(request.headers["x-hub-signature"], sha1_header("It's a Secret", &request.body));
     assert_eq!(request.headers["x-github-event"], "pull_request");
     assert_eq!(request.headers["x-github-hook-id"], hook.to_string());
     assert_eq!(request.headers["x-github-hook-installation-target-type"], "repository");
@@ -455,14 +485,11 @@ async fn form_hooks_receive_a_urlencoded_payload() {
     let (key, value) = url::form_urlencoded::parse(&request.body).next().unwrap();
     assert_eq!(key, "payload");
     assert_eq!(value.as_bytes(), &s.fake.deliveries(hook)[0].payload[..]);
-    assert!(github::signature::verify_sha256(
-        &github::Secret::new("k"),
-        &request.body,
-        &request.headers["x-hub-signature-256"]
-    ));
+    assert_eq!(request.headers["x-hub-signature-256"], sha256_header("k", &request.body));
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn failed_deliveries_are_recorded_with_what_github_saw() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
@@ -521,6 +548,7 @@ async fn redelivery_posts_again_with_the_same_guid_and_a_new_id() {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn pings_deliver_githubs_ping_payload() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
@@ -727,6 +755,7 @@ async fn retention_forgets_old_deliveries_and_age_moves_time() {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn org_hooks_receive_their_repositories_events() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
@@ -763,6 +792,7 @@ fn app_jwt(app_id: u64, lifetime: i64) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn app_hook_answers_only_to_the_apps_jwt_and_mints_installation_tokens() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
@@ -809,6 +839,7 @@ async fn app_hook_answers_only_to_the_apps_jwt_and_mints_installation_tokens() {
 }
 
 #[tokio::test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 async fn githubs_example_payloads_round_trip_byte_exact() {
     let s = Setup::new().await;
     let receiver = Recorder::start().await;
@@ -973,6 +1004,7 @@ async fn binary_serves_under_prefix() {
 }
 
 #[test]
+#[ignore = "needs GitHub's description or examples from npm (tests/receiver); scripts/test installs them"]
 fn schema_check_is_not_vacuous() {
     let wrong = json!({"id": "1", "guid": 2});
     let caught = std::panic::catch_unwind(|| conforms("hook-delivery-item", &wrong));

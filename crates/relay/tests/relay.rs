@@ -521,6 +521,7 @@ mod shared_ledger {
     }
 
     #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
     async fn a_claim_is_one_replicas_until_it_expires_and_then_another_takes_it() {
         let redis = RedisServer::start();
         let (a, b) = replicas(&redis).await;
@@ -547,6 +548,7 @@ mod shared_ledger {
     }
 
     #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
     async fn done_is_seen_by_every_replica_and_claims_stop_at_the_asked_count() {
         let redis = RedisServer::start();
         let (a, b) = replicas(&redis).await;
@@ -567,6 +569,7 @@ mod shared_ledger {
     }
 
     #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
     async fn the_floor_never_passes_a_delivery_claimed_and_not_done() {
         let redis = RedisServer::start();
         let (a, b) = replicas(&redis).await;

@@ -38,17 +38,25 @@ pub(crate) enum Plan {
     },
 }
 
-/// Decides where to start from the ledger (its origin and last poll), `--since`, and the time.
+/// Decides where to start from the ledger (its origin and last poll), `--since`, whether hookfwd
+/// created the hook (`created`), and the time.
+///
+/// A hook hookfwd created has no past before it: without a ledger, everything it delivered is
+/// forwarded, GitHub's `ping` for its creation included. Deciding that by what the first listing
+/// happens to hold instead would make the ping's fate a race between GitHub's whole-second
+/// `delivered_at` and the moment forwarding starts.
 pub(crate) fn plan(
     ledger: Option<(DateTime<Utc>, DateTime<Utc>)>,
     since: Option<Duration>,
+    created: bool,
     now: DateTime<Utc>,
 ) -> Plan {
     let from = since.map(|since| crate::since::cutoff(now, since));
+    let retention = TimeDelta::from_std(RETENTION).unwrap_or(TimeDelta::MAX);
     match ledger {
+        None if created => Plan::StartFrom(now.checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC)),
         None => from.map_or(Plan::StartNow, Plan::StartFrom),
         Some((origin, checked)) => {
-            let retention = TimeDelta::from_std(RETENTION).unwrap_or(TimeDelta::MAX);
             Plan::Resume { extend_to: from.filter(|from| *from < origin), stale: now - checked > retention }
         }
     }
@@ -67,8 +75,10 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
     for warning in existing.as_mut().map(FileLedger::take_warnings).unwrap_or_default() {
         ctx.events.warn(warning).await;
     }
+    let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
+    let created = blocking(move || Ok(ledger::created_by_hookfwd(&dir, &hook))).await?;
     let now = Utc::now();
-    let plan = plan(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, now);
+    let plan = plan(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, created, now);
     debug!(hook = %source.hook, ?plan, "start");
     let mut backoff = Backoff::default();
     loop {
@@ -125,11 +135,13 @@ async fn start_shared(
     ledger: SharedLedger,
     cancel: &CancellationToken,
 ) -> Result<Option<Begun>, Error> {
+    let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
+    let created = blocking(move || Ok(ledger::created_by_hookfwd(&dir, &hook))).await?;
     let mut backoff = Backoff::default();
     let mut down = false;
     loop {
         let attempt = tokio::select! {
-            attempt = start_shared_once(ctx, source, &ledger) => attempt,
+            attempt = start_shared_once(ctx, source, &ledger, created) => attempt,
             () = cancel.cancelled() => return Ok(None),
         };
         let wait = match attempt {
@@ -189,13 +201,14 @@ async fn start_shared_once(
     ctx: &Ctx,
     source: &SourceRun,
     ledger: &SharedLedger,
+    created: bool,
 ) -> Result<(State, Vec<DeliveryItem>), Failure> {
     let now = Utc::now();
     if let Some(state) = ledger.state().await.map_err(Failure::Ledger)? {
         let first = scan_all(ctx, &source.hook, state.floor).await.map_err(Failure::GitHub)?;
         return Ok((state, first));
     }
-    let plan = plan(None, ctx.settings.since, now);
+    let plan = plan(None, ctx.settings.since, created, now);
     let (origin, done, first) = match plan {
         Plan::StartFrom(from) => (from, Vec::new(), scan_all(ctx, &source.hook, from).await.map_err(Failure::GitHub)?),
         _ => {
@@ -300,23 +313,36 @@ mod tests {
 
     #[test]
     fn without_a_ledger_starts_now_or_at_since() {
-        assert_eq!(plan(None, None, at(0)), Plan::StartNow);
-        assert_eq!(plan(None, Some(HOUR), at(7200)), Plan::StartFrom(at(3600)));
+        assert_eq!(plan(None, None, false, at(0)), Plan::StartNow);
+        assert_eq!(plan(None, Some(HOUR), false, at(7200)), Plan::StartFrom(at(3600)));
+    }
+
+    #[test]
+    fn a_hook_hookfwd_created_is_forwarded_from_before_its_first_delivery() {
+        let three_days = RETENTION.as_secs() as i64;
+        assert_eq!(plan(None, None, true, at(0)), Plan::StartFrom(at(-three_days)), "its creation ping too");
+        assert_eq!(plan(None, Some(HOUR), true, at(0)), Plan::StartFrom(at(-three_days)));
+        // Once it has a ledger, it resumes like any other.
+        let ledger = Some((at(-10), at(-5)));
+        assert_eq!(plan(ledger, None, true, at(0)), Plan::Resume { extend_to: None, stale: false });
     }
 
     #[test]
     fn with_a_ledger_resumes_and_extends_only_back() {
         let ledger = Some((at(1000), at(5000)));
-        assert_eq!(plan(ledger, None, at(6000)), Plan::Resume { extend_to: None, stale: false });
+        assert_eq!(plan(ledger, None, false, at(6000)), Plan::Resume { extend_to: None, stale: false });
         // --since reaching after the origin adds nothing: the ledger covers it.
-        assert_eq!(plan(ledger, Some(HOUR), at(6000)), Plan::Resume { extend_to: None, stale: false });
-        assert_eq!(plan(ledger, Some(2 * HOUR), at(6000)), Plan::Resume { extend_to: Some(at(-1200)), stale: false });
+        assert_eq!(plan(ledger, Some(HOUR), false, at(6000)), Plan::Resume { extend_to: None, stale: false });
+        assert_eq!(
+            plan(ledger, Some(2 * HOUR), false, at(6000)),
+            Plan::Resume { extend_to: Some(at(-1200)), stale: false }
+        );
     }
 
     #[test]
     fn warns_when_the_gap_is_longer_than_retention() {
         let ledger = Some((at(0), at(0)));
         let later = at(RETENTION.as_secs() as i64 + 60);
-        assert_eq!(plan(ledger, None, later), Plan::Resume { extend_to: None, stale: true });
+        assert_eq!(plan(ledger, None, false, later), Plan::Resume { extend_to: None, stale: true });
     }
 }
