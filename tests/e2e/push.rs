@@ -534,9 +534,10 @@ async fn a_signed_post_repeated_at_the_blackhole_is_forwarded_once_and_a_redeliv
     let hook = fake.add_hook(REPO, HookSpec::new(&hook_url).secret(UPSTREAM));
     let env = [("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
     let state = tempfile::tempdir().unwrap();
-    let dev = start_dev_with(&fake, &hook_url, receiver.url(), state.path(), &["--safety-interval", "200ms"], &env);
+    let dev =
+        ACCOUNT.dev_at(&fake, &hook_url, receiver.url(), state.path(), &["--json", "--safety-interval", "200ms"], &env);
     dev.wait_line("\"state\":\"up\"").await;
-    fake.emit(REPO, "issues", payload(1)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let original = fake.deliveries(hook).pop().expect("a delivery");
     all_arrive(&receiver, std::slice::from_ref(&original.guid), Duration::from_secs(20)).await;
 
@@ -552,7 +553,7 @@ async fn a_signed_post_repeated_at_the_blackhole_is_forwarded_once_and_a_redeliv
         .wait_for(Duration::from_secs(30), "the redelivery", |_| accepted(&receiver).get(&original.guid) == Some(&2))
         .await;
     // A later delivery through the same stream: once it arrived, every repeat before it was seen.
-    fake.emit(REPO, "issues", payload(2)).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
     let sentinel = fake.deliveries(hook).pop().expect("a delivery");
     all_arrive(&receiver, std::slice::from_ref(&sentinel.guid), Duration::from_secs(20)).await;
     dev.signal(libc::SIGTERM);

@@ -24,7 +24,7 @@ pub(super) enum Begun {
 
 /// Where a source starts forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Plan {
+pub(crate) enum StartingPoint {
     /// No ledger, no `--since`: the newest listed delivery is the starting point.
     StartNow,
     /// No ledger: forward everything delivered from this time on.
@@ -45,19 +45,21 @@ pub(crate) enum Plan {
 /// forwarded, GitHub's `ping` for its creation included. Deciding that by what the first listing
 /// happens to hold instead would make the ping's fate a race between GitHub's whole-second
 /// `delivered_at` and the moment forwarding starts.
-pub(crate) fn plan(
+pub(crate) fn starting_point(
     ledger: Option<(DateTime<Utc>, DateTime<Utc>)>,
     since: Option<Duration>,
     created: bool,
     now: DateTime<Utc>,
-) -> Plan {
+) -> StartingPoint {
     let from = since.map(|since| crate::since::cutoff(now, since));
     let retention = TimeDelta::from_std(RETENTION).unwrap_or(TimeDelta::MAX);
     match ledger {
-        None if created => Plan::StartFrom(now.checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC)),
-        None => from.map_or(Plan::StartNow, Plan::StartFrom),
+        None if created => {
+            StartingPoint::StartFrom(now.checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC))
+        }
+        None => from.map_or(StartingPoint::StartNow, StartingPoint::StartFrom),
         Some((origin, checked)) => {
-            Plan::Resume { extend_to: from.filter(|from| *from < origin), stale: now - checked > retention }
+            StartingPoint::Resume { extend_to: from.filter(|from| *from < origin), stale: now - checked > retention }
         }
     }
 }
@@ -78,11 +80,12 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
     let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
     let created = blocking(move || Ok(ledger::created_by_hookfwd(&dir, &hook))).await?;
     let now = Utc::now();
-    let plan = plan(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, created, now);
-    debug!(hook = %source.hook, ?plan, "start");
+    let point =
+        starting_point(existing.as_ref().map(|l| (l.origin(), l.last_checked())), ctx.settings.since, created, now);
+    debug!(hook = %source.hook, ?point, "start");
     let mut backoff = Backoff::default();
     loop {
-        let attempt = start_once(ctx, source, &plan, existing.as_ref(), now).await;
+        let attempt = start_once(ctx, source, &point, existing.as_ref(), now).await;
         match attempt {
             Ok(Begin::Create { origin, done, first }) => {
                 let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
@@ -97,7 +100,7 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
                         source: std::io::Error::other("the ledger vanished while starting"),
                     });
                 };
-                if let Plan::Resume { stale: true, .. } = plan {
+                if let StartingPoint::Resume { stale: true, .. } = point {
                     let (source, last_polled) = (source.name.clone(), ledger.last_checked());
                     ctx.events.warn(Warning::StalePoll { source, last_polled, retention: RETENTION }).await;
                 }
@@ -208,9 +211,11 @@ async fn start_shared_once(
         let first = scan_all(ctx, &source.hook, state.floor).await.map_err(Failure::GitHub)?;
         return Ok((state, first));
     }
-    let plan = plan(None, ctx.settings.since, created, now);
-    let (origin, done, first) = match plan {
-        Plan::StartFrom(from) => (from, Vec::new(), scan_all(ctx, &source.hook, from).await.map_err(Failure::GitHub)?),
+    let point = starting_point(None, ctx.settings.since, created, now);
+    let (origin, done, first) = match point {
+        StartingPoint::StartFrom(from) => {
+            (from, Vec::new(), scan_all(ctx, &source.hook, from).await.map_err(Failure::GitHub)?)
+        }
         _ => {
             let page = first_page(&ctx.client, &source.hook).await.map_err(Failure::GitHub)?;
             warn_skipped(ctx, page.skipped).await;
@@ -241,14 +246,14 @@ pub(super) enum Begin {
 pub(super) async fn start_once(
     ctx: &Ctx,
     source: &SourceRun,
-    plan: &Plan,
+    point: &StartingPoint,
     ledger: Option<&FileLedger>,
     now: DateTime<Utc>,
 ) -> Result<Begin, github::Error> {
     let client = &ctx.client;
     let hook = &source.hook;
-    match (plan, ledger) {
-        (Plan::StartNow, _) => {
+    match (point, ledger) {
+        (StartingPoint::StartNow, _) => {
             let page = first_page(client, hook).await?;
             warn_skipped(ctx, page.skipped).await;
             // An empty list: whatever shows up later is new. As far as the clock trusts it, so a
@@ -260,11 +265,11 @@ pub(super) async fn start_once(
             let done = items.iter().filter(|i| i.delivered_at >= origin).map(|i| (i.id, i.delivered_at)).collect();
             Ok(Begin::Create { origin, done, first: Vec::new() })
         }
-        (Plan::StartFrom(from), _) => {
+        (StartingPoint::StartFrom(from), _) => {
             let first = scan_all(ctx, hook, *from).await?;
             Ok(Begin::Create { origin: *from, done: Vec::new(), first })
         }
-        (Plan::Resume { extend_to, .. }, Some(ledger)) => {
+        (StartingPoint::Resume { extend_to, .. }, Some(ledger)) => {
             let stop_before = extend_to.unwrap_or(ledger.floor()).min(ledger.floor());
             let items = scan_all(ctx, hook, stop_before).await?;
             let (origin, floor) = (ledger.origin(), ledger.floor());
@@ -281,7 +286,7 @@ pub(super) async fn start_once(
             }
             Ok(Begin::Resume { known, extend_to: *extend_to, first })
         }
-        (Plan::Resume { .. }, None) => Ok(Begin::Create { origin: now, done: Vec::new(), first: Vec::new() }),
+        (StartingPoint::Resume { .. }, None) => Ok(Begin::Create { origin: now, done: Vec::new(), first: Vec::new() }),
     }
 }
 
@@ -313,29 +318,39 @@ mod tests {
 
     #[test]
     fn without_a_ledger_starts_now_or_at_since() {
-        assert_eq!(plan(None, None, false, at(0)), Plan::StartNow);
-        assert_eq!(plan(None, Some(HOUR), false, at(7200)), Plan::StartFrom(at(3600)));
+        assert_eq!(starting_point(None, None, false, at(0)), StartingPoint::StartNow);
+        assert_eq!(starting_point(None, Some(HOUR), false, at(7200)), StartingPoint::StartFrom(at(3600)));
     }
 
     #[test]
     fn a_hook_hookfwd_created_is_forwarded_from_before_its_first_delivery() {
         let three_days = RETENTION.as_secs() as i64;
-        assert_eq!(plan(None, None, true, at(0)), Plan::StartFrom(at(-three_days)), "its creation ping too");
-        assert_eq!(plan(None, Some(HOUR), true, at(0)), Plan::StartFrom(at(-three_days)));
+        assert_eq!(
+            starting_point(None, None, true, at(0)),
+            StartingPoint::StartFrom(at(-three_days)),
+            "its creation ping too"
+        );
+        assert_eq!(starting_point(None, Some(HOUR), true, at(0)), StartingPoint::StartFrom(at(-three_days)));
         // Once it has a ledger, it resumes like any other.
         let ledger = Some((at(-10), at(-5)));
-        assert_eq!(plan(ledger, None, true, at(0)), Plan::Resume { extend_to: None, stale: false });
+        assert_eq!(starting_point(ledger, None, true, at(0)), StartingPoint::Resume { extend_to: None, stale: false });
     }
 
     #[test]
     fn with_a_ledger_resumes_and_extends_only_back() {
         let ledger = Some((at(1000), at(5000)));
-        assert_eq!(plan(ledger, None, false, at(6000)), Plan::Resume { extend_to: None, stale: false });
-        // --since reaching after the origin adds nothing: the ledger covers it.
-        assert_eq!(plan(ledger, Some(HOUR), false, at(6000)), Plan::Resume { extend_to: None, stale: false });
         assert_eq!(
-            plan(ledger, Some(2 * HOUR), false, at(6000)),
-            Plan::Resume { extend_to: Some(at(-1200)), stale: false }
+            starting_point(ledger, None, false, at(6000)),
+            StartingPoint::Resume { extend_to: None, stale: false }
+        );
+        // --since reaching after the origin adds nothing: the ledger covers it.
+        assert_eq!(
+            starting_point(ledger, Some(HOUR), false, at(6000)),
+            StartingPoint::Resume { extend_to: None, stale: false }
+        );
+        assert_eq!(
+            starting_point(ledger, Some(2 * HOUR), false, at(6000)),
+            StartingPoint::Resume { extend_to: Some(at(-1200)), stale: false }
         );
     }
 
@@ -343,6 +358,6 @@ mod tests {
     fn warns_when_the_gap_is_longer_than_retention() {
         let ledger = Some((at(0), at(0)));
         let later = at(RETENTION.as_secs() as i64 + 60);
-        assert_eq!(plan(ledger, None, false, later), Plan::Resume { extend_to: None, stale: true });
+        assert_eq!(starting_point(ledger, None, false, later), StartingPoint::Resume { extend_to: None, stale: true });
     }
 }

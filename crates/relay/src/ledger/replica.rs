@@ -26,10 +26,11 @@ const CLAIM_AHEAD_PER_FETCH: usize = 4;
 const CANDIDATES: usize = 256;
 /// How long a delivery another replica holds waits before it is tried again.
 const RETRY_TAKEN: Duration = Duration::from_secs(2);
-/// A claim is trusted for its TTL less this: a renewal in flight, clocks on two machines.
-const CLAIM_MARGIN: Duration = Duration::from_secs(10);
-/// How often held claims are renewed.
-const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// A claim is trusted for its TTL less a third (10 s of 30 s): a renewal in flight, clocks on two
+/// machines. Held claims are renewed every third of the TTL too, so one missed renewal is survived.
+fn claim_margin() -> Duration {
+    *CLAIM_TTL / 3
+}
 /// How often the time of the last successful poll is written.
 const CHECKED_EVERY: Duration = Duration::from_secs(60);
 
@@ -253,7 +254,7 @@ impl Ledger for RedisLedger {
 
     /// Once Redis confirms the claim is still this replica's (waiting while Redis cannot be reached).
     fn confirm(&mut self, item: &DeliveryItem) -> impl Future<Output = bool> + Send {
-        let fresh = CLAIM_TTL.saturating_sub(CLAIM_MARGIN);
+        let fresh = CLAIM_TTL.saturating_sub(claim_margin());
         async move {
             let mut backoff = Backoff::default();
             loop {
@@ -326,7 +327,7 @@ impl Ledger for RedisLedger {
     }
 
     fn maintain_every(&self) -> Option<Duration> {
-        Some(if self.down { Duration::from_secs(1) } else { RENEW_EVERY })
+        Some(if self.down { Duration::from_secs(1) } else { claim_margin() })
     }
 
     /// Renews the claims held; with none, a PING tells whether Redis is back.
