@@ -65,11 +65,14 @@ fn files_are_private() {
     let state = dir.path().join("state/hookfwd");
     let mut ledger = FileLedger::create(&state, &hook(), at(0), [], at(0)).unwrap();
     ledger.record(1, at(1), None).unwrap();
+    ledger.durable().block().unwrap();
     let mode = std::fs::metadata(ledger.file_path()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(ledger.file_path().file_name().unwrap(), "repos-o-r-hooks-1");
     ledger.compact().unwrap();
+    // Written by the ledger's writer thread: wait for it before looking at the directory.
+    ledger.durable().block().unwrap();
     assert_eq!(std::fs::metadata(ledger.file_path()).unwrap().permissions().mode() & 0o777, 0o600);
     // The temporary file is gone after the rename.
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 1);
@@ -165,6 +168,7 @@ fn planted_links_are_never_written_through() {
     let mut ledger = FileLedger::create(&state, &hook(), at(0), [], at(0)).unwrap();
     ledger.record(1, at(1), None).unwrap();
     ledger.compact().unwrap();
+    ledger.durable().block().unwrap();
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
     assert!(std::fs::symlink_metadata(ledger.file_path()).unwrap().file_type().is_file());
     let error = Lock::take(&state, &hook()).unwrap_err();
@@ -230,6 +234,7 @@ fn stays_bounded_however_long_it_runs() {
     }
     let window = WINDOW.as_secs() as usize;
     assert!(ledger.len() <= window + 1, "{}", ledger.len());
+    ledger.durable().block().unwrap();
     let size = std::fs::metadata(ledger.file_path()).unwrap().len();
     assert!(size < 200_000, "{size} bytes");
     drop(ledger);
