@@ -504,7 +504,8 @@ async fn with_a_shared_ledger_a_push_waits_for_the_list_and_two_replicas_forward
     all_arrive(&receiver, &emitted, Duration::from_secs(30)).await;
     // Promptly: each push rang the doorbell, rather than waiting for the 30 s safety poll.
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The handler's answer comes before the feed line that reports it: wait for the last line.
+    eventually("a forwarded line per delivery", async || forwarded(&a).len() + forwarded(&b).len() >= 10).await;
     let counts = accepted(&receiver);
     assert!(emitted.iter().all(|guid| counts[guid] == 1), "each once across both replicas: {counts:?}");
     let lines: Vec<Value> = forwarded(&a).into_iter().chain(forwarded(&b)).collect();

@@ -98,6 +98,8 @@ async fn two_replicas_on_one_hook_forward_each_delivery_once_and_fetch_it_once()
     assert!(gets as f64 <= 301.0 * 1.01, "{gets} GETs for 301 deliveries");
     // Both took part: the fetches were shared.
     let forwarded = |run: &Running| run.lines().iter().filter(|line| line.contains("\"forwarded\"")).count();
+    // The handler's answer comes before the feed line that reports it: wait for the last line.
+    eventually("a forwarded line per delivery", async || forwarded(&a) + forwarded(&b) >= 301).await;
     let (by_a, by_b) = (forwarded(&a), forwarded(&b));
     assert!(by_a > 0 && by_b > 0, "a forwarded {by_a}, b {by_b}");
     assert_eq!(by_a + by_b, 301);
