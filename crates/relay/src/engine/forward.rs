@@ -65,8 +65,9 @@ enum Ready {
 /// records sync in groups while it forwards, and a crash repeats at most this many.
 pub(super) const UNSYNCED: usize = 32;
 
-/// What the forwarder keeps between deliveries.
-struct Forwarder {
+/// What the forwarder keeps between deliveries: the window of deliveries taken, and the records
+/// not yet on disk.
+struct Pipeline {
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
     owner: Handle,
@@ -81,7 +82,7 @@ struct Forwarder {
     unsynced: VecDeque<Durable>,
 }
 
-impl Forwarder {
+impl Pipeline {
     /// Takes more of the queue into the window: up to twice as many as may be fetched at once
     /// (so that `fetch_concurrency` GETs stay in flight while fetched deliveries wait their turn),
     /// and no more bytes than the budget allows. `head` counts the oldest, out of the window while
@@ -159,7 +160,7 @@ pub(super) async fn forward_loop(
 ) -> Result<(), Error> {
     let mut queued = owner.queued.clone();
     let permits = Arc::new(Semaphore::new(ctx.settings.fetch_concurrency.max(1)));
-    let mut this = Forwarder {
+    let mut this = Pipeline {
         ctx: ctx.clone(),
         source: source.clone(),
         owner: owner.clone(),
