@@ -190,7 +190,7 @@ impl World {
     async fn forward(&mut self, up: bool, crash: bool) {
         let taken = match self.holding.take() {
             Some(taken) => taken,
-            None => match self.state().take(1).pop() {
+            None => match self.state().take() {
                 Some(taken) => taken,
                 None => return,
             },

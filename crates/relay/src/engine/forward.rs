@@ -90,7 +90,7 @@ impl Pipeline {
     async fn fill(&mut self, head: usize) -> Result<(), Error> {
         let concurrency = self.ctx.settings.fetch_concurrency.max(1);
         while self.window.len() + head < 2 * concurrency && self.budget.admits(self.window.len() + head) {
-            let Some(taken) = self.owner.take(1).await?.pop() else { break };
+            let Some(taken) = self.owner.take().await? else { break };
             let ready = self.ready(&taken);
             self.window.push_back((taken, ready));
         }
@@ -246,7 +246,8 @@ pub(super) async fn forward_loop(
             let (source, id, delivered_at) = (source.name.clone(), item.id, item.delivered_at);
             ctx.events.warn(Warning::FutureDelivery { source, id, delivered_at, skew: ledger::SKEW }).await;
         }
-        if request.is_ok() && !owner.confirm(taken.clone()).await? {
+        // Only a listed delivery can belong to another replica: a pushed one is never asked about.
+        if request.is_ok() && listed && !owner.confirm(taken.clone()).await? {
             // Another replica holds it now: it is not this one's to forward.
             this.budget.forwarded(size);
             continue;

@@ -33,8 +33,8 @@ enum Ask {
     Ring,
     /// What the poller should do next.
     Plan(oneshot::Sender<PollPlan>),
-    /// Up to this many of the oldest waiting deliveries.
-    Take(usize, oneshot::Sender<Vec<Taken>>),
+    /// The oldest waiting delivery.
+    Take(oneshot::Sender<Option<Taken>>),
     /// Whether a taken delivery is still this process's to forward.
     Confirm(Taken, oneshot::Sender<bool>),
     /// Record a taken delivery as handled.
@@ -124,9 +124,9 @@ impl Handle {
         self.ask(Ask::Plan).await
     }
 
-    /// Takes up to `max` of the oldest waiting deliveries.
-    pub(super) async fn take(&self, max: usize) -> Result<Vec<Taken>, Error> {
-        self.ask(|reply| Ask::Take(max, reply)).await
+    /// Takes the oldest waiting delivery.
+    pub(super) async fn take(&self) -> Result<Option<Taken>, Error> {
+        self.ask(Ask::Take).await
     }
 
     /// Whether `taken` is still this process's to forward.
@@ -246,8 +246,8 @@ async fn handle<L: Ledger>(state: &mut State<L>, ask: Ask, signals: &Signals, fa
         Ask::Plan(reply) => {
             let _ = reply.send(state.plan(Instant::now()));
         }
-        Ask::Take(max, reply) => {
-            let _ = reply.send(state.take(max));
+        Ask::Take(reply) => {
+            let _ = reply.send(state.take());
         }
         Ask::Confirm(taken, reply) => {
             let _ = reply.send(state.confirm(&taken).await);

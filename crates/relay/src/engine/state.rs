@@ -363,9 +363,8 @@ impl<L: Ledger> State<L> {
             .into_iter()
             .map(|(at, item)| (self.stream.up && now.duration_since(at) >= STREAM_GRACE, item))
             .collect();
-        let mut done = self.reconcile(due).await?;
+        let done = self.reconcile(due).await?;
         self.expire_repeats(now);
-        done.queued += self.top_up().await?;
         Ok(done)
     }
 
@@ -459,15 +458,11 @@ impl<L: Ledger> State<L> {
         }
     }
 
-    /// Takes up to `max` of the oldest waiting deliveries.
-    pub fn take(&mut self, max: usize) -> Vec<Taken> {
-        let mut taken = Vec::new();
-        while taken.len() < max {
-            let Some((key, pending)) = self.queue.pop_first() else { break };
-            self.in_flight.insert(key);
-            taken.push(Taken { key, pending });
-        }
-        taken
+    /// Takes the oldest waiting delivery.
+    pub fn take(&mut self) -> Option<Taken> {
+        let (key, pending) = self.queue.pop_first()?;
+        self.in_flight.insert(key);
+        Some(Taken { key, pending })
     }
 
     /// Whether `taken` is still this process's to forward (replicas: its lease holds); if not it
