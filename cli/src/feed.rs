@@ -355,9 +355,10 @@ impl Feed {
                     humantime::format_duration(self.context.interval)
                 ))
             }
-            Event::Summary { source, rejected, repeats } => {
+            Event::Summary { source, rejected, repeats, unrecorded } => {
                 if self.json {
-                    return print(&Line::Summary { source, rejected: *rejected, repeats: *repeats }.to_json());
+                    let (rejected, repeats, unrecorded) = (*rejected, *repeats, *unrecorded);
+                    return print(&Line::Summary { source, rejected, repeats, unrecorded }.to_json());
                 }
                 if *rejected > 0 {
                     print(&format!(
@@ -370,6 +371,12 @@ impl Feed {
                         "{} {repeats} POSTs of {source} repeated a delivery already forwarded (a proxy's retry or a \
                          replayed request), and GitHub made no new attempt of it: not forwarded",
                         style("note:").dim()
+                    ))?;
+                }
+                if *unrecorded > 0 {
+                    print(&format!(
+                        "{} {unrecorded} deliveries pushed for {source} were forwarded but GitHub has no record of them",
+                        style("warning:").yellow()
                     ))?;
                 }
                 Ok(())

@@ -103,7 +103,7 @@ pub enum Line<'a> {
     },
     /// A streaming source's counts of pushed deliveries not forwarded, at the end: forged ones, and
     /// repeated POSTs of an attempt already forwarded.
-    Summary { source: &'a str, rejected: u64, repeats: u64 },
+    Summary { source: &'a str, rejected: u64, repeats: u64, unrecorded: u64 },
     /// GitHub asked hookfwd to wait (a rate limit).
     Waiting { until: DateTime<Utc>, reason: &'a str },
     /// Something went wrong and the relay goes on.

@@ -31,6 +31,7 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::PushedTooLarge { .. } => "pushed_too_large",
         Warning::MalformedPush { .. } => "malformed_push",
         Warning::Forged { .. } => "forged",
+        Warning::Unrecorded { .. } => "unrecorded",
     }
 }
 
@@ -148,6 +149,10 @@ pub fn sentence(warning: &Warning) -> String {
         Warning::Forged { source } => format!(
             "a delivery pushed for {source} has a signature that does not verify with the hook's secret, so it was \
              not forwarded (a forged POST to the blackhole, or the wrong --hook-secret)"
+        ),
+        Warning::Unrecorded { source, guid } => format!(
+            "delivery {guid} of {source} was pushed but GitHub has no record of it; it was forwarded on the \
+             blackhole's word alone (a copy of a signed delivery sent to the hook URL by someone else?)"
         ),
     }
 }

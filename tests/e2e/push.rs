@@ -258,7 +258,7 @@ async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/alice"), receiver.url(), state.path(), &["--json"], STREAMING);
-    hook_id(&dev).await;
+    let hook = hook_id(&dev).await;
     dev.wait_line("\"state\":\"up\"").await;
 
     // Anything may POST to the blackhole: without GitHub's headers it claims to be no delivery.
@@ -271,6 +271,7 @@ async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
         .header("content-type", "application/json")
         .header("x-github-event", "issues")
         .header("x-github-delivery", forged)
+        .header("x-github-hook-id", hook.to_string())
         .header("x-hub-signature-256", github::signature::sha256(&github::Secret::new("guessed"), body.as_bytes()))
         .body(body)
         .send()
@@ -564,4 +565,124 @@ async fn a_signed_post_repeated_at_the_blackhole_is_forwarded_once_and_a_redeliv
     assert_eq!(fake.stats().get_delivery, 0, "the redelivery's bytes came through the stream");
     let summary = finished.json().into_iter().find(|line| line["type"] == "summary").expect("a summary line");
     assert_eq!(summary["repeats"], 2, "{summary}");
+}
+
+/// Sends `sent`'s exact body to `url` again, with its headers as `edit` leaves them (`None` drops one).
+async fn post_edited(url: &str, sent: &fake_github::RecordedDelivery, edit: impl Fn(&str, &str) -> Option<String>) {
+    let mut request = reqwest::Client::new().post(url).body(sent.payload.clone());
+    for (name, value) in &sent.request_headers {
+        if let Some(value) = edit(&name.to_ascii_lowercase(), value) {
+            request = request.header(name, value);
+        }
+    }
+    let answer = request.send().await.expect("the blackhole answers");
+    assert!(answer.status().is_success(), "{}", answer.status());
+}
+
+/// GitHub's signature covers the body only: its bytes relabelled (a new guid and another event) or
+/// stripped of the hook id never reach the handler, and a signed delivery GitHub never made is
+/// forwarded on the blackhole's word but reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn relabelled_copies_of_a_signed_delivery_never_reach_the_handler_and_one_github_never_made_is_reported() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let hook_url = blackhole.url("/erin");
+    let hook = fake.add_hook(REPO, HookSpec::new(&hook_url).secret(UPSTREAM));
+    let env = [("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
+    let state = tempfile::tempdir().unwrap();
+    let dev =
+        ACCOUNT.dev_at(&fake, &hook_url, receiver.url(), state.path(), &["--json", "--safety-interval", "200ms"], &env);
+    dev.wait_line("\"state\":\"up\"").await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
+    let original = fake.deliveries(hook).pop().expect("a delivery");
+    all_arrive(&receiver, std::slice::from_ref(&original.guid), Duration::from_secs(20)).await;
+
+    let relabelled = "11111111-2222-3333-4444-555555555555";
+    post_edited(&hook_url, &original, |name, value| match name {
+        "x-github-delivery" => Some(relabelled.into()),
+        "x-github-event" => Some("push".into()),
+        _ => Some(value.into()),
+    })
+    .await;
+    let no_hook = "66666666-7777-8888-9999-000000000000";
+    post_edited(&hook_url, &original, |name, value| match name {
+        "x-github-delivery" => Some(no_hook.into()),
+        "x-github-hook-id" => None,
+        _ => Some(value.into()),
+    })
+    .await;
+    // New bytes signed with the hook's secret under a guid GitHub never used: only its record can tell.
+    let unrecorded = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    let mut made = original.clone();
+    made.payload = serde_json::to_vec(&ACCOUNT.issue_opened(99)).unwrap().into();
+    let signature = github::signature::sha256(&github::Secret::new(UPSTREAM.to_string()), &made.payload);
+    post_edited(&hook_url, &made, |name, value| match name {
+        "x-github-delivery" => Some(unrecorded.into()),
+        "x-hub-signature-256" => Some(signature.clone()),
+        "x-hub-signature" => None,
+        _ => Some(value.into()),
+    })
+    .await;
+    all_arrive(&receiver, &[unrecorded.to_string()], Duration::from_secs(20)).await;
+    // A later delivery through the same stream: once it arrived, every POST before it was seen.
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(2)).await;
+    let sentinel = fake.deliveries(hook).pop().expect("a delivery");
+    all_arrive(&receiver, std::slice::from_ref(&sentinel.guid), Duration::from_secs(20)).await;
+    let warning: Value = serde_json::from_str(&dev.wait_line("\"kind\":\"unrecorded\"").await).unwrap();
+    assert!(warning["message"].as_str().unwrap().contains(unrecorded), "{warning}");
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert_eq!(finished.code, Some(0), "{}", finished.stderr);
+    let seen = accepted(&receiver);
+    assert_eq!(seen.get(&original.guid), Some(&1), "{seen:?}");
+    assert_eq!(seen.get(relabelled), None, "the relabelled copy reached the handler");
+    assert_eq!(seen.get(no_hook), None, "the copy without a hook id reached the handler");
+    assert_eq!(fake.stats().get_delivery, 0, "{seen:?}");
+    let summary = finished.json().into_iter().find(|line| line["type"] == "summary").expect("a summary line");
+    assert_eq!(summary["unrecorded"], 1, "{summary}");
+    assert_eq!(summary["repeats"], 1, "the relabelled copy: {summary}");
+}
+
+/// Anyone can POST to the hook URL: without the hook's secret every push only rings the doorbell,
+/// and a flood of them lists no more than once per `--interval`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_doorbells_lists_at_most_once_per_interval() {
+    let fake = fake_with_repo().await;
+    let blackhole = streaming_blackhole();
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let hook_url = blackhole.url("/frank");
+    // Made by someone else: hookfwd does not know its secret.
+    let hook = fake.add_hook(REPO, HookSpec::new(&hook_url).secret(UPSTREAM));
+    let state = tempfile::tempdir().unwrap();
+    let dev = ACCOUNT.dev_at(&fake, &hook_url, receiver.url(), state.path(), &["--json"], STREAMING);
+    dev.wait_line("\"state\":\"up\"").await;
+    let before = fake.stats().list_deliveries;
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let posts = (0..20).map(|n| {
+            client
+                .post(&hook_url)
+                .header("x-github-event", "issues")
+                .header("x-github-delivery", format!("00000000-0000-0000-0000-{:012}", sent + n))
+                .header("x-github-hook-id", hook.to_string())
+                .body("{}")
+                .send()
+        });
+        for answer in futures::future::join_all(posts).await {
+            assert!(answer.expect("the blackhole answers").status().is_success());
+        }
+        sent += 20;
+    }
+    let (lists, elapsed) = (fake.stats().list_deliveries - before, started.elapsed());
+    // `Account::dev_at` polls every 100 ms.
+    let most = elapsed.as_millis() as u64 / 100 + 2;
+    assert!(lists <= most, "{sent} doorbells in {elapsed:?} made {lists} lists, more than {most}");
+    // A genuine delivery still arrives (by the API: the stream's copy cannot be verified).
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
+    let genuine = fake.deliveries(hook).pop().expect("a delivery");
+    all_arrive(&receiver, std::slice::from_ref(&genuine.guid), Duration::from_secs(20)).await;
+    assert_eq!(accepted(&receiver).len(), 1, "nothing unverified was forwarded");
 }

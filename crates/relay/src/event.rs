@@ -168,8 +168,10 @@ pub enum Event {
         source: String,
         /// Pushed deliveries whose signature did not verify, never forwarded.
         rejected: u64,
-        /// Repeated POSTs that GitHub's record showed to be no new attempt, never forwarded.
+        /// Repeated (or relabelled) POSTs that GitHub's record showed to be no new attempt, never forwarded.
         repeats: u64,
+        /// Pushed deliveries forwarded that GitHub has no record of.
+        unrecorded: u64,
     },
     /// Calls to GitHub hold off until `until`: a rate limit, or polls spaced out to spare the budget.
     /// Sent for every wait longer than the poll interval.

@@ -183,6 +183,15 @@ pub enum Warning {
         /// `owner/repo`, the org, or `app`.
         source: String,
     },
+    /// A delivery the stream brought (and that was forwarded) is still missing from GitHub's list
+    /// of the hook's deliveries several polls later: GitHub has no record of it. Said once per
+    /// guid; [`crate::Event::Summary`] counts them.
+    Unrecorded {
+        /// `owner/repo`, the org, or `app`.
+        source: String,
+        /// Its `X-GitHub-Delivery`.
+        guid: String,
+    },
 }
 
 /// What becomes of an event GitHub sends to both a repository's hook and its organization's.

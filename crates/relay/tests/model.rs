@@ -5,7 +5,8 @@
 //! what it received per guid. The real state machine ([`relay::state::State`] over a real
 //! [`FileLedger`] in a temporary directory) is driven by random sequences of what can happen:
 //! new deliveries and GitHub's redeliveries (pushed when the stream is up), the same POST
-//! repeated at the blackhole, polls that list GitHub's record, the stream going up and down,
+//! repeated at the blackhole, its bytes relabelled under a guid GitHub never made, polls that
+//! list GitHub's record, the stream going up and down,
 //! forwards the handler takes or refuses (down), and crashes that restart from the durable
 //! ledger. The handler cannot tell two attempts of a guid apart (same body, same signature), so
 //! what must hold is a count per guid:
@@ -34,6 +35,8 @@ enum Step {
     Redeliver(usize),
     /// The same POST of delivery `n` reaches the blackhole again: no new attempt.
     Repeat(usize),
+    /// Delivery `n`'s bytes and signature reach the blackhole under a new guid: never an attempt.
+    Relabel(usize),
     /// A poll lists GitHub's record.
     Poll,
     /// The stream comes up (fresh) or drops.
@@ -56,6 +59,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Step::New),
         2 => (0..8usize).prop_map(Step::Redeliver),
         2 => (0..8usize).prop_map(Step::Repeat),
+        1 => (0..8usize).prop_map(Step::Relabel),
         3 => Just(Step::Poll),
         1 => any::<bool>().prop_map(Step::Stream),
         4 => Just(Step::Forward(true)),
@@ -88,6 +92,8 @@ struct World {
     received: HashMap<String, u32>,
     /// Crashes that struck between an answer and its record, per guid.
     allowed: HashMap<String, u32>,
+    /// Guids made up for relabelled copies so far.
+    relabelled: usize,
     /// Seconds since the start, on both clocks.
     t: i64,
     start_wall: DateTime<Utc>,
@@ -114,6 +120,7 @@ impl World {
             guids: Vec::new(),
             received: HashMap::new(),
             allowed: HashMap::new(),
+            relabelled: 0,
             t: 0,
             start_wall,
             start: Instant::now(),
@@ -153,14 +160,16 @@ impl World {
         }
     }
 
-    fn pushed(&self, guid: &str) -> Pushed {
+    /// The POST of `guid` as the blackhole streams it, carrying the body (and signature) of `made`.
+    fn pushed(&self, guid: &str, made: usize) -> Pushed {
+        let signature = format!("sha256={made:064x}");
         Pushed {
             guid: guid.to_string(),
             event: "issues".into(),
             action: Some("opened".into()),
             received_at: self.wall() + TimeDelta::seconds(self.skew),
-            headers: vec![("x-github-delivery".into(), guid.to_string())],
-            body: format!("{{\"guid\":\"{guid}\"}}").into_bytes(),
+            headers: vec![("x-github-delivery".into(), guid.to_string()), ("x-hub-signature-256".into(), signature)],
+            body: format!("{{\"made\":{made}}}").into_bytes(),
         }
     }
 
@@ -172,8 +181,13 @@ impl World {
     }
 
     fn push(&mut self, guid: &str) {
+        let made = self.guids.iter().position(|made| made == guid).expect("a guid GitHub made");
+        self.push_as(guid, made);
+    }
+
+    fn push_as(&mut self, guid: &str, made: usize) {
         if self.stream_up {
-            let (pushed, now) = (self.pushed(guid), self.now());
+            let (pushed, now) = (self.pushed(guid, made), self.now());
             self.state().pushed(pushed, now);
         }
     }
@@ -188,13 +202,18 @@ impl World {
 
     /// The handler receives the oldest delivery; the ledger records it unless `crash`.
     async fn forward(&mut self, up: bool, crash: bool) {
-        let taken = match self.holding.take() {
+        let mut taken = match self.holding.take() {
             Some(taken) => taken,
             None => match self.state().take() {
                 Some(taken) => taken,
                 None => return,
             },
         };
+        // A fetched delivery's key comes from the signature in GitHub's record.
+        if let Pending::Listed(item, None) = &taken.pending {
+            let made = self.guids.iter().position(|made| *made == item.guid).expect("a guid GitHub made");
+            taken.body = relay::ledger::body_key(&format!("sha256={made:064x}"));
+        }
         if !up {
             self.holding = Some(taken);
             return;
@@ -246,7 +265,21 @@ impl World {
                 let guid = self.guids[n % self.guids.len()].clone();
                 self.push(&guid);
             }
-            Step::Redeliver(_) | Step::Repeat(_) => {}
+            Step::Relabel(n) if !self.guids.is_empty() => {
+                let made = n % self.guids.len();
+                self.relabelled += 1;
+                let guid = format!("relabel-{}", self.relabelled);
+                // Bytes hookfwd never handled cannot be told from a new delivery but by GitHub's
+                // record, which the stream does not wait for: such a copy may pass once (and is
+                // reported). Bytes it handled never pass under another guid.
+                let original = &self.guids[made];
+                let handled = self.received.get(original).copied().unwrap_or(0);
+                if handled <= self.allowed.get(original).copied().unwrap_or(0) {
+                    self.allowed.insert(guid.clone(), 1);
+                }
+                self.push_as(&guid, made);
+            }
+            Step::Redeliver(_) | Step::Repeat(_) | Step::Relabel(_) => {}
             Step::Poll => self.poll().await,
             Step::Stream(up) => {
                 self.stream_up = up;

@@ -187,7 +187,7 @@ pub(super) async fn forward_loop(
         }
         queued.borrow_and_update();
         this.fill(0).await?;
-        let Some((taken, ready)) = this.window.pop_front() else {
+        let Some((mut taken, ready)) = this.window.pop_front() else {
             // Everything recorded is worth having on disk before waiting for more.
             while let Some(oldest) = this.unsynced.pop_front() {
                 oldest.wait().await?;
@@ -235,7 +235,11 @@ pub(super) async fn forward_loop(
                     Fetched::Refused(error) => return Err(Error::GitHub(error)),
                     Fetched::Gone => Err(SkipReason::Gone),
                     Fetched::Poison(error) => Err(SkipReason::Refused(Arc::new(error))),
-                    Fetched::Delivery(delivery) => Ok(Outgoing::from_delivery(&delivery, source.secret.as_ref())),
+                    Fetched::Delivery(delivery) => {
+                        let signature = delivery.header("x-hub-signature-256").or(delivery.header("x-hub-signature"));
+                        taken.body = signature.and_then(ledger::body_key);
+                        Ok(Outgoing::from_delivery(&delivery, source.secret.as_ref()))
+                    }
                 };
                 (Via::Api, request, size)
             }

@@ -383,7 +383,8 @@ async fn forward_source<L: Ledger>(
     let (state, failed) = owning.await.map_err(|e| Error::TaskFailed(e.to_string()))?;
     let (ledger, refused) = state.finish();
     if source.stream.is_some() {
-        let event = Event::Summary { source: source.name.clone(), rejected: refused.forged, repeats: refused.repeats };
+        let (rejected, repeats, unrecorded) = (refused.forged, refused.repeats, refused.unrecorded);
+        let event = Event::Summary { source: source.name.clone(), rejected, repeats, unrecorded };
         ctx.events.emit(event).await;
     }
     let closed = ledger.close().await;

@@ -1,6 +1,7 @@
 //! The poller: lists new deliveries every interval and queues them for the forwarder. While the
 //! source's stream is healthy it is only the safety net, listing every `--safety-interval`
-//! (a conditional request, free when nothing changed); a doorbell makes it list at once.
+//! (a conditional request, free when nothing changed); a doorbell makes it list at once, but never
+//! sooner than `--interval` after the last list, however many ring (anyone can POST to the hook URL).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,15 +74,28 @@ pub(super) async fn poll_loop(
     let mut last_deep_scan = tokio::time::Instant::now();
     // The start listed every source at once already; from here on each polls at its own place in
     // the interval, so that many sources' polls do not come in bursts.
-    let mut wait = first;
+    let mut next_at = tokio::time::Instant::now() + first;
+    // When the last list began: doorbells wait until `--interval` after it.
+    let mut listed_at: Option<tokio::time::Instant> = None;
     // Since when every poll was refused a permission: a scope taken away mid-run.
     let mut forbidden_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            changed = poll_now.changed() => if changed.is_err() { return Ok(()) },
+            () = tokio::time::sleep_until(next_at) => {}
+            changed = poll_now.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let earliest = listed_at.map(|at| at + ctx.settings.interval);
+                if let Some(earliest) = earliest.filter(|at| *at > tokio::time::Instant::now()) {
+                    next_at = next_at.min(earliest);
+                    continue;
+                }
+            }
             () = cancel.cancelled() => return Ok(()),
         }
+        listed_at = Some(tokio::time::Instant::now());
+        let mut wait;
         let polled = tokio::select! {
             polled = poll_once(&ctx, &source, &owner, &mut resume, &mut newest_listed, last_deep_scan.elapsed() >= DEEP_SCAN_EVERY) => polled,
             () = cancel.cancelled() => return Ok(()),
@@ -94,6 +108,9 @@ pub(super) async fn poll_loop(
                 let queued = owner.listed(found?).await?;
                 if queued.missed > 0 && !std::mem::replace(&mut warned_missed, true) {
                     ctx.events.warn(Warning::StreamMissed { source: source.name.clone() }).await;
+                }
+                for guid in queued.unrecorded {
+                    ctx.events.warn(Warning::Unrecorded { source: source.name.clone(), guid }).await;
                 }
                 if deep {
                     last_deep_scan = tokio::time::Instant::now();
@@ -137,6 +154,7 @@ pub(super) async fn poll_loop(
                 wait = wait_after(&error, &mut backoff).max(ctx.settings.interval);
             }
         }
+        next_at = tokio::time::Instant::now() + wait;
     }
 }
 

@@ -213,10 +213,11 @@ impl Reader<'_> {
         };
         let (guid, event) = (guid.to_string(), event.to_string());
         // Another hook delivering to the same URL path (another repository forwarded with the same
-        // hook URL): its deliveries are that source's business, not forgeries.
-        if let Some(id) = source.hook.id()
-            && pushed.header("x-github-hook-id").is_some_and(|hook| hook.trim() != id.to_string())
-        {
+        // hook URL) is that source's business, not a forgery. A POST that names no hook, or another
+        // one, is never forwarded: the signature covers the body only, so the headers could be
+        // a relabelled copy of another hook's delivery.
+        if !is_for(&source.hook, &pushed) {
+            debug!(hook = %source.hook, guid = %guid, "a pushed POST for another hook was ignored");
             return Ok(true);
         }
         let Some(upstream) = &config.upstream else {
@@ -254,6 +255,19 @@ impl Reader<'_> {
             debug!(hook = %source.hook, ?outcome, "pushed delivery not forwarded on its own word");
         }
         Ok(true)
+    }
+}
+
+/// Whether GitHub's headers name `hook`: its id, or for an App's hook the App as target.
+fn is_for(hook: &github::HookRef, pushed: &PushedDelivery) -> bool {
+    let header = |name| pushed.header(name).map(str::trim);
+    match hook {
+        github::HookRef::App { app_id } => {
+            header("x-github-hook-id").is_some()
+                && header("x-github-hook-installation-target-type") == Some("integration")
+                && app_id.is_none_or(|app| header("x-github-hook-installation-target-id") == Some(&*app.to_string()))
+        }
+        _ => hook.id().is_some_and(|id| header("x-github-hook-id") == Some(&*id.to_string())),
     }
 }
 

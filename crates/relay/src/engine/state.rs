@@ -21,11 +21,16 @@
 //!   repeat's bytes (no GET) if there is one, else fetched;
 //! * a repeat that no new attempt claims within [`REPEAT_WAIT`] is dropped and counted.
 //!
+//! GitHub's signature covers the body only, so the same bytes under another guid (or event) are a
+//! *relabelled* copy until GitHub lists that guid: they wait as a repeat does. A pushed guid that
+//! GitHub's list still lacks [`UNRECORDED_AFTER`] polls later was forwarded on the stream's word
+//! alone, and is reported.
+//!
 //! So the handler sees each guid as many times as GitHub attempted it, whichever path brought
 //! each attempt. The time constants are explained in `docs/operations.md` ("How the stream and
 //! the API agree").
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +50,11 @@ pub const STREAM_GRACE: Duration = Duration::from_secs(10);
 /// the poller lists at `--interval` meanwhile. Past it the repeat is dropped; a redelivery listed
 /// later still is fetched from the API, so this bounds a GET saved, never a loss.
 pub const REPEAT_WAIT: Duration = Duration::from_secs(10);
+
+/// How many polls, at least [`REPEAT_WAIT`] apart from the push in all, may fail to list a pushed
+/// guid before it is reported as unknown to GitHub: the first poll may come before GitHub's list
+/// shows what it just delivered.
+pub const UNRECORDED_AFTER: u32 = 2;
 
 /// How far before its `received_at` (the blackhole's clock) a pushed delivery holds the floor
 /// back: GitHub's `delivered_at` for it is a little earlier, and the clocks may differ.
@@ -73,6 +83,13 @@ pub struct Pushed {
 }
 
 impl Pushed {
+    /// Its body's key, from `X-Hub-Signature-256` (else `X-Hub-Signature`): a digest of the body
+    /// under the hook's secret.
+    pub fn body_key(&self) -> Option<String> {
+        let header = |name: &str| self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+        header("x-hub-signature-256").or_else(|| header("x-hub-signature")).and_then(crate::ledger::body_key)
+    }
+
     /// What the feed shows for it: a listed-delivery look-alike, without an id (GitHub gave none).
     pub fn item(&self) -> DeliveryItem {
         DeliveryItem {
@@ -139,6 +156,8 @@ pub struct Taken {
     key: Key,
     /// The delivery.
     pub pending: Pending,
+    /// Its body's key, once fetched ([`crate::ledger::body_key`] of the signature GitHub's record shows).
+    pub body: Option<String>,
 }
 
 /// How a taken delivery was handled.
@@ -175,13 +194,15 @@ pub struct PollPlan {
 }
 
 /// What queuing listed deliveries did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Queued {
     /// Deliveries queued for the forwarder.
     pub queued: usize,
     /// Deliveries a healthy stream should have brought and did not (the hook URL's path may not
     /// be the one streamed).
     pub missed: usize,
+    /// Pushed guids forwarded that GitHub's list still lacks [`UNRECORDED_AFTER`] polls later.
+    pub unrecorded: Vec<String>,
 }
 
 /// What a streaming source refused, for its summary.
@@ -189,8 +210,10 @@ pub struct Queued {
 pub struct Refused {
     /// Pushed deliveries whose signature did not verify.
     pub forged: u64,
-    /// Repeated POSTs that GitHub's record showed to be no new attempt.
+    /// Repeated (or relabelled) POSTs that GitHub's record showed to be no new attempt.
     pub repeats: u64,
+    /// Pushed deliveries forwarded that GitHub has no record of.
+    pub unrecorded: u64,
 }
 
 /// The stream as the state sees it.
@@ -228,6 +251,10 @@ pub struct State<L> {
     pushed_bytes: u64,
     /// Numbers pushed deliveries in arrival order.
     next_seq: u64,
+    /// Pushed guids forwarded and not listed yet: since when, and the polls since.
+    unlisted: HashMap<String, (Instant, u32)>,
+    /// Bodies forwarded from the stream, by signature, with their guid and when they came.
+    bodies: Bodies,
     /// What was refused, for the summary.
     pub refused: Refused,
 }
@@ -235,6 +262,12 @@ pub struct State<L> {
 impl<L: Ledger> State<L> {
     /// A state around `ledger`, with nothing queued.
     pub fn new(ledger: L) -> Self {
+        let mut bodies = Bodies::default();
+        let mut known = ledger.pushed_bodies();
+        known.sort_by_key(|(_, _, at)| *at);
+        for (body, guid, at) in known {
+            bodies.remember(body, guid, at, ledger.floor());
+        }
         Self {
             ledger,
             queue: BTreeMap::new(),
@@ -247,6 +280,8 @@ impl<L: Ledger> State<L> {
             stream: Stream::default(),
             pushed_bytes: 0,
             next_seq: 0,
+            unlisted: HashMap::new(),
+            bodies,
             refused: Refused::default(),
         }
     }
@@ -325,14 +360,21 @@ impl<L: Ledger> State<L> {
             return PushOutcome::Old;
         }
         let seen = self.seen(&pushed.guid);
+        let body = pushed.body_key();
+        let relabelled =
+            body.as_deref().and_then(|body| self.bodies.guid(body)).is_some_and(|guid| guid != pushed.guid);
         // Held bytes count against the bound whether queued or waiting as a repeat.
         self.pushed_bytes += pushed.body.len() as u64;
-        if seen.api + seen.pushed > 0 || !self.ledger.trusts_pushes() {
+        if seen.api + seen.pushed > 0 || !self.ledger.trusts_pushes() || relabelled {
             self.ring(now);
             self.repeats.entry(pushed.guid.clone()).or_default().push((now, Arc::new(pushed)));
             return PushOutcome::Repeat;
         }
         self.add_busy(&pushed.guid, 0, 1);
+        if let Some(body) = body {
+            self.bodies.remember(body, pushed.guid.clone(), pushed.received_at, self.ledger.floor());
+        }
+        self.unlisted.insert(pushed.guid.clone(), (now, 0));
         let seq = self.next_seq;
         self.next_seq += 1;
         let pending = Pending::Pushed(Arc::new(pushed));
@@ -343,6 +385,10 @@ impl<L: Ledger> State<L> {
     /// Takes in what a poll listed, and releases what waited long enough: each delivery not yet
     /// known is a twin of the stream's (recorded), a repeat's new attempt, or queued to fetch.
     pub async fn listed(&mut self, items: Vec<DeliveryItem>, now: Instant) -> Result<Queued, Error> {
+        for item in &items {
+            self.unlisted.remove(&item.guid);
+        }
+        let unrecorded = self.unrecorded(now);
         for item in items {
             if !self.knows(&item) {
                 self.held.push((now, item));
@@ -363,9 +409,25 @@ impl<L: Ledger> State<L> {
             .into_iter()
             .map(|(at, item)| (self.stream.up && now.duration_since(at) >= STREAM_GRACE, item))
             .collect();
-        let done = self.reconcile(due).await?;
+        let mut done = self.reconcile(due).await?;
         self.expire_repeats(now);
+        self.refused.unrecorded += unrecorded.len() as u64;
+        done.unrecorded = unrecorded;
         Ok(done)
+    }
+
+    /// Counts a poll against every pushed guid it did not list; those unlisted long enough.
+    fn unrecorded(&mut self, now: Instant) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.unlisted.retain(|guid, (at, polls)| {
+            *polls += 1;
+            let due = *polls >= UNRECORDED_AFTER && now.duration_since(*at) >= REPEAT_WAIT;
+            if due {
+                gone.push(guid.clone());
+            }
+            !due
+        });
+        gone
     }
 
     /// Applies the rule to listed deliveries not yet known: `waited` says the stream had its grace.
@@ -462,7 +524,7 @@ impl<L: Ledger> State<L> {
     pub fn take(&mut self) -> Option<Taken> {
         let (key, pending) = self.queue.pop_first()?;
         self.in_flight.insert(key);
-        Some(Taken { key, pending })
+        Some(Taken { key, pending, body: None })
     }
 
     /// Whether `taken` is still this process's to forward (replicas: its lease holds); if not it
@@ -494,8 +556,13 @@ impl<L: Ledger> State<L> {
         let mut records = Vec::new();
         let guid = |guid: &str| (how != How::Duplicate).then(|| guid.to_string());
         match &taken.pending {
-            Pending::Listed(item, _) => {
+            Pending::Listed(item, pushed) => {
                 let (id, at, guid) = (item.id, item.delivered_at, guid(&item.guid));
+                let body = pushed.as_ref().map_or_else(|| taken.body.clone(), |pushed| pushed.body_key());
+                if let (Some(guid), Some(body)) = (&guid, body) {
+                    self.bodies.remember(body.clone(), guid.clone(), at, self.ledger.floor());
+                    records.push(Record::Body { guid: guid.clone(), at, body });
+                }
                 records.push(match how {
                     How::Forwarded | How::Duplicate => Record::Forwarded { id, at, guid },
                     How::Skipped => Record::Skipped { id, at, guid },
@@ -503,11 +570,11 @@ impl<L: Ledger> State<L> {
                 });
             }
             Pending::Pushed(pushed) => {
-                let (at, guid) = (pushed.received_at, pushed.guid.clone());
+                let (at, guid, body) = (pushed.received_at, pushed.guid.clone(), pushed.body_key());
                 match how {
                     How::Duplicate => {}
-                    How::Parked => records.push(Record::ParkedPushed { guid, at }),
-                    How::Forwarded | How::Skipped => records.push(Record::Pushed { guid, at }),
+                    How::Parked => records.push(Record::ParkedPushed { guid, at, body }),
+                    How::Forwarded | How::Skipped => records.push(Record::Pushed { guid, at, body }),
                 }
                 if let Some(list) = self.twins.get_mut(&pushed.guid) {
                     let (id, at) = list.remove(0);
@@ -569,6 +636,33 @@ impl<L: Ledger> State<L> {
         entry.pushed = (i64::from(entry.pushed) + pushed).max(0) as u32;
         if *entry == Attempts::default() {
             self.busy.remove(guid);
+        }
+    }
+}
+
+/// The keys of bodies the stream brought, each with its guid, for as long as the ledger remembers
+/// guids (down to the floor), and at most [`crate::ledger::MAX_DONE`].
+#[derive(Debug, Default)]
+struct Bodies {
+    guids: HashMap<String, String>,
+    order: VecDeque<(DateTime<Utc>, String)>,
+}
+
+impl Bodies {
+    fn guid(&self, signature: &str) -> Option<&str> {
+        self.guids.get(signature).map(String::as_str)
+    }
+
+    fn remember(&mut self, signature: String, guid: String, at: DateTime<Utc>, floor: DateTime<Utc>) {
+        while let Some((oldest, _)) = self.order.front()
+            && (*oldest < floor || self.order.len() >= crate::ledger::MAX_DONE)
+        {
+            if let Some((_, gone)) = self.order.pop_front() {
+                self.guids.remove(&gone);
+            }
+        }
+        if self.guids.insert(signature.clone(), guid).is_none() {
+            self.order.push_back((at, signature));
         }
     }
 }

@@ -47,6 +47,18 @@ pub enum Record {
         guid: String,
         /// When the blackhole received it.
         at: DateTime<Utc>,
+        /// Its body's key ([`super::body_key`]), to tell the same bytes under another guid.
+        body: Option<String>,
+    },
+    /// The key of a listed delivery's body ([`super::body_key`], from the signature GitHub's
+    /// record shows), to tell the same bytes pushed later under another guid.
+    Body {
+        /// `X-GitHub-Delivery`.
+        guid: String,
+        /// When GitHub delivered it.
+        at: DateTime<Utc>,
+        /// The key.
+        body: String,
     },
     /// An attempt the stream brought and the handler kept rejecting.
     ParkedPushed {
@@ -54,6 +66,8 @@ pub enum Record {
         guid: String,
         /// When the blackhole received it.
         at: DateTime<Utc>,
+        /// Its body's key ([`super::body_key`]).
+        body: Option<String>,
     },
 }
 
@@ -62,7 +76,7 @@ impl Record {
     pub fn guid(&self) -> Option<&str> {
         match self {
             Self::Forwarded { guid, .. } | Self::Skipped { guid, .. } | Self::Parked { guid, .. } => guid.as_deref(),
-            Self::Pushed { guid, .. } | Self::ParkedPushed { guid, .. } => Some(guid),
+            Self::Pushed { guid, .. } | Self::ParkedPushed { guid, .. } | Self::Body { guid, .. } => Some(guid),
         }
     }
 }
@@ -122,6 +136,12 @@ pub trait Ledger: Send + 'static {
     /// The guids this ledger forwarded, for sources that overlap ([`crate::engine`]'s dedupe).
     fn guids(&self) -> Vec<String>;
 
+    /// The bodies the stream brought, by key, with their guid and when: the same bytes under
+    /// another guid are a relabelled copy. (Replicas let GitHub's list decide every push anyway.)
+    fn pushed_bodies(&self) -> Vec<(String, String, DateTime<Utc>)> {
+        Vec::new()
+    }
+
     /// Leaves the ledger tidy when the source stops (a compacted file, leases released).
     fn close(self) -> impl Future<Output = Result<(), Error>> + Send;
 }
@@ -172,6 +192,10 @@ impl Ledger for FileLedger {
         self.forwarded_guids()
     }
 
+    fn pushed_bodies(&self) -> Vec<(String, String, DateTime<Utc>)> {
+        FileLedger::pushed_bodies(self)
+    }
+
     async fn close(mut self) -> Result<(), Error> {
         // Every record was written already; compacting leaves a small file behind. Joining the
         // writer waits for the disk, so not on an async worker.
@@ -194,9 +218,10 @@ impl FileLedger {
                 Record::Forwarded { .. } => {}
                 Record::Skipped { id, at, guid } => self.skip((*id, *at, guid.as_deref()), keep_from)?,
                 Record::Parked { id, at, guid } => self.park((*id, *at, guid.as_deref()), keep_from)?,
-                Record::Pushed { guid, at } => self.record_pushed(guid, *at)?,
-                Record::ParkedPushed { guid, at } => {
-                    self.record_pushed(guid, *at)?;
+                Record::Pushed { guid, at, body } => self.record_pushed(guid, *at, body.as_deref())?,
+                Record::Body { guid, at, body } => self.record_body(guid, *at, body)?,
+                Record::ParkedPushed { guid, at, body } => {
+                    self.record_pushed(guid, *at, body.as_deref())?;
                     self.park((0, *at, Some(guid)), keep_from)?;
                 }
             }

@@ -51,25 +51,33 @@ impl FileLedger {
         let mut parked = BTreeMap::new();
         for (index, line) in lines.enumerate() {
             let mut fields = line.split(' ');
-            let fields = [fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next()];
+            let fields = [
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+            ];
             let parsed = match fields {
                 [Some("o"), Some(t), None, ..] => time(t).map(|t| origin = t),
                 [Some("f"), Some(t), None, ..] => time(t).map(|t| floor = floor.max(t)),
                 [Some("c"), Some(t), None, ..] => time(t).map(|t| checked = checked.max(t)),
-                [Some("d"), Some(id), Some(t), guid, None, _] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
+                [Some("d"), Some(id), Some(t), guid, None, ..] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
                     done.insert(id, t);
                     if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
                         count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
                     }
                 }),
-                [Some("k"), Some(id), Some(t), guid, None, _] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
+                [Some("k"), Some(id), Some(t), guid, None, ..] => id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| {
                     done.insert(id, t);
                     skipped.insert(id);
                     if let Some(guid) = guid.filter(|guid| valid_guid(guid)) {
                         count(&mut guids, guid, t, Attempts { api: 1, pushed: 0 });
                     }
                 }),
-                [Some("x"), Some(id), Some(t), guid, None, _] if guid.is_none_or(valid_guid) => {
+                [Some("x"), Some(id), Some(t), guid, None, ..] if guid.is_none_or(valid_guid) => {
                     id.parse::<u64>().ok().zip(time(t)).map(|(id, t)| remember(&mut parked, id, t, guid))
                 }
                 [Some("u"), Some(id), guid, None, ..] if guid.is_none_or(valid_guid) => {
@@ -77,13 +85,27 @@ impl FileLedger {
                         parked.remove(&(id, guid.unwrap_or_default().to_string()));
                     })
                 }
-                [Some("p"), Some(guid), Some(t), None, ..] if valid_guid(guid) => {
-                    time(t).map(|t| count(&mut guids, guid, t, Attempts { api: 0, pushed: 1 }))
+                [Some("p"), Some(guid), Some(t), body, None, ..]
+                    if valid_guid(guid) && body.is_none_or(valid_body_key) =>
+                {
+                    time(t).map(|t| {
+                        count(&mut guids, guid, t, Attempts { api: 0, pushed: 1 });
+                        note_body(&mut guids, guid, body);
+                    })
                 }
-                [Some("g"), Some(guid), Some(api), Some(pushed), Some(t), None] if valid_guid(guid) => {
+                [Some("b"), Some(guid), Some(t), Some(body), None, ..] if valid_guid(guid) && valid_body_key(body) => {
+                    time(t).map(|t| {
+                        count(&mut guids, guid, t, Attempts::default());
+                        note_body(&mut guids, guid, Some(body));
+                    })
+                }
+                [Some("g"), Some(guid), Some(api), Some(pushed), Some(t), body, None]
+                    if valid_guid(guid) && body.is_none_or(valid_body_key) =>
+                {
                     match (api.parse(), pushed.parse(), time(t)) {
                         (Ok(api), Ok(pushed), Some(t)) => {
                             count(&mut guids, guid, t, Attempts { api, pushed });
+                            note_body(&mut guids, guid, body);
                             Some(())
                         }
                         _ => None,
@@ -151,7 +173,8 @@ impl FileLedger {
         }
         for (guid, entry) in &self.guids {
             let Attempts { api, pushed } = entry.attempts;
-            text.push_str(&format!("g {guid} {api} {pushed} {}\n", nanos(entry.newest)));
+            let body = entry.body.as_deref().map_or(String::new(), |body| format!(" {body}"));
+            text.push_str(&format!("g {guid} {api} {pushed} {}{body}\n", nanos(entry.newest)));
         }
         text
     }

@@ -163,12 +163,14 @@ pub struct Attempts {
 }
 
 /// One guid's counts and its newest record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Guid {
     /// The counts.
     attempts: Attempts,
     /// The newest `d` or `p` of this guid: the counts go when the floor passes it.
     newest: DateTime<Utc>,
+    /// The key of the body the stream brought for it ([`body_key`]), if it did.
+    body: Option<String>,
 }
 
 /// A delivery handled through the API, to record: its id, `delivered_at` and guid (if known).
@@ -278,6 +280,14 @@ impl FileLedger {
     /// Whether the delivery `id`, delivered at `delivered_at`, has been handled.
     pub fn is_recorded(&self, id: u64, delivered_at: DateTime<Utc>) -> bool {
         delivered_at < self.floor || self.done.contains_key(&id)
+    }
+
+    /// The bodies the stream brought, by key, with their guid and newest record (while the floor
+    /// has not passed them).
+    pub fn pushed_bodies(&self) -> Vec<(String, String, DateTime<Utc>)> {
+        let bodies =
+            self.guids.iter().filter_map(|(guid, entry)| Some((entry.body.clone()?, guid.clone(), entry.newest)));
+        bodies.collect()
     }
 
     /// The guids of which an attempt was handled (while the floor has not passed them).
@@ -436,19 +446,38 @@ impl FileLedger {
     /// Records an attempt of `guid` handled through the stream (forwarded, or skipped), on the
     /// writer's thread ([`FileLedger::durable`] says when it is on disk). It does not move the
     /// floor: only GitHub's `delivered_at` times do.
-    pub fn record_pushed(&mut self, guid: &str, received_at: DateTime<Utc>) -> Result<(), Error> {
+    pub fn record_pushed(&mut self, guid: &str, received_at: DateTime<Utc>, body: Option<&str>) -> Result<(), Error> {
         if !valid_guid(guid) {
             // Not a guid GitHub would send; nothing can be matched against it, so nothing to keep.
             return Ok(());
         }
-        self.write(&format!("p {guid} {}\n", nanos(received_at)))?;
+        let body = body.filter(|body| valid_body_key(body));
+        match body {
+            Some(body) => self.write(&format!("p {guid} {} {body}\n", nanos(received_at)))?,
+            None => self.write(&format!("p {guid} {}\n", nanos(received_at)))?,
+        }
         self.count(guid, received_at, Attempts { api: 0, pushed: 1 });
+        if let (Some(body), Some(entry)) = (body, self.guids.get_mut(guid)) {
+            entry.body = Some(body.to_string());
+        }
         // Only API records move the floor; should the safety poll fail for long while the stream goes on,
         // the oldest guids go first. Their listed twins would then be forwarded again: a repeat, never a loss.
         while self.guids.len() > self.max_done {
             let Some((_, oldest)) = self.guids_by_time.pop_first() else { break };
             self.guids.remove(&oldest);
         }
+        self.appended += 1;
+        self.compact_if_due()
+    }
+
+    /// Notes the key of a listed delivery's body (see [`Record::Body`]).
+    pub fn record_body(&mut self, guid: &str, at: DateTime<Utc>, body: &str) -> Result<(), Error> {
+        if !valid_guid(guid) || !valid_body_key(body) || at < self.floor {
+            return Ok(());
+        }
+        self.write(&format!("b {guid} {} {body}\n", nanos(at)))?;
+        self.count(guid, at, Attempts::default());
+        note_body(&mut self.guids, guid, Some(body));
         self.appended += 1;
         self.compact_if_due()
     }
@@ -555,10 +584,17 @@ impl FileLedger {
 
 /// Adds `attempts` to `guid`'s counts in `guids`, noting `at` if it is the newest.
 fn count(guids: &mut HashMap<String, Guid>, guid: &str, at: DateTime<Utc>, attempts: Attempts) {
-    let entry = guids.entry(guid.to_string()).or_insert(Guid { attempts: Attempts::default(), newest: at });
+    let entry = guids.entry(guid.to_string()).or_insert(Guid { attempts: Attempts::default(), newest: at, body: None });
     entry.attempts.api += attempts.api;
     entry.attempts.pushed += attempts.pushed;
     entry.newest = entry.newest.max(at);
+}
+
+/// Notes the key of the body the stream brought for `guid`.
+fn note_body(guids: &mut HashMap<String, Guid>, guid: &str, body: Option<&str>) {
+    if let (Some(body), Some(entry)) = (body, guids.get_mut(guid)) {
+        entry.body = Some(body.to_string());
+    }
 }
 
 /// Adds a parked delivery to `parked`, dropping the oldest beyond [`MAX_PARKED`].
@@ -570,6 +606,18 @@ fn remember(parked: &mut BTreeMap<(u64, String), DateTime<Utc>>, id: u64, at: Da
             parked.remove(&oldest);
         }
     }
+}
+
+/// A body's key: the first 32 hex digits of its signature (128 bits of an HMAC under the hook's
+/// secret), so the same bytes under another guid can be told without keeping them.
+pub fn body_key(signature: &str) -> Option<String> {
+    let hex = signature.split_once('=').map_or(signature, |(_, hex)| hex);
+    let key = hex.get(..32)?.to_ascii_lowercase();
+    valid_body_key(&key).then_some(key)
+}
+
+fn valid_body_key(key: &str) -> bool {
+    key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Whether `guid` can be written as one field of a ledger line: GitHub's are UUIDs.

@@ -300,7 +300,7 @@ impl Ledger for RedisLedger {
                 Record::Forwarded { id, at, .. } | Record::Skipped { id, at, .. } | Record::Parked { id, at, .. } => {
                     Some((*id, *at))
                 }
-                Record::Pushed { .. } | Record::ParkedPushed { .. } => None,
+                Record::Pushed { .. } | Record::ParkedPushed { .. } | Record::Body { .. } => None,
             })
             .collect();
         async move {

@@ -281,19 +281,23 @@ fn counts_each_guids_attempts_per_path_across_reopening_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts::default());
-    ledger.record_pushed(GUID, at(1)).unwrap();
+    let body = body_key("sha256=0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef");
+    ledger.record_pushed(GUID, at(1), body.as_deref()).unwrap();
     ledger.record_handled(&[(7, at(1), Some(GUID))], None).unwrap();
-    ledger.record_pushed(GUID, at(5)).unwrap();
+    ledger.record_pushed(GUID, at(5), None).unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 2 });
     drop(ledger);
     let mut ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts { api: 1, pushed: 2 });
     assert!(ledger.is_recorded(7, at(1)));
+    let key = "0123456789abcdef0123456789abcdef".to_string();
+    assert_eq!(ledger.pushed_bodies(), vec![(key.clone(), GUID.to_string(), at(5))], "the body's key is kept");
     ledger.compact().unwrap();
     ledger.record_handled(&[(8, at(5), Some(GUID))], None).unwrap();
     drop(ledger);
     let ledger = FileLedger::open(dir.path(), &hook()).unwrap().unwrap();
     assert_eq!(ledger.attempts(GUID), Attempts { api: 2, pushed: 2 }, "snapshot counts plus appends");
+    assert_eq!(ledger.pushed_bodies(), vec![(key, GUID.to_string(), at(5))], "and survives compaction");
 }
 
 #[test]
@@ -328,7 +332,7 @@ fn reads_ledgers_written_before_push_mode() {
 fn a_guids_counts_go_with_its_newest_record_below_the_floor() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = FileLedger::create(dir.path(), &hook(), at(0), [], at(0)).unwrap();
-    ledger.record_pushed(GUID, at(10)).unwrap();
+    ledger.record_pushed(GUID, at(10), None).unwrap();
     ledger.record_handled(&[(1, at(9), Some(GUID))], None).unwrap();
     let window = WINDOW.as_secs() as i64;
     ledger.record(2, at(window + 9), None).unwrap();

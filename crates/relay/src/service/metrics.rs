@@ -31,6 +31,8 @@ pub(super) struct Metrics {
     pub claims: Family<Labels, Counter>,
     /// `hookfwd_poll_interval_seconds`: the poll interval in force, longer than asked when GitHub's limits need it.
     pub poll_interval: Gauge<f64, AtomicU64>,
+    /// `hookfwd_pushed_unrecorded_total{source}`: deliveries the stream brought that GitHub has no record of.
+    pub unrecorded: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -48,6 +50,7 @@ impl Metrics {
             last_progress: Family::default(),
             claims: Family::default(),
             poll_interval: Gauge::default(),
+            unrecorded: Family::default(),
         };
         registry.register(
             "hookfwd_deliveries_forwarded",
@@ -94,6 +97,12 @@ impl Metrics {
             "hookfwd_poll_interval_seconds",
             "The poll interval in force: the asked one, or longer when GitHub's limits cannot sustain it",
             metrics.poll_interval.clone(),
+        );
+        registry.register(
+            "hookfwd_pushed_unrecorded",
+            "Deliveries the blackhole pushed and hookfwd forwarded that GitHub's list of the hook's deliveries \
+             still lacked two polls later: a signed delivery sent to the hook URL again, by someone else",
+            metrics.unrecorded.clone(),
         );
         metrics
     }

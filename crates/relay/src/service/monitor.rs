@@ -180,6 +180,9 @@ impl Monitor {
             Event::Claims { outcome, count } => {
                 metrics.claims.get_or_create(&vec![("outcome", (*outcome).to_string())]).inc_by(*count);
             }
+            Event::Warning(crate::Warning::Unrecorded { source, .. }) => {
+                metrics.unrecorded.get_or_create(&vec![("source", source.clone())]).inc();
+            }
             Event::Retrying { hook, reason, .. } => state.note_error(hook, format!("the target: {reason}")),
             Event::Error { hook: Some(hook), call, error } => state.note_error(hook, failed(call, error)),
             _ => {}
