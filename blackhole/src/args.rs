@@ -49,10 +49,12 @@ pub struct Args {
     /// client has the proxy's address)
     #[arg(long, value_name = "N", default_value_t = 64, env = "BLACKHOLE_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: usize,
-    /// Stream every POST to the hookfwd subscribed to its path, for clients with this bearer token;
-    /// several comma-separated tokens are all valid (to rotate one)
-    #[arg(long, value_name = "TOKEN", env = "BLACKHOLE_STREAM_TOKEN", hide_env_values = true)]
-    stream_token: Option<String>,
+    /// Stream every POST to the hookfwd subscribed to its path, for a client whose bearer token opens
+    /// that path: /PATH=TOKEN opens PATH and the paths below it, TOKEN alone every path, and sha256:HEX
+    /// stands for the token of that SHA-256. Repeatable, or comma-separated; several tokens for one path
+    /// are all valid (to rotate one)
+    #[arg(long, value_name = "[/PATH=]TOKEN", env = "BLACKHOLE_STREAM_TOKEN", hide_env_values = true)]
+    stream_token: Vec<String>,
     /// Most deliveries one path's replay buffer keeps
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     stream_buffer_count: u32,
@@ -127,8 +129,14 @@ impl Args {
 
     /// The streaming configuration, when a stream token is given.
     fn stream_config(&self) -> anyhow::Result<Option<StreamConfig>> {
-        let Some(tokens) = &self.stream_token else { return Ok(None) };
-        let tokens = Tokens::parse(tokens).context("--stream-token (BLACKHOLE_STREAM_TOKEN)")?;
+        if self.stream_token.is_empty() {
+            return Ok(None);
+        }
+        // Repeated flags are one list, as the variable's commas make it.
+        let tokens = Tokens::parse(&self.stream_token.join(",")).context("--stream-token (BLACKHOLE_STREAM_TOKEN)")?;
+        if let Some(warning) = tokens.mixed_scopes() {
+            tracing::warn!("{warning}");
+        }
         let usize_of = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
         Ok(Some(StreamConfig {
             tokens,

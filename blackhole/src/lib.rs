@@ -55,7 +55,7 @@ use tracing::{debug, info, warn};
 
 pub use stream::StreamConfig;
 pub use tls::load_tls;
-pub use token::Tokens;
+pub use token::{TokenError, Tokens};
 pub use tokio_rustls::TlsAcceptor;
 
 use crate::idle::{Idle, StreamMode};
@@ -163,9 +163,6 @@ pub enum Error {
     /// The certificate and key were read but rustls refused them (say, they do not match).
     #[error("the TLS certificate and key cannot be used together")]
     TlsConfig(#[source] tokio_rustls::rustls::Error),
-    /// `--stream-token` was given but holds no token, only commas or blanks.
-    #[error("the stream token list is empty")]
-    NoStreamToken,
 }
 
 /// What every connection task needs, shared behind one `Arc`.

@@ -18,7 +18,8 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("blackhole: {err:#}");
-            ExitCode::FAILURE
+            // A malformed token list is a usage error, as clap's own are.
+            if err.is::<blackhole::TokenError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

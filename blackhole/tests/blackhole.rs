@@ -723,9 +723,81 @@ fn every_token_in_the_list_is_accepted_so_one_can_be_rotated() {
     assert_ok(&post(&server, "/alice", &[], b"{}"));
     assert_eq!(old.wait_events(2)[1].kind, "delivery");
     assert_eq!(new.wait_events(2)[1].kind, "delivery");
-    let refused = server.exchange(subscription("/alice", Some("old-token,new-token"), None).as_bytes());
+    let refused = subscribe_once(&server, "/alice", Some("old-token,new-token"));
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     assert!(!server.log_text().contains("old-token") && !server.log_text().contains("new-token"));
+}
+
+/// Sends a subscription on a connection of its own and returns the whole answer.
+fn subscribe_once(server: &Server, path: &str, token: Option<&str>) -> String {
+    let request = subscription(path, token, None).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    server.exchange(request.as_bytes())
+}
+
+#[test]
+fn a_token_scoped_to_a_path_gets_the_same_401_elsewhere_as_no_token() {
+    let list = "/alice=alice-token, /bob=bob-token";
+    let server = Server::spawn(&["--listen", "127.0.0.1:0"], &[("BLACKHOLE_STREAM_TOKEN", list)]);
+    let alice = Subscriber::open(&server, "/alice", "alice-token", None);
+    let alice_ci = Subscriber::open(&server, "/alice/ci", "alice-token", None);
+    let bob = Subscriber::open(&server, "/bob", "bob-token", None);
+
+    let no_token = subscribe_once(&server, "/bob", None);
+    assert!(no_token.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{no_token:?}");
+    for (path, token) in [
+        ("/bob", Some("alice-token")),
+        ("/bob/x", Some("alice-token")),
+        ("/alicex", Some("alice-token")),
+        ("/", Some("alice-token")),
+        ("/alice", Some("bob-token")),
+        ("/bob", Some("wrong")),
+        ("/alice", None),
+    ] {
+        let answer = subscribe_once(&server, path, token);
+        assert_eq!(without_date(&answer), without_date(&no_token), "{token:?} on {path}: the 401 differs");
+    }
+
+    // A leak would arrive first: alice's POST is answered before bob's is sent.
+    assert_ok(&post(&server, "/alice", &["X-GitHub-Delivery: for-alice"], b"{\"to\":\"alice\"}"));
+    assert_ok(&post(&server, "/alice/ci", &["X-GitHub-Delivery: for-alice-ci"], b"{}"));
+    assert_ok(&post(&server, "/bob", &["X-GitHub-Delivery: for-bob"], b"{\"to\":\"bob\"}"));
+    let delivery =
+        |subscriber: &Subscriber| subscriber.wait_events(2)[1].json()["headers"]["x-github-delivery"].clone();
+    assert_eq!(delivery(&bob), "for-bob");
+    assert_eq!(decode_body(&bob.wait_events(2)[1]), b"{\"to\":\"bob\"}");
+    assert_eq!(delivery(&alice), "for-alice");
+    assert_eq!(delivery(&alice_ci), "for-alice-ci");
+    let log = server.log_text();
+    assert!(!log.contains("alice-token") && !log.contains("bob-token"), "{log}");
+}
+
+#[test]
+fn a_token_given_as_its_sha256_opens_its_path_and_the_digest_itself_does_not() {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(b"bob-token").iter().map(|byte| format!("{byte:02x}")).collect();
+    let server = Server::start(&["--stream-token", &format!("/bob=sha256:{hex}")]);
+    let bob = Subscriber::open(&server, "/bob", "bob-token", None);
+    assert_ok(&post(&server, "/bob", &[], b"{}"));
+    assert_eq!(bob.wait_events(2)[1].kind, "delivery");
+    for presented in [hex.clone(), format!("sha256:{hex}")] {
+        let refused = subscribe_once(&server, "/bob", Some(&presented));
+        assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    }
+}
+
+#[test]
+fn mixing_tokens_for_every_path_with_scoped_ones_is_warned_about_once_at_start() {
+    let mixed = Server::start(&["--stream-token", "every-path-token", "--stream-token", "/alice=a-token,/bob=b-token"]);
+    let log = mixed.log_text();
+    let warnings: Vec<&str> = log.lines().filter(|line| line.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("every path") && warnings[0].contains("/alice, /bob"), "{log}");
+    assert!(!log.contains("every-path-token") && !log.contains("a-token"), "{log}");
+    // The token for every path still opens every path: a one-person blackhole keeps working.
+    drop(Subscriber::open(&mixed, "/bob", "every-path-token", None));
+
+    let scoped = Server::start(&["--stream-token", "/alice=a-token", "--stream-token", "/bob=b-token"]);
+    assert!(!scoped.log_text().contains("WARN"), "{}", scoped.log_text());
 }
 
 #[test]
@@ -877,10 +949,34 @@ fn sigterm_ends_open_streams_at_once() {
 }
 
 #[test]
-fn a_bad_stream_token_list_gets_one_sentence_and_a_nonzero_exit() {
-    let stderr = refuses_to_start(&["--listen", "127.0.0.1:0", "--stream-token", " , "], &[]);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("stream token"), "{stderr}");
+fn a_bad_stream_token_list_gets_one_sentence_with_no_token_and_exit_2() {
+    let lists = [
+        " , ",
+        "/alice=s3cret-1, =s3cret-2",
+        "/alice=s3cret-1, alice=s3cret-2",
+        "s3cret-base64-padded==",
+        "/alice=",
+        "/alice=sha256:s3cret",
+        "sha256:5e3c7e7",
+    ];
+    for list in lists {
+        for (args, env) in [
+            (vec!["--listen", "127.0.0.1:0", "--stream-token", list], vec![]),
+            (vec!["--listen", "127.0.0.1:0"], vec![("BLACKHOLE_STREAM_TOKEN", list)]),
+        ] {
+            let output = Command::new(env!("CARGO_BIN_EXE_blackhole"))
+                .args(args)
+                .envs(env)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run blackhole");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{list:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{list:?}: {stderr}");
+            assert!(stderr.starts_with("blackhole: --stream-token (BLACKHOLE_STREAM_TOKEN): "), "{stderr}");
+            assert!(!stderr.contains("s3cret") && !stderr.contains("5e3c7e7"), "{list:?}: {stderr}");
+        }
+    }
 }
 
 // ---- abuse (issue 11, items 1 and 2) ----

@@ -33,9 +33,9 @@ pub(crate) fn is_subscription(head: &Parts) -> bool {
         })
 }
 
-/// Answers a subscription: 401 without a valid token, 503 when full, else the stream.
+/// Answers a subscription: 401 without a token that opens its path, 503 when full, else the stream.
 pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Reply {
-    if !hub.config.tokens.accepts(head.headers.get(header::AUTHORIZATION)) {
+    if !hub.config.tokens.accepts(head.headers.get(header::AUTHORIZATION), head.uri.path()) {
         return fixed(StatusCode::UNAUTHORIZED, UNAUTHORIZED, &[(header::WWW_AUTHENTICATE, "Bearer")]);
     }
     let Ok(permit) = hub.subscribers.clone().try_acquire_owned() else {
