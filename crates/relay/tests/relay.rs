@@ -707,6 +707,17 @@ mod shared_ledger {
         }
         let error = Location::parse("mysql://user:hunter2@db/0").err().unwrap().to_string();
         assert!(!error.contains("hunter2") && error.contains("***"), "{error}");
+        // Typos that make it no URL at all still hide whatever stands before the `@`.
+        for (typo, shown) in [
+            ("redis//user:hunter2@db:6379/0", "redis//***@db:6379/0"),
+            ("redis:/user:hunter2@db", "redis:/***@db"),
+            ("user:hunter2@db", "user:***@db"),
+            ("hunter2@db", "***@db"),
+            ("redis:user:hunter2@db", "redis:***@db"),
+        ] {
+            let error = Location::parse(typo).err().unwrap().to_string();
+            assert!(error.contains(shown) && !error.contains("hunter2"), "{typo}: {error}");
+        }
         let location = Location::parse("redis://:hunter2@127.0.0.1:6379/3").unwrap();
         assert_eq!(location.to_string(), "redis://:***@127.0.0.1:6379/3");
         assert!(!format!("{location:?}").contains("hunter2"));

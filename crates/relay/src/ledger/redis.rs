@@ -72,7 +72,8 @@ impl Location {
             // Setting a password on a URL that has one cannot fail.
             let _ = shown.set_password(Some("***"));
         }
-        let shown = shown.to_string();
+        // Without a host (`redis:/user:pass@host`) the credentials are in the path, where the URL keeps them.
+        let shown = if parsed.has_host() { shown.to_string() } else { redact_unparsed(text) };
         if !matches!(parsed.scheme(), "redis" | "rediss" | "valkey" | "valkeys") {
             return Err(bad(shown, "only redis:// (or rediss://, valkey://) ledgers are supported"));
         }
@@ -136,12 +137,14 @@ impl fmt::Debug for Location {
     }
 }
 
-/// A text that is not a URL, for a message: everything between `://` and `@` could be a password.
+/// A text that is not a URL, for a message: everything before the last `@` could be a password
+/// (`redis//user:pass@host` too), so only what looks like a scheme and its slashes is kept of it.
 fn redact_unparsed(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(start), Some(at)) if at > start => format!("{}***{}", &text[..start + 3], &text[at..]),
-        _ => text.to_string(),
-    }
+    let Some(at) = text.rfind('@') else { return text.to_string() };
+    let scheme = text.find(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c))).unwrap_or(text.len());
+    let slashes = text[scheme..].find(|c: char| !":/".contains(c)).map_or(text.len(), |n| scheme + n);
+    let keep = if slashes > scheme && slashes <= at { slashes } else { 0 };
+    format!("{}***{}", &text[..keep], &text[at..])
 }
 
 /// A connection to the shared ledger, reconnecting by itself; cheap to clone.
