@@ -272,6 +272,8 @@ async fn a_floor_deleted_from_redis_is_not_set_again_before_where_the_ledger_sta
     let receiver = OctokitReceiver::start(SECRET).await;
     let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = replica_from(&fake, &redis.url(), receiver.url(), &a_state, &[]);
+    // Started from the newest delivery: what comes after "ready" is new.
+    a.wait_line("\"type\":\"ready\"").await;
     one_more(&fake, hook, &receiver, &[&a]).await;
     command(&redis, &format!("DEL {}", ledger_key(&fake, hook, "floor")));
     one_more(&fake, hook, &receiver, &[&a]).await;
@@ -279,6 +281,7 @@ async fn a_floor_deleted_from_redis_is_not_set_again_before_where_the_ledger_sta
     drop(a);
     // A replica started afterwards lists from the floor in Redis.
     let b = replica_from(&fake, &redis.url(), receiver.url(), &b_state, &[]);
+    b.wait_line("\"type\":\"ready\"").await;
     one_more(&fake, hook, &receiver, &[&b]).await;
     let got = counts(&receiver);
     let again: Vec<&String> = before.iter().filter(|guid| got.contains_key(*guid)).collect();
