@@ -268,7 +268,13 @@ async fn a_far_future_floor_planted_in_redis_is_moved_back_with_one_warning_and_
 async fn a_floor_deleted_from_redis_is_not_set_again_before_where_the_ledger_started() {
     let redis = RedisServer::start();
     // Twenty deliveries from before the ledger starts: never forwarded, however the floor is tampered with.
+    // GitHub made them seconds apart in the minutes before, within the window a floor trails by.
     let (fake, hook, before) = fake_with_backlog(20).await;
+    let now = chrono::Utc::now();
+    for (n, delivery) in fake.deliveries(hook).iter().enumerate() {
+        let delivered_at = Some(now - chrono::TimeDelta::seconds(160 - 5 * n as i64));
+        fake.faults().poison(delivery.id, fake_github::Poison { delivered_at, ..Default::default() });
+    }
     let receiver = OctokitReceiver::start(SECRET).await;
     let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = replica_from(&fake, &redis.url(), receiver.url(), &a_state, &[]);
@@ -277,8 +283,7 @@ async fn a_floor_deleted_from_redis_is_not_set_again_before_where_the_ledger_sta
     one_more(&fake, hook, &receiver, &[&a]).await;
     command(&redis, &format!("DEL {}", ledger_key(&fake, hook, "floor")));
     one_more(&fake, hook, &receiver, &[&a]).await;
-    a.wait_line("shared_ledger_fixed").await;
-    drop(a);
+    a.signal(libc::SIGKILL);
     // A replica started afterwards lists from the floor in Redis.
     let b = replica_from(&fake, &redis.url(), receiver.url(), &b_state, &[]);
     b.wait_line("\"type\":\"ready\"").await;
@@ -287,6 +292,9 @@ async fn a_floor_deleted_from_redis_is_not_set_again_before_where_the_ledger_sta
     let again: Vec<&String> = before.iter().filter(|guid| got.contains_key(*guid)).collect();
     assert!(again.is_empty(), "{} of 20 earlier deliveries forwarded", again.len());
     assert_eq!((got.len(), repeats(&receiver)), (3, 0));
+    let said = warnings(&a, "shared_ledger_fixed");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0]["message"].as_str().unwrap_or_default().contains("had no floor"), "{said:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
