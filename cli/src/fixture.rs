@@ -10,6 +10,7 @@ use github::DeliveryItem;
 use relay::Outgoing;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::args::OutputArgs;
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
@@ -18,6 +19,11 @@ use crate::term::{print, visible};
 
 /// The format's version, written in every fixture.
 const VERSION: u32 = 1;
+/// The longest fixture name: what most file systems take (255 bytes), less the `.partial` a
+/// fixture is first written under.
+const MAX_NAME: usize = 255 - PARTIAL.len();
+/// Added to a fixture's name while it is written.
+const PARTIAL: &str = ".partial";
 
 /// One saved delivery.
 #[derive(Debug, Serialize, Deserialize)]
@@ -118,8 +124,16 @@ impl Fixture {
             None => self.event.clone(),
         };
         let name = format!("{at}{kind}-{}", self.guid);
-        let safe: String =
+        let mut safe: String =
             name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        // Too long for a file system (an event or guid GitHub would never send): cut, and kept apart
+        // from another name cut the same way by a hash of the whole.
+        if safe.len() + ".json".len() > MAX_NAME {
+            let hash = hex::encode(&Sha256::digest(safe.as_bytes())[..8]);
+            // Every character is ASCII by now, so any byte index is a character boundary.
+            safe.truncate(MAX_NAME - ".json".len() - hash.len() - 1);
+            safe = format!("{safe}-{hash}");
+        }
         format!("{safe}.json")
     }
 
@@ -137,16 +151,22 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates `dir` if needed and checks that a file can be written there.
+    /// Creates `dir` if needed (mode 0700: payloads are private) and checks that a file can be
+    /// written there.
     pub async fn open(dir: &Path) -> anyhow::Result<Self> {
         let unwritable = |error: std::io::Error| {
             fail(USAGE, format!("cannot write fixtures into {}: {}", dir.display(), reason(&error)))
         };
         let path = dir.to_path_buf();
         let checked = blocking(move || {
-            std::fs::create_dir_all(&path)?;
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(&path)?;
             let probe = path.join(format!(".hookfwd-probe-{}", std::process::id()));
-            std::fs::write(&probe, b"")?;
+            let _ = std::fs::remove_file(&probe);
+            drop(private().open(&probe)?);
             let _ = std::fs::remove_file(&probe);
             Ok(path)
         })
@@ -157,16 +177,48 @@ impl Recorder {
 
     /// Writes one fixture (replacing a retry's earlier copy) and returns its path. Awaiting each write
     /// before the next keeps the files in the order the deliveries were forwarded.
+    ///
+    /// The file is first written as `NAME.json.partial`, created afresh, mode 0600, following no
+    /// link: a link planted at that name is refused with one sentence rather than written through
+    /// (a leftover file of a crash is replaced); the rename then replaces whatever is at the name.
     pub async fn write(&self, fixture: Fixture) -> std::io::Result<PathBuf> {
         let path = self.dir.join(fixture.file_name());
         blocking(move || {
-            let partial = path.with_extension("json.partial");
-            std::fs::write(&partial, fixture.to_json())?;
+            let mut partial = path.clone().into_os_string();
+            partial.push(PARTIAL);
+            let partial = PathBuf::from(partial);
+            let mut file = match private().open(&partial) {
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if std::fs::symlink_metadata(&partial)?.file_type().is_symlink() {
+                        return Err(std::io::Error::other(format!(
+                            "{} is a symbolic link, which hookfwd never writes through; remove it",
+                            partial.display()
+                        )));
+                    }
+                    std::fs::remove_file(&partial)?;
+                    private().open(&partial)?
+                }
+                opened => opened?,
+            };
+            std::io::Write::write_all(&mut file, fixture.to_json().as_bytes())?;
+            drop(file);
             std::fs::rename(&partial, &path)?;
             Ok(path)
         })
         .await
     }
+}
+
+/// Options that create a file afresh, mode 0600, and (on unix) follow no symbolic link.
+fn private() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options
 }
 
 /// Runs file work off the async workers, so that a slow disk holds up no other task.
@@ -342,6 +394,47 @@ mod tests {
         request.body = vec![0xff, 0x00, 0x7b];
         let binary = Fixture::new(&item(), &request);
         assert_eq!(binary.bytes().unwrap(), vec![0xff, 0x00, 0x7b]);
+    }
+
+    #[test]
+    fn a_name_too_long_for_a_file_system_is_cut_with_a_hash_of_the_whole() {
+        let request = Outgoing::synthetic("issues", b"{}", None);
+        let mut fixture = Fixture::new(&item(), &request);
+        fixture.guid = "g".repeat(300);
+        let long = fixture.file_name();
+        fixture.guid.push('h');
+        let other = fixture.file_name();
+        assert_eq!(long.len() + PARTIAL.len(), 255, "{long}");
+        assert!(long.starts_with("20260102T030405Z-00000000007-issues.opened-ggg") && long.ends_with(".json"));
+        assert_ne!(long, other, "the hash tells apart names cut alike");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn fixtures_are_private_and_a_planted_link_is_never_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("fixtures");
+        let recorder = Recorder::open(&dir).await.unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let request = Outgoing::synthetic("issues", b"{}", None);
+        let path = recorder.write(Fixture::new(&item(), &request)).await.unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // A link where the next write starts: the file it points at is left alone.
+        let target = base.path().join("victim");
+        std::fs::write(&target, "keep me").unwrap();
+        let partial = format!("{}.partial", path.display());
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &partial).unwrap();
+        let error = recorder.write(Fixture::new(&item(), &request)).await.unwrap_err();
+        assert!(error.to_string().ends_with("is a symbolic link, which hookfwd never writes through; remove it"));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        // A leftover of a crash is replaced.
+        std::fs::remove_file(&partial).unwrap();
+        std::fs::write(&partial, "torn").unwrap();
+        let path = recorder.write(Fixture::new(&item(), &request)).await.unwrap();
+        assert!(load(&path).is_ok());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::SecondsFormat;
 use github::Unreadable;
-use relay::{OverlapOutcome, SkipReason, Warning};
+use relay::{LedgerFix, OverlapOutcome, SkipReason, Warning};
 
 /// The variant's name in snake_case: the `kind` of a `--json` warning line, for scripts.
 pub fn kind(warning: &Warning) -> &'static str {
@@ -17,6 +17,7 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::BudgetLow { .. } => "budget_low",
         Warning::CleanupFailed { .. } => "cleanup_failed",
         Warning::LedgerFloorInFuture { .. } => "ledger_floor_in_future",
+        Warning::SharedLedgerFixed { .. } => "shared_ledger_fixed",
         Warning::StalePoll { .. } => "stale_poll",
         Warning::SinceBeforeSharedLedger { .. } => "since_before_shared_ledger",
         Warning::FutureDelivery { .. } => "future_delivery",
@@ -81,12 +82,12 @@ pub fn sentence(warning: &Warning) -> String {
             )
         }
         Warning::CleanupFailed { hook, error } => format!("could not delete {hook}: {error}"),
-        Warning::LedgerFloorInFuture { path, until } => format!(
-            "the ledger {} says deliveries until {} were forwarded, which is in the future; it was moved back to now, \
-             so nothing after now counts as forwarded",
-            path.display(),
+        Warning::LedgerFloorInFuture { ledger, until } => format!(
+            "the ledger {ledger} says deliveries until {} were forwarded, which is in the future; it was moved back to \
+             now, so nothing after now counts as forwarded",
             until.to_rfc3339_opts(SecondsFormat::Secs, true)
         ),
+        Warning::SharedLedgerFixed { url, key, fix } => shared_ledger_fixed(url, key, fix),
         Warning::StalePoll { source, retention, .. } => format!(
             "{source} was last polled more than {} ago, longer than GitHub keeps deliveries; some may be gone",
             days(*retention)
@@ -153,6 +154,38 @@ pub fn sentence(warning: &Warning) -> String {
         Warning::Unrecorded { source, guid } => format!(
             "delivery {guid} of {source} was pushed but GitHub has no record of it; it was forwarded on the \
              blackhole's word alone (a copy of a signed delivery sent to the hook URL by someone else?)"
+        ),
+    }
+}
+
+/// The sentence for something the ledger in Redis held at `key` that could not be trusted.
+fn shared_ledger_fixed(url: &str, key: &str, fix: &LedgerFix) -> String {
+    let time = |at: &chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    match fix {
+        LedgerFix::WrongType { found } => {
+            let found = if found == "text" { "text that is not a time".to_string() } else { format!("a {found}") };
+            format!(
+                "the shared ledger at {url} held {found} at {key}, which is not what hookfwd keeps there; the key was \
+                 reset, so some deliveries may be forwarded again"
+            )
+        }
+        LedgerFix::FloorMissing { set_to } => format!(
+            "the shared ledger at {url} had no floor ({key}); it was set again to {}, never before where the ledger \
+             started",
+            time(set_to)
+        ),
+        LedgerFix::FloorBelowOrigin { was, set_to } => format!(
+            "the shared ledger at {url} had its floor ({key}) at {}, before where the ledger started; it was moved up \
+             to {}, so what came before is not forwarded",
+            time(was),
+            time(set_to)
+        ),
+        LedgerFix::OriginMissing { set_to } => {
+            format!("the shared ledger at {url} had no origin ({key}); it was set to the floor, {}", time(set_to))
+        }
+        LedgerFix::ClaimNeverExpires { id } => format!(
+            "delivery {id} was claimed in the shared ledger at {url} with no expiry ({key}), which no live replica \
+             does; the claim now expires as a dead replica's would"
         ),
     }
 }
@@ -255,6 +288,21 @@ mod tests {
         );
         let item = Unreadable { id: None, position: 3, ..item };
         assert!(unreadable(&item).starts_with("skipped item 3 of a page in "), "{}", unreadable(&item));
+    }
+
+    #[test]
+    fn a_wrong_type_in_the_shared_ledger_names_the_key() {
+        let key = "hookfwd:api.github.com:repos-o-r-hooks-1:done".to_string();
+        let fix = LedgerFix::WrongType { found: "string".into() };
+        let warning = Warning::SharedLedgerFixed { url: "redis://h:6379/0".into(), key: key.clone(), fix };
+        assert_eq!(
+            sentence(&warning),
+            format!(
+                "the shared ledger at redis://h:6379/0 held a string at {key}, which is not what hookfwd keeps there; \
+                 the key was reset, so some deliveries may be forwarded again"
+            )
+        );
+        assert_eq!(kind(&warning), "shared_ledger_fixed");
     }
 
     #[test]

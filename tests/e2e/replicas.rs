@@ -34,13 +34,38 @@ async fn fake_with_backlog(count: usize) -> (FakeGitHub, u64, Vec<String>) {
 /// `hookfwd forward` on [`REPO`] with the ledger at `ledger`, its own state directory (another
 /// machine), polling every 100 ms, forwarding what the last hour brought.
 fn replica(fake: &FakeGitHub, ledger: &str, target: &str, state: &tempfile::TempDir, extra: &[&str]) -> Running {
+    replica_from(fake, ledger, target, state, &[&["--since", "1h"], extra].concat())
+}
+
+/// [`replica`] without `--since`: the first replica of the hook starts from its newest delivery.
+fn replica_from(fake: &FakeGitHub, ledger: &str, target: &str, state: &tempfile::TempDir, extra: &[&str]) -> Running {
     let rule = json!({"from": [REPO], "to": target, "hook": {"config": {"url": fake.blackhole_url()}}}).to_string();
     let (api, state) = (fake.api_url().to_string(), state.path().to_str().expect("UTF-8 path").to_string());
     let mut args = vec!["forward", "--json", "--rule", &rule, "--api-url", &api, "--state-dir", &state];
-    args.extend(["--interval", "100ms", "--since", "1h", "--ledger", ledger]);
+    args.extend(["--interval", "100ms", "--ledger", ledger]);
     args.extend(extra);
     let env = [("HOOKFWD_TEST_CLAIM_TTL_MS", CLAIM_TTL_MS)];
     ACCOUNT.hookfwd(&args, &env)
+}
+
+/// The Redis key `name` of [`REPO`]'s hook `hook` in the ledger of replicas on `fake`.
+fn ledger_key(fake: &FakeGitHub, hook: u64, name: &str) -> String {
+    let api = fake.api_url();
+    let instance = format!("{}-{}", api.host_str().unwrap_or_default(), api.port().unwrap_or_default());
+    let hook = github::HookRef::Repo { owner: "octo".into(), repo: "replicated".into(), id: hook };
+    format!("hookfwd:{instance}:{}:{name}", hook.key())
+}
+
+/// Sends one command to `redis`, which must take it.
+fn command(redis: &RedisServer, line: &str) {
+    let reply = redis.command(line).unwrap_or_default();
+    assert!(!reply.is_empty() && !reply.starts_with('-'), "{line}: {reply:?}");
+}
+
+/// The `--json` warning lines of `run` whose kind is `kind`.
+fn warnings(run: &Running, kind: &str) -> Vec<Value> {
+    let lines = run.lines().into_iter().filter_map(|line| serde_json::from_str::<Value>(&line).ok());
+    lines.filter(|line| line["type"] == "warning" && line["kind"] == kind).collect()
 }
 
 /// How many times the receiver got each guid.
@@ -185,6 +210,7 @@ async fn a_bad_ledger_url_is_one_sentence_and_exit_2_without_its_password() {
         ("redis:///0", "names no host"),
         ("redis://:hunter2@/0", "not a URL"),
         ("redis://127.0.0.1:6379/zero", "must be a number"),
+        ("redis//user:hunter2@127.0.0.1/0", "not a URL"),
     ] {
         let run = replica(&fake, url, "localhost:1", &tempfile::tempdir().unwrap(), &[]);
         let finished = run.finish().await;
@@ -217,4 +243,94 @@ async fn redis_down_at_start_is_one_sentence_and_exit_1_within_ten_seconds() {
     finished.assert_never_printed(&["hunter2", TOKEN, SECRET]);
     // Only the CLI's check that the API answers: nothing is set up or listed without a ledger.
     assert_eq!(fake.stats().list_deliveries, 0, "deliveries were listed without a ledger");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_far_future_floor_planted_in_redis_is_moved_back_with_one_warning_and_deliveries_still_arrive() {
+    let redis = RedisServer::start();
+    let (fake, hook, _) = fake_with_backlog(0).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let run = replica(&fake, &redis.url(), receiver.url(), &state, &[]);
+    one_more(&fake, hook, &receiver, &[&run]).await;
+    // The year 5138: every delivery until then would look forwarded.
+    let floor = ledger_key(&fake, hook, "floor");
+    command(&redis, &format!("SET {floor} 99999999999999999"));
+    one_more(&fake, hook, &receiver, &[&run]).await;
+    one_more(&fake, hook, &receiver, &[&run]).await;
+    let said = warnings(&run, "ledger_floor_in_future");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0]["message"].as_str().unwrap_or_default().contains(&floor), "{said:?}");
+    assert_eq!(repeats(&receiver), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_floor_deleted_from_redis_is_not_set_again_before_where_the_ledger_started() {
+    let redis = RedisServer::start();
+    // Twenty deliveries from before the ledger starts: never forwarded, however the floor is tampered with.
+    // GitHub made them seconds apart in the minutes before, within the window a floor trails by.
+    let (fake, hook, before) = fake_with_backlog(20).await;
+    let now = chrono::Utc::now();
+    for (n, delivery) in fake.deliveries(hook).iter().enumerate() {
+        let delivered_at = Some(now - chrono::TimeDelta::seconds(160 - 5 * n as i64));
+        fake.faults().poison(delivery.id, fake_github::Poison { delivered_at, ..Default::default() });
+    }
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica_from(&fake, &redis.url(), receiver.url(), &a_state, &[]);
+    // Started from the newest delivery: what comes after "ready" is new.
+    a.wait_line("\"type\":\"ready\"").await;
+    one_more(&fake, hook, &receiver, &[&a]).await;
+    command(&redis, &format!("DEL {}", ledger_key(&fake, hook, "floor")));
+    one_more(&fake, hook, &receiver, &[&a]).await;
+    a.signal(libc::SIGKILL);
+    // A replica started afterwards lists from the floor in Redis.
+    let b = replica_from(&fake, &redis.url(), receiver.url(), &b_state, &[]);
+    b.wait_line("\"type\":\"ready\"").await;
+    one_more(&fake, hook, &receiver, &[&b]).await;
+    let got = counts(&receiver);
+    let again: Vec<&String> = before.iter().filter(|guid| got.contains_key(*guid)).collect();
+    assert!(again.is_empty(), "{} of 20 earlier deliveries forwarded", again.len());
+    assert_eq!((got.len(), repeats(&receiver)), (3, 0));
+    let said = warnings(&a, "shared_ledger_fixed");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0]["message"].as_str().unwrap_or_default().contains("had no floor"), "{said:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_planted_in_redis_with_no_live_owner_expires_and_the_delivery_is_forwarded() {
+    let redis = RedisServer::start();
+    let (fake, hook, guids) = fake_with_backlog(3).await;
+    let ids: Vec<u64> = fake.deliveries(hook).iter().map(|delivery| delivery.id).collect();
+    // A claim with no expiry, held by no replica: without a TTL it would withhold the delivery forever.
+    let claim = ledger_key(&fake, hook, &format!("claim:{}", ids[1]));
+    command(&redis, &format!("SET {claim} ghost-replica"));
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let run = replica(&fake, &redis.url(), receiver.url(), &state, &[]);
+    until_all(&receiver, &guids, &[&run]).await;
+    let said = warnings(&run, "shared_ledger_fixed");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0]["message"].as_str().unwrap_or_default().contains(&claim), "{said:?}");
+    assert_eq!(repeats(&receiver), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_of_the_wrong_type_in_redis_is_one_warning_naming_the_key_and_forwarding_goes_on() {
+    let redis = RedisServer::start();
+    let (fake, hook, _) = fake_with_backlog(0).await;
+    let receiver = OctokitReceiver::start(SECRET).await;
+    let state = tempfile::tempdir().unwrap();
+    let run = replica(&fake, &redis.url(), receiver.url(), &state, &[]);
+    one_more(&fake, hook, &receiver, &[&run]).await;
+    let done = ledger_key(&fake, hook, "done");
+    command(&redis, &format!("DEL {done}"));
+    command(&redis, &format!("HSET {done} planted yes"));
+    one_more(&fake, hook, &receiver, &[&run]).await;
+    one_more(&fake, hook, &receiver, &[&run]).await;
+    let said = warnings(&run, "shared_ledger_fixed");
+    assert_eq!(said.len(), 1, "{said:?}");
+    let message = said[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&done) && message.contains("a hash"), "{message}");
+    assert!(run.lines().iter().all(|line| !line.contains("cannot be reached")), "{:?}", run.lines());
 }

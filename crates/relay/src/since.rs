@@ -6,8 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// The furthest back `--since` may reach. GitHub keeps deliveries for about 3 days; ten years
-/// leaves room for any use and stays far inside what dates can represent.
-pub const MAX_SINCE: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+/// leaves room for any use and stays far inside what dates can represent. Years as humantime
+/// counts them (365.25 days), so that `--since 10y` is ten years.
+pub const MAX_SINCE: Duration = Duration::from_secs(10 * 31_557_600);
 
 /// `since` if it reaches no further back than [`MAX_SINCE`]; otherwise one sentence why not.
 pub fn check(since: Duration) -> Result<Duration, String> {
@@ -39,5 +40,8 @@ mod tests {
         assert!(check(huge).unwrap_err().contains("10 years"));
         assert_eq!(check(Duration::from_secs(3600)), Ok(Duration::from_secs(3600)));
         assert_eq!(check(MAX_SINCE), Ok(MAX_SINCE));
+        let ten_years = humantime::parse_duration("10y").unwrap();
+        assert_eq!(check(ten_years), Ok(ten_years), "ten years as written");
+        assert!(check(humantime::parse_duration("10y 1s").unwrap()).is_err());
     }
 }

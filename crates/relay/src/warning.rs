@@ -1,7 +1,6 @@
 //! What the relay warns about: one [`Warning`] per situation that does not stop anything, with its
 //! facts as typed fields. The words the user reads are the CLI's.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,11 +71,11 @@ pub enum Warning {
         /// Why GitHub did not delete it.
         error: Arc<github::Error>,
     },
-    /// The file ledger's floor was in the future (not a clock set back a little): it was moved
+    /// A ledger's floor (or origin) was in the future (not a clock set back a little): it was moved
     /// back to now, so nothing after now counts as forwarded.
     LedgerFloorInFuture {
-        /// The ledger file.
-        path: PathBuf,
+        /// The ledger: its file, or its key in Redis (`key … in redis://…`, without the password).
+        ledger: String,
         /// Until when it said deliveries were forwarded.
         until: DateTime<Utc>,
     },
@@ -88,6 +87,16 @@ pub enum Warning {
         last_polled: DateTime<Utc>,
         /// How long GitHub keeps deliveries.
         retention: Duration,
+    },
+    /// The ledger replicas share in Redis held something at one of hookfwd's keys that cannot be
+    /// trusted (another program wrote there, or a key was evicted): it was fixed. Said once per fix.
+    SharedLedgerFixed {
+        /// The ledger's URL, without its password.
+        url: String,
+        /// The key.
+        key: String,
+        /// What was there, and what became of it.
+        fix: LedgerFix,
     },
     /// `--since` reaches before where the ledger replicas share starts: with Redis, `--since`
     /// applies only when the first replica starts.
@@ -203,6 +212,41 @@ pub enum OverlapOutcome {
     Once,
     /// Not deduplicated (`--no-dedupe`): forwarded twice.
     Twice,
+}
+
+/// What the ledger in Redis held at a key that could not be trusted, and what was done about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerFix {
+    /// Another kind of value than hookfwd keeps there: the key was reset (what it recorded may be
+    /// forwarded again, never lost).
+    WrongType {
+        /// Redis's name for the type found (`hash`, `list`, …), or `text` for a string that is no time.
+        found: String,
+    },
+    /// No floor: it was set again as the replicas would have left it, never before the origin.
+    FloorMissing {
+        /// The floor now.
+        set_to: DateTime<Utc>,
+    },
+    /// A floor before where the ledger started: moved up to the origin, so that what came before
+    /// is not forwarded after all.
+    FloorBelowOrigin {
+        /// The floor found.
+        was: DateTime<Utc>,
+        /// The origin, the floor now.
+        set_to: DateTime<Utc>,
+    },
+    /// No origin beside a floor: the origin was set to the floor.
+    OriginMissing {
+        /// The origin now.
+        set_to: DateTime<Utc>,
+    },
+    /// A claim that never expired (or later than any replica's does), which no live replica holds
+    /// (they renew theirs within the TTL): it now expires as a dead replica's does.
+    ClaimNeverExpires {
+        /// The delivery claimed.
+        id: u64,
+    },
 }
 
 /// Why a delivery can never be forwarded.

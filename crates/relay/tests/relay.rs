@@ -500,6 +500,7 @@ async fn a_scope_refused_on_every_poll_for_the_whole_window_stops_the_run_with_t
 mod shared_ledger {
     use chrono::{DateTime, TimeDelta, Utc};
     use relay::ledger::{Claim, Location, SharedLedger, WINDOW};
+    use relay::{LedgerFix, Warning};
     use testkit::RedisServer;
 
     use super::*;
@@ -589,6 +590,110 @@ mod shared_ledger {
         assert_eq!(a.claim(&[old], 10).await.unwrap().0, [Claim::Done], "below the floor is handled");
     }
 
+    /// The key `name` of [`hook`]'s ledger.
+    fn key(name: &str) -> String {
+        format!("hookfwd:{INSTANCE}:{}:{name}", hook().key())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn a_floor_in_the_future_missing_or_below_the_origin_is_fixed_with_one_warning_each() {
+        let redis = RedisServer::start();
+        let (a, _) = replicas(&redis).await;
+        let origin = minutes_ago(60);
+        a.create(origin, &[], Utc::now()).await.unwrap();
+        // In the year 5138: every delivery until then would look handled.
+        redis.command(&format!("SET {} 99999999999999999", key("floor"))).unwrap();
+        let (claims, floor) = a.claim(&[(1, minutes_ago(1))], 10).await.unwrap();
+        assert_eq!(claims, [Claim::Claimed], "a delivery of a minute ago is not handled");
+        assert!(origin < floor && floor < Utc::now(), "{floor}");
+        let warnings = a.take_warnings();
+        assert!(
+            matches!(&warnings[..], [Warning::LedgerFloorInFuture { ledger, until }]
+                if ledger.contains(&key("floor")) && until.timestamp_micros() == 99999999999999999),
+            "{warnings:?}"
+        );
+        a.claim(&[(2, minutes_ago(1))], 10).await.unwrap();
+        assert!(a.take_warnings().is_empty(), "said once");
+        // Deleted: set again, and never before where the ledger started.
+        redis.command(&format!("DEL {}", key("floor"))).unwrap();
+        let state = a.state().await.unwrap().unwrap();
+        assert!(state.floor >= origin, "{state:?}");
+        let warnings = a.take_warnings();
+        assert!(
+            matches!(&warnings[..], [Warning::SharedLedgerFixed { key: said, fix: LedgerFix::FloorMissing { .. }, .. }]
+                if *said == key("floor")),
+            "{warnings:?}"
+        );
+        // Below the origin: moved up to it.
+        let below = (origin - TimeDelta::hours(1)).timestamp_micros();
+        redis.command(&format!("SET {} {below}", key("floor"))).unwrap();
+        assert_eq!(a.state().await.unwrap().unwrap().floor, origin);
+        let warnings = a.take_warnings();
+        assert!(
+            matches!(&warnings[..], [Warning::SharedLedgerFixed { fix: LedgerFix::FloorBelowOrigin { set_to, .. }, .. }]
+                if *set_to == origin),
+            "{warnings:?}"
+        );
+        // An origin in the future is moved back too, never past the floor (which was not).
+        redis.command(&format!("SET {} 99999999999999999", key("origin"))).unwrap();
+        let state = a.state().await.unwrap().unwrap();
+        assert_eq!((state.origin, state.floor), (origin, origin));
+        let warnings = a.take_warnings();
+        assert!(matches!(&warnings[..], [Warning::LedgerFloorInFuture { .. }]), "{warnings:?}");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn a_value_of_the_wrong_type_is_reset_with_a_warning_naming_its_key() {
+        let redis = RedisServer::start();
+        let (a, _) = replicas(&redis).await;
+        a.create(minutes_ago(60), &[], Utc::now()).await.unwrap();
+        redis.command(&format!("SET {} not-a-sorted-set", key("done"))).unwrap();
+        redis.command(&format!("DEL {}", key("floor"))).unwrap();
+        redis.command(&format!("HSET {} a b", key("floor"))).unwrap();
+        redis.command(&format!("SET {} soon", key("newest"))).unwrap();
+        let (claims, _) = a.claim(&[(1, minutes_ago(1))], 10).await.unwrap();
+        assert_eq!(claims, [Claim::Claimed], "forwarding goes on");
+        a.done(1, minutes_ago(1)).await.unwrap();
+        let mut fixed: Vec<(String, String)> = a
+            .take_warnings()
+            .into_iter()
+            .filter_map(|warning| match warning {
+                Warning::SharedLedgerFixed { key, fix: LedgerFix::WrongType { found }, .. } => Some((key, found)),
+                _ => None,
+            })
+            .collect();
+        fixed.sort();
+        let expected = [(key("done"), "string"), (key("floor"), "hash"), (key("newest"), "text")];
+        assert_eq!(fixed, expected.map(|(key, found)| (key, found.to_string())));
+        assert!(a.is_done(1).await.unwrap());
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn a_claim_that_never_expires_is_given_the_ttl_of_a_replica_that_died() {
+        let redis = RedisServer::start();
+        let (a, _) = replicas(&redis).await;
+        let a = a.with_claim_ttl(Duration::from_millis(500));
+        a.create(minutes_ago(60), &[], Utc::now()).await.unwrap();
+        redis.command(&format!("SET {} ghost", key("claim:1"))).unwrap();
+        let item = (1, minutes_ago(1));
+        assert_eq!(a.claim(&[item], 10).await.unwrap().0, [Claim::Taken]);
+        let warnings = a.take_warnings();
+        assert!(
+            matches!(&warnings[..], [Warning::SharedLedgerFixed { key: said, fix: LedgerFix::ClaimNeverExpires { id: 1 }, .. }]
+                if *said == key("claim:1")),
+            "{warnings:?}"
+        );
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while a.claim(&[item], 10).await.unwrap().0 != [Claim::Claimed] {
+            assert!(tokio::time::Instant::now() < deadline, "the planted claim never expired");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(a.take_warnings().is_empty(), "said once");
+    }
+
     #[test]
     fn a_ledger_url_is_checked_and_its_password_never_shown() {
         for (url, says) in [
@@ -602,6 +707,17 @@ mod shared_ledger {
         }
         let error = Location::parse("mysql://user:hunter2@db/0").err().unwrap().to_string();
         assert!(!error.contains("hunter2") && error.contains("***"), "{error}");
+        // Typos that make it no URL at all still hide whatever stands before the `@`.
+        for (typo, shown) in [
+            ("redis//user:hunter2@db:6379/0", "redis//***@db:6379/0"),
+            ("redis:/user:hunter2@db", "redis:/***@db"),
+            ("user:hunter2@db", "user:***@db"),
+            ("hunter2@db", "***@db"),
+            ("redis:user:hunter2@db", "redis:***@db"),
+        ] {
+            let error = Location::parse(typo).err().unwrap().to_string();
+            assert!(error.contains(shown) && !error.contains("hunter2"), "{typo}: {error}");
+        }
         let location = Location::parse("redis://:hunter2@127.0.0.1:6379/3").unwrap();
         assert_eq!(location.to_string(), "redis://:***@127.0.0.1:6379/3");
         assert!(!format!("{location:?}").contains("hunter2"));

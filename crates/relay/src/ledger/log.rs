@@ -122,7 +122,8 @@ impl FileLedger {
         // set back a little) is worth telling.
         let now = clock();
         if is_future(floor.max(origin), now) {
-            warnings.push(crate::Warning::LedgerFloorInFuture { path: path.clone(), until: floor.max(origin) });
+            let ledger = path.display().to_string();
+            warnings.push(crate::Warning::LedgerFloorInFuture { ledger, until: floor.max(origin) });
         }
         if floor > now {
             floor = floor_limit(now);

@@ -101,7 +101,12 @@
 //! * there is no per-guid count of the two paths: a pushed delivery only rings the doorbell, so
 //!   every delivery goes through a claim, and each is forwarded once (twice only if a replica
 //!   dies between the handler's answer and the done mark, or its claim expires meanwhile);
-//! * [`MAX_DONE`] does not apply: ids below the floor are dropped as the floor moves.
+//! * [`MAX_DONE`] does not apply: ids below the floor are dropped as the floor moves;
+//! * what another program left at the keys is checked by every script, as the file is on open:
+//!   a floor past the clock (or an origin past [`SKEW`]) is moved back, a floor below the origin
+//!   or missing is set again at or above it, a value of another type is reset, and a claim that
+//!   never expires (no live replica's: they renew theirs within [`CLAIM_TTL`]) is given a TTL;
+//!   each fix is one warning naming the key.
 //!
 //! The state directory's other files (locks, kept upstream secrets) are in [`files`]; the clock
 //! rules in [`clock`].

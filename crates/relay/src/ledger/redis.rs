@@ -15,8 +15,14 @@
 //! ```
 //!
 //! Times are microseconds: Lua numbers are doubles, exact to 2^53, which nanoseconds overflow.
+//!
+//! Anything can write to Redis, so every script first checks what it reads ([`PRELUDE`]), as
+//! [`super::FileLedger::open`] checks its file: a key holding another type of value is reset, a time
+//! further ahead than the clock allows is moved back, the floor is kept at or above the origin, and
+//! a claim that never expires is given a TTL. Each fix is one [`Warning`], naming the key.
 
 use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -24,12 +30,13 @@ use github::HookRef;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{WINDOW, trusted};
-use crate::Error;
+use super::{SKEW, WINDOW, trusted};
+use crate::warning::LedgerFix;
+use crate::{Error, Warning};
 
 /// How long a claim lives unless renewed: a dead replica's deliveries wait this long at most.
 /// 30 s; see [`claim_ttl`].
-pub static CLAIM_TTL: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(claim_ttl);
+pub static CLAIM_TTL: LazyLock<Duration> = LazyLock::new(claim_ttl);
 
 /// 30 s, or the milliseconds in `HOOKFWD_TEST_CLAIM_TTL_MS` (hidden, for tests): a test of a replica killed
 /// while it held claims then waits seconds for another to take them over, not half a minute.
@@ -65,7 +72,8 @@ impl Location {
             // Setting a password on a URL that has one cannot fail.
             let _ = shown.set_password(Some("***"));
         }
-        let shown = shown.to_string();
+        // Without a host (`redis:/user:pass@host`) the credentials are in the path, where the URL keeps them.
+        let shown = if parsed.has_host() { shown.to_string() } else { redact_unparsed(text) };
         if !matches!(parsed.scheme(), "redis" | "rediss" | "valkey" | "valkeys") {
             return Err(bad(shown, "only redis:// (or rediss://, valkey://) ledgers are supported"));
         }
@@ -129,12 +137,14 @@ impl fmt::Debug for Location {
     }
 }
 
-/// A text that is not a URL, for a message: everything between `://` and `@` could be a password.
+/// A text that is not a URL, for a message: everything before the last `@` could be a password
+/// (`redis//user:pass@host` too), so only what looks like a scheme and its slashes is kept of it.
 fn redact_unparsed(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(start), Some(at)) if at > start => format!("{}***{}", &text[..start + 3], &text[at..]),
-        _ => text.to_string(),
-    }
+    let Some(at) = text.rfind('@') else { return text.to_string() };
+    let scheme = text.find(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c))).unwrap_or(text.len());
+    let slashes = text[scheme..].find(|c: char| !":/".contains(c)).map_or(text.len(), |n| scheme + n);
+    let keep = if slashes > scheme && slashes <= at { slashes } else { 0 };
+    format!("{}***{}", &text[..keep], &text[at..])
 }
 
 /// A connection to the shared ledger, reconnecting by itself; cheap to clone.
@@ -156,6 +166,7 @@ impl Connection {
             replica: replica.to_string(),
             shown: self.shown.clone(),
             ttl: *CLAIM_TTL,
+            fixed: Arc::default(),
         }
     }
 
@@ -202,74 +213,180 @@ pub struct SharedLedger {
     shown: String,
     /// How long a claim lives unless renewed ([`CLAIM_TTL`]).
     ttl: Duration,
+    /// What the scripts found at the keys and fixed, until [`SharedLedger::take_warnings`]; shared by clones.
+    fixed: Arc<Mutex<Vec<Warning>>>,
 }
 
-/// Initialises a hook's ledger unless another replica did: `origin`, `floor` = origin, `checked`,
-/// and the deliveries that count as handled. Returns the state in force.
-const CREATE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('SET', KEYS[2], ARGV[1])
-  redis.call('SET', KEYS[3], ARGV[2])
-  for i = 3, #ARGV, 2 do
-    redis.call('ZADD', KEYS[4], ARGV[i + 1], ARGV[i])
-  end
+/// Lua shared by every script: checks and fixes what it reads, so that nothing another program
+/// left at our keys stops forwarding or hides deliveries. `ledger(now, skew, window)` takes KEYS
+/// 1 to 5 to be origin, floor, newest, done and claimed; it resets a key holding another type of
+/// value, moves back a time further ahead than the clock allows (origin and newest beyond the
+/// skew, the floor beyond the clock: no replica sets it past its own clock less a window), and
+/// keeps the floor at or above the origin (a missing one is set again as `DONE` would have left
+/// it). It returns the floor, or nil if no replica started the hook. Each fix is one entry of
+/// `notes`: {what, key, what was there, what it set}. `holder(key)` is a claim's replica, if any.
+const PRELUDE: &str = r"
+local notes = {}
+local function note(kind, key, found, set)
+  notes[#notes + 1] = {kind, key, tostring(found), tostring(set)}
 end
-return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]) or ARGV[2]}
+local function fmt(t) return string.format('%d', t) end
+local function typed(key, want)
+  local found = redis.call('TYPE', key)['ok']
+  if found == 'none' or found == want then return found == want end
+  redis.call('DEL', key)
+  note('type', key, found, '')
+  return false
+end
+local function time(key)
+  if not typed(key, 'string') then return nil end
+  local text = redis.call('GET', key)
+  if string.match(text, '^%-?%d+$') then return tonumber(text), text end
+  redis.call('DEL', key)
+  note('type', key, 'text', '')
+  return nil
+end
+local function holder(key)
+  if redis.call('TYPE', key)['ok'] == 'string' then return redis.call('GET', key) end
+  return false
+end
+local function ledger(now, skew, window)
+  local origin, origin_text = time(KEYS[1])
+  local floor, floor_text = time(KEYS[2])
+  local newest, newest_text = time(KEYS[3])
+  typed(KEYS[4], 'zset')
+  typed(KEYS[5], 'zset')
+  local back = now - window - skew
+  if newest and newest > now + skew then
+    newest = now - skew
+    note('future', KEYS[3], newest_text, fmt(newest))
+    redis.call('SET', KEYS[3], fmt(newest))
+  end
+  local moved = false
+  if floor and floor > now then
+    floor = back
+    moved = true
+    note('future', KEYS[2], floor_text, fmt(floor))
+  end
+  if origin and origin > now + skew then
+    origin = math.min(floor or back, back)
+    note('future', KEYS[1], origin_text, fmt(origin))
+    redis.call('SET', KEYS[1], fmt(origin))
+  end
+  if not origin then
+    if not floor then return nil end
+    origin = floor
+    note('no-origin', KEYS[1], '', fmt(origin))
+    redis.call('SET', KEYS[1], fmt(origin))
+  end
+  if not floor then
+    floor = origin
+    if newest then floor = math.max(origin, math.min(newest, now) - window) end
+    local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+    if #oldest > 0 then floor = math.max(origin, math.min(floor, tonumber(oldest[2]))) end
+    moved = true
+    note('no-floor', KEYS[2], '', fmt(floor))
+  elseif floor < origin then
+    if not moved then note('below', KEYS[2], floor_text, fmt(origin)) end
+    floor = origin
+    moved = true
+  end
+  if moved then redis.call('SET', KEYS[2], fmt(floor)) end
+  return floor
+end
 ";
 
-/// Claims, oldest first, up to `max` listed deliveries that are neither handled nor held by
-/// another replica; returns per delivery 0 (done), 1 (claimed), 2 (taken) or 3 (not tried: `max`
-/// reached), then the floor.
+/// The state in force: origin, floor and the last poll ('' if none), then the notes; KEYS[6] is
+/// `checked`, ARGV now, skew, window.
+const STATE: &str = r"
+local floor = ledger(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+local checked = time(KEYS[6])
+if not floor then return {'', '', '', notes} end
+return {redis.call('GET', KEYS[1]), fmt(floor), checked and fmt(checked) or '', notes}
+";
+
+/// Initialises a hook's ledger unless another replica did: `origin` (ARGV[4]), `floor` = origin,
+/// `checked` (ARGV[5]), and the deliveries that count as handled (pairs from ARGV[6]); then as
+/// [`STATE`].
+const CREATE: &str = r"
+local floor = ledger(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+if not floor then
+  redis.call('SET', KEYS[1], ARGV[4])
+  redis.call('SET', KEYS[2], ARGV[4])
+  redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[6], ARGV[5])
+  for i = 6, #ARGV, 2 do
+    redis.call('ZADD', KEYS[4], ARGV[i + 1], ARGV[i])
+  end
+  floor = tonumber(ARGV[4])
+end
+local checked = time(KEYS[6])
+return {redis.call('GET', KEYS[1]), fmt(floor), checked and fmt(checked) or ARGV[5], notes}
+";
+
+/// Claims, oldest first, up to `max` (ARGV[7]) listed deliveries (pairs from ARGV[8]) that are
+/// neither handled nor held by another replica; returns per delivery 0 (done), 1 (claimed),
+/// 2 (taken) or 3 (not tried: `max` reached), then the floor and the notes. A claim that never
+/// expires, or later than this replica's would, is no live replica's (they renew theirs by the
+/// TTL): it is given this replica's TTL, so it expires as a dead replica's does.
 const CLAIM: &str = r"
-local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
-local left = tonumber(ARGV[4])
+local floor = ledger(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])) or 0
+local ttl = tonumber(ARGV[6])
+local left = tonumber(ARGV[7])
 local out = {}
-for i = 5, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local id, t = ARGV[i], tonumber(ARGV[i + 1])
-  if t < floor or redis.call('ZSCORE', KEYS[1], id) then
+  local key = ARGV[4] .. id
+  if t < floor or redis.call('ZSCORE', KEYS[4], id) then
     out[#out + 1] = '0'
   elseif left <= 0 then
     out[#out + 1] = '3'
-  elseif redis.call('SET', ARGV[1] .. id, ARGV[2], 'NX', 'PX', ARGV[3]) then
-    redis.call('ZADD', KEYS[2], t, id)
+  elseif redis.call('SET', key, ARGV[5], 'NX', 'PX', ARGV[6]) then
+    redis.call('ZADD', KEYS[5], t, id)
     left = left - 1
     out[#out + 1] = '1'
   else
+    local expires = redis.call('PTTL', key)
+    if expires == -1 or expires > ttl then
+      redis.call('PEXPIRE', key, ARGV[6])
+      note('claim', key, expires, id)
+    end
     out[#out + 1] = '2'
   end
 end
-out[#out + 1] = string.format('%d', floor)
-return out
+return {out, fmt(floor), notes}
 ";
 
-/// Marks one delivery done, releases its claim, and moves the floor to a window before the
-/// newest done delivery (as far as its time is trusted), but never past one claimed and not done. Returns whether the claim was still this
-/// replica's, and the floor.
+/// Marks one delivery done (ARGV[5], delivered at ARGV[6], trusted as ARGV[7]), releases its claim
+/// (KEYS[6]) if it is still this replica's (ARGV[4]), and moves the floor to a window before the
+/// newest done delivery, but never past one claimed and not done. Returns whether the claim was
+/// still this replica's, the floor, and the notes.
 const DONE: &str = r"
-local ours = redis.call('GET', KEYS[4]) == ARGV[1]
-if ours then redis.call('DEL', KEYS[4]) end
-redis.call('ZREM', KEYS[2], ARGV[2])
-local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
-if tonumber(ARGV[3]) >= floor then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2]) end
-local newest = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'), tonumber(ARGV[4]))
-redis.call('SET', KEYS[5], string.format('%d', newest))
-local candidate = newest - tonumber(ARGV[5])
-local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[3])
+local floor = ledger(now, tonumber(ARGV[2]), window)
+local ours = holder(KEYS[6]) == ARGV[4]
+if ours then redis.call('DEL', KEYS[6]) end
+redis.call('ZREM', KEYS[5], ARGV[5])
+if not floor then return {ours and 1 or 0, '0', notes} end
+if tonumber(ARGV[6]) >= floor then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5]) end
+local newest = math.max(time(KEYS[3]) or 0, tonumber(ARGV[7]))
+redis.call('SET', KEYS[3], fmt(newest))
+local candidate = math.min(newest, now) - window
+local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
 if #oldest > 0 then candidate = math.min(candidate, tonumber(oldest[2])) end
 if candidate > floor then
   floor = candidate
-  redis.call('SET', KEYS[3], string.format('%d', floor))
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', floor))
+  redis.call('SET', KEYS[2], fmt(floor))
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fmt(floor))
 end
-return {ours and 1 or 0, string.format('%d', floor)}
+return {ours and 1 or 0, fmt(floor), notes}
 ";
 
 /// Extends each claim still this replica's; 1 per claim kept, 0 per claim lost.
 const RENEW: &str = r"
 local out = {}
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
+  if holder(KEYS[i]) == ARGV[1] then
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
     out[#out + 1] = '1'
   else
@@ -282,10 +399,25 @@ return out
 /// Drops each claim still this replica's, so that another takes the delivery at once.
 const RELEASE: &str = r"
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+  if holder(KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
 end
 return 0
 ";
+
+/// One script, [`PRELUDE`] first.
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+static STATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(STATE));
+static CREATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(CREATE));
+static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(CLAIM));
+static DONE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(DONE));
+static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RENEW));
+static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RELEASE));
+
+/// One fix a script made, as it returns it: what, the key, what was there, what it set.
+type Note = (String, String, String, String);
 
 impl SharedLedger {
     fn key(&self, name: &str) -> String {
@@ -308,20 +440,65 @@ impl SharedLedger {
         self
     }
 
+    /// What the scripts found at the ledger's keys and fixed since the last call, once each.
+    pub fn take_warnings(&self) -> Vec<Warning> {
+        std::mem::take(&mut *self.fixed.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// A script on the ledger's keys: origin, floor, newest, done and claimed first (what the
+    /// [`PRELUDE`] checks), then `more`; the local clock, the skew and the window first of the arguments.
+    fn invocation<'a>(&self, script: &'a Script, more: &[String]) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for name in ["origin", "floor", "newest", "done", "claimed"] {
+            invocation.key(self.key(name));
+        }
+        for key in more {
+            invocation.key(key);
+        }
+        let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
+        let skew = TimeDelta::from_std(SKEW).unwrap_or(TimeDelta::MAX);
+        invocation
+            .arg(micros(Utc::now()))
+            .arg(skew.num_microseconds().unwrap_or(i64::MAX))
+            .arg(window.num_microseconds().unwrap_or(i64::MAX));
+        invocation
+    }
+
+    /// Keeps what a script fixed, as warnings.
+    fn noted(&self, notes: Vec<Note>) {
+        if notes.is_empty() {
+            return;
+        }
+        let warnings = notes.into_iter().map(|note| self.warning(note));
+        self.fixed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(warnings);
+    }
+
+    /// The warning for one fix of the [`PRELUDE`] or [`CLAIM`].
+    fn warning(&self, (kind, key, found, set): Note) -> Warning {
+        let at = |text: &str| text.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros);
+        let set_to = at(&set).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let fix = match kind.as_str() {
+            "future" => {
+                let until = at(&found).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                return Warning::LedgerFloorInFuture { ledger: format!("key {key} in {}", self.shown), until };
+            }
+            "no-origin" => LedgerFix::OriginMissing { set_to },
+            "no-floor" => LedgerFix::FloorMissing { set_to },
+            "below" => LedgerFix::FloorBelowOrigin { was: at(&found).unwrap_or(DateTime::<Utc>::MIN_UTC), set_to },
+            "claim" => LedgerFix::ClaimNeverExpires { id: set.parse().unwrap_or_default() },
+            _ => LedgerFix::WrongType { found },
+        };
+        Warning::SharedLedgerFixed { url: self.shown.clone(), key, fix }
+    }
+
     /// The hook's state, or `None` if no replica has started it yet.
     pub async fn state(&self) -> Result<Option<State>, redis::RedisError> {
-        let mut conn = self.manager.clone();
-        let (origin, floor, checked): (Option<i64>, Option<i64>, Option<i64>) = redis::pipe()
-            .get(self.key("origin"))
-            .get(self.key("floor"))
-            .get(self.key("checked"))
-            .query_async(&mut conn)
-            .await?;
-        Ok(origin.map(|origin| State {
-            origin: time(origin),
-            floor: time(floor.unwrap_or(origin)),
-            checked: checked.map_or(DateTime::<Utc>::UNIX_EPOCH, time),
-        }))
+        let invocation = self.invocation(&STATE_SCRIPT, &[self.key("checked")]);
+        let (origin, floor, checked, notes): (String, String, String, Vec<Note>) =
+            invocation.invoke_async(&mut self.manager.clone()).await?;
+        self.noted(notes);
+        let Ok(origin) = origin.parse() else { return Ok(None) };
+        Ok(Some(state(origin, &floor, &checked)))
     }
 
     /// Starts the hook's ledger at `origin` with `done` handled, unless another replica started
@@ -332,20 +509,15 @@ impl SharedLedger {
         done: &[(u64, DateTime<Utc>)],
         now: DateTime<Utc>,
     ) -> Result<State, redis::RedisError> {
-        let script = Script::new(CREATE);
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.key("origin"))
-            .key(self.key("floor"))
-            .key(self.key("checked"))
-            .key(self.key("done"))
-            .arg(micros(origin))
-            .arg(micros(now));
+        let mut invocation = self.invocation(&CREATE_SCRIPT, &[self.key("checked")]);
+        invocation.arg(micros(origin)).arg(micros(now));
         for (id, t) in done.iter().filter(|(_, t)| *t >= origin) {
             invocation.arg(*id).arg(micros(*t));
         }
-        let (origin, floor, checked): (i64, i64, i64) = invocation.invoke_async(&mut self.manager.clone()).await?;
-        Ok(State { origin: time(origin), floor: time(floor), checked: time(checked) })
+        let (origin, floor, checked, notes): (String, String, String, Vec<Note>) =
+            invocation.invoke_async(&mut self.manager.clone()).await?;
+        self.noted(notes);
+        Ok(state(origin.parse().unwrap_or_default(), &floor, &checked))
     }
 
     /// Claims, in the order given, up to `max` of the listed deliveries `(id, delivered_at)` that
@@ -356,22 +528,15 @@ impl SharedLedger {
         items: &[(u64, DateTime<Utc>)],
         max: usize,
     ) -> Result<(Vec<Claim>, DateTime<Utc>), redis::RedisError> {
-        let script = Script::new(CLAIM);
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.key("done"))
-            .key(self.key("claimed"))
-            .key(self.key("floor"))
-            .arg(self.key("claim:"))
-            .arg(&self.replica)
-            .arg(self.ttl.as_millis() as u64)
-            .arg(max);
+        let mut invocation = self.invocation(&CLAIM_SCRIPT, &[]);
+        invocation.arg(self.key("claim:")).arg(&self.replica).arg(self.ttl.as_millis() as u64).arg(max);
         for (id, t) in items {
             invocation.arg(*id).arg(micros(*t));
         }
-        let mut out: Vec<String> = invocation.invoke_async(&mut self.manager.clone()).await?;
-        let floor = out.pop().and_then(|floor| floor.parse().ok()).map_or(DateTime::<Utc>::UNIX_EPOCH, time);
-        let claims = out
+        let (codes, floor, notes): (Vec<String>, String, Vec<Note>) =
+            invocation.invoke_async(&mut self.manager.clone()).await?;
+        self.noted(notes);
+        let claims = codes
             .iter()
             .map(|code| match code.as_str() {
                 "1" => Claim::Claimed,
@@ -380,27 +545,17 @@ impl SharedLedger {
                 _ => Claim::Done,
             })
             .collect();
-        Ok((claims, floor))
+        Ok((claims, floor.parse().map_or(DateTime::<Utc>::UNIX_EPOCH, time)))
     }
 
     /// Marks the delivery `id` done (forwarded and answered, or skipped), releases its claim,
     /// and moves the shared floor as the [module](super) says, never past a claimed delivery;
     /// returns whether the claim was still this replica's, and the floor.
     pub async fn done(&self, id: u64, delivered_at: DateTime<Utc>) -> Result<(bool, DateTime<Utc>), redis::RedisError> {
-        let window = TimeDelta::from_std(WINDOW).unwrap_or(TimeDelta::MAX);
-        let (ours, floor): (i64, String) = Script::new(DONE)
-            .key(self.key("done"))
-            .key(self.key("claimed"))
-            .key(self.key("floor"))
-            .key(self.claim_key(id))
-            .key(self.key("newest"))
-            .arg(&self.replica)
-            .arg(id)
-            .arg(micros(delivered_at))
-            .arg(micros(trusted(delivered_at, Utc::now())))
-            .arg(window.num_microseconds().unwrap_or(i64::MAX))
-            .invoke_async(&mut self.manager.clone())
-            .await?;
+        let mut invocation = self.invocation(&DONE_SCRIPT, &[self.claim_key(id)]);
+        invocation.arg(&self.replica).arg(id).arg(micros(delivered_at)).arg(micros(trusted(delivered_at, Utc::now())));
+        let (ours, floor, notes): (i64, String, Vec<Note>) = invocation.invoke_async(&mut self.manager.clone()).await?;
+        self.noted(notes);
         Ok((ours == 1, floor.parse().map_or(DateTime::<Utc>::UNIX_EPOCH, time)))
     }
 
@@ -410,8 +565,7 @@ impl SharedLedger {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let script = Script::new(RENEW);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = RENEW_SCRIPT.prepare_invoke();
         for id in ids {
             invocation.key(self.claim_key(*id));
         }
@@ -426,8 +580,7 @@ impl SharedLedger {
         if ids.is_empty() {
             return Ok(());
         }
-        let script = Script::new(RELEASE);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = RELEASE_SCRIPT.prepare_invoke();
         for id in ids {
             invocation.key(self.claim_key(*id));
         }
@@ -459,4 +612,13 @@ fn micros(t: DateTime<Utc>) -> i64 {
 
 fn time(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// A state as [`STATE`] and [`CREATE`] return it; a last poll after the local clock counts as now.
+fn state(origin: i64, floor: &str, checked: &str) -> State {
+    State {
+        origin: time(origin),
+        floor: floor.parse().map_or(time(origin), time),
+        checked: checked.parse().map_or(DateTime::<Utc>::UNIX_EPOCH, time).min(Utc::now()),
+    }
 }

@@ -100,8 +100,12 @@ impl RedisLedger {
         self.waiting = self.waiting.split_off(&(floor, 0));
     }
 
-    /// Says in the feed, once, that Redis cannot be reached, or that it can again.
+    /// Says in the feed, once, that Redis cannot be reached, or that it can again; and what Redis
+    /// answered with that could not be trusted and was fixed.
     async fn reachable(&mut self, error: Option<&redis::RedisError>) {
+        for warning in self.shared.take_warnings() {
+            let _ = self.events.send(Event::Warning(warning)).await;
+        }
         let event = match error {
             Some(error) => {
                 debug!(%error, "the shared ledger failed");

@@ -124,8 +124,8 @@ fn a_far_future_floor_line_is_clamped_with_one_warning() {
     assert!(!ledger.is_recorded(1, Utc::now()));
     let warnings = ledger.take_warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    let crate::Warning::LedgerFloorInFuture { path: said, until } = &warnings[0] else { panic!("{warnings:?}") };
-    assert_eq!((said, until.timestamp_nanos_opt()), (&path, Some(future)), "{warnings:?}");
+    let crate::Warning::LedgerFloorInFuture { ledger: said, until } = &warnings[0] else { panic!("{warnings:?}") };
+    assert_eq!((said, until.timestamp_nanos_opt()), (&path.display().to_string(), Some(future)), "{warnings:?}");
     assert!(ledger.take_warnings().is_empty(), "said once");
     let origin = nanos(Utc::now() + TimeDelta::days(1));
     std::fs::write(&path, format!("{MAGIC}\no {origin}\nf {origin}\nc 0\n")).unwrap();

@@ -10,5 +10,5 @@ mod admin;
 mod metrics;
 mod monitor;
 
-pub use admin::serve;
+pub use admin::{loopback_host, serve};
 pub use monitor::{Monitor, NotReady};
