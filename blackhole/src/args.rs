@@ -68,7 +68,8 @@ pub struct Args {
     /// How long a delivery stays in the replay buffer
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
     stream_buffer_age: Duration,
-    /// Most bytes all paths' replay buffers keep together (and most bytes of POST bodies being collected)
+    /// Most bytes streaming holds in all: every path's buffered deliveries, POST bodies being read (one
+    /// address's at most half), path names and frames being sent
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     stream_buffer_total: u64,
     /// Longest silence on a stream before a keep-alive comment
