@@ -1117,7 +1117,9 @@ fn path_names_count_against_the_total_so_many_paths_evict_the_oldest_delivery() 
     );
     let (_, peak) = server.memory();
     let growth = peak.saturating_sub(baseline);
-    assert!(growth < 5 * 1024 * 1024, "peak RSS grew by {growth} bytes over {baseline} with a 1 MiB total");
+    eprintln!("baseline RSS {baseline} bytes, peak growth {growth} bytes over 2,000 paths");
+    // Uncounted, the names alone would be 2 MiB, stored twice 4 MiB.
+    assert!(growth < 3 * 1024 * 1024, "peak RSS grew by {growth} bytes over {baseline} with a 1 MiB total");
 }
 
 /// Opens a subscription that reads nothing until [`Subscriber::read`] is called on it.
