@@ -45,6 +45,12 @@ pub struct Args {
     /// GitHub gives up on a delivery after 10 s, so a slower body is not one GitHub is waiting on
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
+    /// How long a body may arrive slower than --body-min-rate (hidden: a test seam, see docs/deploy.md)
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration, hide = true)]
+    body_grace: Duration,
+    /// Bytes per second a body must average after the grace; 0 for no floor (hidden, as --body-grace)
+    #[arg(long, value_name = "SIZE", default_value = "1KiB", value_parser = parse_size, hide = true)]
+    body_min_rate: u64,
     /// Most connections open at once from one client address; 0 for no limit (behind a proxy, where every
     /// client has the proxy's address)
     #[arg(long, value_name = "N", default_value_t = 64, env = "BLACKHOLE_MAX_CONNECTIONS_PER_IP")]
@@ -64,7 +70,8 @@ pub struct Args {
     /// How long a delivery stays in the replay buffer
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
     stream_buffer_age: Duration,
-    /// Most bytes all paths' replay buffers keep together (and most bytes of POST bodies being collected)
+    /// Most bytes streaming holds in all: every path's buffered deliveries, POST bodies being read (one
+    /// address's at most half), path names and frames being sent
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     stream_buffer_total: u64,
     /// Longest silence on a stream before a keep-alive comment
@@ -122,6 +129,8 @@ impl Args {
             tls,
             max_body: self.max_body,
             body_timeout: self.body_timeout,
+            body_grace: self.body_grace,
+            body_min_rate: self.body_min_rate,
             max_connections_per_ip: self.max_connections_per_ip,
             stream: self.stream_config()?,
         })

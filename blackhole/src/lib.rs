@@ -8,13 +8,16 @@
 //!   (with streaming on, a POST body is collected to publish it, within a
 //!   shared budget);
 //! - a client gets [`Config::header_timeout`] to send its headers (slowloris),
-//!   [`Config::body_timeout`] for the whole body (slow-body floods), and a
+//!   [`Config::body_timeout`] for the whole body, and after [`Config::body_grace`]
+//!   a body must keep up [`Config::body_min_rate`] (slow-body floods); a
 //!   connection that moves no byte for [`Config::idle_timeout`] is cut;
 //! - a body over [`Config::max_body`] gets 413, before reading when its
 //!   `Content-Length` says so;
 //! - at most [`Config::max_connections`] are open at once, so file
-//!   descriptors never run out; further clients wait in the listen backlog;
-//!   one client address holds at most [`Config::max_connections_per_ip`];
+//!   descriptors never run out; further clients wait in the listen backlog,
+//!   and when every slot is taken the slowest body in progress gives its slot
+//!   to the next; one client address (one /64 for IPv6) holds at most
+//!   [`Config::max_connections_per_ip`];
 //! - accept errors (`EMFILE` and the like) are logged and backed off, never fatal.
 //!
 //! With [`Config::stream`], every POST is also handed to the subscribers of
@@ -23,6 +26,7 @@
 //! [`run`] takes an already-bound listener and a shutdown future, so the
 //! caller decides where to listen and when to stop.
 
+mod body;
 mod idle;
 mod stream;
 mod tls;
@@ -30,15 +34,12 @@ mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::future::poll_fn;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header;
 use hyper::http::request::Parts;
@@ -58,6 +59,7 @@ pub use tls::load_tls;
 pub use token::{TokenError, Tokens};
 pub use tokio_rustls::TlsAcceptor;
 
+use crate::body::{Refused, SlowBodies};
 use crate::idle::{Idle, StreamMode};
 use crate::stream::{Hub, Reply, fixed};
 
@@ -75,6 +77,10 @@ const MAX_HEADER_SIZE: usize = 32 * 1024;
 
 /// First and last pause after a failed `accept`.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// With every slot taken, how long a new client waits for the body cut for it to free its slot
+/// before the next slowest is cut too.
+const GIVE_WAY_WAIT: Duration = Duration::from_millis(50);
 
 /// How the server behaves; every limit has a default fit for a public host.
 #[derive(Clone)]
@@ -98,6 +104,11 @@ pub struct Config {
     /// How long a client gets to send a whole request body, however steadily it trickles.
     /// GitHub gives up on a delivery after 10 s, so a body still arriving later is no use to it.
     pub body_timeout: Duration,
+    /// How long a body may arrive slower than [`Config::body_min_rate`] before it is cut.
+    pub body_grace: Duration,
+    /// After the grace, a body gets one more second for every this many bytes it has sent, so one
+    /// that averages less is cut with 408; 0 for no floor. GitHub sends each body at once.
+    pub body_min_rate: u64,
     /// Most connections open at once from one client address; 0 for no limit
     /// (behind a proxy every client has the proxy's address).
     pub max_connections_per_ip: usize,
@@ -119,6 +130,8 @@ impl Default for Config {
             tls: None,
             max_body: DEFAULT_MAX_BODY,
             body_timeout: Duration::from_secs(10),
+            body_grace: Duration::from_secs(2),
+            body_min_rate: 1024,
             max_connections_per_ip: 64,
             stream: None,
         }
@@ -137,6 +150,8 @@ impl std::fmt::Debug for Config {
             .field("tls", &self.tls.is_some())
             .field("max_body", &self.max_body)
             .field("body_timeout", &self.body_timeout)
+            .field("body_grace", &self.body_grace)
+            .field("body_min_rate", &self.body_min_rate)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("stream", &self.stream)
             .finish()
@@ -175,6 +190,8 @@ struct Shared {
     hub: Option<Arc<Hub>>,
     /// Open connections per client address, when that is capped.
     peers: Mutex<HashMap<IpAddr, usize>>,
+    /// Bodies being read slowly, one of which gives its slot away when all are taken.
+    slow: SlowBodies,
 }
 
 impl Shared {
@@ -184,7 +201,7 @@ impl Shared {
         if cap == 0 {
             return Some(PeerSlot { shared: self.clone(), ip: None });
         }
-        let ip = ip.to_canonical();
+        let ip = peer_key(ip);
         let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let open = peers.entry(ip).or_insert(0);
         if *open >= cap {
@@ -195,11 +212,19 @@ impl Shared {
     }
 }
 
+/// The address a client is counted as: an IPv6 client by its /64, which one host can hold whole.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
 /// One connection's place in its address's count, given back when dropped.
 struct PeerSlot {
     /// Where the count is kept.
     shared: Arc<Shared>,
-    /// The counted address; `None` when addresses are not counted.
+    /// The counted address (see [`peer_key`]); `None` when addresses are not counted.
     ip: Option<IpAddr>,
 }
 
@@ -251,23 +276,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         tokio::spawn(hub.clone().sweep_until_stopped());
         info!("streaming deliveries to subscribers");
     }
-    let shared = Arc::new(Shared { http, config, hub, peers: Mutex::new(HashMap::new()) });
+    let shared = Arc::new(Shared { http, config, hub, peers: Mutex::new(HashMap::new()), slow: SlowBodies::default() });
     let graceful = GracefulShutdown::new();
     let mut backoff = ACCEPT_BACKOFF.0;
 
     tokio::pin!(shutdown);
     loop {
-        // Wait for a free slot before accepting, as mini-redis does: beyond
-        // the cap, clients queue in the kernel rather than costing an fd here.
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // The semaphore lives in this function and is never closed.
-                Err(_) => unreachable!("the connection semaphore is never closed"),
-            },
-        };
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -276,13 +290,21 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         match accepted {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF.0;
-                match shared.admit(peer.ip()) {
-                    Some(slot) => {
-                        tokio::spawn(serve(stream, shared.clone(), graceful.watcher(), (permit, slot)));
-                    }
-                    // Closing at once costs the least; the client's share is already open.
-                    None => debug!(peer = %peer.ip(), "connection refused: too many from this address"),
-                }
+                // Closing at once costs the least; the client's share is already open.
+                let Some(slot) = shared.admit(peer.ip()) else {
+                    debug!(peer = %peer.ip(), "connection refused: too many from this address");
+                    continue;
+                };
+                // Beyond the cap, clients queue in the kernel rather than costing an fd here: this
+                // one waits for a slot before the next is accepted, as in mini-redis.
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => match give_way(&limit, &shared.slow, shutdown.as_mut()).await {
+                        Some(permit) => permit,
+                        None => break,
+                    },
+                };
+                tokio::spawn(serve(stream, shared.clone(), graceful.watcher(), (permit, slot)));
             }
             Err(err) => {
                 // Out of fds or memory, or a connection reset before we took
@@ -309,33 +331,54 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     Ok(())
 }
 
+/// With every slot taken, cuts the slowest body in progress (again every [`GIVE_WAY_WAIT`]) until a
+/// slot is free; `None` when shutdown comes first.
+async fn give_way(
+    limit: &Arc<Semaphore>,
+    slow: &SlowBodies,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        slow.cut_slowest();
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return None,
+            // The semaphore lives in `run` and is never closed.
+            permit = limit.clone().acquire_owned() => return permit.ok(),
+            () = tokio::time::sleep(GIVE_WAY_WAIT) => {}
+        }
+    }
+}
+
 /// Serves one accepted connection, over TLS when configured, until it closes.
 ///
 /// The slots are held until then: one of `--max-connections`, one of its address's share.
-async fn serve(stream: TcpStream, shared: Arc<Shared>, watcher: Watcher, _slots: (OwnedSemaphorePermit, PeerSlot)) {
+async fn serve(stream: TcpStream, shared: Arc<Shared>, watcher: Watcher, slots: (OwnedSemaphorePermit, PeerSlot)) {
     // Responses are one small write; Nagle would only delay them.
     if let Err(err) = stream.set_nodelay(true) {
         debug!(error = %err, "cannot set TCP_NODELAY");
     }
     let mode = StreamMode::default();
+    let peer = slots.1.ip;
     let io = Idle::new(stream, shared.config.idle_timeout, mode.clone());
     match &shared.config.tls {
-        None => serve_http(io, &shared, watcher, mode).await,
+        None => serve_http(io, &shared, watcher, mode, peer).await,
         Some(acceptor) => match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(io)).await {
-            Ok(Ok(tls)) => serve_http(tls, &shared, watcher, mode).await,
+            Ok(Ok(tls)) => serve_http(tls, &shared, watcher, mode, peer).await,
             Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
             Err(_) => debug!("TLS handshake timed out"),
         },
     }
 }
 
-/// Runs HTTP/1 on `io`; errors are the client's doing and logged only at debug level.
-async fn serve_http<I>(io: I, shared: &Arc<Shared>, watcher: Watcher, mode: StreamMode)
+/// Runs HTTP/1 on `io` for the client counted as `peer`; errors are the client's doing and logged
+/// only at debug level.
+async fn serve_http<I>(io: I, shared: &Arc<Shared>, watcher: Watcher, mode: StreamMode, peer: Option<IpAddr>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handler = shared.clone();
-    let service = service_fn(move |req| handle(req, handler.clone(), mode.clone()));
+    let service = service_fn(move |req| handle(req, handler.clone(), mode.clone(), peer));
     let conn = shared.http.serve_connection(TokioIo::new(io), service);
     if let Err(err) = watcher.watch(conn).await {
         debug!(error = %err, "connection ended with an error");
@@ -343,68 +386,46 @@ where
 }
 
 /// Answers one request: a stream to a subscription, else 200 once the body is read.
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>, mode: StreamMode) -> Result<Reply, hyper::Error> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    mode: StreamMode,
+    peer: Option<IpAddr>,
+) -> Result<Reply, hyper::Error> {
     let (head, body) = req.into_parts();
     if let Some(hub) = &shared.hub
         && stream::is_subscription(&head)
     {
         return Ok(stream::subscribe(hub, &head, &mode));
     }
-    absorb(head, body, &shared).await
-}
-
-/// Why a body was not read to its end.
-enum Refused {
-    /// It is larger than `--max-body`.
-    TooLarge,
-    /// It took longer than `--body-timeout`.
-    TooSlow,
+    absorb(head, body, &shared, peer).await
 }
 
 /// Answers 200 to any request after reading its body to the end, and publishes a POST's body to its stream.
 ///
 /// The body is read rather than ignored so that the client can finish
 /// sending and keep its connection. Without streaming each frame is dropped
-/// as it arrives; with it, a POST's frames are collected to publish.
-async fn absorb(head: Parts, mut body: Incoming, shared: &Shared) -> Result<Reply, hyper::Error> {
+/// as it arrives; with it, a POST's frames are collected to publish, unless
+/// its path is longer than anyone's hook URL.
+async fn absorb(head: Parts, mut body: Incoming, shared: &Shared, peer: Option<IpAddr>) -> Result<Reply, hyper::Error> {
     let config = &shared.config;
     let started = config.log_requests.then(Instant::now);
     let declared = head.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let mut collector = match &shared.hub {
-        Some(hub) if head.method == Method::POST => Some(hub.collector(declared.filter(|n| *n <= config.max_body))),
+        Some(hub) if head.method == Method::POST && head.uri.path().len() <= stream::MAX_PATH => {
+            Some(hub.collector(declared.unwrap_or(config.max_body).min(config.max_body), peer))
+        }
         _ => None,
     };
-    let read = async {
-        if declared.is_some_and(|declared| declared > config.max_body) {
-            return Ok::<_, hyper::Error>(Err(Refused::TooLarge));
-        }
-        let mut bytes: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            // A body error means the connection is gone; returning it makes hyper close it.
-            if let Some(data) = frame?.data_ref() {
-                bytes += data.len() as u64;
-                if bytes > config.max_body {
-                    return Ok(Err(Refused::TooLarge));
-                }
-                if let Some(collector) = &mut collector {
-                    collector.push(data);
-                }
+    let outcome = if declared.is_some_and(|declared| declared > config.max_body) {
+        Err(Refused::TooLarge)
+    } else {
+        body::read(&mut body, config, &shared.slow, |data| {
+            if let Some(collector) = &mut collector {
+                collector.push(data);
             }
-        }
-        Ok(Ok(bytes))
-    };
-    // A body that hyper has already buffered (a small delivery, as most are) is read at the first poll:
-    // only when it is not is the timer armed. A `timeout` per request reads the clock, clones the runtime
-    // handle and takes the timer driver's lock to drop its entry, a measurable share of a request's CPU.
-    let outcome = {
-        let mut read = pin!(read);
-        match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-            Poll::Ready(read) => read?,
-            Poll::Pending => match tokio::time::timeout(config.body_timeout, read).await {
-                Ok(read) => read?,
-                Err(_) => Err(Refused::TooSlow),
-            },
-        }
+        })
+        .await?
     };
     let (reply, bytes) = match outcome {
         Ok(bytes) => {
@@ -440,6 +461,16 @@ async fn absorb(head: Parts, mut body: Incoming, shared: &Shared) -> Result<Repl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_one_by_its_address() {
+        let key = |ip: &str| peer_key(ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+    }
 
     #[test]
     fn debug_of_the_config_never_shows_a_stream_token() {

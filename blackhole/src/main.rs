@@ -11,6 +11,7 @@ use clap::Parser;
 /// One thread: the server is I/O-bound, cheap hosts give one vCPU, and it avoids cross-thread wake-ups.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    keep_large_allocations_apart();
     let args = args::Args::parse();
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
@@ -21,6 +22,19 @@ async fn main() -> ExitCode {
             // A malformed token list is a usage error, as clap's own are.
             if err.is::<blackhole::TokenError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
+    }
+}
+
+/// Serves every allocation of 128 KiB or more (request bodies collected for streaming) with its own
+/// mapping, as glibc does at first: it then grows in place and is returned at once when freed. Left
+/// alone, glibc raises that threshold to the largest block freed so far, so after one 31 MiB body the
+/// next are placed in the heap, copied as they grow and kept from the system when freed: 100 POSTs
+/// of 31 MiB then peaked at 81 MiB with a 64 MiB `--stream-buffer-total`, 67 MiB with this.
+fn keep_large_allocations_apart() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes the allocator's lock and only changes its parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

@@ -8,16 +8,24 @@
 //! Nothing is queued per subscriber: a reader whose cursor falls off the
 //! buffer gets `gap` and its stream ends, and one whose socket will not take
 //! a frame is cut by the connection's stall timer. Publishing never waits.
-
+//!
+//! Every byte the hub holds is counted against one budget, `--stream-buffer-total` (see `budget`):
+//! bodies as they are collected, events, path names and the frames on their way to a socket. When
+//! something needs room, the oldest buffered events of any path make it. A subscriber never holds an
+//! event across a wait, so an evicted event's memory is freed at once; one that was still sending it
+//! is cut at its next frame.
 //!
 //! This module is the hub and its buffer; `sse` is the subscriber side (the request that opens a stream,
 //! its pump task, the event frames, and the response body).
 
+mod budget;
 mod sse;
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::collections::hash_map::{HashMap, RandomState};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,6 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::token::Tokens;
+use budget::{Budget, Charge};
 pub(crate) use sse::{SseBody, fixed, is_subscription, subscribe};
 
 /// A response: a small fixed body, or a stream.
@@ -39,6 +48,18 @@ const BODY_CHUNK: usize = 48 * 1024;
 
 /// Most events all paths' buffers hold together, whatever their sizes; bounds the index of paths.
 const TOTAL_EVENTS: usize = 16 * 1024;
+
+/// Longest path that is streamed. GitHub's hook URLs are short; a POST to a longer path is answered
+/// 200 and not streamed, and a subscription to one gets 414, so that no one can fill the buffer
+/// with path names.
+pub(crate) const MAX_PATH: usize = 1024;
+
+/// What an event costs beyond its bytes: the `Event` and its `Arc`, its slot in its path's buffer
+/// and in the index of all events, and the allocations of its strings (about 200 bytes measured).
+const EVENT_OVERHEAD: usize = 256;
+
+/// What a path costs beyond its name: its map entry, its `Path`, its `watch` channel.
+const PATH_OVERHEAD: usize = 512;
 
 /// The answer to a subscription without a valid token; the same for every path.
 const UNAUTHORIZED: &[u8] = b"a valid stream token is required\n";
@@ -54,7 +75,8 @@ pub struct StreamConfig {
     pub buffer_bytes: usize,
     /// How long a delivery stays in the replay buffer.
     pub buffer_age: Duration,
-    /// Most bytes every path's buffer holds together, and most bytes of POST bodies being collected at once.
+    /// Most bytes streaming holds in all: buffered events, bodies being collected, path names and
+    /// frames being written. One client address may hold at most half of it in bodies being collected.
     pub buffer_total: usize,
     /// Longest silence on a stream before a `: keep-alive` comment.
     pub keepalive: Duration,
@@ -74,13 +96,63 @@ struct Event {
     headers: String,
     /// The exact body bytes.
     body: Bytes,
+    /// The budget held for all of the above; what it counts against the byte bounds.
+    charge: Charge,
 }
 
 impl Event {
     /// What it counts against the byte bounds.
     fn size(&self) -> usize {
-        self.body.len() + self.headers.len() + self.received_at.len()
+        self.charge.bytes()
     }
+}
+
+/// A path's name, stored once and shared by the map, the index of events and the streams on it.
+struct PathName {
+    /// The path, as in the request line without its query.
+    name: Box<str>,
+    /// The budget held for the name and the path's entry, as long as anything names it.
+    _charge: Charge,
+}
+
+/// A [`PathName`] as a map key that can be looked up by `&str`.
+#[derive(Clone)]
+struct Key(Arc<PathName>);
+
+impl Key {
+    fn new(path: &str, charge: Charge) -> Key {
+        Key(Arc::new(PathName { name: path.into(), _charge: charge }))
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The same as `str`'s, as `Borrow` requires.
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+/// What a path's name and entry count against the budget.
+fn path_cost(path: &str) -> usize {
+    path.len() + PATH_OVERHEAD
 }
 
 /// One path's replay buffer and its subscribers.
@@ -102,11 +174,11 @@ struct State {
     /// The last seq handed out.
     seq: u64,
     /// Buffers by path.
-    paths: HashMap<String, Path>,
+    paths: HashMap<Key, Path>,
     /// Every buffered event's seq and path, oldest first, for the total bounds;
     /// entries of events a path has evicted on its own are skipped when reached.
-    order: VecDeque<(u64, String)>,
-    /// Sum of all buffered events' sizes.
+    order: VecDeque<(u64, Key)>,
+    /// Sum of all buffered events' sizes: what evicting could free.
     bytes: usize,
 }
 
@@ -120,8 +192,12 @@ pub(crate) struct Hub {
     state: Mutex<State>,
     /// One permit per open stream.
     subscribers: Arc<Semaphore>,
-    /// One permit per byte of POST body being collected for publishing.
-    collecting: Arc<Semaphore>,
+    /// Every byte held for streaming.
+    budget: Arc<Budget>,
+    /// Bytes of bodies being collected, by client address, each at most `share`.
+    shares: Mutex<HashMap<IpAddr, usize>>,
+    /// Most bytes of bodies one address may be collecting at once.
+    share: usize,
     /// Becomes `true` when the server shuts down: every stream ends.
     shutdown: watch::Receiver<bool>,
 }
@@ -141,11 +217,12 @@ impl Hub {
     pub(crate) fn new(config: StreamConfig, shutdown: watch::Receiver<bool>) -> Hub {
         // The standard library seeds its hasher keys from the OS: random enough for a run id.
         let boot = format!("{:08x}", RandomState::new().hash_one(std::process::id()) as u32);
-        let collecting = Arc::new(Semaphore::new(config.buffer_total.min(Semaphore::MAX_PERMITS)));
         Hub {
             boot,
             subscribers: Arc::new(Semaphore::new(config.max_subscribers)),
-            collecting,
+            budget: Budget::new(config.buffer_total),
+            shares: Mutex::new(HashMap::new()),
+            share: config.buffer_total / 2,
             config,
             state: Mutex::new(State { seq: 0, paths: HashMap::new(), order: VecDeque::new(), bytes: 0 }),
             shutdown,
@@ -158,40 +235,67 @@ impl Hub {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts collecting a POST body for publishing; `declared` is its `Content-Length`.
-    pub(crate) fn collector(&self, declared: Option<u64>) -> Collector {
-        let mut collector = Collector { body: Some(Vec::new()), permit: None, collecting: self.collecting.clone() };
-        // Reserve the declared size at once when the budget allows: one allocation, no copies.
-        // The caller has refused a declared size over the body limit already.
-        if let Some(declared) = declared.map(|declared| declared as usize)
-            && collector.ensure(declared)
-            && let Some(body) = &mut collector.body
-        {
-            body.reserve_exact(declared);
+    /// Takes `bytes` from the budget, evicting the oldest buffered events for room when it must.
+    fn take(&self, bytes: usize) -> Option<Charge> {
+        self.budget.take(bytes).or_else(|| self.make_room(&mut self.lock(), bytes))
+    }
+
+    /// Evicts the oldest buffered events of any path until `bytes` fit, and takes them; `None`
+    /// when the buffer cannot free enough (the rest is held by bodies and frames).
+    fn make_room(&self, state: &mut State, bytes: usize) -> Option<Charge> {
+        if self.budget.shortfall(bytes) > state.bytes {
+            return None;
         }
-        collector
+        loop {
+            if let Some(charge) = self.budget.take(bytes) {
+                return Some(charge);
+            }
+            if !state.evict_oldest() {
+                return None;
+            }
+        }
+    }
+
+    /// Starts collecting a POST body for publishing. It will be at most `limit` bytes (its
+    /// `Content-Length`, else `--max-body`); `peer` is the client address whose share it counts
+    /// against, `None` when addresses are not counted.
+    pub(crate) fn collector(&self, limit: u64, peer: Option<IpAddr>) -> Collector<'_> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Collector { hub: self, body: Some(Vec::new()), charge: None, limit, peer, shared: 0 }
     }
 
     /// Puts a delivery in its path's buffer and wakes that path's subscribers.
-    pub(crate) fn publish(&self, path: &str, headers: &HeaderMap, body: Bytes) {
+    pub(crate) fn publish(&self, path: &str, headers: &HeaderMap, body: Collected) {
         let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let headers = headers_json(headers);
         let now = Instant::now();
+        let Collected { body, mut charge } = body;
         let mut guard = self.lock();
         let state = &mut *guard;
+        let name = match state.paths.get_key_value(path) {
+            Some((name, _)) => Some(name.clone()),
+            None => self.make_room(state, path_cost(path)).map(|charge| Key::new(path, charge)),
+        };
+        let room = self.make_room(state, received_at.len() + headers.len() + EVENT_OVERHEAD);
+        let (Some(name), Some(room)) = (name, room) else {
+            tracing::warn!("the stream buffer is full of bodies being read; this delivery is not streamed");
+            return;
+        };
+        charge.merge(room);
         state.seq += 1;
-        let event = Arc::new(Event { seq: state.seq, at: now, received_at, headers, body });
+        let event = Arc::new(Event { seq: state.seq, at: now, received_at, headers, body, charge });
         let size = event.size();
         let seq = event.seq;
         let last = seq - 1;
-        let entry = state.paths.entry(path.to_owned()).or_insert_with(|| Path::new(last));
+        // Room may have been made by evicting this path's last event, and with it the path.
+        let entry = state.paths.entry(name.clone()).or_insert_with(|| Path::new(last));
         entry.events.push_back(event);
         entry.bytes += size;
         state.bytes += size;
-        state.order.push_back((seq, path.to_owned()));
+        state.order.push_back((seq, name));
         entry.evict(&self.config, now, &mut state.bytes);
         entry.newest.send_replace(seq);
-        state.evict_total(&self.config);
+        state.evict_total();
     }
 
     /// Drops events past their age from every path; called now and then so quiet paths free their memory.
@@ -205,7 +309,9 @@ impl Hub {
         state.paths.retain(|_, path| !path.is_unused());
         // Drop index entries of events that are gone, so the index shrinks with the buffers.
         let State { order, paths, .. } = state;
-        order.retain(|(seq, path)| paths.get(path).is_some_and(|p| p.events.front().is_some_and(|e| e.seq <= *seq)));
+        order.retain(|(seq, path)| {
+            paths.get(path.as_str()).is_some_and(|p| p.events.front().is_some_and(|e| e.seq <= *seq))
+        });
     }
 
     /// Sweeps now and then (a quarter of the buffer age, within 1 to 30 s) until shutdown.
@@ -232,7 +338,12 @@ impl Hub {
         let mut guard = self.lock();
         let state = &mut *guard;
         let latest = state.seq;
-        let entry = state.paths.entry(path.to_owned()).or_insert_with(|| Path::new(latest));
+        let name = match state.paths.get_key_value(path) {
+            Some((name, _)) => name.clone(),
+            // Forced: `--max-subscribers` and `MAX_PATH` bound what streams' names can take.
+            None => Key::new(path, self.budget.force(path_cost(path))),
+        };
+        let entry = state.paths.entry(name.clone()).or_insert_with(|| Path::new(latest));
         entry.evict(&self.config, now, &mut state.bytes);
         entry.subscribers += 1;
         let resumed = last_event_id
@@ -242,7 +353,7 @@ impl Hub {
             .filter(|seq| *seq <= latest && *seq >= entry.evicted_upto);
         let subscription = Subscription {
             hub: self.clone(),
-            path: path.to_owned(),
+            path: name,
             cursor: resumed.unwrap_or(latest),
             newest: entry.newest.subscribe(),
             _permit: permit,
@@ -267,9 +378,38 @@ impl Hub {
         }
     }
 
-    /// Whether event `seq` of `path` has left the buffer (a slow reader was still sending it).
-    fn evicted(&self, path: &str, seq: u64) -> bool {
-        self.lock().paths.get(path).is_none_or(|entry| entry.evicted_upto >= seq)
+    /// Event `seq` of `path`, unless it has left the buffer.
+    fn event(&self, path: &str, seq: u64) -> Option<Arc<Event>> {
+        let state = self.lock();
+        let events = &state.paths.get(path)?.events;
+        let at = events.partition_point(|event| event.seq < seq);
+        events.get(at).filter(|event| event.seq == seq).cloned()
+    }
+
+    /// A frame of a stream, counted against the budget until hyper has written it; `None` when
+    /// there is no room for it even after evicting every buffered event.
+    fn frame(&self, text: String) -> Option<Bytes> {
+        let charge = self.take(text.len())?;
+        Some(Bytes::from_owner(Charged { text, _charge: charge }))
+    }
+
+    /// A frame counted against the budget even past its bound: only for what another limit bounds small.
+    fn forced_frame(&self, text: String) -> Bytes {
+        Bytes::from_owner(Charged { _charge: self.budget.force(text.len()), text })
+    }
+}
+
+/// The text of a frame with the budget held for it.
+struct Charged {
+    /// The frame.
+    text: String,
+    /// Held until the frame's last `Bytes` is dropped.
+    _charge: Charge,
+}
+
+impl AsRef<[u8]> for Charged {
+    fn as_ref(&self) -> &[u8] {
+        self.text.as_bytes()
     }
 }
 
@@ -304,66 +444,115 @@ impl Path {
 }
 
 impl State {
-    /// Drops the oldest events of any path until all buffers together are within the total bounds.
-    fn evict_total(&mut self, config: &StreamConfig) {
-        while self.bytes > config.buffer_total || self.order.len() > TOTAL_EVENTS {
-            let Some((seq, path)) = self.order.pop_front() else { break };
-            let Some(entry) = self.paths.get_mut(&path) else { continue };
+    /// Keeps the index of all events within its bound.
+    fn evict_total(&mut self) {
+        while self.order.len() > TOTAL_EVENTS && self.evict_oldest() {}
+    }
+
+    /// Drops the oldest event of any path (or a stale index entry); false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((seq, path)) = self.order.pop_front() else { return false };
+        if let Some(entry) = self.paths.get_mut(path.as_str()) {
             // The path may have evicted this event already; then the entry is only stale.
             if entry.events.front().is_some_and(|event| event.seq == seq) {
                 entry.pop(&mut self.bytes);
             }
             if entry.is_unused() {
-                self.paths.remove(&path);
+                self.paths.remove(path.as_str());
             }
-        }
-    }
-}
-
-/// A POST body being collected for publishing, within the hub's collecting budget.
-pub(crate) struct Collector {
-    /// The bytes so far; `None` once the budget ran out (the body is then not published).
-    body: Option<Vec<u8>>,
-    /// The budget held for them.
-    permit: Option<OwnedSemaphorePermit>,
-    /// The budget.
-    collecting: Arc<Semaphore>,
-}
-
-impl Collector {
-    /// Holds budget for `needed` bytes in all; false when there is none.
-    fn ensure(&mut self, needed: usize) -> bool {
-        let held = self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
-        if needed <= held {
-            return true;
-        }
-        let more = u32::try_from(needed - held).ok();
-        match (more.and_then(|more| self.collecting.clone().try_acquire_many_owned(more).ok()), &mut self.permit) {
-            (Some(taken), Some(permit)) => permit.merge(taken),
-            (Some(taken), None) => self.permit = Some(taken),
-            (None, _) => return false,
         }
         true
     }
+}
 
+/// A collected body and the budget held for it.
+pub(crate) struct Collected {
+    /// The exact bytes.
+    body: Bytes,
+    /// The budget held for them (their allocation).
+    charge: Charge,
+}
+
+/// A POST body being collected for publishing, within the budget and its address's share of it.
+///
+/// Budget is taken as bytes arrive, never for a declared length that may not come.
+pub(crate) struct Collector<'a> {
+    /// The hub whose budget it draws on.
+    hub: &'a Hub,
+    /// The bytes so far; `None` once collecting was given up (the body is then not published).
+    body: Option<Vec<u8>>,
+    /// The budget held for the body's allocation.
+    charge: Option<Charge>,
+    /// The most the body can grow to.
+    limit: usize,
+    /// The address whose share holds the bytes.
+    peer: Option<IpAddr>,
+    /// Bytes counted in that share.
+    shared: usize,
+}
+
+impl Collector<'_> {
     /// Appends a frame of the body, unless collecting has been given up.
     pub(crate) fn push(&mut self, data: &[u8]) {
         let Some(len) = self.body.as_ref().map(Vec::len) else { return };
-        if !self.ensure(len + data.len()) {
+        let held = self.charge.as_ref().map_or(0, Charge::bytes);
+        let needed = len + data.len();
+        // Double as a `Vec` would, but never past what the body can be, and count the whole allocation.
+        if needed > held && !self.hold(held.saturating_mul(2).min(self.limit).max(needed) - held) {
             // Out of budget: give the memory back; the delivery reaches hookfwd by its API poll.
             self.body = None;
-            self.permit = None;
+            self.charge = None;
             tracing::warn!("too many bodies being collected at once; this delivery is not streamed");
             return;
         }
+        let held = self.charge.as_ref().map_or(0, Charge::bytes);
         if let Some(body) = &mut self.body {
+            body.reserve_exact(held - len);
             body.extend_from_slice(data);
         }
     }
 
+    /// Takes `more` bytes of budget, within the address's share.
+    fn hold(&mut self, more: usize) -> bool {
+        let hub = self.hub;
+        let mut shares = self.peer.map(|_| hub.shares.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let share = match (&mut shares, self.peer) {
+            (Some(shares), Some(peer)) => Some(shares.entry(peer).or_insert(0)),
+            _ => None,
+        };
+        if share.as_ref().is_some_and(|share| **share + more > hub.share) {
+            return false;
+        }
+        let Some(taken) = hub.take(more) else { return false };
+        match &mut self.charge {
+            Some(charge) => charge.merge(taken),
+            None => self.charge = Some(taken),
+        }
+        if let Some(share) = share {
+            *share += more;
+            self.shared += more;
+        }
+        true
+    }
+
     /// The whole body, unless collecting was given up.
-    pub(crate) fn finish(self) -> Option<Bytes> {
-        self.body.map(Bytes::from)
+    pub(crate) fn finish(mut self) -> Option<Collected> {
+        let body = self.body.take()?;
+        let charge = self.charge.take().unwrap_or_else(|| self.hub.budget.force(0));
+        Some(Collected { body: Bytes::from(body), charge })
+    }
+}
+
+impl Drop for Collector<'_> {
+    fn drop(&mut self) {
+        let Some(peer) = self.peer.filter(|_| self.shared > 0) else { return };
+        let mut shares = self.hub.shares.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(share) = shares.get_mut(&peer) {
+            *share -= self.shared;
+            if *share == 0 {
+                shares.remove(&peer);
+            }
+        }
     }
 }
 
@@ -372,7 +561,7 @@ struct Subscription {
     /// The hub it belongs to.
     hub: Arc<Hub>,
     /// The path it follows.
-    path: String,
+    path: Key,
     /// The seq of the last event sent, or the point it started from.
     cursor: u64,
     /// Changes when its path gets a new event.
@@ -384,10 +573,10 @@ struct Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut state = self.hub.lock();
-        if let Some(entry) = state.paths.get_mut(&self.path) {
+        if let Some(entry) = state.paths.get_mut(self.path.as_str()) {
             entry.subscribers -= 1;
             if entry.is_unused() {
-                state.paths.remove(&self.path);
+                state.paths.remove(self.path.as_str());
             }
         }
     }
@@ -451,20 +640,93 @@ mod tests {
         Arc::new(Hub::new(config, watch::channel(false).1))
     }
 
+    /// Collects and publishes a body of `size` bytes as a POST would, from `peer`.
+    fn post(hub: &Hub, path: &str, size: usize, peer: Option<IpAddr>) -> bool {
+        let mut collector = hub.collector(size as u64, peer);
+        collector.push(&vec![b'x'; size]);
+        let Some(body) = collector.finish() else { return false };
+        hub.publish(path, &HeaderMap::new(), body);
+        true
+    }
+
     fn publish(hub: &Hub, path: &str, size: usize) {
-        hub.publish(path, &HeaderMap::new(), Bytes::from(vec![b'x'; size]));
+        assert!(post(hub, path, size, None), "not collected");
+    }
+
+    /// What one event of `body` bytes with no headers costs: "{}" and a 27-byte timestamp besides.
+    const fn event_cost(body: usize) -> usize {
+        body + 2 + 27 + EVENT_OVERHEAD
     }
 
     #[test]
     fn the_total_bound_evicts_the_oldest_event_of_any_path() {
-        // Each event counts its 1000 body bytes, "{}" for headers and a 27-byte timestamp: three fit.
-        let hub = hub(100, 1 << 20, 3100);
+        // Two path names and three events fit; a fourth event evicts the oldest.
+        let hub = hub(100, 1 << 20, 2 * path_cost("/a") + 3 * event_cost(1000) + 100);
         publish(&hub, "/a", 1000);
         publish(&hub, "/b", 1000);
         publish(&hub, "/a", 1000);
         publish(&hub, "/b", 1000);
         assert_eq!(buffered(&hub, "/a"), vec![3]);
         assert_eq!(buffered(&hub, "/b"), vec![2, 4]);
+        assert_eq!(hub.budget.used(), 2 * path_cost("/a") + 3 * event_cost(1000));
+    }
+
+    #[test]
+    fn every_byte_counted_is_given_back_when_the_buffers_empty() {
+        let hub = hub(100, 1 << 20, 1 << 20);
+        for i in 0..200 {
+            publish(&hub, &format!("/path-{}", i % 50), 100 + i);
+        }
+        assert!(hub.budget.used() > 50 * path_cost("/path-00"));
+        while hub.lock().evict_oldest() {}
+        assert!(hub.lock().paths.is_empty());
+        assert_eq!(hub.budget.used(), 0);
+    }
+
+    #[test]
+    fn a_body_being_collected_is_counted_as_it_arrives_and_evicts_old_events_for_room() {
+        let total = path_cost("/a") + 2 * event_cost(10_000);
+        let hub = hub(100, 1 << 20, total);
+        publish(&hub, "/a", 10_000);
+        publish(&hub, "/a", 10_000);
+        // A body declaring more than the whole budget takes nothing until its bytes come.
+        let mut collector = hub.collector(1 << 30, None);
+        assert_eq!(hub.budget.used(), total);
+        collector.push(&[b'x'; 100]);
+        assert_eq!(buffered(&hub, "/a"), vec![2], "the oldest event did not make room");
+        collector.push(&vec![b'x'; 15_000]);
+        assert!(buffered(&hub, "/a").is_empty());
+        // Past all the budget there is: given up, and its bytes given back (the empty path's name went with its events).
+        collector.push(&vec![b'x'; total]);
+        assert!(collector.finish().is_none());
+        assert_eq!(hub.budget.used(), 0);
+    }
+
+    #[test]
+    fn one_address_collects_at_most_half_the_budget() {
+        let hub = hub(100, 1 << 20, 100_000);
+        let (one, other) = (Some(IpAddr::from([192, 0, 2, 1])), Some(IpAddr::from([192, 0, 2, 2])));
+        let mut first = hub.collector(40_000, one);
+        first.push(&[b'x'; 40_000]);
+        assert!(!post(&hub, "/a", 20_000, one), "one address collected past half the budget");
+        assert!(post(&hub, "/a", 20_000, other));
+        // Published bodies leave the share: only bodies still arriving count.
+        assert!(first.finish().is_some());
+        assert!(post(&hub, "/a", 20_000, one));
+    }
+
+    #[test]
+    fn an_evicted_event_is_freed_at_once_and_frames_are_counted_until_written() {
+        let hub = hub(100, 1 << 20, 1 << 20);
+        publish(&hub, "/a", 100_000);
+        let event = hub.event("/a", 1).expect("buffered");
+        let frame = hub.frame("x".repeat(1000)).unwrap();
+        drop(event);
+        while hub.lock().evict_oldest() {}
+        assert!(hub.event("/a", 1).is_none());
+        assert_eq!(hub.budget.used(), 1000);
+        drop(frame);
+        assert_eq!(hub.budget.used(), 0);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Repl
     if !hub.config.tokens.accepts(head.headers.get(header::AUTHORIZATION), head.uri.path()) {
         return fixed(StatusCode::UNAUTHORIZED, UNAUTHORIZED, &[(header::WWW_AUTHENTICATE, "Bearer")]);
     }
+    if head.uri.path().len() > MAX_PATH {
+        return fixed(StatusCode::URI_TOO_LONG, b"a path this long is not streamed\n", &[]);
+    }
     let Ok(permit) = hub.subscribers.clone().try_acquire_owned() else {
         return fixed(StatusCode::SERVICE_UNAVAILABLE, b"too many streams\n", &[(header::RETRY_AFTER, "5")]);
     };
@@ -47,7 +50,9 @@ pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Repl
     // Capacity 1: the task stays at most one frame ahead of what the socket has taken.
     let (tx, rx) = mpsc::channel(1);
     let hello = format!("retry: 1000\n\nevent: hello\ndata: {{\"boot\":\"{}\",\"resumed\":{resumed}}}\n\n", hub.boot);
-    tokio::spawn(pump(subscription, Bytes::from(hello), tx, hub.shutdown.clone(), hub.config.keepalive));
+    // Forced: `--max-subscribers` bounds what hellos can take.
+    let hello = hub.forced_frame(hello);
+    tokio::spawn(pump(subscription, hello, tx, hub.shutdown.clone(), hub.config.keepalive));
     let mut response = Response::new(Either::Right(SseBody { rx }));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -69,6 +74,14 @@ pub(crate) fn fixed(status: StatusCode, body: &'static [u8], headers: &[(header:
     response
 }
 
+/// Why a stream stops.
+enum Stop {
+    /// The client left, the server is stopping, or the event being sent left the buffer mid-way.
+    Ended,
+    /// The subscriber cannot be given its next event: it gets `gap`, then the stream ends.
+    Behind,
+}
+
 /// Feeds one subscriber's response from the buffer until it ends, falls behind, or the server stops.
 async fn pump(
     mut sub: Subscription,
@@ -84,20 +97,28 @@ async fn pump(
     loop {
         // Mark the newest seq seen before looking, so a publish after the look wakes the wait below.
         sub.newest.borrow_and_update();
-        match hub.next(&sub.path, sub.cursor) {
+        let stop = match hub.next(sub.path.as_str(), sub.cursor) {
             Next::Event(event) => {
-                if !send_event(&hub, &sub.path, &event, &tx, &mut shutdown).await {
-                    return;
+                let seq = event.seq;
+                match send_event(&hub, sub.path.as_str(), event, &tx, &mut shutdown).await {
+                    Ok(()) => {
+                        sub.cursor = seq;
+                        continue;
+                    }
+                    Err(stop) => Some(stop),
                 }
-                sub.cursor = event.seq;
-                continue;
             }
-            Next::Gap => {
+            Next::Gap => Some(Stop::Behind),
+            Next::Wait => None,
+        };
+        match stop {
+            Some(Stop::Behind) => {
                 let gap = "event: gap\ndata: {\"reason\":\"this stream fell behind the replay buffer\"}\n\n";
                 send(&tx, &mut shutdown, Bytes::from_static(gap.as_bytes())).await;
                 return;
             }
-            Next::Wait => {}
+            Some(Stop::Ended) => return,
+            None => {}
         }
         let quiet = tokio::select! {
             changed = sub.newest.changed() => if changed.is_err() { return } else { false },
@@ -120,37 +141,47 @@ async fn send(tx: &mpsc::Sender<Bytes>, shutdown: &mut watch::Receiver<bool>, fr
 }
 
 /// Sends one `delivery` event, its body base64-encoded a chunk at a time as the socket takes it.
+///
+/// The event is held only while a frame is encoded, never across a wait: the buffer alone keeps it,
+/// so evicting it frees its memory at once, and a reader still sending it is cut at its next frame.
 async fn send_event(
     hub: &Hub,
     path: &str,
-    event: &Event,
+    event: Arc<Event>,
     tx: &mpsc::Sender<Bytes>,
     shutdown: &mut watch::Receiver<bool>,
-) -> bool {
+) -> Result<(), Stop> {
+    let seq = event.seq;
+    let len = event.body.len();
     let mut head = format!(
         "id: {}-{}\nevent: delivery\ndata: {{\"received_at\":\"{}\",\"headers\":{},\"body\":\"",
         hub.boot, event.seq, event.received_at, event.headers
     );
     // A body that fits one frame goes out with its head and tail in one write, as most do.
-    if event.body.len() <= BODY_CHUNK {
+    if len <= BODY_CHUNK {
         STANDARD.encode_string(&event.body, &mut head);
         head.push_str("\"}\n\n");
-        return send(tx, shutdown, Bytes::from(head)).await;
     }
-    if !send(tx, shutdown, Bytes::from(head)).await {
-        return false;
+    drop(event);
+    // Nothing of this event has been sent yet, so the subscriber can still be told it fell behind.
+    let head = hub.frame(head).ok_or(Stop::Behind)?;
+    if !send(tx, shutdown, head).await {
+        return Err(Stop::Ended);
     }
-    for chunk in event.body.chunks(BODY_CHUNK) {
-        // A reader so slow that its event left the buffer mid-way is cut here, so that it
-        // cannot keep an evicted body alive; it reconnects and resumes from its last id.
-        if hub.evicted(path, event.seq) {
-            return false;
+    if len <= BODY_CHUNK {
+        return Ok(());
+    }
+    for start in (0..len).step_by(BODY_CHUNK) {
+        let Some(event) = hub.event(path, seq) else { return Err(Stop::Ended) };
+        let text = STANDARD.encode(&event.body[start..len.min(start + BODY_CHUNK)]);
+        drop(event);
+        // Mid-event a `gap` cannot be told apart from the body: the stream just ends.
+        let Some(frame) = hub.frame(text) else { return Err(Stop::Ended) };
+        if !send(tx, shutdown, frame).await {
+            return Err(Stop::Ended);
         }
-        if !send(tx, shutdown, Bytes::from(STANDARD.encode(chunk))).await {
-            return false;
-        }
     }
-    send(tx, shutdown, Bytes::from_static(b"\"}\n\n")).await
+    if send(tx, shutdown, Bytes::from_static(b"\"}\n\n")).await { Ok(()) } else { Err(Stop::Ended) }
 }
 
 /// A stream's response body: the frames its pump task sends.
