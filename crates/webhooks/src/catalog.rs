@@ -128,17 +128,16 @@ pub fn lookup(name: &str) -> Result<&'static Example, Error> {
     if let Some(example) = find(event, action) {
         return Ok(example);
     }
-    let names = examples().iter().map(Example::name);
     match (action, actions(event)) {
-        (Some(action), Some(_)) => Err(Error::UnknownAction {
+        (Some(action), Some(known)) => Err(Error::UnknownAction {
             event: event.to_string(),
             action: action.to_string(),
-            suggestion: nearest(name, names.filter(|known| known.starts_with(&format!("{event}.")))),
+            suggestion: nearest(action, known.into_iter().map(String::from)).map(|action| format!("{event}.{action}")),
         }),
-        _ => Err(Error::UnknownEvent {
-            name: name.to_string(),
-            suggestion: nearest(name, names.chain(events().into_iter().map(String::from))),
-        }),
+        _ => {
+            let names = examples().iter().map(Example::name).chain(events().into_iter().map(String::from));
+            Err(Error::UnknownEvent { name: name.to_string(), suggestion: nearest(name, names) })
+        }
     }
 }
 
@@ -215,6 +214,7 @@ mod tests {
         );
         assert_eq!(lookup("pushh").unwrap_err().to_string(), "GitHub documents no event `pushh`; did you mean `push`?");
         assert!(matches!(lookup("zzzzzzzzzzzz"), Err(Error::UnknownEvent { suggestion: None, .. })));
+        assert!(matches!(lookup("issues.merged"), Err(Error::UnknownAction { suggestion: None, .. })), "not a slip");
     }
 
     #[test]

@@ -183,8 +183,10 @@ impl Node {
                 None => {
                     *created = true;
                     let fresh = if last { Node::Raw(raw(&edit.value)) } else { Node::Object(Vec::new()) };
-                    members.push((segment.clone(), fresh));
-                    &mut members.last_mut().expect("just pushed").1
+                    // A payload's `action` comes first, where GitHub puts it; anything else goes last.
+                    let at = if depth == 0 && segment == "action" { 0 } else { members.len() };
+                    members.insert(at, (segment.clone(), fresh));
+                    &mut members[at].1
                 }
             },
             Node::Array(items) => {
@@ -488,6 +490,14 @@ mod tests {
             ]
         );
         assert_eq!(text(out), r#"{"issue":{"title":"x","milestone":{"title":"v1"},"titel":"y"},"extra":{"deep":1}}"#);
+    }
+
+    #[test]
+    fn a_new_action_goes_first_where_github_puts_it() {
+        let out = Edit::apply(br#"{"ref":"main"}"#, &[Edit::set_string("action", "a\"b")]).unwrap();
+        assert_eq!(text(out), r#"{"action":"a\"b","ref":"main"}"#);
+        let out = apply(r#"{"issue":{"n":1}}"#, &["issue.action=x"]).unwrap();
+        assert_eq!(text(out), r#"{"issue":{"n":1,"action":"x"}}"#, "only at the top");
     }
 
     #[test]
