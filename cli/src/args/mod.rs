@@ -44,7 +44,7 @@ pub enum Command {
     Dev(DevArgs),
     /// Run many rules (sources → target) in one long-running process.
     Forward(ForwardArgs),
-    /// Send a synthetic, GitHub-identical delivery to a handler (for CI smoke tests).
+    /// Send a synthetic, GitHub-identical delivery of any event GitHub documents to a handler, editable with --set.
     Send(SendArgs),
     /// Replay past deliveries that GitHub still holds to a handler, without touching the ledger.
     Replay(ReplayArgs),

@@ -4,7 +4,7 @@
 //! GitHub's schemas are not always right about GitHub's own payloads; the mismatches known to be the
 //! schema's fault are listed once, in [`FALSE_POSITIVES`], with why, and never reported.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -145,11 +145,16 @@ fn schemas() -> &'static Schemas {
     PARSED.get_or_init(|| serde_json::from_str(&crate::inflate(COMPRESSED)).expect("the embedded schemas are valid"))
 }
 
-/// Checks payloads, compiling each schema the first time it is needed.
+/// How many compiled schemas a [`Checker`] keeps: each takes about a megabyte, and compiling one again
+/// takes milliseconds, so a long run that sees every event stays small.
+const KEPT: usize = 16;
+
+/// Checks payloads, compiling each schema when it is needed and keeping the [`KEPT`] used last.
 #[derive(Default)]
 pub struct Checker {
-    /// Each schema's validator; `None` for one that would not compile (then nothing is reported).
-    validators: HashMap<&'static str, Option<Arc<Validator>>>,
+    /// Compiled validators, the one used last at the back; `None` for a schema that would not compile
+    /// (then nothing is reported).
+    validators: VecDeque<(&'static str, Option<Arc<Validator>>)>,
 }
 
 impl Checker {
@@ -169,7 +174,16 @@ impl Checker {
 
     /// The validator of `schema`, compiled on first use.
     fn validator(&mut self, schema: &'static str) -> Option<Arc<Validator>> {
-        self.validators.entry(schema).or_insert_with(|| compile(schema).map(Arc::new)).clone()
+        let entry = match self.validators.iter().position(|(name, _)| *name == schema) {
+            Some(at) => self.validators.remove(at).expect("the position is in range"),
+            None => (schema, compile(schema).map(Arc::new)),
+        };
+        let validator = entry.1.clone();
+        self.validators.push_back(entry);
+        if self.validators.len() > KEPT {
+            self.validators.pop_front();
+        }
+        validator
     }
 
     /// Checks `payload` against the schema of `event` with `action`: `None` when GitHub documents no
@@ -396,6 +410,7 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+        assert!(checker.validators.len() <= KEPT, "a run that sees every event keeps {KEPT} schemas compiled");
         for (group, known) in FALSE_POSITIVES.iter().enumerate() {
             for (case, pointer) in known.cases.iter().enumerate() {
                 assert!(used.contains(&(group, case)), "{pointer:?} excuses no example any more: remove it");
