@@ -69,6 +69,8 @@ pub struct Feed {
     up: HashMap<HookRef, bool>,
     /// The last wait shown (until when, and why), so that a wait that goes on is not repeated on stderr.
     waiting_for: Option<(DateTime<Utc>, String)>,
+    /// `--check-schema`: each forwarded payload checked against GitHub's schema.
+    schema: Option<crate::schema::SchemaCheck>,
 }
 
 impl Feed {
@@ -94,7 +96,13 @@ impl Feed {
             down: HashMap::new(),
             up: HashMap::new(),
             waiting_for: None,
+            schema: None,
         }
+    }
+
+    /// Checks each forwarded payload against GitHub's schema from now on (`--check-schema`).
+    pub fn check_schemas(&mut self) {
+        self.schema = Some(crate::schema::SchemaCheck::default());
     }
 
     /// How the Ready line says deliveries arrive.
@@ -198,7 +206,7 @@ impl Feed {
                     visible(&self.source(hook)),
                 ))
             }
-            Event::Answered { hook, item, target, status, latency, via, answer, .. } => {
+            Event::Answered { hook, item, target, status, latency, via, answer, request } => {
                 self.unreachable = None;
                 if *status < 500 {
                     self.forwarded += 1;
@@ -240,7 +248,19 @@ impl Feed {
                         answer: crate::answer::AnswerJson::of(answer),
                     },
                     !(200..300).contains(status),
-                )
+                )?;
+                let report = self
+                    .schema
+                    .as_mut()
+                    .and_then(|check| check.forwarded(&item.event, item.action.as_deref(), &item.guid, request));
+                match report {
+                    Some(report) => self.line_or_json(
+                        &crate::schema::text(&item.kind(), Some(&item.guid), &report),
+                        crate::schema::line(&item.event, item.action.as_deref(), Some(&item.guid), &report),
+                        true,
+                    ),
+                    None => Ok(()),
+                }
             }
             Event::Retrying { hook, item, reason, wait, attempt } => {
                 let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));

@@ -295,15 +295,21 @@ pub async fn save_one(
 }
 
 /// `send --fixture FILE|DIR`: every fixture posted, re-signed with the local secret; non-2xx fails the run.
+/// `prepare` may change each fixture first (`send --set`).
 pub async fn send(
     path: &Path,
     to: &relay::Target,
     secret: Option<&github::Secret>,
     output: &OutputArgs,
+    prepare: &mut dyn FnMut(&Path, &mut Fixture) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     // Every file is read and checked before the first is sent: half a suite sent is a confusing result.
     let files = files(path)?;
-    let fixtures = files.iter().map(|file| load(file).map(|fixture| (file, fixture))).collect::<Result<Vec<_>, _>>()?;
+    let mut fixtures =
+        files.iter().map(|file| load(file).map(|fixture| (file, fixture))).collect::<Result<Vec<_>, _>>()?;
+    for (file, fixture) in &mut fixtures {
+        prepare(file, fixture)?;
+    }
     let forwarder = relay::Forwarder::new(to.clone(), std::time::Duration::from_secs(30));
     let target = to.0.as_str();
     let mut refused = 0;

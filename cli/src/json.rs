@@ -135,6 +135,27 @@ pub enum Line<'a> {
         #[serde(flatten)]
         answer: AnswerJson<'a>,
     },
+    /// `--check-schema`: a payload does not match GitHub's schema for its event and action (forwarded
+    /// or sent all the same). `guid` is none for `send`, which checks a payload once for every `--repeat`.
+    Schema {
+        event: &'a str,
+        action: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guid: Option<&'a str>,
+        /// The schema's name in GitHub's OpenAPI description, such as `webhook-issues-opened`.
+        schema: &'a str,
+        /// Each mismatch: `{"pointer": "/issue/number", "message": "expected integer"}`.
+        problems: Vec<Problem<'a>>,
+    },
+    /// `send --list`: one event/action pair `send` knows.
+    Example {
+        /// `event.action`, or the event alone.
+        name: &'a str,
+        event: &'a str,
+        action: Option<&'a str>,
+        /// `example` (GitHub's published example) or `schema` (generated from GitHub's schema).
+        origin: &'a str,
+    },
     /// `trigger ping`: GitHub is sending a ping.
     Ping { hook: String, hook_id: Option<u64> },
     /// `replay --save`: one delivery was saved as a fixture file.
@@ -188,6 +209,22 @@ pub enum Line<'a> {
         message: &'a str,
         hint: Option<&'a str>,
     },
+}
+
+/// One mismatch of a `schema` line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem<'a> {
+    /// A JSON pointer into the payload; empty for the whole payload.
+    pub pointer: &'a str,
+    /// What is wrong, such as `expected integer`.
+    pub message: &'a str,
+}
+
+impl<'a> Problem<'a> {
+    /// Each problem of a report.
+    pub fn all(report: &'a webhooks::Report) -> Vec<Self> {
+        report.problems.iter().map(|p| Problem { pointer: &p.pointer, message: &p.message }).collect()
+    }
 }
 
 /// One source of the `ready` line: where its deliveries come from and go.

@@ -10,6 +10,7 @@ mod fixture;
 mod inspect;
 mod json;
 mod keys;
+mod schema;
 mod term;
 mod warning;
 

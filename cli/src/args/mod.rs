@@ -44,7 +44,7 @@ pub enum Command {
     Dev(DevArgs),
     /// Run many rules (sources → target) in one long-running process.
     Forward(ForwardArgs),
-    /// Send a synthetic, GitHub-identical delivery to a handler (for CI smoke tests).
+    /// Send a synthetic, GitHub-identical delivery of any event GitHub documents to a handler, editable with --set.
     Send(SendArgs),
     /// Replay past deliveries that GitHub still holds to a handler, without touching the ledger.
     Replay(ReplayArgs),
@@ -192,6 +192,10 @@ pub struct RelayArgs {
     /// Save each forwarded delivery as a fixture file in DIR (see docs/fixtures.md).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Check each payload against GitHub's schema for its event and action, and name each mismatch
+    /// (`/issue/number: expected integer`) on a line of its own; forwarding goes on regardless.
+    #[arg(long)]
+    pub check_schema: bool,
     /// What a delivery the handler rejects (a 5xx other than 502/503/504) does: `park` it after
     /// --max-attempts and move on, or `block` the queue until it is taken [default: park in dev,
     /// block in forward and wait]. An unreachable handler, a timeout or a 502/503/504 is always retried.
@@ -267,21 +271,45 @@ pub struct ForwardArgs {
 /// `hookfwd send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The event, such as push or pull_request.
-    #[arg(long, value_name = "EVENT", required_unless_present = "fixture", value_parser = EventName, hide_possible_values = true)]
+    /// What to send: EVENT or EVENT.ACTION (such as push, pull_request.synchronize), from GitHub's own
+    /// example payloads; several are sent in turn. `--list` lists them.
+    #[arg(value_name = "EVENT[.ACTION]", value_parser = EventName, hide_possible_values = true,
+        conflicts_with_all = ["event", "fixture"])]
+    pub names: Vec<String>,
+    /// List every EVENT.ACTION that send has a payload for, and exit.
+    #[arg(long, conflicts_with_all = ["names", "event", "fixture", "payload"])]
+    pub list: bool,
+    /// The event, such as push or pull_request (the same as EVENT).
+    #[arg(long, value_name = "EVENT", value_parser = EventName, hide_possible_values = true)]
     pub event: Option<String>,
     /// Send saved fixtures instead: a fixture file, or a directory of them in name order (re-signed).
     #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["event", "action", "payload", "repeat"])]
     pub fixture: Option<PathBuf>,
-    /// The action, for events that have one (default: the sample's).
+    /// The action to set on the payload, for an EVENT given without one (default: the example's); unlike
+    /// EVENT.ACTION it may be one GitHub never sends (a warning says so).
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
-    /// A payload file, or - for stdin (default: a built-in sample).
+    /// A payload file, or - for stdin (default: GitHub's example).
     #[arg(long, value_name = "FILE")]
     pub payload: Option<PathBuf>,
+    /// Set a member of the payload before it is signed (repeatable): a dotted path with array indices,
+    /// such as pull_request.head.ref=feature/x or commits.0.message=fix; VALUE is JSON when it parses as
+    /// JSON (42, true, {"a":1}), else a string.
+    #[arg(long = "set", value_name = "PATH=VALUE", value_parser = parse_edit)]
+    pub set: Vec<webhooks::Edit>,
+    /// Like --set, with VALUE always a string (applied after every --set).
+    #[arg(long = "set-string", value_name = "PATH=VALUE", value_parser = parse_string_edit)]
+    pub set_string: Vec<webhooks::Edit>,
+    /// Make the payload come from this repository: its repository, owner and sender follow it.
+    #[arg(long, value_name = "OWNER/REPO", value_parser = parse_repo)]
+    pub repo: Option<Owner>,
+    /// Check the payload against GitHub's schema for its event and action, and name each mismatch; it is
+    /// sent regardless.
+    #[arg(long)]
+    pub check_schema: bool,
     /// The handler: a URL or host:port[/path].
-    #[arg(long, value_name = "URL", value_parser = parse_target)]
-    pub to: Target,
+    #[arg(long, value_name = "URL", value_parser = parse_target, required_unless_present = "list")]
+    pub to: Option<Target>,
     /// The webhook secret to sign with.
     #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
     pub secret: Option<Secret>,
@@ -509,7 +537,7 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// An event name: any is accepted (GitHub adds events), and the built-in ones are offered to
+/// An event name: any is accepted (GitHub adds events), and those GitHub documents are offered to
 /// shell completion, which reads an argument's possible values.
 #[derive(Debug, Clone, Copy)]
 struct EventName;
@@ -527,7 +555,7 @@ impl clap::builder::TypedValueParser for EventName {
     }
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
-        Some(Box::new(github::samples::EVENTS.iter().map(clap::builder::PossibleValue::new)))
+        Some(Box::new(webhooks::events().into_iter().map(clap::builder::PossibleValue::new)))
     }
 }
 
@@ -543,6 +571,14 @@ fn parse_org(text: &str) -> Result<Owner, String> {
         Ok(owner @ Owner::Org { .. }) => Ok(owner),
         _ => Err(format!("`{text}` is not an organization name; use --repo for OWNER/REPO")),
     }
+}
+
+fn parse_edit(text: &str) -> Result<webhooks::Edit, String> {
+    webhooks::Edit::parse(text).map_err(|error| error.to_string())
+}
+
+fn parse_string_edit(text: &str) -> Result<webhooks::Edit, String> {
+    webhooks::Edit::string(text).map_err(|error| error.to_string())
 }
 
 /// Any text is a secret; wrapping it at parse time keeps it out of every `Debug` of the arguments.

@@ -96,6 +96,7 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
         ledger: None,
         cleanup: true,
         record: None,
+        check_schema: false,
         on_handler_error: None,
         max_attempts: 3,
         no_dedupe: false,

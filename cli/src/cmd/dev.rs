@@ -183,6 +183,9 @@ pub async fn relay_rules(
         retry_key: keys.is_some(),
     };
     let mut feed = Feed::new(output, status, context);
+    if relay.check_schema {
+        feed.check_schemas();
+    }
     let cancel = super::cancel_on_signals();
     let service = Service::start(&relay.service, settings.interval, &client, &cancel).await?;
     let (events, mut received) = mpsc::channel(1024);

@@ -1,4 +1,5 @@
-//! Sample webhook payloads written by this project, one per common event, for `hookfwd send` and the fake GitHub.
+//! Sample webhook payloads written by this project, one per common event, for the fake GitHub (`hookfwd send`
+//! sends GitHub's own examples, from `crates/webhooks`).
 //!
 //! They are GitHub-shaped (same fields and nesting as real deliveries) but every name,
 //! id and URL in them is invented: `octo-org/hello-world`, `octo-dev`, and so on.
@@ -45,64 +46,6 @@ pub fn default_action(event: &str) -> Option<&'static str> {
     }
 }
 
-/// The actions GitHub sends for `event`, from GitHub's webhook events reference; an empty list for
-/// events without actions, `None` for events this table does not know (any action may be right).
-pub fn actions(event: &str) -> Option<&'static [&'static str]> {
-    Some(match event {
-        "push" | "ping" => &[],
-        "pull_request" => &[
-            "assigned",
-            "auto_merge_disabled",
-            "auto_merge_enabled",
-            "closed",
-            "converted_to_draft",
-            "demilestoned",
-            "dequeued",
-            "edited",
-            "enqueued",
-            "labeled",
-            "locked",
-            "milestoned",
-            "opened",
-            "ready_for_review",
-            "reopened",
-            "review_request_removed",
-            "review_requested",
-            "synchronize",
-            "unassigned",
-            "unlabeled",
-            "unlocked",
-        ],
-        "issues" => &[
-            "assigned",
-            "closed",
-            "deleted",
-            "demilestoned",
-            "edited",
-            "labeled",
-            "locked",
-            "milestoned",
-            "opened",
-            "pinned",
-            "reopened",
-            "transferred",
-            "typed",
-            "unassigned",
-            "unlabeled",
-            "unlocked",
-            "unpinned",
-            "untyped",
-        ],
-        "issue_comment" => &["created", "deleted", "edited"],
-        "check_run" => &["completed", "created", "requested_action", "rerequested"],
-        "check_suite" => &["completed", "requested", "rerequested"],
-        "workflow_run" => &["completed", "in_progress", "requested"],
-        "workflow_job" => &["completed", "in_progress", "queued", "waiting"],
-        "release" => &["created", "deleted", "edited", "prereleased", "published", "released", "unpublished"],
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,17 +61,5 @@ mod tests {
             assert!(value.get("sender").is_some(), "{event} has a sender");
         }
         assert!(sample("no_such_event").is_none());
-    }
-
-    #[test]
-    fn every_samples_action_is_one_github_sends() {
-        for event in EVENTS {
-            let actions = actions(event).unwrap_or_else(|| panic!("{event} has no action list"));
-            match default_action(event) {
-                Some(action) => assert!(actions.contains(&action), "{event}.{action}"),
-                None => assert!(actions.is_empty(), "{event} has no actions"),
-            }
-        }
-        assert!(actions("no_such_event").is_none());
     }
 }
