@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e::{Account, Blackhole, Browser, Recorder, Running, eventually, workspace_root};
-use testkit::PATIENCE;
 use fake_github::FakeGitHub;
 use serde_json::{Value, json};
+use testkit::PATIENCE;
 
 const TOKEN: &str = "ghp_e2eInspectTokenNeverPrinted000051";
 const SECRET: &str = "inspect-secret-never-printed-3e9a";
@@ -473,7 +473,8 @@ async fn in_chromium_nothing_is_hidden_a_parked_delivery_is_sent_again_and_an_ed
     assert!(notice.contains("Edited and replayed as #"), "{notice}");
 
     // Compare: pick the original's row and the replay's.
-    let replayed = list(&url).await.into_iter().find(|row| row["edited"] == true).expect("the replay's row")["seq"].clone();
+    let replayed =
+        list(&url).await.into_iter().find(|row| row["edited"] == true).expect("the replay's row")["seq"].clone();
     for seq in [&first, &replayed] {
         let pick = browser.wait_for(&format!("#rows tr[data-seq=\"{seq}\"] td.pick input")).await;
         browser.click(&pick).await;
@@ -489,7 +490,10 @@ async fn in_chromium_nothing_is_hidden_a_parked_delivery_is_sent_again_and_an_ed
     browser.send_keys(&browser.wait_for("#filter-text").await, "poison").await;
     let shown = eventually("only the poison rows", async || {
         let shown = browser
-            .eval("return [...document.querySelectorAll('#rows tr')].filter(r => !r.hidden).map(r => r.dataset.seq)", vec![])
+            .eval(
+                "return [...document.querySelectorAll('#rows tr')].filter(r => !r.hidden).map(r => r.dataset.seq)",
+                vec![],
+            )
             .await;
         let shown: Vec<u64> = shown.as_array()?.iter().filter_map(|seq| seq.as_str()?.parse().ok()).collect();
         (shown.len() == 2).then_some(shown)
@@ -508,7 +512,8 @@ async fn in_chromium_nothing_is_hidden_a_parked_delivery_is_sent_again_and_an_ed
     // Sent again and taken, it is parked no more.
     let hook_url = fake.blackhole_url();
     let state_dir = state.path().to_str().unwrap();
-    let args = ["replay", "--parked", "--repo", REPO, "--hook-url", &hook_url, "--to", &target, "--state-dir", state_dir];
+    let args =
+        ["replay", "--parked", "--repo", REPO, "--hook-url", &hook_url, "--to", &target, "--state-dir", state_dir];
     let replayed = ACCOUNT.against(&fake, &args, &[]).finish().await;
     assert_eq!(replayed.code, Some(0), "{}", replayed.stderr);
     assert!(replayed.stderr.contains("nothing is parked"), "{}", replayed.stderr);

@@ -330,8 +330,9 @@ impl Edit {
             return Ok(None);
         }
         let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-            return Err(r#"the body must be a JSON object such as {"payload": "…", "headers": {"Name": "value"}}"#
-                .into());
+            return Err(
+                r#"the body must be a JSON object such as {"payload": "…", "headers": {"Name": "value"}}"#.into()
+            );
         };
         let mut edit = Self::default();
         for (field, value) in fields {
@@ -342,7 +343,9 @@ impl Edit {
                 ("headers", _) => {
                     return Err("\"headers\" must be an object of header names and string values".into());
                 }
-                (other, _) => return Err(format!("unknown field {other:?}; the body takes \"payload\" and \"headers\"")),
+                (other, _) => {
+                    return Err(format!("unknown field {other:?}; the body takes \"payload\" and \"headers\""));
+                }
             }
         }
         Ok(Some(edit))

@@ -212,8 +212,10 @@ impl Store {
             .entries
             .iter()
             .filter(|entry| entry.original == Some(seq))
-            .map(|entry| json!({"seq": entry.seq, "replay": entry.replay, "resent": entry.resent,
-                "redelivery": entry.item.redelivery}))
+            .map(|entry| {
+                json!({"seq": entry.seq, "replay": entry.replay, "resent": entry.resent,
+                "redelivery": entry.item.redelivery})
+            })
             .collect();
         if let Some(map) = detail.as_object_mut() {
             map.insert("later".into(), Value::Array(later));
