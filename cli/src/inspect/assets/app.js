@@ -6,6 +6,7 @@ const token = document.querySelector('meta[name="hookfwd-token"]').content;
 const $ = (id) => document.getElementById(id);
 const rows = new Map(); // seq -> summary
 let selected = null; // the seq shown in the detail
+let opening = 0; // calls of open() so far
 let detail = null; // its detail
 let raw = false;
 let picked = []; // seqs picked for comparison, at most two
@@ -290,11 +291,15 @@ function state(d) {
 }
 
 async function open(seq, quiet) {
-  const answer = await fetch(`/api/deliveries/${seq}`).catch(() => null);
-  if (!answer || !answer.ok) { if (!quiet) notice("This delivery is no longer held."); return; }
-  const d = await answer.json();
+  // The latest call wins: a live refresh of the row shown before must not answer after a newer one opened.
+  const ticket = ++opening;
   if (selected !== seq) $("editor").hidden = true;
   selected = seq;
+  const answer = await fetch(`/api/deliveries/${seq}`).catch(() => null);
+  if (ticket !== opening) return;
+  if (!answer || !answer.ok) { if (!quiet) notice("This delivery is no longer held."); return; }
+  const d = await answer.json();
+  if (ticket !== opening) return;
   detail = d;
   const hash = `#/deliveries/${seq}`;
   if (location.hash !== hash) history.pushState(null, "", hash);
@@ -331,6 +336,7 @@ async function open(seq, quiet) {
 }
 
 function close() {
+  opening++;
   $("detail").hidden = true;
   $("compare").hidden = true;
   const tr = document.querySelector(`#rows tr[data-seq="${selected}"]`);
@@ -465,6 +471,7 @@ async function compare(a, b) {
     return answer && answer.ok ? answer.json() : null;
   }));
   if (!da || !db) return notice("One of them is no longer held.");
+  opening++;
   $("detail").hidden = true;
   $("compare").hidden = false;
   show($("compare-title"), `#${da.seq} ${da.kind} ⟷ #${db.seq} ${db.kind}`);
