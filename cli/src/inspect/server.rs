@@ -172,10 +172,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
             None => not_found(),
         },
         (&Method::GET, ["api", "deliveries", seq, "fixture"]) => fixture(&shared, seq),
-        (&Method::POST, ["api", "deliveries", seq, "replay"]) => {
-            let seq = seq.to_string();
-            replay(&shared, &seq, request.into_body()).await
-        }
+        (&Method::POST, ["api", "deliveries", seq, "replay"]) => replay(&shared, seq, request.into_body()).await,
         (&Method::POST, ["api", "deliveries", seq, "again"]) => again(&shared, seq),
         (&Method::POST, ["api", "deliveries", seq, "redeliver"]) => redeliver(&shared, seq).await,
         (&Method::GET | &Method::POST, _) => not_found(),
@@ -396,14 +393,16 @@ fn again(shared: &Shared, seq: &str) -> Response<Body> {
     let store = shared.lock();
     let Some(entry) = store.get(seq) else { return not_found() };
     let waiting = entry.attempts.last().is_some_and(|last| last.status.is_none_or(|status| status >= 500));
-    let error = if !store.is_current(entry) {
-        "this delivery was sent again since; the newer row shows how that went"
+    let refused = if entry.replay {
+        Some("a replay is sent once; Replay sends it again")
+    } else if !store.is_current(entry) {
+        Some("this delivery was sent again since; the newer row shows how that went")
     } else if !entry.parked && !waiting {
-        "only a parked delivery, or one the handler has not taken yet, is sent again from here; Replay sends any"
+        Some("only a parked delivery, or one the handler has not taken yet, is sent again from here; Replay sends any")
     } else {
-        ""
+        None
     };
-    if !error.is_empty() {
+    if let Some(error) = refused {
         return json_answer(StatusCode::CONFLICT, &json!({"error": error}));
     }
     let parked = entry.parked;
