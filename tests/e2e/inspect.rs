@@ -456,9 +456,16 @@ async fn in_chromium_nothing_is_hidden_a_parked_delivery_is_sent_again_and_an_ed
     browser.click(&browser.wait_for("#btn-edit").await).await;
     let hint = until_text(&browser, "#edit-invisible", "U+202E").await;
     assert!(hint.contains("1 invisible character"), "{hint}");
+    browser.screenshot(&shots.join("7-edit.png")).await;
+    // Written as a JSON escape, the character shows in the editor too (and the hint goes).
+    click_button(&browser, "#edit-invisible", "Escape them").await;
+    let script = "return document.getElementById('edit-payload').value";
+    let escaped = browser.eval(script, vec![]).await.as_str().unwrap_or_default().to_string();
+    assert!(escaped.contains(r#""title":"\u202eevil""#), "{escaped}");
+    assert_eq!(browser.eval("return document.getElementById('edit-invisible').hidden", vec![]).await, true);
     browser
         .eval(
-            "const p = document.getElementById('edit-payload'); p.value = p.value.replace('\\u202Eevil', 'good');",
+            "const p = document.getElementById('edit-payload'); p.value = p.value.replace('\\\\u202eevil', 'good');",
             vec![],
         )
         .await;
@@ -484,7 +491,7 @@ async fn in_chromium_nothing_is_hidden_a_parked_delivery_is_sent_again_and_an_ed
     let headers = text_of(&browser, "#diff-headers").await;
     assert!(headers.contains("X-Hub-Signature-256") && headers.contains("X-Hookfwd-Replay"), "{headers}");
     assert!(!headers.contains("X-GitHub-Delivery"), "the same guid is no difference: {headers}");
-    browser.screenshot(&shots.join("7-compare.png")).await;
+    browser.screenshot(&shots.join("8-compare.png")).await;
 
     // The text filter searches payloads: only the poison delivery's two rows hold "poison".
     browser.send_keys(&browser.wait_for("#filter-text").await, "poison").await;
@@ -504,7 +511,7 @@ async fn in_chromium_nothing_is_hidden_a_parked_delivery_is_sent_again_and_an_ed
     // hookfwd stops: the page says so.
     run.signal(libc::SIGTERM);
     let stopped = until_text(&browser, "#stopped", "hookfwd stopped").await;
-    browser.screenshot(&shots.join("8-stopped.png")).await;
+    browser.screenshot(&shots.join("9-stopped.png")).await;
     browser.quit().await;
     assert!(stopped.contains("nothing new arrives"), "{stopped}");
     let finished = run.finish().await;

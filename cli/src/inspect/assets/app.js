@@ -400,13 +400,20 @@ function edit() {
   $("edit-payload").focus();
 }
 
-// A textarea cannot show escapes, so the editor says which invisible characters its payload holds.
+// A textarea cannot show escapes, so the editor says which invisible characters its payload holds, and offers
+// to write them as JSON escapes (the same JSON, other bytes).
 function invisibleInEditor() {
   const found = [...$("edit-payload").value.matchAll(INVISIBLE)];
   const codes = [...new Set(found.map((f) => "U+" + codeOf(f[0])))];
   $("edit-invisible").hidden = !found.length;
-  $("edit-invisible").textContent = `The payload holds ${found.length} invisible character${found.length > 1 ? "s" : ""} ` +
-    `(${codes.join(", ")}), sent as they are; the payload view shows them escaped.`;
+  const escape = button("Escape them", "Write each as \\uXXXX: the same JSON string, in other bytes", () => {
+    const payload = $("edit-payload");
+    payload.value = payload.value.replace(INVISIBLE, (char) =>
+      Array.from({ length: char.length }, (_, i) => "\\u" + char.charCodeAt(i).toString(16).padStart(4, "0")).join(""));
+    invisibleInEditor();
+  });
+  $("edit-invisible").replaceChildren(`The payload holds ${found.length} invisible character${found.length > 1 ? "s" : ""} ` +
+    `(${codes.join(", ")}), sent as they are (here they may reorder the text around them). `, escape);
 }
 
 async function sendEdited(e) {
