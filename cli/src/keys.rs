@@ -3,19 +3,19 @@
 
 use tokio::sync::watch;
 
-/// The terminal in key-at-a-time mode, with presses of `r` counted; line mode comes back on drop.
+/// The terminal in key-at-a-time mode, each press of `r` counted in the run's retry key (which the
+/// inspector's buttons press too); line mode comes back on drop.
 pub struct Keys {
-    /// Changes on each press of `r`.
-    pub presses: watch::Receiver<u64>,
     /// The terminal's settings before, restored on drop.
     #[cfg(unix)]
     saved: libc::termios,
 }
 
 impl Keys {
-    /// Starts reading keys, or `None` when stdin is not a terminal (or cannot be switched).
+    /// Starts reading keys, counting presses of `r` in `sender`, or `None` when stdin is not a terminal (or
+    /// cannot be switched).
     #[cfg(unix)]
-    pub fn listen() -> Option<Self> {
+    pub fn listen(sender: watch::Sender<u64>) -> Option<Self> {
         use std::io::IsTerminal;
         if !std::io::stdin().is_terminal() {
             return None;
@@ -49,7 +49,6 @@ impl Keys {
         if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &keys) } != 0 {
             return None;
         }
-        let (sender, presses) = watch::channel(0u64);
         // A plain thread: a read of a terminal cannot be cancelled, and this one ends with the process.
         let spawned = std::thread::Builder::new().name("keys".into()).spawn(move || {
             use std::io::Read;
@@ -64,14 +63,14 @@ impl Keys {
                 }
             }
         });
-        let keys = Self { presses, saved };
+        let keys = Self { saved };
         // Dropping `keys` restores the terminal.
         spawned.ok().map(|_| keys)
     }
 
     /// No keys where the terminal's line mode cannot be switched.
     #[cfg(not(unix))]
-    pub fn listen() -> Option<Self> {
+    pub fn listen(_sender: watch::Sender<u64>) -> Option<Self> {
         None
     }
 }

@@ -148,8 +148,10 @@ pub async fn relay_rules(
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
     let Local { inspect, recorder, secret } = local;
+    // The `r` key and the inspector's Retry now and Send again press the same key.
+    let (press, presses) = tokio::sync::watch::channel(0u64);
     let inspector = match inspect {
-        Some(args) => Inspector::start(args, client.clone()).await?,
+        Some(args) => Inspector::start(args, client.clone(), &rules, press.clone()).await?,
         None => None,
     };
     let settings = Settings {
@@ -166,8 +168,9 @@ pub async fn relay_rules(
         ..Settings::default()
     };
     // Only a terminal can press `r`, and only while parking or retrying can it matter; piped stdin is never read.
-    let keys = if relay.retry_key { crate::keys::Keys::listen() } else { None };
-    let settings = Settings { retry_now: keys.as_ref().map(|keys| keys.presses.clone()), ..settings };
+    let keys = if relay.retry_key { crate::keys::Keys::listen(press) } else { None };
+    let retry_now = (keys.is_some() || inspector.is_some()).then_some(presses);
+    let settings = Settings { retry_now, ..settings };
     let context = Context {
         token,
         secret: secret.unwrap_or_else(|| {

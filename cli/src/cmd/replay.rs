@@ -5,6 +5,7 @@
 //! rejecting them) again, and un-parks in the ledger each one the handler takes.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -128,8 +129,9 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
                     .context(format!("could not get delivery {} [{}] from GitHub", item.id, item.guid)));
             }
         };
-        feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via: relay::Via::Api })?;
-        let request = Outgoing::from_delivery(&delivery, secret.as_ref());
+        let request = Arc::new(Outgoing::from_delivery(&delivery, secret.as_ref()));
+        let (via, shown) = (relay::Via::Api, request.clone());
+        feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via, request: shown })?;
         let Some(forwarder) = &forwarder else {
             if let Some(save) = &save {
                 crate::fixture::save_one(save, &item, &request, output).await?;
@@ -158,7 +160,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             latency: response.latency,
             via: relay::Via::Api,
             answer: response.answer,
-            request: std::sync::Arc::new(request),
+            request,
         };
         feed.show(&answered)?;
     }
@@ -251,8 +253,9 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
                 .get_delivery(&hook, item.id)
                 .await
                 .with_context(|| format!("could not get delivery {} [{}] from GitHub", item.id, item.guid))?;
-            feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via: relay::Via::Api })?;
-            let request = Outgoing::from_delivery(&delivery, args.secret.as_ref());
+            let request = Arc::new(Outgoing::from_delivery(&delivery, args.secret.as_ref()));
+            let (via, shown) = (relay::Via::Api, request.clone());
+            feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via, request: shown })?;
             let response = forwarder.send(&request).await.map_err(|error| {
                 fail(
                     FAILURE,
@@ -279,7 +282,7 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
                 latency: response.latency,
                 via: relay::Via::Api,
                 answer: response.answer,
-                request: std::sync::Arc::new(request),
+                request,
             })?;
         }
     }

@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use relay::Event;
+use relay::{Event, Rule};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::args::InspectArgs;
 use crate::exit::{USAGE, fail};
-use server::Shared;
+use server::{Shared, Signer};
+use store::Change;
 
 /// The port tried first, as ngrok's inspector has taught people to expect.
 const DEFAULT_PORT: u16 = 4040;
@@ -33,7 +34,15 @@ pub struct Inspector {
 impl Inspector {
     /// Starts the inspector as `args` say: `None` with `--no-inspect`, or when no default port is free
     /// (said in a warning). An explicit `--inspect` address that is taken or not loopback is an error.
-    pub async fn start(args: &InspectArgs, client: github::Client) -> anyhow::Result<Option<Self>> {
+    ///
+    /// `rules` give the local secrets edited replays are signed with; `press` is the run's retry key
+    /// (the `r` key's), which Retry now and Send again press.
+    pub async fn start(
+        args: &InspectArgs,
+        client: github::Client,
+        rules: &[Rule],
+        press: watch::Sender<u64>,
+    ) -> anyhow::Result<Option<Self>> {
         if args.no_inspect {
             return Ok(None);
         }
@@ -65,8 +74,16 @@ impl Inspector {
         let addr = listener.local_addr()?;
         let (updates, _) = broadcast::channel(256);
         let token = hex::encode(github::random::secret_bytes::<16>()?);
-        let shared =
-            Arc::new(Shared { store: Mutex::new(store::Store::new(args.inspect_keep)), updates, token, client });
+        let signers = rules
+            .iter()
+            .map(|rule| Signer {
+                sources: rule.sources.iter().map(ToString::to_string).collect(),
+                target: rule.target.0.clone(),
+                secret: rule.secret.clone(),
+            })
+            .collect();
+        let store = Mutex::new(store::Store::new(args.inspect_keep));
+        let shared = Arc::new(Shared { store, updates, token, client, press, signers });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -85,11 +102,13 @@ impl Inspector {
         &self.url
     }
 
-    /// Takes in one relay event, and tells open pages when a row changed.
+    /// Takes in one relay event, and tells open pages what changed.
     pub fn observe(&self, event: &Event) {
         let changed = self.shared.lock().observe(event);
-        if let Some(seq) = changed {
-            self.shared.announce(seq);
+        match changed {
+            Some(Change::Row(seq)) => self.shared.announce(seq),
+            Some(Change::Served) => self.shared.announce_served(),
+            None => {}
         }
     }
 }

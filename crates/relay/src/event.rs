@@ -83,6 +83,9 @@ pub enum Event {
         item: DeliveryItem,
         /// Which path brought it.
         via: Via,
+        /// The request about to be sent (shared: every attempt sends the same one), so that it can be shown
+        /// before the handler answers, or when it never does.
+        request: Arc<Outgoing>,
     },
     /// The target answered a delivery (`<--`); recorded in the ledger unless it was a retryable failure.
     Answered {

@@ -113,6 +113,13 @@ impl Outgoing {
         Self { headers, body: payload.to_vec() }
     }
 
+    /// `headers` and `body` as given (an edited request), with signatures made with `secret` when given.
+    pub fn signed(headers: Vec<(String, String)>, body: Vec<u8>, secret: Option<&Secret>) -> Self {
+        let mut headers = headers;
+        sign(&mut headers, &body, secret);
+        Self { headers, body }
+    }
+
     /// A header's value, matched without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())

@@ -336,3 +336,24 @@ proptest! {
         });
     }
 }
+
+/// A redelivery whose POST comes through the stream is forwarded as the attempt GitHub's record says it is
+/// (a redelivery), even when the list that shows it is the first to show the original too: the stream's
+/// attempts pair with GitHub's oldest first.
+#[tokio::test]
+async fn a_redelivery_through_the_stream_is_forwarded_as_the_redelivery() {
+    let mut world = World::new();
+    world.run(Step::Stream(true)).await;
+    world.run(Step::New).await;
+    world.run(Step::Forward(true)).await;
+    // GitHub redelivers it before any poll listed the original: its POST waits for the list.
+    world.run(Step::Redeliver(0)).await;
+    world.run(Step::Poll).await;
+    let taken = world.state().take().expect("the redelivery, queued");
+    match &taken.pending {
+        Pending::Listed(item, Some(_)) => {
+            assert!(item.redelivery && item.id == 2, "the stream's bytes go with the redelivery: {item:?}");
+        }
+        other => panic!("the redelivery's pushed bytes, listed: {other:?}"),
+    }
+}

@@ -299,7 +299,8 @@ pub(super) async fn deliver(
     let mut attempt = 0;
     let mut rejections = 0;
     let mut retry = fresh(&ctx.settings.retry_now);
-    ctx.events.emit(Event::Delivering { hook: source.hook.clone(), item: item.clone(), via }).await;
+    let hook = source.hook.clone();
+    ctx.events.emit(Event::Delivering { hook, item: item.clone(), via, request: request.clone() }).await;
     loop {
         attempt += 1;
         let sent = tokio::select! {

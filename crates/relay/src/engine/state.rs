@@ -405,10 +405,13 @@ impl<L: Ledger> State<L> {
                 || self.repeats.contains_key(&item.guid)
         });
         self.held = held;
-        let due: Vec<(bool, DeliveryItem)> = ready
+        let mut due: Vec<(bool, DeliveryItem)> = ready
             .into_iter()
             .map(|(at, item)| (self.stream.up && now.duration_since(at) >= STREAM_GRACE, item))
             .collect();
+        // Oldest first, as the stream brought them: a guid's pushed attempts pair with GitHub's in order, so
+        // a redelivery's bytes go with the redelivery (GitHub lists newest first).
+        due.sort_by_key(|(_, item)| (item.delivered_at, item.id));
         let mut done = self.reconcile(due).await?;
         self.expire_repeats(now);
         self.refused.unrecorded += unrecorded.len() as u64;
