@@ -273,7 +273,7 @@ async fn check_app(report: &mut Report, client: &github::Client) -> anyhow::Resu
 /// Whether the hook URL answers 2xx to a POST; a plain-http URL gets a warning: GitHub accepts it,
 /// but the payloads and their signatures then cross the internet in the clear.
 async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
+    let http = github::http_client()
         .timeout(HOOK_URL_TIMEOUT)
         .user_agent(concat!("hookfwd-doctor/", env!("CARGO_PKG_VERSION")))
         .build()?;

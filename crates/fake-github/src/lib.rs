@@ -193,7 +193,7 @@ impl FakeGitHub {
         let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
         let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
         let api_url = Url::parse(&format!("http://{host}:{}{prefix}/", addr.port())).map_err(io::Error::other)?;
-        let http = reqwest::Client::builder()
+        let http = github::http_client()
             .timeout(deliver::DELIVERY_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -325,8 +325,7 @@ impl FakeGitHub {
     /// # Panics
     /// When `public_key_pem` is not an RSA public key in PEM: a mistake in the test itself.
     pub fn add_app(&self, app_id: u64, public_key_pem: &str, installation_id: u64) {
-        let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key_pem.as_bytes())
-            .expect("add_app takes an RSA public key in PEM");
+        let key = api::auth::rsa_public_key(public_key_pem).expect("add_app takes an RSA public key in PEM");
         let blackhole = self.blackhole_url();
         let mut state = self.inner.lock();
         let hook_id = match state.apps.get(&app_id) {

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::DecodingKey;
 
 /// A hook to add with [`crate::FakeGitHub::add_hook`].
 #[derive(Debug, Clone)]
@@ -262,8 +261,8 @@ impl Hook {
 /// A registered GitHub App.
 pub(crate) struct App {
     pub id: u64,
-    /// Verifies the App's JWTs.
-    pub key: DecodingKey,
+    /// Verifies the App's JWTs: its RSA public key (an `RSAPublicKey`, DER).
+    pub key: Vec<u8>,
     /// Its single installation, which covers every repository.
     pub installation_id: u64,
     /// Its hook, kept with the others under [`Scope::App`].

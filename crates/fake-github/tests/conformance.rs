@@ -157,7 +157,7 @@ impl Setup {
         let fake = FakeGitHub::start().await;
         fake.add_token(TOKEN, "repo, admin:repo_hook, admin:org_hook");
         fake.set_ping_on_create(false);
-        let http = reqwest::Client::builder().no_proxy().build().expect("client builds");
+        let http = github::http_client().no_proxy().build().expect("client builds");
         Self { fake, http }
     }
 
@@ -783,12 +783,23 @@ async fn org_hooks_receive_their_repositories_events() {
     s.json(s.get(&format!("/orgs/octo-org/hooks/{hook}")), StatusCode::NOT_FOUND).await;
 }
 
+/// An RS256 JWT as an App makes one, signed here rather than by the `github` crate's code.
 fn app_jwt(app_id: u64, lifetime: i64) -> String {
-    let pem = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys/app.pem")).unwrap();
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let pem = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys/app.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "a PKCS#1 key, as GitHub hands out");
+    let der = STANDARD.decode(pem.lines().filter(|line| !line.starts_with("-----")).collect::<String>()).unwrap();
+    let key = ring::signature::RsaKeyPair::from_der(&der).unwrap();
     let now = chrono::Utc::now().timestamp();
     let claims = json!({"iat": now - 30, "exp": now + lifetime, "iss": app_id});
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap()
+    let header = json!({"alg": "RS256", "typ": "JWT"});
+    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    let message = format!("{}.{}", encode(&header), encode(&claims));
+    let mut signature = vec![0; key.public().modulus_len()];
+    let rng = ring::rand::SystemRandom::new();
+    key.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, message.as_bytes(), &mut signature).unwrap();
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 #[tokio::test]
@@ -899,7 +910,7 @@ async fn binary_prints_its_url_first_and_is_driven_over_http() {
     let hook_line = lines.next_line().await.unwrap().unwrap();
     let hook: u64 = hook_line.strip_prefix("hook o/r ").unwrap().parse().unwrap();
 
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = github::http_client().no_proxy().build().unwrap();
     let hooks: Value =
         http.get(format!("{url}repos/o/r/hooks")).bearer_auth("t1").send().await.unwrap().json().await.unwrap();
     assert_eq!(hooks[0]["id"], hook);
@@ -935,7 +946,7 @@ async fn a_prefix_puts_every_path_url_and_link_under_it_like_github_enterprise_s
     let api = fake.api_url().to_string();
     assert_eq!(api, format!("http://{}/api/v3/", fake.addr()));
     assert!(fake.blackhole_url().starts_with(&api), "{}", fake.blackhole_url());
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = github::http_client().no_proxy().build().unwrap();
 
     // The API root as users type it (no trailing slash) plus a path, the way clients join them.
     let created: Value = http
@@ -994,7 +1005,7 @@ async fn binary_serves_under_prefix() {
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let url = lines.next_line().await.unwrap().unwrap();
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/api/v3/"), "{url}");
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = github::http_client().no_proxy().build().unwrap();
     let hooks = http.get(format!("{url}repos/o/r/hooks")).bearer_auth("t1").send().await.unwrap();
     assert_eq!(hooks.status(), 200);
     let root = url.trim_end_matches("api/v3/");

@@ -2,9 +2,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
 
 use crate::{Error, Result, Secret};
@@ -138,7 +144,7 @@ pub(crate) struct AppSigner {
     /// The installation to act as, if any.
     pub(crate) installation_id: Option<u64>,
     /// The parsed private key.
-    key: EncodingKey,
+    key: Arc<RsaKeyPair>,
 }
 
 impl std::fmt::Debug for AppSigner {
@@ -153,13 +159,12 @@ impl std::fmt::Debug for AppSigner {
 impl AppSigner {
     /// Parses the private key and checks that it can sign.
     pub(crate) fn new(app: &AppCredentials) -> Result<Self> {
-        // The jsonwebtoken error is not shown: it says nothing the user can act on,
+        // The parser's error is not shown: it says nothing the user can act on,
         // and this way no part of the key can ever leak through it.
-        let key =
-            EncodingKey::from_rsa_pem(app.private_key.expose().as_bytes()).map_err(|_| Error::AppCredentials {
-                reason: format!("the private key of App {} is not an RSA private key in PEM form", app.app_id),
-            })?;
-        let signer = Self { app_id: app.app_id, installation_id: app.installation_id, key };
+        let key = rsa_private_key(app.private_key.expose()).ok_or_else(|| Error::AppCredentials {
+            reason: format!("the private key of App {} is not an RSA private key in PEM form", app.app_id),
+        })?;
+        let signer = Self { app_id: app.app_id, installation_id: app.installation_id, key: Arc::new(key) };
         signer.jwt(Utc::now())?;
         Ok(signer)
     }
@@ -167,11 +172,26 @@ impl AppSigner {
     /// An RS256 JWT for `/app/*` calls, valid for nine minutes from `now`.
     pub(crate) fn jwt(&self, now: DateTime<Utc>) -> Result<Secret> {
         let claims = AppClaims::new(self.app_id, now);
-        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key).map(Secret::new).map_err(|_| {
-            Error::AppCredentials {
-                reason: format!("the private key of App {} cannot sign a JWT (is it an RSA key?)", self.app_id),
-            }
-        })
+        // Two integers and a string: serialising them cannot fail.
+        let claims = serde_json::to_vec(&claims).expect("the claims serialise");
+        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(JWT_HEADER), URL_SAFE_NO_PAD.encode(claims));
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message.as_bytes(), &mut signature).map_err(|_| {
+            Error::AppCredentials { reason: format!("the private key of App {} cannot sign a JWT", self.app_id) }
+        })?;
+        Ok(Secret::new(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))))
+    }
+}
+
+/// The JOSE header of every App JWT: RS256 is the one algorithm GitHub accepts.
+const JWT_HEADER: &[u8] = br#"{"alg":"RS256","typ":"JWT"}"#;
+
+/// The RSA key in `pem`: PKCS#1 (`BEGIN RSA PRIVATE KEY`, what GitHub hands out) or PKCS#8.
+fn rsa_private_key(pem: &str) -> Option<RsaKeyPair> {
+    match PrivateKeyDer::from_pem_slice(pem.as_bytes()).ok()? {
+        PrivateKeyDer::Pkcs1(key) => RsaKeyPair::from_der(key.secret_pkcs1_der()).ok(),
+        PrivateKeyDer::Pkcs8(key) => RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).ok(),
+        _ => None,
     }
 }
 
@@ -281,19 +301,34 @@ mod tests {
     }
 
     #[test]
+    fn a_pkcs8_key_is_the_same_key() {
+        let key = |pem: &str| rsa_private_key(pem).unwrap().public().as_ref().to_vec();
+        let pkcs1 = key(include_str!("../tests/keys/app-test-key.pem"));
+        assert_eq!(key(include_str!("../tests/keys/app-test-key.pkcs8.pem")), pkcs1);
+    }
+
+    #[test]
     fn signs_a_jwt_github_can_verify() {
         let app = AppCredentials {
             app_id: 42,
             private_key: Secret::new(include_str!("../tests/keys/app-test-key.pem")),
             installation_id: Some(1),
         };
-        let jwt = AppSigner::new(&app).unwrap().jwt(Utc::now()).unwrap();
-        let public =
-            jsonwebtoken::DecodingKey::from_rsa_pem(include_bytes!("../tests/keys/app-test-key.pub.pem")).unwrap();
-        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
-        validation.set_issuer(&["42"]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
-        let claims = jsonwebtoken::decode::<serde_json::Value>(jwt.expose(), &public, &validation).unwrap().claims;
+        let signer = AppSigner::new(&app).unwrap();
+        let jwt = signer.jwt(Utc::now()).unwrap();
+        // (The stand-in GitHub verifies with the public key file: tests/client.rs.)
+        let (message, signature) = jwt.expose().rsplit_once('.').unwrap();
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            signer.key.public().as_ref().to_vec(),
+        );
+        public.verify(message.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+        let part = |n: usize| -> serde_json::Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(message.split('.').nth(n).unwrap()).unwrap()).unwrap()
+        };
+        assert_eq!(part(0)["alg"], "RS256");
+        let claims = part(1);
+        assert_eq!(claims["iss"], "42");
         assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
     }
 }

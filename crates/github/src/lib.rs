@@ -8,11 +8,11 @@ mod auth;
 mod backoff;
 mod client;
 mod error;
+mod http;
 mod link;
 mod observe;
 mod paging;
 pub mod random;
-mod roots;
 pub mod samples;
 mod secret;
 pub mod signature;
@@ -26,9 +26,9 @@ pub use client::{
     SECONDARY_PER_MINUTE, Wait, points,
 };
 pub use error::{Error, Result};
+pub use http::http_client;
 pub use observe::{Observer, endpoint};
 pub use paging::{Listing, MAX_PAGES, NextPage, Page, Unreadable};
-pub use roots::builtin_roots;
 pub use secret::Secret;
 pub use types::{
     Delivery, DeliveryItem, DeliveryRequest, Hook, HookConfig, HookRef, HookResponse, HookUpdate, NewHook, Owner,

@@ -211,14 +211,12 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder to `target`, giving up on one attempt after `timeout`.
     pub fn new(target: Target, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+        let http = github::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .tls_certs_merge(github::builtin_roots())
             .build()
-            // Only TLS backend initialisation can fail here, which would fail every HTTP
-            // client in the process; fall back to the default builder's client.
-            .unwrap_or_else(|_| reqwest::Client::new());
+            // Only TLS initialisation can fail, and reqwest's own `Client::new` panics on that too.
+            .expect("the TLS backend initialises");
         Self { target, http, timeout }
     }
 

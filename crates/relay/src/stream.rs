@@ -233,13 +233,12 @@ pub fn stream_url(hook_url: &str) -> Option<Url> {
 
 /// The HTTP client for streams: no overall timeout (a stream lasts), a bounded connect.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    github::http_client()
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        // Only TLS backend initialisation can fail here, which would fail every HTTP client in
-        // the process; fall back to the default client.
-        .unwrap_or_else(|_| reqwest::Client::new())
+        // Only TLS initialisation can fail, and reqwest's own `Client::new` panics on that too.
+        .expect("the TLS backend initialises")
 }
 
 /// Opens one subscription to `url`.

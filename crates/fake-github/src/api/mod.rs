@@ -6,7 +6,7 @@
 //! `crate::server`, not from here.
 
 mod app;
-mod auth;
+pub(crate) mod auth;
 mod budget;
 mod deliveries;
 mod hooks;

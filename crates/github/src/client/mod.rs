@@ -116,12 +116,11 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
         headers.insert("x-github-api-version", HeaderValue::from_static(API_VERSION));
-        let http = reqwest::Client::builder()
+        let http = crate::http_client()
             .user_agent(concat!("hookfwd/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .tls_certs_merge(crate::builtin_roots())
             .build()
             .map_err(|source| Error::Unreachable { url: base.clone(), source })?;
         let inner = Inner {

@@ -88,7 +88,7 @@ pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) ->
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temp, &path)?;
-        File::open(dir)?.sync_all()
+        sync_dir(dir)
     };
     write().map_err(failed)
 }
@@ -122,6 +122,18 @@ pub fn forget_hook(dir: &Path, hook: &HookRef) -> Result<(), Error> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Ledger { path, action: "removed", source: e }),
         _ => Ok(()),
     }
+}
+
+/// Makes a rename in `dir` durable: an fsync of the directory. Skipped on Windows, where std cannot
+/// open a directory (that needs `FILE_FLAG_BACKUP_SEMANTICS`): NTFS journals the rename, and a power
+/// cut just after it can at worst undo it, leaving the previous file whole (what was recorded since
+/// is then forwarded again, never lost).
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Open options for a file only the user may read, which never follow a symbolic link (on unix).

@@ -133,7 +133,7 @@ impl FileLedger {
         }
         floor = floor.max(origin);
         checked = checked.min(now);
-        let writer = Writer::start(path.clone(), append(&path).map_err(read)?)?;
+        let writer = Writer::start(path.clone(), Some(append(&path).map_err(read)?))?;
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
         let guids_by_time = guids.iter().map(|(guid, entry): (&String, &Guid)| (entry.newest, guid.clone())).collect();
         let mut ledger = Self {

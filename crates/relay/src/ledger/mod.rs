@@ -245,11 +245,8 @@ impl FileLedger {
         create_dir(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
         let done: HashMap<u64, DateTime<Utc>> = done.into_iter().filter(|(_, t)| *t >= origin).collect();
         let by_time = done.iter().map(|(id, t)| (*t, *id)).collect();
-        // A placeholder handle until the snapshot exists: the writer's first job replaces it.
-        let placeholder = std::fs::File::open(dir);
-        let placeholder =
-            placeholder.map_err(|source| Error::Ledger { path: path.clone(), action: "written", source })?;
-        let writer = Writer::start(path.clone(), placeholder)?;
+        // No log until the snapshot below creates it.
+        let writer = Writer::start(path.clone(), None)?;
         let mut ledger = Self {
             path,
             writer,

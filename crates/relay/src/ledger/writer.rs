@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::Error;
 
-use super::files::{append, private};
+use super::files::{append, private, sync_dir};
 
 /// One job for the writer thread, in the order written.
 enum Job {
@@ -94,8 +94,9 @@ impl Durable {
 }
 
 impl Writer {
-    /// Starts the writer of the log at `path`, appending to `file`.
-    pub(super) fn start(path: PathBuf, file: File) -> Result<Self, Error> {
+    /// Starts the writer of the log at `path`, appending to `file`; with `None` (a new ledger),
+    /// the first job must be a [`Writer::replace`], which creates the log.
+    pub(super) fn start(path: PathBuf, file: Option<File>) -> Result<Self, Error> {
         let (jobs, receiver) = mpsc::channel();
         let (report, progress) = watch::channel(Progress::default());
         let thread_path = path.clone();
@@ -160,7 +161,12 @@ fn failure(path: &Path, error: &io::Error) -> Error {
 }
 
 /// The thread: takes every job waiting, writes them in order, syncs once, reports the last.
-fn write_loop(path: &Path, mut file: File, jobs: &mpsc::Receiver<(u64, Job)>, report: &watch::Sender<Progress>) {
+fn write_loop(
+    path: &Path,
+    mut file: Option<File>,
+    jobs: &mpsc::Receiver<(u64, Job)>,
+    report: &watch::Sender<Progress>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut last = first.0;
         let mut result = run(path, &mut file, first.1);
@@ -170,7 +176,7 @@ fn write_loop(path: &Path, mut file: File, jobs: &mpsc::Receiver<(u64, Job)>, re
             last = number;
             result = run(path, &mut file, job);
         }
-        let result = result.and_then(|()| file.sync_data());
+        let result = result.and_then(|()| file.as_ref().map_or(Ok(()), File::sync_data));
         match result {
             Ok(()) => report.send_modify(|p| p.synced = last),
             Err(error) => {
@@ -181,11 +187,14 @@ fn write_loop(path: &Path, mut file: File, jobs: &mpsc::Receiver<(u64, Job)>, re
     }
 }
 
-fn run(path: &Path, file: &mut File, job: Job) -> io::Result<()> {
+fn run(path: &Path, file: &mut Option<File>, job: Job) -> io::Result<()> {
     match job {
-        Job::Append(text) => file.write_all(text.as_bytes()),
+        Job::Append(text) => match file {
+            Some(file) => file.write_all(text.as_bytes()),
+            None => Err(io::Error::other("the ledger has no log yet")),
+        },
         Job::Replace(snapshot) => {
-            *file = replace(path, &snapshot)?;
+            *file = Some(replace(path, &snapshot)?);
             Ok(())
         }
     }
@@ -207,6 +216,6 @@ pub(super) fn replace(path: &Path, snapshot: &str) -> io::Result<File> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temp, path)?;
-    File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     append(path)
 }
