@@ -64,7 +64,8 @@ pub fn sentence(error: &anyhow::Error) -> String {
 
 /// Why a connection failed, in a few words, from the causes below `error`.
 fn transport_reason(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let causes: Vec<&(dyn std::error::Error + 'static)> = std::iter::successors(error.source(), |e| e.source()).collect();
+    let causes: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(error.source(), |e| e.source()).collect();
     if causes.iter().any(|cause| cause.to_string().starts_with("dns error")) {
         return Some("its host name does not resolve".to_string());
     }

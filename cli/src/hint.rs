@@ -1,8 +1,8 @@
 //! What a user probably meant: a handler given as a port, a repository given as its URL, a command
 //! name with two letters swapped. Each returns the suggestion, or `None` when nothing fits.
 
-use clap::{CommandFactory as _, Parser as _};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory as _, Parser as _};
 use github::Owner;
 
 use crate::args::Cli;

@@ -70,7 +70,11 @@ impl Registry {
         if !interactive() {
             return Err(fail(USAGE, format!("{question}; pass --yes to {doing} anyway")));
         }
-        if ask(&format!("{question}; {doing} anyway?"))? { Ok(()) } else { Err(fail(FAILURE, format!("left {hook} alone"))) }
+        if ask(&format!("{question}; {doing} anyway?"))? {
+            Ok(())
+        } else {
+            Err(fail(FAILURE, format!("left {hook} alone")))
+        }
     }
 }
 

@@ -311,7 +311,8 @@ fn show_unused(unused: &Unused, now: DateTime<Utc>, output: &OutputArgs) -> anyh
             HookRef::Org { org, .. } => org.clone(),
             HookRef::App { .. } => "app".to_string(),
         };
-        let line = Line::Unused { source, hook_id: hook.id().unwrap_or_default(), url: url.as_deref(), last_used: *last_used };
+        let line =
+            Line::Unused { source, hook_id: hook.id().unwrap_or_default(), url: url.as_deref(), last_used: *last_used };
         return Ok(print(&line.to_json())?);
     }
     let idle = (now - *last_used).to_std().unwrap_or_default();

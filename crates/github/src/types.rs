@@ -416,11 +416,10 @@ mod tests {
     fn a_hooks_key_is_read_back_in_every_way_it_can_be() {
         let repo = |owner: &str, repo: &str| HookRef::Repo { owner: owner.into(), repo: repo.into(), id: 7 };
         assert_eq!(HookRef::from_key("repos-octo-hello-hooks-7"), [repo("octo", "hello")]);
-        assert_eq!(HookRef::from_key("repos-octo-org-hello-world-hooks-7"), [
-            repo("octo", "org-hello-world"),
-            repo("octo-org", "hello-world"),
-            repo("octo-org-hello", "world"),
-        ]);
+        assert_eq!(
+            HookRef::from_key("repos-octo-org-hello-world-hooks-7"),
+            [repo("octo", "org-hello-world"), repo("octo-org", "hello-world"), repo("octo-org-hello", "world"),]
+        );
         assert_eq!(HookRef::from_key("repos-o-hello.world-hooks-7"), [repo("o", "hello.world")]);
         assert_eq!(HookRef::from_key("orgs-octo-org-hooks-12"), [HookRef::Org { org: "octo-org".into(), id: 12 }]);
         for hook in [repo("a-b", "c-d-hooks-3"), HookRef::Org { org: "acme".into(), id: 1 }] {

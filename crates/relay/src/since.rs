@@ -35,9 +35,9 @@ pub fn parse(text: &str, now: DateTime<Utc>) -> Result<Duration, String> {
     }
     match humantime::parse_duration(text) {
         Ok(since) => check(since),
-        Err(_) => Err(format!(
-            "`{text}` is neither a duration nor a time; use forms like 30m, 2h or 2026-12-06T10:00:00Z"
-        )),
+        Err(_) => {
+            Err(format!("`{text}` is neither a duration nor a time; use forms like 30m, 2h or 2026-12-06T10:00:00Z"))
+        }
     }
 }
 
