@@ -128,6 +128,8 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         let plural = if total == 1 { "delivery" } else { "deliveries" };
         let to = args.to.as_ref().map(|to| format!(" to {}", to.0)).unwrap_or_default();
         let question = format!("send {total} {plural} of the last {}{to} again?", window(since));
+        // The question takes the status line's place on the terminal.
+        status.clear();
         if !consent::ask(&question)? {
             return Err(fail(FAILURE, "sent nothing; choose which with --since, --event, --guid or --limit"));
         }
