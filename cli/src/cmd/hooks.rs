@@ -197,22 +197,29 @@ async fn known_hook(client: &github::Client, registry: &Registry, id: u64) -> an
 /// Says that `hook` was deleted: a line, or its JSON.
 fn deleted(hook: &HookRef, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if output.json {
-        let owner = match hook {
-            HookRef::Repo { owner, repo, .. } => format!("{owner}/{repo}"),
-            HookRef::Org { org, .. } => org.clone(),
-            HookRef::App { .. } => "app".to_string(),
-        };
-        print(&Line::Deleted { owner, id: hook.id().unwrap_or_default() }.to_json())?;
+        print(&Line::Deleted { owner: source(hook), id: hook.id().unwrap_or_default() }.to_json())?;
     } else if !output.quiet {
         print(&format!("{} deleted {hook}", style("✓").green()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A hook `prune` would delete, and when it was last used.
+/// The repository (`o/r`) or organization a hook belongs to, as JSON lines name it.
+fn source(hook: &HookRef) -> String {
+    match hook {
+        HookRef::Repo { owner, repo, .. } => format!("{owner}/{repo}"),
+        HookRef::Org { org, .. } => org.clone(),
+        HookRef::App { .. } => "app".to_string(),
+    }
+}
+
+/// A hook `prune` would delete.
 struct Unused {
+    /// The hook.
     hook: HookRef,
+    /// Where it delivers.
     url: Option<String>,
+    /// The latest of its newest delivery, hookfwd's last read of it, and its creation.
     last_used: DateTime<Utc>,
 }
 
@@ -257,6 +264,7 @@ async fn prune(older_than: Duration, target: HookTarget, output: &OutputArgs) ->
             let Some(found) = listed[&owner].iter().find(|found| Some(found.id) == hook.id()) else { continue };
             let lock = match relay::ledger::Lock::take(&dir, &hook) {
                 Ok(lock) => lock,
+                // A hookfwd running on it is using it.
                 Err(relay::Error::Busy { .. }) => break,
                 Err(error) => return Err(error.into()),
             };
@@ -306,11 +314,7 @@ async fn prune(older_than: Duration, target: HookTarget, output: &OutputArgs) ->
 fn show_unused(unused: &Unused, now: DateTime<Utc>, output: &OutputArgs) -> anyhow::Result<()> {
     let Unused { hook, url, last_used } = unused;
     if output.json {
-        let source = match hook {
-            HookRef::Repo { owner, repo, .. } => format!("{owner}/{repo}"),
-            HookRef::Org { org, .. } => org.clone(),
-            HookRef::App { .. } => "app".to_string(),
-        };
+        let source = source(hook);
         let line =
             Line::Unused { source, hook_id: hook.id().unwrap_or_default(), url: url.as_deref(), last_used: *last_used };
         return Ok(print(&line.to_json())?);
