@@ -47,9 +47,40 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
 /// The error and its causes on one line, `error: cause: cause…`.
 ///
 /// Each error in the chain says one level (hyper's rule, which `relay::Error` and `github::Error` follow), so
-/// the levels are joined as they are, with nothing removed.
+/// the levels are joined as they are, with nothing removed; except below an unreachable GitHub, where the
+/// HTTP library's levels (`error sending request: client error (Connect): tcp connect error: …`) give way
+/// to their root cause in a few words.
 pub fn sentence(error: &anyhow::Error) -> String {
-    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    let mut levels = Vec::new();
+    for cause in error.chain() {
+        levels.push(cause.to_string());
+        if let Some(github::Error::Unreachable { .. }) = github_error(cause) {
+            levels.extend(transport_reason(cause));
+            break;
+        }
+    }
+    levels.join(": ")
+}
+
+/// Why a connection failed, in a few words, from the causes below `error`.
+fn transport_reason(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let causes: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(error.source(), |e| e.source()).collect();
+    if causes.iter().any(|cause| cause.to_string().starts_with("dns error")) {
+        return Some("its host name does not resolve".to_string());
+    }
+    let root = causes.last()?;
+    let reason = match root.downcast_ref::<std::io::Error>().map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::ConnectionRefused) => "the connection was refused".to_string(),
+        Some(std::io::ErrorKind::ConnectionReset) => "the connection was reset".to_string(),
+        Some(std::io::ErrorKind::TimedOut) => "the connection timed out".to_string(),
+        _ => root.to_string(),
+    };
+    // `(os error 111)` means nothing to a reader.
+    Some(match reason.find(" (os error ") {
+        Some(at) => reason[..at].to_string(),
+        None => reason,
+    })
 }
 
 /// The GitHub error at this level of a chain, directly or inside the relay's transparent `GitHub` variant.
@@ -77,7 +108,12 @@ fn code(error: &anyhow::Error) -> u8 {
             };
         }
         match cause.downcast_ref::<relay::Error>() {
-            Some(relay::Error::Rule(_) | relay::Error::Target(_) | relay::Error::LedgerUrl { .. }) => return USAGE,
+            Some(
+                relay::Error::Rule(_)
+                | relay::Error::Target(_)
+                | relay::Error::LedgerUrl { .. }
+                | relay::Error::PrivateHookUrl { .. },
+            ) => return USAGE,
             Some(relay::Error::StreamRefused { .. }) => return AUTH,
             _ => {}
         }

@@ -33,6 +33,8 @@ pub struct Context {
     pub inspector: Option<String>,
     /// Whether the `r` key retries now (stdin is a terminal).
     pub retry_key: bool,
+    /// The run ends by itself (the demo): no "Ctrl-C to stop".
+    pub stops_itself: bool,
 }
 
 /// Renders relay events as the feed and the status line.
@@ -173,15 +175,14 @@ impl Feed {
                     };
                     return print(&line.to_json());
                 }
-                if self.quiet {
-                    return Ok(());
-                }
+                // Shown with -q too: it says the run is up, and where the inspector is.
                 let inspector = match &self.context.inspector {
                     Some(url) => format!("\n      inspect deliveries at {}", style(url).underlined()),
                     None => String::new(),
                 };
+                let stop = if self.context.stops_itself { "" } else { " · Ctrl-C to stop" };
                 print(&format!(
-                    "{} Forwarding {}\n      {} · token {} · secret {} · Ctrl-C to stop{inspector}",
+                    "{} Forwarding {}\n      {} · token {} · secret {}{stop}{inspector}",
                     style("Ready!").green().bold(),
                     self.hooks.join(", "),
                     self.mode(),

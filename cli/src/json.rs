@@ -200,6 +200,8 @@ pub enum Line<'a> {
     },
     /// `hooks rm`, or `--cleanup` on stopping: the hook is gone.
     Deleted { owner: String, id: u64 },
+    /// `hooks prune`: a hook hookfwd created that has not been used since `last_used`.
+    Unused { source: String, hook_id: u64, url: Option<&'a str>, last_used: DateTime<Utc> },
     /// `doctor`: one check's outcome.
     Check {
         check: &'a str,

@@ -7,6 +7,7 @@ mod cmd;
 mod exit;
 mod feed;
 mod fixture;
+mod hint;
 mod inspect;
 mod json;
 mod keys;
@@ -16,10 +17,8 @@ mod warning;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = hint::parse();
     let status = term::init_logging(&cli.output);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -26,6 +26,7 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::StreamMissed { .. } => "stream_missed",
         Warning::UnreadableListing { .. } => "unreadable_listing",
         Warning::HookInactive { .. } => "hook_inactive",
+        Warning::LoopbackHookUrl { .. } => "loopback_hook_url",
         Warning::MissingEvents { .. } => "missing_events",
         Warning::StreamRefused { .. } => "stream_refused",
         Warning::NotStreaming { .. } => "not_streaming",
@@ -128,6 +129,11 @@ pub fn sentence(warning: &Warning) -> String {
         Warning::HookInactive { hook } => format!(
             "{hook} is inactive, so GitHub records no deliveries for it; activate it in the repository's webhook \
              settings"
+        ),
+        Warning::LoopbackHookUrl { hook, url } => format!(
+            "{hook} was made with the hook URL {url}, on loopback: only a GitHub on this machine (a stand-in) can \
+             deliver to it; for another, give the public URL of a blackhole (see docs/deploy.md), or \
+             --allow-private-hook-url to say it is meant"
         ),
         Warning::MissingEvents { hook, events } => format!(
             "{hook} is not subscribed to {}, so GitHub never sends them; add them to the hook's events in its settings",

@@ -136,7 +136,8 @@ async fn replay_exits_4_when_the_handler_refuses() {
     fake.emit(REPO, "push", marked(None, "x")).await;
 
     let (to, hook_url) = (recorder.url(), fake.blackhole_url());
-    let run = hookfwd_run(&fake, state.path(), &["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url]).await;
+    let args = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--since", "1h"];
+    let run = hookfwd_run(&fake, state.path(), &args).await;
     assert_eq!(run.code, Some(4), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     assert!(run.stderr.contains("refused 1 of 1"), "{}", run.stderr);
 }
@@ -146,7 +147,8 @@ async fn replay_without_hook_url_needs_one_when_there_are_many_hooks() {
     let (fake, _) = github().await;
     fake.add_hook(REPO, HookSpec::new("https://elsewhere.example/hook"));
     let state = tempfile::tempdir().unwrap();
-    let run = hookfwd_run(&fake, state.path(), &["replay", "--repo", REPO, "--to", "localhost:9"]).await;
+    let run =
+        hookfwd_run(&fake, state.path(), &["replay", "--repo", REPO, "--to", "localhost:9", "--since", "1h"]).await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains("--hook-url") && run.stderr.contains("https://elsewhere.example/hook"),
@@ -184,6 +186,17 @@ async fn trigger_redeliver_makes_a_redelivery_with_the_same_guid() {
     .await;
     assert!(again.redelivery);
     assert_eq!(again.event, "issues");
+
+    // The guid as the human feed shortens it, as `replay --guid` takes it.
+    let short = format!("{}…", &original.guid[..8]);
+    let args = ["trigger", "redeliver", &short, "--repo", REPO, "--hook-url", &hook_url];
+    let run = hookfwd_run(&fake, state.path(), &args).await;
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(run.stdout.contains(&original.guid), "the whole guid is named: {}", run.stdout);
+    eventually("a second redelivery", async || {
+        (fake.deliveries(hook).into_iter().filter(|d| d.guid == original.guid).count() == 3).then_some(())
+    })
+    .await;
 
     let args = ["trigger", "redeliver", "no-such-guid", "--repo", REPO, "--hook-url", &hook_url];
     let run = hookfwd_run(&fake, state.path(), &args).await;

@@ -200,7 +200,7 @@ async fn a_second_hookfwd_on_the_same_hook_and_state_is_refused() {
     assert_eq!(second.code, Some(1), "{}", second.stderr);
     let holder = format!("already being forwarded by hookfwd process {}", first.pid());
     assert!(second.stderr.contains(&holder), "{}", second.stderr);
-    assert!(second.stderr.contains("; stop it, or give this run its own --state-dir"), "{}", second.stderr);
+    assert!(second.stderr.contains("; stop that one first (Ctrl-C in its terminal)"), "{}", second.stderr);
 
     // The first one goes on forwarding, once.
     fake.emit(REPO, "issues", ACCOUNT.issue_opened(7)).await;

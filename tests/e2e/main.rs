@@ -32,6 +32,8 @@ mod forward;
 mod hostile;
 /// Hostile state on disk: a clock that lies, poison deliveries, symlinks and foreign owners in the state directory.
 mod hostile_state;
+/// Issue 21's hygiene: `replay` with no selector, the hook URL rule, `hooks rm` and `prune`, the creation ping, hints.
+mod hygiene;
 /// The local inspector: its page, API and safety, and a real browser.
 mod inspect;
 /// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout, the feed's shape (guids, where

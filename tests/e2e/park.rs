@@ -97,12 +97,12 @@ async fn a_delivery_the_handler_rejects_is_parked_after_three_attempts_and_the_q
     handler.accept_all();
     let replayed = replay_parked(&fake, &target, path(state.path())).await;
     assert_eq!(replayed.code, Some(0), "{}", replayed.stderr);
-    assert!(replayed.stderr.contains("sent 1 parked delivery again"), "{}", replayed.stderr);
+    assert!(replayed.stdout.contains("sent 1 parked delivery again"), "a feed line: {}", replayed.stdout);
     assert!(handler.received().iter().any(|request| request.guid() == guid), "the handler took it");
     let again = replay_parked(&fake, &target, path(state.path())).await;
     assert_eq!(again.code, Some(0), "{}", again.stderr);
-    assert!(again.stderr.starts_with(&format!("nothing is parked for {REPO} hook ")), "{}", again.stderr);
-    assert_eq!(again.stderr.lines().count(), 1, "{}", again.stderr);
+    assert!(again.stdout.starts_with(&format!("nothing is parked for {REPO} hook ")), "{}", again.stdout);
+    assert_eq!(again.stdout.lines().count(), 1, "{}", again.stdout);
     assert_eq!(handler.tries(&guid), 4, "sent once more, by the first replay only");
 }
 
@@ -247,7 +247,7 @@ async fn the_r_key_sends_this_runs_parked_deliveries_again() {
     assert_eq!(handler.tries(&guid), 4, "three rejections, then the one the key sent");
     // Un-parked in the ledger: nothing is left for `replay --parked`.
     let again = replay_parked(&fake, &target, path(state.path())).await;
-    assert!(again.stderr.starts_with("nothing is parked for"), "{}", again.stderr);
+    assert!(again.stdout.starts_with("nothing is parked for"), "{}", again.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]

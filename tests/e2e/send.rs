@@ -512,7 +512,10 @@ async fn completions_offer_the_built_in_event_names_and_any_event_is_still_accep
 async fn a_bare_port_as_to_suggests_localhost_and_expect_status_takes_only_http_statuses() {
     let out = run(&["send", "--event", "ping", "--to", "3000"]).await;
     let line = assert_usage_error(&out, "--to 3000");
-    assert!(line.ends_with("`3000` is not a target URL or host:port[/path]; did you mean localhost:3000?"), "{line}");
+    assert!(
+        line.ends_with("`3000` is not a target URL or host:port[/path]; did you mean http://localhost:3000?"),
+        "{line}"
+    );
     for status in ["99", "600", "0"] {
         let out = run(&["send", "--event", "ping", "--to", "localhost:1", "--expect-status", status]).await;
         let line = assert_usage_error(&out, &format!("--expect-status {status}"));

@@ -145,3 +145,22 @@ async fn the_status_line_fits_a_narrow_terminal_without_cutting_a_word() {
     let next = rows.get(at + 1).map(String::as_str).unwrap_or_default();
     assert!(next.is_empty(), "the status line wrapped onto the next row: {rows:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_with_no_selector_on_a_terminal_asks_naming_how_many_it_would_send() {
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
+    let handler = Recorder::start().await;
+    for n in 0..2 {
+        fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
+    }
+    let (to, api, hook_url) = (handler.url(), fake.api_url().to_string(), fake.blackhole_url());
+    let args = ["replay", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--api-url", &api];
+    for (answer, code, sent) in [("n", 1, 0), ("y", 0, 2)] {
+        let mut terminal = Terminal::start(200, &args);
+        let question = format!("send 2 deliveries of the last 24h to {to} again? [y/N]");
+        terminal.row("the question", |row| row == question).await;
+        terminal.keys.write_all(format!("{answer}\r").as_bytes()).and_then(|()| terminal.keys.flush()).unwrap();
+        assert_eq!(terminal.exit_code().await, code, "{answer}: {:#?}", terminal.rows());
+        assert_eq!(handler.received().len(), sent, "after {answer}");
+    }
+}

@@ -63,7 +63,16 @@ pub enum Command {
     /// See it work in a minute, with no GitHub account: a stand-in GitHub, a blackhole and a
     /// signature-checking handler on loopback, and hookfwd forwarding a few events between them.
     #[cfg(feature = "demo")]
-    Demo,
+    Demo(DemoArgs),
+}
+
+/// `hookfwd demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Serve the inspector (on ADDR, default 127.0.0.1:4040 or the next free port) and keep running
+    /// after the demo, to explore its deliveries.
+    #[arg(long, value_name = "ADDR")]
+    pub inspect: Option<Option<std::net::SocketAddr>>,
 }
 
 /// How to reach and authenticate to GitHub.
@@ -189,6 +198,10 @@ pub struct RelayArgs {
     /// Delete the hook on exit, if this run created it (one line says which were deleted).
     #[arg(long)]
     pub cleanup: bool,
+    /// Accept a --hook-url on loopback or a private network against github.com, which cannot
+    /// reach it (another --api-url may): for a GitHub that can.
+    #[arg(long)]
+    pub allow_private_hook_url: bool,
     /// Save each forwarded delivery as a fixture file in DIR (see docs/fixtures.md).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
@@ -340,9 +353,9 @@ pub struct ReplayArgs {
     /// Save the deliveries as fixture files in DIR instead of forwarding them.
     #[arg(long, value_name = "DIR", conflicts_with = "to")]
     pub save: Option<PathBuf>,
-    /// Only deliveries of this recent past.
-    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_since)]
-    pub since: Duration,
+    /// Only deliveries of this recent past (a duration, or a time such as 2026-12-06T10:00:00Z).
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    pub since: Option<Duration>,
     /// Only this event.
     #[arg(long, value_name = "EVENT", value_parser = EventName, hide_possible_values = true)]
     pub event: Option<String>,
@@ -472,11 +485,20 @@ pub struct HooksArgs {
 pub enum HooksAction {
     /// Show each hook's URL, events and last response; mark the ones hookfwd uses.
     List(HookTarget),
-    /// Delete a hook by id.
+    /// Delete a hook by id (its repository found in the state directory when not named).
     Rm {
         /// The hook id.
         id: u64,
         /// Which repository or organization.
+        #[command(flatten)]
+        target: HookTarget,
+    },
+    /// Delete the hooks hookfwd created that have not been used for a while (listed first).
+    Prune {
+        /// Unused for this long: no delivery, and no hookfwd run reading it, in this time.
+        #[arg(long, default_value = "7d", value_name = "DURATION", value_parser = parse_interval)]
+        older_than: Duration,
+        /// Which repositories or organizations (default: every hook the state directory says hookfwd created).
         #[command(flatten)]
         target: HookTarget,
     },
@@ -562,7 +584,10 @@ impl clap::builder::TypedValueParser for EventName {
 fn parse_repo(text: &str) -> Result<Owner, String> {
     match Owner::parse(text) {
         Ok(owner @ Owner::Repo { .. }) => Ok(owner),
-        _ => Err(format!("`{text}` is not a repository; use OWNER/REPO, such as octo-org/hello-world")),
+        _ => Err(match crate::hint::repo(text) {
+            Some(repo) => format!("`{text}` is not a repository; use OWNER/REPO: did you mean {repo}?"),
+            None => format!("`{text}` is not a repository; use OWNER/REPO, such as octo-org/hello-world"),
+        }),
     }
 }
 
@@ -587,10 +612,10 @@ fn parse_secret(text: &str) -> Result<Secret, String> {
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {
-    Target::parse(text).map_err(|error| match text.trim().parse::<u16>() {
+    Target::parse(text).map_err(|error| match crate::hint::target(text) {
         // A bare port is the commonest slip: say what was probably meant.
-        Ok(port) if port > 0 => format!("{error}; did you mean localhost:{port}?"),
-        _ => error.to_string(),
+        Some(url) => format!("{error}; did you mean {url}?"),
+        None => error.to_string(),
     })
 }
 
@@ -611,9 +636,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration; use forms like 30s, 5m, 2h"))
 }
 
-/// A `--since`: a duration no further back than the relay allows.
+/// A `--since`: a duration or a time, no further back than the relay allows.
 fn parse_since(text: &str) -> Result<Duration, String> {
-    relay::since::check(parse_duration(text)?)
+    relay::since::parse(text, chrono::Utc::now())
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {

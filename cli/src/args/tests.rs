@@ -28,6 +28,6 @@ fn distinguishes_repositories_from_organizations() {
 #[test]
 fn a_bare_port_as_target_suggests_localhost() {
     let error = parse_target("3000").unwrap_err();
-    assert!(error.ends_with("; did you mean localhost:3000?"), "{error}");
+    assert!(error.ends_with("; did you mean http://localhost:3000?"), "{error}");
     assert!(!parse_target("nonsense").unwrap_err().contains("did you mean"));
 }

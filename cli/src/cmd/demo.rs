@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dev::{Local, Until, relay_rules};
-use crate::args::{OutputArgs, PushArgs, RelayArgs, ServiceArgs};
+use crate::args::{DemoArgs, InspectArgs, OutputArgs, PushArgs, RelayArgs, ServiceArgs};
 use crate::exit::{FAILURE, fail};
 use crate::json::Line;
 use crate::term::{Status, print, short_guid};
@@ -40,8 +40,9 @@ pub const EVENTS: [&str; 3] = ["push", "issues", "pull_request"];
 /// How long the demo may take before it gives up: everything is on loopback, so seconds are plenty.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Runs the demo and ends with the two lines to run against the real GitHub.
-pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
+/// Runs the demo and ends with the two lines to run against the real GitHub; with `--inspect`, goes
+/// on serving the inspector until Ctrl-C.
+pub async fn demo(args: DemoArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -95,6 +96,8 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
         state_dir: Some(state.0.clone()),
         ledger: None,
         cleanup: true,
+        // The blackhole is on loopback, and so is the stand-in GitHub that delivers to it.
+        allow_private_hook_url: true,
         record: None,
         check_schema: false,
         on_handler_error: None,
@@ -127,21 +130,44 @@ pub async fn demo(output: &OutputArgs, status: Status) -> anyhow::Result<ExitCod
             }
         }
     });
-    let mut until = Demo { start: Some(start), pending: EVENTS.len(), verified, deadline: Instant::now() + PATIENCE };
-    let token = "a token only the stand-in GitHub knows".to_string();
-    // The secret is the demo's own: no flag or variable gave it, so the Ready line says where it is from.
-    let local = Local { secret: Some("made up by the demo for its handler (***)".to_string()), ..Local::default() };
+    let inspect = args.inspect.map(|addr| InspectArgs { inspect: addr, no_inspect: false, inspect_keep: 500 });
+    let mut until = Demo {
+        start: Some(start),
+        pending: EVENTS.len(),
+        verified,
+        deadline: Instant::now() + PATIENCE,
+        inspector: inspect.is_some().then(String::new),
+        say: !output.json && !output.quiet,
+    };
+    // The token and the secret are the demo's own: no flag or variable gave them, so the Ready line says so.
+    let token = "made up by the demo for the stand-in GitHub (***)".to_string();
+    let local = Local {
+        inspect: inspect.as_ref(),
+        secret: Some("made up by the demo for its handler (***)".to_string()),
+        stops_itself: inspect.is_none(),
+        ..Local::default()
+    };
     let code = relay_rules(client, token, vec![rule], relay, local, output, status, &mut until).await?;
-    if !output.json && !output.quiet {
-        print(&format!(
-            "\n{} every event came through the stream and the handler verified its signature.\n\
-             Against the real GitHub, with a blackhole deployed (docs/deploy.md):\n  \
-             export GITHUB_TOKEN=ghp_… HOOKFWD_SECRET=… HOOKFWD_STREAM_TOKEN=…\n  \
-             hookfwd dev --repo OWNER/REPO --to localhost:3000/webhook --hook-url https://blackhole.example.com/alice",
-            style("Done:").green().bold()
-        ))?;
+    if until.inspector.is_none() && until.say {
+        print(&done(None))?;
     }
     Ok(code)
+}
+
+/// What the demo showed, and the lines to run against the real GitHub; with the inspector, where to
+/// explore the deliveries, else how to.
+fn done(inspector: Option<&str>) -> String {
+    let explore = match inspector {
+        Some(url) => format!("Explore the deliveries at {url}; Ctrl-C to stop."),
+        None => "To explore the deliveries in the inspector, run `hookfwd demo --inspect`.".to_string(),
+    };
+    format!(
+        "\n{} every event came through the stream and the handler verified its signature. {explore}\n\
+         Against the real GitHub, with a blackhole deployed (docs/deploy.md):\n  \
+         export GITHUB_TOKEN=ghp_… HOOKFWD_SECRET=… HOOKFWD_STREAM_TOKEN=…\n  \
+         hookfwd dev --repo OWNER/REPO --to localhost:3000/webhook --hook-url https://blackhole.example.com/alice",
+        style("Done:").green().bold()
+    )
 }
 
 /// Stops the relay once every emitted event was forwarded through the stream and verified.
@@ -154,6 +180,10 @@ struct Demo {
     verified: Arc<Mutex<HashSet<String>>>,
     /// When to give up.
     deadline: Instant,
+    /// With `--inspect`, the inspector's URL (empty until it serves): the demo then runs until Ctrl-C.
+    inspector: Option<String>,
+    /// Whether to print what was done (not with `--json` or `-q`).
+    say: bool,
 }
 
 impl Until for Demo {
@@ -181,14 +211,30 @@ impl Until for Demo {
                     )));
                 }
                 self.pending = self.pending.saturating_sub(1);
-                (self.pending == 0).then_some(Ok(ExitCode::SUCCESS))
+                if self.pending > 0 {
+                    return None;
+                }
+                match &self.inspector {
+                    None => Some(Ok(ExitCode::SUCCESS)),
+                    Some(url) => {
+                        let shown = if self.say { print(&done(Some(url))) } else { Ok(()) };
+                        shown.err().map(|error| Err(error.into()))
+                    }
+                }
             }
             _ => None,
         }
     }
 
+    fn inspecting(&mut self, url: &str) {
+        if let Some(inspector) = &mut self.inspector {
+            *inspector = url.to_string();
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
-        Some(self.deadline)
+        // Exploring in the inspector takes as long as it takes.
+        self.inspector.is_none().then_some(self.deadline)
     }
 
     fn timed_out(&mut self) -> anyhow::Result<ExitCode> {
@@ -204,6 +250,9 @@ impl Until for Demo {
     }
 
     fn stopped(&mut self) -> anyhow::Result<ExitCode> {
+        if self.pending == 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
         Err(fail(FAILURE, "the demo was stopped before every event was forwarded"))
     }
 }

@@ -80,6 +80,9 @@ pub trait Until {
         None
     }
 
+    /// Told the inspector's URL once it serves.
+    fn inspecting(&mut self, _url: &str) {}
+
     /// When to give up, if ever.
     fn deadline(&self) -> Option<tokio::time::Instant> {
         None
@@ -120,7 +123,7 @@ pub async fn run_rules(
     };
     let (client, credentials) = super::github_client(github).await?;
     let token = super::describe_credentials(&credentials);
-    let local = Local { inspect, recorder, secret: None };
+    let local = Local { inspect, recorder, ..Local::default() };
     relay_rules(client, token, rules, relay, local, output, status, until).await
 }
 
@@ -133,6 +136,8 @@ pub struct Local<'a> {
     pub recorder: Option<crate::fixture::Recorder>,
     /// Where the secret came from, masked, for the Ready line, when no flag or variable gave it.
     pub secret: Option<String>,
+    /// The run ends by itself (the demo): the Ready line does not say to press Ctrl-C.
+    pub stops_itself: bool,
 }
 
 /// Runs the relay with `client`, whose credentials `token` describes for the Ready line.
@@ -147,13 +152,16 @@ pub async fn relay_rules(
     status: Status,
     until: &mut dyn Until,
 ) -> anyhow::Result<ExitCode> {
-    let Local { inspect, recorder, secret } = local;
+    let Local { inspect, recorder, secret, stops_itself } = local;
     // The `r` key and the inspector's Retry now and Send again press the same key.
     let (press, presses) = tokio::sync::watch::channel(0u64);
     let inspector = match inspect {
         Some(args) => Inspector::start(args, client.clone(), &rules, press.clone()).await?,
         None => None,
     };
+    if let Some(inspector) = &inspector {
+        until.inspecting(inspector.url());
+    }
     let settings = Settings {
         interval: relay.interval,
         safety_interval: relay.safety_interval,
@@ -165,6 +173,7 @@ pub async fn relay_rules(
         max_attempts: relay.max_attempts,
         dedupe: !relay.no_dedupe,
         ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
+        allow_private_hook_url: relay.allow_private_hook_url,
         ..Settings::default()
     };
     // Only a terminal can press `r`, and only while parking or retrying can it matter; piped stdin is never read.
@@ -184,6 +193,7 @@ pub async fn relay_rules(
         safety_interval: settings.safety_interval,
         inspector: inspector.as_ref().map(|inspector| inspector.url().to_string()),
         retry_key: keys.is_some(),
+        stops_itself,
     };
     let mut feed = Feed::new(output, status, context);
     if relay.check_schema {

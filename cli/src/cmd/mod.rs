@@ -7,6 +7,7 @@ mod demo;
 mod dev;
 mod doctor;
 mod forward;
+mod guid;
 mod hooks;
 mod redeliver;
 mod replay;
@@ -42,7 +43,7 @@ pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::doctor(args, &output).await,
         Command::Completions(args) => completions::completions(args),
         #[cfg(feature = "demo")]
-        Command::Demo => demo::demo(&output, status).await,
+        Command::Demo(args) => demo::demo(args, &output, status).await,
     }
 }
 

@@ -3,6 +3,9 @@
 //! It reads GitHub's record only and never touches the ledger: a replay is a test tool, not forwarding.
 //! The one exception is `--parked`: it sends the deliveries the forwarder parked (the handler kept
 //! rejecting them) again, and un-parks in the ledger each one the handler takes.
+//!
+//! Sending a day of deliveries again is not what anyone means by default: without a selector, `replay`
+//! asks on a terminal and refuses otherwise.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,13 +17,18 @@ use github::{DeliveryItem, HookRef};
 use relay::ledger::{self, FileLedger};
 use relay::{Event, Forwarder, Outgoing};
 
+use super::consent;
+use super::guid;
 use crate::args::{OutputArgs, ReplayArgs};
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
 use crate::feed::{Context, Feed};
-use crate::term::Status;
+use crate::term::{Status, print};
 
 /// How long the handler has to answer one replayed delivery.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How far back `replay` looks without `--since`.
+const WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Replays past deliveries.
 pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
@@ -28,6 +36,24 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         return replay_parked(args, output, status).await;
     }
     let sources = super::sources(&args.sources)?;
+    // Saving sends nothing; anything else needs a selector, or a yes on a terminal once the count is known.
+    let selected = args.guid.is_some()
+        || args.event.is_some()
+        || args.action.is_some()
+        || args.since.is_some()
+        || args.limit.is_some()
+        || args.save.is_some();
+    if !selected && !consent::interactive() {
+        return Err(fail(
+            USAGE,
+            format!(
+                "replay with no selector would send every delivery of the last {} to the handler again; choose \
+                 which with --since (such as 1h), --event, --guid or --limit, or --parked for the parked ones",
+                window(WINDOW)
+            ),
+        ));
+    }
+    let since = args.since.unwrap_or(WINDOW);
     // Checked before anything is asked of GitHub: an unwritable directory is a mistake to hear at once.
     let save = match args.save.as_deref() {
         Some(dir) => Some(crate::fixture::Recorder::open(dir).await?),
@@ -35,7 +61,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     };
     let (client, credentials) = super::github_client(&args.github).await?;
     let secret = args.secret.clone();
-    let cutoff = relay::since::cutoff(Utc::now(), args.since);
+    let cutoff = relay::since::cutoff(Utc::now(), since);
     let context = Context {
         token: super::describe_credentials(&credentials),
         secret: super::describe_secret(secret.as_ref(), None),
@@ -61,7 +87,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         for item in listed.items {
             let wanted = args.event.as_ref().is_none_or(|event| &item.event == event)
                 && args.action.as_ref().is_none_or(|action| item.action.as_ref() == Some(action))
-                && args.guid.as_deref().is_none_or(|guid| guid_matches(&item.guid, guid));
+                && args.guid.as_deref().is_none_or(|wanted| guid::matches(&item.guid, wanted));
             if wanted {
                 chosen.push((hook.clone(), item));
             }
@@ -69,20 +95,8 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     // Newest first, so that --limit keeps the newest; then sent oldest first, as they happened.
     chosen.sort_by_key(|(_, item)| std::cmp::Reverse((item.delivered_at, item.id)));
-    if let Some(guid) = &args.guid {
-        let mut guids: Vec<&str> = chosen.iter().map(|(_, item)| item.guid.as_str()).collect();
-        guids.sort_unstable();
-        guids.dedup();
-        if guids.len() > 1 {
-            return Err(fail(
-                USAGE,
-                format!(
-                    "--guid {guid} matches {} deliveries ({}); give more of the guid",
-                    guids.len(),
-                    guids.iter().take(3).copied().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
+    if let Some(wanted) = &args.guid {
+        guid::check_one(wanted, chosen.iter().map(|(_, item)| item))?;
     }
     if args.guid.is_some() && !args.all_attempts {
         // A guid's attempts are one event: replaying the latest is replaying it once.
@@ -101,15 +115,25 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
                 format!(
                     "delivery {guid} not found among the deliveries of the last {} of {}; check the guid \
                      (X-GitHub-Delivery), the hook and --since",
-                    window(args.since),
+                    window(since),
                     searched.join(", ")
                 ),
             ));
         }
         if !output.quiet && !output.json {
-            eprintln!("no deliveries of the last {} match", window(args.since));
+            print(&format!("no deliveries of the last {} match", window(since)))?;
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if !selected {
+        let plural = if total == 1 { "delivery" } else { "deliveries" };
+        let to = args.to.as_ref().map(|to| format!(" to {}", to.0)).unwrap_or_default();
+        let question = format!("send {total} {plural} of the last {}{to} again?", window(since));
+        // The question takes the status line's place on the terminal.
+        status.clear();
+        if !consent::ask(&question)? {
+            return Err(fail(FAILURE, "sent nothing; choose which with --since, --event, --guid or --limit"));
+        }
     }
     let forwarder = args.to.clone().map(|to| Forwarder::new(to, TARGET_TIMEOUT));
     let mut refused = 0usize;
@@ -176,7 +200,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     if !output.quiet && !output.json {
         let verb = if save.is_some() { "saved" } else { "replayed" };
-        eprintln!("{verb} {total} {}", if total == 1 { "delivery" } else { "deliveries" });
+        print(&format!("{verb} {total} {}", if total == 1 { "delivery" } else { "deliveries" }))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -288,7 +312,7 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
     }
     if total == 0 {
         if !output.quiet && !output.json {
-            eprintln!("nothing is parked for {}", searched.join(", "));
+            print(&format!("nothing is parked for {}", searched.join(", ")))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -299,7 +323,7 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
         ));
     }
     if !output.quiet && !output.json {
-        eprintln!("sent {sent} parked {} again", if sent == 1 { "delivery" } else { "deliveries" });
+        print(&format!("sent {sent} parked {} again", if sent == 1 { "delivery" } else { "deliveries" }))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -324,16 +348,6 @@ fn window(duration: Duration) -> String {
     }
 }
 
-/// Whether `wanted` names `guid`: the whole guid, or as the feed shows it (its first 8 or more
-/// characters, with or without the `…`), in any letter case.
-fn guid_matches(guid: &str, wanted: &str) -> bool {
-    let wanted = wanted.trim().trim_end_matches('…');
-    if wanted.len() < 8 || wanted.len() > guid.len() || !guid.is_char_boundary(wanted.len()) {
-        return guid.eq_ignore_ascii_case(wanted);
-    }
-    guid[..wanted.len()].eq_ignore_ascii_case(wanted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,16 +357,5 @@ mod tests {
         assert_eq!(window(Duration::from_secs(24 * 3600)), "24h");
         assert_eq!(window(Duration::from_secs(90 * 60)), "90m");
         assert_eq!(window(Duration::from_secs(45)), "45s");
-    }
-
-    #[test]
-    fn a_guid_matches_whole_or_as_the_feed_shortens_it() {
-        let guid = "5c1e0a80-8ab3-11ef-9e1b-2c5e0a5e43a1";
-        assert!(guid_matches(guid, guid));
-        assert!(guid_matches(guid, "5c1e0a80…"));
-        assert!(guid_matches(guid, "5C1E0A80-8ab3"));
-        assert!(!guid_matches(guid, "5c1e0a8"), "fewer than 8 characters must be whole");
-        assert!(!guid_matches(guid, "5c1e0a81"));
-        assert!(!guid_matches(guid, &format!("{guid}0")));
     }
 }

@@ -8,6 +8,7 @@ use github::{DeliveryItem, HookRef, Listing};
 use relay::Source;
 
 use super::consent::Registry;
+use super::guid;
 use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
 use crate::exit::{FAILURE, fail};
 use crate::json::Line;
@@ -38,7 +39,8 @@ async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks GitHub to redeliver the newest delivery with `guid`, looking through each source's hook.
+/// Asks GitHub to redeliver the newest delivery with `guid` (whole, or as the feed shortens it), looking
+/// through each source's hook.
 async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let sources = super::sources(&target.sources)?;
     let (client, _) = super::github_client(&target.github).await?;
@@ -47,6 +49,7 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
     for source in &sources {
         let hook = chosen_hook(&registry, &client, source, &target, "ask it for a redelivery").await?;
         if let Some(item) = find_delivery(&client, &hook, guid).await? {
+            let guid = item.guid.as_str();
             client
                 .redeliver(&hook, item.id)
                 .await
@@ -105,11 +108,12 @@ async fn chosen_hook(
     Ok(hook)
 }
 
-/// The newest delivery of `hook` with `guid`, paging back through everything GitHub still holds.
+/// The newest delivery of `hook` whose guid `wanted` names (whole, or as the feed shortens it), paging back
+/// through everything GitHub still holds; a shortened guid that names two deliveries is refused.
 pub(crate) async fn find_delivery(
     client: &github::Client,
     hook: &HookRef,
-    guid: &str,
+    wanted: &str,
 ) -> anyhow::Result<Option<DeliveryItem>> {
     let context = || format!("could not list the deliveries of {hook}");
     // A fresh client has no ETag cached, so the first page is never a 304; forget any anyway to be sure.
@@ -118,13 +122,18 @@ pub(crate) async fn find_delivery(
         Listing::Page(page) => page,
         Listing::NotModified => return Ok(None),
     };
+    // Newest first: the first match of a whole guid is the answer; a shortened one is read to the end.
+    let mut found: Vec<DeliveryItem> = Vec::new();
     loop {
-        if let Some(item) = page.items.iter().find(|item| item.guid == guid) {
-            return Ok(Some(item.clone()));
+        found.extend(page.items.into_iter().filter(|item| guid::matches(&item.guid, wanted)));
+        if found.first().is_some_and(|item| guid::is_whole(&item.guid, wanted)) {
+            break;
         }
         match &page.next {
             Some(next) => page = client.next_deliveries(next).await.with_context(context)?,
-            None => return Ok(None),
+            None => break,
         }
     }
+    guid::check_one(wanted, &found)?;
+    Ok(found.into_iter().max_by_key(|item| (item.delivered_at, item.id)))
 }

@@ -141,6 +141,8 @@ impl Inner {
         let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
         let mut state = self.lock();
         for hook in state.hooks.values_mut() {
+            hook.created_at = hook.created_at.checked_sub_signed(by).unwrap_or(hook.created_at);
+            hook.updated_at = hook.updated_at.checked_sub_signed(by).unwrap_or(hook.updated_at);
             for delivery in &mut hook.deliveries {
                 delivery.delivered_at = delivery.delivered_at.checked_sub_signed(by).unwrap_or(delivery.delivered_at);
             }
@@ -354,7 +356,8 @@ impl FakeGitHub {
         self.inner.lock().apps.get(&app_id).map(|app| app.hook_id)
     }
 
-    /// Moves every recorded delivery's `delivered_at` back by `by`, to test retention and `--since` without waiting.
+    /// Moves every recorded delivery's `delivered_at`, and every hook's `created_at` and `updated_at`, back by
+    /// `by`, to test retention, `--since` and unused hooks without waiting.
     pub fn age(&self, by: Duration) {
         self.inner.age(by);
     }

@@ -124,6 +124,26 @@ impl HookRef {
             _ => self.path().trim_start_matches('/').replace('/', "-"),
         }
     }
+
+    /// Every repository or organization hook whose [`HookRef::key`] is `key`. A repository's is
+    /// ambiguous when a name has a `-` (`repos-a-b-c-hooks-1` is `a/b-c` or `a-b/c`), so each reading
+    /// is given, for GitHub to tell which exists; none for the App's hook or another name.
+    pub fn from_key(key: &str) -> Vec<HookRef> {
+        let Some((middle, id)) = key.rsplit_once("-hooks-") else { return Vec::new() };
+        let Some(id) = id.parse::<u64>().ok().filter(|_| id.bytes().all(|b| b.is_ascii_digit())) else {
+            return Vec::new();
+        };
+        if let Some(org) = middle.strip_prefix("orgs-") {
+            let owner = Owner::parse(org);
+            return owner.map(|owner| owner.hook(id)).into_iter().filter(|hook| hook.key() == key).collect();
+        }
+        let Some(both) = middle.strip_prefix("repos-") else { return Vec::new() };
+        both.match_indices('-')
+            .filter_map(|(at, _)| Owner::parse(&format!("{}/{}", &both[..at], &both[at + 1..])).ok())
+            .map(|owner| owner.hook(id))
+            .filter(|hook| hook.key() == key)
+            .collect()
+    }
 }
 
 impl fmt::Display for HookRef {
@@ -389,6 +409,24 @@ mod tests {
         assert_eq!(Owner::parse("octo").unwrap(), Owner::Org { org: "octo".into() });
         for bad in ["", "/", "a/", "/b", "a/b/c", "a b", "a/b c"] {
             assert!(Owner::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn a_hooks_key_is_read_back_in_every_way_it_can_be() {
+        let repo = |owner: &str, repo: &str| HookRef::Repo { owner: owner.into(), repo: repo.into(), id: 7 };
+        assert_eq!(HookRef::from_key("repos-octo-hello-hooks-7"), [repo("octo", "hello")]);
+        assert_eq!(
+            HookRef::from_key("repos-octo-org-hello-world-hooks-7"),
+            [repo("octo", "org-hello-world"), repo("octo-org", "hello-world"), repo("octo-org-hello", "world"),]
+        );
+        assert_eq!(HookRef::from_key("repos-o-hello.world-hooks-7"), [repo("o", "hello.world")]);
+        assert_eq!(HookRef::from_key("orgs-octo-org-hooks-12"), [HookRef::Org { org: "octo-org".into(), id: 12 }]);
+        for hook in [repo("a-b", "c-d-hooks-3"), HookRef::Org { org: "acme".into(), id: 1 }] {
+            assert!(HookRef::from_key(&hook.key()).contains(&hook), "{hook}");
+        }
+        for other in ["app-42-hook", "repos-octo-hooks-7", "repos-o-r-hooks-x", "repos-o-r-hooks-+7", "notes"] {
+            assert!(HookRef::from_key(other).is_empty(), "{other}");
         }
     }
 

@@ -17,7 +17,8 @@ pub enum Error {
     NoSources(String),
     /// Another hookfwd is forwarding the same hook with the same state directory.
     #[error(
-        "{hook} is already being forwarded by {holder} using {path}; stop it, or give this run its own --state-dir"
+        "{hook} is already being forwarded by {holder} using {path}; stop that one first (Ctrl-C in its terminal), \
+         since two runs on one hook would forward every delivery twice"
     )]
     Busy {
         /// The hook.
@@ -67,6 +68,22 @@ pub enum Error {
         path: std::path::PathBuf,
         /// `is owned by another user` or `can be written by other users`.
         problem: &'static str,
+    },
+    /// Against GitHub's cloud, a hook URL it cannot reach: a hook made there would never be delivered to.
+    #[error(
+        "GitHub cannot reach the hook URL {url}: its host is {}; give the public URL of a blackhole \
+         (see docs/deploy.md), or --allow-private-hook-url if GitHub can reach it after all",
+        match host {
+            crate::PrivateHost::Loopback => "this machine (loopback)",
+            crate::PrivateHost::Private => "a private address",
+            crate::PrivateHost::LinkLocal => "a link-local address",
+        }
+    )]
+    PrivateHookUrl {
+        /// The hook URL.
+        url: String,
+        /// What kind of place it names.
+        host: crate::PrivateHost,
     },
     /// The blackhole refused the stream token on the first attempt.
     #[error(

@@ -19,7 +19,7 @@ mod warning;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use engine::{run, state};
+pub use engine::{PrivateHost, is_github_cloud, private_host, run, state};
 pub use error::Error;
 pub use event::{Call, Event, HookOrigin, Via};
 pub use request::{Answer, Forwarder, Outgoing, Response, SendError};
@@ -55,6 +55,9 @@ pub struct Settings {
     pub dedupe: bool,
     /// Each change skips the retry wait under way and sends this run's parked deliveries again (the `r` key).
     pub retry_now: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Accept a hook URL that GitHub's cloud cannot reach (loopback, private, link-local), and say
+    /// nothing of a loopback one elsewhere: the user knows their GitHub reaches it.
+    pub allow_private_hook_url: bool,
 }
 
 /// What a delivery the handler rejects (a 5xx other than 502, 503, 504 from a live handler) does to the queue.
@@ -85,6 +88,7 @@ impl Default for Settings {
             dedupe: true,
             retry_now: None,
             ledger: None,
+            allow_private_hook_url: false,
         }
     }
 }

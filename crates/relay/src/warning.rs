@@ -155,6 +155,14 @@ pub enum Warning {
         /// The hook.
         hook: HookRef,
     },
+    /// hookfwd made a hook whose URL is on loopback: only a GitHub on this machine (a stand-in) can
+    /// deliver to it. Not said against GitHub's cloud, which refuses such a URL before any hook is made.
+    LoopbackHookUrl {
+        /// The hook made.
+        hook: HookRef,
+        /// Its URL.
+        url: String,
+    },
     /// The hook is not subscribed to some events the rule asks for, so GitHub never sends them.
     MissingEvents {
         /// The hook.

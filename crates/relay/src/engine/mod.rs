@@ -29,6 +29,8 @@ mod setup;
 mod start;
 pub mod state;
 
+pub use self::setup::{PrivateHost, is_github_cloud, private_host};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +145,7 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    setup::check_hook_urls(&rules, client.api_url(), settings.allow_private_hook_url)?;
     // Another user who may write there could plant links for hookfwd to write through. Checked
     // before any task starts, so that failing here leaves nothing running.
     let (instance_dir, state_dir) = (ledger::dir(&settings.state_dir, client.api_url()), settings.state_dir.clone());

@@ -1,6 +1,8 @@
-//! Hook setup: find the source's hook by its URL, or create it.
+//! Hook setup: find the source's hook by its URL, or create it; and the rule for which URLs a
+//! hook may point at.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use github::{HookConfig, HookRef, NewHook, Secret};
@@ -90,6 +92,12 @@ pub(super) async fn set_up_all(
                     }
                     if origin == HookOrigin::Created {
                         created.push(hook.clone());
+                        // Said when hookfwd makes such a hook, not each time it finds it again.
+                        if !settings.allow_private_hook_url
+                            && let Some(url) = hook_url.as_deref().filter(|url| is_loopback_url(url))
+                        {
+                            events.warn(Warning::LoopbackHookUrl { hook: hook.clone(), url: url.to_string() }).await;
+                        }
                     }
                     let (lock, stream) =
                         match hold_hook(settings, &shared_rule, &hook, hook_url.clone(), created_secret).await {
@@ -224,7 +232,7 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
         });
     }
     let secret = Secret::new(random_secret()?);
-    let events = if rule.events.is_empty() { vec!["*".to_string()] } else { rule.events.clone() };
+    let events = hook_events(&rule.events);
     let new = NewHook {
         name: "web".into(),
         active: true,
@@ -247,6 +255,102 @@ pub(super) async fn set_up(client: &github::Client, rule: &Rule, source: &Source
     })
 }
 
+/// The events to subscribe a new hook to: the rule's, less `ping`, which GitHub sends every hook
+/// when it is made whatever its events (so `--events issues,ping` filters, and asks GitHub for issues).
+fn hook_events(events: &[String]) -> Vec<String> {
+    let subscribed: Vec<String> = events.iter().filter(|event| *event != "ping").cloned().collect();
+    if subscribed.is_empty() { vec!["*".to_string()] } else { subscribed }
+}
+
+/// Why GitHub's cloud cannot reach a hook URL's host: it names a place only the local machine or
+/// network knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateHost {
+    /// `localhost`, `*.localhost`, 127.0.0.0/8, `::1`, or the unspecified address (0.0.0.0, `::`),
+    /// which connects to the local machine.
+    Loopback,
+    /// 10/8, 172.16/12, 192.168/16, or an IPv6 unique local address (fc00::/7).
+    Private,
+    /// 169.254/16 or fe80::/10.
+    LinkLocal,
+}
+
+/// Whether `url`'s host is one GitHub's cloud cannot reach, and which kind; `None` for a public
+/// name or address, or a URL that does not parse (the flag's parser refuses those).
+pub fn private_host(url: &str) -> Option<PrivateHost> {
+    let url = url::Url::parse(url).ok()?;
+    match url.host()? {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            (name == "localhost" || name.ends_with(".localhost")).then_some(PrivateHost::Loopback)
+        }
+        url::Host::Ipv4(ip) => private_ip(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => private_ip(IpAddr::V6(ip)),
+    }
+}
+
+fn private_ip(ip: IpAddr) -> Option<PrivateHost> {
+    match ip {
+        IpAddr::V4(ip) => private_v4(ip),
+        // `::ffff:10.0.0.1` is the IPv4 address it maps.
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => private_v4(v4),
+            None => private_v6(ip),
+        },
+    }
+}
+
+fn private_v4(ip: Ipv4Addr) -> Option<PrivateHost> {
+    if ip.is_loopback() || ip.is_unspecified() {
+        Some(PrivateHost::Loopback)
+    } else if ip.is_private() {
+        Some(PrivateHost::Private)
+    } else if ip.is_link_local() {
+        Some(PrivateHost::LinkLocal)
+    } else {
+        None
+    }
+}
+
+fn private_v6(ip: Ipv6Addr) -> Option<PrivateHost> {
+    let first = ip.segments()[0];
+    if ip.is_loopback() || ip.is_unspecified() {
+        Some(PrivateHost::Loopback)
+    } else if first & 0xfe00 == 0xfc00 {
+        Some(PrivateHost::Private)
+    } else if first & 0xffc0 == 0xfe80 {
+        Some(PrivateHost::LinkLocal)
+    } else {
+        None
+    }
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    private_host(url) == Some(PrivateHost::Loopback)
+}
+
+/// Whether `api_url` is GitHub's cloud (github.com, or a GHE.com data-residency tenant), which
+/// delivers only to the public Internet. An Enterprise Server or a stand-in may reach anything.
+pub fn is_github_cloud(api_url: &url::Url) -> bool {
+    let host = api_url.host_str().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase();
+    host == "api.github.com" || host.ends_with(".ghe.com")
+}
+
+/// Refuses, against GitHub's cloud, a rule whose hooks would point at a place it cannot reach
+/// (unless `allowed`): such a hook is made and never delivered to. Checked before any GitHub call.
+pub(super) fn check_hook_urls(rules: &[Rule], api_url: &url::Url, allowed: bool) -> Result<(), Error> {
+    if allowed || !is_github_cloud(api_url) {
+        return Ok(());
+    }
+    let with_hooks = rules.iter().filter(|rule| rule.sources.iter().any(|source| matches!(source, Source::Owner(_))));
+    for url in with_hooks.filter_map(|rule| rule.hook_url.as_deref()) {
+        if let Some(host) = private_host(url) {
+            return Err(Error::PrivateHookUrl { url: url.to_string(), host });
+        }
+    }
+    Ok(())
+}
+
 /// 32 random bytes as hex: the hook's secret at GitHub, which only the blackhole would see.
 fn random_secret() -> Result<String, SetupFailure> {
     let bytes: [u8; 32] = github::random::secret_bytes().map_err(SetupFailure::GitHub)?;
@@ -267,4 +371,96 @@ async fn repository_ids(client: &github::Client, repositories: &[github::Owner])
         }
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(hook_url: &str) -> Rule {
+        Rule {
+            sources: vec![Source::Owner(github::Owner::parse("octo/hello").unwrap())],
+            target: crate::Target::parse("localhost:3000").unwrap(),
+            hook_url: Some(hook_url.to_string()),
+            events: vec!["*".into()],
+            actions: Vec::new(),
+            installations: Vec::new(),
+            repositories: Vec::new(),
+            secret: None,
+            secret_env: None,
+            stream_token: None,
+            hook_secret: None,
+        }
+    }
+
+    #[test]
+    fn each_host_github_cannot_reach_is_named_for_what_it_is() {
+        use PrivateHost::*;
+        for (url, expected) in [
+            ("http://localhost:3999/webhook", Some(Loopback)),
+            ("http://LOCALHOST./webhook", Some(Loopback)),
+            ("http://app.localhost/webhook", Some(Loopback)),
+            ("http://127.0.0.1:3000/", Some(Loopback)),
+            ("http://127.8.9.10/", Some(Loopback)),
+            ("http://0.0.0.0:3000/", Some(Loopback)),
+            ("http://[::1]:3000/", Some(Loopback)),
+            ("http://[::]/", Some(Loopback)),
+            ("http://10.1.2.3/", Some(Private)),
+            ("http://172.16.0.1/", Some(Private)),
+            ("http://172.31.255.255/", Some(Private)),
+            ("http://192.168.1.20:8080/", Some(Private)),
+            ("http://[fd12:3456::1]/", Some(Private)),
+            ("http://[fc00::1]/", Some(Private)),
+            ("http://[::ffff:192.168.0.1]/", Some(Private)),
+            ("http://169.254.169.254/", Some(LinkLocal)),
+            ("http://[fe80::1]/", Some(LinkLocal)),
+            ("https://blackhole.example.com/alice", None),
+            ("https://localhost.example.com/", None),
+            ("http://172.32.0.1/", None),
+            ("http://8.8.8.8/", None),
+            ("http://[2001:db8::1]/", None),
+            ("not a url", None),
+        ] {
+            assert_eq!(private_host(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn github_cloud_refuses_a_private_hook_url_unless_allowed() {
+        let cloud = url::Url::parse("https://api.github.com").unwrap();
+        for url in ["http://localhost:3999/webhook", "http://10.0.0.5/hook", "http://[fe80::1]/", "http://0.0.0.0/"] {
+            let refused = check_hook_urls(&[rule(url)], &cloud, false).expect_err(url);
+            assert!(matches!(refused, Error::PrivateHookUrl { .. }), "{url}: {refused}");
+            assert!(refused.to_string().contains("docs/deploy.md"), "{refused}");
+            assert!(check_hook_urls(&[rule(url)], &cloud, true).is_ok(), "{url} with --allow-private-hook-url");
+        }
+        assert!(check_hook_urls(&[rule("https://blackhole.example.com/alice")], &cloud, false).is_ok());
+        let tenant = url::Url::parse("https://api.octocorp.ghe.com").unwrap();
+        assert!(check_hook_urls(&[rule("http://127.0.0.1/h")], &tenant, false).is_err(), "GHE.com is the cloud too");
+    }
+
+    #[test]
+    fn another_github_may_reach_private_addresses() {
+        for api in ["https://ghe.example.com/api/v3", "http://127.0.0.1:8080/"] {
+            let api = url::Url::parse(api).unwrap();
+            for url in ["http://localhost:3999/webhook", "http://10.0.0.5/hook"] {
+                assert!(check_hook_urls(&[rule(url)], &api, false).is_ok(), "{api} {url}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_hooks_found_or_made_by_url_are_checked() {
+        let cloud = url::Url::parse("https://api.github.com").unwrap();
+        let app = Rule { sources: vec![Source::App], ..rule("http://localhost:3999/stream") };
+        assert!(check_hook_urls(&[app], &cloud, false).is_ok(), "the App's hook is set in its settings");
+    }
+
+    #[test]
+    fn ping_is_not_asked_for_since_github_always_sends_it() {
+        let events = |list: &[&str]| hook_events(&list.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+        assert_eq!(events(&["issues", "ping"]), ["issues"]);
+        assert_eq!(events(&["ping"]), ["*"]);
+        assert_eq!(events(&[]), ["*"]);
+    }
 }

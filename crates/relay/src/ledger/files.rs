@@ -41,7 +41,7 @@ pub struct Lock {
 impl Lock {
     /// Takes the lock of `hook`'s ledger in `dir`, or fails at once with [`Error::Busy`].
     pub fn take(dir: &Path, hook: &HookRef) -> Result<Self, Error> {
-        let path = FileLedger::path(dir, hook).with_extension("lock");
+        let path = beside(dir, hook, "lock");
         create_dir(dir).map_err(|source| Error::Ledger { path: path.clone(), action: "locked", source })?;
         Self::at(path, &hook.to_string())
     }
@@ -72,7 +72,7 @@ impl Lock {
 /// The upstream secret of a hook hookfwd created (the one GitHub signs with), kept beside its
 /// ledger, mode 0600, so that pushed deliveries can be verified on later runs too.
 pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) -> Result<(), Error> {
-    let path = FileLedger::path(dir, hook).with_extension("secret");
+    let path = beside(dir, hook, "secret");
     let failed = |source| Error::Ledger { path: path.clone(), action: "written", source };
     create_dir(dir).map_err(failed)?;
     let temp = path.with_extension("secret.tmp");
@@ -95,7 +95,7 @@ pub fn store_hook_secret(dir: &Path, hook: &HookRef, secret: &github::Secret) ->
 
 /// The upstream secret stored for `hook` by [`store_hook_secret`], if any.
 pub fn load_hook_secret(dir: &Path, hook: &HookRef) -> Result<Option<github::Secret>, Error> {
-    let path = FileLedger::path(dir, hook).with_extension("secret");
+    let path = beside(dir, hook, "secret");
     let read = |source| Error::Ledger { path: path.clone(), action: "read", source };
     // `private` follows no link, so a planted one is refused rather than read.
     let mut file = match private().read(true).open(&path) {
@@ -112,12 +112,12 @@ pub fn load_hook_secret(dir: &Path, hook: &HookRef) -> Result<Option<github::Sec
 /// Whether hookfwd created `hook`: the upstream secret kept by [`store_hook_secret`] is written
 /// exactly when a run creates a hook, so it doubles as the record of the hooks hookfwd owns.
 pub fn created_by_hookfwd(dir: &Path, hook: &HookRef) -> bool {
-    FileLedger::path(dir, hook).with_extension("secret").exists()
+    beside(dir, hook, "secret").exists()
 }
 
 /// Forgets a deleted hook: its kept upstream secret, so that the record of created hooks stays true.
 pub fn forget_hook(dir: &Path, hook: &HookRef) -> Result<(), Error> {
-    let path = FileLedger::path(dir, hook).with_extension("secret");
+    let path = beside(dir, hook, "secret");
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Ledger { path, action: "removed", source: e }),
         _ => Ok(()),
@@ -134,6 +134,15 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// The file `hook`'s ledger has beside it, its name with `.{ext}` added. (`with_extension` would cut a
+/// repository name at its dot, so that `o/hello.world` and `o/hello.there` shared `repos-o-hello.secret`.)
+fn beside(dir: &Path, hook: &HookRef, ext: &str) -> PathBuf {
+    let mut name = FileLedger::path(dir, hook).into_os_string();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
 }
 
 /// Open options for a file only the user may read, which never follow a symbolic link (on unix).

@@ -358,11 +358,22 @@ fn a_created_hooks_upstream_secret_is_kept_private_beside_its_ledger() {
     assert!(load_hook_secret(dir.path(), &hook()).unwrap().is_none());
     store_hook_secret(dir.path(), &hook(), &github::Secret::new("upstream")).unwrap();
     assert_eq!(load_hook_secret(dir.path(), &hook()).unwrap().unwrap().expose(), "upstream");
-    let path = FileLedger::path(dir.path(), &hook()).with_extension("secret");
+    let path = dir.path().join("repos-o-r-hooks-1.secret");
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(created_by_hookfwd(dir.path(), &hook()));
     forget_hook(dir.path(), &hook()).unwrap();
     assert!(!created_by_hookfwd(dir.path(), &hook()));
+}
+
+#[test]
+fn repositories_whose_names_have_a_dot_keep_their_own_record_of_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = HookRef::Repo { owner: "o".into(), repo: "hello.world".into(), id: 1 };
+    let there = HookRef::Repo { owner: "o".into(), repo: "hello.there".into(), id: 2 };
+    store_hook_secret(dir.path(), &world, &github::Secret::new("upstream")).unwrap();
+    assert!(created_by_hookfwd(dir.path(), &world));
+    assert!(!created_by_hookfwd(dir.path(), &there), "not the same file as hello.world's");
+    assert!(dir.path().join("repos-o-hello.world-hooks-1.secret").exists());
 }
 
 #[test]

@@ -227,7 +227,9 @@ impl Rule {
         if hook_events.is_empty() || hook_events.iter().any(|event| event == "*") {
             return Vec::new();
         }
-        self.events.iter().filter(|event| *event != "*" && !hook_events.contains(event)).cloned().collect()
+        // GitHub pings every hook it makes, whatever its events.
+        let always = |event: &String| event == "*" || event == "ping";
+        self.events.iter().filter(|event| !always(event) && !hook_events.contains(event)).cloned().collect()
     }
 
     /// Parses the seed's `--rule` format:

@@ -176,6 +176,9 @@ fn a_rules_events_filter_what_is_forwarded_and_name_what_a_hook_lacks() {
     assert_eq!(rule.missing_events(&hook(&["push"])), ["check_run"]);
     assert!(rule.missing_events(&hook(&["*"])).is_empty());
     assert!(rule.missing_events(&[]).is_empty(), "the App's hook lists none");
+    rule.events = vec!["push".into(), "ping".into()];
+    assert!(rule.wants_event("ping") && !rule.wants_event("issues"), "the creation ping is filtered like any event");
+    assert!(rule.missing_events(&hook(&["push"])).is_empty(), "GitHub pings every hook it makes");
     rule.events = vec!["*".into()];
     assert!(rule.wants_event("issues"));
     assert!(rule.missing_events(&hook(&["push"])).is_empty(), "`*` asks for nothing in particular");
