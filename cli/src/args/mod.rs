@@ -52,7 +52,8 @@ const WAIT: &str = "What to wait for";
         "See it work in a minute, with no GitHub account",
         "hookfwd demo",
         "Forward a repository's webhooks through your blackhole to a local handler",
-        "hookfwd dev --repo octo-org/hello-world --to localhost:3000/webhook \\\n      --hook-url https://blackhole.example.com/alice",
+        "hookfwd dev --repo octo-org/hello-world --to localhost:3000/webhook \\\n      \
+         --hook-url https://blackhole.example.com/alice",
         "Check the token, the hook, the blackhole and the handler before you start",
         "hookfwd doctor --repo octo-org/hello-world --to localhost:3000/webhook",
     )
@@ -96,11 +97,14 @@ pub enum Command {
         override_usage = concat!("hookfwd dev [OPTIONS] ", source!(), " --to <URL>"),
         after_long_help = examples!(
             "Forward a repository's webhooks through your blackhole to a local handler",
-            "hookfwd dev --repo octo-org/hello-world --to localhost:3000/webhook \\\n      --hook-url https://blackhole.example.com/alice",
+            "hookfwd dev --repo octo-org/hello-world --to localhost:3000/webhook \\\n      \
+         --hook-url https://blackhole.example.com/alice",
             "Only pull requests opened or reopened (the hook URL from HOOKFWD_HOOK_URL)",
-            "hookfwd dev --repo octo-org/hello-world --to localhost:3000 --events pull_request --action opened,reopened",
+            "hookfwd dev --repo octo-org/hello-world --to localhost:3000 \\\n      \
+             --events pull_request --action opened,reopened",
             "A GitHub App's own hook, only the deliveries of one repository",
-            "hookfwd dev --app --only-repo octo-org/hello-world --to localhost:3000 --app-id 12345 --app-key app.pem",
+            "hookfwd dev --app --only-repo octo-org/hello-world --to localhost:3000 \\\n      \
+             --app-id 12345 --app-key app.pem",
         )
     )]
     Dev(DevArgs),
@@ -123,7 +127,8 @@ pub enum Command {
             "A pull_request.opened delivery, signed with HOOKFWD_SECRET",
             "hookfwd send pull_request.opened --to localhost:3000/webhook",
             "A push to another branch, and check that a bad signature is refused",
-            "hookfwd send push --set ref=refs/heads/feature --secret wrong --expect-status 401 --to localhost:3000",
+            "hookfwd send push --set ref=refs/heads/feature --to localhost:3000 \\\n      \
+             --secret wrong --expect-status 400",
             "Every event and action send has a payload for",
             "hookfwd send --list",
         )
@@ -166,7 +171,8 @@ pub enum Command {
         override_usage = concat!("hookfwd wait [OPTIONS] ", source!(), " --event <EVENT> --to <URL>"),
         after_long_help = examples!(
             "Wait for the check run a push starts, and give up after five minutes (exit 5)",
-            "hookfwd wait --repo octo-org/hello-world --event check_run --action completed \\\n      --to localhost:3000/webhook --give-up-after 5m",
+            "hookfwd wait --repo octo-org/hello-world --event check_run --action completed \\\n      \
+             --to localhost:3000/webhook --give-up-after 5m",
             "Count a delivery of the last ten minutes as new (one made before the wait began)",
             "hookfwd wait --repo octo-org/hello-world --event push --since 10m --to localhost:3000",
         )
@@ -183,7 +189,8 @@ pub enum Command {
     /// Check the token, permissions, hook, hook URL and state directory, one line each.
     #[command(after_long_help = examples!(
         "Everything dev needs, before you start it",
-        "hookfwd doctor --repo octo-org/hello-world --hook-url https://blackhole.example.com/alice --to localhost:3000",
+        "hookfwd doctor --repo octo-org/hello-world --to localhost:3000 \\\n      \
+         --hook-url https://blackhole.example.com/alice",
         "Only the token and the state directory",
         "hookfwd doctor",
     ))]
@@ -213,7 +220,13 @@ pub enum Command {
 #[command(next_help_heading = GITHUB)]
 pub struct GitHubArgs {
     /// GitHub API root: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
-    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com", value_name = "URL", hide_short_help = true)]
+    #[arg(
+        long,
+        env = "GITHUB_API_URL",
+        default_value = "https://api.github.com",
+        value_name = "URL",
+        hide_short_help = true
+    )]
     pub api_url: Url,
     /// GitHub App id, to authenticate as an App instead of with a token.
     #[arg(long, env = "HOOKFWD_APP_ID", value_name = "ID", requires = "app_key", hide_short_help = true)]
@@ -223,7 +236,13 @@ pub struct GitHubArgs {
     pub app_key: Option<PathBuf>,
     /// The App installation to act as on repositories and organizations; with --app, only its
     /// deliveries are forwarded.
-    #[arg(long, visible_alias = "installation", env = "HOOKFWD_INSTALLATION_ID", value_name = "ID", hide_short_help = true)]
+    #[arg(
+        long,
+        visible_alias = "installation",
+        env = "HOOKFWD_INSTALLATION_ID",
+        value_name = "ID",
+        hide_short_help = true
+    )]
     pub installation_id: Option<u64>,
     /// GitHub's secondary rate limit in points a minute per endpoint (900 on github.com; a GitHub
     /// Enterprise Server's admin may set another); hookfwd paces its calls to stay under it.
@@ -275,7 +294,8 @@ pub struct DevArgs {
 pub struct AppFilterArgs {
     /// With --app, forward only the App hook's deliveries from this repository, OWNER/REPO (repeatable;
     /// skipped before their payload is fetched).
-    #[arg(long = "only-repo", value_name = "OWNER/REPO", value_parser = parse_repo, requires = "app", hide_short_help = true)]
+    #[arg(long = "only-repo", value_name = "OWNER/REPO", value_parser = parse_repo, requires = "app",
+        hide_short_help = true)]
     pub only_repos: Vec<Owner>,
 }
 
@@ -326,7 +346,8 @@ pub struct RelayArgs {
     #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret,
         help_heading = HANDLER)]
     pub secret: Option<Secret>,
-    /// Events for a hook that hookfwd creates, comma-separated; deliveries of other events are skipped.
+    /// The events to forward, comma-separated; a hook hookfwd creates subscribes to them, and deliveries of
+    /// other events are skipped.
     #[arg(long, value_delimiter = ',', default_value = "*", value_name = "EVENTS", help_heading = FILTERS)]
     pub events: Vec<String>,
     /// Also forward deliveries of this recent past that were never forwarded (e.g. 2h).
@@ -496,7 +517,8 @@ pub struct SendArgs {
         help_heading = HANDLER, hide_short_help = true)]
     pub repeat: u32,
     /// Succeed only if the handler answers this status (to assert a rejection), 100–599.
-    #[arg(long, value_name = "STATUS", value_parser = clap::value_parser!(u16).range(100..=599), help_heading = HANDLER)]
+    #[arg(long, value_name = "STATUS", value_parser = clap::value_parser!(u16).range(100..=599),
+        help_heading = HANDLER)]
     pub expect_status: Option<u16>,
 }
 

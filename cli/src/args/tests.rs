@@ -48,6 +48,20 @@ fn commands() -> Vec<(String, clap::Command)> {
     out
 }
 
+/// `line` split as a shell would, for the examples: on spaces outside single quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.trim().chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => words.extend((!word.is_empty()).then(|| std::mem::take(&mut word))),
+            c => word.push(c),
+        }
+    }
+    words.extend((!word.is_empty()).then_some(word));
+    words
+}
+
 /// The command at `path`, as [`commands`] builds it.
 fn command(path: &str) -> clap::Command {
     commands().into_iter().find(|(each, _)| each == path).unwrap().1
@@ -65,8 +79,19 @@ fn dev_short_help_shows_the_everyday_flags_only() {
     let shown: Vec<&str> =
         lines.iter().map(|line| line.split_whitespace().find(|word| word.starts_with("--")).unwrap()).collect();
     let everyday = [
-        "--repo", "--org", "--app", "--hook-url", "--to", "--secret", "--action", "--events", "--inspect", "--json",
-        "--quiet", "--verbose...", "--help",
+        "--repo",
+        "--org",
+        "--app",
+        "--hook-url",
+        "--to",
+        "--secret",
+        "--action",
+        "--events",
+        "--inspect",
+        "--json",
+        "--quiet",
+        "--verbose...",
+        "--help",
     ];
     assert_eq!(shown, everyday, "{dev}");
     assert!(shown.len() <= 15);
@@ -84,6 +109,16 @@ fn every_short_help_fits_one_screen_and_every_long_help_ends_with_examples() {
         assert!((2..=3).contains(&lines.len()), "{path} --help has {} examples:\n{examples}", lines.len());
         let own = format!("  {path}");
         assert!(lines.iter().all(|line| line.starts_with(&own)), "{path}'s examples run another command:\n{examples}");
+        for line in examples.lines() {
+            let shape = ["  # ", "  hookfwd ", "      --"].iter().any(|start| line.starts_with(start));
+            assert!(line.is_empty() || shape, "{path}: an example wrapped at the terminal's width: `{line}`");
+        }
+        for example in examples.replace(" \\\n      ", " ").lines().filter(|line| line.starts_with("  hookfwd")) {
+            let words = shell_words(example.split(" > ").next().unwrap());
+            if let Err(error) = Cli::try_parse_from(&words) {
+                panic!("{path}: the example `{example}` does not parse: {error}");
+            }
+        }
     }
 }
 
@@ -118,7 +153,10 @@ fn usage_lines_show_no_flag_the_environment_can_give_as_required() {
                 let Some(long) = word.strip_prefix("--") else { continue };
                 let arg = command.get_arguments().find(|arg| arg.get_long() == Some(long));
                 let arg = arg.unwrap_or_else(|| panic!("{path}: the usage line names --{long}, which it has not"));
-                assert!(arg.get_env().is_none(), "{path}: `{line}` shows --{long} as required, which its env var can give");
+                assert!(
+                    arg.get_env().is_none(),
+                    "{path}: `{line}` shows --{long} as required, which its env var can give"
+                );
             }
         }
     }
