@@ -33,7 +33,7 @@ case "$command" in
     add --repo "${INPUT_REPO:-}"
     add --org "${INPUT_ORG:-}"
     add --hook-url "${INPUT_HOOK_URL:-}"
-    add --timeout "${INPUT_TIMEOUT:-}"
+    add --give-up-after "${INPUT_TIMEOUT:-}"
     add --since "${INPUT_SINCE:-}"
     ;;
   *) die "input 'command' is '$command'; use send or wait (or leave it empty to only install hookfwd)." ;;

@@ -219,7 +219,7 @@ async fn start_wait(fake: &FakeGitHub, state: &Path, to: &str, timeout: &str) ->
         to,
         "--hook-url",
         &hook_url,
-        "--timeout",
+        "--give-up-after",
         timeout,
         "--interval",
         "100ms",

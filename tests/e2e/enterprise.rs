@@ -316,7 +316,7 @@ async fn a_repository_rule_and_an_app_rule_in_one_process_with_app_credentials_o
     fake.set_ping_on_create(false);
 
     // The repository's hook is managed with an installation token, the App hook with the JWT. Two
-    // rules: in `dev`, `--repo` beside `--app` chooses among the App hook's deliveries instead.
+    // rules, as `dev --app --repo` makes (see `with_app_repo_is_still_a_repository_hook_of_its_own`).
     let repo_rule = json!({"from": [REPO], "to": handler.url(), "hook": {"config": {"url": hook_url}}}).to_string();
     let app_rule = json!({"app": true, "to": handler.url()}).to_string();
     let (app_id, api_url) = (APP_ID.to_string(), fake.api_url().to_string());
@@ -371,7 +371,7 @@ async fn a_repository_rule_and_an_app_rule_in_one_process_with_app_credentials_o
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn app_installation_and_repo_choose_among_the_app_hooks_deliveries_before_any_get() {
+async fn app_installation_and_only_repo_choose_among_the_app_hooks_deliveries_before_any_get() {
     let fake = fake_with_app().await;
     const OTHER_REPO: &str = "octo-corp/elsewhere";
     const OTHER_INSTALLATION: u64 = 777;
@@ -381,7 +381,7 @@ async fn app_installation_and_repo_choose_among_the_app_hooks_deliveries_before_
     let state = tempfile::tempdir().unwrap();
     let pem = key("app-test-key.pem");
     let installation = INSTALLATION_ID.to_string();
-    let extra = ["--installation", &installation, "--repo", REPO];
+    let extra = ["--installation", &installation, "--only-repo", REPO];
     let dev = start_app_dev(&fake, &pem, &handler.url(), state.path(), &extra);
     let ready: Value = serde_json::from_str(&dev.wait_line("\"type\":\"ready\"").await).unwrap();
     assert_eq!(ready["sources"].as_array().map(Vec::len), Some(1), "only the App hook, no hook of the repository");
@@ -408,6 +408,30 @@ async fn app_installation_and_repo_choose_among_the_app_hooks_deliveries_before_
     assert_eq!(received.len(), 2, "{received:?}");
     assert_eq!(handler.received().len(), 2, "nothing of another installation or repository");
     assert_eq!(fake.stats().get_delivery, 2, "the others were never fetched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_app_repo_is_still_a_repository_hook_of_its_own() {
+    let fake = fake_with_app().await;
+    let handler = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let pem = key("app-test-key.pem");
+    let installation = INSTALLATION_ID.to_string();
+
+    // Without a hook URL, `--repo` needs one, and the refusal names the flag that filters now.
+    let extra = ["--installation", &installation, "--repo", REPO];
+    let refused = start_app_dev(&fake, &pem, &handler.url(), state.path(), &extra).finish().await;
+    assert_eq!(refused.code, Some(2), "stderr: {}", refused.stderr);
+    assert!(refused.stderr.contains("--hook-url") && refused.stderr.contains("--only-repo"), "{}", refused.stderr);
+
+    let hook_url = fake.blackhole_url();
+    let extra = ["--installation", &installation, "--repo", REPO, "--hook-url", &hook_url];
+    let dev = start_app_dev(&fake, &pem, &handler.url(), state.path(), &extra);
+    let ready: Value = serde_json::from_str(&dev.wait_line("\"type\":\"ready\"").await).unwrap();
+    let sources = ready["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 2, "the App hook and the repository's own hook: {ready}");
+    let repository = sources.iter().find(|source| source["source"] == REPO).expect("the repository's hook");
+    assert_eq!(repository["hook_url"], hook_url.as_str(), "{ready}");
 }
 
 /// A second App, with the fake GitHub's own test key (see `crates/fake-github/tests/keys`).

@@ -28,6 +28,8 @@ mod enterprise;
 mod fixture;
 /// The relay's guarantees: backlog, ordering, redelivery, retries, `forward` rules and config files.
 mod forward;
+/// The help screens: `dev -h` fits one screen, examples in every `--help`, usage lines, one meaning per flag name.
+mod help;
 /// A broken or hostile GitHub: bounded memory, one clear sentence, and polling that goes on.
 mod hostile;
 /// Hostile state on disk: a clock that lies, poison deliveries, symlinks and foreign owners in the state directory.

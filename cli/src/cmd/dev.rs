@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::Service;
 use crate::args::{
-    DevArgs, ForwardingArgs, GitHubArgs, InspectArgs, OnHandlerError, OutputArgs, RelayArgs, SourceArgs,
+    AppFilterArgs, DevArgs, ForwardingArgs, GitHubArgs, InspectArgs, OnHandlerError, OutputArgs, RelayArgs, SourceArgs,
 };
 use crate::exit::{USAGE, fail};
 use crate::feed::{Context, Feed};
@@ -18,7 +18,7 @@ use crate::term::Status;
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let mut forwarding = args.forwarding;
-    let rule = flag_rule(&args.sources, args.to, &forwarding.relay, &forwarding.github)?;
+    let rule = flag_rule(&args.sources, &args.app_filter, args.to, &forwarding.relay, &forwarding.github)?;
     // A developer's handler bug must not hold up the rest of the queue.
     forwarding.relay.handler_error_default = OnHandlerError::Park;
     forwarding.relay.retry_key = true;
@@ -41,21 +41,28 @@ pub async fn run_forwarding(
     run_rules(rules, relay, Some(&inspect), &github, output, status, &mut Forever).await
 }
 
-/// The one rule that `dev` and `wait` build from their flags. With `--app`, `--repo` and
-/// `--installation` choose among the App hook's deliveries instead of naming hooks of their own.
-pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs, github: &GitHubArgs) -> anyhow::Result<Rule> {
-    let (sources, repositories, installations) = if args.app {
-        let only_app = SourceArgs { repos: Vec::new(), ..args.clone() };
-        (super::sources(&only_app)?, args.repos.clone(), github.installation_id.into_iter().collect())
-    } else {
-        (super::sources(args)?, Vec::new(), Vec::new())
-    };
+/// The one rule that `dev` and `wait` build from their flags. With `--app`, `--only-repo` and
+/// `--installation` choose among the App hook's deliveries; `--repo` is always a hook of its own.
+pub fn flag_rule(
+    args: &SourceArgs,
+    app_filter: &AppFilterArgs,
+    target: Target,
+    relay: &RelayArgs,
+    github: &GitHubArgs,
+) -> anyhow::Result<Rule> {
+    let sources = super::sources(args)?;
+    let installations = if args.app { github.installation_id.into_iter().collect() } else { Vec::new() };
     let hook_url = args.hook_url.clone();
     let needs_hook = sources.iter().any(|source| matches!(source, Source::Owner(_)));
     if needs_hook && hook_url.is_none() {
+        // `--app --repo` once filtered the App hook's deliveries: say what does that now.
+        let hint = if args.app { "; to forward only one repository's App deliveries, use --only-repo" } else { "" };
         return Err(fail(
             USAGE,
-            "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to (see docs/deploy.md)",
+            format!(
+                "--hook-url (or HOOKFWD_HOOK_URL) is needed: the blackhole URL your hook delivers to \
+                 (see docs/deploy.md){hint}"
+            ),
         ));
     }
     Ok(Rule {
@@ -65,7 +72,7 @@ pub fn flag_rule(args: &SourceArgs, target: Target, relay: &RelayArgs, github: &
         events: relay.events.clone(),
         actions: Vec::new(),
         installations,
-        repositories,
+        repositories: app_filter.only_repos.clone(),
         secret: relay.secret.clone(),
         secret_env: None,
         stream_token: super::non_empty(&relay.push.stream_token),

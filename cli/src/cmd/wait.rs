@@ -24,14 +24,14 @@ const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// Waits for a matching delivery.
 pub async fn wait(args: WaitArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
-    let rule = flag_rule(&args.sources, args.to, &args.relay, &args.github)?;
+    let rule = flag_rule(&args.sources, &args.app_filter, args.to, &args.relay, &args.github)?;
     let lookback = args.relay.since.unwrap_or(CLOCK_SKEW);
     let mut until = Match {
         event: args.event,
         action: args.action,
         after: relay::since::cutoff(Utc::now(), lookback),
-        deadline: Instant::now() + args.timeout,
-        timeout: args.timeout,
+        deadline: Instant::now() + args.give_up_after,
+        timeout: args.give_up_after,
         json: output.json,
         quiet: output.quiet,
         failure: None,
@@ -49,7 +49,7 @@ struct Match {
     after: DateTime<Utc>,
     /// When to give up.
     deadline: Instant,
-    /// `--timeout`, for the message.
+    /// `--give-up-after`, for the message.
     timeout: Duration,
     /// `--json`.
     json: bool,
