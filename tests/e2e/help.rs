@@ -101,10 +101,10 @@ async fn no_usage_line_shows_a_flag_the_environment_gives_as_required() {
         let mut from_env = HashSet::new();
         let mut flag = None;
         for line in long.lines() {
-            if let Some(word) = line.split_whitespace().find(|word| word.starts_with("--")) {
-                if line.trim_start().starts_with('-') {
-                    flag = Some(word.trim_end_matches(',').to_string());
-                }
+            if let Some(word) = line.split_whitespace().find(|word| word.starts_with("--"))
+                && line.trim_start().starts_with('-')
+            {
+                flag = Some(word.trim_end_matches(',').to_string());
             }
             if line.contains("[env: ") {
                 from_env.insert(flag.clone().expect("an [env:] below a flag"));
