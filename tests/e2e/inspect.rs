@@ -523,5 +523,5 @@ async fn in_chromium_nothing_is_hidden_a_parked_delivery_is_sent_again_and_an_ed
         ["replay", "--parked", "--repo", REPO, "--hook-url", &hook_url, "--to", &target, "--state-dir", state_dir];
     let replayed = ACCOUNT.against(&fake, &args, &[]).finish().await;
     assert_eq!(replayed.code, Some(0), "{}", replayed.stderr);
-    assert!(replayed.stderr.contains("nothing is parked"), "{}", replayed.stderr);
+    assert!(replayed.stdout.contains("nothing is parked"), "{}", replayed.stdout);
 }
