@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::SecondsFormat;
 use github::Unreadable;
-use relay::{LedgerFix, OverlapOutcome, SkipReason, Warning};
+use relay::{LedgerFix, OverlapOutcome, SkipReason, StreamTrouble, Warning};
 
 /// The variant's name in snake_case: the `kind` of a `--json` warning line, for scripts.
 pub fn kind(warning: &Warning) -> &'static str {
@@ -28,6 +28,7 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::HookInactive { .. } => "hook_inactive",
         Warning::MissingEvents { .. } => "missing_events",
         Warning::StreamRefused { .. } => "stream_refused",
+        Warning::StreamNotUp { .. } => "stream_not_up",
         Warning::NotStreaming { .. } => "not_streaming",
         Warning::PushedTooLarge { .. } => "pushed_too_large",
         Warning::MalformedPush { .. } => "malformed_push",
@@ -136,9 +137,27 @@ pub fn sentence(warning: &Warning) -> String {
         Warning::StreamRefused { origin } => {
             format!("the blackhole at {origin} refused the stream token; polling meanwhile")
         }
+        Warning::StreamNotUp { origin, address, waited, trouble, interval } => {
+            let why = match trouble {
+                StreamTrouble::NothingListens => {
+                    format!("nothing listens at {address} (connection refused); is the blackhole running there?")
+                }
+                StreamTrouble::NotABlackhole { status } => format!(
+                    "{origin} answered {status} where a blackhole streams or answers 200, so the hook URL serves \
+                     something else; check the hook URL"
+                ),
+                StreamTrouble::NoAnswer => format!("{origin} has not answered"),
+                StreamTrouble::Other(reason) => format!("{reason} at {origin}"),
+            };
+            format!(
+                "the stream is not up after {}s, polling every {} meanwhile: {why}",
+                waited.as_secs(),
+                humantime::format_duration(*interval)
+            )
+        }
         Warning::NotStreaming { origin, interval } => format!(
-            "the blackhole at {origin} does not stream; start it with --stream-token (or BLACKHOLE_STREAM_TOKEN) for \
-             push mode. Polling every {} meanwhile",
+            "the blackhole at {origin} does not stream (no stream token is configured there); start it with \
+             --stream-token (or BLACKHOLE_STREAM_TOKEN) for push mode. Polling every {} meanwhile",
             humantime::format_duration(*interval)
         ),
         Warning::PushedTooLarge { limit_bytes } => {
@@ -303,6 +322,26 @@ mod tests {
             )
         );
         assert_eq!(kind(&warning), "shared_ledger_fixed");
+    }
+
+    #[test]
+    fn a_stream_that_is_not_up_says_why() {
+        let said = |trouble| {
+            sentence(&Warning::StreamNotUp {
+                origin: "http://127.0.0.1:9".into(),
+                address: "127.0.0.1:9".into(),
+                waited: Duration::from_secs(3),
+                trouble,
+                interval: Duration::from_secs(1),
+            })
+        };
+        assert_eq!(
+            said(StreamTrouble::NothingListens),
+            "the stream is not up after 3s, polling every 1s meanwhile: nothing listens at 127.0.0.1:9 (connection \
+             refused); is the blackhole running there?"
+        );
+        assert!(said(StreamTrouble::NotABlackhole { status: 404 }).contains(": http://127.0.0.1:9 answered 404 where"));
+        assert!(said(StreamTrouble::NoAnswer).ends_with("meanwhile: http://127.0.0.1:9 has not answered"));
     }
 
     #[test]
