@@ -276,19 +276,19 @@ impl Feed {
                     text.push_str(&line);
                 }
                 let line = Line::Forwarded {
-                        source: &source,
-                        id: (*via == Via::Api).then_some(item.id),
-                        guid: &item.guid,
-                        via: via.as_str(),
-                        event: &item.event,
-                        action: item.action.as_deref(),
-                        redelivery: item.redelivery,
-                        delivered_at: item.delivered_at,
-                        target: target.as_str(),
-                        status: *status,
-                        ok: (200..300).contains(status),
-                        latency_ms: latency.as_millis() as u64,
-                        answer: crate::answer::AnswerJson::of(answer),
+                    source: &source,
+                    id: (*via == Via::Api).then_some(item.id),
+                    guid: &item.guid,
+                    via: via.as_str(),
+                    event: &item.event,
+                    action: item.action.as_deref(),
+                    redelivery: item.redelivery,
+                    delivered_at: item.delivered_at,
+                    target: target.as_str(),
+                    status: *status,
+                    ok: (200..300).contains(status),
+                    latency_ms: latency.as_millis() as u64,
+                    answer: crate::answer::AnswerJson::of(answer),
                 };
                 if retried {
                     self.retry_state(hook, &item.guid, &text, line)?;
@@ -669,12 +669,14 @@ impl Feed {
         if self.json || !term::stdout_is_terminal() {
             return self.line_or_json(text, line, true);
         }
-        let over = self.live.take().filter(|live| live.hook == *hook && live.guid == guid && live.mark == term::printed());
+        let over =
+            self.live.take().filter(|live| live.hook == *hook && live.guid == guid && live.mark == term::printed());
         match over {
             Some(live) => term::print_over(live.rows, text)?,
             None => print(text)?,
         }
-        self.live = Some(Live { hook: hook.clone(), guid: guid.to_string(), mark: term::printed(), rows: term::rows(text) });
+        self.live =
+            Some(Live { hook: hook.clone(), guid: guid.to_string(), mark: term::printed(), rows: term::rows(text) });
         Ok(())
     }
 
@@ -755,5 +757,21 @@ fn status_style(status: u16) -> console::StyledObject<u16> {
         200..=299 => style(status).green(),
         400..=499 => style(status).yellow(),
         _ => style(status).red(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_counts_down_in_whole_seconds() {
+        let what = "handler unreachable (connection refused)".to_string();
+        let retry = Retry { what, at: tokio::time::Instant::now() + Duration::from_millis(1400) };
+        assert_eq!(retry.countdown(), "handler unreachable (connection refused), retrying in 2s");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(retry.countdown(), "handler unreachable (connection refused), retrying in 1s");
+        tokio::time::advance(Duration::from_millis(900)).await;
+        assert_eq!(retry.countdown(), "handler unreachable (connection refused), retrying now");
     }
 }

@@ -235,7 +235,8 @@ async fn ctrl_c_counts_what_was_forwarded_parked_in_retry_and_queued() {
             let counts = json!({"type": "stopped", "forwarded": 1, "parked": 1, "retrying": 1, "queued": 1});
             assert_eq!(last, counts, "{}", finished.stdout);
         } else {
-            let command = format!("`hookfwd replay --parked --repo {REPO} --hook-url {hook_url} --to {}`", handler.url());
+            let command =
+                format!("`hookfwd replay --parked --repo {REPO} --hook-url {hook_url} --to {}`", handler.url());
             let said = format!(
                 "Stopped: 1 delivery forwarded; 1 parked: send it again with {command}; 1 in retry and 1 queued will \
                  be caught up next time."

@@ -181,7 +181,8 @@ async fn a_retried_delivery_keeps_one_line_updated_in_place_and_the_status_line_
     assert_eq!(retries.len(), 1, "one line for the delivery's retry state: {rows:#?}");
     // The status line counts the wait down, and says what `r` does (stdin is the terminal).
     for second in ["2s", "1s"] {
-        let status = terminal.row(&format!("{second} to go"), |row| row.contains(&format!("retrying in {second}"))).await;
+        let status =
+            terminal.row(&format!("{second} to go"), |row| row.contains(&format!("retrying in {second}"))).await;
         assert!(status.contains("handler unreachable (connection refused), retrying in"), "{status}");
         assert!(status.contains(" · r: retry now · "), "{status}");
     }

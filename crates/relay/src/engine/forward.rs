@@ -455,3 +455,24 @@ async fn send_parked_again(
 fn resend_pushed(pushed: &Pushed, source: &SourceRun) -> Arc<Outgoing> {
     Arc::new(Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_rounded_up_to_a_tenth_of_a_second() {
+        assert_eq!(tenths(Duration::from_millis(178)), Duration::from_millis(200));
+        assert_eq!(tenths(Duration::from_millis(1400)), Duration::from_millis(1400));
+        assert_eq!(tenths(Duration::ZERO), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_refused_connection_is_tried_again_at_least_every_two_seconds() {
+        let mut refused = Backoff::new(Backoff::BASE, REFUSED_CAP);
+        let waits: Vec<Duration> = (0..50).map(|_| tenths(refused.next_wait())).collect();
+        assert!(waits.iter().all(|wait| *wait <= REFUSED_CAP), "{waits:?}");
+        // From the fourth on, between 1 and 2 s: a restarting handler is not hammered either.
+        assert!(waits[3..].iter().all(|wait| *wait >= Duration::from_secs(1)), "{waits:?}");
+    }
+}
