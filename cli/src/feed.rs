@@ -62,8 +62,6 @@ pub struct Feed {
     parked: HashSet<(HookRef, String)>,
     /// What each source left queued or in flight when it stopped.
     left: HashMap<HookRef, usize>,
-    /// Whether a 401 or 403 from the handler was explained already (once a run).
-    hinted_secret: bool,
     /// The last line of a delivery's retry state on a terminal, which its next one replaces.
     live: Option<Live>,
     /// The last GitHub error, until a poll succeeds again: the status line shows it rather than "polling".
@@ -106,7 +104,6 @@ impl Feed {
             retrying: HashSet::new(),
             parked: HashSet::new(),
             left: HashMap::new(),
-            hinted_secret: false,
             live: None,
             trouble: None,
             forwarded: 0,
@@ -148,7 +145,8 @@ impl Feed {
 
     /// Shows the status line again, when it counts down (a retry's wait).
     pub fn tick(&self) {
-        if self.unreachable.is_some() || self.waiting_for.is_some() {
+        let waiting = self.waiting_for.as_ref().is_some_and(|(until, _)| *until > Utc::now());
+        if self.unreachable.is_some() || waiting {
             self.show_status();
         }
     }
@@ -294,13 +292,6 @@ impl Feed {
                     self.retry_state(hook, &item.guid, &text, line)?;
                 } else {
                     self.line_or_json(&text, line, !(200..300).contains(status))?;
-                }
-                if matches!(status, 401 | 403) && !std::mem::replace(&mut self.hinted_secret, true) {
-                    let hint = format!(
-                        "the handler answered {status}: does the handler verify with HOOKFWD_SECRET? hookfwd signs \
-                         each delivery with it"
-                    );
-                    self.warning(Some("handler_unauthorized"), &hint)?;
                 }
                 let report = self
                     .schema

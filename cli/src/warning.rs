@@ -23,6 +23,7 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::FutureDelivery { .. } => "future_delivery",
         Warning::Skipped { .. } => "skipped",
         Warning::SlowHandler { .. } => "slow_handler",
+        Warning::HandlerUnauthorized { .. } => "handler_unauthorized",
         Warning::StreamMissed { .. } => "stream_missed",
         Warning::UnreadableListing { .. } => "unreadable_listing",
         Warning::HookInactive { .. } => "hook_inactive",
@@ -120,6 +121,14 @@ pub fn sentence(warning: &Warning) -> String {
             item.kind(),
             item.guid,
             limit.as_secs()
+        ),
+        Warning::HandlerUnauthorized { status, signed: true } => format!(
+            "the handler answered {status}: does the handler verify with HOOKFWD_SECRET? hookfwd signs each delivery \
+             with it"
+        ),
+        Warning::HandlerUnauthorized { status, signed: false } => format!(
+            "the handler answered {status} to an unsigned delivery: does the handler verify with HOOKFWD_SECRET? It \
+             is not set, so hookfwd signs nothing"
         ),
         Warning::StreamMissed { source } => format!(
             "the stream from the blackhole is up but did not bring a delivery GitHub lists for {source}; check that \
@@ -342,6 +351,15 @@ mod tests {
         );
         assert!(said(StreamTrouble::NotABlackhole { status: 404 }).contains(": http://127.0.0.1:9 answered 404 where"));
         assert!(said(StreamTrouble::NoAnswer).ends_with("meanwhile: http://127.0.0.1:9 has not answered"));
+    }
+
+    #[test]
+    fn a_handler_that_refuses_the_signature_is_asked_about_hookfwd_secret() {
+        let signed = sentence(&Warning::HandlerUnauthorized { status: 401, signed: true });
+        assert!(signed.starts_with("the handler answered 401: does the handler verify with HOOKFWD_SECRET?"));
+        let unsigned = sentence(&Warning::HandlerUnauthorized { status: 403, signed: false });
+        assert!(unsigned.starts_with("the handler answered 403 to an unsigned delivery"), "{unsigned}");
+        assert!(unsigned.contains("HOOKFWD_SECRET? It is not set"), "{unsigned}");
     }
 
     #[test]

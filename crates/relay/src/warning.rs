@@ -139,6 +139,14 @@ pub enum Warning {
         /// How long GitHub waits.
         limit: Duration,
     },
+    /// The handler answered 401 or 403: it likely verifies with another secret than the local
+    /// one (or none was set). Said once per run.
+    HandlerUnauthorized {
+        /// The handler's status.
+        status: u16,
+        /// Whether the delivery was signed (a local secret is set).
+        signed: bool,
+    },
     /// The stream is up but did not bring a delivery that GitHub lists for the source's hook:
     /// the hook URL's path is likely not the one streamed. Said once per source.
     StreamMissed {

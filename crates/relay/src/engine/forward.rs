@@ -328,6 +328,11 @@ pub(super) async fn deliver(
                         request: request.clone(),
                     })
                     .await;
+                // The most common mistake: the handler verifies with another secret than hookfwd signs with.
+                if matches!(response.status, 401 | 403) && !ctx.warned_unauthorized.swap(true, Ordering::Relaxed) {
+                    let (status, signed) = (response.status, source.secret.is_some());
+                    ctx.events.warn(Warning::HandlerUnauthorized { status, signed }).await;
+                }
                 if !response.is_retryable() {
                     return Delivered::Answered;
                 }

@@ -84,6 +84,8 @@ struct Ctx {
     sources: usize,
     /// Whether a handler slower than GitHub allows was warned about already (once a run).
     warned_slow: std::sync::atomic::AtomicBool,
+    /// Whether a handler's 401 or 403 was warned about already (once a run).
+    warned_unauthorized: std::sync::atomic::AtomicBool,
     /// Which source forwards each original delivery to each target, across sources.
     overlaps: overlap::Overlaps,
     /// The ledger replicas share, if it is in Redis rather than in files.
@@ -200,6 +202,7 @@ pub async fn run(
             events: events.clone(),
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
+            warned_unauthorized: std::sync::atomic::AtomicBool::new(false),
             overlaps: overlap::Overlaps::default(),
             replicas,
         });
