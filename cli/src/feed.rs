@@ -3,7 +3,7 @@
 //! Where those lines go (stdout, stderr, the status line) is `term`'s concern.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
@@ -13,7 +13,7 @@ use relay::{Call, Event, HookOrigin, Via};
 
 use crate::args::OutputArgs;
 use crate::json::{Line, ReadySource};
-use crate::term::{Status, print, short_guid, visible};
+use crate::term::{self, Status, print, short_guid, visible};
 use crate::warning;
 
 /// Facts about the run that only the CLI knows, shown on the Ready line.
@@ -52,8 +52,20 @@ pub struct Feed {
     sources: HashMap<HookRef, String>,
     /// Sources that could not be set up, held until the Ready line.
     failed: Vec<String>,
-    /// Set while the handler is unreachable, so poll updates do not hide it.
-    unreachable: Option<String>,
+    /// The hooks whose blackhole streams to this run (push mode).
+    streamed: Vec<HookRef>,
+    /// Whether the Ready line was shown: a stream that comes up after it says so.
+    ready_shown: bool,
+    /// Set while a delivery waits to be tried again, so poll updates do not hide it.
+    unreachable: Option<Retry>,
+    /// Deliveries waiting to be tried again, by hook and guid.
+    retrying: HashSet<(HookRef, String)>,
+    /// Deliveries this run parked and did not send again, by hook and guid.
+    parked: HashSet<(HookRef, String)>,
+    /// What each source left queued or in flight when it stopped.
+    left: HashMap<HookRef, usize>,
+    /// The last line of a delivery's retry state on a terminal, which its next one replaces.
+    live: Option<Live>,
     /// The last GitHub error, until a poll succeeds again: the status line shows it rather than "polling".
     trouble: Option<String>,
     /// Deliveries waiting to be forwarded, per hook, as of each hook's last poll.
@@ -88,7 +100,13 @@ impl Feed {
             ready: Vec::new(),
             sources: HashMap::new(),
             failed: Vec::new(),
+            streamed: Vec::new(),
+            ready_shown: false,
             unreachable: None,
+            retrying: HashSet::new(),
+            parked: HashSet::new(),
+            left: HashMap::new(),
+            live: None,
             trouble: None,
             forwarded: 0,
             waiting: HashMap::new(),
@@ -107,15 +125,31 @@ impl Feed {
         self.schema = Some(crate::schema::SchemaCheck::default());
     }
 
-    /// How the Ready line says deliveries arrive.
+    /// How the Ready line says deliveries arrive: streaming only once every stream is up.
     fn mode(&self) -> String {
-        if self.context.streaming {
+        let interval = humantime::format_duration(self.context.interval);
+        if self.streamed.is_empty() {
+            format!("polling every {interval}")
+        } else if self.streams_up() {
             format!(
                 "streaming from blackhole, safety poll every {}",
                 humantime::format_duration(self.context.safety_interval)
             )
         } else {
-            format!("polling every {}", humantime::format_duration(self.context.interval))
+            format!("connecting to the stream…, polling every {interval} meanwhile")
+        }
+    }
+
+    /// Whether every hook streamed to this run has its stream up.
+    fn streams_up(&self) -> bool {
+        !self.streamed.is_empty() && self.streamed.iter().all(|hook| self.up.contains_key(hook))
+    }
+
+    /// Shows the status line again, when it counts down (a retry's wait).
+    pub fn tick(&self) {
+        let waiting = self.waiting_for.as_ref().is_some_and(|(until, _)| *until > Utc::now());
+        if self.unreachable.is_some() || waiting {
+            self.show_status();
         }
     }
 
@@ -132,6 +166,9 @@ impl Feed {
                 let id = hook.id().map(|id| format!("hook {id}, ")).unwrap_or_default();
                 self.hooks.push(format!("{} ({id}{origin}){via} → {target}", visible(source)));
                 self.sources.insert(hook.clone(), source.clone());
+                if *streaming {
+                    self.streamed.push(hook.clone());
+                }
                 self.ready.push(ReadySource {
                     source: source.clone(),
                     hook: hook.to_string(),
@@ -161,6 +198,7 @@ impl Feed {
                 for line in std::mem::take(&mut self.failed) {
                     print(&line)?;
                 }
+                self.ready_shown = true;
                 self.status.set(format!("{sources} source(s) · {}", self.mode()));
                 if self.json {
                     let mode = if self.context.streaming { "stream" } else { "poll" };
@@ -209,11 +247,16 @@ impl Feed {
             }
             Event::Answered { hook, item, target, status, latency, via, answer, request } => {
                 self.unreachable = None;
-                if *status < 500 {
+                // A 5xx is tried again or parked: the delivery is not done.
+                let retried = *status >= 500;
+                if !retried {
                     self.forwarded += 1;
                     if let Some(waiting) = self.waiting.get_mut(hook) {
                         *waiting = waiting.saturating_sub(1);
                     }
+                    let key = (hook.clone(), item.guid.clone());
+                    self.retrying.remove(&key);
+                    self.parked.remove(&key);
                 }
                 self.drained += 1;
                 self.show_status();
@@ -231,25 +274,26 @@ impl Feed {
                     text.push('\n');
                     text.push_str(&line);
                 }
-                self.line_or_json(
-                    &text,
-                    Line::Forwarded {
-                        source: &source,
-                        id: (*via == Via::Api).then_some(item.id),
-                        guid: &item.guid,
-                        via: via.as_str(),
-                        event: &item.event,
-                        action: item.action.as_deref(),
-                        redelivery: item.redelivery,
-                        delivered_at: item.delivered_at,
-                        target: target.as_str(),
-                        status: *status,
-                        ok: (200..300).contains(status),
-                        latency_ms: latency.as_millis() as u64,
-                        answer: crate::answer::AnswerJson::of(answer),
-                    },
-                    !(200..300).contains(status),
-                )?;
+                let line = Line::Forwarded {
+                    source: &source,
+                    id: (*via == Via::Api).then_some(item.id),
+                    guid: &item.guid,
+                    via: via.as_str(),
+                    event: &item.event,
+                    action: item.action.as_deref(),
+                    redelivery: item.redelivery,
+                    delivered_at: item.delivered_at,
+                    target: target.as_str(),
+                    status: *status,
+                    ok: (200..300).contains(status),
+                    latency_ms: latency.as_millis() as u64,
+                    answer: crate::answer::AnswerJson::of(answer),
+                };
+                if retried {
+                    self.retry_state(hook, &item.guid, &text, line)?;
+                } else {
+                    self.line_or_json(&text, line, !(200..300).contains(status))?;
+                }
                 let report = self
                     .schema
                     .as_mut()
@@ -264,36 +308,41 @@ impl Feed {
                 }
             }
             Event::Retrying { hook, item, reason, wait, attempt } => {
-                let wait_text = humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)));
+                // The engine waits whole tenths of a second: the feed and --json say the same number.
+                let wait_text = format!("{:.1}s", wait.as_secs_f64());
                 let reason_text = visible(reason);
                 // A bare status code means the handler answered: a 502/503/504 says it is restarting,
                 // any other 5xx that it is up but rejects this delivery.
-                let message = match reason.parse::<u16>() {
-                    Ok(status @ 502..=504) => format!("handler unavailable ({status}), retrying in {wait_text}"),
-                    Ok(status) => format!("handler rejects {} ({status}), retrying in {wait_text}", item.kind()),
-                    Err(_) => format!("handler unreachable ({reason_text}), retrying in {wait_text}"),
+                let what = match reason.parse::<u16>() {
+                    Ok(status @ 502..=504) => format!("handler unavailable ({status})"),
+                    Ok(status) => format!("handler rejects {} ({status})", item.kind()),
+                    Err(_) => format!("handler unreachable ({reason_text})"),
                 };
-                self.status.set(message.clone());
-                self.unreachable = Some(message);
-                self.line_or_json(
-                    &format!(
-                        "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}",
-                        now(),
-                        style("!!!").yellow(),
-                        visible(&item.kind()),
-                        short_guid(&item.guid),
-                        visible(&self.source(hook)),
-                    ),
-                    Line::Retry {
-                        source: &self.source(hook),
-                        id: item.id,
-                        guid: &item.guid,
-                        reason,
-                        attempt: *attempt,
-                        wait_ms: wait.as_millis() as u64,
-                    },
-                    true,
-                )
+                self.unreachable = Some(Retry { what, at: tokio::time::Instant::now() + *wait });
+                let key = (hook.clone(), item.guid.clone());
+                // A parked delivery sent again (the `r` key) stays counted as parked.
+                if !self.parked.contains(&key) {
+                    self.retrying.insert(key);
+                }
+                self.show_status();
+                let source = self.source(hook).to_string();
+                let text = format!(
+                    "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}",
+                    now(),
+                    style("!!!").yellow(),
+                    visible(&item.kind()),
+                    short_guid(&item.guid),
+                    visible(&source),
+                );
+                let line = Line::Retry {
+                    source: &source,
+                    id: item.id,
+                    guid: &item.guid,
+                    reason,
+                    attempt: *attempt,
+                    wait_ms: wait.as_millis() as u64,
+                };
+                self.retry_state(hook, &item.guid, &text, line)
             }
             Event::Parked { hook, item, via, attempts, status, answer } => {
                 // Parked is handled: the queue moves on, so it leaves the count of those waiting.
@@ -301,6 +350,9 @@ impl Feed {
                 if let Some(waiting) = self.waiting.get_mut(hook) {
                     *waiting = waiting.saturating_sub(1);
                 }
+                let key = (hook.clone(), item.guid.clone());
+                self.retrying.remove(&key);
+                self.parked.insert(key);
                 self.show_status();
                 let source = self.source(hook).to_string();
                 let key = if self.context.retry_key { " or press r" } else { "" };
@@ -325,7 +377,7 @@ impl Feed {
                     status: *status,
                     answer: crate::answer::AnswerJson::of(answer),
                 };
-                self.line_or_json(&text, line, true)
+                self.retry_state(hook, &item.guid, &text, line)
             }
             Event::Polled { hook, at, backlog, rate } => {
                 let rate = match (rate.remaining, rate.limit) {
@@ -348,15 +400,31 @@ impl Feed {
                 Ok(())
             }
             Event::StreamUp { hook, resumed } => {
-                let back = self.down.remove(hook).is_some() || self.up.insert(hook.clone(), true).is_some();
+                let dropped = self.down.remove(hook).is_some();
+                let back = self.up.insert(hook.clone(), true).is_some() || dropped;
                 self.show_status();
                 if self.json {
                     return print(&Line::StreamUp { state: "up", hook: hook.to_string(), resumed: *resumed }.to_json());
                 }
-                if back && !self.quiet {
+                if self.quiet {
+                    return Ok(());
+                }
+                if back {
                     let gap = if *resumed { "resumed without a gap" } else { "catching up from the API" };
                     return print(&format!("{} the stream for {hook} is back ({gap})", style("stream:").cyan()));
                 }
+                if self.ready_shown {
+                    // The Ready line said it was connecting.
+                    return print(&format!(
+                        "{} the stream for {hook} is up; safety poll every {}",
+                        style("stream:").cyan(),
+                        humantime::format_duration(self.context.safety_interval)
+                    ));
+                }
+                Ok(())
+            }
+            Event::SourceStopped { hook, left } => {
+                self.left.insert(hook.clone(), *left);
                 Ok(())
             }
             // Only /readyz and --max-stall use it (crate::admin).
@@ -494,45 +562,115 @@ impl Feed {
         }
     }
 
-    /// The one line shown when the run is stopped (Ctrl-C, SIGTERM): what was forwarded, and what is
-    /// left for the next run, which catches it up from GitHub. The status line is cleared first.
+    /// The one line shown when the run is stopped (Ctrl-C, SIGTERM): what was forwarded, what was
+    /// parked and how to send it again, and what is left for the next run (in retry, queued), which
+    /// catches it up from GitHub. The status line is cleared first.
     pub fn stopped(&mut self) -> std::io::Result<()> {
         self.status.clear();
-        let waiting: usize = self.waiting.values().sum();
         let forwarded = self.forwarded;
+        let (parked, retrying) = (self.parked.len(), self.retrying.len());
+        // Each source says what it left as it stops; the last polls' count if none could.
+        let left: usize = if self.left.is_empty() { self.waiting.values().sum() } else { self.left.values().sum() };
+        // A delivery in retry is in flight, so among what was left.
+        let queued = left.saturating_sub(retrying);
         let plural = |n: u64| if n == 1 { "delivery" } else { "deliveries" };
-        let left = match waiting {
-            0 => "nothing is waiting".to_string(),
-            n => format!("{n} still waiting will be caught up next time"),
+        let mut said = Vec::new();
+        if parked > 0 {
+            let it = if parked == 1 { "it" } else { "them" };
+            said.push(format!("{parked} parked: send {it} again with {}", self.replay_parked()));
+        }
+        let next = match (retrying, queued) {
+            (0, 0) => None,
+            (0, queued) => Some(format!("{queued} queued")),
+            (retrying, 0) => Some(format!("{retrying} in retry")),
+            (retrying, queued) => Some(format!("{retrying} in retry and {queued} queued")),
         };
+        if let Some(next) = next {
+            said.push(format!("{next} will be caught up next time"));
+        }
+        if said.is_empty() {
+            said.push("nothing is waiting".to_string());
+        }
         self.line_or_json(
-            &format!("Stopped: {forwarded} {} forwarded; {left}.", plural(forwarded)),
-            Line::Stopped { forwarded, waiting },
+            &format!("Stopped: {forwarded} {} forwarded; {}.", plural(forwarded), said.join("; ")),
+            Line::Stopped { forwarded, parked, retrying, queued },
             false,
         )
     }
 
-    /// The status line: unreachable handler first, then a GitHub error until a poll succeeds, then a progress bar while a backlog drains, else polling.
+    /// The commands that send this run's parked deliveries again, one per source that parked any.
+    fn replay_parked(&self) -> String {
+        let mut hooks: Vec<&HookRef> = self.parked.iter().map(|(hook, _)| hook).collect();
+        hooks.sort_by_key(|hook| hook.to_string());
+        hooks.dedup();
+        let commands: Vec<String> = hooks
+            .into_iter()
+            .map(|hook| {
+                let source = match hook {
+                    HookRef::Repo { owner, repo, .. } => format!("--repo {owner}/{repo}"),
+                    HookRef::Org { org, .. } => format!("--org {org}"),
+                    HookRef::App { .. } => "--app".to_string(),
+                };
+                let shown = hook.to_string();
+                let ready = self.ready.iter().find(|ready| ready.hook == shown);
+                let hook_url = ready.and_then(|ready| ready.hook_url.as_deref());
+                let hook_url = hook_url.map(|url| format!(" --hook-url {}", visible(url))).unwrap_or_default();
+                let target = ready.map(|ready| format!(" --to {}", visible(&ready.target))).unwrap_or_default();
+                format!("`hookfwd replay --parked {source}{hook_url}{target}`")
+            })
+            .collect();
+        commands.join(" and ")
+    }
+
+    /// The status line: a retry's countdown first, then a GitHub error until a poll succeeds, then a
+    /// progress bar while a backlog drains, else how deliveries arrive. `r: retry now` while the
+    /// key would do something.
     fn show_status(&self) {
         let polled = &self.polled;
+        let key = if self.context.retry_key && (self.unreachable.is_some() || !self.parked.is_empty()) {
+            " · r: retry now"
+        } else {
+            ""
+        };
         let waiting_for = self.waiting_for.as_ref().filter(|(until, _)| *until > Utc::now());
-        if let Some(message) = &self.unreachable {
+        if let Some(retry) = &self.unreachable {
             let waiting: usize = self.waiting.values().sum();
-            self.status.set(format!("{message} · {waiting} waiting · {polled}"));
+            self.status
+                .set(format!("{}{key} · {waiting} waiting · {polled}", retry.countdown(tokio::time::Instant::now())));
         } else if let Some(trouble) = &self.trouble {
-            self.status.set(format!("{} · retrying · {polled}", visible(trouble)));
+            self.status.set(format!("{} · retrying{key} · {polled}", visible(trouble)));
         } else if let Some((until, reason)) = waiting_for {
             let at = until.with_timezone(&Local).format("%H:%M:%S");
-            self.status.set(format!("waiting until {at}: {} · {polled}", visible(reason)));
+            self.status.set(format!("waiting until {at}: {}{key} · {polled}", visible(reason)));
         } else if self.total > self.drained + 1 {
-            self.status.progress(format!("draining the backlog · {polled}"), self.drained, self.total);
+            self.status.progress(format!("draining the backlog{key} · {polled}"), self.drained, self.total);
         } else if let Some((hook, reason)) = self.down.iter().next() {
-            self.status.set(format!("stream for {hook} down ({reason}), polling · {polled}"));
-        } else if self.context.streaming && !self.up.is_empty() {
-            self.status.set(format!("streaming · safety {polled}"));
+            self.status.set(format!("stream for {hook} down ({reason}), polling{key} · {polled}"));
+        } else if self.streams_up() {
+            self.status.set(format!("streaming{key} · safety {polled}"));
+        } else if !self.streamed.is_empty() {
+            self.status.set(format!("connecting to the stream, polling{key} · {polled}"));
         } else {
-            self.status.set(format!("polling · {polled}"));
+            self.status.set(format!("polling{key} · {polled}"));
         }
+    }
+
+    /// Prints a line of a delivery's retry state (an answer to retry, a retry, parked). On a
+    /// terminal it replaces the delivery's last such line when nothing was printed since, so a
+    /// delivery that is retried keeps one line, updated in place.
+    fn retry_state(&mut self, hook: &HookRef, guid: &str, text: &str, line: Line<'_>) -> std::io::Result<()> {
+        if self.json || !term::stdout_is_terminal() {
+            return self.line_or_json(text, line, true);
+        }
+        let over =
+            self.live.take().filter(|live| live.hook == *hook && live.guid == guid && live.mark == term::printed());
+        match over {
+            Some(live) => term::print_over(live.rows, text)?,
+            None => print(text)?,
+        }
+        self.live =
+            Some(Live { hook: hook.clone(), guid: guid.to_string(), mark: term::printed(), rows: term::rows(text) });
+        Ok(())
     }
 
     /// Prints the text or the JSON line. Every feed line goes to stdout, warnings and errors too, so that
@@ -547,6 +685,35 @@ impl Feed {
             print(text)
         }
     }
+}
+
+/// A delivery's next attempt, for the status line's countdown.
+struct Retry {
+    /// `handler unreachable (connection refused)`.
+    what: String,
+    /// When the attempt is made.
+    at: tokio::time::Instant,
+}
+
+impl Retry {
+    /// `handler unreachable (connection refused), retrying in 2s` at `now`, counting down in whole seconds.
+    fn countdown(&self, now: tokio::time::Instant) -> String {
+        let left = self.at.saturating_duration_since(now);
+        match left.as_millis().div_ceil(1000) {
+            0 => format!("{}, retrying now", self.what),
+            seconds => format!("{}, retrying in {seconds}s", self.what),
+        }
+    }
+}
+
+/// The last line of a delivery's retry state printed on a terminal.
+struct Live {
+    hook: HookRef,
+    guid: String,
+    /// [`term::printed`] right after it: it may be printed over while that has not moved.
+    mark: u64,
+    /// The rows it took.
+    rows: usize,
 }
 
 fn now() -> String {
@@ -583,5 +750,22 @@ fn status_style(status: u16) -> console::StyledObject<u16> {
         200..=299 => style(status).green(),
         400..=499 => style(status).yellow(),
         _ => style(status).red(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_counts_down_in_whole_seconds() {
+        let now = tokio::time::Instant::now();
+        let what = "handler unreachable (connection refused)".to_string();
+        let retry = Retry { what, at: now + Duration::from_millis(1400) };
+        assert_eq!(retry.countdown(now), "handler unreachable (connection refused), retrying in 2s");
+        let later = now + Duration::from_millis(500);
+        assert_eq!(retry.countdown(later), "handler unreachable (connection refused), retrying in 1s");
+        let past = now + Duration::from_millis(1400);
+        assert_eq!(retry.countdown(past), "handler unreachable (connection refused), retrying now");
     }
 }

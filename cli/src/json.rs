@@ -83,8 +83,10 @@ pub enum Line<'a> {
     },
     /// The handler could not be reached; the delivery is tried again.
     Retry { source: &'a str, id: u64, guid: &'a str, reason: &'a str, attempt: u32, wait_ms: u64 },
-    /// The run was stopped (Ctrl-C, SIGTERM): what was forwarded, and what the next run catches up.
-    Stopped { forwarded: u64, waiting: usize },
+    /// The run was stopped (Ctrl-C, SIGTERM): what was forwarded, what this run parked
+    /// (`hookfwd replay --parked` sends it again), and what the next run catches up: the
+    /// deliveries in retry and those queued behind them.
+    Stopped { forwarded: u64, parked: usize, retrying: usize, queued: usize },
     /// A blackhole stream connected.
     #[serde(rename = "stream")]
     StreamUp {

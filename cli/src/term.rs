@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::ProgressStyle;
 use tracing::Span;
@@ -186,11 +187,44 @@ mod echo {
     }
 }
 
+/// Lines printed to stdout so far: a line may be printed over only while this has not moved.
+static PRINTED: AtomicU64 = AtomicU64::new(0);
+
 /// Writes one line to stdout without garbling the status line; a closed stdout is an error, not a panic.
 pub fn print(line: &str) -> std::io::Result<()> {
+    write(&format!("{line}\n"))
+}
+
+/// The count of lines printed so far, to tell later whether anything was printed since.
+pub fn printed() -> u64 {
+    PRINTED.load(Ordering::SeqCst)
+}
+
+/// Replaces the last `rows` rows of a terminal's stdout with `line` (the caller checked with
+/// [`printed`] that nothing was printed since, and [`rows`] counted them).
+pub fn print_over(rows: usize, line: &str) -> std::io::Result<()> {
+    // Up to the first of those rows, and clear from there down; one write, so the status line is
+    // cleared once before it and drawn again once after.
+    write(&format!("\x1b[{rows}A\r\x1b[J{line}\n"))
+}
+
+/// The rows `text` takes on stdout's terminal, its lines wrapped at the terminal's width.
+pub fn rows(text: &str) -> usize {
+    let (_, columns) = console::Term::stdout().size();
+    let columns = usize::from(columns).max(1);
+    text.split('\n').map(|line| console::measure_text_width(line).div_ceil(columns).max(1)).sum()
+}
+
+/// Whether stdout is a terminal, where a line can be printed over.
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+fn write(text: &str) -> std::io::Result<()> {
+    PRINTED.fetch_add(1, Ordering::SeqCst);
     match tracing_indicatif::writer::get_indicatif_stdout_writer() {
-        Some(mut out) => writeln!(out, "{line}"),
-        None => writeln!(std::io::stdout().lock(), "{line}"),
+        Some(mut out) => out.write_all(text.as_bytes()),
+        None => std::io::stdout().lock().write_all(text.as_bytes()),
     }
 }
 

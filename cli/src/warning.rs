@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::SecondsFormat;
 use github::Unreadable;
-use relay::{LedgerFix, OverlapOutcome, SkipReason, Warning};
+use relay::{LedgerFix, OverlapOutcome, SkipReason, StreamTrouble, Warning};
 
 /// The variant's name in snake_case: the `kind` of a `--json` warning line, for scripts.
 pub fn kind(warning: &Warning) -> &'static str {
@@ -23,12 +23,14 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::FutureDelivery { .. } => "future_delivery",
         Warning::Skipped { .. } => "skipped",
         Warning::SlowHandler { .. } => "slow_handler",
+        Warning::HandlerUnauthorized { .. } => "handler_unauthorized",
         Warning::StreamMissed { .. } => "stream_missed",
         Warning::UnreadableListing { .. } => "unreadable_listing",
         Warning::HookInactive { .. } => "hook_inactive",
         Warning::LoopbackHookUrl { .. } => "loopback_hook_url",
         Warning::MissingEvents { .. } => "missing_events",
         Warning::StreamRefused { .. } => "stream_refused",
+        Warning::StreamNotUp { .. } => "stream_not_up",
         Warning::NotStreaming { .. } => "not_streaming",
         Warning::PushedTooLarge { .. } => "pushed_too_large",
         Warning::MalformedPush { .. } => "malformed_push",
@@ -121,6 +123,14 @@ pub fn sentence(warning: &Warning) -> String {
             item.guid,
             limit.as_secs()
         ),
+        Warning::HandlerUnauthorized { status, signed: true } => format!(
+            "the handler answered {status}: does the handler verify with HOOKFWD_SECRET? hookfwd signs each delivery \
+             with it"
+        ),
+        Warning::HandlerUnauthorized { status, signed: false } => format!(
+            "the handler answered {status} to an unsigned delivery: does the handler verify with HOOKFWD_SECRET? It \
+             is not set, so hookfwd signs nothing"
+        ),
         Warning::StreamMissed { source } => format!(
             "the stream from the blackhole is up but did not bring a delivery GitHub lists for {source}; check that \
              the hook URL's path is the one hookfwd streams"
@@ -142,9 +152,27 @@ pub fn sentence(warning: &Warning) -> String {
         Warning::StreamRefused { origin } => {
             format!("the blackhole at {origin} refused the stream token; polling meanwhile")
         }
+        Warning::StreamNotUp { origin, address, waited, trouble, interval } => {
+            let why = match trouble {
+                StreamTrouble::NothingListens => {
+                    format!("nothing listens at {address} (connection refused); is the blackhole running there?")
+                }
+                StreamTrouble::NotABlackhole { status } => format!(
+                    "{origin} answered {status} where a blackhole streams or answers 200, so the hook URL serves \
+                     something else; check the hook URL"
+                ),
+                StreamTrouble::NoAnswer => format!("{origin} has not answered"),
+                StreamTrouble::Other(reason) => format!("{reason} at {origin}"),
+            };
+            format!(
+                "the stream is not up after {}s, polling every {} meanwhile: {why}",
+                waited.as_secs(),
+                humantime::format_duration(*interval)
+            )
+        }
         Warning::NotStreaming { origin, interval } => format!(
-            "the blackhole at {origin} does not stream; start it with --stream-token (or BLACKHOLE_STREAM_TOKEN) for \
-             push mode. Polling every {} meanwhile",
+            "the blackhole at {origin} does not stream (no stream token is configured there); start it with \
+             --stream-token (or BLACKHOLE_STREAM_TOKEN) for push mode. Polling every {} meanwhile",
             humantime::format_duration(*interval)
         ),
         Warning::PushedTooLarge { limit_bytes } => {
@@ -309,6 +337,35 @@ mod tests {
             )
         );
         assert_eq!(kind(&warning), "shared_ledger_fixed");
+    }
+
+    #[test]
+    fn a_stream_that_is_not_up_says_why() {
+        let said = |trouble| {
+            sentence(&Warning::StreamNotUp {
+                origin: "http://127.0.0.1:9".into(),
+                address: "127.0.0.1:9".into(),
+                waited: Duration::from_secs(3),
+                trouble,
+                interval: Duration::from_secs(1),
+            })
+        };
+        assert_eq!(
+            said(StreamTrouble::NothingListens),
+            "the stream is not up after 3s, polling every 1s meanwhile: nothing listens at 127.0.0.1:9 (connection \
+             refused); is the blackhole running there?"
+        );
+        assert!(said(StreamTrouble::NotABlackhole { status: 404 }).contains(": http://127.0.0.1:9 answered 404 where"));
+        assert!(said(StreamTrouble::NoAnswer).ends_with("meanwhile: http://127.0.0.1:9 has not answered"));
+    }
+
+    #[test]
+    fn a_handler_that_refuses_the_signature_is_asked_about_hookfwd_secret() {
+        let signed = sentence(&Warning::HandlerUnauthorized { status: 401, signed: true });
+        assert!(signed.starts_with("the handler answered 401: does the handler verify with HOOKFWD_SECRET?"));
+        let unsigned = sentence(&Warning::HandlerUnauthorized { status: 403, signed: false });
+        assert!(unsigned.starts_with("the handler answered 403 to an unsigned delivery"), "{unsigned}");
+        assert!(unsigned.contains("HOOKFWD_SECRET? It is not set"), "{unsigned}");
     }
 
     #[test]

@@ -91,3 +91,31 @@ async fn json_forwarded_lines_carry_status_headers_body_and_length() {
     assert_eq!(line["body_length"], EXPLODED.len());
     assert!(line["headers"].as_object().is_some_and(|headers| headers.contains_key("content-length")), "{line}");
 }
+
+#[tokio::test]
+async fn a_401_from_the_handler_asks_once_whether_it_verifies_with_hookfwd_secret() {
+    // A hook made by hand, so that no creation ping is answered before the deliveries under test.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
+    let handler = Recorder::start().await;
+    handler.answer_with(401, r#"{"error":"bad signature"}"#);
+    let state = tempfile::tempdir().unwrap();
+    let run = ACCOUNT.dev(&fake, &handler.url(), state.path(), &["--no-inspect"]);
+    run.wait_line("Ready!").await;
+    fake.emit(REPO, "issues", json!({"action": "opened", "number": 1})).await;
+    fake.emit(REPO, "issues", json!({"action": "opened", "number": 2})).await;
+    run.wait_lines("<-- [401]", 2).await;
+    run.signal(libc::SIGTERM);
+    let finished = run.finish().await;
+    assert_eq!(finished.code, Some(0), "{}", finished.stderr);
+    let hints: Vec<&str> = finished.stdout.lines().filter(|line| line.contains("HOOKFWD_SECRET?")).collect();
+    assert_eq!(hints.len(), 1, "once per run: {}", finished.stdout);
+    assert!(
+        hints[0].ends_with(
+            "!!! the handler answered 401: does the handler verify with HOOKFWD_SECRET? hookfwd signs \
+                            each delivery with it"
+        ),
+        "{}",
+        hints[0]
+    );
+    finished.assert_never_printed(&[TOKEN, SECRET]);
+}

@@ -508,6 +508,53 @@ async fn doctor_checks_the_handler_the_hooks_events_and_whether_github_reaches_i
     assert_eq!(handler["message"], format!("http://{closed}/: connection refused"), "{handler}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_signs_its_ping_and_fails_a_handler_answering_500_or_401_with_the_hint() {
+    let (fake, _) = github().await;
+    let recorder = Recorder::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let to = recorder.url();
+    let doctor = ["doctor", "--repo", REPO, "--to", &to, "--json"];
+    let handler = |run: &Finished| -> Value {
+        run.json().into_iter().find(|line| line["check"] == "handler").unwrap_or_else(|| panic!("{}", run.stdout))
+    };
+
+    // Taken: signed with the local secret, as every forwarded delivery is.
+    let run = hookfwd_run(&fake, state.path(), &doctor).await;
+    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let ping = recorder.received().pop().expect("the handler got doctor's ping");
+    let signature = ping.header("x-hub-signature-256").expect("a signed ping");
+    assert!(github::signature::verify_sha256(&github::Secret::new(SECRET), &ping.body, signature));
+    assert_eq!(handler(&run)["message"], format!("{to} answered 200 to a ping signed with the local secret"));
+    let secret = run.json().into_iter().find(|line| line["check"] == "local secret").expect("a local secret check");
+    assert_eq!(secret["level"], "pass", "{secret}");
+
+    for (status, hint) in [
+        (500, "the handler failed on it (see its logs); hookfwd retries what it fails, then parks it"),
+        (401, "does the handler verify with HOOKFWD_SECRET?"),
+        (403, "does the handler verify with HOOKFWD_SECRET?"),
+    ] {
+        recorder.answer(status);
+        let run = hookfwd_run(&fake, state.path(), &doctor).await;
+        assert_eq!(run.code, Some(1), "{status}: stdout: {}\nstderr: {}", run.stdout, run.stderr);
+        let line = handler(&run);
+        assert_eq!(line["level"], "fail", "{line}");
+        assert_eq!(line["message"], format!("{to} answered {status} to a ping signed with the local secret"));
+        assert_eq!(line["hint"], hint, "{line}");
+    }
+
+    // Without a local secret that is the one cause said: the handler's 401 to an unsigned ping points at it.
+    let api_url = fake.api_url().to_string();
+    let env = [("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_STATE_DIR", state.path().as_os_str())];
+    let run = Running::hookfwd(doctor.iter().copied().chain(["--api-url", &api_url]), &env).finish().await;
+    assert_eq!(run.code, Some(1), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let lines = run.json();
+    let secret = lines.iter().find(|line| line["check"] == "local secret").expect("a local secret check");
+    assert_eq!(secret["level"], "fail", "{secret}");
+    assert_eq!(handler(&run)["hint"], "set HOOKFWD_SECRET to the secret the handler verifies with");
+    run.assert_never_printed(&[TOKEN, SECRET]);
+}
+
 /// Scripts tell `--json` lines apart by `type`: every line of `dev`, `send`, `hooks list` and `doctor` has one.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_json_line_of_dev_send_hooks_list_and_doctor_has_a_type() {

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Account, Recorder, Running};
+use e2e::{Account, Recorder, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
@@ -193,24 +193,57 @@ async fn ctrl_c_prints_one_summary_line_and_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_says_what_is_still_waiting_for_next_time() {
-    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
-    hook_for(&fake, &["*"]);
-    let handler = Recorder::start().await;
-    handler.answer(503);
-    let state = tempfile::tempdir().unwrap();
-    let hook_url = fake.blackhole_url();
-    // Both made before the start and caught up with --since, so both are queued at `ready`: emitted after it,
-    // a poll between the two could list only the first before Ctrl-C.
-    fake.emit_many(REPO, "issues", vec![ACCOUNT.issue_opened(1), ACCOUNT.issue_opened(2)]).await;
-    let args = ["dev", "--repo", REPO, "--to", &handler.url(), "--hook-url", &hook_url, "--json", "--since", "1h"];
-    let dev = run_against(&fake, state.path(), &args);
-    dev.wait_line("\"type\":\"retry\"").await;
-    dev.signal(libc::SIGINT);
-    let finished = dev.finish().await;
-    assert_eq!(finished.code, Some(0), "{}", finished.stderr);
-    let last: Value = serde_json::from_str(finished.stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(last, json!({"type": "stopped", "forwarded": 0, "waiting": 2}), "{}", finished.stdout);
+async fn ctrl_c_counts_what_was_forwarded_parked_in_retry_and_queued() {
+    for json in [true, false] {
+        let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
+        hook_for(&fake, &["*"]);
+        let handler = Recorder::start().await;
+        // A bug only one delivery hits (parked after 3 answers), and one the handler cannot take while it
+        // restarts (503: retried until it can): the one behind it waits.
+        handler.reject("\"title\":\"issue 2\"", 500, "no such user");
+        handler.reject("\"title\":\"issue 3\"", 503, "restarting");
+        let state = tempfile::tempdir().unwrap();
+        let hook_url = fake.blackhole_url();
+        // All made before the start and caught up with --since, so all are queued at `ready`: emitted after it,
+        // a poll could list only some of them before Ctrl-C.
+        // One at a time, so that they are forwarded in this order.
+        for n in 1..=4 {
+            fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await;
+        }
+        let to = handler.url();
+        let mut args = vec!["dev", "--repo", REPO, "--to", &to, "--hook-url", &hook_url, "--since", "1h"];
+        if json {
+            args.push("--json");
+        }
+        let dev = run_against(&fake, state.path(), &args);
+        let retried = |line: &String| line.contains("\"type\":\"retry\"") || line.contains(": 503, retry");
+        let parked = if json { "\"type\":\"parked\"" } else { " parked after 3 attempts" };
+        dev.wait_line(parked).await;
+        // The first retry of the 503 after the parked one: the third delivery is in retry.
+        eventually("the 503 retried", async || {
+            let lines = dev.lines();
+            let after = lines.iter().position(|line| line.contains(parked))?;
+            lines[after..].iter().any(retried).then_some(())
+        })
+        .await;
+        dev.signal(libc::SIGINT);
+        let finished = dev.finish().await;
+        assert_eq!(finished.code, Some(0), "{}", finished.stderr);
+        let last = finished.stdout.lines().last().unwrap_or_default();
+        if json {
+            let last: Value = serde_json::from_str(last).unwrap();
+            let counts = json!({"type": "stopped", "forwarded": 1, "parked": 1, "retrying": 1, "queued": 1});
+            assert_eq!(last, counts, "{}", finished.stdout);
+        } else {
+            let command =
+                format!("`hookfwd replay --parked --repo {REPO} --hook-url {hook_url} --to {}`", handler.url());
+            let said = format!(
+                "Stopped: 1 delivery forwarded; 1 parked: send it again with {command}; 1 in retry and 1 queued will \
+                 be caught up next time."
+            );
+            assert_eq!(last, said, "{}", finished.stdout);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -477,7 +510,8 @@ async fn doctor_names_each_check_once() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "{names:?}");
     let events_check = format!("{REPO} hook events");
-    for name in ["token", "GitHub API", "stream", "stream secret", "handler", events_check.as_str()] {
+    // The fake's blackhole does not stream, so whether pushes could be verified is not asked (push::doctor… is).
+    for name in ["token", "GitHub API", "stream", "local secret", "handler", events_check.as_str()] {
         assert!(names.iter().any(|check| check == name), "no {name} check: {names:?}");
     }
 

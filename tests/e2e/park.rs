@@ -169,6 +169,45 @@ async fn a_handler_answering_503_keeps_the_delivery_retrying_and_never_parks_it(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_handler_down_twenty_seconds_is_retried_at_most_every_two_seconds_and_gets_the_delivery_back() {
+    // A hook made by hand: one hookfwd created would bring its creation ping before the events.
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;
+    // The handler's port, closed: nothing listens there until it is back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let target = format!("http://{port}/webhook");
+    let state = tempfile::tempdir().unwrap();
+    let hook_url = fake.blackhole_url();
+    let run = ACCOUNT.against(&fake, &dev_args(&hook_url, &target, path(state.path()), &["--json"]), &[]);
+    run.wait_line("\"type\":\"ready\"").await;
+    fake.emit(REPO, "issues", issue(1, "while the handler restarts")).await;
+    let retries = |run: &e2e::Running| -> Vec<Value> {
+        run.lines().iter().map(|line| parse(line)).filter(|line| line["type"] == "retry").collect()
+    };
+    // Down for 20 s of the waits hookfwd reports, each of them a refused connection.
+    let down = eventually("20 s of retries", async || {
+        let retries = retries(&run);
+        let waited: u64 = retries.iter().map(|line| line["wait_ms"].as_u64().unwrap()).sum();
+        (waited >= 20_000).then_some(retries)
+    })
+    .await;
+    assert!(down.iter().all(|line| line["reason"] == "connection refused"), "{down:?}");
+    let handler = Recorder::on(tokio::net::TcpListener::bind(port).await.expect("the handler's port again"));
+    let received = handler.wait_for(Duration::from_secs(60), "the delivery", |got| !got.is_empty()).await;
+    let forwarded = parse(&run.wait_line("\"type\":\"forwarded\"").await);
+    assert_eq!(forwarded["guid"], received[0].guid());
+    run.signal(libc::SIGTERM);
+    let finished = run.finish().await;
+    assert_eq!(finished.code, Some(0), "{}", finished.stderr);
+    // Every wait, the one under way when the handler came back included, was at most 2 s, and the first
+    // attempt after it was taken: the delivery arrived within 2 s of the handler coming back.
+    let retries: Vec<Value> = finished.json().into_iter().filter(|line| line["type"] == "retry").collect();
+    let waits: Vec<u64> = retries.iter().map(|line| line["wait_ms"].as_u64().unwrap()).collect();
+    assert!(waits.iter().all(|wait| (100..=2000).contains(wait) && wait % 100 == 0), "{waits:?}");
+    assert!(waits.len() >= 10, "retried about every 1-2 s, not backed off: {waits:?}");
+    assert_eq!(handler.tries(received[0].guid()), 1, "taken at the first attempt after it came back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn forward_blocks_on_a_rejected_delivery_by_default_and_parks_it_with_on_handler_error_park() {
     // A hook made by hand: one hookfwd created would bring its creation ping before the events.
     let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook, admin:org_hook").await;

@@ -305,8 +305,39 @@ async fn a_wrong_stream_token_is_one_sentence_and_exit_3() {
     let error: Vec<&str> = finished.stderr.lines().filter(|line| line.starts_with("hookfwd:")).collect();
     assert_eq!(error.len(), 1, "{}", finished.stderr);
     assert!(error[0].contains("refused the stream token"), "{}", error[0]);
+    assert!(!finished.stdout.contains("\"type\":\"ready\""), "it failed before Ready: {}", finished.stdout);
     assert!(!finished.stderr.contains(wrong) && !finished.stdout.contains(wrong), "the token was printed");
     assert!(!finished.stderr.contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_never_connects_is_connecting_on_the_ready_line_and_warned_about_with_why() {
+    let fake = fake_with_repo().await;
+    let state = tempfile::tempdir().unwrap();
+    // Nothing listens at the hook URL's address.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let hook_url = format!("http://{closed}/alice");
+    let dev = ACCOUNT.dev_at(&fake, &hook_url, "localhost:9", state.path(), &[], STREAMING);
+    let ready = dev.wait_line("Ready!").await;
+    let mode = dev.wait_line("connecting to the stream…").await;
+    assert!(!mode.contains("streaming"), "{ready}\n{mode}");
+    let warning = dev.wait_line("the stream is not up after").await;
+    assert!(warning.contains(&format!("nothing listens at {closed} (connection refused)")), "{warning}");
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert_eq!(finished.code, Some(0), "{}", finished.stderr);
+    assert_eq!(finished.stdout.matches("the stream is not up").count(), 1, "said once: {}", finished.stdout);
+    finished.assert_never_printed(&[TOKEN, SECRET, STREAM_TOKEN]);
+
+    // A hook URL that serves something else than a blackhole: a web server answering 404.
+    let other = e2e::Recorder::start().await;
+    other.answer(404);
+    let hook_url = other.url();
+    let dev = ACCOUNT.dev_at(&fake, &hook_url, "localhost:9", state.path(), &["--json"], STREAMING);
+    let warning: Value = serde_json::from_str(&dev.wait_line("\"kind\":\"stream_not_up\"").await).unwrap();
+    let message = warning["message"].as_str().unwrap();
+    assert!(message.contains("answered 404 where a blackhole streams or answers 200"), "{message}");
+    assert!(message.contains("serves something else"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -429,7 +460,7 @@ async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
     let args =
         ["doctor", "--json", "--repo", REPO, "--hook-url", &hook_url, "--api-url", &api_url, "--state-dir", state_dir];
     let doctor = |env: Vec<(&'static str, &'static str)>| {
-        let mut vars = vec![("GITHUB_TOKEN", OsStr::new(TOKEN))];
+        let mut vars = vec![("GITHUB_TOKEN", OsStr::new(TOKEN)), ("HOOKFWD_SECRET", OsStr::new(SECRET))];
         vars.extend(env.into_iter().map(|(name, value)| (name, OsStr::new(value))));
         Running::hookfwd(args, &vars)
     };
@@ -450,8 +481,11 @@ async fn doctor_checks_the_stream_the_token_and_the_upstream_secret() {
 
     let finished = doctor(vec![("HOOKFWD_STREAM_TOKEN", "wrong-token-0000")]).finish().await;
     assert_eq!(finished.code, Some(3), "{}", finished.stdout);
-    assert!(stream_lines(&finished)[0]["message"].as_str().unwrap().contains("refused the stream token"));
-    finished.assert_never_printed(&[STREAM_TOKEN, UPSTREAM, "wrong-token-0000"]);
+    let lines = stream_lines(&finished);
+    assert!(lines[0]["message"].as_str().unwrap().contains("refused the stream token"));
+    // Only the first cause: with the token refused, whether pushes could be verified is beside the point.
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    finished.assert_never_printed(&[STREAM_TOKEN, UPSTREAM, SECRET, "wrong-token-0000"]);
 }
 
 #[cfg(unix)]

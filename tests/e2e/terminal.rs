@@ -59,6 +59,23 @@ impl Terminal {
         parser.screen().rows(0, columns).map(|row| row.trim_end().to_string()).collect()
     }
 
+    /// The screen's lines as written: a row the terminal wrapped joins the next one.
+    fn lines(&self) -> Vec<String> {
+        let parser = self.screen.lock().expect("screen lock");
+        let (_, columns) = parser.screen().size();
+        let mut lines = vec![String::new()];
+        for (index, row) in parser.screen().rows(0, columns).enumerate() {
+            let last = lines.last_mut().expect("a line");
+            last.push_str(&row);
+            if !parser.screen().row_wrapped(index as u16) {
+                *last = last.trim_end().to_string();
+                lines.push(String::new());
+            }
+        }
+        lines.retain(|line| !line.is_empty());
+        lines
+    }
+
     /// Waits until a row satisfies `check`, and returns that row.
     async fn row(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
         eventually(format!("{what} on the screen"), async || self.rows().into_iter().find(|row| check(row))).await
@@ -87,6 +104,12 @@ impl Drop for Terminal {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A handler address nothing listens on: every attempt is refused.
+fn closed_handler() -> String {
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/webhook", down.local_addr().unwrap())
 }
 
 fn dev_args(fake: &FakeGitHub, to: &str, state: &std::path::Path) -> Vec<String> {
@@ -127,9 +150,7 @@ async fn the_status_line_is_drawn_and_ctrl_c_clears_it_with_one_summary_line() {
 async fn the_status_line_fits_a_narrow_terminal_without_cutting_a_word() {
     let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
     // A handler that is down makes the longest status: why, when it is retried, what waits, the last poll.
-    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let to = format!("http://{}/webhook", down.local_addr().unwrap());
-    drop(down);
+    let to = closed_handler();
     let state = tempfile::tempdir().unwrap();
     let args = dev_args(&fake, &to, state.path());
     let terminal = Terminal::start(60, &args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -163,4 +184,50 @@ async fn replay_with_no_selector_on_a_terminal_asks_naming_how_many_it_would_sen
         assert_eq!(terminal.exit_code().await, code, "{answer}: {:#?}", terminal.rows());
         assert_eq!(handler.received().len(), sent, "after {answer}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_delivery_keeps_one_line_updated_in_place_and_the_status_line_counts_down() {
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
+    let state = tempfile::tempdir().unwrap();
+    let args = dev_args(&fake, &closed_handler(), state.path());
+    let terminal = Terminal::start(120, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    terminal.row("the Ready line", |row| row.starts_with("Ready! Forwarding")).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
+    terminal.row("the fourth attempt's retry", |row| row.contains("connection refused, retry 4 in")).await;
+    let rows = terminal.rows();
+    let retries: Vec<&String> = rows.iter().filter(|row| row.contains(", retry ")).collect();
+    assert_eq!(retries.len(), 1, "one line for the delivery's retry state: {rows:#?}");
+    // The status line counts the wait down, and says what `r` does (stdin is the terminal).
+    for second in ["2s", "1s"] {
+        let status =
+            terminal.row(&format!("{second} to go"), |row| row.contains(&format!("retrying in {second}"))).await;
+        assert!(status.contains("handler unreachable (connection refused), retrying in"), "{status}");
+        assert!(status.contains(" · r: retry now · "), "{status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_60_columns_a_parked_delivery_takes_two_lines() {
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
+    let handler = Recorder::start().await;
+    handler.answer_with(500, r#"{"error":"no such user: ghost"}"#);
+    let state = tempfile::tempdir().unwrap();
+    let args = dev_args(&fake, &handler.url(), state.path());
+    let terminal = Terminal::start(60, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    terminal.row("the Ready line", |row| row.starts_with("Ready! Forwarding")).await;
+    fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
+    let parked = eventually("the parked line", async || {
+        terminal.lines().into_iter().find(|line| line.contains(" parked after 3 attempts"))
+    })
+    .await;
+    assert!(parked.contains(r#"(500 {"error":"no such user: ghost"})"#), "{parked}");
+    // The delivery's `-->` line, and its retry state: three answers and two retries, replaced in place.
+    let lines = terminal.lines();
+    // Feed lines start with their time; the status line (which names the event while it retries) does not.
+    let feed = |line: &&String| line.starts_with(|c: char| c.is_ascii_digit());
+    let delivery: Vec<&String> = lines.iter().filter(feed).filter(|line| line.contains("issues.opened")).collect();
+    assert_eq!(delivery.len(), 2, "{lines:#?}");
+    assert!(delivery[0].contains("--> issues.opened"), "{lines:#?}");
+    assert!(!lines.iter().any(|line| line.contains("<-- [500]") || line.contains(", retry ")), "{lines:#?}");
 }

@@ -800,9 +800,12 @@ pub struct DoctorArgs {
     /// Push mode's stream token and upstream secret, to check the stream.
     #[command(flatten)]
     pub push: PushArgs,
-    /// The handler, to check that it answers: a URL or host:port[/path].
+    /// The handler, to check that it takes a POST signed with the local secret: a URL or host:port[/path].
     #[arg(long, value_name = "URL", value_parser = parse_target, help_heading = HANDLER)]
     pub to: Option<Target>,
+    /// The local webhook secret, to check that it is set and sign the handler's test POST with it.
+    #[arg(long, env = "HOOKFWD_SECRET", hide_env_values = true, value_name = "SECRET", value_parser = parse_secret)]
+    pub secret: Option<Secret>,
     /// The events you will forward, to check that the hook subscribes to them (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "EVENTS", help_heading = FILTERS)]
     pub events: Vec<String>,

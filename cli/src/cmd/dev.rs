@@ -218,9 +218,16 @@ pub async fn relay_rules(
         }
     };
     tokio::pin!(timeout);
+    // The status line counts a retry's wait down.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let outcome = loop {
         let event = tokio::select! {
             event = received.recv() => event,
+            _ = tick.tick() => {
+                feed.tick();
+                continue;
+            }
             () = &mut timeout => break until.timed_out(),
             stalled = service.stalled() => break Err(stalled),
         };

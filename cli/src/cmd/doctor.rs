@@ -69,33 +69,53 @@ pub async fn doctor(args: DoctorArgs, output: &OutputArgs) -> anyhow::Result<Exi
         }
     }
 
-    match &args.sources.hook_url {
+    let answers = match &args.sources.hook_url {
         Some(url) => check_hook_url(&mut report, url).await?,
-        None => report.warn(
-            "hook URL",
-            "not checked",
-            "set --hook-url or HOOKFWD_HOOK_URL to the blackhole's URL (see docs/deploy.md)",
-        )?,
-    }
+        None => {
+            report.warn(
+                "hook URL",
+                "not checked",
+                "set --hook-url or HOOKFWD_HOOK_URL to the blackhole's URL (see docs/deploy.md)",
+            )?;
+            false
+        }
+    };
 
     let token = super::non_empty(&args.push.stream_token);
     match (&args.sources.hook_url, token) {
-        (Some(url), Some(token)) => {
+        // A hook URL that does not answer fails the stream too: said once, above.
+        (Some(url), Some(token)) if answers => {
+            let streams = check_stream(&mut report, url, &token).await?;
             let hook_secret = super::non_empty(&args.push.hook_secret).is_some();
-            let ledgers =
-                super::state_dir(args.state_dir.clone()).ok().map(|dir| relay::ledger::dir(&dir, &args.github.api_url));
-            check_stream(&mut report, url, &token, hook_secret, ledgers.as_deref(), &found).await?;
+            // Which secret the hook has is known only for a hook found; a hook not found (or a token
+            // GitHub refused) was said above.
+            if streams && (hook_secret || !found.is_empty()) {
+                let ledgers = super::state_dir(args.state_dir.clone())
+                    .ok()
+                    .map(|dir| relay::ledger::dir(&dir, &args.github.api_url));
+                check_upstream_secret(&mut report, hook_secret, ledgers.as_deref(), &found)?;
+            }
         }
         (_, None) => report.warn(
             "stream",
             "push mode is off: deliveries arrive by polling",
             "start the blackhole with --stream-token and give hookfwd the same token in HOOKFWD_STREAM_TOKEN",
         )?,
-        (None, Some(_)) => {}
+        (_, Some(_)) => {}
+    }
+
+    let secret = super::non_empty(&args.secret);
+    match &secret {
+        Some(_) => report.pass("local secret", "set: each forwarded delivery is signed with it")?,
+        None => report.fail(
+            "local secret",
+            "not set: forwarded deliveries are unsigned, and a handler that verifies them rejects every one",
+            "set HOOKFWD_SECRET (or --secret) to the secret your handler verifies with",
+        )?,
     }
 
     if let Some(target) = &args.to {
-        check_handler(&mut report, target).await?;
+        check_handler(&mut report, target, secret.as_ref()).await?;
     }
 
     match super::state_dir(args.state_dir.clone()) {
@@ -249,13 +269,33 @@ fn check_last_response(report: &mut Report, name: &str, hook: &github::Hook) -> 
     }
 }
 
-/// Whether the handler answers at all: any HTTP answer will do, since it is not GitHub's delivery.
-async fn check_handler(report: &mut Report, target: &relay::Target) -> anyhow::Result<()> {
+/// Whether the handler takes a ping signed as hookfwd signs each delivery: any answer will do
+/// (a handler may ignore pings) but a 5xx, which would be retried and parked, and a 401 or 403,
+/// which says it verifies with another secret. Without a local secret the ping is unsigned, and a
+/// 401 or 403 is that missing secret's doing (said once, above).
+async fn check_handler(report: &mut Report, target: &relay::Target, secret: Option<&Secret>) -> anyhow::Result<()> {
     let forwarder = relay::Forwarder::new(target.clone(), HOOK_URL_TIMEOUT);
-    let ping = relay::Outgoing::synthetic("ping", br#"{"zen":"hookfwd doctor checks that the handler answers"}"#, None);
-    match forwarder.send(&ping).await {
-        Ok(response) => report.pass("handler", format!("{target} answered {} to an unsigned ping", response.status)),
-        Err(reason) => report.fail("handler", format!("{target}: {reason}"), "start your handler, or check --to"),
+    let zen = br#"{"zen":"hookfwd doctor checks that the handler answers"}"#;
+    let ping = relay::Outgoing::synthetic("ping", zen, secret);
+    let signed = if secret.is_some() { "a ping signed with the local secret" } else { "an unsigned ping" };
+    let status = match forwarder.send(&ping).await {
+        Ok(response) => response.status,
+        Err(reason) => {
+            return report.fail("handler", format!("{target}: {reason}"), "start your handler, or check --to");
+        }
+    };
+    let message = format!("{target} answered {status} to {signed}");
+    match status {
+        401 | 403 if secret.is_none() => {
+            report.fail("handler", message, "set HOOKFWD_SECRET to the secret the handler verifies with")
+        }
+        401 | 403 => report.fail("handler", message, "does the handler verify with HOOKFWD_SECRET?"),
+        500.. => report.fail(
+            "handler",
+            message,
+            "the handler failed on it (see its logs); hookfwd retries what it fails, then parks it",
+        ),
+        _ => report.pass("handler", message),
     }
 }
 
@@ -271,8 +311,8 @@ async fn check_app(report: &mut Report, client: &github::Client) -> anyhow::Resu
 }
 
 /// Whether the hook URL answers 2xx to a POST; a plain-http URL gets a warning: GitHub accepts it,
-/// but the payloads and their signatures then cross the internet in the clear.
-async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
+/// but the payloads and their signatures then cross the internet in the clear. `false` when it did not.
+async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<bool> {
     let http = github::http_client()
         .timeout(HOOK_URL_TIMEOUT)
         .user_agent(concat!("hookfwd-doctor/", env!("CARGO_PKG_VERSION")))
@@ -285,6 +325,7 @@ async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
         .body(r#"{"zen":"hookfwd doctor checks that this URL answers"}"#)
         .send()
         .await;
+    let answers = matches!(&answer, Ok(response) if response.status().is_success());
     match answer {
         Ok(response) if response.status().is_success() => {
             report.pass("hook URL", format!("{url} answered {}", response.status().as_u16()))?;
@@ -326,22 +367,16 @@ async fn check_hook_url(report: &mut Report, url: &str) -> anyhow::Result<()> {
         };
         report.warn("hook URL scheme", format!("{url} is not HTTPS"), hint)?;
     }
-    Ok(())
+    Ok(answers)
 }
 
-/// Push mode: the blackhole streams, accepts the token, and the hook's upstream secret is known.
-async fn check_stream(
-    report: &mut Report,
-    hook_url: &str,
-    token: &Secret,
-    hook_secret: bool,
-    ledgers: Option<&Path>,
-    hooks: &[HookRef],
-) -> anyhow::Result<()> {
-    let Some(url) = relay::stream::stream_url(hook_url) else { return Ok(()) };
+/// Push mode: the blackhole streams and accepts the token. `false` when it does not.
+async fn check_stream(report: &mut Report, hook_url: &str, token: &Secret) -> anyhow::Result<bool> {
+    let Some(url) = relay::stream::stream_url(hook_url) else { return Ok(false) };
     let origin = url.origin().ascii_serialization();
     let http = relay::stream::client();
     let answer = tokio::time::timeout(HOOK_URL_TIMEOUT, relay::stream::subscribe(&http, &url, token, None)).await;
+    let streams = matches!(answer, Ok(relay::stream::Answer::Streaming(_)));
     match answer {
         Ok(relay::stream::Answer::Streaming(_)) => {
             report.pass("stream", format!("the blackhole at {origin} streams and accepted the token"))?;
@@ -360,6 +395,16 @@ async fn check_stream(
             format!("the blackhole at {origin} does not stream"),
             "start it with --stream-token (or BLACKHOLE_STREAM_TOKEN); until then hookfwd polls",
         )?,
+        Ok(relay::stream::Answer::NothingListens) => report.fail(
+            "stream",
+            format!("nothing listens at {origin}"),
+            "start the blackhole there, or check the hook URL",
+        )?,
+        Ok(relay::stream::Answer::NotABlackhole { status }) => report.fail(
+            "stream",
+            format!("{url} answered {status} where a blackhole streams"),
+            "the hook URL serves something else; point it at the blackhole",
+        )?,
         Ok(relay::stream::Answer::Unavailable(reason)) => report.fail(
             "stream",
             format!("could not subscribe at {origin}: {reason}"),
@@ -371,6 +416,17 @@ async fn check_stream(
             "check the hook URL",
         )?,
     }
+    Ok(streams)
+}
+
+/// Whether pushed deliveries can be verified: the hook's upstream secret is given, or was kept
+/// when hookfwd created the hook.
+fn check_upstream_secret(
+    report: &mut Report,
+    hook_secret: bool,
+    ledgers: Option<&Path>,
+    hooks: &[HookRef],
+) -> anyhow::Result<()> {
     let stored = ledgers.is_some_and(|dir| {
         hooks.iter().any(|hook| relay::ledger::load_hook_secret(dir, hook).is_ok_and(|secret| secret.is_some()))
     });

@@ -114,7 +114,7 @@ pub enum Event {
         item: DeliveryItem,
         /// Why, such as `connection refused` or `503`.
         reason: String,
-        /// How long until the next attempt.
+        /// How long until the next attempt, in whole tenths of a second: the wait is exactly this.
         wait: Duration,
         /// Attempts so far.
         attempt: u32,
@@ -164,6 +164,13 @@ pub enum Event {
         hook: HookRef,
         /// Why, in a few words.
         reason: String,
+    },
+    /// A source stopped (Ctrl-C, SIGTERM): what it leaves for the next run, which forwards it.
+    SourceStopped {
+        /// Its hook.
+        hook: HookRef,
+        /// Deliveries queued or in flight (one in retry among them), or listed and waiting for the stream.
+        left: usize,
     },
     /// A streaming source stopped: what its stream refused.
     Summary {

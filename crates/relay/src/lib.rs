@@ -24,7 +24,7 @@ pub use error::Error;
 pub use event::{Call, Event, HookOrigin, Via};
 pub use request::{Answer, Forwarder, Outgoing, Response, SendError};
 pub use rule::{Rule, Source, Target};
-pub use warning::{LedgerFix, OverlapOutcome, SkipReason, Warning};
+pub use warning::{LedgerFix, OverlapOutcome, SkipReason, StreamTrouble, Warning};
 
 /// How the relay runs, shared by every rule.
 #[derive(Debug, Clone)]

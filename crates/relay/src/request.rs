@@ -315,11 +315,15 @@ fn keep_once(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
 /// Why one attempt to send a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
+    /// Nothing accepts connections at the target's address: a local handler restarting, worth
+    /// retrying soon (a refused connection costs the handler nothing).
+    #[error("connection refused")]
+    Refused,
     /// The target could not be reached or dropped the connection: worth retrying.
-    /// The reason is one line without the URL (the feed already shows it), such as `connection refused`.
+    /// The reason is one line without the URL (the feed already shows it), such as `connection reset`.
     #[error("{reason}")]
     Unreachable {
-        /// Such as `connection refused` or `connection reset`.
+        /// Such as `connection reset` or `could not connect`.
         reason: String,
     },
     /// The target did not answer in time: worth retrying.
@@ -340,7 +344,7 @@ impl SendError {
     }
 
     /// Classifies a failed attempt.
-    fn of(error: &reqwest::Error) -> Self {
+    pub(crate) fn of(error: &reqwest::Error) -> Self {
         if error.is_timeout() {
             return Self::Timeout;
         }
@@ -352,7 +356,7 @@ impl SendError {
         while let Some(current) = source {
             if let Some(io) = current.downcast_ref::<std::io::Error>() {
                 return match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => unreachable("connection refused"),
+                    std::io::ErrorKind::ConnectionRefused => Self::Refused,
                     std::io::ErrorKind::ConnectionReset => unreachable("connection reset"),
                     std::io::ErrorKind::TimedOut => Self::Timeout,
                     _ => unreachable(&io.to_string()),
@@ -362,11 +366,6 @@ impl SendError {
         }
         unreachable(if error.is_connect() { "could not connect" } else { "the request failed" })
     }
-}
-
-/// A one-line reason for a failed attempt, without the URL (the feed already shows it).
-pub(crate) fn reason(error: &reqwest::Error) -> String {
-    SendError::of(error).to_string()
 }
 
 #[cfg(test)]
@@ -532,7 +531,8 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let forwarder = Forwarder::new(Target::parse(&format!("127.0.0.1:{port}")).unwrap(), Duration::from_secs(2));
         let err = forwarder.send(&Outgoing::synthetic("ping", b"{}", None)).await.unwrap_err();
-        assert_eq!(err, SendError::Unreachable { reason: "connection refused".into() });
+        assert_eq!(err, SendError::Refused);
+        assert_eq!(err.to_string(), "connection refused");
         assert!(err.is_transient());
     }
 }

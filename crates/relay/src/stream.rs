@@ -214,9 +214,17 @@ pub enum Answer {
     Streaming(reqwest::Response),
     /// `401`: the token was refused.
     Refused,
-    /// `200` with another content type: this blackhole does not stream.
+    /// `200 text/plain`, the blackhole's own answer to any request: it runs without a stream token.
     NotStreaming,
-    /// Anything else (`503`, a proxy's error page, …); worth trying again later.
+    /// Nothing accepts connections at the blackhole's address.
+    NothingListens,
+    /// A status no blackhole gives (a `404`, a `405`, a `200` page of HTML): the hook URL serves
+    /// something else.
+    NotABlackhole {
+        /// The status it answered.
+        status: u16,
+    },
+    /// Anything else (a proxy's `502`, `503` for too many streams, a timeout); worth trying again later.
     Unavailable(String),
 }
 
@@ -253,7 +261,12 @@ pub async fn subscribe(http: &reqwest::Client, url: &Url, token: &Secret, last_i
     }
     let response = match tokio::time::timeout(SILENCE, request.send()).await {
         Ok(Ok(response)) => response,
-        Ok(Err(error)) => return Answer::Unavailable(crate::request::reason(&error)),
+        Ok(Err(error)) => {
+            return match crate::SendError::of(&error) {
+                crate::SendError::Refused => Answer::NothingListens,
+                other => Answer::Unavailable(other.to_string()),
+            };
+        }
         Err(_) => return Answer::Unavailable("timed out".into()),
     };
     let status = response.status().as_u16();
@@ -265,9 +278,11 @@ pub async fn subscribe(http: &reqwest::Client, url: &Url, token: &Secret, last_i
         .to_ascii_lowercase();
     match status {
         200 if content_type.starts_with("text/event-stream") => Answer::Streaming(response),
-        200 => Answer::NotStreaming,
+        200 if content_type.starts_with("text/plain") => Answer::NotStreaming,
         401 => Answer::Refused,
-        _ => Answer::Unavailable(format!("answered {status}")),
+        // A proxy in front of the blackhole, or the blackhole's own limits (streams, path length).
+        414 | 502..=504 => Answer::Unavailable(format!("answered {status}")),
+        _ => Answer::NotABlackhole { status },
     }
 }
 

@@ -139,6 +139,14 @@ pub enum Warning {
         /// How long GitHub waits.
         limit: Duration,
     },
+    /// The handler answered 401 or 403: it likely verifies with another secret than the local
+    /// one (or none was set). Said once per run.
+    HandlerUnauthorized {
+        /// The handler's status.
+        status: u16,
+        /// Whether the delivery was signed (a local secret is set).
+        signed: bool,
+    },
     /// The stream is up but did not bring a delivery that GitHub lists for the source's hook:
     /// the hook URL's path is likely not the one streamed. Said once per source.
     StreamMissed {
@@ -176,6 +184,20 @@ pub enum Warning {
         /// The blackhole's origin (`https://host`).
         origin: String,
     },
+    /// A source's stream has not come up since the run started: polling meanwhile. Said once per
+    /// source, a few seconds after the start, with the latest reason.
+    StreamNotUp {
+        /// The blackhole's origin (`https://host`).
+        origin: String,
+        /// Its host and port, as connections go to it.
+        address: String,
+        /// How long after the start.
+        waited: Duration,
+        /// Why, as far as hookfwd can tell.
+        trouble: StreamTrouble,
+        /// The poll interval in force meanwhile.
+        interval: Duration,
+    },
     /// The blackhole does not stream (it runs without a stream token): polling only.
     NotStreaming {
         /// The blackhole's origin.
@@ -209,6 +231,23 @@ pub enum Warning {
         /// Its `X-GitHub-Delivery`.
         guid: String,
     },
+}
+
+/// Why a blackhole's stream has not come up, in a [`Warning::StreamNotUp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamTrouble {
+    /// Nothing accepts connections at the blackhole's address.
+    NothingListens,
+    /// The hook URL answered with a status no blackhole gives (a `404`, a `405`, a page of HTML):
+    /// it serves something else.
+    NotABlackhole {
+        /// The status it answered.
+        status: u16,
+    },
+    /// No answer yet.
+    NoAnswer,
+    /// Another reason, in a few words (`timed out`, `answered 503`).
+    Other(String),
 }
 
 /// What becomes of an event GitHub sends to both a repository's hook and its organization's.

@@ -20,7 +20,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::ledger::{self, Durable};
 use crate::request::Answer;
-use crate::{Error, Event, OnHandlerError, Outgoing, SkipReason, Via, Warning};
+use crate::{Error, Event, OnHandlerError, Outgoing, SendError, SkipReason, Via, Warning};
 use github::Backoff;
 
 use super::fetch::{Budget, Fetched, fetch, size};
@@ -296,6 +296,8 @@ pub(super) async fn deliver(
     cancel: &CancellationToken,
 ) -> Delivered {
     let mut backoff = Backoff::default();
+    // A refused connection is a local handler restarting: tried again at least every REFUSED_CAP.
+    let mut refused = Backoff::new(Backoff::BASE, REFUSED_CAP);
     let mut attempt = 0;
     let mut rejections = 0;
     let mut retry = fresh(&ctx.settings.retry_now);
@@ -307,6 +309,7 @@ pub(super) async fn deliver(
             sent = source.forwarder.send(request.as_ref()) => sent,
             () = cancel.cancelled() => return Delivered::Stopped,
         };
+        let mut waits = &mut backoff;
         let reason = match sent {
             Ok(response) => {
                 info!(delivery = item.id, status = response.status, "forwarded");
@@ -326,6 +329,11 @@ pub(super) async fn deliver(
                         request: request.clone(),
                     })
                     .await;
+                // The most common mistake: the handler verifies with another secret than hookfwd signs with.
+                if matches!(response.status, 401 | 403) && !ctx.warned_unauthorized.swap(true, Ordering::Relaxed) {
+                    let (status, signed) = (response.status, source.secret.is_some());
+                    ctx.events.warn(Warning::HandlerUnauthorized { status, signed }).await;
+                }
                 if !response.is_retryable() {
                     return Delivered::Answered;
                 }
@@ -341,18 +349,34 @@ pub(super) async fn deliver(
                 response.status.to_string()
             }
             Err(error) if !error.is_transient() => return Delivered::Invalid(SkipReason::Unsendable(error)),
-            Err(error) => error.to_string(),
+            Err(error) => {
+                if error == SendError::Refused {
+                    waits = &mut refused;
+                }
+                error.to_string()
+            }
         };
-        let wait = backoff.next_wait();
+        let wait = tenths(waits.next_wait());
         debug!(delivery = item.id, attempt, reason = %reason, "target unavailable; retrying");
         ctx.events.emit(Event::Retrying { hook: source.hook.clone(), item: item.clone(), reason, wait, attempt }).await;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             // The user asked to retry now.
-            () = pressed(&mut retry) => backoff = Backoff::default(),
+            () = pressed(&mut retry) => (backoff, refused) = (Backoff::default(), Backoff::new(Backoff::BASE, REFUSED_CAP)),
             () = cancel.cancelled() => return Delivered::Stopped,
         }
     }
+}
+
+/// The longest wait between attempts while the handler refuses connections: it is a local handler,
+/// back within seconds of a restart, and a refused connection costs it nothing. The exponential
+/// backoff up to [`Backoff::CAP`] stays for 5xx answers and timeouts, which a loaded handler gives.
+pub(crate) const REFUSED_CAP: Duration = Duration::from_secs(2);
+
+/// `wait` rounded to a tenth of a second (at least one): the wait the feed and `--json` report is
+/// the one slept, to the same digit.
+fn tenths(wait: Duration) -> Duration {
+    Duration::from_millis((wait.as_millis() as u64).div_ceil(100).max(1) * 100)
 }
 
 /// The most parked deliveries of one run kept to send again on the `r` key (the rest: `replay --parked`).
@@ -436,4 +460,25 @@ async fn send_parked_again(
 /// The request for a pushed delivery, as the forwarder first sent it.
 fn resend_pushed(pushed: &Pushed, source: &SourceRun) -> Arc<Outgoing> {
     Arc::new(Outgoing::from_pushed(&pushed.headers, &pushed.body, source.secret.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_rounded_up_to_a_tenth_of_a_second() {
+        assert_eq!(tenths(Duration::from_millis(178)), Duration::from_millis(200));
+        assert_eq!(tenths(Duration::from_millis(1400)), Duration::from_millis(1400));
+        assert_eq!(tenths(Duration::ZERO), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_refused_connection_is_tried_again_at_least_every_two_seconds() {
+        let mut refused = Backoff::new(Backoff::BASE, REFUSED_CAP);
+        let waits: Vec<Duration> = (0..50).map(|_| tenths(refused.next_wait())).collect();
+        assert!(waits.iter().all(|wait| *wait <= REFUSED_CAP), "{waits:?}");
+        // From the fourth on, between 1 and 2 s: a restarting handler is not hammered either.
+        assert!(waits[3..].iter().all(|wait| *wait >= Duration::from_secs(1)), "{waits:?}");
+    }
 }

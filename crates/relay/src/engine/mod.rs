@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use github::{DeliveryItem, HookRef, Secret};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -47,7 +47,7 @@ use github::Backoff;
 
 use self::forward::forward_loop;
 use self::poller::{announce_waits, poll_loop};
-use self::push::{StreamConfig, stream_loop};
+use self::push::{Opened, StreamConfig, stream_loop};
 use self::setup::{SetUpAll, set_up_all};
 use self::start::{Begun, start};
 use self::state::State;
@@ -86,6 +86,8 @@ struct Ctx {
     sources: usize,
     /// Whether a handler slower than GitHub allows was warned about already (once a run).
     warned_slow: std::sync::atomic::AtomicBool,
+    /// Whether a handler's 401 or 403 was warned about already (once a run).
+    warned_unauthorized: std::sync::atomic::AtomicBool,
     /// Which source forwards each original delivery to each target, across sources.
     overlaps: overlap::Overlaps,
     /// The ledger replicas share, if it is in Redis rather than in files.
@@ -203,6 +205,7 @@ pub async fn run(
             events: events.clone(),
             sources: runs.len(),
             warned_slow: std::sync::atomic::AtomicBool::new(false),
+            warned_unauthorized: std::sync::atomic::AtomicBool::new(false),
             overlaps: overlap::Overlaps::default(),
             replicas,
         });
@@ -234,20 +237,29 @@ pub async fn run(
                 None => Error::NoSources(failures.join("; ")),
             });
         }
+        // Polling and forwarding wait for the Ready line; the streams start at once, so that it can
+        // say whether they are up, and a refused stream token fails the run before it.
+        let (go, gate) = watch::channel(false);
         if result.is_ok() && !cancel.is_cancelled() {
-            events.emit(Event::Ready { sources: started.len(), interval: plan.in_force }).await;
             let count = started.len();
+            let streams = started.iter().filter(|(source, _)| source.stream.is_some()).count();
+            let (opened, mut first_opened) = mpsc::channel(streams.max(1));
             for (index, (source, begun)) in started.into_iter().enumerate() {
                 let offset = budget::first_poll(plan.interval, index, count);
-                let (ctx, stop) = (ctx.clone(), stop.clone());
+                let (gate, opened, cancel) = (gate.clone(), opened.clone(), stop.clone());
+                let launch = Launch { ctx: ctx.clone(), offset, gate, opened, cancel };
                 match begun {
-                    Begun::File(ledger, first) => tasks.spawn(forward_source(ctx, source, ledger, first, offset, stop)),
-                    Begun::Redis(ledger, first) => {
-                        tasks.spawn(forward_source(ctx, source, ledger, first, offset, stop))
-                    }
+                    Begun::File(ledger, first) => tasks.spawn(forward_source(launch, source, ledger, first)),
+                    Begun::Redis(ledger, first) => tasks.spawn(forward_source(launch, source, ledger, first)),
                 };
             }
+            drop(opened);
+            if streams_opened(&mut first_opened, streams, &stop).await {
+                events.emit(Event::Ready { sources: count, interval: plan.in_force }).await;
+                let _ = go.send(true);
+            }
         }
+        drop(gate);
         while let Some(joined) = tasks.join_next().await {
             let outcome = joined.unwrap_or_else(|e| Err(Error::TaskFailed(e.to_string())));
             if let Err(error) = outcome {
@@ -358,15 +370,64 @@ fn stream_config(
     Ok(Some(StreamConfig { url, token: token.clone(), upstream }))
 }
 
+/// How long the Ready line waits for the blackholes' streams to come up, so that it can say they are.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits until each of `streams` sources said how its first subscription went, for at most
+/// [`READY_WAIT`]: `false` when a stream token was refused (its source fails the run) or the run
+/// was stopped meanwhile.
+async fn streams_opened(opened: &mut mpsc::Receiver<Opened>, mut streams: usize, cancel: &CancellationToken) -> bool {
+    let deadline = tokio::time::sleep(READY_WAIT);
+    tokio::pin!(deadline);
+    while streams > 0 {
+        tokio::select! {
+            how = opened.recv() => match how {
+                Some(Opened::Refused) => return false,
+                Some(Opened::Up | Opened::Down) => streams -= 1,
+                None => break,
+            },
+            () = &mut deadline => break,
+            () = cancel.cancelled() => return false,
+        }
+    }
+    !cancel.is_cancelled()
+}
+
+/// What a source's task gets from the run, besides its own hook and ledger.
+struct Launch {
+    /// What every source shares.
+    ctx: Arc<Ctx>,
+    /// When its first poll comes, spread among the sources.
+    offset: Duration,
+    /// True once the Ready line is out: polling and forwarding begin then.
+    gate: watch::Receiver<bool>,
+    /// Where its stream says how the first subscription went.
+    opened: mpsc::Sender<Opened>,
+    /// Stops every source.
+    cancel: CancellationToken,
+}
+
+/// Runs `stage` once the Ready line is out; nothing when the run stops first.
+async fn after_ready(
+    mut gate: watch::Receiver<bool>,
+    cancel: &CancellationToken,
+    stage: impl Future<Output = Result<(), Error>>,
+) -> Result<(), Error> {
+    tokio::select! {
+        ready = gate.wait_for(|ready| *ready) => if ready.is_err() { return Ok(()) },
+        () = cancel.cancelled() => return Ok(()),
+    }
+    stage.await
+}
+
 /// Runs one source until `cancel`: its owner, and the stream, poller and forwarder side by side.
 async fn forward_source<L: Ledger>(
-    ctx: Arc<Ctx>,
+    launch: Launch,
     source: SourceRun,
     ledger: L,
     first: Vec<DeliveryItem>,
-    offset: Duration,
-    cancel: CancellationToken,
 ) -> Result<(), Error> {
+    let Launch { ctx, offset, gate, opened, cancel } = launch;
     if !matches!(source.hook, HookRef::App { .. }) {
         ctx.overlaps.join(&source.name, source.forwarder.target().0.as_str(), ledger.guids());
     }
@@ -375,15 +436,17 @@ async fn forward_source<L: Ledger>(
     let (owner, owning) = owner::spawn(state);
     let owning = tokio::spawn(owning);
     let source = Arc::new(source);
-    let streaming = stream_loop(ctx.clone(), source.clone(), owner.clone(), cancel.clone());
+    let streaming = stream_loop(ctx.clone(), source.clone(), owner.clone(), opened, cancel.clone());
     let polling = poll_loop(ctx.clone(), source.clone(), owner.clone(), offset, cancel.clone());
-    let forwarding = forward_loop(ctx.clone(), source.clone(), owner, cancel.clone());
+    let polling = after_ready(gate.clone(), &cancel, polling);
+    let forwarding = after_ready(gate, &cancel, forward_loop(ctx.clone(), source.clone(), owner, cancel.clone()));
     let result = tokio::try_join!(streaming, polling, forwarding).map(|_| ());
     if result.is_err() {
         cancel.cancel();
     }
     // Every handle is gone with the stages, so the owner gives the state back.
     let (state, failed) = owning.await.map_err(|e| Error::TaskFailed(e.to_string()))?;
+    ctx.events.emit(Event::SourceStopped { hook: source.hook.clone(), left: state.left() }).await;
     let (ledger, refused) = state.finish();
     if source.stream.is_some() {
         let (rejected, repeats, unrecorded) = (refused.forged, refused.repeats, refused.unrecorded);

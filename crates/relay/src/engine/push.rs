@@ -2,15 +2,18 @@
 //! upstream secret and queues it; rings the poller whenever the API must fill a gap.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use github::Secret;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use url::Url;
 
 use crate::stream::{self, Answer, Frame, Hello, Parser, PushedDelivery};
-use crate::{Error, Event, Warning};
+use crate::{Error, Event, StreamTrouble, Warning};
 use github::Backoff;
 
 use super::owner::Handle;
@@ -45,16 +48,70 @@ struct Warned {
     too_large: bool,
 }
 
+/// How a source's first subscription went, for the Ready line (sent once per streaming source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opened {
+    /// Up: the blackhole's hello came.
+    Up,
+    /// Not up (yet): the stream is retried, and polling covers it.
+    Down,
+    /// The stream token was refused: the run fails before it is Ready.
+    Refused,
+}
+
+/// How long after the start a stream that has not come up is warned about, with why.
+pub(crate) const STREAM_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Says once why the stream has not come up, [`STREAM_PATIENCE`] after the start, unless it came up.
+struct NotUp {
+    /// When to say it.
+    due: Instant,
+    /// Still to be said: the stream never came up, and nothing was said yet.
+    pending: bool,
+    /// The latest reason.
+    trouble: StreamTrouble,
+}
+
+impl NotUp {
+    /// Awaits `work`, warning meanwhile once it is due.
+    async fn during<T>(&mut self, ctx: &Ctx, url: &Url, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                () = tokio::time::sleep_until(self.due), if self.pending => {
+                    self.pending = false;
+                    let origin = url.origin().ascii_serialization();
+                    let host = url.host_str().unwrap_or_default();
+                    let address = format!("{host}:{}", url.port_or_known_default().unwrap_or_default());
+                    let (trouble, interval) = (self.trouble.clone(), ctx.settings.interval);
+                    ctx.events.warn(Warning::StreamNotUp { origin, address, waited: STREAM_PATIENCE, trouble, interval }).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends how the first subscription went, the first time only.
+fn report(opened: &mut Option<mpsc::Sender<Opened>>, how: Opened) {
+    if let Some(sender) = opened.take() {
+        // Sized for every streaming source: never full; a run that stopped waiting no longer reads it.
+        let _ = sender.try_send(how);
+    }
+}
+
 /// Subscribes, reads and reconnects until `cancel`. A token refused on the very first attempt
-/// ends the run ([`Error::StreamRefused`]); afterwards everything is a warning while polling
-/// carries on at `--interval`.
+/// ends the run ([`Error::StreamRefused`]) before it is Ready; afterwards everything is a warning
+/// while polling carries on at `--interval`.
 pub(super) async fn stream_loop(
     ctx: Arc<Ctx>,
     source: Arc<SourceRun>,
     owner: Handle,
+    opened: mpsc::Sender<Opened>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let Some(config) = source.stream.clone() else { return Ok(()) };
+    let mut opened = Some(opened);
     // Up and healthy since its hello.
     let mut healthy = false;
     let http = stream::client();
@@ -63,32 +120,48 @@ pub(super) async fn stream_loop(
     let mut first_attempt = true;
     let mut warned = Warned::default();
     let origin = config.url.origin().ascii_serialization();
+    let due = Instant::now() + STREAM_PATIENCE;
+    let mut not_up = NotUp { due, pending: true, trouble: StreamTrouble::NoAnswer };
     loop {
+        let subscribing = stream::subscribe(&http, &config.url, &config.token, last_id.as_deref());
         let answer = tokio::select! {
-            answer = stream::subscribe(&http, &config.url, &config.token, last_id.as_deref()) => answer,
+            answer = not_up.during(&ctx, &config.url, subscribing) => answer,
             () = cancel.cancelled() => return Ok(()),
         };
         let reason = match answer {
             Answer::Streaming(response) => {
-                let mut reader =
-                    Reader { ctx: &ctx, source: &source, owner: &owner, config: &config, warned: &mut warned };
+                let mut reader = Reader {
+                    ctx: &ctx,
+                    source: &source,
+                    owner: &owner,
+                    config: &config,
+                    warned: &mut warned,
+                    opened: &mut opened,
+                };
                 let ended = reader.read(response, &mut last_id, &mut healthy, &cancel);
                 match ended.await? {
                     Ended::Cancelled => return Ok(()),
                     Ended::Dropped(reason) => {
                         // Healthy until now: its hello reset the backoff.
                         if std::mem::replace(&mut healthy, false) {
+                            not_up.pending = false;
                             backoff.reset();
                             ctx.events
                                 .emit(Event::StreamDown { hook: source.hook.clone(), reason: reason.clone() })
                                 .await;
                         }
+                        not_up.trouble = StreamTrouble::Other(reason.clone());
                         reason
                     }
                 }
             }
-            Answer::Refused if first_attempt => return Err(Error::StreamRefused { url: origin }),
+            Answer::Refused if first_attempt => {
+                report(&mut opened, Opened::Refused);
+                return Err(Error::StreamRefused { url: origin });
+            }
             Answer::Refused => {
+                // Said by its own warning.
+                not_up.pending = false;
                 if !std::mem::replace(&mut warned.refused, true) {
                     ctx.events.warn(Warning::StreamRefused { origin: origin.clone() }).await;
                 }
@@ -98,18 +171,31 @@ pub(super) async fn stream_loop(
                 let (origin, interval) = (origin.clone(), ctx.settings.interval);
                 ctx.events.warn(Warning::NotStreaming { origin, interval }).await;
                 ctx.events.emit(Event::StreamDown { hook: source.hook.clone(), reason: "not streaming".into() }).await;
+                report(&mut opened, Opened::Down);
                 owner.stream_down().await;
                 return Ok(());
             }
-            Answer::Unavailable(reason) => reason,
+            Answer::NothingListens => {
+                not_up.trouble = StreamTrouble::NothingListens;
+                "nothing listens".to_string()
+            }
+            Answer::NotABlackhole { status } => {
+                not_up.trouble = StreamTrouble::NotABlackhole { status };
+                format!("answered {status}")
+            }
+            Answer::Unavailable(reason) => {
+                not_up.trouble = StreamTrouble::Other(reason.clone());
+                reason
+            }
         };
+        report(&mut opened, Opened::Down);
         first_attempt = false;
         debug!(hook = %source.hook, reason = %reason, "stream down");
         // Poll at `--interval` until the stream is back.
         owner.stream_down().await;
         let wait = backoff.next_wait();
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = not_up.during(&ctx, &config.url, tokio::time::sleep(wait)) => {}
             () = cancel.cancelled() => return Ok(()),
         }
     }
@@ -122,6 +208,8 @@ struct Reader<'a> {
     owner: &'a Handle,
     config: &'a StreamConfig,
     warned: &'a mut Warned,
+    /// Told once the first hello came.
+    opened: &'a mut Option<mpsc::Sender<Opened>>,
 }
 
 impl Reader<'_> {
@@ -178,6 +266,7 @@ impl Reader<'_> {
                             ctx.events
                                 .emit(Event::StreamUp { hook: source.hook.clone(), resumed: hello.resumed })
                                 .await;
+                            report(self.opened, Opened::Up);
                         }
                         "delivery" => {
                             if event.id.is_some() {

@@ -313,6 +313,12 @@ impl<L: Ledger> State<L> {
         self.queue.len() + self.in_flight.len()
     }
 
+    /// What the next run forwards of what this one holds: queued, in flight, and listed deliveries
+    /// waiting for the stream.
+    pub fn left(&self) -> usize {
+        self.backlog() + self.held.len()
+    }
+
     /// Body bytes of pushed deliveries held: queued, in flight, or waiting as repeats.
     pub fn held_bytes(&self) -> u64 {
         self.pushed_bytes
