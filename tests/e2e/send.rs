@@ -61,6 +61,9 @@ async fn run_with(args: &[&str], secret: &str, stdin: Option<&[u8]>) -> Run {
         assert!(!text.contains("panicked") && !text.contains("RUST_BACKTRACE"), "hookfwd {args:?} panicked: {text}");
         assert!(!text.contains(secret), "hookfwd {args:?} printed the secret: {text}");
     }
+    if args.contains(&"--json") {
+        e2e::lines::assert_valid(&format!("hookfwd {}", args.join(" ")), &run.stdout);
+    }
     run
 }
 

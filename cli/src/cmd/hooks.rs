@@ -10,7 +10,7 @@ use relay::Source;
 use super::consent::Registry;
 use crate::args::{HookTarget, HooksAction, HooksArgs, OutputArgs};
 use crate::exit::{FAILURE, USAGE, fail};
-use crate::json::Line;
+use crate::json::{HookFields, Line};
 use crate::term::{print, visible};
 
 /// Lists or removes hooks.
@@ -37,14 +37,12 @@ async fn list(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
             let used = target.sources.hook_url.as_deref().is_some_and(|url| hook.delivers_to(url));
             if output.json {
                 let line = Line::ListedHook {
-                    owner: owner.to_string(),
-                    id: hook.id,
-                    url: hook.config.url.as_deref(),
+                    hook: HookFields::of(&owner.hook(hook.id)),
+                    hook_url: hook.config.url.as_deref(),
                     events: &hook.events,
                     active: hook.active,
                     content_type: hook.config.content_type.as_deref(),
                     last_response: hook.last_response.as_ref(),
-                    hookfwd: created || used,
                     created_by_hookfwd: created,
                 };
                 print(&line.to_json())?;
@@ -142,7 +140,7 @@ async fn remove(id: u64, target: HookTarget, output: &OutputArgs) -> anyhow::Res
     client.delete_hook(&hook).await.with_context(|| format!("could not delete {hook}"))?;
     registry.forget(&hook)?;
     if output.json {
-        print(&Line::Deleted { owner: owner.to_string(), id }.to_json())?;
+        print(&Line::Deleted { hook: HookFields::of(&hook) }.to_json())?;
     } else if !output.quiet {
         print(&format!("{} deleted {hook}", style("✓").green()))?;
     }
