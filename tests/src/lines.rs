@@ -12,13 +12,12 @@ struct Schema {
     validator: Validator,
 }
 
-/// The schema, read and compiled once per test binary.
+/// The schema, built into the tests (so that cargo rebuilds them when it changes) and compiled once.
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let path = testkit::workspace_root().join("docs/hookfwd-lines.schema.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-        let document: Value = serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let text = include_str!("../../docs/hookfwd-lines.schema.json");
+        let document: Value = serde_json::from_str(text).expect("docs/hookfwd-lines.schema.json is JSON");
         let validator = compile(&document);
         Schema { document, validator }
     })
@@ -91,7 +90,7 @@ mod tests {
 
     /// The example lines of docs/json.md: each line of its `json` code blocks.
     fn documented() -> Vec<String> {
-        let text = std::fs::read_to_string(testkit::workspace_root().join("docs/json.md")).expect("docs/json.md");
+        let text = include_str!("../../docs/json.md");
         let mut lines = Vec::new();
         let mut inside = false;
         for line in text.lines() {
