@@ -341,7 +341,9 @@ impl Feed {
                 let back = self.down.remove(hook).is_some() || self.up.insert(hook.clone(), true).is_some();
                 self.show_status();
                 if self.json {
-                    return print(&Line::StreamUp { state: "up", hook: HookFields::of(hook), resumed: *resumed }.to_json());
+                    return print(
+                        &Line::StreamUp { state: "up", hook: HookFields::of(hook), resumed: *resumed }.to_json(),
+                    );
                 }
                 if back && !self.quiet {
                     let gap = if *resumed { "resumed without a gap" } else { "catching up from the API" };
@@ -416,10 +418,7 @@ impl Feed {
             Event::LedgerDown { reason: Some(reason) } => {
                 self.trouble = Some(reason.clone());
                 self.show_status();
-                self.warning(
-                    "ledger_down",
-                    &format!("{reason}; waiting for it, and forwarding nothing meanwhile"),
-                )
+                self.warning("ledger_down", &format!("{reason}; waiting for it, and forwarding nothing meanwhile"))
             }
             Event::LedgerDown { reason: None } => {
                 self.trouble = None;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::args::OutputArgs;
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
-use crate::json::{DeliveryFields, HookFields, Headers, Line};
+use crate::json::{DeliveryFields, Headers, HookFields, Line};
 use crate::term::{print, visible};
 
 /// The format's version, written in every fixture. Version 2 writes `headers` as an object
@@ -289,8 +289,11 @@ pub async fn save_one(
         fail(FAILURE, format!("could not write the fixture of {} [{}]: {}", item.kind(), item.guid, reason(&error)))
     })?;
     if output.json {
-        let line =
-            Line::Saved { hook: HookFields::of(hook), delivery: DeliveryFields::of(item), path: path.display().to_string() };
+        let line = Line::Saved {
+            hook: HookFields::of(hook),
+            delivery: DeliveryFields::of(item),
+            path: path.display().to_string(),
+        };
         print(&line.to_json())?;
     } else if !output.quiet {
         print(&format!("saved {} [{}] to {}", visible(&item.kind()), visible(&item.guid), path.display()))?;
@@ -401,7 +404,10 @@ mod tests {
         let request = Outgoing::synthetic("issues", b"{}", None);
         let text = Fixture::new(&item(), &request).to_json();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!((value["hookfwd_fixture"].clone(), value["headers"]["X-GitHub-Event"].clone()), (2.into(), "issues".into()));
+        assert_eq!(
+            (value["hookfwd_fixture"].clone(), value["headers"]["X-GitHub-Event"].clone()),
+            (2.into(), "issues".into())
+        );
         let dir = tempfile::tempdir().unwrap();
         let old = dir.path().join("old.json");
         std::fs::write(
@@ -412,7 +418,8 @@ mod tests {
         .unwrap();
         let fixture = load(&old).unwrap();
         assert_eq!(fixture.request(None).unwrap().header("X-GitHub-Hook-ID"), Some("42"));
-        std::fs::write(&old, r#"{"hookfwd_fixture": 3, "event": "e", "guid": "g", "headers": {}, "payload": {}}"#).unwrap();
+        std::fs::write(&old, r#"{"hookfwd_fixture": 3, "event": "e", "guid": "g", "headers": {}, "payload": {}}"#)
+            .unwrap();
         let error = load(&old).err().unwrap().to_string();
         assert!(error.ends_with("its version is 3, this hookfwd reads versions 1 to 2"), "{error}");
     }

@@ -104,8 +104,10 @@ async fn replay_forwards_filtered_deliveries_oldest_first_without_a_ledger() {
         );
     }
 
-    // One JSON line per delivery, and no ledger written anywhere.
-    let lines = run.json();
+    // One JSON line per delivery, then what was replayed, and no ledger written anywhere.
+    let mut lines = run.json();
+    let replayed = lines.pop().expect("a last line");
+    assert_eq!((&replayed["type"], &replayed["total"], &replayed["sent"]), (&json!("replayed"), &json!(2), &json!(2)));
     assert_eq!(lines.len(), 2, "{}", run.stdout);
     assert!(lines.iter().all(|line| line["type"] == "forwarded" && line["status"] == 200), "{}", run.stdout);
     assert_eq!(lines[1]["guid"], json!(pushes[3]));

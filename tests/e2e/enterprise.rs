@@ -170,7 +170,7 @@ async fn enterprise_server_hooks_list_and_doctor_work_under_api_v3() {
         let hooks = list.json();
         assert_eq!(hooks.len(), 2, "{}", list.stdout);
         let mine = hooks.iter().find(|line| line["hook_id"] == hook).expect("our hook is listed");
-        assert_eq!(mine["created_by_hookfwd"], true, "{mine}");
+        assert_eq!(mine["created_by_hookfwd"], false, "made by the fake: {mine}");
         assert_eq!(mine["hook_url"], json!(hook_url));
         let theirs = hooks.iter().find(|line| line["hook_id"] == other).expect("the other hook is listed");
         assert_eq!(theirs["created_by_hookfwd"], false, "{theirs}");

@@ -90,7 +90,10 @@ async fn a_pushed_delivery_has_a_null_id_on_its_retry_lines() {
     let retry: Value = serde_json::from_str(&dev.wait_line("\"type\":\"retry\"").await).unwrap();
     let guid = fake.deliveries(hook["hook_id"].as_u64().unwrap())[0].guid.clone();
     assert_eq!((&retry["guid"], &retry["id"]), (&json!(guid), &Value::Null), "GitHub's POST has no id: {retry}");
-    assert_eq!((&retry["source"], &retry["event"], &retry["action"]), (&json!(REPO), &json!("issues"), &json!("opened")));
+    assert_eq!(
+        (&retry["source"], &retry["event"], &retry["action"]),
+        (&json!(REPO), &json!("issues"), &json!("opened"))
+    );
     dev.signal(libc::SIGTERM);
     let lines = dev.finish().await.json();
     assert!(lines.iter().any(|line| line["type"] == "stopped"), "{lines:?}");
@@ -124,7 +127,8 @@ async fn a_failure_is_an_error_line_on_stdout_before_the_exit() {
     finished.assert_never_printed(&[strange.token, SECRET]);
 
     // A flag clap refuses.
-    let (code, lines, stderr) = json_run(&fake, state, &["dev", "--repo", REPO, "--to", &down, "--interval", "0s"]).await;
+    let (code, lines, stderr) =
+        json_run(&fake, state, &["dev", "--repo", REPO, "--to", &down, "--interval", "0s"]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(last_error(&lines, "usage").contains("--interval"), "{lines:?}");
 
@@ -134,5 +138,8 @@ async fn a_failure_is_an_error_line_on_stdout_before_the_exit() {
     let (code, lines, stderr) = json_run(&fake, state, &args).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!((&lines[0]["type"], &lines[0]["parked"], &lines[0]["total"]), (&json!("replayed"), &json!(true), &json!(0)));
+    assert_eq!(
+        (&lines[0]["type"], &lines[0]["parked"], &lines[0]["total"]),
+        (&json!("replayed"), &json!(true), &json!(0))
+    );
 }

@@ -13,7 +13,7 @@ pub use blackhole::Blackhole;
 pub use counter::{Counter, Seen};
 pub use run::{Account, Running};
 pub use testkit::{
-    Finished, Guard, OctokitReceiver, Received, Recorder, RedisServer, blackhole, eventually, fake_github,
-    free_addr, hookfwd, workspace_root,
+    Finished, Guard, OctokitReceiver, Received, Recorder, RedisServer, blackhole, eventually, fake_github, free_addr,
+    hookfwd, workspace_root,
 };
 pub use webdriver::Browser;

@@ -75,10 +75,8 @@ fn branches(document: &Value, kind: &str) -> Vec<String> {
 
 /// Panics naming each line of `stdout`, the output of `what`, that is not a valid `--json` line.
 pub fn assert_valid(what: &str, stdout: &str) {
-    let bad: Vec<String> = stdout
-        .lines()
-        .filter_map(|line| problem(line).map(|why| format!("{line}\n    {why}")))
-        .collect();
+    let bad: Vec<String> =
+        stdout.lines().filter_map(|line| problem(line).map(|why| format!("{line}\n    {why}"))).collect();
     assert!(bad.is_empty(), "{what} printed lines that docs/hookfwd-lines.schema.json refuses:\n{}", bad.join("\n"));
 }
 
@@ -139,7 +137,10 @@ mod tests {
         assert!(problem(untimed).is_some_and(|why| why.contains("time")));
         let local = r#"{"type":"deleted","source":"o/r","hook_id":1,"time":"2026-01-02 03:04:05"}"#;
         assert!(problem(local).is_some());
-        assert!(problem(r#"{"type":"nonsense","time":"2026-01-02T03:04:05.678Z"}"#).is_some_and(|why| why.contains("no line")));
+        assert!(
+            problem(r#"{"type":"nonsense","time":"2026-01-02T03:04:05.678Z"}"#)
+                .is_some_and(|why| why.contains("no line"))
+        );
         assert!(problem("Ready!").is_some_and(|why| why.starts_with("not JSON")));
     }
 }

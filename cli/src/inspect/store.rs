@@ -101,7 +101,8 @@ impl Entry {
     /// The detail view: the request, the payload as text, every attempt with its answer.
     pub fn detail(&self) -> Value {
         let mut value = self.summary();
-        let headers = self.request.as_ref().map(|request| Headers::from(request.headers.as_slice())).unwrap_or_default();
+        let headers =
+            self.request.as_ref().map(|request| Headers::from(request.headers.as_slice())).unwrap_or_default();
         let payload = self.request.as_ref().map(|request| String::from_utf8_lossy(&request.body).into_owned());
         let attempts: Vec<Value> = self
             .attempts
