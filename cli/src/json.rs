@@ -260,7 +260,9 @@ pub enum Line<'a> {
 /// The hook a line is about: `source` (`owner/repo`, the org, or `app`) and `hook_id` (none for the App's hook).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HookFields {
+    /// `owner/repo`, the org, or `app`.
     pub source: String,
+    /// The hook's id; none for the App's hook.
     pub hook_id: Option<u64>,
 }
 
@@ -280,9 +282,13 @@ impl HookFields {
 /// `guid` (`X-GitHub-Delivery`), `event` and `action`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryFields<'a> {
+    /// GitHub's delivery id; none when GitHub gave hookfwd none.
     pub id: Option<u64>,
+    /// `X-GitHub-Delivery`.
     pub guid: &'a str,
+    /// `X-GitHub-Event`.
     pub event: &'a str,
+    /// The payload's `action`, if any.
     pub action: Option<&'a str>,
 }
 
