@@ -54,8 +54,8 @@ pub fn gist(answer: &Answer) -> String {
 /// The answer's fields on a `--json` line: `headers`, `body` (as kept, as text), `body_length`, `body_truncated`.
 #[derive(Debug, serde::Serialize)]
 pub struct AnswerJson<'a> {
-    /// Header names and values.
-    pub headers: std::collections::BTreeMap<&'a str, &'a str>,
+    /// Header names and values, one shape everywhere ([`crate::json::Headers`]).
+    pub headers: crate::json::Headers,
     /// The body's first 64 KiB, as text.
     pub body: std::borrow::Cow<'a, str>,
     /// The body's full length.
@@ -68,7 +68,7 @@ impl<'a> AnswerJson<'a> {
     /// The fields of `answer`.
     pub fn of(answer: &'a Answer) -> Self {
         Self {
-            headers: answer.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect(),
+            headers: crate::json::Headers::from(answer.headers.as_slice()),
             body: answer.text(),
             body_length: answer.body_length,
             body_truncated: answer.truncated(),

@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use crate::json::Line;
+
 /// A runtime failure: GitHub unreachable, the ledger unwritable, …
 pub const FAILURE: u8 = 1;
 /// Bad flags or input (clap uses 2 as well).
@@ -27,6 +29,42 @@ pub struct Exit {
 /// An error that exits with `code`.
 pub fn fail(code: u8, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Exit { code, message: message.into() })
+}
+
+/// Prints the error as a `--json` `error` line on stdout, whose `kind` names its exit code; nothing for a
+/// closed stdout. stderr still gets the sentence ([`report`]).
+pub fn json_line(error: &anyhow::Error) {
+    if is_broken_pipe(error) {
+        return;
+    }
+    let message = sentence(error);
+    let line = Line::Error { message: &message, kind: kind(code(error)), hook: None, hint: hint(error) };
+    let _ = crate::term::print(&line.to_json());
+}
+
+/// A command line clap refused: with `--json` anywhere in it, a `usage` `error` line on stdout first; then
+/// clap's own message (or the help or version asked for), and its exit code.
+pub fn parse_error(error: clap::Error) -> ! {
+    let asked_json = std::env::args_os().skip(1).take_while(|arg| arg != "--").any(|arg| arg == "--json");
+    if asked_json && error.use_stderr() {
+        let text = error.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        let line = Line::Error { message, kind: kind(USAGE), hook: None, hint: None };
+        let _ = crate::term::print(&line.to_json());
+    }
+    error.exit()
+}
+
+/// The `kind` of a final `error` line: the exit code's name.
+fn kind(code: u8) -> &'static str {
+    match code {
+        USAGE => "usage",
+        AUTH => "auth",
+        REJECTED => "rejected",
+        TIMEOUT => "timeout",
+        _ => "failure",
+    }
 }
 
 /// Prints `hookfwd: <error>: <cause>…` and a hint, and returns the exit code for it.

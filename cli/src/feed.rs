@@ -9,10 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, Local, Utc};
 use console::style;
 use github::HookRef;
-use relay::{Call, Event, HookOrigin, Via};
+use relay::{Call, Event, HookOrigin};
 
 use crate::args::OutputArgs;
-use crate::json::{Line, ReadySource};
+use crate::json::{DeliveryFields, HookFields, Line, ReadySource};
 use crate::term::{self, Status, print, short_guid, visible};
 use crate::warning;
 
@@ -170,24 +170,22 @@ impl Feed {
                     self.streamed.push(hook.clone());
                 }
                 self.ready.push(ReadySource {
-                    source: source.clone(),
-                    hook: hook.to_string(),
-                    hook_id: hook.id(),
+                    hook: HookFields::of(hook),
                     hook_url: hook_url.clone(),
                     target: target.to_string(),
                     via: if *streaming { "stream" } else { "poll" },
                 });
                 if self.json {
-                    let hook_url = hook_url.as_deref();
-                    let (hook_id, target) = (hook.id(), target.as_str());
-                    print(&Line::Hook { source, hook_id, origin, hook_url, target, events }.to_json())?;
+                    let (hook, hook_url, target) = (HookFields::of(hook), hook_url.as_deref(), target.as_str());
+                    print(&Line::Hook { hook, origin, hook_url, target, events }.to_json())?;
                 }
                 Ok(())
             }
             Event::SourceFailed { source, error } => {
                 let line = format!("{} {}: {}", style("✗").red(), visible(source), visible(error));
                 if self.json {
-                    print(&Line::SourceFailed { source, message: error }.to_json())
+                    let hook = Some(HookFields { source: source.clone(), hook_id: None });
+                    print(&Line::Error { message: error, kind: "source", hook, hint: None }.to_json())
                 } else {
                     // Shown with the Ready line; when no source starts, the final error says it all.
                     self.failed.push(line);
@@ -275,12 +273,9 @@ impl Feed {
                     text.push_str(&line);
                 }
                 let line = Line::Forwarded {
-                    source: &source,
-                    id: (*via == Via::Api).then_some(item.id),
-                    guid: &item.guid,
+                    hook: HookFields::of(hook),
+                    delivery: DeliveryFields::of(item),
                     via: via.as_str(),
-                    event: &item.event,
-                    action: item.action.as_deref(),
                     redelivery: item.redelivery,
                     delivered_at: item.delivered_at,
                     target: target.as_str(),
@@ -335,9 +330,8 @@ impl Feed {
                     visible(&source),
                 );
                 let line = Line::Retry {
-                    source: &source,
-                    id: item.id,
-                    guid: &item.guid,
+                    hook: HookFields::of(hook),
+                    delivery: DeliveryFields::of(item),
                     reason,
                     attempt: *attempt,
                     wait_ms: wait.as_millis() as u64,
@@ -367,12 +361,9 @@ impl Feed {
                     visible(&source),
                 );
                 let line = Line::Parked {
-                    source: &source,
-                    id: (*via == Via::Api).then_some(item.id),
-                    guid: &item.guid,
+                    hook: HookFields::of(hook),
+                    delivery: DeliveryFields::of(item),
                     via: via.as_str(),
-                    event: &item.event,
-                    action: item.action.as_deref(),
                     attempts: *attempts,
                     status: *status,
                     answer: crate::answer::AnswerJson::of(answer),
@@ -404,7 +395,9 @@ impl Feed {
                 let back = self.up.insert(hook.clone(), true).is_some() || dropped;
                 self.show_status();
                 if self.json {
-                    return print(&Line::StreamUp { state: "up", hook: hook.to_string(), resumed: *resumed }.to_json());
+                    return print(
+                        &Line::StreamUp { state: "up", hook: HookFields::of(hook), resumed: *resumed }.to_json(),
+                    );
                 }
                 if self.quiet {
                     return Ok(());
@@ -433,7 +426,7 @@ impl Feed {
                 self.down.insert(hook.clone(), reason.clone());
                 self.show_status();
                 if self.json {
-                    return print(&Line::StreamDown { state: "down", hook: hook.to_string(), reason }.to_json());
+                    return print(&Line::StreamDown { state: "down", hook: HookFields::of(hook), reason }.to_json());
                 }
                 if self.quiet {
                     return Ok(());
@@ -494,27 +487,19 @@ impl Feed {
             Event::LedgerDown { reason: Some(reason) } => {
                 self.trouble = Some(reason.clone());
                 self.show_status();
-                self.warning(
-                    Some("ledger_down"),
-                    &format!("{reason}; waiting for it, and forwarding nothing meanwhile"),
-                )
+                self.warning("ledger_down", &format!("{reason}; waiting for it, and forwarding nothing meanwhile"))
             }
             Event::LedgerDown { reason: None } => {
                 self.trouble = None;
                 self.show_status();
-                self.warning(Some("ledger_back"), "the ledger is reachable again; forwarding goes on")
+                self.warning("ledger_back", "the ledger is reachable again; forwarding goes on")
             }
             Event::Claims { .. } => Ok(()),
-            Event::Warning(warning) => self.warning(Some(warning::kind(warning)), &warning::sentence(warning)),
+            Event::Warning(warning) => self.warning(warning::kind(warning), &warning::sentence(warning)),
             Event::CleanedUp { deleted } => {
                 if self.json {
                     for hook in deleted {
-                        let owner = match hook {
-                            HookRef::Repo { owner, repo, .. } => format!("{owner}/{repo}"),
-                            HookRef::Org { org, .. } => org.clone(),
-                            HookRef::App { .. } => "app".to_string(),
-                        };
-                        print(&Line::Deleted { owner, id: hook.id().unwrap_or_default() }.to_json())?;
+                        print(&Line::Deleted { hook: HookFields::of(hook) }.to_json())?;
                     }
                     return Ok(());
                 }
@@ -526,39 +511,42 @@ impl Feed {
                 print(&format!("Deleted {what} this run created (--cleanup): {}.", hooks.join(", ")))
             }
             Event::Error { hook, call, error } => {
-                let message = &match call {
-                    Call::Start => error.to_string(),
-                    Call::List { source } => format!("listing the deliveries of {source} failed: {error}"),
-                    Call::Fetch { source, id } => format!("fetching delivery {id} of {source} failed: {error}"),
+                let (message, kind) = &match call {
+                    Call::Start => (error.to_string(), "start"),
+                    Call::List { source } => (format!("listing the deliveries of {source} failed: {error}"), "list"),
+                    Call::Fetch { source, id } => {
+                        (format!("fetching delivery {id} of {source} failed: {error}"), "fetch")
+                    }
                 };
                 self.trouble = Some(message.clone());
                 self.show_status();
-                let hook = hook.as_ref().map(|hook| hook.to_string());
+                let hook = hook.as_ref().map(HookFields::of);
                 self.line_or_json(
                     &format!("{} {}", style("error:").red(), visible(message)),
-                    Line::Error { hook, message },
+                    Line::Error { message, kind, hook, hint: None },
                     true,
                 )
             }
         }
     }
 
-    /// Shows a warning of the CLI's own (a fixture not saved, a delivery replay skipped): one sentence.
-    pub fn warn(&mut self, message: &str) -> std::io::Result<()> {
-        self.warning(None, message)
+    /// Shows a warning of the CLI's own (a fixture not saved, a delivery replay skipped): one sentence,
+    /// and its `kind` for `--json` (docs/json.md lists them).
+    pub fn warn(&mut self, kind: &str, message: &str) -> std::io::Result<()> {
+        self.warning(kind, message)
     }
 
     /// A warning line (`!!!`), or its JSON with its `kind`.
-    fn warning(&self, kind: Option<&str>, message: &str) -> std::io::Result<()> {
+    fn warning(&self, kind: &str, message: &str) -> std::io::Result<()> {
         let text = format!("{}  {} {}", now(), style("!!!").yellow(), visible(message));
         self.line_or_json(&text, Line::Warning { message, kind }, true)
     }
 
-    /// The source a hook was set up for; its own name if the feed never saw it set up.
+    /// The source a hook was set up for; named as `--json` names it if the feed never saw it set up (`replay`).
     fn source(&self, hook: &HookRef) -> Cow<'_, str> {
         match self.sources.get(hook) {
             Some(source) => Cow::Borrowed(source),
-            None => Cow::Owned(hook.to_string()),
+            None => Cow::Owned(HookFields::of(hook).source),
         }
     }
 
@@ -611,8 +599,8 @@ impl Feed {
                     HookRef::Org { org, .. } => format!("--org {org}"),
                     HookRef::App { .. } => "--app".to_string(),
                 };
-                let shown = hook.to_string();
-                let ready = self.ready.iter().find(|ready| ready.hook == shown);
+                let fields = HookFields::of(hook);
+                let ready = self.ready.iter().find(|ready| ready.hook == fields);
                 let hook_url = ready.and_then(|ready| ready.hook_url.as_deref());
                 let hook_url = hook_url.map(|url| format!(" --hook-url {}", visible(url))).unwrap_or_default();
                 let target = ready.map(|ready| format!(" --to {}", visible(&ready.target))).unwrap_or_default();

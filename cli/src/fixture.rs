@@ -14,11 +14,14 @@ use sha2::{Digest, Sha256};
 
 use crate::args::OutputArgs;
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
-use crate::json::Line;
+use crate::json::{DeliveryFields, Headers, HookFields, Line};
 use crate::term::{print, visible};
 
-/// The format's version, written in every fixture.
-const VERSION: u32 = 1;
+/// The format's version, written in every fixture. Version 2 writes `headers` as an object
+/// ([`Headers`]); version 1 wrote a list of pairs, which is still read.
+const VERSION: u32 = 2;
+/// The versions this hookfwd reads.
+const READS: std::ops::RangeInclusive<u32> = 1..=VERSION;
 /// The longest fixture name: what most file systems take (255 bytes), less the `.partial` a
 /// fixture is first written under.
 const MAX_NAME: usize = 255 - PARTIAL.len();
@@ -28,7 +31,7 @@ const PARTIAL: &str = ".partial";
 /// One saved delivery.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Fixture {
-    /// Always [`VERSION`]: marks the file as a hookfwd fixture.
+    /// [`VERSION`] when written: marks the file as a hookfwd fixture.
     pub hookfwd_fixture: u32,
     /// `X-GitHub-Event`.
     pub event: String,
@@ -44,7 +47,7 @@ pub struct Fixture {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<u64>,
     /// The request headers as forwarded, without any signature.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// The body when it is JSON, embedded byte for byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Box<RawValue>>,
@@ -65,7 +68,7 @@ fn is_secret(name: &str) -> bool {
 impl Fixture {
     /// The fixture of a request as forwarded.
     pub fn new(item: &DeliveryItem, request: &Outgoing) -> Self {
-        let headers = request.headers.iter().filter(|(name, _)| !is_secret(name)).cloned().collect();
+        let headers = Headers(request.headers.iter().filter(|(name, _)| !is_secret(name)).cloned().collect());
         let (mut payload, mut body, mut body_base64) = (None, None, None);
         match std::str::from_utf8(&request.body) {
             Ok(text) => match serde_json::from_str::<Box<RawValue>>(text) {
@@ -103,7 +106,7 @@ impl Fixture {
     /// The request to send: the saved headers (with the event and guid), re-signed with `secret`.
     pub fn request(&self, secret: Option<&github::Secret>) -> Result<Outgoing, String> {
         let body = self.bytes()?;
-        let mut headers = self.headers.clone();
+        let mut headers = self.headers.0.clone();
         for (name, value) in [("X-GitHub-Event", &self.event), ("X-GitHub-Delivery", &self.guid)] {
             if !headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name)) {
                 headers.push((name.to_string(), value.clone()));
@@ -263,8 +266,12 @@ pub fn load(path: &Path) -> anyhow::Result<Fixture> {
         .map_err(|error| fail(FAILURE, format!("cannot read {}: {}", path.display(), reason(&error))))?;
     let not_one = |why: String| fail(USAGE, format!("{} is not a hookfwd fixture: {why}", path.display()));
     let fixture: Fixture = serde_json::from_slice(&text).map_err(|error| not_one(error.to_string()))?;
-    if fixture.hookfwd_fixture != VERSION {
-        return Err(not_one(format!("its version is {}, this hookfwd reads {VERSION}", fixture.hookfwd_fixture)));
+    if !READS.contains(&fixture.hookfwd_fixture) {
+        return Err(not_one(format!(
+            "its version is {}, this hookfwd reads versions {} to {VERSION}",
+            fixture.hookfwd_fixture,
+            READS.start()
+        )));
     }
     fixture.bytes().map_err(not_one)?;
     Ok(fixture)
@@ -273,6 +280,7 @@ pub fn load(path: &Path) -> anyhow::Result<Fixture> {
 /// Saves one delivery for `replay --save`, and says so (a line, or a JSON `saved` line).
 pub async fn save_one(
     recorder: &Recorder,
+    hook: &github::HookRef,
     item: &DeliveryItem,
     request: &Outgoing,
     output: &OutputArgs,
@@ -282,9 +290,8 @@ pub async fn save_one(
     })?;
     if output.json {
         let line = Line::Saved {
-            guid: &item.guid,
-            event: &item.event,
-            action: item.action.as_deref(),
+            hook: HookFields::of(hook),
+            delivery: DeliveryFields::of(item),
             path: path.display().to_string(),
         };
         print(&line.to_json())?;
@@ -390,6 +397,31 @@ mod tests {
         assert_eq!(resent.body, payload);
         let sig = resent.header("X-Hub-Signature-256").unwrap();
         assert!(github::signature::verify_sha256(&secret, payload, sig));
+    }
+
+    #[test]
+    fn headers_are_written_as_an_object_and_a_version_1_list_of_pairs_is_still_read() {
+        let request = Outgoing::synthetic("issues", b"{}", None);
+        let text = Fixture::new(&item(), &request).to_json();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (value["hookfwd_fixture"].clone(), value["headers"]["X-GitHub-Event"].clone()),
+            (2.into(), "issues".into())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.json");
+        std::fs::write(
+            &old,
+            r#"{"hookfwd_fixture": 1, "event": "issues", "guid": "g-1",
+                "headers": [["X-GitHub-Event", "issues"], ["X-GitHub-Hook-ID", "42"]], "payload": {"n": 1}}"#,
+        )
+        .unwrap();
+        let fixture = load(&old).unwrap();
+        assert_eq!(fixture.request(None).unwrap().header("X-GitHub-Hook-ID"), Some("42"));
+        std::fs::write(&old, r#"{"hookfwd_fixture": 3, "event": "e", "guid": "g", "headers": {}, "payload": {}}"#)
+            .unwrap();
+        let error = load(&old).err().unwrap().to_string();
+        assert!(error.ends_with("its version is 3, this hookfwd reads versions 1 to 2"), "{error}");
     }
 
     #[test]

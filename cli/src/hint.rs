@@ -11,7 +11,7 @@ use crate::args::Cli;
 /// name by edits: clap's Jaro score gives a swap in a three-letter name (`dve`) no match window, so
 /// it would suggest `demo` rather than `dev`.
 pub fn parse() -> Cli {
-    Cli::try_parse_from(std::env::args_os()).unwrap_or_else(|error| suggest(error).exit())
+    Cli::try_parse_from(std::env::args_os()).unwrap_or_else(|error| crate::exit::parse_error(suggest(error)))
 }
 
 /// `error` with the nearest command name as its tip, when it is an unknown command one edit away.

@@ -276,6 +276,8 @@ async fn run_step(inputs: &[(&str, &str)]) -> (Output, String) {
         .await
         .expect("the run step ends")
         .expect("bash runs");
+    // The step prints what `hookfwd --json` printed, and nothing else.
+    e2e::lines::assert_valid("the action's run step", &String::from_utf8_lossy(&output.stdout));
     (output, fs::read_to_string(&github_output).unwrap_or_default())
 }
 

@@ -104,8 +104,10 @@ async fn replay_forwards_filtered_deliveries_oldest_first_without_a_ledger() {
         );
     }
 
-    // One JSON line per delivery, and no ledger written anywhere.
-    let lines = run.json();
+    // One JSON line per delivery, then what was replayed, and no ledger written anywhere.
+    let mut lines = run.json();
+    let replayed = lines.pop().expect("a last line");
+    assert_eq!((&replayed["type"], &replayed["total"], &replayed["sent"]), (&json!("replayed"), &json!(2), &json!(2)));
     assert_eq!(lines.len(), 2, "{}", run.stdout);
     assert!(lines.iter().all(|line| line["type"] == "forwarded" && line["status"] == 200), "{}", run.stdout);
     assert_eq!(lines[1]["guid"], json!(pushes[3]));
@@ -295,11 +297,11 @@ async fn hooks_list_marks_hookfwds_hook_and_rm_deletes_one() {
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     let hooks = run.json();
     assert_eq!(hooks.len(), 2, "{}", run.stdout);
-    let mine = hooks.iter().find(|hook| hook["id"] == ours).expect("our hook");
-    assert_eq!(mine["hookfwd"], true);
-    assert_eq!(mine["url"], json!(hook_url));
-    let theirs = hooks.iter().find(|hook| hook["id"] == other).expect("the other hook");
-    assert_eq!(theirs["hookfwd"], false);
+    let mine = hooks.iter().find(|hook| hook["hook_id"] == ours).expect("our hook");
+    assert_eq!((&mine["source"], &mine["hook_url"]), (&json!(REPO), &json!(hook_url)), "{mine}");
+    assert_eq!(mine["created_by_hookfwd"], false, "made by hand, as the fake's hooks are: {mine}");
+    let theirs = hooks.iter().find(|hook| hook["hook_id"] == other).expect("the other hook");
+    assert_eq!(theirs["created_by_hookfwd"], false);
     assert_eq!(theirs["events"], json!(["push"]));
 
     let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--hook-url", &hook_url]).await;
@@ -312,7 +314,7 @@ async fn hooks_list_marks_hookfwds_hook_and_rm_deletes_one() {
     let run = hookfwd_run(&fake, state.path(), &["hooks", "rm", &id, "--repo", REPO, "--yes"]).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--json"]).await;
-    let ids: Vec<Value> = run.json().into_iter().map(|hook| hook["id"].clone()).collect();
+    let ids: Vec<Value> = run.json().into_iter().map(|hook| hook["hook_id"].clone()).collect();
     assert_eq!(ids, [json!(ours)]);
 }
 
@@ -398,12 +400,9 @@ async fn a_hook_hookfwd_did_not_create_needs_yes_and_every_created_one_is_marked
     let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO, "--json"]).await;
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     let hooks = run.json();
-    let by_id = |id: u64| hooks.iter().find(|hook| hook["id"] == id).expect("listed").clone();
-    assert_eq!((by_id(mine)["hookfwd"].clone(), by_id(mine)["created_by_hookfwd"].clone()), (json!(true), json!(true)));
-    assert_eq!(
-        (by_id(foreign)["hookfwd"].clone(), by_id(foreign)["created_by_hookfwd"].clone()),
-        (json!(false), json!(false))
-    );
+    let by_id = |id: u64| hooks.iter().find(|hook| hook["hook_id"] == id).expect("listed").clone();
+    assert_eq!(by_id(mine)["created_by_hookfwd"], json!(true));
+    assert_eq!(by_id(foreign)["created_by_hookfwd"], json!(false));
     let run = hookfwd_run(&fake, state.path(), &["hooks", "list", "--repo", REPO]).await;
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", run.stdout);

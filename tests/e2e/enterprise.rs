@@ -169,11 +169,11 @@ async fn enterprise_server_hooks_list_and_doctor_work_under_api_v3() {
         list.assert_never_printed(&[TOKEN, SECRET]);
         let hooks = list.json();
         assert_eq!(hooks.len(), 2, "{}", list.stdout);
-        let mine = hooks.iter().find(|line| line["id"] == hook).expect("our hook is listed");
-        assert_eq!(mine["hookfwd"], true, "{mine}");
-        assert_eq!(mine["url"], json!(hook_url));
-        let theirs = hooks.iter().find(|line| line["id"] == other).expect("the other hook is listed");
-        assert_eq!(theirs["hookfwd"], false, "{theirs}");
+        let mine = hooks.iter().find(|line| line["hook_id"] == hook).expect("our hook is listed");
+        assert_eq!(mine["created_by_hookfwd"], false, "made by the fake: {mine}");
+        assert_eq!(mine["hook_url"], json!(hook_url));
+        let theirs = hooks.iter().find(|line| line["hook_id"] == other).expect("the other hook is listed");
+        assert_eq!(theirs["created_by_hookfwd"], false, "{theirs}");
 
         let doctor = Running::hookfwd(
             ["doctor", "--api-url", &api_url, "--repo", REPO, "--hook-url", &hook_url, "--state-dir", state_dir],

@@ -84,7 +84,8 @@ async fn recorded_deliveries_are_sent_again_byte_exact_and_resigned_with_the_loc
     assert_clean(&files);
     let saved: Vec<Value> =
         files.iter().map(|file| serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()).collect();
-    assert_eq!(saved[0]["hookfwd_fixture"], 1);
+    assert_eq!(saved[0]["hookfwd_fixture"], 2);
+    assert_eq!(saved[0]["headers"]["X-GitHub-Event"], "issues", "headers as on --json lines: {}", saved[0]);
     assert_eq!(saved[0]["event"], "issues");
     assert_eq!(saved[0]["action"], "opened");
     assert_eq!(saved[1]["event"], "push");

@@ -38,6 +38,8 @@ mod hostile_state;
 mod hygiene;
 /// The local inspector: its page, API and safety, and a real browser.
 mod inspect;
+/// One schema for every `--json` line (issue 21): the same names on every command's lines, errors as lines.
+mod json;
 /// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout, the feed's shape (guids, where
 /// lines go, `-q`, the JSON lines), an unreachable API at start, and `--cleanup`'s line.
 mod newcomer;

@@ -231,7 +231,8 @@ async fn ctrl_c_counts_what_was_forwarded_parked_in_retry_and_queued() {
         assert_eq!(finished.code, Some(0), "{}", finished.stderr);
         let last = finished.stdout.lines().last().unwrap_or_default();
         if json {
-            let last: Value = serde_json::from_str(last).unwrap();
+            let mut last: Value = serde_json::from_str(last).unwrap();
+            assert!(last.as_object_mut().unwrap().remove("time").is_some(), "every line has a time");
             let counts = json!({"type": "stopped", "forwarded": 1, "parked": 1, "retrying": 1, "queued": 1});
             assert_eq!(last, counts, "{}", finished.stdout);
         } else {
@@ -459,7 +460,6 @@ async fn the_ready_line_lists_each_source_as_an_object() {
         ready["sources"],
         json!([{
             "source": REPO,
-            "hook": format!("{REPO} hook {hook_id}"),
             "hook_id": hook_id,
             "hook_url": hook_url,
             "target": hook["target"],
@@ -469,9 +469,9 @@ async fn the_ready_line_lists_each_source_as_an_object() {
     );
 }
 
-/// The `check` names of a `doctor --json` run.
+/// The `check` names of a `doctor --json` run (a failing run ends with an `error` line, which has none).
 fn check_names(finished: &e2e::Finished) -> Vec<String> {
-    finished.json().iter().map(|line| line["check"].as_str().unwrap().to_string()).collect()
+    finished.json().iter().filter_map(|line| Some(line["check"].as_str()?.to_string())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -674,7 +674,10 @@ async fn stopping_with_cleanup_says_which_hook_it_deleted() {
         if json {
             let id = hook["sources"][0]["hook_id"].as_u64().unwrap();
             let deleted: Value = serde_json::from_str(lines[stopped - 1]).unwrap();
-            assert_eq!(deleted, json!({"type": "deleted", "owner": REPO, "id": id}), "{}", finished.stdout);
+            assert_eq!(
+                (&deleted["type"], &deleted["source"], &deleted["hook_id"]),
+                (&json!("deleted"), &json!(REPO), &json!(id))
+            );
         } else {
             let id = ready.split("(hook ").nth(1).and_then(|rest| rest.split(',').next()).unwrap();
             assert_eq!(

@@ -61,6 +61,9 @@ async fn run_with(args: &[&str], secret: &str, stdin: Option<&[u8]>) -> Run {
         assert!(!text.contains("panicked") && !text.contains("RUST_BACKTRACE"), "hookfwd {args:?} panicked: {text}");
         assert!(!text.contains(secret), "hookfwd {args:?} printed the secret: {text}");
     }
+    if args.contains(&"--json") {
+        e2e::lines::assert_valid(&format!("hookfwd {}", args.join(" ")), &run.stdout);
+    }
     run
 }
 
@@ -70,7 +73,11 @@ async fn run(args: &[&str]) -> Run {
 
 /// One `"type":"sent"` line from a `--json` run that sent once.
 fn sent(run: &Run) -> Value {
-    let lines = run.json();
+    let mut lines = run.json();
+    // A run that fails says why in a last `error` line.
+    if run.code != Some(0) {
+        assert_eq!(lines.pop().map(|line| line["type"].clone()), Some("error".into()), "{}", run.stdout);
+    }
     assert_eq!(lines.len(), 1, "one line per request: {}", run.stdout);
     assert_eq!(lines[0]["type"], "sent");
     lines[0].clone()

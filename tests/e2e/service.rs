@@ -242,7 +242,7 @@ async fn redeliver_dry_run_lists_each_failed_guid_without_asking_github() {
     assert_eq!(finished.code, Some(0), "stderr: {}", finished.stderr);
     assert_eq!(redelivered(&finished.stdout), [failed[1].clone()]);
     let line: Value = serde_json::from_str(finished.stdout.lines().next().unwrap()).unwrap();
-    assert_eq!((line["dry_run"].clone(), line["status_code"].clone()), (Value::Bool(true), Value::from(500)));
+    assert_eq!((line["dry_run"].clone(), line["status"].clone()), (Value::Bool(true), Value::from(500)));
     assert_eq!(fake.stats().redeliver, asked_before, "a dry run asks GitHub for nothing");
 }
 

@@ -1,12 +1,80 @@
-//! The one way the end-to-end tests start `hookfwd` (with a test's credentials), start `hookfwd dev` against
-//! the fake GitHub, and make an `issues.opened` payload.
+//! The one way the end-to-end tests start `hookfwd` (with a test's credentials, its `--json` lines held to the
+//! schema), start `hookfwd dev` against the fake GitHub, and make an `issues.opened` payload.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::ops::Deref;
 use std::path::Path;
+use std::process::Stdio;
 
 use fake_github::FakeGitHub;
 use serde_json::{Value, json};
-use testkit::Running;
+use testkit::Finished;
+
+/// A running `hookfwd` (the kit's, whose methods it has), killed when dropped. Started with `--json`, its
+/// stdout is checked against docs/hookfwd-lines.schema.json when the test finishes or drops it: every line
+/// any test sees is one the schema describes.
+pub struct Running {
+    /// `None` once finished.
+    inner: Option<testkit::Running>,
+    /// Its command line, to name it when a line is refused.
+    args: Vec<OsString>,
+    /// Whether `--json` was asked for.
+    json: bool,
+}
+
+impl Running {
+    /// Starts `hookfwd ARGS` with a clean environment: `PATH` and `env` only.
+    pub fn hookfwd<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, env: &[(&str, &OsStr)]) -> Self {
+        Self::hookfwd_reading(args, env, Stdio::null())
+    }
+
+    /// Like [`Running::hookfwd`], with `stdin` as its standard input (such as a pseudo-terminal).
+    pub fn hookfwd_reading<S: AsRef<OsStr>>(
+        args: impl IntoIterator<Item = S>,
+        env: &[(&str, &OsStr)],
+        stdin: Stdio,
+    ) -> Self {
+        let args: Vec<OsString> = args.into_iter().map(|arg| arg.as_ref().to_owned()).collect();
+        let json = args.iter().any(|arg| arg == "--json");
+        let inner = testkit::Running::hookfwd_reading(&args, env, stdin);
+        Self { inner: Some(inner), args, json }
+    }
+
+    /// Waits for the process to exit and returns what it printed, its `--json` lines checked.
+    pub async fn finish(mut self) -> Finished {
+        let finished = self.inner.take().expect("finished once").finish().await;
+        if self.json {
+            crate::lines::assert_valid(&self.name(), &finished.stdout);
+        }
+        finished
+    }
+
+    /// `hookfwd ARGS`, for a failure message.
+    fn name(&self) -> String {
+        let args: Vec<String> = self.args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        format!("hookfwd {}", args.join(" "))
+    }
+}
+
+impl Deref for Running {
+    type Target = testkit::Running;
+
+    fn deref(&self) -> &testkit::Running {
+        self.inner.as_ref().expect("not finished")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that failed already says why; a second panic while unwinding would abort.
+        if let Some(inner) = &self.inner
+            && self.json
+            && !std::thread::panicking()
+        {
+            crate::lines::assert_valid(&self.name(), &inner.lines().join("\n"));
+        }
+    }
+}
 
 /// What a test module hands every `hookfwd` it starts: a token the fake knows, the local signing secret
 /// (each never to be printed) and the repository it forwards. Each module has its own, so that a secret

@@ -253,7 +253,7 @@ pub async fn relay_rules(
             && let Err(error) = recorder.write(crate::fixture::Fixture::new(item, request)).await
         {
             let message = format!("could not save the fixture of {} [{}]: {error}", item.kind(), item.guid);
-            if let Err(error) = feed.warn(&message) {
+            if let Err(error) = feed.warn("fixture_not_saved", &message) {
                 break Err(error.into());
             }
         }

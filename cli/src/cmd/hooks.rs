@@ -15,7 +15,7 @@ use relay::Source;
 use super::consent::{self, Registry};
 use crate::args::{HookTarget, HooksAction, HooksArgs, OutputArgs};
 use crate::exit::{FAILURE, USAGE, fail};
-use crate::json::Line;
+use crate::json::{HookFields, Line};
 use crate::term::{print, visible};
 
 /// Lists, removes or prunes hooks.
@@ -43,14 +43,12 @@ async fn list(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
             let used = target.sources.hook_url.as_deref().is_some_and(|url| hook.delivers_to(url));
             if output.json {
                 let line = Line::ListedHook {
-                    owner: owner.to_string(),
-                    id: hook.id,
-                    url: hook.config.url.as_deref(),
+                    hook: HookFields::of(&owner.hook(hook.id)),
+                    hook_url: hook.config.url.as_deref(),
                     events: &hook.events,
                     active: hook.active,
                     content_type: hook.config.content_type.as_deref(),
                     last_response: hook.last_response.as_ref(),
-                    hookfwd: created || used,
                     created_by_hookfwd: created,
                 };
                 print(&line.to_json())?;
@@ -197,20 +195,11 @@ async fn known_hook(client: &github::Client, registry: &Registry, id: u64) -> an
 /// Says that `hook` was deleted: a line, or its JSON.
 fn deleted(hook: &HookRef, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if output.json {
-        print(&Line::Deleted { owner: source(hook), id: hook.id().unwrap_or_default() }.to_json())?;
+        print(&Line::Deleted { hook: HookFields::of(&hook) }.to_json())?;
     } else if !output.quiet {
         print(&format!("{} deleted {hook}", style("✓").green()))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The repository (`o/r`) or organization a hook belongs to, as JSON lines name it.
-fn source(hook: &HookRef) -> String {
-    match hook {
-        HookRef::Repo { owner, repo, .. } => format!("{owner}/{repo}"),
-        HookRef::Org { org, .. } => org.clone(),
-        HookRef::App { .. } => "app".to_string(),
-    }
 }
 
 /// A hook `prune` would delete.
@@ -314,9 +303,7 @@ async fn prune(older_than: Duration, target: HookTarget, output: &OutputArgs) ->
 fn show_unused(unused: &Unused, now: DateTime<Utc>, output: &OutputArgs) -> anyhow::Result<()> {
     let Unused { hook, url, last_used } = unused;
     if output.json {
-        let source = source(hook);
-        let line =
-            Line::Unused { source, hook_id: hook.id().unwrap_or_default(), url: url.as_deref(), last_used: *last_used };
+        let line = Line::Unused { hook: HookFields::of(hook), url: url.as_deref(), last_used: *last_used };
         return Ok(print(&line.to_json())?);
     }
     let idle = (now - *last_used).to_std().unwrap_or_default();

@@ -28,8 +28,17 @@ use crate::args::{Cli, Command, GitHubArgs, SourceArgs};
 use crate::exit::{USAGE, fail};
 use crate::term::Status;
 
-/// Runs the parsed command line.
+/// Runs the parsed command line; with `--json`, a failure is also an `error` line, the last on stdout.
 pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
+    let json = cli.output.json;
+    let outcome = command(cli, status).await;
+    if json && let Err(error) = &outcome {
+        crate::exit::json_line(error);
+    }
+    outcome
+}
+
+async fn command(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     match cli.command {
         Command::Dev(args) => dev::dev(args, &output, status).await,

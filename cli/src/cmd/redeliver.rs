@@ -11,7 +11,7 @@ use github::{DeliveryItem, HookRef};
 
 use crate::args::{OutputArgs, RedeliverArgs};
 use crate::exit::{FAILURE, fail};
-use crate::json::Line;
+use crate::json::{DeliveryFields, HookFields, Line};
 use crate::term::{print, visible};
 
 /// Redelivers failed deliveries once, or every `--interval` with `--watch`.
@@ -38,7 +38,13 @@ pub async fn redeliver(args: RedeliverArgs, output: &OutputArgs) -> anyhow::Resu
                     | github::Error::Server { .. }
                     | github::Error::RateLimited { .. }),
                 ) if args.watch => {
-                    eprintln!("hookfwd: could not list the deliveries of {hook}, trying again later: {error}");
+                    let message = format!("could not list the deliveries of {hook}, trying again later: {error}");
+                    if output.json {
+                        let hook = Some(HookFields::of(hook));
+                        print(&Line::Error { message: &message, kind: "list", hook, hint: None }.to_json())?;
+                    } else {
+                        eprintln!("hookfwd: {message}");
+                    }
                     continue;
                 }
                 Err(error) => return Err(error).with_context(|| format!("could not list the deliveries of {hook}")),
@@ -53,7 +59,13 @@ pub async fn redeliver(args: RedeliverArgs, output: &OutputArgs) -> anyhow::Resu
                 let outcome = if args.dry_run { Ok(()) } else { client.redeliver(hook, item.id).await };
                 if let Err(error) = &outcome {
                     refused += 1;
-                    eprintln!("hookfwd: could not ask GitHub to redeliver {}: {error}", visible(&item.guid));
+                    let message = format!("could not ask GitHub to redeliver {}: {error}", item.guid);
+                    if output.json {
+                        let hook = Some(HookFields::of(hook));
+                        print(&Line::Error { message: &message, kind: "redeliver", hook, hint: None }.to_json())?;
+                    } else {
+                        eprintln!("hookfwd: {}", visible(&message));
+                    }
                 }
                 show(output, hook, &item, args.dry_run, outcome.is_ok())?;
             }
@@ -93,14 +105,10 @@ fn latest_failed(items: Vec<DeliveryItem>) -> Vec<DeliveryItem> {
 fn show(output: &OutputArgs, hook: &HookRef, item: &DeliveryItem, dry_run: bool, asked: bool) -> anyhow::Result<()> {
     if output.json {
         let line = Line::Redeliver {
-            hook: hook.to_string(),
-            hook_id: hook.id(),
-            guid: &item.guid,
-            id: item.id,
-            event: &item.event,
-            action: item.action.as_deref(),
-            status_code: Some(item.status_code),
-            status: Some(&item.status),
+            hook: HookFields::of(hook),
+            delivery: DeliveryFields::of(item),
+            status: Some(item.status_code),
+            status_text: Some(&item.status),
             delivered_at: Some(item.delivered_at),
             dry_run: Some(dry_run),
             asked: Some(asked),

@@ -22,6 +22,7 @@ use super::guid;
 use crate::args::{OutputArgs, ReplayArgs};
 use crate::exit::{FAILURE, REJECTED, USAGE, fail};
 use crate::feed::{Context, Feed};
+use crate::json::Line;
 use crate::term::{Status, print};
 
 /// How long the handler has to answer one replayed delivery.
@@ -120,7 +121,9 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
                 ),
             ));
         }
-        if !output.quiet && !output.json {
+        if output.json {
+            print(&Line::Replayed { parked: false, total: 0, sent: 0, refused: 0, skipped: 0 }.to_json())?;
+        } else if !output.quiet {
             print(&format!("no deliveries of the last {} match", window(since)))?;
         }
         return Ok(ExitCode::SUCCESS);
@@ -145,7 +148,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             // Asking again cannot help (too large, unreadable): say so, and replay the rest.
             Err(error) if error.is_permanent() => {
                 skipped += 1;
-                feed.warn(&format!("skipped delivery {} [{}]: {error}", item.id, item.guid))?;
+                feed.warn("skipped", &format!("skipped delivery {} [{}]: {error}", item.id, item.guid))?;
                 continue;
             }
             Err(error) => {
@@ -158,7 +161,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via, request: shown })?;
         let Some(forwarder) = &forwarder else {
             if let Some(save) = &save {
-                crate::fixture::save_one(save, &item, &request, output).await?;
+                crate::fixture::save_one(save, &hook, &item, &request, output).await?;
             }
             continue;
         };
@@ -187,6 +190,10 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             request,
         };
         feed.show(&answered)?;
+    }
+    if output.json {
+        let sent = total - skipped;
+        print(&Line::Replayed { parked: false, total, sent, refused, skipped }.to_json())?;
     }
     if refused > 0 {
         return Err(fail(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
@@ -264,11 +271,14 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
                 .min_by_key(|item| (item.delivered_at, item.id));
             let Some(item) = found.cloned() else {
                 // GitHub keeps deliveries for a few days: this one can never be sent again.
-                feed.warn(&format!(
-                    "parked delivery {} [{guid}] of {hook} is no longer kept by GitHub, so it cannot be sent again; \
-                     it is no longer listed as parked",
-                    parked.id
-                ))?;
+                feed.warn(
+                    "parked_expired",
+                    &format!(
+                        "parked delivery {} [{guid}] of {hook} is no longer kept by GitHub, so it cannot be sent \
+                         again; it is no longer listed as parked",
+                        parked.id
+                    ),
+                )?;
                 ledger.unpark(parked.id, parked.guid.as_deref())?;
                 ledger.durable().wait().await?;
                 continue;
@@ -309,6 +319,9 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
                 request,
             })?;
         }
+    }
+    if output.json {
+        print(&Line::Replayed { parked: true, total, sent, refused, skipped: 0 }.to_json())?;
     }
     if total == 0 {
         if !output.quiet && !output.json {

@@ -78,7 +78,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
     for Name { event, action, strict } in names(&args)? {
         let (bytes, from, set_action) = match &stdin {
             Some(bytes) => {
-                warn_unknown_action(&event, action.as_deref(), output);
+                warn_unknown_action(&event, action.as_deref(), output)?;
                 let path = args.payload.as_deref().unwrap_or(Path::new("-"));
                 (bytes.clone(), format!("the payload {}", describe(path)), action)
             }
@@ -92,11 +92,8 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         };
         prepared.push(Prepared { event, kind, action, payload });
     }
-    if secret.is_none() && !output.quiet && !output.json {
-        eprintln!(
-            "{} no secret (--secret or HOOKFWD_SECRET): the delivery is sent unsigned",
-            style("warning:").yellow()
-        );
+    if secret.is_none() {
+        warn(output, "no_local_secret", "no secret (--secret or HOOKFWD_SECRET): the delivery is sent unsigned")?;
     }
 
     let forwarder = Forwarder::new(to.clone(), TIMEOUT);
@@ -252,7 +249,7 @@ fn example(
             if example.action.is_none() {
                 return Err(fail(USAGE, format!("`{event}` deliveries have no action; leave out --action")));
             }
-            warn_unknown_action(event, action, output);
+            warn_unknown_action(event, action, output)?;
             Ok((
                 example.payload().as_bytes().to_vec(),
                 format!("GitHub's {} example", example.name()),
@@ -266,11 +263,23 @@ fn example(
     }
 }
 
+/// A warning on stderr, or a `warning` line with `--json` (none with `-q`).
+fn warn(output: &OutputArgs, kind: &str, message: &str) -> std::io::Result<()> {
+    if output.json {
+        print(&Line::Warning { message, kind }.to_json())
+    } else if !output.quiet {
+        eprintln!("{} {}", style("warning:").yellow(), crate::term::visible(message));
+        Ok(())
+    } else {
+        Ok(())
+    }
+}
+
 /// A warning when GitHub never sends `event` with `action`, so a handler tested with it proves little.
-fn warn_unknown_action(event: &str, action: Option<&str>, output: &OutputArgs) {
-    let (Some(action), Some(actions)) = (action, webhooks::actions(event)) else { return };
-    if actions.contains(&action) || output.quiet {
-        return;
+fn warn_unknown_action(event: &str, action: Option<&str>, output: &OutputArgs) -> std::io::Result<()> {
+    let (Some(action), Some(actions)) = (action, webhooks::actions(event)) else { return Ok(()) };
+    if actions.contains(&action) {
+        return Ok(());
     }
     let warning = if actions.is_empty() {
         format!("GitHub sends {event} without an action; `{action}` is sent anyway")
@@ -284,7 +293,7 @@ fn warn_unknown_action(event: &str, action: Option<&str>, output: &OutputArgs) {
             actions.join(", ")
         )
     };
-    eprintln!("{} {}", style("warning:").yellow(), crate::term::visible(&warning));
+    warn(output, "unknown_action", &warning)
 }
 
 /// The payload with its action set, made to follow `--repo`, and edited by `--set` and `--set-string`;
@@ -314,15 +323,12 @@ fn edit(
         return Ok(payload);
     }
     let edited = Edit::apply(&payload, &edits).map_err(cannot)?;
-    if !output.quiet {
-        for missing in &edited.missing {
-            let nearest = match &missing.nearest {
-                Some(nearest) => format!(" (the nearest is `{nearest}`)"),
-                None => String::new(),
-            };
-            let warning = format!("`{}` is not in {from}; added{nearest}", missing.path);
-            eprintln!("{} {}", style("warning:").yellow(), crate::term::visible(&warning));
-        }
+    for missing in &edited.missing {
+        let nearest = match &missing.nearest {
+            Some(nearest) => format!(" (the nearest is `{nearest}`)"),
+            None => String::new(),
+        };
+        warn(output, "set_added", &format!("`{}` is not in {from}; added{nearest}", missing.path))?;
     }
     Ok(edited.payload)
 }

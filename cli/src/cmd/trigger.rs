@@ -11,7 +11,7 @@ use super::consent::Registry;
 use super::guid;
 use crate::args::{HookTarget, OutputArgs, Trigger, TriggerArgs};
 use crate::exit::{FAILURE, fail};
-use crate::json::Line;
+use crate::json::{DeliveryFields, HookFields, Line};
 use crate::term::print;
 
 /// Triggers a ping or a redelivery.
@@ -31,7 +31,7 @@ async fn ping(target: HookTarget, output: &OutputArgs) -> anyhow::Result<ExitCod
         let hook = chosen_hook(&registry, &client, source, &target, "ping it").await?;
         client.ping_hook(&hook).await.with_context(|| format!("could not ask GitHub to ping {hook}"))?;
         if output.json {
-            print(&Line::Ping { hook: hook.to_string(), hook_id: hook.id() }.to_json())?;
+            print(&Line::Ping { hook: HookFields::of(&hook) }.to_json())?;
         } else if !output.quiet {
             print(&format!("{} GitHub is sending a ping to {hook}", style("✓").green()))?;
         }
@@ -56,14 +56,10 @@ async fn redeliver(guid: &str, target: HookTarget, output: &OutputArgs) -> anyho
                 .with_context(|| format!("could not ask GitHub to redeliver {guid}"))?;
             if output.json {
                 let line = Line::Redeliver {
-                    hook: hook.to_string(),
-                    hook_id: hook.id(),
-                    guid,
-                    id: item.id,
-                    event: &item.event,
-                    action: item.action.as_deref(),
-                    status_code: None,
+                    hook: HookFields::of(&hook),
+                    delivery: DeliveryFields::of(&item),
                     status: None,
+                    status_text: None,
                     delivered_at: None,
                     dry_run: None,
                     asked: None,

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use console::style;
-use github::DeliveryItem;
+use github::{DeliveryItem, HookRef};
 use relay::Event;
 use tokio::time::Instant;
 
 use super::dev::{Until, flag_rule, run_rules};
 use crate::args::{OutputArgs, WaitArgs};
 use crate::exit::{FAILURE, REJECTED, TIMEOUT, fail};
-use crate::json::Line;
+use crate::json::{DeliveryFields, HookFields, Line};
 use crate::term::{Status, print, visible};
 
 /// How far GitHub's clock may be ahead of ours without a new delivery looking old.
@@ -73,15 +73,9 @@ impl Match {
             && item.delivered_at >= self.after
     }
 
-    fn handled(&self, item: &DeliveryItem, status: u16) -> anyhow::Result<ExitCode> {
+    fn handled(&self, hook: &HookRef, item: &DeliveryItem, status: u16) -> anyhow::Result<ExitCode> {
         if self.json {
-            let line = Line::Matched {
-                id: item.id,
-                guid: &item.guid,
-                event: &item.event,
-                action: item.action.as_deref(),
-                status,
-            };
+            let line = Line::Matched { hook: HookFields::of(hook), delivery: DeliveryFields::of(item), status };
             print(&line.to_json())?;
         } else if !self.quiet {
             print(&format!(
@@ -111,8 +105,8 @@ impl Until for Match {
                     ),
                 )))
             }
-            Event::Answered { item, status, answer, .. } if self.matches(item) => match status {
-                200..=299 => Some(self.handled(item, *status)),
+            Event::Answered { hook, item, status, answer, .. } if self.matches(item) => match status {
+                200..=299 => Some(self.handled(hook, item, *status)),
                 500.. => {
                     // The relay retries a 5xx: the wait goes on, and reports it if time runs out.
                     self.failure = Some(format!(
@@ -169,7 +163,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use github::HookRef;
 
     fn item(event: &str, action: Option<&str>, delivered_at: DateTime<Utc>) -> DeliveryItem {
         serde_json::from_value(json!({"id": 7, "guid": "g-1", "delivered_at": delivered_at, "redelivery": false,

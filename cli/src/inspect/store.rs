@@ -10,6 +10,8 @@ use relay::{Answer, Event, Outgoing, Via};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::json::{Headers, HookFields};
+
 /// The most bytes of requests and answers held. Past it, the oldest deliveries lose their bodies
 /// first and keep their rows (for the list and Redeliver on GitHub); the newest is always whole.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -92,11 +94,12 @@ impl Entry {
         self.attempts.last().and_then(|attempt| attempt.status)
     }
 
-    /// The list row: no headers or bodies.
+    /// The list row: no headers or bodies. Fields the `--json` lines also have keep their names there.
     pub fn summary(&self) -> Value {
         let last = self.attempts.last();
+        let hook = HookFields::of(&self.hook);
         json!({"seq": self.seq, "guid": self.item.guid, "event": self.item.event, "action": self.item.action,
-            "kind": self.item.kind(), "source": self.hook.to_string(), "via": self.via.as_str(),
+            "kind": self.item.kind(), "source": hook.source, "hook_id": hook.hook_id, "via": self.via.as_str(),
             "redelivery": self.item.redelivery, "replay": self.replay, "edited": self.edited,
             "original": self.original, "resent": self.resent, "parked": self.parked, "seen": self.seen,
             "delivered_at": self.item.delivered_at, "status": self.status(),
@@ -108,20 +111,16 @@ impl Entry {
     /// The detail view: the request, the payload as text, every attempt with its answer.
     pub fn detail(&self) -> Value {
         let mut value = self.summary();
-        let headers: Vec<Value> = self
-            .request
-            .iter()
-            .flat_map(|request| request.headers.iter())
-            .map(|(name, value)| json!([name, value]))
-            .collect();
+        let headers =
+            self.request.as_ref().map(|request| Headers::from(request.headers.as_slice())).unwrap_or_default();
         let payload = self.request.as_ref().map(|request| String::from_utf8_lossy(&request.body).into_owned());
         let attempts: Vec<Value> = self
             .attempts
             .iter()
             .map(|attempt| {
                 let answer = attempt.answer.as_ref().map(|answer| {
-                    json!({"headers": answer.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
-                        "body": answer.text(), "body_length": answer.body_length, "truncated": answer.truncated()})
+                    json!({"headers": Headers::from(answer.headers.as_slice()), "body": answer.text(),
+                        "body_length": answer.body_length, "body_truncated": answer.truncated()})
                 });
                 json!({"at": attempt.at, "status": attempt.status, "latency_ms": attempt.latency_ms,
                     "error": attempt.error, "answer": answer})
@@ -129,7 +128,7 @@ impl Entry {
             .collect();
         if let Some(map) = value.as_object_mut() {
             map.insert("target".into(), json!(self.target.as_ref().map(Url::as_str)));
-            map.insert("headers".into(), Value::Array(headers));
+            map.insert("headers".into(), json!(headers));
             map.insert("payload".into(), json!(payload));
             map.insert("attempts_detail".into(), Value::Array(attempts));
         }

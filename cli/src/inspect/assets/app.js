@@ -119,8 +119,8 @@ function render(row) {
   const picker = document.createElement("td");
   picker.className = "pick";
   picker.append(pick);
-  const source = cell(row.source.replace(/ hook \d+$/, ""));
-  source.title = row.source;
+  const source = cell(row.source);
+  source.title = row.hook_id == null ? row.source : `${row.source} hook ${row.hook_id}`;
   const guid = cell(row.guid.slice(0, 8) + "…", "guid");
   guid.title = row.guid;
   tr.replaceChildren(
@@ -238,8 +238,8 @@ function live() {
   source.addEventListener("reload", () => load());
 }
 
-function kv(table, pairs) {
-  table.replaceChildren(...pairs.map(([k, v]) => {
+function kv(table, headers) {
+  table.replaceChildren(...Object.entries(headers).map(([k, v]) => {
     const tr = document.createElement("tr");
     tr.append(cell(k), cell(v));
     return tr;
@@ -326,7 +326,7 @@ async function open(seq, quiet) {
       t.className = "kv";
       kv(t, a.answer.headers);
       const body = document.createElement("pre");
-      show(body, a.answer.body + (a.answer.truncated ? `\n… ${a.answer.body_length} bytes in all` : ""));
+      show(body, a.answer.body + (a.answer.body_truncated ? `\n… ${a.answer.body_length} bytes in all` : ""));
       div.append(t, body);
     }
     return div;
