@@ -195,7 +195,7 @@ async fn known_hook(client: &github::Client, registry: &Registry, id: u64) -> an
 /// Says that `hook` was deleted: a line, or its JSON.
 fn deleted(hook: &HookRef, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if output.json {
-        print(&Line::Deleted { hook: HookFields::of(&hook) }.to_json())?;
+        print(&Line::Deleted { hook: HookFields::of(hook) }.to_json())?;
     } else if !output.quiet {
         print(&format!("{} deleted {hook}", style("✓").green()))?;
     }
