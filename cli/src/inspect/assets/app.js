@@ -392,7 +392,7 @@ async function again() {
 function edit() {
   if (!detail) return;
   if (detail.payload == null) return notice("Its request is no longer held; Redeliver on GitHub still works.");
-  const headers = detail.headers.filter(([name]) => !SET_BY_HOOKFWD.includes(name.toLowerCase()));
+  const headers = Object.entries(detail.headers).filter(([name]) => !SET_BY_HOOKFWD.includes(name.toLowerCase()));
   $("edit-headers").value = headers.map(([name, value]) => `${name}: ${value}`).join("\n");
   $("edit-payload").value = detail.payload;
   invisibleInEditor();
@@ -546,7 +546,7 @@ function payloadDiff(da, db) {
 }
 
 function headerDiff(da, db) {
-  const byName = (d) => new Map(d.headers.map(([name, value]) => [name.toLowerCase(), [name, value]]));
+  const byName = (d) => new Map(Object.entries(d.headers).map(([name, value]) => [name.toLowerCase(), [name, value]]));
   const [a, b] = [byName(da), byName(db)];
   const rows = [];
   let same = 0;
