@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -119,6 +119,9 @@ pub(crate) struct Idle<T> {
     head_since: Instant,
     /// Fires at or before the deadline; boxed so `Idle` stays `Unpin`.
     timer: Pin<Box<Sleep>>,
+    /// Whether the timer has been polled since it was last reset, so that it wakes this task when it
+    /// fires: a connection has one task, so polling it again would only cost time.
+    armed: bool,
     /// Where the connection is in its request cycle.
     phase: Phase,
     /// The server's stop.
@@ -141,6 +144,7 @@ impl<T> Idle<T> {
             last_progress: now,
             head_since: now,
             timer: Box::pin(tokio::time::sleep_until(now + timeout.min(header_timeout))),
+            armed: false,
             phase,
             stop,
             registered: None,
@@ -168,7 +172,7 @@ impl<T> Idle<T> {
             if deadline < self.timer.deadline() || self.timer.is_elapsed() {
                 self.timer.as_mut().reset(deadline);
                 // Polled so that it wakes this task: `deadline` is not yet past.
-                let _ = self.timer.as_mut().poll(cx);
+                self.armed = self.timer.as_mut().poll(cx).is_pending();
             }
             if self.stopping(cx) {
                 cx.waker().wake_by_ref();
@@ -215,8 +219,15 @@ impl<T> Idle<T> {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long")));
                 }
                 self.timer.as_mut().reset(deadline);
+                self.armed = false;
             }
-            ready!(self.timer.as_mut().poll(cx));
+            if !self.armed {
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+                self.armed = true;
+            }
+            return Poll::Pending;
         }
     }
 }

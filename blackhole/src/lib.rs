@@ -49,7 +49,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
@@ -63,6 +62,7 @@ pub use tokio_rustls::TlsAcceptor;
 use crate::body::{Refused, SlowBodies};
 use crate::idle::{Idle, Phase, Stop};
 use crate::stream::{Hub, Reply, fixed};
+use crate::tls::Stream;
 
 /// The body of every response: small, and enough for a human with curl to see it worked.
 const BODY: &[u8] = b"ok\n";
@@ -361,7 +361,8 @@ async fn give_way(
     }
 }
 
-/// Serves one accepted connection, over TLS when configured, until it closes.
+/// Serves one accepted connection, over TLS when configured, until it closes; errors are the
+/// client's doing and logged only at debug level.
 ///
 /// The slots are held until then: one of `--max-connections`, one of its address's share.
 async fn serve(stream: TcpStream, shared: Arc<Shared>, slots: (OwnedSemaphorePermit, PeerSlot)) {
@@ -372,22 +373,14 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, slots: (OwnedSemaphorePer
     let phase = Phase::default();
     let peer = slots.1.ip;
     let io = Idle::new(stream, &shared.config, phase.clone(), shared.stop.clone());
-    match &shared.config.tls {
-        None => serve_http(io, &shared, phase, peer).await,
+    let io = match &shared.config.tls {
+        None => Stream::Plain(io),
         Some(acceptor) => match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(io)).await {
-            Ok(Ok(tls)) => serve_http(tls, &shared, phase, peer).await,
-            Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
-            Err(_) => debug!("TLS handshake timed out"),
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
+            Err(_) => return debug!("TLS handshake timed out"),
         },
-    }
-}
-
-/// Runs HTTP/1 on `io` for the client counted as `peer`; errors are the client's doing and logged
-/// only at debug level.
-async fn serve_http<I>(io: I, shared: &Arc<Shared>, phase: Phase, peer: Option<IpAddr>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+    };
     let handler = shared.clone();
     let service = service_fn(move |req| {
         // hyper calls this once the head is in: its clock stops.
@@ -401,8 +394,9 @@ where
 
 /// Answers one request: a stream to a subscription, else 200 once the body is read.
 ///
-/// The request is taken apart before the future is made, so that the future holds its parts once:
-/// hyper moves the future into place for every request, and a large one costs a measurable copy.
+/// Only streaming and the request log need the request's head after its body, so only they keep it
+/// (boxed): hyper moves this future into place for every request, and with the head in it the copy
+/// was a measurable share of a request's CPU.
 fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
@@ -410,10 +404,12 @@ fn handle(
     peer: Option<IpAddr>,
 ) -> impl Future<Output = Result<Reply, hyper::Error>> + Send + 'static {
     let (head, mut body) = req.into_parts();
+    let post = head.method == Method::POST;
+    let head = (shared.hub.is_some() || shared.config.log_requests).then(|| Box::new(head));
     async move {
-        let reply = match &shared.hub {
-            Some(hub) if stream::is_subscription(&head) => stream::subscribe(hub, &head, &phase),
-            _ => absorb(&head, &mut body, &shared, peer).await?,
+        let reply = match (&shared.hub, head.as_deref()) {
+            (Some(hub), Some(head)) if stream::is_subscription(head) => stream::subscribe(hub, head, &phase),
+            (_, head) => absorb(head, post, &mut body, &shared, peer).await?,
         };
         phase.answered();
         Ok(reply)
@@ -425,9 +421,11 @@ fn handle(
 /// The body is read rather than ignored so that the client can finish
 /// sending and keep its connection. Without streaming each frame is dropped
 /// as it arrives; with it, a POST's frames are collected to publish, unless
-/// its path is longer than anyone's hook URL.
+/// its path is longer than anyone's hook URL. `head` is there when streaming
+/// or the request log needs it.
 async fn absorb(
-    head: &Parts,
+    head: Option<&Parts>,
+    post: bool,
     body: &mut Incoming,
     shared: &Shared,
     peer: Option<IpAddr>,
@@ -436,8 +434,8 @@ async fn absorb(
     let started = config.log_requests.then(Instant::now);
     // hyper has parsed `Content-Length` already; looking it up again costs a hash per request.
     let declared = body.size_hint().exact();
-    let mut collector = match &shared.hub {
-        Some(hub) if head.method == Method::POST && head.uri.path().len() <= stream::MAX_PATH => {
+    let mut collector = match (&shared.hub, head) {
+        (Some(hub), Some(head)) if post && head.uri.path().len() <= stream::MAX_PATH => {
             Some(hub.collector(declared.unwrap_or(config.max_body).min(config.max_body), peer))
         }
         _ => None,
@@ -454,13 +452,15 @@ async fn absorb(
     };
     let (reply, bytes) = match outcome {
         Ok(bytes) => {
-            if let (Some(hub), Some(body)) = (&shared.hub, collector.and_then(stream::Collector::finish)) {
+            if let (Some(hub), Some(head), Some(body)) =
+                (&shared.hub, head, collector.and_then(stream::Collector::finish))
+            {
                 hub.publish(head.uri.path(), &head.headers, body);
             }
             // GitHub reads only the status, and naming the type cost 4 % of a POST's CPU (a header map to
             // fill, encode and clear); a person, or a subscriber asking a blackhole that does not stream,
             // is told it is text.
-            let ok = if head.method == Method::POST {
+            let ok = if post {
                 Reply::new(Either::Left(Full::new(Bytes::from_static(BODY))))
             } else {
                 fixed(StatusCode::OK, BODY, &[])
@@ -475,7 +475,7 @@ async fn absorb(
             (fixed(StatusCode::REQUEST_TIMEOUT, b"request body too slow\n", &[(header::CONNECTION, "close")]), None)
         }
     };
-    if let Some(started) = started {
+    if let (Some(started), Some(head)) = (started, head) {
         let header = |name| head.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-");
         info!(
             method = %head.method,
