@@ -113,11 +113,18 @@ pub(crate) struct Idle<T> {
     timeout: Duration,
     /// How long a request head may take, from when the connection starts waiting for it.
     header_timeout: Duration,
-    /// When a read or write last completed.
+    /// How often the timer looks at a connection that is not about to be cut: how late a cut may come.
+    check_every: Duration,
+    /// Whether a read or write has completed since the timer last looked.
+    moved: bool,
+    /// The last look that found the connection had moved, or its start: no byte has moved since a
+    /// moment at or before it.
     last_progress: Instant,
-    /// When the connection last started waiting for a request head.
+    /// Whether a wait for a request head has begun since the timer last looked.
+    head_began: bool,
+    /// The look at or after which the current wait for a request head began, or the start.
     head_since: Instant,
-    /// Fires at or before the deadline; boxed so `Idle` stays `Unpin`.
+    /// Fires at the next look; boxed so `Idle` stays `Unpin`.
     timer: Pin<Box<Sleep>>,
     /// Whether the timer has been polled since it was last reset, so that it wakes this task when it
     /// fires: a connection has one task, so polling it again would only cost time.
@@ -128,7 +135,7 @@ pub(crate) struct Idle<T> {
     stop: Arc<Stop>,
     /// This connection's number and waker as registered with `stop`, once it has waited for a head.
     registered: Option<(u64, Waker)>,
-    /// In stream mode, since when writes have been pending.
+    /// In stream mode, the look at or after which writes began to be pending.
     write_blocked_since: Option<Instant>,
 }
 
@@ -137,13 +144,19 @@ impl<T> Idle<T> {
     pub(crate) fn new(inner: T, config: &Config, phase: Phase, stop: Arc<Stop>) -> Self {
         let now = Instant::now();
         let (timeout, header_timeout) = (config.idle_timeout, config.header_timeout);
+        // An eighth of the shorter timeout: cuts come at most that late, and a busy connection's timer
+        // fires eight times per timeout.
+        let check_every = timeout.min(header_timeout) / 8;
         Idle {
             inner,
             timeout,
             header_timeout,
+            check_every,
+            moved: false,
             last_progress: now,
+            head_began: false,
             head_since: now,
-            timer: Box::pin(tokio::time::sleep_until(now + timeout.min(header_timeout))),
+            timer: Box::pin(tokio::time::sleep_until(now + check_every)),
             armed: false,
             phase,
             stop,
@@ -152,54 +165,57 @@ impl<T> Idle<T> {
         }
     }
 
-    /// Records that the connection moved.
+    /// Records that the connection moved; the time is read only when the timer looks.
     fn progressed<R>(&mut self, result: R) -> Poll<R> {
-        self.last_progress = Instant::now();
+        self.moved = true;
         Poll::Ready(result)
     }
 
-    /// Records that a write went through; after an answer, the wait for the next head starts.
+    /// Records that a write went through; after an answer, the wait for the next head begins.
     fn wrote<R>(&mut self, cx: &mut Context<'_>, result: R) -> Poll<R> {
         self.write_blocked_since = None;
-        let written = self.progressed(result);
         if self.phase.get() == ANSWERED {
             self.phase.0.store(HEAD, Ordering::Relaxed);
-            self.head_since = self.last_progress;
+            self.head_began = true;
             // hyper looks for the next head before it writes the answer, and looks again only when
-            // the socket or the timer wakes it: so the timer must not fire after the new deadline,
-            // and a stop must wake it.
-            let deadline = self.head_since + self.header_timeout;
-            if deadline < self.timer.deadline() || self.timer.is_elapsed() {
-                self.timer.as_mut().reset(deadline);
-                // Polled so that it wakes this task: `deadline` is not yet past.
+            // the socket or the timer wakes it: so the timer must be running, and a stop must wake it.
+            if !self.armed || self.timer.is_elapsed() {
+                self.timer.as_mut().reset(Instant::now() + self.check_every);
                 self.armed = self.timer.as_mut().poll(cx).is_pending();
             }
             if self.stopping(cx) {
                 cx.waker().wake_by_ref();
             }
         }
-        written
+        self.progressed(result)
     }
 
     /// Whether the server is stopping, after registering the task to be woken when it does (unless
     /// it already is).
+    #[inline]
     fn stopping(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.registered.as_ref().is_some_and(|(_, waker)| waker.will_wake(cx.waker())) {
-            let id = match &self.registered {
-                Some((id, _)) => *id,
-                None => self.stop.next.fetch_add(1, Ordering::Relaxed),
-            };
-            self.stop.lock().insert(id, cx.waker().clone());
-            self.registered = Some((id, cx.waker().clone()));
+            self.register(cx.waker());
         }
         // Read after registering: a stop that came before it is seen here, one after it wakes the task.
         self.stop.is_stopping()
     }
 
+    /// Registers `waker` to be woken when the server stops, in place of any earlier one.
+    #[cold]
+    fn register(&mut self, waker: &Waker) {
+        let id = match &self.registered {
+            Some((id, _)) => *id,
+            None => self.stop.next.fetch_add(1, Ordering::Relaxed),
+        };
+        self.stop.lock().insert(id, waker.clone());
+        self.registered = Some((id, waker.clone()));
+    }
+
     /// When the connection is cut if nothing moves; `None` for a stream waiting only to read.
-    fn deadline(&mut self, writing: bool) -> Option<Instant> {
+    fn deadline(&mut self, writing: bool, now: Instant) -> Option<Instant> {
         match self.phase.get() {
-            STREAM if writing => Some(*self.write_blocked_since.get_or_insert_with(Instant::now) + STREAM_WRITE_STALL),
+            STREAM if writing => Some(*self.write_blocked_since.get_or_insert(now) + STREAM_WRITE_STALL),
             STREAM => self.write_blocked_since.map(|since| since + STREAM_WRITE_STALL),
             HEAD => Some((self.last_progress + self.timeout).min(self.head_since + self.header_timeout)),
             _ => Some(self.last_progress + self.timeout),
@@ -207,18 +223,25 @@ impl<T> Idle<T> {
     }
 
     /// Called when the inner I/O is pending: errors if the deadline has passed.
+    ///
+    /// The clock is read only when the timer has fired: a busy keep-alive connection pays no clock
+    /// read and no timer operation per request. Progress is known to the last look, so a cut comes
+    /// at most `check_every` after its deadline, never before.
     fn poll_stalled<R>(&mut self, cx: &mut Context<'_>, writing: bool) -> Poll<io::Result<R>> {
         loop {
-            let Some(deadline) = self.deadline(writing) else { return Poll::Pending };
-            // The clock is read only when the timer has fired or would fire too late. A
-            // keep-alive connection goes pending once per request; while the armed timer
-            // still fires at or before the deadline (progress only moves it on), waiting
-            // for it is enough, and the check happens when it fires.
-            if deadline < self.timer.deadline() || self.timer.is_elapsed() {
-                if deadline <= Instant::now() {
+            if self.timer.is_elapsed() {
+                let now = Instant::now();
+                if std::mem::take(&mut self.moved) {
+                    self.last_progress = now;
+                }
+                if std::mem::take(&mut self.head_began) {
+                    self.head_since = now;
+                }
+                let Some(deadline) = self.deadline(writing, now) else { return Poll::Pending };
+                if deadline <= now {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long")));
                 }
-                self.timer.as_mut().reset(deadline);
+                self.timer.as_mut().reset(deadline.min(now + self.check_every));
                 self.armed = false;
             }
             if !self.armed {
@@ -370,7 +393,12 @@ mod tests {
         assert_eq!(client.read(&mut buf).await.unwrap(), 2);
         let err = idle.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(answered.elapsed(), Duration::from_secs(5));
+        // The timer looks every eighth of the shorter timeout: the cut comes at most that late.
+        let waited = answered.elapsed();
+        assert!(
+            waited >= Duration::from_secs(5) && waited <= Duration::from_secs(5) + Duration::from_secs(5) / 8,
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

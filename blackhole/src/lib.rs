@@ -403,38 +403,40 @@ fn handle(
     phase: Phase,
     peer: Option<IpAddr>,
 ) -> impl Future<Output = Result<Reply, hyper::Error>> + Send + 'static {
-    let (head, mut body) = req.into_parts();
+    let (head, body) = req.into_parts();
     let post = head.method == Method::POST;
     let head = (shared.hub.is_some() || shared.config.log_requests).then(|| Box::new(head));
-    async move {
-        let reply = match (&shared.hub, head.as_deref()) {
-            (Some(hub), Some(head)) if stream::is_subscription(head) => stream::subscribe(hub, head, &phase),
-            (_, head) => absorb(head, post, &mut body, &shared, peer).await?,
-        };
-        phase.answered();
-        Ok(reply)
-    }
+    answer(head, post, body, shared, phase, peer)
 }
 
-/// Answers 200 to any request after reading its body to the end, and publishes a POST's body to its stream.
+/// Answers a subscription with its stream; any other request with 200 after reading its body to the
+/// end, publishing a POST's body to its stream.
 ///
 /// The body is read rather than ignored so that the client can finish
 /// sending and keep its connection. Without streaming each frame is dropped
 /// as it arrives; with it, a POST's frames are collected to publish, unless
 /// its path is longer than anyone's hook URL. `head` is there when streaming
 /// or the request log needs it.
-async fn absorb(
-    head: Option<&Parts>,
+async fn answer(
+    head: Option<Box<Parts>>,
     post: bool,
-    body: &mut Incoming,
-    shared: &Shared,
+    mut body: Incoming,
+    shared: Arc<Shared>,
+    phase: Phase,
     peer: Option<IpAddr>,
 ) -> Result<Reply, hyper::Error> {
     let config = &shared.config;
+    if let (Some(hub), Some(head)) = (&shared.hub, &head)
+        && stream::is_subscription(head)
+    {
+        let reply = stream::subscribe(hub, head, &phase);
+        phase.answered();
+        return Ok(reply);
+    }
     let started = config.log_requests.then(Instant::now);
     // hyper has parsed `Content-Length` already; looking it up again costs a hash per request.
     let declared = body.size_hint().exact();
-    let mut collector = match (&shared.hub, head) {
+    let mut collector = match (&shared.hub, &head) {
         (Some(hub), Some(head)) if post && head.uri.path().len() <= stream::MAX_PATH => {
             Some(hub.collector(declared.unwrap_or(config.max_body).min(config.max_body), peer))
         }
@@ -443,39 +445,34 @@ async fn absorb(
     let outcome = if declared.is_some_and(|declared| declared > config.max_body) {
         Err(Refused::TooLarge)
     } else {
-        body::read(body, config, &shared.slow, |data| {
+        body::read(&mut body, config, &shared.slow, |data| {
             if let Some(collector) = &mut collector {
                 collector.push(data);
             }
         })
         .await?
     };
-    let (reply, bytes) = match outcome {
-        Ok(bytes) => {
-            if let (Some(hub), Some(head), Some(body)) =
-                (&shared.hub, head, collector.and_then(stream::Collector::finish))
-            {
-                hub.publish(head.uri.path(), &head.headers, body);
-            }
-            // GitHub reads only the status, and naming the type cost 4 % of a POST's CPU (a header map to
-            // fill, encode and clear); a person, or a subscriber asking a blackhole that does not stream,
-            // is told it is text.
-            let ok = if post {
-                Reply::new(Either::Left(Full::new(Bytes::from_static(BODY))))
-            } else {
-                fixed(StatusCode::OK, BODY, &[])
-            };
-            (ok, Some(bytes))
-        }
+    if let (Ok(_), Some(hub), Some(head), Some(body)) =
+        (&outcome, &shared.hub, &head, collector.and_then(stream::Collector::finish))
+    {
+        hub.publish(head.uri.path(), &head.headers, body);
+    }
+    let reply = match outcome {
+        // GitHub reads only the status, and naming the type cost 4 % of a POST's CPU (a header map to
+        // fill, encode and clear); a person, or a subscriber asking a blackhole that does not stream,
+        // is told it is text.
+        Ok(_) if post => Reply::new(Either::Left(Full::new(Bytes::from_static(BODY)))),
+        Ok(_) => fixed(StatusCode::OK, BODY, &[]),
         // Closing the connection stops the rest of the body; hyper would otherwise read it to reuse the connection.
         Err(Refused::TooLarge) => {
-            (fixed(StatusCode::PAYLOAD_TOO_LARGE, b"request body too large\n", &[(header::CONNECTION, "close")]), None)
+            fixed(StatusCode::PAYLOAD_TOO_LARGE, b"request body too large\n", &[(header::CONNECTION, "close")])
         }
         Err(Refused::TooSlow) => {
-            (fixed(StatusCode::REQUEST_TIMEOUT, b"request body too slow\n", &[(header::CONNECTION, "close")]), None)
+            fixed(StatusCode::REQUEST_TIMEOUT, b"request body too slow\n", &[(header::CONNECTION, "close")])
         }
     };
-    if let (Some(started), Some(head)) = (started, head) {
+    phase.answered();
+    if let (Some(started), Some(head)) = (started, &head) {
         let header = |name| head.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-");
         info!(
             method = %head.method,
@@ -483,7 +480,7 @@ async fn absorb(
             event = header("x-github-event"),
             delivery = header("x-github-delivery"),
             status = reply.status().as_u16(),
-            bytes,
+            bytes = outcome.ok(),
             duration = ?started.elapsed(),
             "request"
         );
