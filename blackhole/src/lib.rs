@@ -452,8 +452,8 @@ async fn answer(
         })
         .await?
     };
-    if let (Ok(_), Some(hub), Some(head), Some(body)) =
-        (&outcome, &shared.hub, &head, collector.and_then(stream::Collector::finish))
+    if let (Ok(_), Some(hub), Some(head)) = (&outcome, &shared.hub, &head)
+        && let Some(body) = collector.and_then(stream::Collector::finish)
     {
         hub.publish(head.uri.path(), &head.headers, body);
     }
