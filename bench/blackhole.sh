@@ -162,14 +162,15 @@ for round in $(seq "$ROUNDS"); do
   echo "$line" >>"$work/rounds"
 done
 
-# median EXPR: the median over the rounds of an awk expression of the columns ($1 hyper, $2 blackhole, ...).
+# `values A [B]`: column A of every round (1 hyper, 2 blackhole, 3 baseline if any, then nginx), or A / B.
+values() { awk -v a="$1" -v b="${2:-0}" '{ print (b ? $a / $b : $a) }' "$work/rounds"; }
 median() {
-  awk "{ print $1 }" "$work/rounds" | sort -g |
+  values "$@" | sort -g |
     awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-each() { awk "{ printf \"%s%.2f\", (NR > 1 ? \", \" : \"\"), $1 }" "$work/rounds"; }
-nginx_col=$((${#servers[@]}))
-vs_hyper=$(median '$2 / $1')
+each() { values "$@" | awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 }'; }
+nginx_col=${#servers[@]}
+vs_hyper=$(median 2 1)
 
 echo "== 50 sequential 25 MiB POSTs to a fresh blackhole" >&2
 start blackhole
@@ -207,13 +208,13 @@ read -r huge_ok2 huge_cpu2 huge_kb2 < <(big_posts glibc.malloc.hugetlb=1)
 verdict() { if awk "BEGIN { exit !($1) }"; then echo met; else echo MISSED; fi; }
 echo "| measure (median of $ROUNDS rounds, wrk -t2 -c64 -d$DURATION, 7.6 KB POSTs) | result | target |"
 echo "|---|---|---|"
-echo "| bare hyper: CPU per request | $(median '$1') µs | |"
-echo "| blackhole: CPU per request | $(median '$2') µs | |"
-[ -n "${BASELINE:-}" ] && echo "| baseline blackhole: CPU per request | $(median '$3') µs | |"
-echo "| nginx: CPU per request | $(median "\$$nginx_col") µs | |"
-echo "| blackhole / bare hyper (rounds: $(each '$2 / $1')) | ${vs_hyper}× | ≤ 1.05× ($(verdict "$vs_hyper <= 1.05")) |"
-[ -n "${BASELINE:-}" ] && echo "| baseline / bare hyper (rounds: $(each '$3 / $1')) | $(median '$3 / $1')× | |"
-echo "| blackhole / nginx (rounds: $(each "\$2 / \$$nginx_col")) | $(median "\$2 / \$$nginx_col")× | |"
+echo "| bare hyper: CPU per request | $(median 1) µs | |"
+echo "| blackhole: CPU per request | $(median 2) µs | |"
+[ -n "${BASELINE:-}" ] && echo "| baseline blackhole: CPU per request | $(median 3) µs | |"
+echo "| nginx: CPU per request | $(median "$nginx_col") µs | |"
+echo "| blackhole / bare hyper (rounds: $(each 2 1)) | ${vs_hyper}× | ≤ 1.05× ($(verdict "$vs_hyper <= 1.05")) |"
+[ -n "${BASELINE:-}" ] && echo "| baseline / bare hyper (rounds: $(each 3 1)) | $(median 3 1)× | |"
+echo "| blackhole / nginx (rounds: $(each 2 "$nginx_col")) | $(median 2 "$nginx_col")× | |"
 echo "| idle RSS | $(mib "$idle_kb") | ≤ 3 MiB ($(verdict "$idle_kb <= 3072")) |"
 echo "| 25 MiB POSTs answered 200 | $ok / 50 | 50 ($(verdict "$ok == 50")) |"
 echo "| peak RSS over those POSTs | $(mib "$peak_kb") | ≤ 6 MiB ($(verdict "$peak_kb <= 6144")) |"
