@@ -48,29 +48,52 @@ pub(crate) async fn read(
     mut sink: impl FnMut(&Bytes),
 ) -> Result<Result<u64, Refused>, hyper::Error> {
     let mut bytes: u64 = 0;
-    let mut take = |frame: Frame<Bytes>, bytes: &mut u64| {
-        if let Some(data) = frame.data_ref() {
-            *bytes += data.len() as u64;
-            if *bytes > config.max_body {
-                return Err(Refused::TooLarge);
-            }
-            sink(data);
-        }
-        Ok(())
-    };
-    // What hyper has buffered already, with no timer: a timer per request reads the clock, clones the
-    // runtime handle and takes the timer driver's lock to drop its entry, a measurable share of its CPU.
-    loop {
-        match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
-            Poll::Ready(Some(frame)) => {
-                if let Err(refused) = take(frame?, &mut bytes) {
-                    return Ok(Err(refused));
+    // What hyper has buffered already, in one poll and with no timer: a timer per request reads the
+    // clock, clones the runtime handle and takes the timer driver's lock to drop its entry, a
+    // measurable share of its CPU. `None` when the body is not all there.
+    let buffered = poll_fn(|cx| {
+        Poll::Ready(loop {
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Err(refused) = take(frame, &mut bytes, config, &mut sink) {
+                        break Some(Ok(Err(refused)));
+                    }
                 }
+                Poll::Ready(Some(Err(err))) => break Some(Err(err)),
+                Poll::Ready(None) => break Some(Ok(Ok(bytes))),
+                Poll::Pending => break None,
             }
-            Poll::Ready(None) => return Ok(Ok(bytes)),
-            Poll::Pending => break,
-        }
+        })
+    })
+    .await;
+    if let Some(read) = buffered {
+        return read;
     }
+    // Boxed: its timer and its place in the list would make the future of every request larger, and
+    // hyper moves that future into place for every request.
+    Box::pin(read_slowly(body, config, slow, sink, bytes)).await
+}
+
+/// Counts a frame's data against `--max-body` and hands it to `sink`.
+fn take(frame: Frame<Bytes>, bytes: &mut u64, config: &Config, sink: &mut impl FnMut(&Bytes)) -> Result<(), Refused> {
+    if let Some(data) = frame.data_ref() {
+        *bytes += data.len() as u64;
+        if *bytes > config.max_body {
+            return Err(Refused::TooLarge);
+        }
+        sink(data);
+    }
+    Ok(())
+}
+
+/// The rest of [`read`] for a body that has sent `bytes` and was not all there at once: timed, and listed.
+async fn read_slowly(
+    body: &mut Incoming,
+    config: &Config,
+    slow: &SlowBodies,
+    mut sink: impl FnMut(&Bytes),
+    mut bytes: u64,
+) -> Result<Result<u64, Refused>, hyper::Error> {
     let listed = slow.list(bytes);
     let started = listed.progress.started;
     let deadline = |bytes: u64| started + deadline_after(config, bytes);
@@ -80,7 +103,7 @@ pub(crate) async fn read(
             biased;
             frame = body.frame() => match frame {
                 Some(frame) => {
-                    if let Err(refused) = take(frame?, &mut bytes) {
+                    if let Err(refused) = take(frame?, &mut bytes, config, &mut sink) {
                         return Ok(Err(refused));
                     }
                     listed.progress.bytes.store(bytes, Ordering::Relaxed);

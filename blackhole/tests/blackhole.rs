@@ -231,8 +231,32 @@ fn cuts_off_a_client_that_sends_headers_one_byte_per_second() {
 }
 
 #[test]
+fn a_keep_alive_connection_gets_the_header_timeout_again_after_each_answer() {
+    let server = Server::start(&["--header-timeout", "1s", "--idle-timeout", "60s"]);
+    let mut stream = server.connect();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for _ in 0..2 {
+        stream.write_all(b"POST /alice HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 200 OK"));
+        let mut body = [0u8; 3];
+        stream.read_exact(&mut body).unwrap();
+        assert_eq!(&body, b"ok\n");
+    }
+    // No next request: the wait for its head is cut long before the idle timeout (or the read's own).
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest)),
+        Err(err) => assert!(
+            !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "the idle keep-alive connection was not cut: {err}"
+        ),
+    }
+}
+
+#[test]
 fn cuts_off_a_stalled_body() {
-    let server = Server::start(&["--idle-timeout", "2s", "--header-timeout", "30s"]);
+    // No rate floor, which would answer 408 first: this is the idle cut, which closes without a word.
+    let server = Server::start(&["--idle-timeout", "2s", "--header-timeout", "30s", "--body-min-rate", "0"]);
     let mut stream = server.connect();
     stream.write_all(b"POST /stall HTTP/1.1\r\nHost: b\r\nContent-Length: 100\r\n\r\n0123456789").unwrap();
     let started = Instant::now();
@@ -372,7 +396,8 @@ fn sigterm_answers_in_flight_requests_then_exits_0() {
 
 #[test]
 fn sigint_on_an_idle_server_exits_0() {
-    let mut server = Server::start(&[]);
+    // Every timeout far past the wait below: only the stop itself can close the connection in time.
+    let mut server = Server::start(&["--header-timeout", "60s", "--idle-timeout", "60s", "--drain-timeout", "60s"]);
     // An idle keep-alive connection must not hold shutdown up.
     let mut stream = server.connect();
     stream.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").unwrap();

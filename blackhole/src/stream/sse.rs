@@ -17,7 +17,7 @@ use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, watch};
 
-use crate::idle::StreamMode;
+use crate::idle::Phase;
 
 use super::*;
 
@@ -34,7 +34,7 @@ pub(crate) fn is_subscription(head: &Parts) -> bool {
 }
 
 /// Answers a subscription: 401 without a token that opens its path, 503 when full, else the stream.
-pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Reply {
+pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, phase: &Phase) -> Reply {
     if !hub.config.tokens.accepts(head.headers.get(header::AUTHORIZATION), head.uri.path()) {
         return fixed(StatusCode::UNAUTHORIZED, UNAUTHORIZED, &[(header::WWW_AUTHENTICATE, "Bearer")]);
     }
@@ -46,7 +46,7 @@ pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, mode: &StreamMode) -> Repl
     };
     let last_event_id = head.headers.get("last-event-id").and_then(|value| value.to_str().ok());
     let (subscription, resumed) = hub.subscribe(head.uri.path(), last_event_id, permit);
-    mode.enable();
+    phase.stream();
     // Capacity 1: the task stays at most one frame ahead of what the socket has taken.
     let (tx, rx) = mpsc::channel(1);
     let hello = format!("retry: 1000\n\nevent: hello\ndata: {{\"boot\":\"{}\",\"resumed\":{resumed}}}\n\n", hub.boot);
