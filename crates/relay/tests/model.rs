@@ -170,25 +170,26 @@ impl World {
             received_at: self.wall() + TimeDelta::seconds(self.skew),
             headers: vec![("x-github-delivery".into(), guid.to_string()), ("x-hub-signature-256".into(), signature)],
             body: format!("{{\"made\":{made}}}").into_bytes(),
+            event_id: None,
         }
     }
 
     /// GitHub attempts `guid` once more, and the blackhole streams the POST if the stream is up.
-    fn attempt(&mut self, guid: String, redelivery: bool) {
+    async fn attempt(&mut self, guid: String, redelivery: bool) {
         let attempt = Attempt { id: self.attempts.len() as u64 + 1, guid: guid.clone(), at: self.wall(), redelivery };
         self.attempts.push(attempt);
-        self.push(&guid);
+        self.push(&guid).await;
     }
 
-    fn push(&mut self, guid: &str) {
+    async fn push(&mut self, guid: &str) {
         let made = self.guids.iter().position(|made| made == guid).expect("a guid GitHub made");
-        self.push_as(guid, made);
+        self.push_as(guid, made).await;
     }
 
-    fn push_as(&mut self, guid: &str, made: usize) {
+    async fn push_as(&mut self, guid: &str, made: usize) {
         if self.stream_up {
             let (pushed, now) = (self.pushed(guid, made), self.now());
-            self.state().pushed(pushed, now);
+            self.state().pushed(pushed, now).await;
         }
     }
 
@@ -255,15 +256,15 @@ impl World {
             Step::New => {
                 let guid = format!("guid-{}", self.guids.len());
                 self.guids.push(guid.clone());
-                self.attempt(guid, false);
+                self.attempt(guid, false).await;
             }
             Step::Redeliver(n) if !self.guids.is_empty() => {
                 let guid = self.guids[n % self.guids.len()].clone();
-                self.attempt(guid, true);
+                self.attempt(guid, true).await;
             }
             Step::Repeat(n) if !self.guids.is_empty() => {
                 let guid = self.guids[n % self.guids.len()].clone();
-                self.push(&guid);
+                self.push(&guid).await;
             }
             Step::Relabel(n) if !self.guids.is_empty() => {
                 let made = n % self.guids.len();
@@ -277,7 +278,7 @@ impl World {
                 if handled <= self.allowed.get(original).copied().unwrap_or(0) {
                     self.allowed.insert(guid.clone(), 1);
                 }
-                self.push_as(&guid, made);
+                self.push_as(&guid, made).await;
             }
             Step::Redeliver(_) | Step::Repeat(_) | Step::Relabel(_) => {}
             Step::Poll => self.poll().await,

@@ -499,7 +499,7 @@ async fn a_scope_refused_on_every_poll_for_the_whole_window_stops_the_run_with_t
 #[cfg(unix)]
 mod shared_ledger {
     use chrono::{DateTime, TimeDelta, Utc};
-    use relay::ledger::{Claim, Location, SharedLedger, WINDOW};
+    use relay::ledger::{Claim, Location, PushClaim, SharedLedger, WINDOW};
     use relay::{LedgerFix, Warning};
     use testkit::RedisServer;
 
@@ -516,6 +516,11 @@ mod shared_ledger {
         (connection.hook(INSTANCE, &hook(), "replica-a"), connection.hook(INSTANCE, &hook(), "replica-b"))
     }
 
+    /// A listed delivery as a claim offers it: its id, `delivered_at` and guid.
+    fn offer((id, t): (u64, DateTime<Utc>)) -> (u64, DateTime<Utc>, &'static str) {
+        (id, t, "")
+    }
+
     fn minutes_ago(minutes: i64) -> DateTime<Utc> {
         // Whole seconds, as GitHub's delivered_at.
         DateTime::from_timestamp(Utc::now().timestamp() - minutes * 60, 0).unwrap()
@@ -530,21 +535,21 @@ mod shared_ledger {
         let origin = minutes_ago(60);
         a.create(origin, &[], Utc::now()).await.unwrap();
         let item = (1, minutes_ago(30));
-        assert_eq!(a.claim(&[item], 10).await.unwrap().0, [Claim::Claimed]);
-        assert_eq!(b.claim(&[item], 10).await.unwrap().0, [Claim::Taken], "held by a");
+        assert_eq!(a.claim(&[offer(item)], 10).await.unwrap().0, [Claim::Claimed]);
+        assert_eq!(b.claim(&[offer(item)], 10).await.unwrap().0, [Claim::Taken], "held by a");
         // Renewed, it stays a's past its first TTL.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(a.renew(&[1]).await.unwrap(), [true]);
+        assert_eq!(a.renew(&["d:1".to_string()]).await.unwrap(), [true]);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(b.claim(&[item], 10).await.unwrap().0, [Claim::Taken], "renewed by a");
+        assert_eq!(b.claim(&[offer(item)], 10).await.unwrap().0, [Claim::Taken], "renewed by a");
         // a dies: its claim expires and b takes the delivery over.
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while b.claim(&[item], 10).await.unwrap().0 != [Claim::Claimed] {
+        while b.claim(&[offer(item)], 10).await.unwrap().0 != [Claim::Claimed] {
             assert!(tokio::time::Instant::now() < deadline, "a's claim never expired");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(a.renew(&[1]).await.unwrap(), [false], "a learns it lost the claim");
-        let (ours, _) = b.done(1, item.1).await.unwrap();
+        assert_eq!(a.renew(&["d:1".to_string()]).await.unwrap(), [false], "a learns it lost the claim");
+        let (ours, _) = b.done(1, item.1, None, None).await.unwrap();
         assert!(ours);
     }
 
@@ -555,13 +560,13 @@ mod shared_ledger {
         let (a, b) = replicas(&redis).await;
         a.create(minutes_ago(60), &[], Utc::now()).await.unwrap();
         let items: Vec<_> = (1..=5).map(|id| (id, minutes_ago(50 - id as i64))).collect();
-        let (claims, _) = a.claim(&items, 2).await.unwrap();
+        let (claims, _) = a.claim(&items.iter().copied().map(offer).collect::<Vec<_>>(), 2).await.unwrap();
         assert_eq!(claims, [Claim::Claimed, Claim::Claimed, Claim::Untried, Claim::Untried, Claim::Untried]);
-        let (claims, _) = b.claim(&items, 10).await.unwrap();
+        let (claims, _) = b.claim(&items.iter().copied().map(offer).collect::<Vec<_>>(), 10).await.unwrap();
         assert_eq!(claims, [Claim::Taken, Claim::Taken, Claim::Claimed, Claim::Claimed, Claim::Claimed]);
-        a.done(1, items[0].1).await.unwrap();
+        a.done(1, items[0].1, None, None).await.unwrap();
         assert!(b.is_done(1).await.unwrap());
-        let (claims, _) = b.claim(&items[..1], 10).await.unwrap();
+        let (claims, _) = b.claim(&[offer(items[0])], 10).await.unwrap();
         assert_eq!(claims, [Claim::Done], "what a forwarded, b never fetches");
         // A replica starting later finds the state the first one made.
         let state = b.state().await.unwrap().unwrap();
@@ -578,21 +583,21 @@ mod shared_ledger {
         let window = TimeDelta::from_std(WINDOW).unwrap();
         let old = (1, minutes_ago(100));
         let new = (2, minutes_ago(1));
-        assert_eq!(a.claim(&[old], 10).await.unwrap().0, [Claim::Claimed]);
-        assert_eq!(b.claim(&[new], 10).await.unwrap().0, [Claim::Claimed]);
+        assert_eq!(a.claim(&[offer(old)], 10).await.unwrap().0, [Claim::Claimed]);
+        assert_eq!(b.claim(&[offer(new)], 10).await.unwrap().0, [Claim::Claimed]);
         // b's delivery alone would move the floor to a window before it, past a's.
-        let (_, floor) = b.done(2, new.1).await.unwrap();
+        let (_, floor) = b.done(2, new.1, None, None).await.unwrap();
         assert!(floor <= old.1, "the floor {floor} passed the claimed delivery at {}", old.1);
         // Once a's is done too, the floor moves up to a window before the newest.
-        let (_, floor) = a.done(1, old.1).await.unwrap();
+        let (_, floor) = a.done(1, old.1, None, None).await.unwrap();
         assert_eq!(floor, new.1 - window);
         assert_eq!(b.state().await.unwrap().unwrap().floor, floor, "one floor for every replica");
-        assert_eq!(a.claim(&[old], 10).await.unwrap().0, [Claim::Done], "below the floor is handled");
+        assert_eq!(a.claim(&[offer(old)], 10).await.unwrap().0, [Claim::Done], "below the floor is handled");
     }
 
     /// The key `name` of [`hook`]'s ledger.
     fn key(name: &str) -> String {
-        format!("hookfwd:{INSTANCE}:{}:{name}", hook().key())
+        format!("hookfwd:{{{INSTANCE}:{}}}:{name}", hook().key())
     }
 
     #[tokio::test]
@@ -604,7 +609,7 @@ mod shared_ledger {
         a.create(origin, &[], Utc::now()).await.unwrap();
         // In the year 5138: every delivery until then would look handled.
         redis.command(&format!("SET {} 99999999999999999", key("floor"))).unwrap();
-        let (claims, floor) = a.claim(&[(1, minutes_ago(1))], 10).await.unwrap();
+        let (claims, floor) = a.claim(&[offer((1, minutes_ago(1)))], 10).await.unwrap();
         assert_eq!(claims, [Claim::Claimed], "a delivery of a minute ago is not handled");
         assert!(origin < floor && floor < Utc::now(), "{floor}");
         let warnings = a.take_warnings();
@@ -613,7 +618,7 @@ mod shared_ledger {
                 if ledger.contains(&key("floor")) && until.timestamp_micros() == 99999999999999999),
             "{warnings:?}"
         );
-        a.claim(&[(2, minutes_ago(1))], 10).await.unwrap();
+        a.claim(&[offer((2, minutes_ago(1)))], 10).await.unwrap();
         assert!(a.take_warnings().is_empty(), "said once");
         // Deleted: set again, and never before where the ledger started.
         redis.command(&format!("DEL {}", key("floor"))).unwrap();
@@ -653,9 +658,9 @@ mod shared_ledger {
         redis.command(&format!("DEL {}", key("floor"))).unwrap();
         redis.command(&format!("HSET {} a b", key("floor"))).unwrap();
         redis.command(&format!("SET {} soon", key("newest"))).unwrap();
-        let (claims, _) = a.claim(&[(1, minutes_ago(1))], 10).await.unwrap();
+        let (claims, _) = a.claim(&[offer((1, minutes_ago(1)))], 10).await.unwrap();
         assert_eq!(claims, [Claim::Claimed], "forwarding goes on");
-        a.done(1, minutes_ago(1)).await.unwrap();
+        a.done(1, minutes_ago(1), None, None).await.unwrap();
         let mut fixed: Vec<(String, String)> = a
             .take_warnings()
             .into_iter()
@@ -677,21 +682,99 @@ mod shared_ledger {
         let (a, _) = replicas(&redis).await;
         let a = a.with_claim_ttl(Duration::from_millis(500));
         a.create(minutes_ago(60), &[], Utc::now()).await.unwrap();
-        redis.command(&format!("SET {} ghost", key("claim:1"))).unwrap();
+        redis.command(&format!("HSET {} d:1 ghost", key("owners"))).unwrap();
         let item = (1, minutes_ago(1));
-        assert_eq!(a.claim(&[item], 10).await.unwrap().0, [Claim::Taken]);
+        assert_eq!(a.claim(&[offer(item)], 10).await.unwrap().0, [Claim::Taken]);
         let warnings = a.take_warnings();
         assert!(
             matches!(&warnings[..], [Warning::SharedLedgerFixed { key: said, fix: LedgerFix::ClaimNeverExpires { id: 1 }, .. }]
-                if *said == key("claim:1")),
+                if *said == key("owners")),
             "{warnings:?}"
         );
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while a.claim(&[item], 10).await.unwrap().0 != [Claim::Claimed] {
+        while a.claim(&[offer(item)], 10).await.unwrap().0 != [Claim::Claimed] {
             assert!(tokio::time::Instant::now() < deadline, "the planted claim never expired");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(a.take_warnings().is_empty(), "said once");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn a_pushed_post_is_one_replicas_its_copies_are_dropped_and_its_listed_twin_is_done_with_no_claim() {
+        let redis = RedisServer::start();
+        let (a, b) = replicas(&redis).await;
+        a.create(minutes_ago(60), &[], Utc::now()).await.unwrap();
+        let at = minutes_ago(1);
+        let first = a.push("boot-1", "guid-1", at, Some("body-1")).await.unwrap().0;
+        assert_eq!(first, PushClaim::First);
+        // The same POST on b's stream: another replica took it.
+        assert_eq!(b.push("boot-1", "guid-1", at, Some("body-1")).await.unwrap().0, PushClaim::Copy);
+        // The same guid in another POST (a proxy's retry, or a redelivery): GitHub's list decides.
+        assert_eq!(b.push("boot-2", "guid-1", at, Some("body-1")).await.unwrap().0, PushClaim::Seen);
+        // The same bytes under another guid: a relabelled copy until GitHub lists that guid.
+        assert_eq!(b.push("boot-3", "guid-9", at, Some("body-1")).await.unwrap().0, PushClaim::Seen);
+        // Listed while a forwards it: a holds that attempt.
+        let listed = (1, at, "guid-1");
+        assert_eq!(b.claim(&[listed], 10).await.unwrap().0, [Claim::Taken]);
+        assert!(a.pushed("boot-1", "guid-1", at).await.unwrap(), "a's claim held");
+        // Forwarded by the stream: the listed attempt is its twin, done with no fetch.
+        assert_eq!(b.claim(&[listed], 10).await.unwrap().0, [Claim::Done]);
+        assert!(a.is_done(1).await.unwrap());
+        // GitHub's redelivery is a new attempt, claimed once.
+        let redelivery = (2, minutes_ago(0), "guid-1");
+        assert_eq!(a.claim(&[redelivery], 10).await.unwrap().0, [Claim::Claimed]);
+        assert_eq!(b.claim(&[redelivery], 10).await.unwrap().0, [Claim::Taken]);
+        assert!(a.take_warnings().is_empty() && b.take_warnings().is_empty());
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn a_push_whose_replica_died_is_claimed_through_the_api_once_its_lease_ends() {
+        let redis = RedisServer::start();
+        let (a, b) = replicas(&redis).await;
+        let (a, b) = (a.with_claim_ttl(Duration::from_millis(300)), b.with_claim_ttl(Duration::from_millis(300)));
+        a.create(minutes_ago(60), &[], Utc::now()).await.unwrap();
+        let at = minutes_ago(1);
+        assert_eq!(a.push("boot-1", "guid-1", at, None).await.unwrap().0, PushClaim::First);
+        // a dies with the bytes: its lease ends, and b fetches the attempt GitHub lists.
+        let listed = (1, at, "guid-1");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while b.claim(&[listed], 10).await.unwrap().0 != [Claim::Claimed] {
+            assert!(tokio::time::Instant::now() < deadline, "a's push claim never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(a.renew(&["e:boot-1".to_string()]).await.unwrap(), [false], "a learns it lost the claim");
+        // b's copy of the same POST, late on its stream, is still a copy.
+        assert_eq!(b.push("boot-1", "guid-1", at, None).await.unwrap().0, PushClaim::Copy);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn a_claim_whose_owner_is_gone_and_never_listed_again_stops_holding_the_floor() {
+        let redis = RedisServer::start();
+        let (a, b) = replicas(&redis).await;
+        let (a, b) = (a.with_claim_ttl(Duration::from_millis(100)), b.with_claim_ttl(Duration::from_millis(100)));
+        a.create(minutes_ago(120), &[], Utc::now()).await.unwrap();
+        let window = TimeDelta::from_std(WINDOW).unwrap();
+        let old = (1, minutes_ago(100));
+        let new = (2, minutes_ago(1));
+        // a claims one, dies, and GitHub never lists it again.
+        assert_eq!(a.claim(&[offer(old)], 10).await.unwrap().0, [Claim::Claimed]);
+        assert_eq!(b.claim(&[offer(new)], 10).await.unwrap().0, [Claim::Claimed]);
+        let (_, floor) = b.done(2, new.1, None, None).await.unwrap();
+        assert!(floor <= old.1, "the floor {floor} passed a claim still in its lease");
+        // Six leases after it ended (0.6 s here, 3 minutes in production) it is released.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, floor) = b.claim(&[], 10).await.unwrap();
+            if floor == new.1 - window {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the floor stayed at {floor}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(redis.command(&format!("ZCARD {}", key("claimed"))).unwrap().trim(), ":0");
     }
 
     #[test]

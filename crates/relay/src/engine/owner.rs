@@ -221,7 +221,7 @@ async fn handle<L: Ledger>(state: &mut State<L>, ask: Ask, signals: &Signals, fa
             let _ = reply.send((state.floor(), known));
         }
         Ask::Pushed(pushed, reply) => {
-            let outcome = state.pushed(pushed, Instant::now());
+            let outcome = state.pushed(pushed, Instant::now()).await;
             if outcome == PushOutcome::Repeat {
                 ring();
             }

@@ -270,9 +270,9 @@ impl Reader<'_> {
                         }
                         "delivery" => {
                             if event.id.is_some() {
-                                *last_id = event.id;
+                                last_id.clone_from(&event.id);
                             }
-                            if !self.delivered(&event.data, cancel).await? {
+                            if !self.delivered(&event.data, event.id, cancel).await? {
                                 return Ok(Ended::Cancelled);
                             }
                         }
@@ -285,7 +285,7 @@ impl Reader<'_> {
     }
 
     /// Verifies and hands over one pushed delivery, or rings the doorbell; `false` if the run stopped.
-    async fn delivered(&mut self, data: &str, cancel: &CancellationToken) -> Result<bool, Error> {
+    async fn delivered(&mut self, data: &str, id: Option<String>, cancel: &CancellationToken) -> Result<bool, Error> {
         let (ctx, source, owner, config) = (self.ctx, self.source, self.owner, self.config);
         let Some(pushed) = PushedDelivery::parse(data) else {
             if !std::mem::replace(&mut self.warned.malformed, true) {
@@ -338,6 +338,7 @@ impl Reader<'_> {
             received_at: pushed.received_at.min(Utc::now()),
             headers: pushed.headers,
             body: pushed.body,
+            event_id: id,
         };
         let outcome = owner.pushed(pushed).await?;
         if outcome != PushOutcome::Queued {

@@ -39,7 +39,7 @@ use github::DeliveryItem;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::ledger::{Attempts, Durable, Ledger, Record};
+use crate::ledger::{Attempts, Durable, Ledger, Push, PushClaim, Record};
 
 /// How long a listed delivery waits for a healthy stream to bring it, from when it was first
 /// listed (on this machine's clock, so a skewed clock cannot stretch it): the blackhole hands each
@@ -80,6 +80,8 @@ pub struct Pushed {
     pub headers: Vec<(String, String)>,
     /// The exact body bytes.
     pub body: Vec<u8>,
+    /// The stream's event id (SSE `id:`): the same POST has the same one on every subscriber.
+    pub event_id: Option<String>,
 }
 
 impl Pushed {
@@ -88,6 +90,12 @@ impl Pushed {
     pub fn body_key(&self) -> Option<String> {
         let header = |name: &str| self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
         header("x-hub-signature-256").or_else(|| header("x-hub-signature")).and_then(crate::ledger::body_key)
+    }
+
+    /// What tells this POST from another for replicas: the stream's event id, else (an event
+    /// without one) its guid and when the blackhole received it, the same on every subscriber.
+    pub fn event_key(&self) -> String {
+        self.event_id.clone().unwrap_or_else(|| format!("{}@{}", self.guid, self.received_at.timestamp_micros()))
     }
 
     /// What the feed shows for it: a listed-delivery look-alike, without an id (GitHub gave none).
@@ -182,6 +190,8 @@ pub enum PushOutcome {
     Repeat,
     /// Older than the floor: handled long ago.
     Old,
+    /// Another replica's copy of a POST (the same stream event) one of them took already.
+    Copy,
 }
 
 /// What the state tells the poller about its next poll.
@@ -361,17 +371,30 @@ impl<L: Ledger> State<L> {
     }
 
     /// Takes in a pushed delivery whose signature verified (see the rule in the [module doc](self)).
-    pub fn pushed(&mut self, pushed: Pushed, now: Instant) -> PushOutcome {
+    /// Replicas apply the rule in the shared ledger, where a claim on the stream's event id lets
+    /// one of them forward each POST.
+    pub async fn pushed(&mut self, pushed: Pushed, now: Instant) -> PushOutcome {
         if pushed.received_at < self.ledger.floor() {
             return PushOutcome::Old;
         }
-        let seen = self.seen(&pushed.guid);
         let body = pushed.body_key();
-        let relabelled =
-            body.as_deref().and_then(|body| self.bodies.guid(body)).is_some_and(|guid| guid != pushed.guid);
+        let event = pushed.event_key();
+        let push = Push { event: &event, guid: &pushed.guid, at: pushed.received_at, body: body.as_deref() };
+        let repeat = match self.ledger.claim_push(push).await {
+            Some(PushClaim::Old) => return PushOutcome::Old,
+            Some(PushClaim::Copy) => return PushOutcome::Copy,
+            Some(PushClaim::Seen) => true,
+            Some(PushClaim::First) => false,
+            None => {
+                let seen = self.seen(&pushed.guid);
+                let relabelled =
+                    body.as_deref().and_then(|body| self.bodies.guid(body)).is_some_and(|guid| guid != pushed.guid);
+                seen.api + seen.pushed > 0 || relabelled
+            }
+        };
         // Held bytes count against the bound whether queued or waiting as a repeat.
         self.pushed_bytes += pushed.body.len() as u64;
-        if seen.api + seen.pushed > 0 || !self.ledger.trusts_pushes() || relabelled {
+        if repeat {
             self.ring(now);
             self.repeats.entry(pushed.guid.clone()).or_default().push((now, Arc::new(pushed)));
             return PushOutcome::Repeat;
@@ -442,9 +465,10 @@ impl<L: Ledger> State<L> {
     /// Applies the rule to listed deliveries not yet known: `waited` says the stream had its grace.
     async fn reconcile(&mut self, items: Vec<(bool, DeliveryItem)>) -> Result<Queued, Error> {
         let mut done = Queued::default();
+        let backlog = self.backlog();
         let mut twins: Vec<Record> = Vec::new();
         let mut fetch = Vec::new();
-        let mut bytes: HashMap<u64, Arc<Pushed>> = HashMap::new();
+        let mut waited_for = HashSet::new();
         for (waited, item) in items {
             if self.ids.contains(&item.id) || self.ledger.knows(&item) {
                 continue;
@@ -461,12 +485,8 @@ impl<L: Ledger> State<L> {
                 self.ids.insert(item.id);
                 self.twins.entry(item.guid.clone()).or_default().push((item.id, item.delivered_at));
             } else {
-                let repeat =
-                    self.repeats.get_mut(&item.guid).and_then(|list| (!list.is_empty()).then(|| list.remove(0)));
-                // A repeat's bytes are this attempt's: the stream did bring it, and no GET is needed.
-                done.missed += usize::from(waited && repeat.is_none());
-                if let Some((_, pushed)) = repeat {
-                    bytes.insert(item.id, pushed);
+                if waited {
+                    waited_for.insert(item.id);
                 }
                 fetch.push(item);
             }
@@ -475,28 +495,35 @@ impl<L: Ledger> State<L> {
             let keep_from = self.keep_from(None);
             self.ledger.record(&twins, keep_from).await?;
         }
-        // Replicas queue only what they leased; a file ledger queues everything.
-        for item in self.ledger.admit(fetch, self.backlog()).await? {
-            let pushed = bytes.remove(&item.id);
+        // Replicas queue only what they claimed (the twin of another replica's push is done in
+        // Redis); a file ledger queues everything.
+        let admitted = self.ledger.admit(fetch, self.backlog()).await?;
+        done.missed = self.queue_admitted(admitted, &waited_for);
+        done.queued = self.backlog() - backlog;
+        Ok(done)
+    }
+
+    /// Queues listed deliveries the ledger admitted, each with the bytes of a repeat of its guid if
+    /// one waits (the stream did bring that attempt: no GET); how many of `waited_for` (the stream
+    /// had its grace) came with none.
+    fn queue_admitted(&mut self, admitted: Vec<DeliveryItem>, waited_for: &HashSet<u64>) -> usize {
+        let mut missed = 0;
+        for item in admitted {
+            let repeat = self.repeats.get_mut(&item.guid).and_then(|list| (!list.is_empty()).then(|| list.remove(0)));
+            let pushed = repeat.map(|(_, pushed)| pushed);
+            missed += usize::from(waited_for.contains(&item.id) && pushed.is_none());
             self.queue_listed(Pending::Listed(item, pushed));
-            done.queued += 1;
-        }
-        // A repeat matched to an attempt another replica holds: that replica forwards it.
-        for pushed in bytes.into_values() {
-            self.release_bytes(&pushed);
         }
         self.repeats.retain(|_, list| !list.is_empty());
-        Ok(done)
+        missed
     }
 
     /// Queues more of what the ledger holds back (replicas lease a few at a time); how many.
     pub async fn top_up(&mut self) -> Result<usize, Error> {
-        let more = self.ledger.admit(Vec::new(), self.backlog()).await?;
-        let count = more.len();
-        for item in more {
-            self.queue_listed(Pending::Listed(item, None));
-        }
-        Ok(count)
+        let backlog = self.backlog();
+        let more = self.ledger.admit(Vec::new(), backlog).await?;
+        self.queue_admitted(more, &HashSet::new());
+        Ok(self.backlog() - backlog)
     }
 
     /// Drops the repeats that waited [`REPEAT_WAIT`] with no new attempt listed.

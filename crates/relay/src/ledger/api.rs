@@ -7,8 +7,21 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use github::DeliveryItem;
 
-use super::{Attempts, Durable, FileLedger};
+use super::{Attempts, Durable, FileLedger, PushClaim};
 use crate::Error;
+
+/// A pushed POST, as [`Ledger::claim_push`] decides it.
+#[derive(Debug, Clone, Copy)]
+pub struct Push<'a> {
+    /// The stream's event id: the same POST has the same one on every replica.
+    pub event: &'a str,
+    /// `X-GitHub-Delivery`.
+    pub guid: &'a str,
+    /// When the blackhole received it.
+    pub at: DateTime<Utc>,
+    /// Its body's key ([`super::body_key`]), if it is signed.
+    pub body: Option<&'a str>,
+}
 
 /// One thing to record of a handled delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +105,14 @@ pub trait Ledger: Send + 'static {
     /// How many attempts of `guid` were handled on each path (while the floor has not passed them).
     fn attempts(&self, guid: &str) -> Attempts;
 
-    /// Whether a pushed delivery may be forwarded on the stream's word. Replicas must agree on
-    /// each delivery through the list, so for them every push waits for GitHub's record.
-    fn trusts_pushes(&self) -> bool {
-        true
+    /// Decides a pushed POST where every process sharing the ledger sees it: replicas claim it by
+    /// the stream's event id `event` (see [`PushClaim`]). `None` (a file ledger, one process):
+    /// the engine's own counts decide.
+    fn claim_push(
+        &mut self,
+        _push: Push<'_>,
+    ) -> impl Future<Output = Option<PushClaim>> + Send {
+        ready(None)
     }
 
     /// Of listed deliveries not yet known, those to queue now; `backlog` are queued already.
@@ -137,7 +154,7 @@ pub trait Ledger: Send + 'static {
     fn guids(&self) -> Vec<String>;
 
     /// The bodies the stream brought, by key, with their guid and when: the same bytes under
-    /// another guid are a relabelled copy. (Replicas let GitHub's list decide every push anyway.)
+    /// another guid are a relabelled copy. (Replicas keep them in Redis, for [`Ledger::claim_push`].)
     fn pushed_bodies(&self) -> Vec<(String, String, DateTime<Utc>)> {
         Vec::new()
     }

@@ -4,9 +4,10 @@
 //! A replica lists like any other, but queues only what it claimed, a few at a time (per fetch
 //! at once, [`CLAIM_AHEAD_PER_FETCH`]), so that replicas share the fetches; what another replica
 //! holds waits here and is tried again, so that a dead replica's deliveries are taken over once
-//! its claims expire.
+//! its claims expire. Every replica subscribes to the stream too: the first to claim a pushed
+//! POST's event forwards it, with no GET; the others drop their copy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{Attempts, CLAIM_TTL, Claim, Durable, Ledger, Record, SharedLedger};
+use super::{Attempts, CLAIM_TTL, Claim, ClaimOf, Durable, Ledger, Push, PushClaim, Record, SharedLedger, claim_name};
 use crate::{Error, Event};
 
 /// How many claimed deliveries a replica queues ahead of its forwarder, per fetch at once.
@@ -48,6 +49,8 @@ pub struct RedisLedger {
     waiting: BTreeMap<(DateTime<Utc>, u64), Waiting>,
     /// Claims this replica holds: id → when Redis last confirmed it.
     held: HashMap<u64, Instant>,
+    /// Pushed POSTs this replica claimed and has not settled: guid → stream event ids, oldest first.
+    pushes: HashMap<String, VecDeque<String>>,
     /// When the last successful poll was last written.
     checked: Option<Instant>,
     /// Whether Redis could not be reached at the last try (said once in the feed, and when back).
@@ -83,6 +86,7 @@ impl RedisLedger {
             done: HashMap::new(),
             waiting: BTreeMap::new(),
             held: HashMap::new(),
+            pushes: HashMap::new(),
             checked: None,
             down: false,
             events,
@@ -150,7 +154,10 @@ impl RedisLedger {
         if room == 0 || candidates.is_empty() {
             return Vec::new();
         }
-        let asked: Vec<(u64, DateTime<Utc>)> = candidates.iter().map(|(t, id)| (*id, *t)).collect();
+        let asked: Vec<(u64, DateTime<Utc>, &str)> = candidates
+            .iter()
+            .filter_map(|key| self.waiting.get(key).map(|waiting| (key.1, key.0, waiting.item.guid.as_str())))
+            .collect();
         let (claims, floor) = match self.shared.claim(&asked, room).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -196,11 +203,12 @@ impl RedisLedger {
         self.claims("lost", 1).await;
     }
 
-    /// Marks a listed delivery done in Redis, trying until Redis answers or the run stops.
-    async fn done(&mut self, id: u64, at: DateTime<Utc>) {
+    /// Marks a listed delivery done in Redis, an API attempt of `guid`, trying until Redis answers
+    /// or the run stops.
+    async fn done(&mut self, id: u64, at: DateTime<Utc>, guid: Option<&str>, body: Option<&str>) {
         let mut backoff = Backoff::default();
         let (ours, floor) = loop {
-            match self.shared.done(id, at).await {
+            match self.shared.done(id, at, guid, body).await {
                 Ok(answer) => break answer,
                 Err(error) => {
                     self.reachable(Some(&error)).await;
@@ -219,6 +227,40 @@ impl RedisLedger {
             self.claims("lost", 1).await;
         }
     }
+
+    /// Counts a pushed POST of `guid` this replica claimed as handled through the stream, trying
+    /// until Redis answers or the run stops.
+    async fn pushed(&mut self, guid: &str, at: DateTime<Utc>) {
+        let Some(event) = self.pushes.get_mut(guid).and_then(VecDeque::pop_front) else { return };
+        if self.pushes.get(guid).is_some_and(VecDeque::is_empty) {
+            self.pushes.remove(guid);
+        }
+        let mut backoff = Backoff::default();
+        let ours = loop {
+            match self.shared.pushed(&event, guid, at).await {
+                Ok(ours) => break ours,
+                Err(error) => {
+                    self.reachable(Some(&error)).await;
+                    // Stopped: its claim ends, and the API brings the attempt again, a repeat, never a loss.
+                    if !self.pause(&mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        };
+        self.reachable(None).await;
+        if !ours {
+            self.claims("lost", 1).await;
+        }
+    }
+
+    /// Every claim this replica holds, by name.
+    fn claim_names(&self) -> (Vec<u64>, Vec<String>) {
+        let ids: Vec<u64> = self.held.keys().copied().collect();
+        let events = self.pushes.values().flatten().map(|event| claim_name(ClaimOf::Pushed(event)));
+        let names = ids.iter().map(|id| claim_name(ClaimOf::Listed(*id))).chain(events).collect();
+        (ids, names)
+    }
 }
 
 impl Ledger for RedisLedger {
@@ -233,13 +275,30 @@ impl Ledger for RedisLedger {
             || self.waiting.contains_key(&(item.delivered_at, item.id))
     }
 
-    /// Replicas keep ids, not guids: every delivery goes through a claim.
+    /// The counts per guid live in Redis, where [`Ledger::claim_push`] and the claims read them.
     fn attempts(&self, _guid: &str) -> Attempts {
         Attempts::default()
     }
 
-    fn trusts_pushes(&self) -> bool {
-        false
+    /// Claimed by its event id in Redis; with Redis unreachable a repeat, which the list (and a
+    /// claim, once Redis is back) decides.
+    fn claim_push(&mut self, push: Push<'_>) -> impl Future<Output = Option<PushClaim>> + Send {
+        let (event, guid, at, body) = (push.event.to_string(), push.guid.to_string(), push.at, push.body.map(str::to_string));
+        async move {
+            let (claim, floor) = match self.shared.push(&event, &guid, at, body.as_deref()).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.reachable(Some(&error)).await;
+                    return Some(PushClaim::Seen);
+                }
+            };
+            self.reachable(None).await;
+            self.raise_floor(floor);
+            if claim == PushClaim::First {
+                self.pushes.entry(guid).or_default().push_back(event);
+            }
+            Some(claim)
+        }
     }
 
     fn admit(
@@ -271,7 +330,7 @@ impl Ledger for RedisLedger {
                     }
                 }
                 let asked = Instant::now();
-                match self.shared.renew(&[item.id]).await {
+                match self.shared.renew(&[claim_name(ClaimOf::Listed(item.id))]).await {
                     Ok(kept) => {
                         self.reachable(None).await;
                         if kept.first() == Some(&true) {
@@ -298,18 +357,19 @@ impl Ledger for RedisLedger {
         records: &[Record],
         _keep_from: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<Durable, Error>> + Send {
-        let ids: Vec<(u64, DateTime<Utc>)> = records
-            .iter()
-            .filter_map(|record| match record {
-                Record::Forwarded { id, at, .. } | Record::Skipped { id, at, .. } | Record::Parked { id, at, .. } => {
-                    Some((*id, *at))
-                }
-                Record::Pushed { .. } | Record::ParkedPushed { .. } | Record::Body { .. } => None,
-            })
-            .collect();
+        let records = records.to_vec();
         async move {
-            for (id, at) in ids {
-                self.done(id, at).await;
+            // A body's key goes with the listed delivery of its guid recorded next.
+            let mut body: Option<(String, String)> = None;
+            for record in records {
+                match record {
+                    Record::Forwarded { id, at, guid } | Record::Skipped { id, at, guid } | Record::Parked { id, at, guid } => {
+                        let key = body.take().filter(|(of, _)| guid.as_deref() == Some(of)).map(|(_, key)| key);
+                        self.done(id, at, guid.as_deref(), key.as_deref()).await;
+                    }
+                    Record::Pushed { guid, at, .. } | Record::ParkedPushed { guid, at, .. } => self.pushed(&guid, at).await,
+                    Record::Body { guid, body: key, .. } => body = Some((guid, key)),
+                }
             }
             Ok(Durable::kept())
         }
@@ -336,16 +396,20 @@ impl Ledger for RedisLedger {
 
     /// Renews the claims held; with none, a PING tells whether Redis is back.
     async fn maintain(&mut self) {
-        let ids: Vec<u64> = self.held.keys().copied().collect();
+        let (ids, names) = self.claim_names();
         let asked = Instant::now();
-        let answer =
-            if ids.is_empty() { self.shared.ping().await.map(|()| Vec::new()) } else { self.shared.renew(&ids).await };
+        let answer = if names.is_empty() {
+            self.shared.ping().await.map(|()| Vec::new())
+        } else {
+            self.shared.renew(&names).await
+        };
         let kept = match answer {
             Ok(kept) => kept,
             Err(error) => return self.reachable(Some(&error)).await,
         };
         self.reachable(None).await;
-        let mut lost = 0;
+        // A pushed POST whose claim ended is forwarded still: the API may bring it too, a repeat.
+        let mut lost = kept.iter().skip(ids.len()).filter(|kept| !**kept).count() as u64;
         for (id, kept) in ids.into_iter().zip(kept) {
             if kept {
                 // Only while still held: one settled meanwhile is done, not held again.
@@ -365,8 +429,8 @@ impl Ledger for RedisLedger {
 
     /// Releases the claims still held, so that another replica takes them at once.
     async fn close(self) -> Result<(), Error> {
-        let ids: Vec<u64> = self.held.keys().copied().collect();
-        if let Err(error) = self.shared.release(&ids).await {
+        let (_, names) = self.claim_names();
+        if let Err(error) = self.shared.release(&names).await {
             debug!(%error, "could not release the claims held; they expire");
         }
         Ok(())
