@@ -1,12 +1,13 @@
 //! Replicas sharing one ledger in a real `redis-server` (`--ledger redis://…`): each delivery
-//! reaches the handler once and is fetched once, a replica killed -9 loses nothing, Redis going
-//! away stops forwarding with one sentence (feed and `/readyz`) until it is back, and a bad or
-//! unreachable ledger URL is one sentence and the right exit code.
+//! reaches the handler once and is fetched once, in push mode forwarded from the stream with no
+//! GET, a replica killed -9 loses nothing, Redis going away stops forwarding with one sentence
+//! (feed and `/readyz`) until it is back, and a bad or unreachable ledger URL is one sentence and
+//! the right exit code.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use e2e::{Account, OctokitReceiver, RedisServer, Running, eventually};
+use e2e::{Account, Blackhole, OctokitReceiver, Recorder, RedisServer, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
@@ -18,6 +19,9 @@ const ACCOUNT: Account = Account { token: TOKEN, secret: SECRET, repo: REPO };
 const PATIENCE: Duration = Duration::from_secs(60);
 /// How long a claim lives in these tests (30 s in production): a dead replica's claims expire in seconds.
 const CLAIM_TTL_MS: &str = "3000";
+const STREAM_TOKEN: &str = "replicas-stream-token-never-printed-3e1";
+/// The secret GitHub signs the push-mode hook's deliveries with.
+const UPSTREAM: &str = "replicas-upstream-secret-never-printed-7a";
 
 /// A fake with [`REPO`]'s hook and `count` deliveries on it: the fake, the hook's id, and their guids.
 async fn fake_with_backlog(count: usize) -> (FakeGitHub, u64, Vec<String>) {
@@ -39,21 +43,183 @@ fn replica(fake: &FakeGitHub, ledger: &str, target: &str, state: &tempfile::Temp
 
 /// [`replica`] without `--since`: the first replica of the hook starts from its newest delivery.
 fn replica_from(fake: &FakeGitHub, ledger: &str, target: &str, state: &tempfile::TempDir, extra: &[&str]) -> Running {
-    let rule = json!({"from": [REPO], "to": target, "hook": {"config": {"url": fake.blackhole_url()}}}).to_string();
+    forward(fake, &fake.blackhole_url(), ledger, target, state, extra, &[])
+}
+
+/// `hookfwd forward` on [`REPO`]'s hook at `hook_url`, with the ledger at `ledger`, its own state
+/// directory (another machine), polling every 100 ms.
+fn forward(
+    fake: &FakeGitHub,
+    hook_url: &str,
+    ledger: &str,
+    target: &str,
+    state: &tempfile::TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
+    let rule = json!({"from": [REPO], "to": target, "hook": {"config": {"url": hook_url}}}).to_string();
     let (api, state) = (fake.api_url().to_string(), state.path().to_str().expect("UTF-8 path").to_string());
     let mut args = vec!["forward", "--json", "--rule", &rule, "--api-url", &api, "--state-dir", &state];
     args.extend(["--interval", "100ms", "--ledger", ledger]);
     args.extend(extra);
-    let env = [("HOOKFWD_TEST_CLAIM_TTL_MS", CLAIM_TTL_MS)];
+    let env = [&[("HOOKFWD_TEST_CLAIM_TTL_MS", CLAIM_TTL_MS)], env].concat();
     ACCOUNT.hookfwd(&args, &env)
 }
+
+/// Push mode: a blackhole with a stream token, [`REPO`]'s hook on it signed with [`UPSTREAM`], two
+/// replicas on one Redis ledger subscribed to it, safety polls every second, and a handler.
+struct PushedReplicas {
+    redis: RedisServer,
+    fake: FakeGitHub,
+    _blackhole: Blackhole,
+    hook: u64,
+    handler: Recorder,
+    a: Running,
+    b: Running,
+    _states: [tempfile::TempDir; 2],
+}
+
+impl PushedReplicas {
+    async fn start(path: &str) -> Self {
+        let redis = RedisServer::start();
+        let fake = FakeGitHub::start().await;
+        fake.add_token(TOKEN, "repo, admin:repo_hook");
+        fake.add_repo(REPO);
+        let blackhole = Blackhole::start(&["--stream-token", STREAM_TOKEN, "--stream-keepalive", "1s"]);
+        let hook_url = blackhole.url(path);
+        let hook = fake.add_hook(REPO, HookSpec::new(&hook_url).secret(UPSTREAM));
+        let handler = Recorder::start().await;
+        let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let env = [("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN), ("HOOKFWD_HOOK_SECRET", UPSTREAM)];
+        let extra = ["--safety-interval", "1s"];
+        let start = |state| forward(&fake, &hook_url, &redis.url(), &handler.url(), state, &extra, &env);
+        let (a, b) = (start(&states[0]), start(&states[1]));
+        a.wait_line("\"state\":\"up\"").await;
+        b.wait_line("\"state\":\"up\"").await;
+        Self { redis, fake, _blackhole: blackhole, hook, handler, a, b, _states: states }
+    }
+
+    /// Emits `count` deliveries, one after another as GitHub makes them; their guids.
+    async fn emit(&self, count: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for n in 0..count {
+            ids.extend(self.fake.emit(REPO, "issues", ACCOUNT.issue_opened(n)).await);
+        }
+        self.fake.deliveries(self.hook).into_iter().filter(|d| ids.contains(&d.id)).map(|d| d.guid).collect()
+    }
+
+    /// Waits until the handler has taken `count` requests.
+    async fn handler_has(&self, count: usize) {
+        eventually("the traffic to be under way", async || self.handler.count() >= count).await;
+    }
+
+    /// Waits until the handler has each of `guids` and Redis has every one of the hook's deliveries
+    /// done (a listed delivery is done once its attempt reached the handler, by either path).
+    async fn until_settled(&self, guids: &[String], runs: &[&Running]) {
+        let done = ledger_key(&self.fake, self.hook, "done");
+        let deliveries = self.fake.deliveries(self.hook).len();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let got: Vec<String> = self.handler.received().iter().map(|r| r.guid().to_string()).collect();
+            let missing = guids.iter().filter(|guid| !got.contains(guid)).count();
+            let recorded = self.redis.command(&format!("ZCARD {done}")).unwrap_or_default();
+            if missing == 0 && recorded.trim() == format!(":{deliveries}") {
+                return;
+            }
+            let stderr: Vec<String> = runs.iter().map(|run| run.stderr()).collect();
+            assert!(Instant::now() < deadline, "{missing} missing, {recorded:?} done in Redis; stderr: {stderr:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How many times the handler got each guid, and the guids whose body is not the one GitHub
+    /// POSTed or whose signature does not verify with the local secret.
+    fn received(&self) -> (HashMap<String, usize>, Vec<String>) {
+        let sent: HashMap<String, bytes::Bytes> =
+            self.fake.deliveries(self.hook).into_iter().map(|d| (d.guid, d.body)).collect();
+        let secret = github::Secret::new(SECRET.to_string());
+        let mut counts = HashMap::new();
+        let mut altered = Vec::new();
+        for request in self.handler.received() {
+            let guid = request.guid().to_string();
+            let signed = request.header("x-hub-signature-256") == Some(&*github::signature::sha256(&secret, &request.body));
+            if sent.get(&guid) != Some(&request.body) || !signed {
+                altered.push(guid.clone());
+            }
+            *counts.entry(guid).or_default() += 1;
+        }
+        (counts, altered)
+    }
+}
+
+/// The `forwarded` lines of `run`, and how many of them came through the API.
+fn forwarded_lines(run: &Running) -> (usize, usize) {
+    let lines: Vec<Value> = run
+        .lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["type"] == "forwarded")
+        .collect();
+    (lines.len(), lines.iter().filter(|line| line["via"] != "stream").count())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_in_push_mode_forward_each_pushed_delivery_once_byte_exact_with_no_get() {
+    let run = PushedReplicas::start("/ha").await;
+    let guids = run.emit(60).await;
+    assert_eq!(guids.len(), 60);
+    run.until_settled(&guids, &[&run.a, &run.b]).await;
+    let (counts, altered) = run.received();
+    assert_eq!(counts.len(), 60, "{counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+    assert!(altered.is_empty(), "not GitHub's bytes, or not signed with the local secret: {altered:?}");
+    assert_eq!(run.fake.stats().get_delivery, 0, "a GET for a delivery the stream brought");
+    // The handler's answer comes before the feed line that reports it: wait for the last line.
+    let lines = || (forwarded_lines(&run.a), forwarded_lines(&run.b));
+    eventually("a forwarded line per delivery", async || lines().0.0 + lines().1.0 >= 60).await;
+    let ((by_a, _), (by_b, _)) = lines();
+    assert_eq!(by_a + by_b, 60, "a forwarded {by_a}, b {by_b}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_mode_replica_killed_mid_traffic_loses_nothing_and_its_pushes_come_back_through_the_api() {
+    let run = PushedReplicas::start("/ha-kill").await;
+    // A slow handler, so that the killed replica has pushed deliveries queued and one at the handler.
+    run.handler.delay(Duration::from_millis(30));
+    let emitting = async {
+        let guids = run.emit(80).await;
+        assert_eq!(guids.len(), 80);
+        guids
+    };
+    let killing = async {
+        run.handler_has(20).await;
+        run.a.signal(libc::SIGKILL);
+    };
+    let (guids, ()) = tokio::join!(emitting, killing);
+    assert!(run.handler.count() < 80, "the traffic ended before the kill; emit more");
+    // b takes over what a had claimed once its leases end (3 s here): through the API, its bytes gone with a.
+    run.until_settled(&guids, &[&run.b]).await;
+    let (counts, _) = run.received();
+    assert!(guids.iter().all(|guid| counts.contains_key(guid)), "lost: {counts:?}");
+    // a forwarded one delivery at a time: at most that one was answered and not recorded.
+    let repeats: usize = counts.values().map(|n| n - 1).sum();
+    assert!(repeats <= 1, "{repeats} repeats: {counts:?}");
+    // A GET only for what was forwarded through the API (what a held when it died); none for
+    // what the stream brought. The feed line comes after the handler's answer: wait for the last.
+    let by_api = || forwarded_lines(&run.a).1 + forwarded_lines(&run.b).1;
+    let gets = run.fake.stats().get_delivery as usize;
+    eventually("a forwarded line per GET", async || by_api() >= gets).await;
+    assert_eq!(gets, by_api(), "a GET for a delivery the stream brought");
+    assert!(gets >= 1, "a held nothing when it died: emit faster, or slow the handler");
+}
+
 
 /// The Redis key `name` of [`REPO`]'s hook `hook` in the ledger of replicas on `fake`.
 fn ledger_key(fake: &FakeGitHub, hook: u64, name: &str) -> String {
     let api = fake.api_url();
     let instance = format!("{}-{}", api.host_str().unwrap_or_default(), api.port().unwrap_or_default());
     let hook = github::HookRef::Repo { owner: "octo".into(), repo: "replicated".into(), id: hook };
-    format!("hookfwd:{instance}:{}:{name}", hook.key())
+    format!("hookfwd:{{{instance}:{}}}:{name}", hook.key())
 }
 
 /// Sends one command to `redis`, which must take it.
@@ -303,16 +469,16 @@ async fn a_claim_planted_in_redis_with_no_live_owner_expires_and_the_delivery_is
     let redis = RedisServer::start();
     let (fake, hook, guids) = fake_with_backlog(3).await;
     let ids: Vec<u64> = fake.deliveries(hook).iter().map(|delivery| delivery.id).collect();
-    // A claim with no expiry, held by no replica: without a TTL it would withhold the delivery forever.
-    let claim = ledger_key(&fake, hook, &format!("claim:{}", ids[1]));
-    command(&redis, &format!("SET {claim} ghost-replica"));
+    // A claim with no lease, held by no replica: without one it would withhold the delivery forever.
+    let owners = ledger_key(&fake, hook, "owners");
+    command(&redis, &format!("HSET {owners} d:{} ghost-replica", ids[1]));
     let receiver = OctokitReceiver::start(SECRET).await;
     let state = tempfile::tempdir().unwrap();
     let run = replica(&fake, &redis.url(), receiver.url(), &state, &[]);
     until_all(&receiver, &guids, &[&run]).await;
     let said = warnings(&run, "shared_ledger_fixed");
     assert_eq!(said.len(), 1, "{said:?}");
-    assert!(said[0]["message"].as_str().unwrap_or_default().contains(&claim), "{said:?}");
+    assert!(said[0]["message"].as_str().unwrap_or_default().contains(&owners), "{said:?}");
     assert_eq!(repeats(&receiver), 0);
 }
 

@@ -56,6 +56,10 @@ pub const REPEAT_WAIT: Duration = Duration::from_secs(10);
 /// shows what it just delivered.
 pub const UNRECORDED_AFTER: u32 = 2;
 
+/// How long a guid the stream brought is remembered for its listing ([`State`]'s `streamed`):
+/// longer than the default `--safety-interval` (30 s), so the safety poll finds it.
+const STREAMED_FOR: Duration = Duration::from_secs(60);
+
 /// How far before its `received_at` (the blackhole's clock) a pushed delivery holds the floor
 /// back: GitHub's `delivered_at` for it is a little earlier, and the clocks may differ.
 const PUSH_MARGIN: TimeDelta = TimeDelta::seconds(60);
@@ -265,6 +269,10 @@ pub struct State<L> {
     unlisted: HashMap<String, (Instant, u32)>,
     /// Bodies forwarded from the stream, by signature, with their guid and when they came.
     bodies: Bodies,
+    /// Guids the stream brought, to this replica or another ([`PushOutcome::Copy`]), with when,
+    /// for [`STREAMED_FOR`]: their listing need not wait for the stream (replicas' counts are in
+    /// Redis, not in [`Ledger::attempts`]).
+    streamed: HashMap<String, Instant>,
     /// What was refused, for the summary.
     pub refused: Refused,
 }
@@ -292,6 +300,7 @@ impl<L: Ledger> State<L> {
             next_seq: 0,
             unlisted: HashMap::new(),
             bodies,
+            streamed: HashMap::new(),
             refused: Refused::default(),
         }
     }
@@ -382,7 +391,10 @@ impl<L: Ledger> State<L> {
         let push = Push { event: &event, guid: &pushed.guid, at: pushed.received_at, body: body.as_deref() };
         let repeat = match self.ledger.claim_push(push).await {
             Some(PushClaim::Old) => return PushOutcome::Old,
-            Some(PushClaim::Copy) => return PushOutcome::Copy,
+            Some(PushClaim::Copy) => {
+                self.streamed.insert(pushed.guid, now);
+                return PushOutcome::Copy;
+            }
             Some(PushClaim::Seen) => true,
             Some(PushClaim::First) => false,
             None => {
@@ -400,6 +412,7 @@ impl<L: Ledger> State<L> {
             return PushOutcome::Repeat;
         }
         self.add_busy(&pushed.guid, 0, 1);
+        self.streamed.insert(pushed.guid.clone(), now);
         if let Some(body) = body {
             self.bodies.remember(body, pushed.guid.clone(), pushed.received_at, self.ledger.floor());
         }
@@ -418,6 +431,7 @@ impl<L: Ledger> State<L> {
             self.unlisted.remove(&item.guid);
         }
         let unrecorded = self.unrecorded(now);
+        self.streamed.retain(|_, at| now.duration_since(*at) < STREAMED_FOR);
         for item in items {
             if !self.knows(&item) {
                 self.held.push((now, item));
@@ -432,8 +446,13 @@ impl<L: Ledger> State<L> {
                 || now.duration_since(*at) >= STREAM_GRACE
                 || seen.pushed > seen.api
                 || self.repeats.contains_key(&item.guid)
+                || self.streamed.contains_key(&item.guid)
         });
         self.held = held;
+        // Its listing came: a later attempt of the guid waits for the stream as any does.
+        for (_, item) in &ready {
+            self.streamed.remove(&item.guid);
+        }
         let mut due: Vec<(bool, DeliveryItem)> = ready
             .into_iter()
             .map(|(at, item)| (self.stream.up && now.duration_since(at) >= STREAM_GRACE, item))
