@@ -92,15 +92,23 @@
 //!
 //! * `done` and the floor are shared: a Lua script marks a delivery done and moves the floor in
 //!   one step, to a window before the newest done delivery as far as its time is [`trusted`];
-//! * a listed delivery is **claimed** before it is fetched (`SET … NX PX`, [`CLAIM_TTL`], renewed
-//!   while the replica works on it), by the script that checks it is neither done nor below the
-//!   floor, and the claim is released when it is marked done. The floor never passes a delivery
-//!   claimed and not done (claimed ones are kept in a sorted set until done), so a dead replica's
-//!   deliveries stay above the floor until another replica takes them over when the claim expires;
+//! * a listed delivery is **claimed** before it is fetched (its replica in a hash, a lease of
+//!   [`CLAIM_TTL`] in a sorted set, renewed while the replica works on it), by the script that
+//!   checks it is neither done nor below the floor, and the claim is released when it is marked
+//!   done. The floor never passes a delivery claimed and not done (claimed ones are kept in a
+//!   sorted set until done), so a dead replica's deliveries stay above the floor until another
+//!   replica takes them over when the lease ends; a claim whose lease ended six leases ago with
+//!   no replica taking it over (GitHub no longer lists it) is released, so that it cannot hold
+//!   the floor forever;
 //! * `keep_from` is not needed: whatever a replica waits to forward it has claimed;
-//! * there is no per-guid count of the two paths: a pushed delivery only rings the doorbell, so
-//!   every delivery goes through a claim, and each is forwarded once (twice only if a replica
-//!   dies between the handler's answer and the done mark, or its claim expires meanwhile);
+//! * the per-guid counts of the two paths are shared too (plus the attempts pushed and at the
+//!   handler now), and a pushed POST is claimed by its stream event id: the first replica to claim
+//!   it forwards it, the others drop their copy; a listed delivery whose guid the stream forwarded
+//!   more often than the API is its twin, done by the claim script with no GET; one whose pushed
+//!   attempt is at the handler now waits. A pushed claim whose lease ended (its replica died with
+//!   the bytes) is released at once, and the API brings that attempt. Each delivery is forwarded
+//!   once (twice only if a replica dies between the handler's answer and the record, or its
+//!   claim ends meanwhile);
 //! * [`MAX_DONE`] does not apply: ids below the floor are dropped as the floor moves;
 //! * what another program left at the keys is checked by every script, as the file is on open:
 //!   a floor past the clock (or an origin past [`SKEW`]) is moved back, a floor below the origin
