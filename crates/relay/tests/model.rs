@@ -358,3 +358,353 @@ async fn a_redelivery_through_the_stream_is_forwarded_as_the_redelivery() {
         other => panic!("the redelivery's pushed bytes, listed: {other:?}"),
     }
 }
+
+/// The same rule across two replicas sharing one ledger in a real `redis-server`: each replica's
+/// [`State`] over a real [`relay::ledger::RedisLedger`], both subscribed to the blackhole, each
+/// reading every POST (same stream event id on both) at its own pace. What can happen: new
+/// deliveries, GitHub's redeliveries and repeated POSTs (each a new stream event), a replica reading
+/// its stream, polling, forwarding, and dying (before or after the handler's answer) to be started
+/// afresh, its leases then ended. What must hold is the count per guid, as above, whichever replica
+/// forwarded each attempt. Unix only: Redis ships no Windows build.
+#[cfg(unix)]
+mod replicas {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use chrono::{DateTime, TimeDelta, Utc};
+    use github::{DeliveryItem, HookRef};
+    use proptest::prelude::*;
+    use relay::ledger::{Connection, Location, RedisLedger};
+    use relay::state::{How, Pending, Pushed, State};
+    use testkit::RedisServer;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    /// One thing that can happen; `usize` picks a replica (mod 2) or a delivery (mod those made).
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// GitHub makes a new delivery and POSTs it: both streams will bring it.
+        New,
+        /// GitHub redelivers delivery `n`: a new attempt, a new POST.
+        Redeliver(usize),
+        /// Delivery `n`'s POST reaches the blackhole again: a new POST, no new attempt.
+        Repeat(usize),
+        /// Replica `r` reads the next POST on its stream.
+        Read(usize),
+        /// Replica `r` lists GitHub's record.
+        Poll(usize),
+        /// Replica `r` forwards its oldest delivery; the handler takes it.
+        Forward(usize),
+        /// Replica `r` dies after the handler's answer and before the record; it starts afresh.
+        CrashAfterAnswer(usize),
+        /// Replica `r` dies between steps and starts afresh.
+        Crash(usize),
+        /// Time passes, in seconds.
+        Wait(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => Just(Step::New),
+            1 => (0..8usize).prop_map(Step::Redeliver),
+            1 => (0..8usize).prop_map(Step::Repeat),
+            6 => (0..2usize).prop_map(Step::Read),
+            3 => (0..2usize).prop_map(Step::Poll),
+            5 => (0..2usize).prop_map(Step::Forward),
+            1 => (0..2usize).prop_map(Step::CrashAfterAnswer),
+            1 => (0..2usize).prop_map(Step::Crash),
+            2 => (1..15u8).prop_map(Step::Wait),
+        ]
+    }
+
+    /// A POST on the stream: the guid, which delivery's bytes, its event id, when received.
+    type Post = (String, usize, String, DateTime<Utc>);
+
+    /// One replica: its state, and the POSTs its stream has yet to read.
+    struct Replica {
+        name: String,
+        state: State<RedisLedger>,
+        inbox: VecDeque<Post>,
+    }
+
+    /// Hooks numbered apart, so that each case has keys of its own in the one Redis.
+    static HOOKS: AtomicU64 = AtomicU64::new(1);
+
+    struct World {
+        connection: Connection,
+        redis_hook: HookRef,
+        origin: DateTime<Utc>,
+        /// GitHub's record: id, guid, delivered_at, redelivery.
+        attempts: Vec<(u64, String, DateTime<Utc>, bool)>,
+        guids: Vec<String>,
+        received: HashMap<String, u32>,
+        allowed: HashMap<String, u32>,
+        t: i64,
+        start_wall: DateTime<Utc>,
+        start: Instant,
+        events: u64,
+        replicas: Vec<Replica>,
+        born: u64,
+        /// Where the replicas' events go (drained, unread).
+        feed: (mpsc::Sender<relay::Event>, mpsc::Receiver<relay::Event>),
+    }
+
+    impl World {
+        async fn new(connection: Connection) -> Self {
+            let hook = HookRef::Repo { owner: "o".into(), repo: "r".into(), id: HOOKS.fetch_add(1, Ordering::SeqCst) };
+            let start_wall = Utc::now() - TimeDelta::hours(1);
+            let mut world = World {
+                connection,
+                redis_hook: hook,
+                origin: start_wall,
+                attempts: Vec::new(),
+                guids: Vec::new(),
+                received: HashMap::new(),
+                allowed: HashMap::new(),
+                t: 0,
+                start_wall,
+                start: Instant::now(),
+                events: 0,
+                replicas: Vec::new(),
+                born: 0,
+                feed: mpsc::channel(1 << 16),
+            };
+            for _ in 0..2 {
+                let replica = world.replica().await;
+                world.replicas.push(replica);
+            }
+            world
+        }
+
+        fn wall(&self) -> DateTime<Utc> {
+            self.start_wall + TimeDelta::seconds(self.t)
+        }
+
+        fn now(&self) -> Instant {
+            self.start + Duration::from_secs(self.t as u64)
+        }
+
+        /// A replica started afresh, its stream up.
+        async fn replica(&mut self) -> Replica {
+            self.born += 1;
+            let name = format!("replica-{}", self.born);
+            let shared = self.connection.hook("model", &self.redis_hook, &name);
+            let begun = shared.create(self.origin, &[], Utc::now()).await.unwrap();
+            let ledger = RedisLedger::new(shared, begun.floor, 1, self.feed.0.clone(), CancellationToken::new());
+            let mut state = State::new(ledger);
+            state.stream_up(false, self.wall());
+            Replica { name, state, inbox: VecDeque::new() }
+        }
+
+        fn drain(&mut self) {
+            while self.feed.1.try_recv().is_ok() {}
+        }
+
+        fn item(&self, (id, guid, at, redelivery): &(u64, String, DateTime<Utc>, bool)) -> DeliveryItem {
+            DeliveryItem {
+                id: *id,
+                guid: guid.clone(),
+                delivered_at: *at,
+                redelivery: *redelivery,
+                duration: 0.1,
+                status: "OK".into(),
+                status_code: 200,
+                event: "issues".into(),
+                action: Some("opened".into()),
+                installation_id: None,
+                repository_id: None,
+                throttled_at: None,
+            }
+        }
+
+        /// A new POST of `guid` at the blackhole, for both streams.
+        fn post(&mut self, guid: &str) {
+            let made = self.guids.iter().position(|made| made == guid).expect("a guid GitHub made");
+            self.events += 1;
+            let post = (guid.to_string(), made, format!("boot-{}", self.events), self.wall());
+            for replica in &mut self.replicas {
+                replica.inbox.push_back(post.clone());
+            }
+        }
+
+        fn attempt(&mut self, guid: String, redelivery: bool) {
+            let id = self.attempts.len() as u64 + 1;
+            self.attempts.push((id, guid.clone(), self.wall(), redelivery));
+            self.post(&guid);
+        }
+
+        async fn read(&mut self, r: usize) {
+            let now = self.now();
+            let replica = &mut self.replicas[r];
+            let Some((guid, made, event, at)) = replica.inbox.pop_front() else { return };
+            let pushed = Pushed {
+                guid: guid.clone(),
+                event: "issues".into(),
+                action: Some("opened".into()),
+                received_at: at,
+                headers: vec![
+                    ("x-github-delivery".into(), guid),
+                    ("x-hub-signature-256".into(), format!("sha256={made:064x}")),
+                ],
+                body: format!("{{\"made\":{made}}}").into_bytes(),
+                event_id: Some(event),
+            };
+            replica.state.pushed(pushed, now).await;
+        }
+
+        async fn poll(&mut self, r: usize) {
+            let items: Vec<DeliveryItem> = self.attempts.iter().rev().map(|a| self.item(a)).collect();
+            let now = self.now();
+            let state = &mut self.replicas[r].state;
+            let unknown = items.into_iter().filter(|item| !state.knows(item)).collect();
+            state.listed(unknown, now).await.unwrap();
+        }
+
+        /// Replica `r` forwards its oldest delivery; `false` if it had none.
+        async fn forward(&mut self, r: usize, crash: bool) -> bool {
+            let Some(mut taken) = self.replicas[r].state.take() else { return false };
+            if !self.replicas[r].state.confirm(&taken).await {
+                return true;
+            }
+            let guid = match &taken.pending {
+                Pending::Listed(item, None) => {
+                    let made = self.guids.iter().position(|made| *made == item.guid).expect("a guid GitHub made");
+                    taken.body = relay::ledger::body_key(&format!("sha256={made:064x}"));
+                    item.guid.clone()
+                }
+                Pending::Listed(item, Some(_)) => item.guid.clone(),
+                Pending::Pushed(pushed) => pushed.guid.clone(),
+            };
+            let received = self.received.entry(guid.clone()).or_default();
+            *received += 1;
+            let received = *received;
+            let attempted = self.attempts.iter().filter(|a| a.1 == guid).count() as u32;
+            let allowed = self.allowed.get(&guid).copied().unwrap_or(0);
+            assert!(received <= attempted + allowed, "{guid} reached the handler {received} times for {attempted} attempts");
+            if crash {
+                *self.allowed.entry(guid).or_default() += 1;
+                self.crash(r).await;
+                return true;
+            }
+            self.replicas[r].state.settle(&taken, How::Forwarded).await.unwrap();
+            true
+        }
+
+        /// Replica `r` dies, its leases end (as Redis's clock would, 30 s on), and it starts afresh.
+        async fn crash(&mut self, r: usize) {
+            let fresh = self.replica().await;
+            let dead = std::mem::replace(&mut self.replicas[r], fresh);
+            let key = |name: &str| format!("hookfwd:{{model:{}}}:{name}", self.redis_hook.key());
+            let end = format!(
+                "EVAL \"local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+                 for _, c in ipairs(redis.call('HKEYS', KEYS[1])) do \
+                 if redis.call('HGET', KEYS[1], c) == ARGV[1] then redis.call('ZADD', KEYS[2], now - 1, c) end end \
+                 return 0\" 2 {} {} {}",
+                key("owners"),
+                key("leases"),
+                dead.name
+            );
+            self.redis_command(&end);
+            // Dropped without closing: nothing released, what was recorded is in Redis.
+            drop(dead);
+        }
+
+        fn redis_command(&self, line: &str) {
+            let reply = REDIS.get().expect("the Redis server").command(line).unwrap_or_default();
+            assert!(reply.starts_with(':'), "{line}: {reply}");
+        }
+
+        async fn run(&mut self, step: Step) {
+            match step {
+                Step::New => {
+                    let guid = format!("guid-{}", self.guids.len());
+                    self.guids.push(guid.clone());
+                    self.attempt(guid, false);
+                }
+                Step::Redeliver(n) if !self.guids.is_empty() => {
+                    let guid = self.guids[n % self.guids.len()].clone();
+                    self.attempt(guid, true);
+                }
+                Step::Repeat(n) if !self.guids.is_empty() => {
+                    let guid = self.guids[n % self.guids.len()].clone();
+                    self.post(&guid);
+                }
+                Step::Redeliver(_) | Step::Repeat(_) => {}
+                Step::Read(r) => self.read(r % 2).await,
+                Step::Poll(r) => self.poll(r % 2).await,
+                Step::Forward(r) => {
+                    self.forward(r % 2, false).await;
+                }
+                Step::CrashAfterAnswer(r) => {
+                    self.forward(r % 2, true).await;
+                }
+                Step::Crash(r) => self.crash(r % 2).await,
+                Step::Wait(seconds) => self.t += i64::from(seconds),
+            }
+            self.drain();
+            self.t += 1;
+        }
+
+        /// Lets everything settle: every POST read, then polls and forwards on both replicas until
+        /// each attempt reached the handler (waiting real time for claims another replica let go).
+        async fn settle(&mut self) {
+            for r in 0..2 {
+                while !self.replicas[r].inbox.is_empty() {
+                    self.read(r).await;
+                }
+            }
+            self.t += 60;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                for r in 0..2 {
+                    self.replicas[r].state.stream_down();
+                    self.poll(r).await;
+                    self.replicas[r].state.top_up().await.unwrap();
+                    while self.forward(r, false).await {}
+                }
+                self.drain();
+                let short = self.guids.iter().any(|guid| {
+                    let attempted = self.attempts.iter().filter(|a| &a.1 == guid).count() as u32;
+                    self.received.get(guid).copied().unwrap_or(0) < attempted
+                });
+                if !short || std::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    static REDIS: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        #[ignore = "needs redis-server; scripts/test runs it"]
+        fn each_attempt_reaches_the_handler_once_across_two_replicas(steps in proptest::collection::vec(step(), 1..40)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let redis = REDIS.get_or_init(RedisServer::start);
+                let connection = Location::parse(&redis.url()).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+                let mut world = World::new(connection).await;
+                for step in steps {
+                    world.run(step).await;
+                }
+                world.settle().await;
+                for replica in &world.replicas {
+                    assert_eq!(replica.state.held_bytes(), 0, "every pushed byte held was let go");
+                }
+                for guid in &world.guids {
+                    let attempted = world.attempts.iter().filter(|a| &a.1 == guid).count() as u32;
+                    let received = world.received.get(guid).copied().unwrap_or(0);
+                    let allowed = world.allowed.get(guid).copied().unwrap_or(0);
+                    assert!(received >= attempted, "{guid}: {attempted} attempts, the handler got {received}");
+                    assert!(received <= attempted + allowed, "{guid}: {attempted} attempts (+{allowed} crashes), the handler got {received}");
+                }
+            });
+        }
+    }
+}
