@@ -432,7 +432,8 @@ mod replicas {
     /// Hooks numbered apart, so that each case has keys of its own in the one Redis.
     static HOOKS: AtomicU64 = AtomicU64::new(1);
 
-    struct World {
+    struct World<'r> {
+        redis: &'r RedisServer,
         connection: Connection,
         redis_hook: HookRef,
         origin: DateTime<Utc>,
@@ -451,11 +452,12 @@ mod replicas {
         feed: (mpsc::Sender<relay::Event>, mpsc::Receiver<relay::Event>),
     }
 
-    impl World {
-        async fn new(connection: Connection) -> Self {
+    impl<'r> World<'r> {
+        async fn new(redis: &'r RedisServer, connection: Connection) -> Self {
             let hook = HookRef::Repo { owner: "o".into(), repo: "r".into(), id: HOOKS.fetch_add(1, Ordering::SeqCst) };
             let start_wall = Utc::now() - TimeDelta::hours(1);
             let mut world = World {
+                redis,
                 connection,
                 redis_hook: hook,
                 origin: start_wall,
@@ -612,7 +614,7 @@ mod replicas {
         }
 
         fn redis_command(&self, line: &str) {
-            let reply = REDIS.get().expect("the Redis server").command(line).unwrap_or_default();
+            let reply = self.redis.command(line).unwrap_or_default();
             assert!(reply.starts_with(':'), "{line}: {reply}");
         }
 
@@ -677,19 +679,16 @@ mod replicas {
         }
     }
 
-    static REDIS: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
-
-        #[test]
-        #[ignore = "needs redis-server; scripts/test runs it"]
-        fn each_attempt_reaches_the_handler_once_across_two_replicas(steps in proptest::collection::vec(step(), 1..40)) {
+    #[test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    fn each_attempt_reaches_the_handler_once_across_two_replicas() {
+        let redis = RedisServer::start();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 32, ..ProptestConfig::default() });
+        let result = runner.run(&proptest::collection::vec(step(), 1..40), |steps| {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                let redis = REDIS.get_or_init(RedisServer::start);
                 let connection = Location::parse(&redis.url()).unwrap().connect(Duration::from_secs(5)).await.unwrap();
-                let mut world = World::new(connection).await;
+                let mut world = World::new(&redis, connection).await;
                 for step in steps {
                     world.run(step).await;
                 }
@@ -702,9 +701,16 @@ mod replicas {
                     let received = world.received.get(guid).copied().unwrap_or(0);
                     let allowed = world.allowed.get(guid).copied().unwrap_or(0);
                     assert!(received >= attempted, "{guid}: {attempted} attempts, the handler got {received}");
-                    assert!(received <= attempted + allowed, "{guid}: {attempted} attempts (+{allowed} crashes), the handler got {received}");
+                    assert!(
+                        received <= attempted + allowed,
+                        "{guid}: {attempted} attempts (+{allowed} crashes), the handler got {received}"
+                    );
                 }
             });
+            Ok(())
+        });
+        if let Err(error) = result {
+            panic!("{error}");
         }
     }
 }

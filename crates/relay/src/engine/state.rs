@@ -27,13 +27,14 @@
 //! alone, and is reported.
 //!
 //! So the handler sees each guid as many times as GitHub attempted it, whichever path brought
-//! each attempt.
-//!
-//! Replicas sharing a ledger in Redis keep the counts there, with the attempts pushed and at the
-//! handler now: [`Ledger::claim_push`] applies the pushed half of the rule in one script, claiming
-//! the POST by the stream's event id so that one replica forwards it and the others drop their copy
-//! ([`PushOutcome::Copy`]); the claim script applies the listed half (a twin is done there). The time constants are explained in `docs/operations.md` ("How the stream and
+//! each attempt. The time constants are explained in `docs/operations.md` ("How the stream and
 //! the API agree").
+//!
+//! Replicas sharing a ledger in Redis keep the counts there, with the attempts claimed and not
+//! settled on either path: [`Ledger::claim_push`] applies the pushed half of the rule in one
+//! script, claiming the POST by the stream's event id so that one replica forwards it and the
+//! others drop their copy ([`PushOutcome::Copy`]); the claim script applies the listed half (a
+//! twin is done there).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;

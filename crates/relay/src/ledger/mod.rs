@@ -101,11 +101,11 @@
 //!   no replica taking it over (GitHub no longer lists it) is released, so that it cannot hold
 //!   the floor forever;
 //! * `keep_from` is not needed: whatever a replica waits to forward it has claimed;
-//! * the per-guid counts of the two paths are shared too (plus the attempts pushed and at the
-//!   handler now), and a pushed POST is claimed by its stream event id: the first replica to claim
+//! * the per-guid counts of the two paths are shared too (plus the attempts claimed and not
+//!   settled), and a pushed POST is claimed by its stream event id: the first replica to claim
 //!   it forwards it, the others drop their copy; a listed delivery whose guid the stream forwarded
 //!   more often than the API is its twin, done by the claim script with no GET; one whose pushed
-//!   attempt is at the handler now waits. A pushed claim whose lease ended (its replica died with
+//!   or listed attempt is under way waits. A pushed claim whose lease ended (its replica died with
 //!   the bytes) is released at once, and the API brings that attempt. Each delivery is forwarded
 //!   once (twice only if a replica dies between the handler's answer and the record, or its
 //!   claim ends meanwhile);

@@ -15,9 +15,9 @@
 //! hookfwd:{instance:hook key}:claimed   sorted set: claims not settled, scored by the time they hold the floor at
 //! hookfwd:{instance:hook key}:owners    hash: claim → the replica holding it
 //! hookfwd:{instance:hook key}:leases    sorted set: claim → when its lease ends (Redis's clock, ms)
-//! hookfwd:{instance:hook key}:pushes    hash: claim of a pushed POST → its guid
+//! hookfwd:{instance:hook key}:underway  hash: claim → its guid (an attempt under way)
 //! hookfwd:{instance:hook key}:events    sorted set: stream event ids some replica took, scored by received_at
-//! hookfwd:{instance:hook key}:guids     hash: guid → "api pushed pending" (attempts handled on each path, and pushed at the handler now)
+//! hookfwd:{instance:hook key}:guids     hash: guid → "api pushed pending" (attempts handled on each path, and claimed and not settled)
 //! hookfwd:{instance:hook key}:bodies    hash: body key → guid (the same bytes under another guid are a relabelled copy)
 //! hookfwd:{instance:hook key}:aged      sorted set: `g:`guid and `b:`body key, scored by their newest time, to forget them with the floor
 //! ```
@@ -238,9 +238,10 @@ pub struct SharedLedger {
 ///
 /// Claims are named `d:<delivery id>` (a listed delivery) or `e:<stream event id>` (a pushed
 /// POST); `owners` says whose each is, `leases` until when (Redis's clock, ms), `claimed` holds the
-/// floor below each, and `pushes` names the guid of each pushed one. `guids` counts, per guid,
-/// the attempts handled through the API and the stream and those pushed now at the handler
-/// (`pending`), as the file ledger's `d` and `p` lines do.
+/// floor below each, and `underway` names the guid of each. `guids` counts, per guid, the
+/// attempts handled through the API and through the stream (as the file ledger's `d` and `p`
+/// lines do), and those claimed and not settled on either path (`pending`, as the engine's own
+/// count of what is queued or in flight).
 const PRELUDE: &str = r"
 local notes = {}
 local function note(kind, key, found, set)
@@ -291,6 +292,12 @@ local function take(c, me, until_ms, hold)
   redis.call('HSET', KEYS[7], c, me)
   redis.call('ZADD', KEYS[8], until_ms, c)
   redis.call('ZADD', KEYS[5], fmt(hold), c)
+end
+local function hold(c, g, t)
+  if g == '' or redis.call('HGET', KEYS[11], c) then return end
+  redis.call('HSET', KEYS[11], c, g)
+  local a, p, n = counts(g)
+  set_counts(g, a, p, n + 1, t)
 end
 local function release(c)
   redis.call('HDEL', KEYS[7], c)
@@ -450,7 +457,7 @@ for i = 8, #ARGV, 4 do
   local a, p, n = counts(g)
   if t < floor or redis.call('ZSCORE', KEYS[4], id) then
     out[#out + 1] = '0'
-  elseif g ~= '' and n > 0 then
+  elseif g ~= '' and n - (redis.call('HGET', KEYS[11], c) and 1 or 0) > 0 then
     out[#out + 1] = '2'
   elseif g ~= '' and p > a then
     finish(id, t, tonumber(ARGV[i + 2]), g, '', floor)
@@ -461,6 +468,7 @@ for i = 8, #ARGV, 4 do
     local holder, lease = owner(c), redis.call('ZSCORE', KEYS[8], c)
     if not holder or holder == ARGV[4] or (lease and tonumber(lease) < now_ms) then
       take(c, ARGV[4], now_ms + ttl, t)
+      hold(c, g, t)
       left = left - 1
       out[#out + 1] = '1'
     else
@@ -514,8 +522,7 @@ local other = body ~= '' and redis.call('HGET', KEYS[12], body)
 if a + p + n > 0 or (other and other ~= g) then return {'seen', fmt(floor), notes} end
 local c = 'e:' .. ev
 take(c, ARGV[4], now_ms + tonumber(ARGV[5]), at - tonumber(ARGV[11]))
-redis.call('HSET', KEYS[11], c, g)
-set_counts(g, 0, 0, 1, at)
+hold(c, g, at)
 if body ~= '' then
   redis.call('HSET', KEYS[12], body, g)
   redis.call('ZADD', KEYS[13], fmt(at), 'b:' .. body)
@@ -571,7 +578,7 @@ fn script(body: &str) -> Script {
 
 /// The keys every script gets, in this order (`KEYS[1]` is `origin`).
 const KEYS: [&str; 13] = [
-    "origin", "floor", "newest", "done", "claimed", "checked", "owners", "leases", "events", "guids", "pushes",
+    "origin", "floor", "newest", "done", "claimed", "checked", "owners", "leases", "events", "guids", "underway",
     "bodies", "aged",
 ];
 
