@@ -468,7 +468,9 @@ async fn answer(
     }
     let reply = match outcome {
         // Fail closed: GitHub records a failed delivery, which hookfwd then fetches from the API.
-        Ok(_) if !stored => fixed(StatusCode::SERVICE_UNAVAILABLE, b"the shared stream cannot take this delivery now\n", &[]),
+        Ok(_) if !stored => {
+            fixed(StatusCode::SERVICE_UNAVAILABLE, b"the shared stream cannot take this delivery now\n", &[])
+        }
         // GitHub reads only the status, and naming the type cost 4 % of a POST's CPU (a header map to
         // fill, encode and clear); a person, or a subscriber asking a blackhole that does not stream,
         // is told it is text.

@@ -293,7 +293,11 @@ impl Hub {
         let Collected { body, charge } = body;
         let mut state = self.lock();
         let seq = state.seq + 1;
-        if self.insert(&mut state, path, Event { seq: seq.into(), at: Instant::now(), received_at, headers, body, charge }) {
+        if self.insert(
+            &mut state,
+            path,
+            Event { seq: seq.into(), at: Instant::now(), received_at, headers, body, charge },
+        ) {
             state.seq = seq;
         } else {
             tracing::warn!("the stream buffer is full of bodies being read; this delivery is not streamed");

@@ -248,7 +248,8 @@ fn entry(value: Value) -> Option<Entry> {
     let fields = parts.pop()?;
     let id = text(parts.pop()?)?;
     let seq = parse_id(&id)?;
-    let mut entry = Entry { id, seq, prev: String::new(), received_at: String::new(), headers: String::new(), body: Vec::new() };
+    let mut entry =
+        Entry { id, seq, prev: String::new(), received_at: String::new(), headers: String::new(), body: Vec::new() };
     let Value::Array(fields) = fields else { return None };
     let mut fields = fields.into_iter();
     while let (Some(name), Some(Value::BulkString(value))) = (fields.next(), fields.next()) {
@@ -333,7 +334,8 @@ impl Reader {
                 let (last, boot): (Option<String>, Option<String>) = open.invoke_async(connection).await?;
                 let all = redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(connection).await?;
                 let boot = boot.unwrap_or_else(|| shared.boot.clone());
-                self.last = Some(self.hub.load(&self.path, self.generation, &boot, last.as_deref(), range_entries(all)));
+                self.last =
+                    Some(self.hub.load(&self.path, self.generation, &boot, last.as_deref(), range_entries(all)));
             }
             Some(last) => {
                 let after = if last.is_empty() { "0-0" } else { last };
@@ -375,8 +377,13 @@ impl Hub {
                 let reader = Reader { hub: self.clone(), path: name.clone(), generation, connection: None, last: None };
                 tokio::spawn(reader.run());
             }
-            let subscription =
-                Subscription { hub: self.clone(), path: name, cursor: 0, newest: entry.newest.subscribe(), _permit: permit };
+            let subscription = Subscription {
+                hub: self.clone(),
+                path: name,
+                cursor: 0,
+                newest: entry.newest.subscribe(),
+                _permit: permit,
+            };
             (subscription, entry.mirror.1.subscribe())
         };
         let boot = tokio::time::timeout(LOAD_WAIT, loaded.wait_for(Option::is_some)).await.ok()?.ok()?.clone()?;
@@ -479,6 +486,9 @@ mod tests {
 
     #[test]
     fn a_paths_keys_share_one_hash_tag() {
-        assert_eq!(keys("/alice"), ["blackhole:{/alice}:stream", "blackhole:{/alice}:index", "blackhole:{/alice}:meta"]);
+        assert_eq!(
+            keys("/alice"),
+            ["blackhole:{/alice}:stream", "blackhole:{/alice}:index", "blackhole:{/alice}:meta"]
+        );
     }
 }

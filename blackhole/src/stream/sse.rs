@@ -46,7 +46,11 @@ pub(crate) async fn subscribe(hub: &Arc<Hub>, head: &Parts, phase: &Phase) -> Re
     };
     let last_event_id = head.headers.get("last-event-id").and_then(|value| value.to_str().ok());
     let Some((subscription, resumed, boot)) = hub.subscribe(head.uri.path(), last_event_id, permit).await else {
-        return fixed(StatusCode::SERVICE_UNAVAILABLE, b"the shared stream cannot be read now\n", &[(header::RETRY_AFTER, "5")]);
+        return fixed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            b"the shared stream cannot be read now\n",
+            &[(header::RETRY_AFTER, "5")],
+        );
     };
     phase.stream();
     // Capacity 1: the task stays at most one frame ahead of what the socket has taken.
