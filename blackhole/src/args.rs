@@ -153,7 +153,8 @@ impl Args {
         if let Some(warning) = tokens.mixed_scopes() {
             tracing::warn!("{warning}");
         }
-        let redis = match &self.redis {
+        // An empty value (a template's unset variable) is no URL, as for an unset one.
+        let redis = match self.redis.as_deref().filter(|url| !url.is_empty()) {
             None => None,
             Some(_) if !cfg!(feature = "redis") => return Err(RedisUrlError::NotBuiltIn.into()),
             Some(url) => Some(RedisUrl::parse(url)?),

@@ -360,6 +360,7 @@ impl Hub {
         last_event_id: Option<&str>,
         permit: OwnedSemaphorePermit,
     ) -> Option<(Subscription, bool, String)> {
+        let shared = self.shared.clone()?;
         let (mut subscription, mut loaded) = {
             let mut guard = self.lock();
             let state = &mut *guard;
@@ -371,7 +372,6 @@ impl Hub {
             let entry = state.paths.entry(name.clone()).or_insert_with(|| Path::new(0));
             entry.subscribers += 1;
             if entry.mirror.0 == 0 {
-                let shared = self.shared.as_ref()?;
                 let generation = shared.readers.fetch_add(1, Ordering::Relaxed) + 1;
                 entry.mirror = (generation, tokio::sync::watch::Sender::new(None));
                 let reader = Reader { hub: self.clone(), path: name.clone(), generation, connection: None, last: None };
