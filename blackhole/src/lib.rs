@@ -21,7 +21,9 @@
 //! - accept errors (`EMFILE` and the like) are logged and backed off, never fatal.
 //!
 //! With [`Config::stream`], every POST is also handed to the subscribers of
-//! its path (see the `stream` module and docs/stream.md).
+//! its path (see the `stream` module and docs/stream.md); with its `redis`
+//! (the `redis` feature), through a Redis Stream that every instance shares,
+//! and a POST that cannot be appended gets 503.
 //!
 //! [`run`] takes an already-bound listener and a shutdown future, so the
 //! caller decides where to listen and when to stop.

@@ -33,7 +33,8 @@ pub(crate) fn is_subscription(head: &Parts) -> bool {
         })
 }
 
-/// Answers a subscription: 401 without a token that opens its path, 503 when full, else the stream.
+/// Answers a subscription: 401 without a token that opens its path, 503 when full (or, with `--redis`, when
+/// the shared stream cannot be read), else the stream.
 pub(crate) async fn subscribe(hub: &Arc<Hub>, head: &Parts, phase: &Phase) -> Reply {
     if !hub.config.tokens.accepts(head.headers.get(header::AUTHORIZATION), head.uri.path()) {
         return fixed(StatusCode::UNAUTHORIZED, UNAUTHORIZED, &[(header::WWW_AUTHENTICATE, "Bearer")]);
