@@ -276,6 +276,8 @@ fn text(value: Value) -> Option<String> {
 struct Reader {
     /// The hub it fills.
     hub: Arc<Hub>,
+    /// The Redis it reads.
+    shared: Arc<Shared>,
     /// The path it follows.
     path: Key,
     /// Its generation: it stops when its path names another (or none).
@@ -314,7 +316,7 @@ impl Reader {
 
     /// Loads the stream, or reads what came after the last entry, and puts it in the buffer.
     async fn step(&mut self) -> Result<(), RedisError> {
-        let Some(shared) = self.hub.shared.clone() else { return Ok(()) };
+        let shared = &self.shared;
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {
@@ -374,7 +376,14 @@ impl Hub {
             if entry.mirror.0 == 0 {
                 let generation = shared.readers.fetch_add(1, Ordering::Relaxed) + 1;
                 entry.mirror = (generation, tokio::sync::watch::Sender::new(None));
-                let reader = Reader { hub: self.clone(), path: name.clone(), generation, connection: None, last: None };
+                let reader = Reader {
+                    hub: self.clone(),
+                    shared: shared.clone(),
+                    path: name.clone(),
+                    generation,
+                    connection: None,
+                    last: None,
+                };
                 tokio::spawn(reader.run());
             }
             let subscription = Subscription {
