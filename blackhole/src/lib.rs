@@ -462,8 +462,8 @@ async fn answer(
         && let Some(body) = collector.and_then(stream::Collector::finish)
     {
         #[cfg(feature = "redis")]
-        {
-            stored = hub.store(head.uri.path(), &head.headers, body).await;
+        if let Some(append) = hub.store(head.uri.path(), &head.headers, body) {
+            stored = append.await;
         }
         #[cfg(not(feature = "redis"))]
         hub.publish(head.uri.path(), &head.headers, body);

@@ -30,6 +30,8 @@ mod sse;
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::collections::hash_map::{HashMap, RandomState};
+#[cfg(feature = "redis")]
+use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -304,17 +306,23 @@ impl Hub {
         }
     }
 
-    /// Stores a collected POST: appended to the shared stream with `--redis` (false when Redis cannot
-    /// take it: the POST is then answered 503), else put in this instance's buffer.
+    /// Stores a collected POST: put in this instance's buffer at once (`None`), or with `--redis`, the
+    /// append to the shared stream to await (false when Redis cannot take it: the POST then gets 503).
+    /// Boxed, so that a POST's future stays as small without `--redis` as without the feature.
     #[cfg(feature = "redis")]
-    pub(crate) async fn store(&self, path: &str, headers: &HeaderMap, body: Collected) -> bool {
-        match &self.shared {
-            Some(shared) => shared.append(path, headers, body).await,
-            None => {
-                self.publish(path, headers, body);
-                true
-            }
-        }
+    pub(crate) fn store(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        body: Collected,
+    ) -> Option<std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>>> {
+        let Some(shared) = &self.shared else {
+            self.publish(path, headers, body);
+            return None;
+        };
+        let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let (path, headers) = (path.to_string(), headers_json(headers));
+        Some(Box::pin(async move { shared.append(&path, received_at, headers, body).await }))
     }
 
     /// Puts `event` at the end of its path's buffer, taking room for what its charge does not cover

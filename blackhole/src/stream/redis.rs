@@ -27,14 +27,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hyper::header::HeaderMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Collected, Event, Hub, Key, Path, Seq, StreamConfig, Subscription, headers_json};
+use super::{Collected, Event, Hub, Key, Path, Seq, StreamConfig, Subscription};
 use crate::RedisUrl;
 
 /// Appends one entry and trims the stream. KEYS: stream, index, meta. ARGV: count, bytes, age (ms),
@@ -144,9 +143,7 @@ impl Shared {
     }
 
     /// Appends a delivery to its path's stream; false when Redis cannot take it (the POST gets 503).
-    pub(crate) async fn append(&self, path: &str, headers: &HeaderMap, body: Collected) -> bool {
-        let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let headers = headers_json(headers);
+    pub(crate) async fn append(&self, path: &str, received_at: String, headers: String, body: Collected) -> bool {
         let appended = async {
             let mut connection = self.appender().await?;
             let (count, bytes, age) = self.bounds;
