@@ -50,7 +50,8 @@ CONF
   pids+=($!)
   export HA_FRONT="http://127.0.0.1:$front" HA_BACKENDS="127.0.0.1:$one,127.0.0.1:$two"
 fi
-cargo build --release --bin hookfwd --bin blackhole
+cargo build --release --bin hookfwd
+cargo build --release -p hookfwd-blackhole --features redis
 target=${CARGO_TARGET_DIR:-$PWD/target}
 HOOKFWD_BIN=$target/release/hookfwd BLACKHOLE_BIN=$target/release/blackhole \
   cargo bench -p hookfwd-e2e --bench ha
