@@ -152,8 +152,10 @@ async fn bench() {
     let hook = fake.add_hook(REPO, HookSpec::new(&hook_url).secret(UPSTREAM));
 
     let states = [tempfile::tempdir().expect("a state dir"), tempfile::tempdir().expect("a state dir")];
-    let replicas: Vec<Child> =
-        states.iter().map(|state| replica(&hookfwd, &fake, &hook_url, &handler.url, &redis.url(), state.path())).collect();
+    let replicas: Vec<Child> = states
+        .iter()
+        .map(|state| replica(&hookfwd, &fake, &hook_url, &handler.url, &redis.url(), state.path()))
+        .collect();
     for replica in &replicas {
         replica.wait_for(r#""state":"up""#).await;
     }
@@ -240,7 +242,11 @@ async fn bench() {
         spent.get_delivery,
         verdict(per(spent.requests) <= 0.02)
     );
-    println!("| GETs per delivery | {:.4} | ≤ 0.02 ({}) |", per(spent.get_delivery), verdict(per(spent.get_delivery) <= 0.02));
+    println!(
+        "| GETs per delivery | {:.4} | ≤ 0.02 ({}) |",
+        per(spent.get_delivery),
+        verdict(per(spent.get_delivery) <= 0.02)
+    );
     println!(
         "| lost / repeated / bad signatures | {} / {} / {bad} | 0 / 0 / 0 ({}) |",
         deliveries.saturating_sub(distinct),

@@ -142,7 +142,8 @@ impl PushedReplicas {
         let mut altered = Vec::new();
         for request in self.handler.received() {
             let guid = request.guid().to_string();
-            let signed = request.header("x-hub-signature-256") == Some(&*github::signature::sha256(&secret, &request.body));
+            let signed =
+                request.header("x-hub-signature-256") == Some(&*github::signature::sha256(&secret, &request.body));
             if sent.get(&guid) != Some(&request.body) || !signed {
                 altered.push(guid.clone());
             }
@@ -212,7 +213,6 @@ async fn a_push_mode_replica_killed_mid_traffic_loses_nothing_and_its_pushes_com
     assert_eq!(gets, by_api(), "a GET for a delivery the stream brought");
     assert!(gets >= 1, "a held nothing when it died: emit faster, or slow the handler");
 }
-
 
 /// The Redis key `name` of [`REPO`]'s hook `hook` in the ledger of replicas on `fake`.
 fn ledger_key(fake: &FakeGitHub, hook: u64, name: &str) -> String {

@@ -584,7 +584,10 @@ mod replicas {
             let received = *received;
             let attempted = self.attempts.iter().filter(|a| a.1 == guid).count() as u32;
             let allowed = self.allowed.get(&guid).copied().unwrap_or(0);
-            assert!(received <= attempted + allowed, "{guid} reached the handler {received} times for {attempted} attempts");
+            assert!(
+                received <= attempted + allowed,
+                "{guid} reached the handler {received} times for {attempted} attempts"
+            );
             if crash {
                 *self.allowed.entry(guid).or_default() += 1;
                 self.crash(r).await;
@@ -683,7 +686,8 @@ mod replicas {
     #[ignore = "needs redis-server; scripts/test runs it"]
     fn each_attempt_reaches_the_handler_once_across_two_replicas() {
         let redis = RedisServer::start();
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 32, ..ProptestConfig::default() });
+        let mut runner =
+            proptest::test_runner::TestRunner::new(ProptestConfig { cases: 32, ..ProptestConfig::default() });
         let result = runner.run(&proptest::collection::vec(step(), 1..40), |steps| {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {

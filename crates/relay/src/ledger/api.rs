@@ -108,10 +108,7 @@ pub trait Ledger: Send + 'static {
     /// Decides a pushed POST where every process sharing the ledger sees it: replicas claim it by
     /// the stream's event id `event` (see [`PushClaim`]). `None` (a file ledger, one process):
     /// the engine's own counts decide.
-    fn claim_push(
-        &mut self,
-        _push: Push<'_>,
-    ) -> impl Future<Output = Option<PushClaim>> + Send {
+    fn claim_push(&mut self, _push: Push<'_>) -> impl Future<Output = Option<PushClaim>> + Send {
         ready(None)
     }
 

@@ -127,7 +127,9 @@ mod redis;
 mod replica;
 mod writer;
 
-pub use self::redis::{CLAIM_TTL, CONNECT_FOR, Claim, ClaimOf, Connection, Location, PushClaim, SharedLedger, State, claim_name};
+pub use self::redis::{
+    CLAIM_TTL, CONNECT_FOR, Claim, ClaimOf, Connection, Location, PushClaim, SharedLedger, State, claim_name,
+};
 pub use api::{Ledger, Push, Record};
 pub use clock::{SKEW, floor_limit, is_future, trusted};
 pub use files::{Lock, check_dir, created_by_hookfwd, dir, forget_hook, instance, load_hook_secret, store_hook_secret};

@@ -283,7 +283,8 @@ impl Ledger for RedisLedger {
     /// Claimed by its event id in Redis; with Redis unreachable a repeat, which the list (and a
     /// claim, once Redis is back) decides.
     fn claim_push(&mut self, push: Push<'_>) -> impl Future<Output = Option<PushClaim>> + Send {
-        let (event, guid, at, body) = (push.event.to_string(), push.guid.to_string(), push.at, push.body.map(str::to_string));
+        let (event, guid, at, body) =
+            (push.event.to_string(), push.guid.to_string(), push.at, push.body.map(str::to_string));
         async move {
             let (claim, floor) = match self.shared.push(&event, &guid, at, body.as_deref()).await {
                 Ok(answer) => answer,
@@ -363,11 +364,15 @@ impl Ledger for RedisLedger {
             let mut body: Option<(String, String)> = None;
             for record in records {
                 match record {
-                    Record::Forwarded { id, at, guid } | Record::Skipped { id, at, guid } | Record::Parked { id, at, guid } => {
+                    Record::Forwarded { id, at, guid }
+                    | Record::Skipped { id, at, guid }
+                    | Record::Parked { id, at, guid } => {
                         let key = body.take().filter(|(of, _)| guid.as_deref() == Some(of)).map(|(_, key)| key);
                         self.done(id, at, guid.as_deref(), key.as_deref()).await;
                     }
-                    Record::Pushed { guid, at, .. } | Record::ParkedPushed { guid, at, .. } => self.pushed(&guid, at).await,
+                    Record::Pushed { guid, at, .. } | Record::ParkedPushed { guid, at, .. } => {
+                        self.pushed(&guid, at).await
+                    }
                     Record::Body { guid, body: key, .. } => body = Some((guid, key)),
                 }
             }
