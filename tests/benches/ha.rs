@@ -72,7 +72,8 @@ impl Child {
             if let Some(line) = self.watched.lock().expect("watch lock").iter().find(|l| l.contains(needle)) {
                 return line.clone();
             }
-            assert!(Instant::now() < deadline, "no `{needle}` line");
+            let watched = self.watched.lock().expect("watch lock").clone();
+            assert!(Instant::now() < deadline, "no `{needle}` line: {watched:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -102,15 +103,14 @@ fn replica(bin: &Path, fake: &FakeGitHub, hook_url: &str, target: &str, ledger: 
     let child = spawn_hookfwd(
         Command::new(bin)
             .args(["forward", "--json", "--rule", &rule.to_string(), "--api-url", fake.api_url().as_str()])
-            .args(["--interval", "1s", "--ledger", ledger, "--secondary-limit", "1000000000", "--state-dir"])
-            .arg(state)
-            .env("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)
-            .env("HOOKFWD_HOOK_SECRET", UPSTREAM),
+            .args(["--interval", "1s", "--ledger", ledger, "--secondary-limit", "1000000000"])
+            .args(["--stream-token", STREAM_TOKEN, "--hook-secret", UPSTREAM, "--state-dir"])
+            .arg(state),
         TOKEN,
         SECRET,
         Stdio::piped(),
     );
-    Child::spawn(child, &[r#""state":"up""#, r#""type":"warning""#, r#""state":"down""#])
+    Child::spawn(child, &[r#""state":"up""#, r#""type":"warning""#, r#""state":"down""#, "hookfwd:"])
 }
 
 fn main() {

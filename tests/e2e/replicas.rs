@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use e2e::{Account, Blackhole, OctokitReceiver, Recorder, RedisServer, Running, eventually};
+use e2e::{Account, Balancer, Blackhole, OctokitReceiver, Recorder, RedisServer, Running, eventually};
 use fake_github::{FakeGitHub, HookSpec};
 use serde_json::{Value, json};
 
@@ -66,12 +66,13 @@ fn forward(
     ACCOUNT.hookfwd(&args, &env)
 }
 
-/// Push mode: a blackhole with a stream token, [`REPO`]'s hook on it signed with [`UPSTREAM`], two
-/// replicas on one Redis ledger subscribed to it, safety polls every second, and a handler.
+/// Push mode: blackholes with a stream token (one, or two sharing the stream in Redis behind a
+/// round-robin balancer), [`REPO`]'s hook on them signed with [`UPSTREAM`], two replicas on one
+/// Redis ledger subscribed to it, safety polls every second, and a handler.
 struct PushedReplicas {
     redis: RedisServer,
     fake: FakeGitHub,
-    _blackhole: Blackhole,
+    _blackholes: (Vec<Blackhole>, Option<Balancer>),
     hook: u64,
     handler: Recorder,
     a: Running,
@@ -80,13 +81,23 @@ struct PushedReplicas {
 }
 
 impl PushedReplicas {
-    async fn start(path: &str) -> Self {
+    async fn start(path: &str, blackholes: usize) -> Self {
         let redis = RedisServer::start();
         let fake = FakeGitHub::start().await;
         fake.add_token(TOKEN, "repo, admin:repo_hook");
         fake.add_repo(REPO);
-        let blackhole = Blackhole::start(&["--stream-token", STREAM_TOKEN, "--stream-keepalive", "1s"]);
-        let hook_url = blackhole.url(path);
+        let (holes, balancer, hook_url) = if blackholes == 1 {
+            let blackhole = Blackhole::start(&["--stream-token", STREAM_TOKEN, "--stream-keepalive", "1s"]);
+            let hook_url = blackhole.url(path);
+            (vec![blackhole], None, hook_url)
+        } else {
+            let args = ["--stream-token", STREAM_TOKEN, "--stream-keepalive", "1s", "--redis", &redis.url()];
+            let holes: Vec<Blackhole> = (0..blackholes).map(|_| Blackhole::start(&args)).collect();
+            let backends = holes.iter().map(|hole| hole.url("").trim_start_matches("http://").to_string()).collect();
+            let balancer = Balancer::start(backends).await;
+            let hook_url = balancer.url(path);
+            (holes, Some(balancer), hook_url)
+        };
         let hook = fake.add_hook(REPO, HookSpec::new(&hook_url).secret(UPSTREAM));
         let handler = Recorder::start().await;
         let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -96,7 +107,7 @@ impl PushedReplicas {
         let (a, b) = (start(&states[0]), start(&states[1]));
         a.wait_line("\"state\":\"up\"").await;
         b.wait_line("\"state\":\"up\"").await;
-        Self { redis, fake, _blackhole: blackhole, hook, handler, a, b, _states: states }
+        Self { redis, fake, _blackholes: (holes, balancer), hook, handler, a, b, _states: states }
     }
 
     /// Emits `count` deliveries, one after another as GitHub makes them; their guids.
@@ -165,8 +176,8 @@ fn forwarded_lines(run: &Running) -> (usize, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_replicas_in_push_mode_forward_each_pushed_delivery_once_byte_exact_with_no_get() {
-    let run = PushedReplicas::start("/ha").await;
+async fn two_replicas_behind_two_balanced_blackholes_forward_each_pushed_delivery_once_byte_exact_with_no_get() {
+    let run = PushedReplicas::start("/ha", 2).await;
     let guids = run.emit(60).await;
     assert_eq!(guids.len(), 60);
     run.until_settled(&guids, &[&run.a, &run.b]).await;
@@ -184,7 +195,7 @@ async fn two_replicas_in_push_mode_forward_each_pushed_delivery_once_byte_exact_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_mode_replica_killed_mid_traffic_loses_nothing_and_its_pushes_come_back_through_the_api() {
-    let run = PushedReplicas::start("/ha-kill").await;
+    let run = PushedReplicas::start("/ha-kill", 1).await;
     // A slow handler, so that the killed replica has pushed deliveries queued and one at the handler.
     run.handler.delay(Duration::from_millis(30));
     let emitting = async {
