@@ -17,3 +17,15 @@ pub use testkit::{
     hookfwd, workspace_root,
 };
 pub use webdriver::Browser;
+
+/// An HTTP client for the tests, built as hookfwd builds its own (ring as the TLS backend), so the
+/// tests link no second crypto library. A new one each time: a test's runtime owns its connections.
+#[allow(clippy::disallowed_methods)] // github::http_client is the one allowed way
+pub fn http() -> reqwest::Client {
+    github::http_client().build().expect("a client with no settings beyond TLS builds")
+}
+
+/// `GET url` with a client from [`http`].
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
