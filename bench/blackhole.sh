@@ -34,7 +34,7 @@ bin=$(scripts/build-static blackhole)
 # differ only in their code (and share the dependencies' build).
 target=$(basename "$(dirname "$(dirname "$bin")")")
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
-  cargo build --release --locked -p blackhole --example bare_hyper --target "$target" >&2
+  cargo build --release --locked -p hookfwd-blackhole --example bare_hyper --target "$target" >&2
 bare="$(dirname "$bin")/examples/bare_hyper"
 chmod 755 "$work"
 

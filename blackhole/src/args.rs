@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use blackhole::{Config, StreamConfig, Tokens};
+use blackhole::{Config, RedisUrl, RedisUrlError, StreamConfig, Tokens};
 use clap::Parser;
 
 /// An HTTP server that answers 200 to every request and keeps nothing.
@@ -80,6 +80,13 @@ pub struct Args {
     /// Most streams served at once; more get 503 with Retry-After
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     max_subscribers: u32,
+    /// Share every path's stream with the other instances behind this URL through Redis
+    /// (redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS): each POST is appended to a Redis Stream
+    /// (keys blackhole:{PATH}:*, trimmed to the --stream-buffer-* bounds), so a subscriber on any
+    /// instance gets it and resumes on any instance. While Redis cannot take a POST, it is answered 503
+    /// (GitHub records a failed delivery; hookfwd fetches it from the API). Needs --stream-token
+    #[arg(long, value_name = "URL", env = "BLACKHOLE_REDIS_URL", hide_env_values = true, requires = "stream_token")]
+    redis: Option<String>,
 }
 
 /// Parses a byte size: a number with an optional unit (`B`, `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).
@@ -146,6 +153,12 @@ impl Args {
         if let Some(warning) = tokens.mixed_scopes() {
             tracing::warn!("{warning}");
         }
+        // An empty value (a template's unset variable) is no URL, as for an unset one.
+        let redis = match self.redis.as_deref().filter(|url| !url.is_empty()) {
+            None => None,
+            Some(_) if !cfg!(feature = "redis") => return Err(RedisUrlError::NotBuiltIn.into()),
+            Some(url) => Some(RedisUrl::parse(url)?),
+        };
         let usize_of = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
         Ok(Some(StreamConfig {
             tokens,
@@ -155,6 +168,7 @@ impl Args {
             buffer_total: usize_of(self.stream_buffer_total),
             keepalive: self.stream_keepalive.max(Duration::from_millis(10)),
             max_subscribers: self.max_subscribers as usize,
+            redis,
         }))
     }
 }

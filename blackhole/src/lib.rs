@@ -21,13 +21,16 @@
 //! - accept errors (`EMFILE` and the like) are logged and backed off, never fatal.
 //!
 //! With [`Config::stream`], every POST is also handed to the subscribers of
-//! its path (see the `stream` module and docs/stream.md).
+//! its path (see the `stream` module and docs/stream.md); with its `redis`
+//! (the `redis` feature), through a Redis Stream that every instance shares,
+//! and a POST that cannot be appended gets 503.
 //!
 //! [`run`] takes an already-bound listener and a shutdown future, so the
 //! caller decides where to listen and when to stop.
 
 mod body;
 mod idle;
+mod redis_url;
 mod stream;
 mod tls;
 mod token;
@@ -54,6 +57,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+pub use redis_url::{RedisUrl, RedisUrlError};
 pub use stream::StreamConfig;
 pub use tls::load_tls;
 pub use token::{TokenError, Tokens};
@@ -429,7 +433,7 @@ async fn answer(
     if let (Some(hub), Some(head)) = (&shared.hub, &head)
         && stream::is_subscription(head)
     {
-        let reply = stream::subscribe(hub, head, &phase);
+        let reply = stream::subscribe(hub, head, &phase).await;
         phase.answered();
         return Ok(reply);
     }
@@ -452,12 +456,23 @@ async fn answer(
         })
         .await?
     };
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    let mut stored = true;
     if let (Ok(_), Some(hub), Some(head)) = (&outcome, &shared.hub, &head)
         && let Some(body) = collector.and_then(stream::Collector::finish)
     {
+        #[cfg(feature = "redis")]
+        if let Some(append) = hub.store(head.uri.path(), &head.headers, body) {
+            stored = append.await;
+        }
+        #[cfg(not(feature = "redis"))]
         hub.publish(head.uri.path(), &head.headers, body);
     }
     let reply = match outcome {
+        // Fail closed: GitHub records a failed delivery, which hookfwd then fetches from the API.
+        Ok(_) if !stored => {
+            fixed(StatusCode::SERVICE_UNAVAILABLE, b"the shared stream cannot take this delivery now\n", &[])
+        }
         // GitHub reads only the status, and naming the type cost 4 % of a POST's CPU (a header map to
         // fill, encode and clear); a person, or a subscriber asking a blackhole that does not stream,
         // is told it is text.
@@ -512,6 +527,7 @@ mod tests {
             buffer_total: 1 << 26,
             keepalive: Duration::from_secs(15),
             max_subscribers: 256,
+            redis: None,
         };
         let shown = format!("{:?}", Config { stream: Some(stream), ..Config::default() });
         assert!(shown.contains("buffer_count: 256"), "{shown}");

@@ -19,8 +19,9 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("blackhole: {err:#}");
-            // A malformed token list is a usage error, as clap's own are.
-            if err.is::<blackhole::TokenError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
+            // A malformed token list or Redis URL is a usage error, as clap's own are.
+            let usage = err.is::<blackhole::TokenError>() || err.is::<blackhole::RedisUrlError>();
+            if usage { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

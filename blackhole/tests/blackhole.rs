@@ -1016,6 +1016,11 @@ fn a_bad_stream_token_list_gets_one_sentence_with_no_token_and_exit_2() {
     }
 }
 
+// ---- `--redis`: instances sharing one stream (issue 20) ----
+
+#[cfg(feature = "redis")]
+mod redis;
+
 // ---- abuse (issue 11, items 1 and 2) ----
 
 #[test]

@@ -15,15 +15,23 @@
 //! event across a wait, so an evicted event's memory is freed at once; one that was still sending it
 //! is cut at its next frame.
 //!
+//! With `--redis` (the `redis` feature), a POST is appended to a Redis Stream instead, and each path's
+//! buffer becomes a mirror of that stream, filled by one reader per path (see `redis`); subscribers are
+//! served from the buffer exactly as without it.
+//!
 //! This module is the hub and its buffer; `sse` is the subscriber side (the request that opens a stream,
 //! its pump task, the event frames, and the response body).
 
 mod budget;
+#[cfg(feature = "redis")]
+mod redis;
 mod sse;
 
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::collections::hash_map::{HashMap, RandomState};
+#[cfg(feature = "redis")]
+use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +44,7 @@ use hyper::header::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::RedisUrl;
 use crate::token::Tokens;
 use budget::{Budget, Charge};
 pub(crate) use sse::{SseBody, fixed, is_subscription, subscribe};
@@ -82,12 +91,18 @@ pub struct StreamConfig {
     pub keepalive: Duration,
     /// Most streams served at once.
     pub max_subscribers: usize,
+    /// Share every path's stream with the other instances through this Redis; memory only when `None`.
+    pub redis: Option<RedisUrl>,
 }
+
+/// An event's place in its path's order: without Redis, its seq in this boot; with Redis, its stream
+/// entry id `MS-N` as `MS << 64 | N`, so that ids from any instance compare as Redis orders them.
+type Seq = u128;
 
 /// One delivery as it will be streamed.
 struct Event {
-    /// Its place in this boot's sequence, across all paths.
-    seq: u64,
+    /// Its place in its path's order.
+    seq: Seq,
     /// When it was put in the buffer, for the age bound.
     at: Instant,
     /// The `received_at` timestamp, RFC 3339.
@@ -162,11 +177,15 @@ struct Path {
     /// Sum of the events' sizes.
     bytes: usize,
     /// The highest seq no longer known to this buffer: a cursor below it has missed something.
-    evicted_upto: u64,
+    evicted_upto: Seq,
     /// The seq of the newest event, for subscribers to wait on.
-    newest: watch::Sender<u64>,
+    newest: watch::Sender<Seq>,
     /// Open streams on this path; the entry is kept while there is one.
     subscribers: usize,
+    /// With Redis: the generation of the reader that mirrors this path's stream (0: none), and the
+    /// stream's `boot` once that reader has loaded it.
+    #[cfg(feature = "redis")]
+    mirror: (u64, watch::Sender<Option<Arc<str>>>),
 }
 
 /// Every path's buffer, behind one lock: the runtime has one thread and each step is short.
@@ -177,7 +196,7 @@ struct State {
     paths: HashMap<Key, Path>,
     /// Every buffered event's seq and path, oldest first, for the total bounds;
     /// entries of events a path has evicted on its own are skipped when reached.
-    order: VecDeque<(u64, Key)>,
+    order: VecDeque<(Seq, Key)>,
     /// Sum of all buffered events' sizes: what evicting could free.
     bytes: usize,
 }
@@ -200,6 +219,9 @@ pub(crate) struct Hub {
     share: usize,
     /// Becomes `true` when the server shuts down: every stream ends.
     shutdown: watch::Receiver<bool>,
+    /// The Redis every instance appends to, with `--redis`.
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<redis::Shared>>,
 }
 
 /// What a subscriber should send next.
@@ -218,6 +240,8 @@ impl Hub {
         // The standard library seeds its hasher keys from the OS: random enough for a run id.
         let boot = format!("{:08x}", RandomState::new().hash_one(std::process::id()) as u32);
         Hub {
+            #[cfg(feature = "redis")]
+            shared: config.redis.as_ref().map(|url| Arc::new(redis::Shared::new(url, &boot, &config))),
             boot,
             subscribers: Arc::new(Semaphore::new(config.max_subscribers)),
             budget: Budget::new(config.buffer_total),
@@ -268,34 +292,61 @@ impl Hub {
     pub(crate) fn publish(&self, path: &str, headers: &HeaderMap, body: Collected) {
         let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let headers = headers_json(headers);
-        let now = Instant::now();
-        let Collected { body, mut charge } = body;
-        let mut guard = self.lock();
-        let state = &mut *guard;
+        let Collected { body, charge } = body;
+        let mut state = self.lock();
+        let seq = state.seq + 1;
+        if self.insert(
+            &mut state,
+            path,
+            Event { seq: seq.into(), at: Instant::now(), received_at, headers, body, charge },
+        ) {
+            state.seq = seq;
+        } else {
+            tracing::warn!("the stream buffer is full of bodies being read; this delivery is not streamed");
+        }
+    }
+
+    /// Stores a collected POST: put in this instance's buffer at once (`None`), or with `--redis`, the
+    /// append to the shared stream to await (false when Redis cannot take it: the POST then gets 503).
+    /// Boxed, so that a POST's future stays as small without `--redis` as without the feature.
+    #[cfg(feature = "redis")]
+    pub(crate) fn store(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        body: Collected,
+    ) -> Option<std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>>> {
+        let Some(shared) = &self.shared else {
+            self.publish(path, headers, body);
+            return None;
+        };
+        let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let (path, headers) = (path.to_string(), headers_json(headers));
+        Some(Box::pin(async move { shared.append(&path, received_at, headers, body).await }))
+    }
+
+    /// Puts `event` at the end of its path's buffer, taking room for what its charge does not cover
+    /// yet (all but the body), and wakes the path's subscribers; false when there is no room.
+    fn insert(&self, state: &mut State, path: &str, mut event: Event) -> bool {
         let name = match state.paths.get_key_value(path) {
             Some((name, _)) => Some(name.clone()),
             None => self.make_room(state, path_cost(path)).map(|charge| Key::new(path, charge)),
         };
-        let room = self.make_room(state, received_at.len() + headers.len() + EVENT_OVERHEAD);
-        let (Some(name), Some(room)) = (name, room) else {
-            tracing::warn!("the stream buffer is full of bodies being read; this delivery is not streamed");
-            return;
-        };
-        charge.merge(room);
-        state.seq += 1;
-        let event = Arc::new(Event { seq: state.seq, at: now, received_at, headers, body, charge });
-        let size = event.size();
-        let seq = event.seq;
-        let last = seq - 1;
+        let room = self.make_room(state, event.received_at.len() + event.headers.len() + EVENT_OVERHEAD);
+        let (Some(name), Some(room)) = (name, room) else { return false };
+        event.charge.merge(room);
+        let event = Arc::new(event);
+        let (size, seq) = (event.size(), event.seq);
         // Room may have been made by evicting this path's last event, and with it the path.
-        let entry = state.paths.entry(name.clone()).or_insert_with(|| Path::new(last));
+        let entry = state.paths.entry(name.clone()).or_insert_with(|| Path::new(seq - 1));
         entry.events.push_back(event);
         entry.bytes += size;
         state.bytes += size;
         state.order.push_back((seq, name));
-        entry.evict(&self.config, now, &mut state.bytes);
+        entry.evict(&self.config, Instant::now(), &mut state.bytes);
         entry.newest.send_replace(seq);
         state.evict_total();
+        true
     }
 
     /// Drops events past their age from every path; called now and then so quiet paths free their memory.
@@ -327,8 +378,33 @@ impl Hub {
         }
     }
 
-    /// Registers a subscriber on `path`; returns it with whether `last_event_id` resumes without a gap.
-    fn subscribe(
+    /// Registers a subscriber on `path`; returns it with whether `last_event_id` resumes without a gap
+    /// and the `boot` its hello names; `None` when the shared stream cannot be read (Redis is down).
+    async fn subscribe(
+        self: &Arc<Self>,
+        path: &str,
+        last_event_id: Option<&str>,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<(Subscription, bool, String)> {
+        #[cfg(feature = "redis")]
+        if self.shared.is_some() {
+            return self.subscribe_shared(path, last_event_id, permit).await;
+        }
+        let (subscription, resumed) = self.subscribe_local(path, last_event_id, permit);
+        Some((subscription, resumed, self.boot.clone()))
+    }
+
+    /// An event's SSE id: `BOOT-SEQ` in memory, the stream entry's id `MS-N` with Redis.
+    fn event_id(&self, seq: Seq) -> String {
+        #[cfg(feature = "redis")]
+        if self.shared.is_some() {
+            return redis::entry_id(seq);
+        }
+        format!("{}-{seq}", self.boot)
+    }
+
+    /// [`Hub::subscribe`] on this instance's own buffer.
+    fn subscribe_local(
         self: &Arc<Self>,
         path: &str,
         last_event_id: Option<&str>,
@@ -337,7 +413,7 @@ impl Hub {
         let now = Instant::now();
         let mut guard = self.lock();
         let state = &mut *guard;
-        let latest = state.seq;
+        let latest = Seq::from(state.seq);
         let name = match state.paths.get_key_value(path) {
             Some((name, _)) => name.clone(),
             // Forced: `--max-subscribers` and `MAX_PATH` bound what streams' names can take.
@@ -349,7 +425,7 @@ impl Hub {
         let resumed = last_event_id
             .and_then(|id| id.trim().split_once('-'))
             .filter(|(boot, _)| *boot == self.boot)
-            .and_then(|(_, seq)| seq.parse::<u64>().ok())
+            .and_then(|(_, seq)| seq.parse::<Seq>().ok())
             .filter(|seq| *seq <= latest && *seq >= entry.evicted_upto);
         let subscription = Subscription {
             hub: self.clone(),
@@ -362,7 +438,7 @@ impl Hub {
     }
 
     /// What the subscriber on `path` whose cursor is `cursor` sends next.
-    fn next(&self, path: &str, cursor: u64) -> Next {
+    fn next(&self, path: &str, cursor: Seq) -> Next {
         let now = Instant::now();
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -379,7 +455,7 @@ impl Hub {
     }
 
     /// Event `seq` of `path`, unless it has left the buffer.
-    fn event(&self, path: &str, seq: u64) -> Option<Arc<Event>> {
+    fn event(&self, path: &str, seq: Seq) -> Option<Arc<Event>> {
         let state = self.lock();
         let events = &state.paths.get(path)?.events;
         let at = events.partition_point(|event| event.seq < seq);
@@ -415,8 +491,16 @@ impl AsRef<[u8]> for Charged {
 
 impl Path {
     /// An empty buffer that can vouch for nothing up to `last`.
-    fn new(last: u64) -> Path {
-        Path { events: VecDeque::new(), bytes: 0, evicted_upto: last, newest: watch::Sender::new(last), subscribers: 0 }
+    fn new(last: Seq) -> Path {
+        Path {
+            events: VecDeque::new(),
+            bytes: 0,
+            evicted_upto: last,
+            newest: watch::Sender::new(last),
+            subscribers: 0,
+            #[cfg(feature = "redis")]
+            mirror: (0, watch::Sender::new(None)),
+        }
     }
 
     /// Drops the oldest events until the path is within its bounds.
@@ -563,9 +647,9 @@ struct Subscription {
     /// The path it follows.
     path: Key,
     /// The seq of the last event sent, or the point it started from.
-    cursor: u64,
+    cursor: Seq,
     /// Changes when its path gets a new event.
-    newest: watch::Receiver<u64>,
+    newest: watch::Receiver<Seq>,
     /// Its slot among `--max-subscribers`.
     _permit: OwnedSemaphorePermit,
 }
@@ -618,7 +702,7 @@ fn push_json_string(out: &mut String, text: &str) {
 
 /// The seqs buffered for `path`, for tests of the buffer bounds.
 #[cfg(test)]
-fn buffered(hub: &Hub, path: &str) -> Vec<u64> {
+fn buffered(hub: &Hub, path: &str) -> Vec<Seq> {
     hub.lock().paths.get(path).map(|p| p.events.iter().map(|e| e.seq).collect()).unwrap_or_default()
 }
 
@@ -636,6 +720,7 @@ mod tests {
             buffer_total: total,
             keepalive: Duration::from_secs(15),
             max_subscribers: 4,
+            redis: None,
         };
         Arc::new(Hub::new(config, watch::channel(false).1))
     }

@@ -33,8 +33,9 @@ pub(crate) fn is_subscription(head: &Parts) -> bool {
         })
 }
 
-/// Answers a subscription: 401 without a token that opens its path, 503 when full, else the stream.
-pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, phase: &Phase) -> Reply {
+/// Answers a subscription: 401 without a token that opens its path, 503 when full (or, with `--redis`, when
+/// the shared stream cannot be read), else the stream.
+pub(crate) async fn subscribe(hub: &Arc<Hub>, head: &Parts, phase: &Phase) -> Reply {
     if !hub.config.tokens.accepts(head.headers.get(header::AUTHORIZATION), head.uri.path()) {
         return fixed(StatusCode::UNAUTHORIZED, UNAUTHORIZED, &[(header::WWW_AUTHENTICATE, "Bearer")]);
     }
@@ -45,11 +46,17 @@ pub(crate) fn subscribe(hub: &Arc<Hub>, head: &Parts, phase: &Phase) -> Reply {
         return fixed(StatusCode::SERVICE_UNAVAILABLE, b"too many streams\n", &[(header::RETRY_AFTER, "5")]);
     };
     let last_event_id = head.headers.get("last-event-id").and_then(|value| value.to_str().ok());
-    let (subscription, resumed) = hub.subscribe(head.uri.path(), last_event_id, permit);
+    let Some((subscription, resumed, boot)) = hub.subscribe(head.uri.path(), last_event_id, permit).await else {
+        return fixed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            b"the shared stream cannot be read now\n",
+            &[(header::RETRY_AFTER, "5")],
+        );
+    };
     phase.stream();
     // Capacity 1: the task stays at most one frame ahead of what the socket has taken.
     let (tx, rx) = mpsc::channel(1);
-    let hello = format!("retry: 1000\n\nevent: hello\ndata: {{\"boot\":\"{}\",\"resumed\":{resumed}}}\n\n", hub.boot);
+    let hello = format!("retry: 1000\n\nevent: hello\ndata: {{\"boot\":\"{boot}\",\"resumed\":{resumed}}}\n\n");
     // Forced: `--max-subscribers` bounds what hellos can take.
     let hello = hub.forced_frame(hello);
     tokio::spawn(pump(subscription, hello, tx, hub.shutdown.clone(), hub.config.keepalive));
@@ -154,8 +161,10 @@ async fn send_event(
     let seq = event.seq;
     let len = event.body.len();
     let mut head = format!(
-        "id: {}-{}\nevent: delivery\ndata: {{\"received_at\":\"{}\",\"headers\":{},\"body\":\"",
-        hub.boot, event.seq, event.received_at, event.headers
+        "id: {}\nevent: delivery\ndata: {{\"received_at\":\"{}\",\"headers\":{},\"body\":\"",
+        hub.event_id(seq),
+        event.received_at,
+        event.headers
     );
     // A body that fits one frame goes out with its head and tail in one write, as most do.
     if len <= BODY_CHUNK {

@@ -63,6 +63,7 @@ pub async fn demo(args: DemoArgs, output: &OutputArgs, status: Status) -> anyhow
         buffer_total: 16 << 20,
         keepalive: Duration::from_secs(15),
         max_subscribers: 4,
+        redis: None,
     };
     let config = blackhole::Config { stream: Some(stream), ..blackhole::Config::default() };
     tokio::spawn(blackhole::run(listener, config, cancel.clone().cancelled_owned()));
