@@ -338,6 +338,31 @@ impl Feed {
                 };
                 self.retry_state(hook, &item.guid, &text, line)
             }
+            Event::Filtered { hook, item, via, target } => {
+                // Handled without being sent: it leaves the count of those waiting.
+                if let Some(waiting) = self.waiting.get_mut(hook) {
+                    *waiting = waiting.saturating_sub(1);
+                }
+                self.drained += 1;
+                self.show_status();
+                let to = target.as_ref().map(|target| format!(" for {target}")).unwrap_or_default();
+                let text = style(format!(
+                    "{}  --- {} [{}] skipped by --filter{to} · from {}",
+                    now(),
+                    visible(&item.kind()),
+                    short_guid(&item.guid),
+                    visible(&self.source(hook)),
+                ))
+                .dim()
+                .to_string();
+                let line = Line::Filtered {
+                    hook: HookFields::of(hook),
+                    delivery: DeliveryFields::of(item),
+                    via: via.as_str(),
+                    target: target.as_ref().map(url::Url::as_str),
+                };
+                self.line_or_json(&text, line, false)
+            }
             Event::Parked { hook, item, via, attempts, status, answer } => {
                 // Parked is handled: the queue moves on, so it leaves the count of those waiting.
                 self.unreachable = None;

@@ -207,6 +207,20 @@ pub enum Line<'a> {
         refused: usize,
         /// Could not be read from GitHub.
         skipped: usize,
+        /// Left out by `--filter` (fetched, not sent).
+        filtered: usize,
+    },
+    /// A delivery was not sent to `target`: `--filter` (or its rule's `filter`) did not let it through, or
+    /// failed on it (a `warning` of kind `filter_failed` said so, once). It counts as handled.
+    Filtered {
+        #[serde(flatten)]
+        hook: HookFields,
+        #[serde(flatten)]
+        delivery: DeliveryFields<'a>,
+        /// `api` or `stream`.
+        via: &'a str,
+        /// The target it was not sent to; none for `replay --save`.
+        target: Option<&'a str>,
     },
     /// `trigger redeliver`, `redeliver --failed`: GitHub is (or would be) redelivering a delivery.
     Redeliver {

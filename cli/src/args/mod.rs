@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use github::{Owner, Secret};
 use relay::Target;
+use relay::filter::Filter;
 use url::Url;
 
 /// What a usage line shows for the sources: one of them must be typed.
@@ -359,6 +360,11 @@ pub struct RelayArgs {
     /// other events are skipped.
     #[arg(long, value_delimiter = ',', default_value = "*", value_name = "EVENTS", help_heading = FILTERS)]
     pub events: Vec<String>,
+    /// Forward only the deliveries for which this jq expression yields true, such as '.action == "opened"'
+    /// ($headers, $event and $action are bound; see docs/rules.md); the others are recorded as handled and
+    /// shown as skipped. Polling fetches each payload to decide.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter, help_heading = FILTERS)]
+    pub filter: Option<Filter>,
     /// Also forward deliveries of this recent past that were never forwarded (e.g. 2h).
     #[arg(long, value_name = "DURATION", value_parser = parse_since, help_heading = FILTERS, hide_short_help = true)]
     pub since: Option<Duration>,
@@ -543,7 +549,7 @@ pub struct ReplayArgs {
     pub sources: SourceArgs,
     /// Send the deliveries parked in the ledger (the handler kept rejecting them) again, and
     /// un-park each one the handler takes.
-    #[arg(long, requires = "to", conflicts_with_all = ["save", "guid", "event", "action", "limit"],
+    #[arg(long, requires = "to", conflicts_with_all = ["save", "guid", "event", "action", "filter", "limit"],
         help_heading = FILTERS)]
     pub parked: bool,
     /// With --parked: where the ledgers live.
@@ -565,6 +571,10 @@ pub struct ReplayArgs {
     /// Only this action.
     #[arg(long, value_name = "ACTION", help_heading = FILTERS, hide_short_help = true)]
     pub action: Option<String>,
+    /// Only the deliveries for which this jq expression yields true (see docs/rules.md); each chosen
+    /// delivery is fetched to decide.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter, help_heading = FILTERS)]
+    pub filter: Option<Filter>,
     /// Only this delivery guid, whole or as the feed shortens it (8 or more characters); its latest attempt,
     /// unless --all-attempts.
     #[arg(long, value_name = "GUID", help_heading = FILTERS)]
@@ -871,6 +881,10 @@ fn parse_string_edit(text: &str) -> Result<webhooks::Edit, String> {
 /// Any text is a secret; wrapping it at parse time keeps it out of every `Debug` of the arguments.
 fn parse_secret(text: &str) -> Result<Secret, String> {
     Ok(Secret::new(text))
+}
+
+fn parse_filter(text: &str) -> Result<Filter, String> {
+    Filter::parse(text).map_err(|error| error.to_string())
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {

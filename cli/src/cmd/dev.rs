@@ -25,16 +25,21 @@ pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::
     run_forwarding(vec![rule], forwarding, output, status).await
 }
 
-/// Runs `rules` as `dev` and `forward` do: `--action` for the rules that name no actions of their
-/// own, the handler's `--timeout`, the inspector, until stopped.
+/// Runs `rules` as `dev` and `forward` do: `--action` and `--filter` for the rules that name no
+/// actions (no filter) of their own, the handler's `--timeout`, the inspector, until stopped.
 pub async fn run_forwarding(
     mut rules: Vec<Rule>,
     mut forwarding: ForwardingArgs,
     output: &OutputArgs,
     status: Status,
 ) -> anyhow::Result<ExitCode> {
-    for rule in rules.iter_mut().filter(|rule| rule.actions.is_empty()) {
-        rule.actions = forwarding.actions.clone();
+    for rule in rules.iter_mut() {
+        if rule.actions.is_empty() {
+            rule.actions = forwarding.actions.clone();
+        }
+        if rule.filter.is_none() {
+            rule.filter = forwarding.relay.filter.clone();
+        }
     }
     forwarding.relay.handler_timeout = Some(forwarding.timeout);
     let ForwardingArgs { relay, inspect, github, .. } = forwarding;
@@ -71,6 +76,7 @@ pub fn flag_rule(
         hook_url,
         events: relay.events.clone(),
         actions: Vec::new(),
+        filter: relay.filter.clone(),
         installations,
         repositories: app_filter.only_repos.clone(),
         secret: relay.secret.clone(),

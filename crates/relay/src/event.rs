@@ -135,6 +135,18 @@ pub enum Event {
         /// The last rejection's headers and the start of its body.
         answer: Answer,
     },
+    /// A delivery was not sent to `target`: its rule's filter (`--filter`) did not let it through, or
+    /// failed on it. It is recorded as handled, like one of an event the rule does not forward.
+    Filtered {
+        /// Its hook.
+        hook: HookRef,
+        /// The delivery.
+        item: DeliveryItem,
+        /// Which path brought it.
+        via: Via,
+        /// The target it was not sent to; none when there is none (`hookfwd replay --save`).
+        target: Option<Url>,
+    },
     /// A poll finished.
     Polled {
         /// The hook polled.

@@ -90,6 +90,8 @@ struct Ctx {
     warned_unauthorized: std::sync::atomic::AtomicBool,
     /// Which source forwards each original delivery to each target, across sources.
     overlaps: overlap::Overlaps,
+    /// The filters that failed on a delivery and were warned about (once a run each), by expression.
+    warned_filters: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The ledger replicas share, if it is in Redis rather than in files.
     replicas: Option<Replicas>,
 }
@@ -207,6 +209,7 @@ pub async fn run(
             warned_slow: std::sync::atomic::AtomicBool::new(false),
             warned_unauthorized: std::sync::atomic::AtomicBool::new(false),
             overlaps: overlap::Overlaps::default(),
+            warned_filters: std::sync::Mutex::default(),
             replicas,
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
@@ -487,6 +490,7 @@ mod tests {
             hook_url: None,
             events: Vec::new(),
             actions: Vec::new(),
+            filter: None,
             installations: Vec::new(),
             repositories: Vec::new(),
             secret: None,

@@ -384,6 +384,7 @@ mod tests {
             hook_url: Some(hook_url.to_string()),
             events: vec!["*".into()],
             actions: Vec::new(),
+            filter: None,
             installations: Vec::new(),
             repositories: Vec::new(),
             secret: None,

@@ -9,6 +9,7 @@ use serde::de::IgnoredAny;
 use url::Url;
 
 use crate::Error;
+use crate::filter::Filter;
 
 /// Where deliveries come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,9 @@ pub struct Rule {
     pub events: Vec<String>,
     /// The only actions forwarded (`opened`); empty for every delivery, with an action or without.
     pub actions: Vec<String>,
+    /// Forward only the deliveries this jq expression lets through (`--filter`); run on the payload,
+    /// so a listed delivery is fetched before it is decided.
+    pub filter: Option<Filter>,
     /// On the App's hook, the only installations whose deliveries are forwarded; empty for all.
     pub installations: Vec<u64>,
     /// On the App's hook, the only repositories whose deliveries are forwarded; empty for all.
@@ -112,6 +116,8 @@ struct JsonRule {
     app: bool,
     #[serde(default)]
     actions: Vec<String>,
+    #[serde(default)]
+    filter: Option<String>,
     #[serde(default)]
     installations: Vec<u64>,
     #[serde(default)]
@@ -167,6 +173,8 @@ struct TomlRule {
     #[serde(default)]
     actions: Vec<String>,
     #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
     installations: Vec<u64>,
     #[serde(default)]
     repositories: Vec<String>,
@@ -189,6 +197,7 @@ struct RawRule {
     hook_url: Option<String>,
     events: Vec<String>,
     actions: Vec<String>,
+    filter: Option<String>,
     installations: Vec<u64>,
     repositories: Vec<String>,
     app: bool,
@@ -268,6 +277,7 @@ impl Rule {
             hook_url,
             events,
             actions: raw.actions,
+            filter: raw.filter,
             installations: raw.installations,
             repositories: raw.repositories,
             app: raw.app,
@@ -301,6 +311,7 @@ impl Rule {
                     hook_url: raw.hook_url,
                     events: raw.events,
                     actions: raw.actions,
+                    filter: raw.filter,
                     installations: raw.installations,
                     repositories: raw.repositories,
                     app: raw.app,
@@ -357,6 +368,12 @@ impl RawRule {
         if let Some(action) = self.actions.iter().find(|a| a.is_empty() || a.chars().any(char::is_whitespace)) {
             return Err(Error::Rule(format!("`actions` holds `{action}`, which is not an action name")));
         }
+        let filter = self
+            .filter
+            .as_deref()
+            .map(Filter::parse)
+            .transpose()
+            .map_err(|error| Error::Rule(format!("`filter`: {error}")))?;
         if !self.app && (!self.installations.is_empty() || !self.repositories.is_empty()) {
             return Err(Error::Rule(
                 "`installations` and `repositories` choose among the App hook's deliveries; they need `app = true`"
@@ -386,6 +403,7 @@ impl RawRule {
             hook_url: self.hook_url,
             events: self.events,
             actions: self.actions,
+            filter,
             installations: self.installations,
             repositories,
             secret,
