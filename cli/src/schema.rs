@@ -115,7 +115,7 @@ mod tests {
             headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
             body: format!("payload={}", form_urlencoded::byte_serialize(body).collect::<String>()).into_bytes(),
         };
-        assert_eq!(payload(&form), body);
+        assert_eq!(&*form.payload(), body);
         assert_eq!(check.forwarded("custom", None, "g2", &request), None, "no schema, nothing to say");
     }
 }
