@@ -302,7 +302,7 @@ impl Feed {
                     None => Ok(()),
                 }
             }
-            Event::Retrying { hook, item, reason, wait, attempt } => {
+            Event::Retrying { hook, item, target, reason, wait, attempt } => {
                 // The engine waits whole tenths of a second: the feed and --json say the same number.
                 let wait_text = format!("{:.1}s", wait.as_secs_f64());
                 let reason_text = visible(reason);
@@ -332,6 +332,7 @@ impl Feed {
                 let line = Line::Retry {
                     hook: HookFields::of(hook),
                     delivery: DeliveryFields::of(item),
+                    target: target.as_str(),
                     reason,
                     attempt: *attempt,
                     wait_ms: wait.as_millis() as u64,
@@ -363,7 +364,7 @@ impl Feed {
                 };
                 self.line_or_json(&text, line, false)
             }
-            Event::Parked { hook, item, via, attempts, status, answer } => {
+            Event::Parked { hook, item, target, via, attempts, status, answer } => {
                 // Parked is handled: the queue moves on, so it leaves the count of those waiting.
                 self.unreachable = None;
                 if let Some(waiting) = self.waiting.get_mut(hook) {
@@ -388,6 +389,7 @@ impl Feed {
                 let line = Line::Parked {
                     hook: HookFields::of(hook),
                     delivery: DeliveryFields::of(item),
+                    target: target.as_str(),
                     via: via.as_str(),
                     attempts: *attempts,
                     status: *status,

@@ -69,6 +69,8 @@ pub enum Line<'a> {
         hook: HookFields,
         #[serde(flatten)]
         delivery: DeliveryFields<'a>,
+        /// The target that kept rejecting it.
+        target: &'a str,
         /// `api` or `stream`.
         via: &'a str,
         attempts: u32,
@@ -84,6 +86,8 @@ pub enum Line<'a> {
         hook: HookFields,
         #[serde(flatten)]
         delivery: DeliveryFields<'a>,
+        /// The target being retried.
+        target: &'a str,
         /// `connection refused`, a timeout, or the handler's status code as text.
         reason: &'a str,
         attempt: u32,

@@ -1,6 +1,7 @@
 //! Issue 23's routing: `--filter` (a jq expression on the payload) on `dev`, `wait`, `replay` and in rules;
 //! a delivery it leaves out is handled once (one `skipped by --filter` line, never fetched again), a filter
-//! that fails is a no with one warning, and a bad one is exit 2 with the column.
+//! that fails is a no with one warning, and a bad one is exit 2 with the column. Fan-out: each target of a
+//! rule has its own order, retries and ledger, so one that is down holds back no other.
 
 use std::time::Duration;
 
@@ -205,4 +206,68 @@ async fn replay_with_a_filter_sends_only_what_it_lets_through() {
         (&json!("replayed"), &json!(4), &json!(2), &json!(2))
     );
     assert_eq!(lines.iter().filter(|line| line["type"] == "filtered").count(), 2, "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_is_down_holds_back_no_other_and_gets_everything_in_order_when_back() {
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
+    let up = Recorder::start().await;
+    // Nothing listens there yet: the first target refuses every connection until it starts.
+    let down_addr = e2e::free_addr();
+    let down_url = format!("http://{down_addr}/");
+    let state = tempfile::tempdir().unwrap();
+    // The down target is the rule's first (`dev` gives its own `--to`), the other its second.
+    let dev = ACCOUNT.dev(&fake, &down_url, state.path(), &["--to", &up.url(), "--json"]);
+    dev.wait_line(r#""type":"ready""#).await;
+    for n in 1..=4 {
+        fake.emit(REPO, "issues", issue(n, "opened", None)).await;
+    }
+    // The other target gets every delivery while the first is down.
+    up.wait_for(PATIENCE, "every delivery at the target that is up", |got| got.len() >= 4).await;
+    let retry: Value = serde_json::from_str(&dev.wait_line(r#""type":"retry""#).await).unwrap();
+    assert_eq!(retry["target"], json!(down_url), "{retry}");
+    let back = Recorder::on(tokio::net::TcpListener::bind(down_addr).await.expect("the port is still free"));
+    back.wait_for(PATIENCE, "every delivery once the target is back", |got| got.len() >= 4).await;
+    dev.signal(libc::SIGTERM);
+    let lines = dev.finish().await.json();
+    assert_eq!(numbers(&up), [1, 2, 3, 4]);
+    assert_eq!(numbers(&back), [1, 2, 3, 4], "in order");
+    let forwarded = |target: &str| {
+        lines.iter().filter(|line| line["type"] == "forwarded" && line["target"] == json!(target)).count()
+    };
+    assert_eq!((forwarded(&down_url), forwarded(&up.url())), (4, 4), "{lines:?}");
+
+    // Each target resumes from its own ledger: what came while stopped reaches both, once.
+    fake.emit(REPO, "issues", issue(5, "opened", None)).await;
+    let dev = ACCOUNT.dev(&fake, &down_url, state.path(), &["--to", &up.url()]);
+    up.wait_for(PATIENCE, "issue 5 at the second target", |got| got.len() >= 5).await;
+    back.wait_for(PATIENCE, "issue 5 at the first target", |got| got.len() >= 5).await;
+    dev.signal(libc::SIGTERM);
+    dev.finish().await;
+    assert_eq!(numbers(&up), [1, 2, 3, 4, 5]);
+    assert_eq!(numbers(&back), [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_target_gets_what_its_own_filter_lets_through() {
+    let (fake, _) = ACCOUNT.fake_with_hook("repo, admin:repo_hook").await;
+    let (all, opened, closed) = (Recorder::start().await, Recorder::start().await, Recorder::start().await);
+    let state = tempfile::tempdir().unwrap();
+    let opened_route = format!(r#"{} if .action == "opened""#, opened.url());
+    let closed_route = format!(r#"{} if $action == "closed""#, closed.url());
+    let dev = ACCOUNT.dev(&fake, &all.url(), state.path(), &["--to", &opened_route, "--to", &closed_route, "--json"]);
+    dev.wait_line(r#""type":"ready""#).await;
+    for (n, action) in [(1, "opened"), (2, "closed"), (3, "opened")] {
+        fake.emit(REPO, "issues", issue(n, action, None)).await;
+    }
+    all.wait_for(PATIENCE, "every delivery", |got| got.len() >= 3).await;
+    opened.wait_for(PATIENCE, "the opened ones", |got| got.len() >= 2).await;
+    closed.wait_for(PATIENCE, "the closed one", |got| !got.is_empty()).await;
+    // Each target skips the others' once: one filtered line each.
+    dev.wait_lines(r#""type":"filtered""#, 3).await;
+    dev.signal(libc::SIGTERM);
+    let lines = dev.finish().await.json();
+    assert_eq!((numbers(&all), numbers(&opened), numbers(&closed)), (vec![1, 2, 3], vec![1, 3], vec![2]));
+    let skipped_at = |url: &str| lines.iter().filter(|l| l["type"] == "filtered" && l["target"] == json!(url)).count();
+    assert_eq!((skipped_at(&all.url()), skipped_at(&opened.url()), skipped_at(&closed.url())), (0, 1, 2));
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use github::{Owner, Secret};
-use relay::Target;
 use relay::filter::Filter;
+use relay::{Route, Target};
 use url::Url;
 
 /// What a usage line shows for the sources: one of them must be typed.
@@ -289,9 +289,11 @@ pub struct DevArgs {
     /// With --app, which of the App hook's deliveries to forward.
     #[command(flatten)]
     pub app_filter: AppFilterArgs,
-    /// The handler: a URL or host:port[/path] (http assumed).
-    #[arg(long, value_name = "URL", value_parser = parse_target, help_heading = HANDLER)]
-    pub to: Target,
+    /// The handler: a URL or host:port[/path] (http assumed). Repeat it to send each delivery to several
+    /// handlers, each with its own order and retries; 'URL if FILTER' sends one only what the jq FILTER lets
+    /// through (see docs/rules.md).
+    #[arg(long, value_name = "URL", value_parser = parse_route, required = true, help_heading = HANDLER)]
+    pub to: Vec<Route>,
     /// What `dev` shares with `forward`.
     #[command(flatten)]
     pub forwarding: ForwardingArgs,
@@ -885,6 +887,15 @@ fn parse_secret(text: &str) -> Result<Secret, String> {
 
 fn parse_filter(text: &str) -> Result<Filter, String> {
     Filter::parse(text).map_err(|error| error.to_string())
+}
+
+/// `--to URL`, or `--to 'URL if FILTER'`.
+fn parse_route(text: &str) -> Result<Route, String> {
+    let (target, filter) = match text.split_once(" if ") {
+        Some((target, filter)) => (target.trim(), Some(parse_filter(filter)?)),
+        None => (text, None),
+    };
+    Ok(Route { target: parse_target(target)?, filter, secret: None })
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {

@@ -80,6 +80,7 @@ pub async fn demo(args: DemoArgs, output: &OutputArgs, status: Status) -> anyhow
         events: vec!["*".to_string()],
         actions: Vec::new(),
         filter: None,
+        more: Vec::new(),
         installations: Vec::new(),
         repositories: Vec::new(),
         secret: Some(Secret::new(SECRET)),

@@ -18,7 +18,16 @@ use crate::term::Status;
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let mut forwarding = args.forwarding;
-    let rule = flag_rule(&args.sources, &args.app_filter, args.to, &forwarding.relay, &forwarding.github)?;
+    // Clap requires one --to at least.
+    let mut routes = args.to.into_iter();
+    let first = routes.next().ok_or_else(|| fail(USAGE, "give the handler with --to URL"))?;
+    let mut rule = flag_rule(&args.sources, &args.app_filter, first.target, &forwarding.relay, &forwarding.github)?;
+    // `--to 'URL if FILTER'`: this target's own filter rather than --filter.
+    rule.filter = first.filter.or(rule.filter);
+    rule.more = routes.collect();
+    for route in rule.more.iter_mut().filter(|route| route.filter.is_none()) {
+        route.filter = forwarding.relay.filter.clone();
+    }
     // A developer's handler bug must not hold up the rest of the queue.
     forwarding.relay.handler_error_default = OnHandlerError::Park;
     forwarding.relay.retry_key = true;
@@ -39,6 +48,9 @@ pub async fn run_forwarding(
         }
         if rule.filter.is_none() {
             rule.filter = forwarding.relay.filter.clone();
+        }
+        for route in rule.more.iter_mut().filter(|route| route.filter.is_none()) {
+            route.filter = forwarding.relay.filter.clone();
         }
     }
     forwarding.relay.handler_timeout = Some(forwarding.timeout);
@@ -77,6 +89,7 @@ pub fn flag_rule(
         events: relay.events.clone(),
         actions: Vec::new(),
         filter: relay.filter.clone(),
+        more: Vec::new(),
         installations,
         repositories: app_filter.only_repos.clone(),
         secret: relay.secret.clone(),

@@ -112,6 +112,8 @@ pub enum Event {
         hook: HookRef,
         /// The delivery.
         item: DeliveryItem,
+        /// The target being retried.
+        target: Url,
         /// Why, such as `connection refused` or `503`.
         reason: String,
         /// How long until the next attempt, in whole tenths of a second: the wait is exactly this.
@@ -126,6 +128,8 @@ pub enum Event {
         hook: HookRef,
         /// The delivery.
         item: DeliveryItem,
+        /// The target that kept rejecting it.
+        target: Url,
         /// Which path brought it.
         via: Via,
         /// The handler's rejections.

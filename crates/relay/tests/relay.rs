@@ -60,6 +60,7 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         events: Vec::new(),
         actions: Vec::new(),
         filter: None,
+        more: Vec::new(),
         installations: Vec::new(),
         repositories: Vec::new(),
         secret: Some(Secret::new(SECRET)),

@@ -257,7 +257,7 @@ pub(super) async fn forward_loop(
             this.budget.forwarded(size);
             continue;
         }
-        if let (Ok(request), Some(filter)) = (&request, &source.rule.filter)
+        if let (Ok(request), Some(filter)) = (&request, &source.filter)
             && !passes(&ctx, filter, request, &item).await
         {
             // Handled: a restart neither fetches nor forwards it again.
@@ -283,7 +283,8 @@ pub(super) async fn forward_loop(
                 }
                 this.settle(taken, How::Parked).await?;
                 let hook = source.hook.clone();
-                ctx.events.emit(Event::Parked { hook, item, via, attempts, status, answer }).await;
+                let target = source.forwarder.target().0.clone();
+                ctx.events.emit(Event::Parked { hook, item, target, via, attempts, status, answer }).await;
             }
             Delivered::Invalid(reason) => {
                 // No guid here: the log writes fields as they are, and GitHub's (or a hostile API's) may hold escapes.
@@ -387,7 +388,8 @@ pub(super) async fn deliver(
         };
         let wait = tenths(waits.next_wait());
         debug!(delivery = item.id, attempt, reason = %reason, "target unavailable; retrying");
-        ctx.events.emit(Event::Retrying { hook: source.hook.clone(), item: item.clone(), reason, wait, attempt }).await;
+        let (hook, target) = (source.hook.clone(), source.forwarder.target().0.clone());
+        ctx.events.emit(Event::Retrying { hook, item: item.clone(), target, reason, wait, attempt }).await;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             // The user asked to retry now.
@@ -475,7 +477,10 @@ async fn send_parked_again(
             Delivered::Answered => owner.unpark(item.id, item.guid.clone()).await?.wait().await?,
             Delivered::Parked { attempts, status, answer } => {
                 let hook = source.hook.clone();
-                ctx.events.emit(Event::Parked { hook, item: item.clone(), via, attempts, status, answer }).await;
+                let target = source.forwarder.target().0.clone();
+                ctx.events
+                    .emit(Event::Parked { hook, item: item.clone(), target, via, attempts, status, answer })
+                    .await;
                 still.push((pending, item));
             }
             Delivered::Invalid(_) => {}

@@ -73,13 +73,29 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// One target of a rule, with what it alone is sent: `--to 'URL if FILTER'`, or an entry of a rule's `to` list.
+///
+/// Each target of a rule has its own order, retries, parking and ledger: one that is down holds back no other.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Where deliveries go.
+    pub target: Target,
+    /// The target's own filter; without one, the rule's.
+    pub filter: Option<Filter>,
+    /// The target's own local secret; without one, the rule's.
+    pub secret: Option<Secret>,
+}
+
 /// Sources, their target, and how their hooks are set up.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// Repositories, organizations, or the App.
     pub sources: Vec<Source>,
-    /// Where their deliveries go.
+    /// Where their deliveries go (the first target, when there are several).
     pub target: Target,
+    /// Further targets (fan-out), each with its own order, retries, parking and ledger, and its filter
+    /// (its own, else the rule's: resolved when the rule is made).
+    pub more: Vec<Route>,
     /// The blackhole URL that identifies (or creates) each source's hook.
     pub hook_url: Option<String>,
     /// Events for a created hook, and the only ones forwarded; `*` for all.
@@ -109,7 +125,7 @@ pub struct Rule {
 struct JsonRule {
     #[serde(default)]
     from: Vec<String>,
-    to: String,
+    to: To,
     #[serde(default)]
     hook: Option<JsonHook>,
     #[serde(default)]
@@ -149,6 +165,32 @@ struct JsonHookConfig {
     url: Option<String>,
 }
 
+/// A rule's `to`: one target, or a list (fan-out), each a URL or a table with its own filter and secret.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a target URL, or a list of them (each a URL or {url, filter, secret_env})")]
+enum To {
+    One(String),
+    Many(Vec<ToEntry>),
+}
+
+/// One target of a `to` list.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a target URL, or a table {url, filter, secret_env}")]
+enum ToEntry {
+    Url(String),
+    Table(ToTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToTable {
+    url: String,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    secret_env: Option<String>,
+}
+
 /// A TOML config file: `[[rule]]` tables.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,7 +207,7 @@ struct TomlFile {
 struct TomlRule {
     #[serde(default)]
     from: Vec<String>,
-    to: String,
+    to: To,
     #[serde(default)]
     hook_url: Option<String>,
     #[serde(default)]
@@ -193,7 +235,7 @@ struct TomlRule {
 /// The fields every rule format shares, before validation.
 struct RawRule {
     from: Vec<String>,
-    to: String,
+    to: To,
     hook_url: Option<String>,
     events: Vec<String>,
     actions: Vec<String>,
@@ -228,6 +270,17 @@ impl Rule {
         self.wants(item)
             && (self.installations.is_empty() || installation())
             && (self.repositories.is_empty() || repository())
+    }
+
+    /// Every target of the rule, the first one first, each with its filter and its secret (its own, else the
+    /// rule's).
+    pub fn routes(&self) -> Vec<Route> {
+        let first = Route { target: self.target.clone(), filter: self.filter.clone(), secret: self.secret.clone() };
+        let more = self
+            .more
+            .iter()
+            .map(|route| Route { secret: route.secret.clone().or_else(|| self.secret.clone()), ..route.clone() });
+        std::iter::once(first).chain(more).collect()
     }
 
     /// The rule's events that a hook subscribed to `hook_events` is not sent, so never arrive.
@@ -354,8 +407,43 @@ impl RawRule {
         if sources.is_empty() {
             return Err(Error::Rule("`from` names no repository or organization, and `app` is not true".into()));
         }
-        let target = Target::parse(&self.to)
-            .map_err(|_| Error::Rule(format!("`to` is `{}`, which is not a URL or host:port[/path]", self.to)))?;
+        let entries = match self.to {
+            To::One(url) => vec![ToTable { url, filter: None, secret_env: None }],
+            To::Many(entries) => entries
+                .into_iter()
+                .map(|entry| match entry {
+                    ToEntry::Url(url) => ToTable { url, filter: None, secret_env: None },
+                    ToEntry::Table(table) => table,
+                })
+                .collect(),
+        };
+        let mut routes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let target = Target::parse(&entry.url)
+                .map_err(|_| Error::Rule(format!("`to` is `{}`, which is not a URL or host:port[/path]", entry.url)))?;
+            if routes.iter().any(|route: &Route| route.target == target) {
+                return Err(Error::Rule(format!("`to` names `{}` twice", entry.url)));
+            }
+            let filter = entry
+                .filter
+                .as_deref()
+                .map(Filter::parse)
+                .transpose()
+                .map_err(|error| Error::Rule(format!("the `filter` of `to` `{}`: {error}", entry.url)))?;
+            let secret = match entry.secret_env {
+                Some(name) => match env(&name) {
+                    Some(value) if !value.is_empty() => Some(Secret::new(value)),
+                    _ => return Err(Error::Rule(format!("`secret_env` names `{name}`, which is not set or empty"))),
+                },
+                None => None,
+            };
+            routes.push(Route { target, filter, secret });
+        }
+        if routes.is_empty() {
+            return Err(Error::Rule("`to` lists no target".into()));
+        }
+        let first = routes.remove(0);
+        let target = first.target;
         if let Some(url) = &self.hook_url {
             match Url::parse(url) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
@@ -374,6 +462,11 @@ impl RawRule {
             .map(Filter::parse)
             .transpose()
             .map_err(|error| Error::Rule(format!("`filter`: {error}")))?;
+        // A target without a filter of its own has the rule's; the first target's is kept as the rule's.
+        for route in routes.iter_mut().filter(|route| route.filter.is_none()) {
+            route.filter = filter.clone();
+        }
+        let filter = first.filter.or(filter);
         if !self.app && (!self.installations.is_empty() || !self.repositories.is_empty()) {
             return Err(Error::Rule(
                 "`installations` and `repositories` choose among the App hook's deliveries; they need `app = true`"
@@ -394,12 +487,13 @@ impl RawRule {
             },
             None => Ok(None),
         };
-        let secret = from_env("secret_env", self.secret_env.clone())?;
+        let secret = first.secret.or(from_env("secret_env", self.secret_env.clone())?);
         let stream_token = from_env("stream_token_env", self.stream_token_env)?;
         let hook_secret = from_env("hook_secret_env", self.hook_secret_env)?;
         Ok(Rule {
             sources,
             target,
+            more: routes,
             hook_url: self.hook_url,
             events: self.events,
             actions: self.actions,
