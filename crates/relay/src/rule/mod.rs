@@ -167,7 +167,10 @@ struct JsonHookConfig {
 
 /// A rule's `to`: one target, or a list (fan-out), each a URL or a table with its own filter and secret.
 #[derive(Deserialize)]
-#[serde(untagged, expecting = "a target URL, or a list of them (each a URL or {url, filter, secret_env})")]
+#[serde(
+    untagged,
+    expecting = "`to` must be a target URL, or a list of targets, each a URL or {url, filter, secret_env}"
+)]
 enum To {
     One(String),
     Many(Vec<ToEntry>),
@@ -175,7 +178,7 @@ enum To {
 
 /// One target of a `to` list.
 #[derive(Deserialize)]
-#[serde(untagged, expecting = "a target URL, or a table {url, filter, secret_env}")]
+#[serde(untagged, expecting = "each target of `to` must be a URL or {url, filter, secret_env}")]
 enum ToEntry {
     Url(String),
     Table(ToTable),
