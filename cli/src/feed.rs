@@ -322,12 +322,13 @@ impl Feed {
                 self.show_status();
                 let source = self.source(hook).to_string();
                 let text = format!(
-                    "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}",
+                    "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}{}",
                     now(),
                     style("!!!").yellow(),
                     visible(&item.kind()),
                     short_guid(&item.guid),
                     visible(&source),
+                    self.to(target),
                 );
                 let line = Line::Retry {
                     hook: HookFields::of(hook),
@@ -378,13 +379,14 @@ impl Feed {
                 let key = if self.context.retry_key { " or press r" } else { "" };
                 let text = format!(
                     "{}  {} {} [{}] parked after {attempts} attempts ({}); send it again with `hookfwd replay \
-                     --parked`{key} · from {}",
+                     --parked`{key} · from {}{}",
                     now(),
                     style("!!!").red(),
                     visible(&item.kind()),
                     short_guid(&item.guid),
                     visible(&rejection(*status, answer)),
                     visible(&source),
+                    self.to(target),
                 );
                 let line = Line::Parked {
                     hook: HookFields::of(hook),
@@ -567,6 +569,16 @@ impl Feed {
     fn warning(&self, kind: &str, message: &str) -> std::io::Result<()> {
         let text = format!("{}  {} {}", now(), style("!!!").yellow(), visible(message));
         self.line_or_json(&text, Line::Warning { message, kind }, true)
+    }
+
+    /// ` to TARGET` when the run sends deliveries to several targets (fan-out), so that a retry or a parked
+    /// delivery says which one it is about; nothing with one target, whose line says it already.
+    fn to(&self, target: &url::Url) -> String {
+        let first = self.ready.first().map(|source| source.target.as_str());
+        if self.ready.iter().all(|source| Some(source.target.as_str()) == first) {
+            return String::new();
+        }
+        format!(" to {}", visible(target.as_str()))
     }
 
     /// The source a hook was set up for; named as `--json` names it if the feed never saw it set up (`replay`).

@@ -428,6 +428,17 @@ mod tests {
     }
 
     #[test]
+    fn each_further_target_has_a_ledger_directory_of_its_own_named_for_its_url() {
+        let state = Path::new("/state");
+        let target = |text| Target::parse(text).unwrap();
+        assert_eq!(route_dir(state, 0, &target("localhost:3000")), state, "the first keeps the hook's own");
+        let second = route_dir(state, 1, &target("http://user:pw@ci.internal:8080/github/hook?x=1"));
+        assert_eq!(second, state.join("routes").join("ci.internal-8080_github_hook"));
+        assert_eq!(route_dir(state, 2, &target("https://example.com/")), state.join("routes").join("example.com-443"));
+        assert_ne!(route_dir(state, 1, &target("localhost:4000")), route_dir(state, 1, &target("localhost:4001")));
+    }
+
+    #[test]
     fn each_host_github_cannot_reach_is_named_for_what_it_is() {
         use PrivateHost::*;
         for (url, expected) in [
