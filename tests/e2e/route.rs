@@ -274,3 +274,30 @@ async fn each_target_gets_what_its_own_filter_lets_through() {
     let skipped_at = |url: &str| lines.iter().filter(|l| l["type"] == "filtered" && l["target"] == json!(url)).count();
     assert_eq!((skipped_at(&all.url()), skipped_at(&opened.url()), skipped_at(&closed.url())), (0, 1, 2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_push_mode_each_target_gets_the_pushed_bytes_without_a_get() {
+    let fake = ACCOUNT.fake("repo, admin:repo_hook").await;
+    fake.set_ping_on_create(false);
+    const STREAM_TOKEN: &str = "route-stream-token-never-printed";
+    let blackhole = e2e::Blackhole::start(&["--stream-token", STREAM_TOKEN, "--stream-keepalive", "1s"]);
+    let (first, second) = (Recorder::start().await, Recorder::start().await);
+    let state = tempfile::tempdir().unwrap();
+    let extra = ["--to", &second.url(), "--json"];
+    let streaming = [("HOOKFWD_STREAM_TOKEN", STREAM_TOKEN)];
+    let dev = ACCOUNT.dev_at(&fake, &blackhole.url("/route"), &first.url(), state.path(), &extra, &streaming);
+    dev.wait_line(r#""type":"ready""#).await;
+    dev.wait_lines(r#""state":"up""#, 2).await;
+    for n in 1..=3 {
+        fake.emit(REPO, "issues", issue(n, "opened", None)).await;
+    }
+    dev.wait_lines(r#""type":"forwarded""#, 6).await;
+    dev.signal(libc::SIGTERM);
+    let finished = dev.finish().await;
+    assert_eq!((numbers(&first), numbers(&second)), (vec![1, 2, 3], vec![1, 2, 3]));
+    let lines = finished.json();
+    let forwarded: Vec<&Value> = lines.iter().filter(|line| line["type"] == "forwarded").collect();
+    assert!(forwarded.iter().all(|line| line["via"] == "stream"), "{forwarded:?}");
+    assert_eq!(fake.stats().get_delivery, 0, "a pushed delivery costs no GET, whatever the targets");
+    finished.assert_never_printed(&[TOKEN, SECRET, STREAM_TOKEN]);
+}
