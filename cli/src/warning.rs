@@ -22,6 +22,7 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::SinceBeforeSharedLedger { .. } => "since_before_shared_ledger",
         Warning::FutureDelivery { .. } => "future_delivery",
         Warning::Skipped { .. } => "skipped",
+        Warning::FilterFailed { .. } => "filter_failed",
         Warning::SlowHandler { .. } => "slow_handler",
         Warning::HandlerUnauthorized { .. } => "handler_unauthorized",
         Warning::StreamMissed { .. } => "stream_missed",
@@ -115,6 +116,11 @@ pub fn sentence(warning: &Warning) -> String {
             };
             format!("{which} ({}) of {source} was skipped: {reason}", item.kind())
         }
+        Warning::FilterFailed { filter, item, error } => format!(
+            "the filter `{filter}` failed on {} [{}]: {error}; a delivery it fails on is not forwarded (said once)",
+            item.kind(),
+            item.guid
+        ),
         Warning::SlowHandler { item, latency, limit } => format!(
             "the handler took {:.1} s to answer {} [{}]; GitHub gives up after {} s, so in production this delivery \
              would fail",

@@ -49,6 +49,8 @@ mod park;
 mod push;
 /// Replicas sharing one ledger in Redis: once each, fetched once, a replica killed -9, Redis down, bad URLs.
 mod replicas;
+/// Routing (issue 23): `--filter` and rule filters on `dev`, `wait`, `replay` and `forward`.
+mod route;
 /// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.
 mod send;
 /// Running as a service: /healthz, /readyz, /metrics, --max-stall, a taken admin address, redeliver --failed.

@@ -87,6 +87,7 @@ fn dev_short_help_shows_the_everyday_flags_only() {
         "--secret",
         "--action",
         "--events",
+        "--filter",
         "--inspect",
         "--json",
         "--quiet",

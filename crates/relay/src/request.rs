@@ -1,10 +1,12 @@
 //! The request to the target: rebuilds GitHub's request, signs it with the local secret, POSTs it, and reads the answer.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use github::{Delivery, Secret, signature};
 
 use crate::Target;
+use crate::filter::{Filter, FilterError};
 
 /// The content type of JSON hooks.
 const JSON: &str = "application/json";
@@ -123,6 +125,36 @@ impl Outgoing {
     /// A header's value, matched without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    /// The payload: the body, or the `payload` field of a form-encoded one.
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        let form = self.header("Content-Type").is_some_and(|kind| kind.to_ascii_lowercase().starts_with(FORM));
+        if !form {
+            return std::borrow::Cow::Borrowed(&self.body);
+        }
+        let payload = form_urlencoded::parse(&self.body).find(|(name, _)| name == "payload");
+        std::borrow::Cow::Owned(payload.map(|(_, value)| value.into_owned().into_bytes()).unwrap_or_default())
+    }
+
+    /// Whether `filter` lets this request through: run on its payload, with its headers (names in
+    /// lower case, a repeated one's values joined with `, `) as `$headers`.
+    ///
+    /// A payload that is not JSON fails the filter, as a filter's own error does.
+    pub fn passes(&self, filter: &Filter, event: &str, action: Option<&str>) -> Result<bool, FilterError> {
+        let payload: serde_json::Value = serde_json::from_slice(&self.payload())
+            .map_err(|_| FilterError::Failed { message: "the payload is not JSON".into() })?;
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in &self.headers {
+            headers
+                .entry(name.to_ascii_lowercase())
+                .and_modify(|values| {
+                    values.push_str(", ");
+                    values.push_str(value);
+                })
+                .or_insert_with(|| value.clone());
+        }
+        filter.matches(&payload, &headers, event, action)
     }
 }
 

@@ -129,6 +129,16 @@ pub enum Warning {
         /// Why it can never be forwarded.
         reason: SkipReason,
     },
+    /// A rule's filter failed on a delivery (an error, or a value other than true or false): the
+    /// delivery is not forwarded, as if the filter said no. Said once per filter and run.
+    FilterFailed {
+        /// The filter's expression.
+        filter: String,
+        /// The first delivery it failed on.
+        item: DeliveryItem,
+        /// How it failed.
+        error: crate::filter::FilterError,
+    },
     /// The handler took longer to answer than GitHub waits for a hook: in production the delivery
     /// would fail. Said once per run.
     SlowHandler {

@@ -59,6 +59,8 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         hook_url: Some(hook_url.to_string()),
         events: Vec::new(),
         actions: Vec::new(),
+        filter: None,
+        more: Vec::new(),
         installations: Vec::new(),
         repositories: Vec::new(),
         secret: Some(Secret::new(SECRET)),

@@ -54,6 +54,8 @@ pub struct Client {
     inner: Arc<Inner>,
     /// This handle's retry and wait policy.
     policy: RetryPolicy,
+    /// Prefixes this handle's keys in the ETag cache (see [`Client::with_etag_scope`]); empty by default.
+    etag_scope: Arc<str>,
 }
 
 /// What clones share.
@@ -137,7 +139,7 @@ impl Client {
             observer: std::sync::OnceLock::new(),
             pacer: pace::Pacer::new(Pace::default()),
         };
-        Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default() })
+        Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default(), etag_scope: Arc::from("") })
     }
 
     /// The id of the GitHub App this client authenticates as; `None` with a token.
@@ -151,6 +153,14 @@ impl Client {
     /// This client with another retry and wait policy. The ETag cache and rate budget stay shared.
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// This client with ETags of its own for delivery lists: for a second reader of the same list, which
+    /// the first one's ETag would otherwise answer 304 about changes only the first one has seen. The rate
+    /// budget stays shared.
+    pub fn with_etag_scope(mut self, scope: &str) -> Self {
+        self.etag_scope = Arc::from(scope);
         self
     }
 
@@ -284,7 +294,7 @@ impl Client {
         let what = format!("the deliveries of {hook}");
         let per_page = per_page.clamp(1, 100);
         let url = self.url(&format!("{}/deliveries?per_page={per_page}", hook.path()))?;
-        let key = url.to_string();
+        let key = format!("{}{url}", self.etag_scope);
         let mut call = Call::new(Method::GET, url.clone(), &what);
         call.etag = lock(&self.inner.etags).get(&key).cloned();
         let reply = self.execute(&call).await?;
@@ -355,7 +365,7 @@ impl Client {
     /// Forgets the ETags of `hook`'s delivery lists, so that the next list answers a full page
     /// even if nothing changed: for a caller that could not handle the last page it got.
     pub fn forget_etags(&self, hook: &HookRef) {
-        let prefix = format!("{}{}/deliveries?", self.inner.base, hook.path());
+        let prefix = format!("{}{}{}/deliveries?", self.etag_scope, self.inner.base, hook.path());
         lock(&self.inner.etags).retain(|url, _| !url.starts_with(&prefix));
     }
 
