@@ -92,8 +92,7 @@ async fn main() {
     let mut took: Vec<f64> = Vec::new();
     for _ in 0..9 {
         let asked = Instant::now();
-        let found: Value =
-            e2e::get(format!("{url}/api/search?q=no-such-text")).await.unwrap().json().await.unwrap();
+        let found: Value = e2e::get(format!("{url}/api/search?q=no-such-text")).await.unwrap().json().await.unwrap();
         took.push(asked.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(found["seqs"].as_array().map(Vec::len), Some(0), "{found}");
     }

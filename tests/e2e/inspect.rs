@@ -81,8 +81,7 @@ async fn the_inspector_lists_a_delivery_with_its_request_and_the_handlers_answer
     assert_eq!(row["kind"], "issues.opened");
     assert_eq!(row["via"], "api");
     assert_eq!(row["status"], 500);
-    let detail: Value =
-        e2e::get(format!("{url}/api/deliveries/{}", row["seq"])).await.unwrap().json().await.unwrap();
+    let detail: Value = e2e::get(format!("{url}/api/deliveries/{}", row["seq"])).await.unwrap().json().await.unwrap();
     assert!(detail["payload"].as_str().unwrap().contains("\"number\":7"), "{detail}");
     assert_eq!(detail["headers"]["X-GitHub-Event"], "issues", "headers are an object, as on --json lines: {detail}");
     assert_eq!((&detail["source"], &detail["hook_id"]), (&json!(REPO), &row["hook_id"]), "{detail}");
