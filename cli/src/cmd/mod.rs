@@ -9,9 +9,10 @@ mod doctor;
 mod forward;
 mod guid;
 mod hooks;
+mod mcp;
 mod redeliver;
 mod replay;
-mod send;
+pub(crate) mod send;
 pub(crate) mod trigger;
 mod wait;
 
@@ -48,6 +49,7 @@ async fn command(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
         Command::Trigger(args) => trigger::trigger(args, &output).await,
         Command::Redeliver(args) => redeliver::redeliver(args, &output).await,
         Command::Wait(args) => wait::wait(args, &output, status).await,
+        Command::Mcp(args) => mcp::mcp(args).await,
         Command::Hooks(args) => hooks::hooks(args, &output).await,
         Command::Doctor(args) => doctor::doctor(args, &output).await,
         Command::Completions(args) => completions::completions(args),
