@@ -86,6 +86,8 @@ pub async fn keep(mut events: mpsc::Receiver<Event>, deliveries: Arc<Deliveries>
             Event::SourceFailed { source, error } => tracing::error!("{source}: {error}"),
             Event::Warning(warning) => tracing::warn!("{}", crate::warning::sentence(warning)),
             Event::Ready { sources, .. } => tracing::info!(sources, "ready"),
+            Event::StreamUp { hook, .. } => tracing::info!(%hook, "stream up"),
+            Event::StreamDown { hook, reason } => tracing::info!(%hook, reason, "stream down; polling"),
             _ => {}
         }
         deliveries.observe(&event);
