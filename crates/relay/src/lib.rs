@@ -8,6 +8,7 @@
 mod engine;
 mod error;
 mod event;
+pub mod filter;
 pub mod ledger;
 pub mod request;
 pub mod rule;
