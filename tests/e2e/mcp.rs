@@ -71,21 +71,26 @@ async fn an_agent_waits_reads_replays_redelivers_and_sends_over_stdio() {
     };
     let required = |schema: &Value| schema["required"].as_array().cloned().unwrap_or_default();
     let wait = schema("wait_for_delivery");
-    assert_eq!(keys(&wait), ["action", "cursor", "event", "timeout_s"], "{wait}");
+    assert_eq!(keys(&wait), ["action", "cursor", "event", "filter", "timeout_s"], "{wait}");
     assert!(required(&wait).is_empty(), "{wait}");
-    assert_eq!(keys(&schema("recent_deliveries")), ["limit"]);
+    assert_eq!(keys(&schema("recent_deliveries")), ["filter", "limit"]);
     let get = schema("get_delivery");
     assert_eq!((keys(&get), required(&get)), (vec!["id".into(), "length".into(), "offset".into()], vec![json!("id")]));
     let replay = schema("replay");
     assert_eq!((keys(&replay), required(&replay)), (vec!["id".into(), "payload".into()], vec![json!("id")]));
     assert_eq!(required(&schema("redeliver")), [json!("id")]);
     let send = schema("send_event");
-    assert_eq!((keys(&send), required(&send)), (vec!["event_action".into(), "set".into()], vec![json!("event_action")]));
+    assert_eq!(
+        (keys(&send), required(&send)),
+        (vec!["event_action".into(), "set".into()], vec![json!("event_action")])
+    );
 
     // Bad arguments are tool errors, each one sentence, and the server goes on.
     error_text(&mcp.call("recent_deliveries", json!({"limit": "many"})).await);
     assert!(error_text(&mcp.call("get_delivery", json!({"id": "5c1e"})).await).contains("too short"));
     assert!(error_text(&mcp.call("replay", json!({"id": "5c1e0a80-none"})).await).contains("no delivery"));
+    let bad_filter = error_text(&mcp.call("wait_for_delivery", json!({"filter": ".action ==", "timeout_s": 1})).await);
+    assert!(bad_filter.contains("does not compile") && bad_filter.contains("column"), "{bad_filter}");
     let unknown = error_text(&mcp.call("send_event", json!({"event_action": "pull_request.nonsense"})).await);
     assert!(unknown.contains("nonsense"), "{unknown}");
 
@@ -98,7 +103,10 @@ async fn an_agent_waits_reads_replays_redelivers_and_sends_over_stdio() {
     let first = parse_ok("wait_for_delivery", &mcp.result(waiting).await);
     let delivery = &first["delivery"];
     let guid = delivery["guid"].as_str().expect("a guid").to_string();
-    assert_eq!((&delivery["event"], &delivery["action"], &delivery["via"]), (&json!("issues"), &json!("opened"), &json!("stream")));
+    assert_eq!(
+        (&delivery["event"], &delivery["action"], &delivery["via"]),
+        (&json!("issues"), &json!("opened"), &json!("stream"))
+    );
     let header = |name: &str| {
         let headers = delivery["headers"].as_object().expect("headers");
         headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.clone())
@@ -120,7 +128,8 @@ async fn an_agent_waits_reads_replays_redelivers_and_sends_over_stdio() {
     edited["action"] = json!("edited");
     edited["issue"]["body"] = json!(body);
     fake.emit(REPO, "issues", edited).await;
-    let second = mcp.ok("wait_for_delivery", json!({"action": "edited", "cursor": first["cursor"]})).await;
+    let long = r#"$headers["x-github-event"] == "issues" and (.issue.body | length) > 1000"#;
+    let second = mcp.ok("wait_for_delivery", json!({"filter": long, "cursor": first["cursor"]})).await;
     let big = &second["delivery"];
     let big_guid = big["guid"].as_str().unwrap().to_string();
     assert_eq!(big["payload_truncated"], true, "{}", big["note"]);
@@ -144,6 +153,14 @@ async fn an_agent_waits_reads_replays_redelivers_and_sends_over_stdio() {
     assert_eq!(guids, [big_guid.as_str(), guid.as_str()]);
     assert!(rows.iter().all(|row| row.get("payload").is_none() && row.get("headers").is_none()), "{recent}");
 
+    let opened = mcp.ok("recent_deliveries", json!({"filter": r#"$action == "opened""#})).await;
+    assert_eq!(opened["deliveries"].as_array().unwrap().len(), 1, "{opened}");
+    assert_eq!(opened["deliveries"][0]["guid"], guid.as_str());
+    // A filter that fails on a payload counts as no, and says so once.
+    let failing = mcp.ok("recent_deliveries", json!({"filter": r#".issue.number + "x""#})).await;
+    assert_eq!(failing["deliveries"], json!([]), "{failing}");
+    assert!(failing["filter_failed"].as_str().unwrap().contains("on 2 deliveries"), "{failing}");
+
     // replay reaches the handler again; redeliver makes GitHub deliver it again, and the agent sees it.
     let replayed = mcp.ok("replay", json!({"id": guid})).await;
     assert_eq!((&replayed["status"], &replayed["ok"]), (&json!(200), &json!(true)), "{replayed}");
@@ -163,7 +180,10 @@ async fn an_agent_waits_reads_replays_redelivers_and_sends_over_stdio() {
     let sent = mcp
         .ok("send_event", json!({"event_action": "pull_request.opened", "set": ["pull_request.head.ref=feature/x"]}))
         .await;
-    assert_eq!((&sent["status"], &sent["event"], &sent["action"]), (&json!(200), &json!("pull_request"), &json!("opened")));
+    assert_eq!(
+        (&sent["status"], &sent["event"], &sent["action"]),
+        (&json!(200), &json!("pull_request"), &json!("opened"))
+    );
     let sent_guid = sent["guid"].as_str().unwrap().to_string();
     let received = handler
         .wait_for(Duration::from_secs(30), "the synthetic delivery", |seen| {
@@ -190,7 +210,10 @@ async fn without_a_handler_deliveries_are_only_kept_for_the_agent() {
     eventually("the hook", async || fake.emit(REPO, "issues", ACCOUNT.issue_opened(7)).await.first().copied()).await;
     let kept = parse_ok("wait_for_delivery", &mcp.result(waiting).await);
     let delivery = &kept["delivery"];
-    assert_eq!((&delivery["via"], &delivery["target"], &delivery["status"]), (&json!("api"), &Value::Null, &Value::Null));
+    assert_eq!(
+        (&delivery["via"], &delivery["target"], &delivery["status"]),
+        (&json!("api"), &Value::Null, &Value::Null)
+    );
     let guid = delivery["guid"].as_str().unwrap();
     let refused = error_text(&mcp.call("replay", json!({"id": guid})).await);
     assert!(refused.contains("--to"), "{refused}");

@@ -72,8 +72,7 @@ impl McpClient {
             }
         });
         let stdin = child.stdin.take();
-        let mut client =
-            Self { child, stdin, lines, stdout, stderr, early: HashMap::new(), next: 1 };
+        let mut client = Self { child, stdin, lines, stdout, stderr, early: HashMap::new(), next: 1 };
         let hello = json!({"protocolVersion": "2025-06-18", "capabilities": {},
             "clientInfo": {"name": "hookfwd-e2e", "version": "1"}});
         let answer = client.request("initialize", hello).await;

@@ -310,8 +310,9 @@ pub struct DevArgs {
     pub forwarding: ForwardingArgs,
 }
 
-/// `hookfwd mcp`.
+/// `hookfwd mcp`. Push mode is what makes a wait end at once, so its `-h` shows the stream token.
 #[derive(Debug, Args)]
+#[command(mut_arg("stream_token", |arg| arg.hide_short_help(false)))]
 pub struct McpArgs {
     /// Sources.
     #[command(flatten)]

@@ -31,7 +31,8 @@ use crate::term::Status;
 
 /// Runs the parsed command line; with `--json`, a failure is also an `error` line, the last on stdout.
 pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
-    let json = cli.output.json;
+    // `mcp`'s stdout is the protocol's: its failure is said on stderr only.
+    let json = cli.output.json && !matches!(cli.command, Command::Mcp(_));
     let outcome = command(cli, status).await;
     if json && let Err(error) = &outcome {
         crate::exit::json_line(error);

@@ -3,10 +3,12 @@
 //! names; a payload is bounded per result and read whole by ranges; nothing secret is in any result; a tool
 //! that fails says why in one sentence (`isError`), and the server goes on.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use github::Secret;
+use relay::filter::Filter;
 use relay::{Event, Forwarder, Outgoing, Target};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -45,12 +47,7 @@ pub struct Deliveries {
 impl Deliveries {
     /// At most `keep` deliveries; `keep_only` when there is no handler.
     pub fn new(keep: usize, keep_only: bool) -> Self {
-        Self {
-            store: Mutex::new(Store::new(keep)),
-            changed: watch::channel(0).0,
-            stopped: Mutex::new(None),
-            keep_only,
-        }
+        Self { store: Mutex::new(Store::new(keep)), changed: watch::channel(0).0, stopped: Mutex::new(None), keep_only }
     }
 
     /// The store; a panic elsewhere while it was held does not stop the server.
@@ -123,6 +120,9 @@ pub enum DeliveryId {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitArgs {
+    /// Only deliveries this jq expression yields true for, run on the payload with `$headers` (lower-case
+    /// names), `$event` and `$action`, such as `.pull_request.head.ref == "feature/x"`.
+    pub filter: Option<String>,
     /// Only this event, such as `pull_request`.
     pub event: Option<String>,
     /// Only this action, such as `opened`.
@@ -138,6 +138,8 @@ pub struct WaitArgs {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecentArgs {
+    /// Only deliveries this jq expression yields true for (as wait_for_delivery's `filter`).
+    pub filter: Option<String>,
     /// At most this many, the newest first (default 20, at most 100).
     pub limit: Option<usize>,
 }
@@ -198,10 +200,15 @@ impl Server {
         Self { deliveries, client, handler, secret, tool_router: Self::tool_router() }
     }
 
-    #[tool(description = "Wait for the next GitHub webhook delivery (optionally of one event and action) and \
-        return it with its headers and payload. Without `cursor`, the first that arrives after the call; with \
-        the `cursor` of an earlier result, the first after that one, so that none is missed.")]
+    #[tool(description = "Wait for the next GitHub webhook delivery (optionally of one event and action, or \
+        one a jq `filter` yields true for) and return it with its headers and payload. Without `cursor`, the \
+        first that arrives after the call; with the `cursor` of an earlier result, the first after that one, so \
+        that none is missed.")]
     async fn wait_for_delivery(&self, Parameters(args): Parameters<WaitArgs>) -> ToolResult {
+        let filter = match compile(args.filter.as_deref()) {
+            Ok(filter) => filter,
+            Err(sentence) => return failed(sentence),
+        };
         let mut changed = self.deliveries.changed.subscribe();
         let cursor = args.cursor.unwrap_or_else(|| self.deliveries.lock().last_seq());
         let wait = Duration::from_secs(args.timeout_s.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT));
@@ -211,11 +218,23 @@ impl Server {
                 && args.event.as_ref().is_none_or(|event| &entry.item.event == event)
                 && args.action.as_ref().is_none_or(|action| entry.item.action.as_ref() == Some(action))
         };
+        // Rows up to here were looked at: a delivery's request never changes, so neither does the answer.
+        let mut checked = cursor;
+        let mut failures = Failures::default();
         loop {
             changed.borrow_and_update();
-            let found = self.deliveries.lock().entries().find(|entry| entry.seq > cursor && wanted(entry)).cloned();
-            if let Some(entry) = found {
-                return ok(&json!({"delivery": detail(&entry, 0, MAX_PAYLOAD), "cursor": entry.seq}));
+            let fresh: Vec<Entry> = {
+                let store = self.deliveries.lock();
+                store.entries().filter(|entry| entry.seq > checked && wanted(entry)).cloned().collect()
+            };
+            // Filtered off the lock: a payload may be megabytes.
+            for entry in fresh {
+                checked = entry.seq;
+                if passes(filter.as_ref(), &entry, &mut failures) {
+                    let mut result = json!({"delivery": detail(&entry, 0, MAX_PAYLOAD), "cursor": entry.seq});
+                    failures.note(&mut result);
+                    return ok(&result);
+                }
             }
             if let Some(why) = self.deliveries.why_stopped() {
                 return failed(format!("no delivery will come: the relay stopped ({why})"));
@@ -223,7 +242,9 @@ impl Server {
             tokio::select! {
                 _ = changed.changed() => {}
                 () = tokio::time::sleep_until(deadline) => {
-                    return ok(&json!({"delivery": null, "cursor": cursor, "timed_out": true}));
+                    let mut result = json!({"delivery": null, "cursor": checked.max(cursor), "timed_out": true});
+                    failures.note(&mut result);
+                    return ok(&result);
                 }
             }
         }
@@ -233,9 +254,29 @@ impl Server {
         get_delivery reads one whole.")]
     async fn recent_deliveries(&self, Parameters(args): Parameters<RecentArgs>) -> ToolResult {
         let limit = args.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-        let store = self.deliveries.lock();
-        let deliveries: Vec<Value> = store.entries().rev().take(limit).map(summary).collect();
-        ok(&json!({"deliveries": deliveries, "cursor": store.last_seq()}))
+        let filter = match compile(args.filter.as_deref()) {
+            Ok(filter) => filter,
+            Err(sentence) => return failed(sentence),
+        };
+        let (held, cursor) = {
+            let store = self.deliveries.lock();
+            let held: Vec<Entry> = match filter {
+                // Filtered off the lock: payloads may be megabytes.
+                Some(_) => store.entries().rev().cloned().collect(),
+                None => store.entries().rev().take(limit).cloned().collect(),
+            };
+            (held, store.last_seq())
+        };
+        let mut failures = Failures::default();
+        let deliveries: Vec<Value> = held
+            .iter()
+            .filter(|entry| passes(filter.as_ref(), entry, &mut failures))
+            .take(limit)
+            .map(summary)
+            .collect();
+        let mut result = json!({"deliveries": deliveries, "cursor": cursor});
+        failures.note(&mut result);
+        ok(&result)
     }
 
     #[tool(description = "One delivery with its headers and payload; a payload larger than 64 KiB comes in \
@@ -364,6 +405,52 @@ impl Server {
         }
         Ok(entry.clone())
     }
+}
+
+/// `filter`, compiled; or jaq's message and column, as one sentence.
+fn compile(filter: Option<&str>) -> Result<Option<Filter>, String> {
+    filter.map(Filter::parse).transpose().map_err(|error| format!("{error}"))
+}
+
+/// How many deliveries a filter failed on (counted as no), and the first message.
+#[derive(Default)]
+struct Failures {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Failures {
+    /// Adds `filter_failed` to a result when the filter failed on some delivery, so the agent can fix it.
+    fn note(&self, result: &mut Value) {
+        if let Some(first) = &self.first {
+            result["filter_failed"] = json!(format!("{first} (on {} deliveries, counted as no match)", self.count));
+        }
+    }
+}
+
+/// Whether `entry` passes `filter` (none: every one does). A delivery the filter fails on does not pass.
+fn passes(filter: Option<&Filter>, entry: &Entry, failures: &mut Failures) -> bool {
+    let Some(filter) = filter else { return true };
+    let Some(request) = &entry.request else { return false };
+    let Some(payload) = payload_value(&request.body) else { return false };
+    let headers: BTreeMap<String, String> =
+        request.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), value.clone())).collect();
+    match filter.matches(&payload, &headers, &entry.item.event, entry.item.action.as_deref()) {
+        Ok(matches) => matches,
+        Err(error) => {
+            failures.count += 1;
+            failures.first.get_or_insert_with(|| error.to_string());
+            false
+        }
+    }
+}
+
+/// The payload as JSON: the body of a JSON hook, or the `payload` field of a form hook's.
+fn payload_value(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice(body).ok().or_else(|| {
+        let (_, payload) = form_urlencoded::parse(body).find(|(name, _)| name == "payload")?;
+        serde_json::from_str(&payload).ok()
+    })
 }
 
 /// Whether the relay brought this row from GitHub (a new delivery, or a redelivery), rather than a replay or a
