@@ -56,11 +56,5 @@ async fn main() {
     let (p50, p99, max) = (percentile(&times, 50.0), percentile(&times, 99.0), times[times.len() - 1]);
     println!("| deliveries | p50 | p99 | max | within {} ms |", TARGET.as_millis());
     println!("|---|---|---|---|---|");
-    println!(
-        "| {events} | {} | {} | {} | {} |",
-        ms(p50),
-        ms(p99),
-        ms(max),
-        verdict(max <= TARGET)
-    );
+    println!("| {events} | {} | {} | {} | {} |", ms(p50), ms(p99), ms(max), verdict(max <= TARGET));
 }

@@ -99,6 +99,8 @@ async fn an_agent_waits_reads_replays_redelivers_and_sends_over_stdio() {
 
     // A delivery POSTed through the blackhole ends a wait under way.
     let waiting = mcp.call_later("wait_for_delivery", json!({"event": "issues", "cursor": cursor})).await;
+    // Other calls are answered while a wait is under way.
+    assert_eq!(mcp.ok("recent_deliveries", json!({})).await["deliveries"], json!([]));
     fake.emit(REPO, "issues", ACCOUNT.issue_opened(1)).await;
     let first = parse_ok("wait_for_delivery", &mcp.result(waiting).await);
     let delivery = &first["delivery"];

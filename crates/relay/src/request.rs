@@ -391,6 +391,16 @@ impl SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_keeping_target_answers_without_sending_and_no_flag_names_it() {
+        let target = Target::keep();
+        assert!(target.is_keep());
+        let sent = Forwarder::new(target, Duration::from_secs(1)).send(&Outgoing::synthetic("ping", b"{}", None)).await;
+        assert_eq!(sent.map(|response| response.status), Ok(200));
+        assert!(Target::parse("hookfwd:keep").is_err(), "--to cannot give it");
+        assert!(!Target::parse("localhost:3000").unwrap().is_keep());
+    }
     use github::signature::verify_sha256;
 
     fn delivery(headers: &str, payload: &str) -> Delivery {
