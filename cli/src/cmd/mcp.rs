@@ -41,15 +41,20 @@ pub async fn mcp(args: McpArgs) -> anyhow::Result<ExitCode> {
     let keeping = tokio::spawn(crate::mcp::keep(received, deliveries.clone()));
 
     let server = Server::new(deliveries, client, to, secret);
-    let running = server.serve(rmcp::transport::stdio_pipes()).await.context("the MCP client did not initialize")?;
-    tokio::select! {
-        _ = running.waiting() => {}
-        () = cancel.cancelled() => {}
-    }
+    let served = match server.serve(rmcp::transport::stdio_pipes()).await {
+        Ok(running) => {
+            tokio::select! {
+                _ = running.waiting() => {}
+                () = cancel.cancelled() => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => Err(anyhow::Error::new(error).context("the MCP client did not initialize")),
+    };
     // The client is gone or a signal came: stop so that the ledger is flushed.
     cancel.cancel();
     let (engine, _) = tokio::join!(engine, keeping);
     // The relay's own failure was logged when it happened, and the tools said it since.
     let _ = engine.context("the relay stopped unexpectedly")?;
-    Ok(ExitCode::SUCCESS)
+    served
 }
