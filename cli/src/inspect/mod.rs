@@ -1,5 +1,6 @@
 //! The local inspector of `dev` and `forward`: a page at http://127.0.0.1:4040 that lists deliveries live,
 //! shows each one's request and every answer, and replays, redelivers, copies and saves them.
+//! `hookfwd mcp` keeps its deliveries in the same [`store`] and replays and redelivers through [`server`].
 
 pub mod server;
 pub mod store;
