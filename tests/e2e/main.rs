@@ -40,6 +40,8 @@ mod hygiene;
 mod inspect;
 /// One schema for every `--json` line (issue 21): the same names on every command's lines, errors as lines.
 mod json;
+/// `hookfwd mcp`: an MCP client drives every tool over stdio, against the fake GitHub and a streaming blackhole.
+mod mcp;
 /// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout, the feed's shape (guids, where
 /// lines go, `-q`, the JSON lines), an unreachable API at start, and `--cleanup`'s line.
 mod newcomer;

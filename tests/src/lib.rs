@@ -1,16 +1,18 @@
 //! Support for the end-to-end tests: the kit every suite shares (`testkit`), and what only these tests need,
-//! a blackhole child process, a counting handler, a WebDriver client for the inspector's page, and the
+//! a blackhole child process, a counting handler, an MCP client, a WebDriver client for the inspector's page, and the
 //! schema every `--json` line is held to.
 
 pub mod bench;
 mod blackhole;
 mod counter;
 pub mod lines;
+pub mod mcp;
 mod run;
 mod webdriver;
 
 pub use blackhole::Blackhole;
 pub use counter::{Counter, Seen};
+pub use mcp::McpClient;
 pub use run::{Account, Running};
 pub use testkit::{
     Finished, Guard, OctokitReceiver, Received, Recorder, RedisServer, blackhole, eventually, fake_github, free_addr,

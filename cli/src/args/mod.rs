@@ -179,6 +179,20 @@ pub enum Command {
         )
     )]
     Wait(WaitArgs),
+    /// Serve a Model Context Protocol server on stdio: an agent waits for, reads, replays and sends
+    /// deliveries (see docs/agents.md).
+    #[command(
+        override_usage = concat!("hookfwd mcp [OPTIONS] ", source!(), " [--to <URL>]"),
+        after_long_help = examples!(
+            "Keep a repository's deliveries for the agent (register it with `claude mcp add`: docs/agents.md)",
+            "hookfwd mcp --repo octo-org/hello-world --hook-url https://blackhole.example.com/alice",
+            "Also forward each delivery to a local handler, which replay and send_event reach",
+            "hookfwd mcp --repo octo-org/hello-world --to localhost:3000/webhook",
+            "Only pull request and issue events (the hook URL from HOOKFWD_HOOK_URL)",
+            "hookfwd mcp --repo octo-org/hello-world --events pull_request,issues",
+        )
+    )]
+    Mcp(McpArgs),
     /// List or remove a repository's or organization's hooks.
     #[command(after_long_help = examples!(
         "Each hook of a repository, with the ones hookfwd created marked",
@@ -297,6 +311,32 @@ pub struct DevArgs {
     /// What `dev` shares with `forward`.
     #[command(flatten)]
     pub forwarding: ForwardingArgs,
+}
+
+/// `hookfwd mcp`. Push mode is what makes a wait end at once, so its `-h` shows the stream token.
+#[derive(Debug, Args)]
+#[command(mut_arg("stream_token", |arg| arg.hide_short_help(false)))]
+pub struct McpArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// With --app, which of the App hook's deliveries to keep.
+    #[command(flatten)]
+    pub app_filter: AppFilterArgs,
+    /// Also forward each delivery to this handler (which the replay and send_event tools reach): a URL
+    /// or host:port[/path]. Without it, deliveries are only kept for the agent.
+    #[arg(long, value_name = "URL", value_parser = parse_target, help_heading = HANDLER)]
+    pub to: Option<Target>,
+    /// How many deliveries are kept for the agent (the oldest go first; also bounded to 16 MiB).
+    #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+        help_heading = STATE, hide_short_help = true)]
+    pub keep: u64,
+    /// Forwarding options.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
 }
 
 /// With `--app`: which of the App hook's deliveries `dev` and `wait` forward. Its own flag, so that

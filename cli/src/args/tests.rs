@@ -197,3 +197,14 @@ fn with_app_repo_stays_a_hook_source_and_only_repo_filters() {
     let error = dev(&["--repo", "o/r", "--only-repo", "o/s"]).unwrap_err();
     assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--only-repo needs --app: {error}");
 }
+
+#[test]
+fn mcp_needs_no_handler_and_shows_the_stream_token() {
+    let Command::Mcp(args) = Cli::try_parse_from(["hookfwd", "mcp", "--repo", "o/r"]).unwrap().command else {
+        unreachable!()
+    };
+    assert_eq!((args.to, args.keep), (None, 500));
+    let help = command("hookfwd mcp").render_help().to_string();
+    assert!(help.contains("--stream-token") && help.contains("--to <URL>"), "{help}");
+    assert!(Cli::try_parse_from(["hookfwd", "mcp", "--repo", "o/r", "--keep", "0"]).is_err());
+}

@@ -99,6 +99,24 @@ pub fn flag_rule(
     })
 }
 
+/// The relay's settings from the flags every command that runs it shares.
+pub fn settings(relay: &RelayArgs) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        interval: relay.interval,
+        safety_interval: relay.safety_interval,
+        since: relay.since,
+        state_dir: super::state_dir(relay.state_dir.clone())?,
+        cleanup: relay.cleanup,
+        target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
+        on_handler_error: relay.on_handler_error.unwrap_or(relay.handler_error_default).into(),
+        max_attempts: relay.max_attempts,
+        dedupe: !relay.no_dedupe,
+        ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
+        allow_private_hook_url: relay.allow_private_hook_url,
+        ..Settings::default()
+    })
+}
+
 /// When a relay run ends besides Ctrl-C: `dev` and `forward` never, `wait` at a matching delivery or its timeout.
 pub trait Until {
     /// Looks at each event after it is shown; `Some` stops the relay and ends the run with that result.
@@ -188,20 +206,7 @@ pub async fn relay_rules(
     if let Some(inspector) = &inspector {
         until.inspecting(inspector.url());
     }
-    let settings = Settings {
-        interval: relay.interval,
-        safety_interval: relay.safety_interval,
-        since: relay.since,
-        state_dir: super::state_dir(relay.state_dir)?,
-        cleanup: relay.cleanup,
-        target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
-        on_handler_error: relay.on_handler_error.unwrap_or(relay.handler_error_default).into(),
-        max_attempts: relay.max_attempts,
-        dedupe: !relay.no_dedupe,
-        ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
-        allow_private_hook_url: relay.allow_private_hook_url,
-        ..Settings::default()
-    };
+    let settings = settings(&relay)?;
     // Only a terminal can press `r`, and only while parking or retrying can it matter; piped stdin is never read.
     let keys = if relay.retry_key { crate::keys::Keys::listen(press) } else { None };
     let retry_now = (keys.is_some() || inspector.is_some()).then_some(presses);

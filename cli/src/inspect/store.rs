@@ -199,6 +199,16 @@ impl Store {
         self.entries.iter().map(Entry::summary).collect()
     }
 
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
+    /// The seq of the newest entry ever added (0 before the first), whether or not it is still held.
+    pub fn last_seq(&self) -> u64 {
+        self.next - 1
+    }
+
     /// One entry.
     pub fn get(&self, seq: u64) -> Option<&Entry> {
         self.entries.iter().find(|entry| entry.seq == seq)

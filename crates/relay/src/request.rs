@@ -229,6 +229,23 @@ impl Response {
     }
 }
 
+/// The URL of [`Target::keep`]: a scheme `--to` never accepts, so no user's target can be mistaken for it.
+const KEEP: &str = "hookfwd:keep";
+
+impl Target {
+    /// No handler: each delivery counts as handled the moment it is about to be sent, with nothing sent
+    /// (`hookfwd mcp` without `--to`, where deliveries are only kept for the agent).
+    pub fn keep() -> Self {
+        // A constant that parses: `hookfwd:keep` is an absolute URL.
+        Self(url::Url::parse(KEEP).expect("a valid URL"))
+    }
+
+    /// Whether this is [`Target::keep`].
+    pub fn is_keep(&self) -> bool {
+        self.0.as_str() == KEEP
+    }
+}
+
 /// POSTs [`Outgoing`] requests to one target.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
@@ -262,6 +279,9 @@ impl Forwarder {
     /// A request no HTTP server could receive (a header name or value that cannot be sent) is
     /// [`SendError::Invalid`] before anything goes out: retrying it would fail the same way forever.
     pub async fn send(&self, request: &Outgoing) -> Result<Response, SendError> {
+        if self.target.is_keep() {
+            return Ok(Response { status: 200, latency: Duration::ZERO, answer: Answer::default() });
+        }
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
             let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
@@ -403,6 +423,16 @@ impl SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_keeping_target_answers_without_sending_and_no_flag_names_it() {
+        let target = Target::keep();
+        assert!(target.is_keep());
+        let sent = Forwarder::new(target, Duration::from_secs(1)).send(&Outgoing::synthetic("ping", b"{}", None)).await;
+        assert_eq!(sent.map(|response| response.status), Ok(200));
+        assert!(Target::parse("hookfwd:keep").is_err(), "--to cannot give it");
+        assert!(!Target::parse("localhost:3000").unwrap().is_keep());
+    }
     use github::signature::verify_sha256;
 
     fn delivery(headers: &str, payload: &str) -> Delivery {
