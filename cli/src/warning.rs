@@ -20,6 +20,7 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::SharedLedgerFixed { .. } => "shared_ledger_fixed",
         Warning::StalePoll { .. } => "stale_poll",
         Warning::SinceBeforeSharedLedger { .. } => "since_before_shared_ledger",
+        Warning::SharedPaceUnreachable { .. } => "shared_pace_unreachable",
         Warning::FutureDelivery { .. } => "future_delivery",
         Warning::Skipped { .. } => "skipped",
         Warning::SlowHandler { .. } => "slow_handler",
@@ -98,6 +99,10 @@ pub fn sentence(warning: &Warning) -> String {
         Warning::SinceBeforeSharedLedger { source, .. } => format!(
             "--since reaches before where the shared ledger of {source} starts; with a ledger in Redis, --since \
              applies only when the first replica starts"
+        ),
+        Warning::SharedPaceUnreachable { url, share } => format!(
+            "the GitHub budget replicas share in {url} cannot be reached: this replica paces its GitHub calls alone, \
+             at 1/{share} of --secondary-limit, until it can"
         ),
         Warning::FutureDelivery { source, id, delivered_at, skew } => format!(
             "GitHub says delivery {id} of {source} was made at {}, ahead of this computer's clock by more than {} \
