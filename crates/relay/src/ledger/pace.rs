@@ -49,6 +49,7 @@ const SEEN_FOR: Duration = Duration::from_secs(60);
 /// Returns the wait (µs) and how many replicas paced within [`SEEN_FOR`]. What another program left
 /// at the keys (another type, a TAT that is no number or more than an hour ahead) is started again.
 const GCRA: &str = r"
+-- Times go out as '%d': Lua prints a number of more than 14 digits with an exponent.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval, tolerance, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -64,8 +65,8 @@ if tat < now or tat > now + 3600000000 then tat = now end
 local after = tat + cost * interval
 redis.call('SET', KEYS[1], string.format('%d', after), 'PX', math.floor((after - now) / 1000) + 1)
 if redis.call('TYPE', KEYS[2])['ok'] ~= 'zset' then redis.call('DEL', KEYS[2]) end
-redis.call('ZADD', KEYS[2], now, ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - seen_for)
+redis.call('ZADD', KEYS[2], string.format('%d', now), ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now - seen_for))
 redis.call('PEXPIRE', KEYS[2], math.floor(seen_for / 1000))
 return {math.floor(math.max(0, after - now - tolerance)), redis.call('ZCARD', KEYS[2])}
 ";
