@@ -18,10 +18,11 @@ out=$profile
 target=${CARGO_TARGET_DIR:-$PWD/target}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# The old tree, built in the same target directory (so that only hookfwd's own crates build again).
+# The old tree, built in a target directory of its own: Cargo names a workspace's artifacts by their
+# path in the workspace, so in one directory the two trees would take each other's binaries.
 mkdir "$tmp/before"
 git archive "${PACE_BEFORE:-7a272de}" | tar -x -C "$tmp/before"
-(cd "$tmp/before" && CARGO_TARGET_DIR=$target cargo build --profile "$profile" --bin hookfwd)
-cp "$target/$out/hookfwd" "$tmp/hookfwd-before"
+(cd "$tmp/before" && CARGO_TARGET_DIR=$target/pace-before cargo build --profile "$profile" --bin hookfwd)
 cargo build --profile "$profile" --bin hookfwd
-PACE_BEFORE_BIN=$tmp/hookfwd-before HOOKFWD_BIN=$target/$out/hookfwd cargo test --quiet -p hookfwd-e2e --bench pace
+PACE_BEFORE_BIN=$target/pace-before/$out/hookfwd HOOKFWD_BIN=$target/$out/hookfwd \
+  cargo test --quiet -p hookfwd-e2e --bench pace

@@ -741,7 +741,7 @@ mod shared_pace {
     const ENDPOINT: &str = "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}";
 
     /// A replica's pacer on its own connection, for the credentials `identity`.
-    async fn replica(redis: &RedisServer, identity: &str, name: &str, events: mpsc::Sender<Event>) -> RedisPace {
+    async fn replica(redis: &RedisServer, identity: &str, name: &str, events: &mpsc::Sender<Event>) -> RedisPace {
         let connection = Location::parse(&redis.url()).unwrap().connect(Duration::from_secs(5)).await.unwrap();
         RedisPace::new(&connection, INSTANCE, identity, name, events)
     }
@@ -765,8 +765,8 @@ mod shared_pace {
     async fn two_replicas_on_one_token_together_spend_no_more_than_the_limit_in_a_minute() {
         let redis = RedisServer::start();
         let (events, _keep) = mpsc::channel(8);
-        let a = replica(&redis, "one-token", "replica-a", events.clone()).await;
-        let b = replica(&redis, "one-token", "replica-b", events.clone()).await;
+        let a = replica(&redis, "one-token", "replica-a", &events).await;
+        let b = replica(&redis, "one-token", "replica-b", &events).await;
         let pace = Pace::under(120, 100);
         // Each asks for a turn as often as anyone could: four minutes' worth of the limit in all,
         // at once. A turn is the moment its call may go: now plus the wait.
@@ -786,7 +786,7 @@ mod shared_pace {
         assert_eq!(burst.iter().filter(|wait| wait.is_zero()).count(), pace.burst as usize / 5, "{burst:?}");
 
         // Other credentials are not slowed by this token's spending.
-        let other = replica(&redis, "another-token", "replica-c", events.clone()).await;
+        let other = replica(&redis, "another-token", "replica-c", &events).await;
         assert_eq!(after(other.reserve(ENDPOINT, 1, pace).await), Duration::ZERO);
         // A key that another program overwrote is started again rather than stopping the pacing.
         let key = format!("hookfwd:pace:{{another-token}}:{INSTANCE}:{ENDPOINT}");
@@ -804,9 +804,9 @@ mod shared_pace {
         let mut redis = RedisServer::start();
         let (events, mut warnings) = mpsc::channel(8);
         let pacers = [
-            replica(&redis, "one-token", "replica-a", events.clone()).await,
-            replica(&redis, "one-token", "replica-b", events.clone()).await,
-            replica(&redis, "one-token", "replica-c", events.clone()).await,
+            replica(&redis, "one-token", "replica-a", &events).await,
+            replica(&redis, "one-token", "replica-b", &events).await,
+            replica(&redis, "one-token", "replica-c", &events).await,
         ];
         let pace = Pace::under(120, 100);
         for pacer in &pacers {

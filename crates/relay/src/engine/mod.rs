@@ -165,7 +165,7 @@ pub async fn run(
     if let Some(replicas) = &replicas {
         let identity = client.identity();
         let pace =
-            ledger::RedisPace::new(&replicas.connection, &replicas.instance, &identity, &replicas.id, events.clone());
+            ledger::RedisPace::new(&replicas.connection, &replicas.instance, &identity, &replicas.id, &events);
         client.share_pace(Arc::new(pace));
     }
     let events = Emitter(events);

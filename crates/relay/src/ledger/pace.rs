@@ -91,8 +91,8 @@ pub struct RedisPace {
     alone_until: Mutex<Option<Instant>>,
     /// Whether pacing alone was said already (once a run).
     warned: AtomicBool,
-    /// Where the warning goes.
-    events: mpsc::Sender<Event>,
+    /// Where the warning goes; weak, so that a client outliving the run does not keep its events open.
+    events: mpsc::WeakSender<Event>,
 }
 
 impl RedisPace {
@@ -103,7 +103,7 @@ impl RedisPace {
         instance: &str,
         identity: &str,
         replica: &str,
-        events: mpsc::Sender<Event>,
+        events: &mpsc::Sender<Event>,
     ) -> Self {
         Self {
             manager: connection.manager(),
@@ -113,7 +113,7 @@ impl RedisPace {
             seen: AtomicU32::new(1),
             alone_until: Mutex::new(None),
             warned: AtomicBool::new(false),
-            events,
+            events: events.downgrade(),
         }
     }
 
@@ -141,7 +141,9 @@ impl RedisPace {
         tracing::info!(url = %self.shown, error, share, "the shared GitHub budget cannot be reached; pacing alone");
         if !self.warned.swap(true, Ordering::Relaxed) {
             let warning = Warning::SharedPaceUnreachable { url: self.shown.clone(), share };
-            let _ = self.events.send(Event::Warning(warning)).await;
+            if let Some(events) = self.events.upgrade() {
+                let _ = events.send(Event::Warning(warning)).await;
+            }
         }
         Turn::Alone { share }
     }
