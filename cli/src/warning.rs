@@ -345,6 +345,17 @@ mod tests {
     }
 
     #[test]
+    fn pacing_alone_names_the_share_of_the_limit() {
+        let warning = Warning::SharedPaceUnreachable { url: "redis://:***@h:6379/0".into(), share: 3 };
+        assert_eq!(
+            sentence(&warning),
+            "the GitHub budget replicas share in redis://:***@h:6379/0 cannot be reached: this replica paces its \
+             GitHub calls alone, at 1/3 of --secondary-limit, until it can"
+        );
+        assert_eq!(kind(&warning), "shared_pace_unreachable");
+    }
+
+    #[test]
     fn a_stream_that_is_not_up_says_why() {
         let said = |trouble| {
             sentence(&Warning::StreamNotUp {

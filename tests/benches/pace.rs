@@ -92,7 +92,11 @@ async fn drain(bin: &Path, replicas: usize, backlog: usize) -> Drain {
 fn drained(drain: &Drain, backlog: usize) -> String {
     let took = drain.took.as_secs_f64();
     if drain.distinct < backlog {
-        format!("{} of {backlog} (the last at {took:.1} s; none more by the {} s deadline)", drain.distinct, DEADLINE.as_secs())
+        format!(
+            "{} of {backlog} (the last at {took:.1} s; none more by the {} s deadline)",
+            drain.distinct,
+            DEADLINE.as_secs()
+        )
     } else {
         format!("{backlog} of {backlog} in {took:.1} s")
     }

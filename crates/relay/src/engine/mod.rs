@@ -164,8 +164,7 @@ pub async fn run(
     // Replicas on one token pace their GitHub calls together, so the secondary limit is the token's.
     if let Some(replicas) = &replicas {
         let identity = client.identity();
-        let pace =
-            ledger::RedisPace::new(&replicas.connection, &replicas.instance, &identity, &replicas.id, &events);
+        let pace = ledger::RedisPace::new(&replicas.connection, &replicas.instance, &identity, &replicas.id, &events);
         client.share_pace(Arc::new(pace));
     }
     let events = Emitter(events);
