@@ -101,8 +101,8 @@ pub fn sentence(warning: &Warning) -> String {
              applies only when the first replica starts"
         ),
         Warning::SharedPaceUnreachable { url, share } => format!(
-            "the GitHub budget replicas share in {url} cannot be reached: this replica paces its GitHub calls alone, \
-             at 1/{share} of --secondary-limit, until it can"
+            "could not ask {url} for the GitHub budget replicas share: this replica paces its GitHub calls alone, at \
+             1/{share} of --secondary-limit, until it can"
         ),
         Warning::FutureDelivery { source, id, delivered_at, skew } => format!(
             "GitHub says delivery {id} of {source} was made at {}, ahead of this computer's clock by more than {} \
@@ -349,8 +349,8 @@ mod tests {
         let warning = Warning::SharedPaceUnreachable { url: "redis://:***@h:6379/0".into(), share: 3 };
         assert_eq!(
             sentence(&warning),
-            "the GitHub budget replicas share in redis://:***@h:6379/0 cannot be reached: this replica paces its \
-             GitHub calls alone, at 1/3 of --secondary-limit, until it can"
+            "could not ask redis://:***@h:6379/0 for the GitHub budget replicas share: this replica paces its GitHub \
+             calls alone, at 1/3 of --secondary-limit, until it can"
         );
         assert_eq!(kind(&warning), "shared_pace_unreachable");
     }
