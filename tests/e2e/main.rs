@@ -45,6 +45,8 @@ mod mcp;
 /// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout, the feed's shape (guids, where
 /// lines go, `-q`, the JSON lines), an unreachable API at start, and `--cleanup`'s line.
 mod newcomer;
+/// One token's GitHub budget shared by replicas through Redis: no secondary-limit answer during a drain.
+mod pace;
 /// A handler bug never blocks the queue (parking, `replay --parked`, the `r` key), and overlapping sources forward once.
 mod park;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.

@@ -106,6 +106,14 @@ pub enum Warning {
         /// Where the shared ledger starts.
         origin: DateTime<Utc>,
     },
+    /// The GitHub budget replicas share in Redis cannot be reached: this replica paces its GitHub
+    /// calls alone, at `1/share` of the secondary limit, until it can. Said once per run.
+    SharedPaceUnreachable {
+        /// The ledger's URL, without its password.
+        url: String,
+        /// The replicas assumed to share the token: the most seen pacing in the last minute, at least 2.
+        share: u32,
+    },
     /// GitHub stamped a delivery further ahead of the local clock than the trusted skew: it is
     /// forwarded, and later ones still are. Said once per source.
     FutureDelivery {

@@ -25,7 +25,7 @@ use crate::link::next_link;
 use crate::paging::{Listing, NextPage, Page, Scan, read_items};
 use crate::{Auth, Delivery, Error, Hook, HookRef, HookUpdate, NewHook, Owner, Result};
 use installation::{AuthState, bearer};
-pub use pace::{Pace, SECONDARY_CONCURRENT, SECONDARY_PER_MINUTE, points};
+pub use pace::{Pace, SECONDARY_CONCURRENT, SECONDARY_PER_MINUTE, SharedPace, Turn, points};
 pub use rate::{RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 use transport::{Call, Reply};
 
@@ -177,6 +177,27 @@ impl Client {
     /// Sets the pace for this client and every clone (default: [`Pace::default`], under GitHub's figures).
     pub fn set_pace(&self, pace: Pace) {
         self.inner.pacer.set(pace);
+    }
+
+    /// Paces this client and every clone through `shared`, a budget kept with the other processes on
+    /// the same credentials, rather than alone; `false` if one was set already.
+    pub fn share_pace(&self, shared: Arc<dyn SharedPace>) -> bool {
+        self.inner.pacer.share(shared)
+    }
+
+    /// A digest naming the credentials, for whatever keeps GitHub's per-credential limits across
+    /// processes: a token's SHA-256 (never the token), or a GitHub App's installation, whose
+    /// tokens change and whose limits stay. 32 hex digits.
+    pub fn identity(&self) -> String {
+        use sha2::Digest;
+        let named = match &self.inner.auth {
+            AuthState::Token(token) => sha2::Sha256::new().chain_update("token\0").chain_update(token.expose()),
+            AuthState::App { signer, .. } => {
+                let installation = signer.installation_id.map_or_else(String::new, |id| id.to_string());
+                sha2::Sha256::new().chain_update(format!("app\0{}\0{installation}", signer.app_id))
+            }
+        };
+        hex::encode(&named.finalize()[..16])
     }
 
     /// Tells `observer` about every answer from now on, for this client and its clones.
@@ -489,6 +510,24 @@ mod tests {
             assert!(matches!(error, Error::ApiUrl(_)), "{bad}: {error}");
             assert!(!error.to_string().contains("pw"), "{error}");
         }
+    }
+
+    #[test]
+    fn the_identity_is_a_digest_of_the_token_and_never_the_token() {
+        let client = |token: &str| {
+            let config = Config {
+                api_url: Url::parse("https://api.github.com").unwrap(),
+                auth: Auth::Token(Secret::new(token)),
+                timeout: Duration::from_secs(1),
+            };
+            Client::new(config).unwrap()
+        };
+        let one = client("ghp_supersecretvalue1234");
+        assert_eq!(one.identity(), client("ghp_supersecretvalue1234").identity(), "one token, one identity");
+        assert_ne!(one.identity(), client("ghp_anothersecretvalue99").identity());
+        assert_eq!(one.identity().len(), 32);
+        assert!(one.identity().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!one.identity().contains("supersecret"));
     }
 
     #[test]

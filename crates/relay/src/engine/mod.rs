@@ -174,6 +174,12 @@ pub async fn run(
         }),
         None => None,
     };
+    // Replicas on one token pace their GitHub calls together, so the secondary limit is the token's.
+    if let Some(replicas) = &replicas {
+        let identity = client.identity();
+        let pace = ledger::RedisPace::new(&replicas.connection, &replicas.instance, &identity, &replicas.id, &events);
+        client.share_pace(Arc::new(pace));
+    }
     let events = Emitter(events);
     // From the first call on: a rate limit can hold up the setup as much as the polls.
     let announcer =
