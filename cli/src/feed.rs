@@ -302,7 +302,7 @@ impl Feed {
                     None => Ok(()),
                 }
             }
-            Event::Retrying { hook, item, reason, wait, attempt } => {
+            Event::Retrying { hook, item, target, reason, wait, attempt } => {
                 // The engine waits whole tenths of a second: the feed and --json say the same number.
                 let wait_text = format!("{:.1}s", wait.as_secs_f64());
                 let reason_text = visible(reason);
@@ -322,23 +322,50 @@ impl Feed {
                 self.show_status();
                 let source = self.source(hook).to_string();
                 let text = format!(
-                    "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}",
+                    "{}  {} {} [{}]: {reason_text}, retry {attempt} in {wait_text} · from {}{}",
                     now(),
                     style("!!!").yellow(),
                     visible(&item.kind()),
                     short_guid(&item.guid),
                     visible(&source),
+                    self.to(target),
                 );
                 let line = Line::Retry {
                     hook: HookFields::of(hook),
                     delivery: DeliveryFields::of(item),
+                    target: target.as_str(),
                     reason,
                     attempt: *attempt,
                     wait_ms: wait.as_millis() as u64,
                 };
                 self.retry_state(hook, &item.guid, &text, line)
             }
-            Event::Parked { hook, item, via, attempts, status, answer } => {
+            Event::Filtered { hook, item, via, target } => {
+                // Handled without being sent: it leaves the count of those waiting.
+                if let Some(waiting) = self.waiting.get_mut(hook) {
+                    *waiting = waiting.saturating_sub(1);
+                }
+                self.drained += 1;
+                self.show_status();
+                let to = target.as_ref().map(|target| format!(" for {target}")).unwrap_or_default();
+                let text = style(format!(
+                    "{}  --- {} [{}] skipped by --filter{to} · from {}",
+                    now(),
+                    visible(&item.kind()),
+                    short_guid(&item.guid),
+                    visible(&self.source(hook)),
+                ))
+                .dim()
+                .to_string();
+                let line = Line::Filtered {
+                    hook: HookFields::of(hook),
+                    delivery: DeliveryFields::of(item),
+                    via: via.as_str(),
+                    target: target.as_ref().map(url::Url::as_str),
+                };
+                self.line_or_json(&text, line, false)
+            }
+            Event::Parked { hook, item, target, via, attempts, status, answer } => {
                 // Parked is handled: the queue moves on, so it leaves the count of those waiting.
                 self.unreachable = None;
                 if let Some(waiting) = self.waiting.get_mut(hook) {
@@ -352,17 +379,19 @@ impl Feed {
                 let key = if self.context.retry_key { " or press r" } else { "" };
                 let text = format!(
                     "{}  {} {} [{}] parked after {attempts} attempts ({}); send it again with `hookfwd replay \
-                     --parked`{key} · from {}",
+                     --parked`{key} · from {}{}",
                     now(),
                     style("!!!").red(),
                     visible(&item.kind()),
                     short_guid(&item.guid),
                     visible(&rejection(*status, answer)),
                     visible(&source),
+                    self.to(target),
                 );
                 let line = Line::Parked {
                     hook: HookFields::of(hook),
                     delivery: DeliveryFields::of(item),
+                    target: target.as_str(),
                     via: via.as_str(),
                     attempts: *attempts,
                     status: *status,
@@ -540,6 +569,16 @@ impl Feed {
     fn warning(&self, kind: &str, message: &str) -> std::io::Result<()> {
         let text = format!("{}  {} {}", now(), style("!!!").yellow(), visible(message));
         self.line_or_json(&text, Line::Warning { message, kind }, true)
+    }
+
+    /// ` to TARGET` when the run sends deliveries to several targets (fan-out), so that a retry or a parked
+    /// delivery says which one it is about; nothing with one target, whose line says it already.
+    fn to(&self, target: &url::Url) -> String {
+        let first = self.ready.first().map(|source| source.target.as_str());
+        if self.ready.iter().all(|source| Some(source.target.as_str()) == first) {
+            return String::new();
+        }
+        format!(" to {}", visible(target.as_str()))
     }
 
     /// The source a hook was set up for; named as `--json` names it if the feed never saw it set up (`replay`).

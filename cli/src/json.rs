@@ -69,6 +69,8 @@ pub enum Line<'a> {
         hook: HookFields,
         #[serde(flatten)]
         delivery: DeliveryFields<'a>,
+        /// The target that kept rejecting it.
+        target: &'a str,
         /// `api` or `stream`.
         via: &'a str,
         attempts: u32,
@@ -84,6 +86,8 @@ pub enum Line<'a> {
         hook: HookFields,
         #[serde(flatten)]
         delivery: DeliveryFields<'a>,
+        /// The target being retried.
+        target: &'a str,
         /// `connection refused`, a timeout, or the handler's status code as text.
         reason: &'a str,
         attempt: u32,
@@ -207,6 +211,20 @@ pub enum Line<'a> {
         refused: usize,
         /// Could not be read from GitHub.
         skipped: usize,
+        /// Left out by `--filter` (fetched, not sent).
+        filtered: usize,
+    },
+    /// A delivery was not sent to `target`: `--filter` (or its rule's `filter`) did not let it through, or
+    /// failed on it (a `warning` of kind `filter_failed` said so, once). It counts as handled.
+    Filtered {
+        #[serde(flatten)]
+        hook: HookFields,
+        #[serde(flatten)]
+        delivery: DeliveryFields<'a>,
+        /// `api` or `stream`.
+        via: &'a str,
+        /// The target it was not sent to; none for `replay --save`.
+        target: Option<&'a str>,
     },
     /// `trigger redeliver`, `redeliver --failed`: GitHub is (or would be) redelivering a delivery.
     Redeliver {

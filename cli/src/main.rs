@@ -11,6 +11,7 @@ mod hint;
 mod inspect;
 mod json;
 mod keys;
+mod mcp;
 mod schema;
 mod term;
 mod warning;

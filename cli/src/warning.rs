@@ -20,8 +20,10 @@ pub fn kind(warning: &Warning) -> &'static str {
         Warning::SharedLedgerFixed { .. } => "shared_ledger_fixed",
         Warning::StalePoll { .. } => "stale_poll",
         Warning::SinceBeforeSharedLedger { .. } => "since_before_shared_ledger",
+        Warning::SharedPaceUnreachable { .. } => "shared_pace_unreachable",
         Warning::FutureDelivery { .. } => "future_delivery",
         Warning::Skipped { .. } => "skipped",
+        Warning::FilterFailed { .. } => "filter_failed",
         Warning::SlowHandler { .. } => "slow_handler",
         Warning::HandlerUnauthorized { .. } => "handler_unauthorized",
         Warning::StreamMissed { .. } => "stream_missed",
@@ -99,6 +101,10 @@ pub fn sentence(warning: &Warning) -> String {
             "--since reaches before where the shared ledger of {source} starts; with a ledger in Redis, --since \
              applies only when the first replica starts"
         ),
+        Warning::SharedPaceUnreachable { url, share } => format!(
+            "could not ask {url} for the GitHub budget replicas share: this replica paces its GitHub calls alone, at \
+             1/{share} of --secondary-limit, until it can"
+        ),
         Warning::FutureDelivery { source, id, delivered_at, skew } => format!(
             "GitHub says delivery {id} of {source} was made at {}, ahead of this computer's clock by more than {} \
              minutes; it is forwarded, and later deliveries still are (is either clock wrong?)",
@@ -115,6 +121,11 @@ pub fn sentence(warning: &Warning) -> String {
             };
             format!("{which} ({}) of {source} was skipped: {reason}", item.kind())
         }
+        Warning::FilterFailed { filter, item, error } => format!(
+            "the filter `{filter}` failed on {} [{}]: {error}; a delivery it fails on is not forwarded (said once)",
+            item.kind(),
+            item.guid
+        ),
         Warning::SlowHandler { item, latency, limit } => format!(
             "the handler took {:.1} s to answer {} [{}]; GitHub gives up after {} s, so in production this delivery \
              would fail",
@@ -337,6 +348,17 @@ mod tests {
             )
         );
         assert_eq!(kind(&warning), "shared_ledger_fixed");
+    }
+
+    #[test]
+    fn pacing_alone_names_the_share_of_the_limit() {
+        let warning = Warning::SharedPaceUnreachable { url: "redis://:***@h:6379/0".into(), share: 3 };
+        assert_eq!(
+            sentence(&warning),
+            "could not ask redis://:***@h:6379/0 for the GitHub budget replicas share: this replica paces its GitHub \
+             calls alone, at 1/3 of --secondary-limit, until it can"
+        );
+        assert_eq!(kind(&warning), "shared_pace_unreachable");
     }
 
     #[test]

@@ -101,7 +101,7 @@ async fn main() {
         .filter(|line| line["type"] == "warning")
         .filter_map(|line| line["message"].as_str().map(str::to_string))
         .collect();
-    let metrics = reqwest::get(format!("http://{admin}/metrics")).await.expect("metrics").text().await.expect("text");
+    let metrics = e2e::get(format!("http://{admin}/metrics")).await.expect("metrics").text().await.expect("text");
     let interval: f64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("hookfwd_poll_interval_seconds "))

@@ -66,11 +66,11 @@ async fn main() {
     }
     let drained = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stats: Value = reqwest::get(format!("{url}/api/stats")).await.unwrap().json().await.unwrap();
+    let stats: Value = e2e::get(format!("{url}/api/stats")).await.unwrap().json().await.unwrap();
     let held = stats["held"].as_u64().unwrap_or(0);
     let rss = status_kib(pid, "VmRSS").unwrap_or(0);
     let hwm = status_kib(pid, "VmHWM").unwrap_or(0);
-    let list: Vec<Value> = reqwest::get(format!("{url}/api/deliveries")).await.unwrap().json().await.unwrap();
+    let list: Vec<Value> = e2e::get(format!("{url}/api/deliveries")).await.unwrap().json().await.unwrap();
     let whole = list.iter().filter(|row| row["trimmed"] == false).count();
     println!(
         "| deliveries × payload | forwarded in | rows listed (with bodies) | bytes held (bound) | RSS | peak RSS |"
@@ -92,8 +92,7 @@ async fn main() {
     let mut took: Vec<f64> = Vec::new();
     for _ in 0..9 {
         let asked = Instant::now();
-        let found: Value =
-            reqwest::get(format!("{url}/api/search?q=no-such-text")).await.unwrap().json().await.unwrap();
+        let found: Value = e2e::get(format!("{url}/api/search?q=no-such-text")).await.unwrap().json().await.unwrap();
         took.push(asked.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(found["seqs"].as_array().map(Vec::len), Some(0), "{found}");
     }

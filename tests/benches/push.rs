@@ -282,7 +282,7 @@ async fn direct_burst(handler: &Counter, hook_url: &str, hook: u64, count: usize
             (guid, body, signature)
         })
         .collect();
-    let client = reqwest::Client::new();
+    let client = e2e::http();
     let start_count = handler.count();
     let started = Instant::now();
     let requests = Arc::new(Mutex::new(requests.into_iter()));

@@ -47,14 +47,14 @@ fn dev(fake: &FakeGitHub, repos: &[String], target: &str, state: &Path, extra: &
 /// The fake's counters, read through its control surface as another process would.
 async fn stats(fake: &FakeGitHub) -> Value {
     let url = format!("{}_fake/stats", fake.api_url());
-    reqwest::get(url).await.expect("the control surface answers").json().await.expect("stats are JSON")
+    e2e::get(url).await.expect("the control surface answers").json().await.expect("stats are JSON")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_sources_at_a_too_short_interval_poll_under_the_secondary_limit_and_say_so() {
     let (fake, repos, hooks) = fake_with_repos(30).await;
     // A fifth of GitHub's figure, so that 30 sources at 1 s are well over it; hookfwd is told the same.
-    let lowered = reqwest::Client::new()
+    let lowered = e2e::http()
         .post(format!("{}_fake/secondary", fake.api_url()))
         .json(&json!({"per_minute": 300}))
         .send()
@@ -77,7 +77,7 @@ async fn thirty_sources_at_a_too_short_interval_poll_under_the_secondary_limit_a
          (hookfwd keeps to 216); polling every 9s"
     );
     run.wait_line("\"type\":\"ready\"").await;
-    let metrics = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = e2e::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("\nhookfwd_poll_interval_seconds 9.0\n"), "{metrics}");
 
     let mut guids = HashSet::new();

@@ -150,7 +150,7 @@ fn write_config(dir: &Path, fake: &FakeGitHub) -> PathBuf {
 async fn until_status(admin: SocketAddr, path: &str, status: u16, stderr: impl Fn() -> String) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Ok(response) = reqwest::get(format!("http://{admin}{path}")).await
+        if let Ok(response) = e2e::get(format!("http://{admin}{path}")).await
             && response.status().as_u16() == status
         {
             return;
@@ -241,7 +241,7 @@ async fn the_static_binary_runs_in_a_root_with_no_trust_store_and_no_libraries()
         .expect("chroot starts");
     let run = e2e::Guard(child);
     until_status(admin, "/readyz", 200, || std::fs::read_to_string(&log).unwrap_or_default()).await;
-    let metrics = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = e2e::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("hookfwd_last_progress_timestamp_seconds{source=\"k8s-org/api\"}"), "{metrics}");
     run.signal(libc::SIGTERM);
     let mut run = run;

@@ -61,7 +61,7 @@ async fn the_demo_with_the_inspector_runs_until_stopped_and_lists_every_delivery
     let line = run.wait_line("Explore the deliveries at ").await;
     let url = line.split("Explore the deliveries at ").nth(1).and_then(|rest| rest.split(';').next()).unwrap();
     assert!(line.ends_with("; Ctrl-C to stop."), "{line}");
-    let rows: Vec<Value> = reqwest::get(format!("{url}/api/deliveries")).await.unwrap().json().await.unwrap();
+    let rows: Vec<Value> = e2e::get(format!("{url}/api/deliveries")).await.unwrap().json().await.unwrap();
     let kinds: HashSet<&str> =
         rows.iter().filter_map(|row| row["kind"].as_str()).map(|kind| kind.split('.').next().unwrap()).collect();
     assert_eq!(kinds, HashSet::from(EVENTS), "{rows:?}");

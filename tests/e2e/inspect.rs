@@ -52,12 +52,12 @@ fn raw_get(url: &str, host: &str, path: &str) -> String {
 }
 
 async fn list(url: &str) -> Vec<Value> {
-    reqwest::get(format!("{url}/api/deliveries")).await.unwrap().json().await.unwrap()
+    e2e::get(format!("{url}/api/deliveries")).await.unwrap().json().await.unwrap()
 }
 
 /// The page's per-run token, from its meta tag.
 async fn page_token(url: &str) -> String {
-    let page = reqwest::get(format!("{url}/")).await.unwrap().text().await.unwrap();
+    let page = e2e::get(format!("{url}/")).await.unwrap().text().await.unwrap();
     let needle = "name=\"hookfwd-token\" content=\"";
     let start = page.find(needle).expect("the token meta tag") + needle.len();
     page[start..start + 32].to_string()
@@ -81,19 +81,18 @@ async fn the_inspector_lists_a_delivery_with_its_request_and_the_handlers_answer
     assert_eq!(row["kind"], "issues.opened");
     assert_eq!(row["via"], "api");
     assert_eq!(row["status"], 500);
-    let detail: Value =
-        reqwest::get(format!("{url}/api/deliveries/{}", row["seq"])).await.unwrap().json().await.unwrap();
+    let detail: Value = e2e::get(format!("{url}/api/deliveries/{}", row["seq"])).await.unwrap().json().await.unwrap();
     assert!(detail["payload"].as_str().unwrap().contains("\"number\":7"), "{detail}");
     assert_eq!(detail["headers"]["X-GitHub-Event"], "issues", "headers are an object, as on --json lines: {detail}");
     assert_eq!((&detail["source"], &detail["hook_id"]), (&json!(REPO), &row["hook_id"]), "{detail}");
     assert_eq!(detail["attempts_detail"][0]["answer"]["body"], r#"{"error":"handler exploded"}"#);
 
     // Copy as curl: signed for the local secret over the exact payload.
-    let curl = reqwest::get(format!("{url}/api/deliveries/{}/curl", row["seq"])).await.unwrap().text().await.unwrap();
+    let curl = e2e::get(format!("{url}/api/deliveries/{}/curl", row["seq"])).await.unwrap().text().await.unwrap();
     assert!(curl.contains("X-Hub-Signature-256: sha256="), "{curl}");
     assert!(!curl.contains(SECRET), "{curl}");
     // Save as fixture: a fixture without signatures.
-    let fixture = reqwest::get(format!("{url}/api/deliveries/{}/fixture", row["seq"])).await.unwrap();
+    let fixture = e2e::get(format!("{url}/api/deliveries/{}/fixture", row["seq"])).await.unwrap();
     assert!(fixture.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
     let fixture = fixture.text().await.unwrap();
     assert!(fixture.contains("\"hookfwd_fixture\": 2") && !fixture.contains("sha256="), "{fixture}");
@@ -119,7 +118,7 @@ async fn a_foreign_host_and_a_missing_token_are_refused_and_replay_needs_the_pag
     handler.wait_for(Duration::from_secs(30), "the delivery", |got| got.len() == 2).await;
     let seq = row_of(&url, "issues.opened").await["seq"].clone();
 
-    let client = reqwest::Client::new();
+    let client = e2e::http();
     let replay = format!("{url}/api/deliveries/{seq}/replay");
     let refused = client.post(&replay).send().await.unwrap();
     assert_eq!(refused.status(), 403, "no token, no replay");
@@ -140,7 +139,7 @@ async fn a_foreign_host_and_a_missing_token_are_refused_and_replay_needs_the_pag
 
 /// POSTs `body` to a delivery's replay with the page's token.
 async fn replay_with(url: &str, seq: &Value, token: &str, body: &str) -> (u16, Value) {
-    let answer = reqwest::Client::new()
+    let answer = e2e::http()
         .post(format!("{url}/api/deliveries/{seq}/replay"))
         .header("X-Hookfwd-Token", token)
         .header("Content-Type", "application/json")
@@ -239,7 +238,7 @@ async fn a_redelivery_through_the_stream_is_marked_and_follows_its_original() {
 
     let token = page_token(&url).await;
     let redeliver = format!("{url}/api/deliveries/{}/redeliver", original["seq"]);
-    let asked = reqwest::Client::new().post(&redeliver).header("X-Hookfwd-Token", &token).send().await.unwrap();
+    let asked = e2e::http().post(&redeliver).header("X-Hookfwd-Token", &token).send().await.unwrap();
     assert_eq!(asked.status(), 200);
     handler.wait_for(PATIENCE, "the redelivery", |got| got.len() == 3).await;
     let again = eventually("the redelivery's row", async || {
@@ -262,7 +261,7 @@ async fn redeliver_on_github_needs_the_token_and_brings_the_delivery_back_marked
     handler.wait_for(Duration::from_secs(30), "the delivery", |got| got.len() == 2).await;
     let seq = row_of(&url, "issues.opened").await["seq"].clone();
 
-    let client = reqwest::Client::new();
+    let client = e2e::http();
     let redeliver = format!("{url}/api/deliveries/{seq}/redeliver");
     assert_eq!(client.post(&redeliver).send().await.unwrap().status(), 403, "no token, no redelivery");
     assert_eq!(fake.stats().redeliver, 0, "a refused request never reaches GitHub");

@@ -40,15 +40,21 @@ mod hygiene;
 mod inspect;
 /// One schema for every `--json` line (issue 21): the same names on every command's lines, errors as lines.
 mod json;
+/// `hookfwd mcp`: an MCP client drives every tool over stdio, against the fake GitHub and a streaming blackhole.
+mod mcp;
 /// Issue 12's newcomer's path: exit codes, local filters, the handler's timeout, the feed's shape (guids, where
 /// lines go, `-q`, the JSON lines), an unreachable API at start, and `--cleanup`'s line.
 mod newcomer;
+/// One token's GitHub budget shared by replicas through Redis: no secondary-limit answer during a drain.
+mod pace;
 /// A handler bug never blocks the queue (parking, `replay --parked`, the `r` key), and overlapping sources forward once.
 mod park;
 /// Push mode: the blackhole's stream, one ledger for both paths, polling as the safety net.
 mod push;
 /// Replicas sharing one ledger in Redis: once each, fetched once, a replica killed -9, Redis down, bad URLs.
 mod replicas;
+/// Routing (issue 23): `--filter` and rule filters on `dev`, `wait`, `replay` and `forward`.
+mod route;
 /// `hookfwd send`: signed sample deliveries a real receiver (Octokit) verifies, and exit codes.
 mod send;
 /// Running as a service: /healthz, /readyz, /metrics, --max-stall, a taken admin address, redeliver --failed.

@@ -262,11 +262,11 @@ async fn a_forged_post_to_the_blackhole_is_never_forwarded() {
     dev.wait_line("\"state\":\"up\"").await;
 
     // Anything may POST to the blackhole: without GitHub's headers it claims to be no delivery.
-    let noise = reqwest::Client::new().post(blackhole.url("/alice")).body("{\"zen\":\"a scanner\"}").send().await;
+    let noise = e2e::http().post(blackhole.url("/alice")).body("{\"zen\":\"a scanner\"}").send().await;
     assert_eq!(noise.unwrap().status(), 200);
     let forged = "0f0f0f0f-dead-beef-0000-000000000001";
     let body = ACCOUNT.issue_opened(666).to_string();
-    let sent = reqwest::Client::new()
+    let sent = e2e::http()
         .post(blackhole.url("/alice"))
         .header("content-type", "application/json")
         .header("x-github-event", "issues")
@@ -564,7 +564,7 @@ async fn a_signed_post_repeated_at_the_blackhole_is_forwarded_once_and_a_redeliv
 
 /// Sends `sent`'s exact body to `url` again, with its headers as `edit` leaves them (`None` drops one).
 async fn post_edited(url: &str, sent: &fake_github::RecordedDelivery, edit: impl Fn(&str, &str) -> Option<String>) {
-    let mut request = reqwest::Client::new().post(url).body(sent.payload.clone());
+    let mut request = e2e::http().post(url).body(sent.payload.clone());
     for (name, value) in &sent.request_headers {
         if let Some(value) = edit(&name.to_ascii_lowercase(), value) {
             request = request.header(name, value);
@@ -642,7 +642,7 @@ async fn a_flood_of_doorbells_lists_at_most_once_per_interval() {
     dev.wait_line("\"state\":\"up\"").await;
     let before = fake.stats().list_deliveries;
     let started = Instant::now();
-    let client = reqwest::Client::new();
+    let client = e2e::http();
     let mut sent = 0;
     while started.elapsed() < Duration::from_secs(3) {
         let posts = (0..20).map(|n| {

@@ -344,7 +344,7 @@ async fn redis_going_away_stops_forwarding_with_one_sentence_and_readyz_503_unti
     let message = warning["message"].as_str().unwrap_or_default();
     assert!(message.contains(&format!("the ledger at {}", redis.url())), "{message}");
     assert!(message.contains("forwarding nothing meanwhile"), "{message}");
-    let ready = reqwest::get(format!("http://{admin}/readyz")).await.expect("the admin listener answers");
+    let ready = e2e::get(format!("http://{admin}/readyz")).await.expect("the admin listener answers");
     assert_eq!(ready.status().as_u16(), 503);
     let body = ready.text().await.unwrap();
     assert!(body.contains("the ledger at redis://127.0.0.1:"), "{body}");
@@ -374,7 +374,7 @@ async fn redis_going_away_stops_forwarding_with_one_sentence_and_readyz_503_unti
     assert!(forwarded <= 1, "{forwarded} forwarded while the ledger was down");
     assert!(frozen < 200, "the drain ended before Redis stopped");
     until_all(&receiver, &guids, &[&run]).await;
-    let ready = reqwest::get(format!("http://{admin}/readyz")).await.expect("the admin listener answers");
+    let ready = e2e::get(format!("http://{admin}/readyz")).await.expect("the admin listener answers");
     assert_eq!(ready.status().as_u16(), 200, "{}", ready.text().await.unwrap_or_default());
     assert!(repeats(&receiver) <= 1, "{} repeats", repeats(&receiver));
 }

@@ -40,7 +40,7 @@ fn start_service(fake: &FakeGitHub, dir: &Path, target: &str, admin: SocketAddr,
 
 /// GETs `path` from the admin listener: the status and the body; `None` while nothing listens.
 async fn get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let response = reqwest::get(format!("http://{admin}{path}")).await.ok()?;
+    let response = e2e::get(format!("http://{admin}{path}")).await.ok()?;
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))
 }

@@ -80,8 +80,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('HMGET', KEYS[1], 'last', 'boot')
 ";
 
-/// How long the meta hash outlives the last POST or subscription: long enough that a stream that
-/// went quiet and expired comes back with the same `boot` and no false gap.
+/// How long the meta hash outlives the last POST or subscription, at least (and at least twice the
+/// buffer age, so that it outlives its stream): long enough that a stream that went quiet and expired
+/// comes back with the same `boot` and no false gap.
 const META_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// How long one command may take (a blocking read: this beyond its block) before it counts as failed.
@@ -118,6 +119,8 @@ pub(crate) struct Shared {
     boot: String,
     /// The bounds every stream is trimmed to: count, bytes, age in ms.
     bounds: (usize, usize, u128),
+    /// How long a meta hash lives, in ms (see [`META_LIFETIME`]).
+    meta_lifetime: u128,
     /// Whether the last append failed, so that an outage is logged once.
     down: AtomicBool,
     /// The last reader generation handed out.
@@ -137,6 +140,7 @@ impl Shared {
             open: Script::new(OPEN),
             boot: boot.to_string(),
             bounds: (config.buffer_count, config.buffer_bytes, config.buffer_age.as_millis().max(1)),
+            meta_lifetime: META_LIFETIME.max(config.buffer_age * 2).as_millis(),
             down: AtomicBool::new(false),
             readers: AtomicU64::new(0),
         }
@@ -150,7 +154,7 @@ impl Shared {
             let [stream, index, meta] = keys(path);
             let mut invocation = self.append.key(stream);
             invocation.key(index).key(meta).arg(count).arg(bytes).arg(age.to_string());
-            invocation.arg(&self.boot).arg(META_LIFETIME.as_millis().to_string());
+            invocation.arg(&self.boot).arg(self.meta_lifetime.to_string());
             invocation.arg(received_at).arg(headers).arg(body.body.as_ref());
             invocation.invoke_async::<String>(&mut connection).await
         };
@@ -329,7 +333,7 @@ impl Reader {
             None => {
                 // `last` before the entries: an entry appended in between is read next, not missed.
                 let mut open = shared.open.key(meta);
-                open.arg(&shared.boot).arg(META_LIFETIME.as_millis().to_string());
+                open.arg(&shared.boot).arg(shared.meta_lifetime.to_string());
                 let (last, boot): (Option<String>, Option<String>) = open.invoke_async(connection).await?;
                 let all = redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(connection).await?;
                 let boot = boot.unwrap_or_else(|| shared.boot.clone());

@@ -97,6 +97,21 @@ fn the_shared_stream_is_trimmed_by_count_and_bytes_and_a_lost_stream_gets_gap() 
 }
 
 #[test]
+fn the_shared_stream_is_trimmed_by_age_and_expires_when_quiet() {
+    let redis = RedisServer::start();
+    let a = instance(&redis.url(), &["--stream-buffer-age", "1s"]);
+    assert_ok(&post(&a, "/age", &[], b"old"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_ok(&post(&a, "/age", &[], b"new"));
+    assert_eq!(redis.command("XLEN blackhole:{/age}:stream").as_deref(), Some(":1\r\n"));
+    assert_eq!(redis.command("LLEN blackhole:{/age}:index").as_deref(), Some(":1\r\n"));
+    // A quiet path's deliveries leave Redis with the age: the keys expire.
+    let ttl = redis.command("PTTL blackhole:{/age}:stream").unwrap();
+    let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!((1..=1000).contains(&ttl), "{ttl}");
+}
+
+#[test]
 fn while_redis_is_down_posts_get_503_said_once_and_streaming_resumes_when_it_is_back() {
     let mut redis = RedisServer::start_persistent();
     require_password(&redis);

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use github::{Owner, Secret};
-use relay::Target;
+use relay::filter::Filter;
+use relay::{Route, Target};
 use url::Url;
 
 /// What a usage line shows for the sources: one of them must be typed.
@@ -178,6 +179,20 @@ pub enum Command {
         )
     )]
     Wait(WaitArgs),
+    /// Serve a Model Context Protocol server on stdio: an agent waits for, reads, replays and sends
+    /// deliveries (see docs/agents.md).
+    #[command(
+        override_usage = concat!("hookfwd mcp [OPTIONS] ", source!(), " [--to <URL>]"),
+        after_long_help = examples!(
+            "Keep a repository's deliveries for the agent (register it with `claude mcp add`: docs/agents.md)",
+            "hookfwd mcp --repo octo-org/hello-world --hook-url https://blackhole.example.com/alice",
+            "Also forward each delivery to a local handler, which replay and send_event reach",
+            "hookfwd mcp --repo octo-org/hello-world --to localhost:3000/webhook",
+            "Only pull request and issue events (the hook URL from HOOKFWD_HOOK_URL)",
+            "hookfwd mcp --repo octo-org/hello-world --events pull_request,issues",
+        )
+    )]
+    Mcp(McpArgs),
     /// List or remove a repository's or organization's hooks.
     #[command(after_long_help = examples!(
         "Each hook of a repository, with the ones hookfwd created marked",
@@ -288,12 +303,40 @@ pub struct DevArgs {
     /// With --app, which of the App hook's deliveries to forward.
     #[command(flatten)]
     pub app_filter: AppFilterArgs,
-    /// The handler: a URL or host:port[/path] (http assumed).
-    #[arg(long, value_name = "URL", value_parser = parse_target, help_heading = HANDLER)]
-    pub to: Target,
+    /// The handler: a URL or host:port[/path] (http assumed). Repeat it to send each delivery to several
+    /// handlers, each with its own order and retries; 'URL if FILTER' sends one only what the jq FILTER lets
+    /// through (see docs/rules.md).
+    #[arg(long, value_name = "URL", value_parser = parse_route, required = true, help_heading = HANDLER)]
+    pub to: Vec<Route>,
     /// What `dev` shares with `forward`.
     #[command(flatten)]
     pub forwarding: ForwardingArgs,
+}
+
+/// `hookfwd mcp`. Push mode is what makes a wait end at once, so its `-h` shows the stream token.
+#[derive(Debug, Args)]
+#[command(mut_arg("stream_token", |arg| arg.hide_short_help(false)))]
+pub struct McpArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// With --app, which of the App hook's deliveries to keep.
+    #[command(flatten)]
+    pub app_filter: AppFilterArgs,
+    /// Also forward each delivery to this handler (which the replay and send_event tools reach): a URL
+    /// or host:port[/path]. Without it, deliveries are only kept for the agent.
+    #[arg(long, value_name = "URL", value_parser = parse_target, help_heading = HANDLER)]
+    pub to: Option<Target>,
+    /// How many deliveries are kept for the agent (the oldest go first; also bounded to 16 MiB).
+    #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+        help_heading = STATE, hide_short_help = true)]
+    pub keep: u64,
+    /// Forwarding options.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// GitHub connection.
+    #[command(flatten)]
+    pub github: GitHubArgs,
 }
 
 /// With `--app`: which of the App hook's deliveries `dev` and `wait` forward. Its own flag, so that
@@ -359,6 +402,11 @@ pub struct RelayArgs {
     /// other events are skipped.
     #[arg(long, value_delimiter = ',', default_value = "*", value_name = "EVENTS", help_heading = FILTERS)]
     pub events: Vec<String>,
+    /// Forward only the deliveries for which this jq expression yields true, such as '.action == "opened"'
+    /// ($headers, $event and $action are bound; see docs/rules.md); the others are recorded as handled and
+    /// shown as skipped. Polling fetches each payload to decide.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter, help_heading = FILTERS)]
+    pub filter: Option<Filter>,
     /// Also forward deliveries of this recent past that were never forwarded (e.g. 2h).
     #[arg(long, value_name = "DURATION", value_parser = parse_since, help_heading = FILTERS, hide_short_help = true)]
     pub since: Option<Duration>,
@@ -543,7 +591,7 @@ pub struct ReplayArgs {
     pub sources: SourceArgs,
     /// Send the deliveries parked in the ledger (the handler kept rejecting them) again, and
     /// un-park each one the handler takes.
-    #[arg(long, requires = "to", conflicts_with_all = ["save", "guid", "event", "action", "limit"],
+    #[arg(long, requires = "to", conflicts_with_all = ["save", "guid", "event", "action", "filter", "limit"],
         help_heading = FILTERS)]
     pub parked: bool,
     /// With --parked: where the ledgers live.
@@ -565,6 +613,10 @@ pub struct ReplayArgs {
     /// Only this action.
     #[arg(long, value_name = "ACTION", help_heading = FILTERS, hide_short_help = true)]
     pub action: Option<String>,
+    /// Only the deliveries for which this jq expression yields true (see docs/rules.md); each chosen
+    /// delivery is fetched to decide.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter, help_heading = FILTERS)]
+    pub filter: Option<Filter>,
     /// Only this delivery guid, whole or as the feed shortens it (8 or more characters); its latest attempt,
     /// unless --all-attempts.
     #[arg(long, value_name = "GUID", help_heading = FILTERS)]
@@ -871,6 +923,19 @@ fn parse_string_edit(text: &str) -> Result<webhooks::Edit, String> {
 /// Any text is a secret; wrapping it at parse time keeps it out of every `Debug` of the arguments.
 fn parse_secret(text: &str) -> Result<Secret, String> {
     Ok(Secret::new(text))
+}
+
+fn parse_filter(text: &str) -> Result<Filter, String> {
+    Filter::parse(text).map_err(|error| error.to_string())
+}
+
+/// `--to URL`, or `--to 'URL if FILTER'`.
+fn parse_route(text: &str) -> Result<Route, String> {
+    let (target, filter) = match text.split_once(" if ") {
+        Some((target, filter)) => (target.trim(), Some(parse_filter(filter)?)),
+        None => (text, None),
+    };
+    Ok(Route { target: parse_target(target)?, filter, secret: None })
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {

@@ -87,6 +87,7 @@ fn dev_short_help_shows_the_everyday_flags_only() {
         "--secret",
         "--action",
         "--events",
+        "--filter",
         "--inspect",
         "--json",
         "--quiet",
@@ -195,4 +196,15 @@ fn with_app_repo_stays_a_hook_source_and_only_repo_filters() {
     assert_eq!(args.app_filter.only_repos, [Owner::parse("o/s").unwrap()]);
     let error = dev(&["--repo", "o/r", "--only-repo", "o/s"]).unwrap_err();
     assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--only-repo needs --app: {error}");
+}
+
+#[test]
+fn mcp_needs_no_handler_and_shows_the_stream_token() {
+    let Command::Mcp(args) = Cli::try_parse_from(["hookfwd", "mcp", "--repo", "o/r"]).unwrap().command else {
+        unreachable!()
+    };
+    assert_eq!((args.to, args.keep), (None, 500));
+    let help = command("hookfwd mcp").render_help().to_string();
+    assert!(help.contains("--stream-token") && help.contains("--to <URL>"), "{help}");
+    assert!(Cli::try_parse_from(["hookfwd", "mcp", "--repo", "o/r", "--keep", "0"]).is_err());
 }

@@ -80,6 +80,8 @@ pub async fn demo(args: DemoArgs, output: &OutputArgs, status: Status) -> anyhow
         hook_url: Some(format!("http://{blackhole_addr}/demo")),
         events: vec!["*".to_string()],
         actions: Vec::new(),
+        filter: None,
+        more: Vec::new(),
         installations: Vec::new(),
         repositories: Vec::new(),
         secret: Some(Secret::new(SECRET)),
@@ -90,6 +92,7 @@ pub async fn demo(args: DemoArgs, output: &OutputArgs, status: Status) -> anyhow
     let relay = RelayArgs {
         secret: None,
         events: vec!["*".to_string()],
+        filter: None,
         since: None,
         interval: Duration::from_secs(1),
         push: PushArgs { stream_token: None, hook_secret: None },

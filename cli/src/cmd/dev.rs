@@ -18,23 +18,40 @@ use crate::term::Status;
 /// `hookfwd dev`: one rule from flags.
 pub async fn dev(args: DevArgs, output: &OutputArgs, status: Status) -> anyhow::Result<ExitCode> {
     let mut forwarding = args.forwarding;
-    let rule = flag_rule(&args.sources, &args.app_filter, args.to, &forwarding.relay, &forwarding.github)?;
+    // Clap requires one --to at least.
+    let mut routes = args.to.into_iter();
+    let first = routes.next().ok_or_else(|| fail(USAGE, "give the handler with --to URL"))?;
+    let mut rule = flag_rule(&args.sources, &args.app_filter, first.target, &forwarding.relay, &forwarding.github)?;
+    // `--to 'URL if FILTER'`: this target's own filter rather than --filter.
+    rule.filter = first.filter.or(rule.filter);
+    rule.more = routes.collect();
+    for route in rule.more.iter_mut().filter(|route| route.filter.is_none()) {
+        route.filter = forwarding.relay.filter.clone();
+    }
     // A developer's handler bug must not hold up the rest of the queue.
     forwarding.relay.handler_error_default = OnHandlerError::Park;
     forwarding.relay.retry_key = true;
     run_forwarding(vec![rule], forwarding, output, status).await
 }
 
-/// Runs `rules` as `dev` and `forward` do: `--action` for the rules that name no actions of their
-/// own, the handler's `--timeout`, the inspector, until stopped.
+/// Runs `rules` as `dev` and `forward` do: `--action` and `--filter` for the rules that name no
+/// actions (no filter) of their own, the handler's `--timeout`, the inspector, until stopped.
 pub async fn run_forwarding(
     mut rules: Vec<Rule>,
     mut forwarding: ForwardingArgs,
     output: &OutputArgs,
     status: Status,
 ) -> anyhow::Result<ExitCode> {
-    for rule in rules.iter_mut().filter(|rule| rule.actions.is_empty()) {
-        rule.actions = forwarding.actions.clone();
+    for rule in rules.iter_mut() {
+        if rule.actions.is_empty() {
+            rule.actions = forwarding.actions.clone();
+        }
+        if rule.filter.is_none() {
+            rule.filter = forwarding.relay.filter.clone();
+        }
+        for route in rule.more.iter_mut().filter(|route| route.filter.is_none()) {
+            route.filter = forwarding.relay.filter.clone();
+        }
     }
     forwarding.relay.handler_timeout = Some(forwarding.timeout);
     let ForwardingArgs { relay, inspect, github, .. } = forwarding;
@@ -71,12 +88,32 @@ pub fn flag_rule(
         hook_url,
         events: relay.events.clone(),
         actions: Vec::new(),
+        filter: relay.filter.clone(),
+        more: Vec::new(),
         installations,
         repositories: app_filter.only_repos.clone(),
         secret: relay.secret.clone(),
         secret_env: None,
         stream_token: super::non_empty(&relay.push.stream_token),
         hook_secret: super::non_empty(&relay.push.hook_secret),
+    })
+}
+
+/// The relay's settings from the flags every command that runs it shares.
+pub fn settings(relay: &RelayArgs) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        interval: relay.interval,
+        safety_interval: relay.safety_interval,
+        since: relay.since,
+        state_dir: super::state_dir(relay.state_dir.clone())?,
+        cleanup: relay.cleanup,
+        target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
+        on_handler_error: relay.on_handler_error.unwrap_or(relay.handler_error_default).into(),
+        max_attempts: relay.max_attempts,
+        dedupe: !relay.no_dedupe,
+        ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
+        allow_private_hook_url: relay.allow_private_hook_url,
+        ..Settings::default()
     })
 }
 
@@ -169,20 +206,7 @@ pub async fn relay_rules(
     if let Some(inspector) = &inspector {
         until.inspecting(inspector.url());
     }
-    let settings = Settings {
-        interval: relay.interval,
-        safety_interval: relay.safety_interval,
-        since: relay.since,
-        state_dir: super::state_dir(relay.state_dir)?,
-        cleanup: relay.cleanup,
-        target_timeout: relay.handler_timeout.unwrap_or(Settings::default().target_timeout),
-        on_handler_error: relay.on_handler_error.unwrap_or(relay.handler_error_default).into(),
-        max_attempts: relay.max_attempts,
-        dedupe: !relay.no_dedupe,
-        ledger: relay.ledger.as_deref().map(relay::ledger::Location::parse).transpose()?,
-        allow_private_hook_url: relay.allow_private_hook_url,
-        ..Settings::default()
-    };
+    let settings = settings(&relay)?;
     // Only a terminal can press `r`, and only while parking or retrying can it matter; piped stdin is never read.
     let keys = if relay.retry_key { crate::keys::Keys::listen(press) } else { None };
     let retry_now = (keys.is_some() || inspector.is_some()).then_some(presses);

@@ -9,9 +9,10 @@ mod doctor;
 mod forward;
 mod guid;
 mod hooks;
+mod mcp;
 mod redeliver;
 mod replay;
-mod send;
+pub(crate) mod send;
 pub(crate) mod trigger;
 mod wait;
 
@@ -30,7 +31,8 @@ use crate::term::Status;
 
 /// Runs the parsed command line; with `--json`, a failure is also an `error` line, the last on stdout.
 pub async fn run(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
-    let json = cli.output.json;
+    // `mcp`'s stdout is the protocol's: its failure is said on stderr only.
+    let json = cli.output.json && !matches!(cli.command, Command::Mcp(_));
     let outcome = command(cli, status).await;
     if json && let Err(error) = &outcome {
         crate::exit::json_line(error);
@@ -48,6 +50,7 @@ async fn command(cli: Cli, status: Status) -> anyhow::Result<ExitCode> {
         Command::Trigger(args) => trigger::trigger(args, &output).await,
         Command::Redeliver(args) => redeliver::redeliver(args, &output).await,
         Command::Wait(args) => wait::wait(args, &output, status).await,
+        Command::Mcp(args) => mcp::mcp(args).await,
         Command::Hooks(args) => hooks::hooks(args, &output).await,
         Command::Doctor(args) => doctor::doctor(args, &output).await,
         Command::Completions(args) => completions::completions(args),

@@ -41,6 +41,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     let selected = args.guid.is_some()
         || args.event.is_some()
         || args.action.is_some()
+        || args.filter.is_some()
         || args.since.is_some()
         || args.limit.is_some()
         || args.save.is_some();
@@ -122,7 +123,7 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             ));
         }
         if output.json {
-            print(&Line::Replayed { parked: false, total: 0, sent: 0, refused: 0, skipped: 0 }.to_json())?;
+            print(&Line::Replayed { parked: false, total: 0, sent: 0, refused: 0, skipped: 0, filtered: 0 }.to_json())?;
         } else if !output.quiet {
             print(&format!("no deliveries of the last {} match", window(since)))?;
         }
@@ -141,6 +142,8 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     let forwarder = args.to.clone().map(|to| Forwarder::new(to, TARGET_TIMEOUT));
     let mut refused = 0usize;
     let mut skipped = 0usize;
+    // Left out by --filter, and whether it failed on one (said once).
+    let (mut filtered, mut filter_failed) = (0usize, false);
     for (done, (hook, item)) in chosen.into_iter().enumerate() {
         status.progress(format!("replaying {}", item.kind()), done as u64, total as u64);
         let delivery = match client.get_delivery(&hook, item.id).await {
@@ -157,6 +160,26 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
             }
         };
         let request = Arc::new(Outgoing::from_delivery(&delivery, secret.as_ref()));
+        if let Some(filter) = &args.filter {
+            // As the relay does: a filter that fails is a no, said once.
+            let passes = match request.passes(filter, &item.event, item.action.as_deref()) {
+                Ok(passes) => passes,
+                Err(error) => {
+                    if !std::mem::replace(&mut filter_failed, true) {
+                        let warning =
+                            relay::Warning::FilterFailed { filter: filter.expr().into(), item: item.clone(), error };
+                        feed.show(&Event::Warning(warning))?;
+                    }
+                    false
+                }
+            };
+            if !passes {
+                filtered += 1;
+                let target = args.to.as_ref().map(|to| to.0.clone());
+                feed.show(&Event::Filtered { hook, item, via: relay::Via::Api, target })?;
+                continue;
+            }
+        }
         let (via, shown) = (relay::Via::Api, request.clone());
         feed.show(&Event::Delivering { hook: hook.clone(), item: item.clone(), via, request: shown })?;
         let Some(forwarder) = &forwarder else {
@@ -191,15 +214,14 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
         };
         feed.show(&answered)?;
     }
+    let sent = total - skipped - filtered;
     if output.json {
-        let sent = total - skipped;
-        print(&Line::Replayed { parked: false, total, sent, refused, skipped }.to_json())?;
+        print(&Line::Replayed { parked: false, total, sent, refused, skipped, filtered }.to_json())?;
     }
     if refused > 0 {
         return Err(fail(REJECTED, format!("the handler refused {refused} of {total} replayed deliveries")));
     }
     if skipped > 0 {
-        let sent = total - skipped;
         return Err(fail(
             FAILURE,
             format!("replayed {sent} of {total} deliveries; {skipped} could not be read from GitHub and were skipped"),
@@ -207,7 +229,8 @@ pub async fn replay(args: ReplayArgs, output: &OutputArgs, status: Status) -> an
     }
     if !output.quiet && !output.json {
         let verb = if save.is_some() { "saved" } else { "replayed" };
-        print(&format!("{verb} {total} {}", if total == 1 { "delivery" } else { "deliveries" }))?;
+        let left_out = if filtered > 0 { format!("; {filtered} skipped by --filter") } else { String::new() };
+        print(&format!("{verb} {sent} {}{left_out}", if sent == 1 { "delivery" } else { "deliveries" }))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -321,7 +344,7 @@ async fn replay_parked(args: ReplayArgs, output: &OutputArgs, status: Status) ->
         }
     }
     if output.json {
-        print(&Line::Replayed { parked: true, total, sent, refused, skipped: 0 }.to_json())?;
+        print(&Line::Replayed { parked: true, total, sent, refused, skipped: 0, filtered: 0 }.to_json())?;
     }
     if total == 0 {
         if !output.quiet && !output.json {

@@ -24,7 +24,7 @@ use crate::schema::SchemaCheck;
 use crate::term::{Status, print};
 
 /// How long one request may take before the handler counts as unreachable.
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One payload to send, edited and ready to sign.
 struct Prepared {
@@ -49,7 +49,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
         let mut prepare = |file: &Path, fixture: &mut crate::fixture::Fixture| -> anyhow::Result<()> {
             let from = format!("the fixture {}", file.display());
             let bytes = fixture.bytes().map_err(|why| fail(USAGE, format!("{from}: {why}")))?;
-            let payload = edit(bytes, None, &args, output, &from)?;
+            let payload = edit(bytes, None, args.repo.as_ref(), &edits(&args), output, &from)?;
             let action = action_of(&payload);
             if let Some(check) = &mut schema {
                 report(check, &fixture.event, action.as_deref(), &payload, output)?;
@@ -84,7 +84,7 @@ pub async fn send(args: SendArgs, output: &OutputArgs, status: Status) -> anyhow
             }
             None => example(&event, action.as_deref(), strict, output)?,
         };
-        let payload = edit(bytes, set_action.as_deref(), &args, output, &from)?;
+        let payload = edit(bytes, set_action.as_deref(), args.repo.as_ref(), &edits(&args), output, &from)?;
         let action = action_of(&payload);
         let kind = match &action {
             Some(action) => format!("{event}.{action}"),
@@ -301,7 +301,8 @@ fn warn_unknown_action(event: &str, action: Option<&str>, output: &OutputArgs) -
 fn edit(
     bytes: Vec<u8>,
     action: Option<&str>,
-    args: &SendArgs,
+    repo: Option<&Owner>,
+    edits: &[Edit],
     output: &OutputArgs,
     from: &str,
 ) -> anyhow::Result<Vec<u8>> {
@@ -315,14 +316,13 @@ fn edit(
     if let Some(action) = action {
         payload = Edit::apply(&payload, &[Edit::set_string("action", action)]).map_err(cannot)?.payload;
     }
-    if let Some(Owner::Repo { owner, repo }) = &args.repo {
+    if let Some(Owner::Repo { owner, repo }) = repo {
         payload = webhooks::follow_repo(&payload, owner, repo).map_err(cannot)?;
     }
-    let edits: Vec<Edit> = args.set.iter().chain(&args.set_string).cloned().collect();
     if edits.is_empty() {
         return Ok(payload);
     }
-    let edited = Edit::apply(&payload, &edits).map_err(cannot)?;
+    let edited = Edit::apply(&payload, edits).map_err(cannot)?;
     for missing in &edited.missing {
         let nearest = match &missing.nearest {
             Some(nearest) => format!(" (the nearest is `{nearest}`)"),
@@ -331,6 +331,24 @@ fn edit(
         warn(output, "set_added", &format!("`{}` is not in {from}; added{nearest}", missing.path))?;
     }
     Ok(edited.payload)
+}
+
+/// `--set`, then `--set-string`.
+fn edits(args: &SendArgs) -> Vec<Edit> {
+    args.set.iter().chain(&args.set_string).cloned().collect()
+}
+
+/// The payload `hookfwd send EVENT[.ACTION] --set …` sends (GitHub's example, edited), with nothing printed:
+/// for `hookfwd mcp`'s send_event. Returns the event, the payload's action and its bytes.
+pub fn example_payload(name: &str, edits: &[Edit]) -> anyhow::Result<(String, Option<String>, Vec<u8>)> {
+    let silent = OutputArgs { json: false, quiet: true, verbose: 0 };
+    let (event, action) = match name.split_once('.') {
+        Some((event, action)) => (event, Some(action)),
+        None => (name, None),
+    };
+    let (bytes, from, _) = example(event, action, true, &silent)?;
+    let payload = edit(bytes, None, None, edits, &silent, &from)?;
+    Ok((event.to_string(), action_of(&payload), payload))
 }
 
 /// Checks a payload and prints its mismatches (`--check-schema`).

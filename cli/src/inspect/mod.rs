@@ -1,8 +1,9 @@
 //! The local inspector of `dev` and `forward`: a page at http://127.0.0.1:4040 that lists deliveries live,
 //! shows each one's request and every answer, and replays, redelivers, copies and saves them.
+//! `hookfwd mcp` keeps its deliveries in the same [`store`] and replays and redelivers through [`server`].
 
-mod server;
-mod store;
+pub mod server;
+pub mod store;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};

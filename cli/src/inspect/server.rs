@@ -270,15 +270,38 @@ async fn replay(shared: &Arc<Shared>, seq: &str, body: Incoming) -> Response<Bod
         Err(sentence) => return bad_request(sentence),
     };
     let Some(original) = shared.lock().get(seq).cloned() else { return not_found() };
+    let edited = edit.is_some();
+    let secret = shared.secret_for(&original.hook);
+    let (again, outcome) = match send_again(&original, edit, secret.as_ref()).await {
+        Ok(sent) => sent,
+        Err(error) => return json_answer(StatusCode::CONFLICT, &json!({"error": error})),
+    };
+    let status = outcome.as_ref().ok().map(|response| response.status);
+    let error = outcome.as_ref().err().cloned();
+    let new = shared.lock().replayed(&original, again, edited, outcome);
+    shared.announce(new);
+    json_answer(StatusCode::OK, &json!({"seq": new, "status": status, "error": error}))
+}
+
+/// Sends `original`'s request to its handler again, now, marked as a replay: as forwarded (same signature), or
+/// edited and signed with `secret`. Returns the request sent and the outcome, for [`Store::replayed`]; or why
+/// it cannot be sent, in one sentence.
+pub async fn send_again(
+    original: &store::Entry,
+    edit: Option<Edit>,
+    secret: Option<&Secret>,
+) -> Result<(Arc<Outgoing>, Result<relay::Response, String>), &'static str> {
     let (Some(request), Some(target)) = (original.request.clone(), original.target.clone()) else {
-        let error = if original.trimmed {
+        return Err(if original.trimmed {
             "its request was dropped to keep the inspector's memory bounded; use Redeliver on GitHub"
         } else {
             "this delivery has not been forwarded yet"
-        };
-        return json_answer(StatusCode::CONFLICT, &json!({"error": error}));
+        });
     };
-    let edited = edit.is_some();
+    let target = Target(target);
+    if target.is_keep() {
+        return Err("there is no handler to send it to: this run was started without --to");
+    }
     let mut again = match edit {
         None => (*request).clone(),
         Some(edit) => {
@@ -287,27 +310,23 @@ async fn replay(shared: &Arc<Shared>, seq: &str, body: Incoming) -> Response<Bod
                 kept.cloned().collect()
             });
             let body = edit.payload.map_or_else(|| request.body.clone(), String::into_bytes);
-            Outgoing::signed(headers, body, shared.secret_for(&original.hook).as_ref())
+            Outgoing::signed(headers, body, secret)
         }
     };
     again.headers.push((REPLAY_HEADER.into(), "1".into()));
     let again = Arc::new(again);
-    let outcome = Forwarder::new(Target(target), REPLAY_TIMEOUT).send(&again).await.map_err(|error| error.to_string());
-    let status = outcome.as_ref().ok().map(|response| response.status);
-    let error = outcome.as_ref().err().cloned();
-    let new = shared.lock().replayed(&original, again, edited, outcome);
-    shared.announce(new);
-    json_answer(StatusCode::OK, &json!({"seq": new, "status": status, "error": error}))
+    let outcome = Forwarder::new(target, REPLAY_TIMEOUT).send(&again).await.map_err(|error| error.to_string());
+    Ok((again, outcome))
 }
 
 /// An edit of a delivery's request, from the page: the payload's exact bytes and the headers to send (all of
 /// them but those hookfwd sets), each optional.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Edit {
+pub struct Edit {
     /// The payload, as text.
-    payload: Option<String>,
+    pub payload: Option<String>,
     /// Every header to send, in place of the delivery's.
-    headers: Option<Vec<(String, String)>>,
+    pub headers: Option<Vec<(String, String)>>,
 }
 
 impl Edit {
@@ -406,22 +425,29 @@ fn again(shared: &Shared, seq: &str) -> Response<Body> {
 async fn redeliver(shared: &Arc<Shared>, seq: &str) -> Response<Body> {
     let Ok(seq) = seq.parse::<u64>() else { return not_found() };
     let Some(entry) = shared.lock().get(seq).cloned() else { return not_found() };
+    match ask_redelivery(&shared.client, &entry).await {
+        Ok(id) => json_answer(StatusCode::OK, &json!({"redelivering": id})),
+        Err((status, error)) => json_answer(status, &json!({"error": error})),
+    }
+}
+
+/// Asks GitHub to redeliver `entry` (a pushed one is found in GitHub's list first: the stream gave it no id);
+/// returns the id GitHub redelivers, or why not: a status for the page and one sentence.
+pub async fn ask_redelivery(client: &github::Client, entry: &store::Entry) -> Result<u64, (StatusCode, String)> {
     let id = match entry.item.id {
-        0 => match crate::cmd::trigger::find_delivery(&shared.client, &entry.hook, &entry.item.guid).await {
+        0 => match crate::cmd::trigger::find_delivery(client, &entry.hook, &entry.item.guid).await {
             Ok(Some(item)) => item.id,
             Ok(None) => {
-                return json_answer(
-                    StatusCode::CONFLICT,
-                    &json!({"error": "GitHub no longer lists this delivery, so it cannot redeliver it"}),
-                );
+                let error = "GitHub no longer lists this delivery, so it cannot redeliver it";
+                return Err((StatusCode::CONFLICT, error.into()));
             }
-            Err(error) => return json_answer(StatusCode::BAD_GATEWAY, &json!({"error": format!("{error:#}")})),
+            Err(error) => return Err((StatusCode::BAD_GATEWAY, format!("{error:#}"))),
         },
         id => id,
     };
-    match shared.client.redeliver(&entry.hook, id).await {
-        Ok(()) => json_answer(StatusCode::OK, &json!({"redelivering": id})),
-        Err(error) => json_answer(StatusCode::BAD_GATEWAY, &json!({"error": error.to_string()})),
+    match client.redeliver(&entry.hook, id).await {
+        Ok(()) => Ok(id),
+        Err(error) => Err((StatusCode::BAD_GATEWAY, error.to_string())),
     }
 }
 

@@ -199,6 +199,16 @@ impl Store {
         self.entries.iter().map(Entry::summary).collect()
     }
 
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
+    /// The seq of the newest entry ever added (0 before the first), whether or not it is still held.
+    pub fn last_seq(&self) -> u64 {
+        self.next - 1
+    }
+
     /// One entry.
     pub fn get(&self, seq: u64) -> Option<&Entry> {
         self.entries.iter().find(|entry| entry.seq == seq)
@@ -450,7 +460,8 @@ mod tests {
 
     fn parked(guid: &str) -> Event {
         let answer = Answer { headers: vec![], body: b"nope".to_vec(), body_length: 4 };
-        Event::Parked { hook: hook(), item: item(guid), via: Via::Api, attempts: 3, status: 500, answer }
+        let target = url::Url::parse("http://127.0.0.1:3000/hook").unwrap();
+        Event::Parked { hook: hook(), item: item(guid), target, via: Via::Api, attempts: 3, status: 500, answer }
     }
 
     fn answered(guid: &str, status: u16, size: usize) -> Event {
@@ -519,6 +530,7 @@ mod tests {
         let unreachable = Event::Retrying {
             hook: hook(),
             item: item("g1"),
+            target: url::Url::parse("http://127.0.0.1:3000/hook").unwrap(),
             reason: "connection refused".into(),
             wait: Duration::from_secs(1),
             attempt: 1,

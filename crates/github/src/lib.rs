@@ -23,7 +23,7 @@ pub use auth::{AppCredentials, Auth, CredentialSource, Credentials};
 pub use backoff::Backoff;
 pub use client::{
     Client, Config, DELIVERY_LIMIT, LIST_LIMIT, Pace, RATE_WINDOW, RateLimit, RetryPolicy, SECONDARY_CONCURRENT,
-    SECONDARY_PER_MINUTE, Wait, points,
+    SECONDARY_PER_MINUTE, SharedPace, Turn, Wait, points,
 };
 pub use error::{Error, Result};
 pub use http::http_client;

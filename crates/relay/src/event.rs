@@ -112,6 +112,8 @@ pub enum Event {
         hook: HookRef,
         /// The delivery.
         item: DeliveryItem,
+        /// The target being retried.
+        target: Url,
         /// Why, such as `connection refused` or `503`.
         reason: String,
         /// How long until the next attempt, in whole tenths of a second: the wait is exactly this.
@@ -126,6 +128,8 @@ pub enum Event {
         hook: HookRef,
         /// The delivery.
         item: DeliveryItem,
+        /// The target that kept rejecting it.
+        target: Url,
         /// Which path brought it.
         via: Via,
         /// The handler's rejections.
@@ -134,6 +138,18 @@ pub enum Event {
         status: u16,
         /// The last rejection's headers and the start of its body.
         answer: Answer,
+    },
+    /// A delivery was not sent to `target`: its rule's filter (`--filter`) did not let it through, or
+    /// failed on it. It is recorded as handled, like one of an event the rule does not forward.
+    Filtered {
+        /// Its hook.
+        hook: HookRef,
+        /// The delivery.
+        item: DeliveryItem,
+        /// Which path brought it.
+        via: Via,
+        /// The target it was not sent to; none when there is none (`hookfwd replay --save`).
+        target: Option<Url>,
     },
     /// A poll finished.
     Polled {

@@ -8,6 +8,7 @@
 mod engine;
 mod error;
 mod event;
+pub mod filter;
 pub mod ledger;
 pub mod request;
 pub mod rule;
@@ -23,7 +24,7 @@ pub use engine::{PrivateHost, is_github_cloud, private_host, run, state};
 pub use error::Error;
 pub use event::{Call, Event, HookOrigin, Via};
 pub use request::{Answer, Forwarder, Outgoing, Response, SendError};
-pub use rule::{Rule, Source, Target};
+pub use rule::{Route, Rule, Source, Target};
 pub use warning::{LedgerFix, OverlapOutcome, SkipReason, StreamTrouble, Warning};
 
 /// How the relay runs, shared by every rule.

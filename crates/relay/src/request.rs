@@ -1,10 +1,12 @@
 //! The request to the target: rebuilds GitHub's request, signs it with the local secret, POSTs it, and reads the answer.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use github::{Delivery, Secret, signature};
 
 use crate::Target;
+use crate::filter::{Filter, FilterError};
 
 /// The content type of JSON hooks.
 const JSON: &str = "application/json";
@@ -124,6 +126,36 @@ impl Outgoing {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
+
+    /// The payload: the body, or the `payload` field of a form-encoded one.
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        let form = self.header("Content-Type").is_some_and(|kind| kind.to_ascii_lowercase().starts_with(FORM));
+        if !form {
+            return std::borrow::Cow::Borrowed(&self.body);
+        }
+        let payload = form_urlencoded::parse(&self.body).find(|(name, _)| name == "payload");
+        std::borrow::Cow::Owned(payload.map(|(_, value)| value.into_owned().into_bytes()).unwrap_or_default())
+    }
+
+    /// Whether `filter` lets this request through: run on its payload, with its headers (names in
+    /// lower case, a repeated one's values joined with `, `) as `$headers`.
+    ///
+    /// A payload that is not JSON fails the filter, as a filter's own error does.
+    pub fn passes(&self, filter: &Filter, event: &str, action: Option<&str>) -> Result<bool, FilterError> {
+        let payload: serde_json::Value = serde_json::from_slice(&self.payload())
+            .map_err(|_| FilterError::Failed { message: "the payload is not JSON".into() })?;
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in &self.headers {
+            headers
+                .entry(name.to_ascii_lowercase())
+                .and_modify(|values| {
+                    values.push_str(", ");
+                    values.push_str(value);
+                })
+                .or_insert_with(|| value.clone());
+        }
+        filter.matches(&payload, &headers, event, action)
+    }
 }
 
 /// Replaces any signature headers with ones computed over `body` with `secret`.
@@ -197,6 +229,23 @@ impl Response {
     }
 }
 
+/// The URL of [`Target::keep`]: a scheme `--to` never accepts, so no user's target can be mistaken for it.
+const KEEP: &str = "hookfwd:keep";
+
+impl Target {
+    /// No handler: each delivery counts as handled the moment it is about to be sent, with nothing sent
+    /// (`hookfwd mcp` without `--to`, where deliveries are only kept for the agent).
+    pub fn keep() -> Self {
+        // A constant that parses: `hookfwd:keep` is an absolute URL.
+        Self(url::Url::parse(KEEP).expect("a valid URL"))
+    }
+
+    /// Whether this is [`Target::keep`].
+    pub fn is_keep(&self) -> bool {
+        self.0.as_str() == KEEP
+    }
+}
+
 /// POSTs [`Outgoing`] requests to one target.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
@@ -230,6 +279,9 @@ impl Forwarder {
     /// A request no HTTP server could receive (a header name or value that cannot be sent) is
     /// [`SendError::Invalid`] before anything goes out: retrying it would fail the same way forever.
     pub async fn send(&self, request: &Outgoing) -> Result<Response, SendError> {
+        if self.target.is_keep() {
+            return Ok(Response { status: 200, latency: Duration::ZERO, answer: Answer::default() });
+        }
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
             let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
@@ -371,6 +423,16 @@ impl SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_keeping_target_answers_without_sending_and_no_flag_names_it() {
+        let target = Target::keep();
+        assert!(target.is_keep());
+        let sent = Forwarder::new(target, Duration::from_secs(1)).send(&Outgoing::synthetic("ping", b"{}", None)).await;
+        assert_eq!(sent.map(|response| response.status), Ok(200));
+        assert!(Target::parse("hookfwd:keep").is_err(), "--to cannot give it");
+        assert!(!Target::parse("localhost:3000").unwrap().is_keep());
+    }
     use github::signature::verify_sha256;
 
     fn delivery(headers: &str, payload: &str) -> Delivery {

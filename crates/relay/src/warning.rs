@@ -106,6 +106,14 @@ pub enum Warning {
         /// Where the shared ledger starts.
         origin: DateTime<Utc>,
     },
+    /// The GitHub budget replicas share in Redis cannot be reached: this replica paces its GitHub
+    /// calls alone, at `1/share` of the secondary limit, until it can. Said once per run.
+    SharedPaceUnreachable {
+        /// The ledger's URL, without its password.
+        url: String,
+        /// The replicas assumed to share the token: the most seen pacing in the last minute, at least 2.
+        share: u32,
+    },
     /// GitHub stamped a delivery further ahead of the local clock than the trusted skew: it is
     /// forwarded, and later ones still are. Said once per source.
     FutureDelivery {
@@ -128,6 +136,16 @@ pub enum Warning {
         pushed: bool,
         /// Why it can never be forwarded.
         reason: SkipReason,
+    },
+    /// A rule's filter failed on a delivery (an error, or a value other than true or false): the
+    /// delivery is not forwarded, as if the filter said no. Said once per filter and run.
+    FilterFailed {
+        /// The filter's expression.
+        filter: String,
+        /// The first delivery it failed on.
+        item: DeliveryItem,
+        /// How it failed.
+        error: crate::filter::FilterError,
     },
     /// The handler took longer to answer than GitHub waits for a hook: in production the delivery
     /// would fail. Said once per run.

@@ -59,6 +59,8 @@ fn rule(from: &[&str], target: Target, hook_url: &str) -> Rule {
         hook_url: Some(hook_url.to_string()),
         events: Vec::new(),
         actions: Vec::new(),
+        filter: None,
+        more: Vec::new(),
         installations: Vec::new(),
         repositories: Vec::new(),
         secret: Some(Secret::new(SECRET)),
@@ -804,5 +806,123 @@ mod shared_ledger {
         let location = Location::parse("redis://:hunter2@127.0.0.1:6379/3").unwrap();
         assert_eq!(location.to_string(), "redis://:***@127.0.0.1:6379/3");
         assert!(!format!("{location:?}").contains("hunter2"));
+    }
+}
+
+/// One token's GitHub budget shared by replicas in a real `redis-server` (`RedisPace`): the
+/// replicas' calls together keep to the pace, other credentials keep their own budget, and while
+/// Redis cannot be reached each replica paces alone at a share, said once.
+#[cfg(unix)]
+mod shared_pace {
+    use github::{Pace, SharedPace, Turn};
+    use relay::Warning;
+    use relay::ledger::{FALLBACK_SHARE, Location, RedisPace};
+    use testkit::RedisServer;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const INSTANCE: &str = "127.0.0.1-1";
+    const ENDPOINT: &str = "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}";
+
+    /// A replica's pacer on its own connection, for the credentials `identity`.
+    async fn replica(redis: &RedisServer, identity: &str, name: &str, events: &mpsc::Sender<Event>) -> RedisPace {
+        let connection = Location::parse(&redis.url()).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+        RedisPace::new(&connection, INSTANCE, identity, name, events)
+    }
+
+    /// The moments `calls` calls at once on [`ENDPOINT`] may go: now plus each one's wait.
+    async fn turns(pacer: &RedisPace, pace: Pace, calls: usize) -> Vec<Instant> {
+        let calls = (0..calls).map(|_| async { Instant::now() + after(pacer.reserve(ENDPOINT, 1, pace).await) });
+        futures::future::join_all(calls).await
+    }
+
+    /// The wait of a turn that Redis gave.
+    fn after(turn: Turn) -> Duration {
+        match turn {
+            Turn::After(wait) => wait,
+            Turn::Alone { share } => panic!("Redis answers, yet the pacer paces alone at 1/{share}"),
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn two_replicas_on_one_token_together_spend_no_more_than_the_limit_in_a_minute() {
+        let redis = RedisServer::start();
+        let (events, _keep) = mpsc::channel(8);
+        let a = replica(&redis, "one-token", "replica-a", &events).await;
+        let b = replica(&redis, "one-token", "replica-b", &events).await;
+        let pace = Pace::under(120, 100);
+        // Each asks for a turn as often as anyone could: four minutes' worth of the limit in all,
+        // at once. A turn is the moment its call may go: now plus the wait.
+        let start = Instant::now();
+        let (turns_a, turns_b) = tokio::join!(turns(&a, pace, 240), turns(&b, pace, 240));
+        let in_first_minute =
+            |turns: &[Instant]| turns.iter().filter(|at| **at < start + Duration::from_secs(60)).count();
+        let (first_a, first_b) = (in_first_minute(&turns_a), in_first_minute(&turns_b));
+        assert!(first_a + first_b <= pace.limit as usize, "{first_a} + {first_b} turns in the first minute");
+        // And the budget is spent, by both: not one replica starved, nor the pace slowed to nothing.
+        assert!(first_a + first_b >= pace.per_minute as usize, "{first_a} + {first_b}");
+        assert!(first_a > 0 && first_b > 0, "{first_a} and {first_b}");
+        // Writes cost five points, on their own endpoint's budget.
+        let write = "POST /repos/{owner}/{repo}/hooks";
+        let burst: Vec<Duration> =
+            futures::future::join_all((0..4).map(|_| a.reserve(write, 5, pace))).await.into_iter().map(after).collect();
+        assert_eq!(burst.iter().filter(|wait| wait.is_zero()).count(), pace.burst as usize / 5, "{burst:?}");
+
+        // Other credentials are not slowed by this token's spending.
+        let other = replica(&redis, "another-token", "replica-c", &events).await;
+        assert_eq!(after(other.reserve(ENDPOINT, 1, pace).await), Duration::ZERO);
+        // A key that another program overwrote is started again rather than stopping the pacing.
+        let key = format!("hookfwd:pace:{{another-token}}:{INSTANCE}:{ENDPOINT}");
+        assert!(redis.command(&format!("DEL \"{key}\"")).is_some_and(|reply| reply.starts_with(":1")));
+        assert!(redis.command(&format!("HSET \"{key}\" a b")).is_some_and(|reply| reply.starts_with(":1")));
+        assert_eq!(after(other.reserve(ENDPOINT, 1, pace).await), Duration::ZERO);
+        // The keys name the credentials by what the client gives (a digest), one hash tag for all of them.
+        let keys = redis.command("KEYS *").unwrap_or_default();
+        assert!(keys.contains("hookfwd:pace:{one-token}:127.0.0.1-1:replicas"), "{keys}");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; scripts/test runs it"]
+    async fn with_redis_gone_each_replica_paces_alone_at_a_share_says_so_once_and_comes_back() {
+        let mut redis = RedisServer::start();
+        let (events, mut warnings) = mpsc::channel(8);
+        let pacers = [
+            replica(&redis, "one-token", "replica-a", &events).await,
+            replica(&redis, "one-token", "replica-b", &events).await,
+            replica(&redis, "one-token", "replica-c", &events).await,
+        ];
+        let pace = Pace::under(120, 100);
+        for pacer in &pacers {
+            after(pacer.reserve(ENDPOINT, 1, pace).await);
+        }
+        let a = &pacers[0];
+        // Three replicas were seen, so each paces at a third while Redis is gone.
+        after(a.reserve(ENDPOINT, 1, pace).await);
+        redis.stop();
+        assert_eq!(a.reserve(ENDPOINT, 1, pace).await, Turn::Alone { share: 3 });
+        assert_eq!(a.reserve(ENDPOINT, 1, pace).await, Turn::Alone { share: 3 });
+        let said = warnings.recv().await.expect("a warning");
+        assert!(
+            matches!(&said, Event::Warning(Warning::SharedPaceUnreachable { share: 3, url }) if url == &redis.url()),
+            "{said:?}"
+        );
+        // Never fewer than FALLBACK_SHARE: b last saw two replicas (c had not paced yet).
+        let b = &pacers[1];
+        assert_eq!(b.reserve(ENDPOINT, 1, pace).await, Turn::Alone { share: FALLBACK_SHARE });
+
+        redis.restart();
+        eventually("the pacer asking Redis again", async || {
+            matches!(a.reserve(ENDPOINT, 1, pace).await, Turn::After(_))
+        })
+        .await;
+        // Once a run: a's next outage is not said again (b, another process, said its own once).
+        redis.stop();
+        assert!(matches!(a.reserve(ENDPOINT, 1, pace).await, Turn::Alone { .. }));
+        drop(events);
+        drop(pacers);
+        let more: Vec<Event> = std::iter::from_fn(|| warnings.try_recv().ok()).collect();
+        assert!(matches!(&more[..], [Event::Warning(Warning::SharedPaceUnreachable { share: 2, .. })]), "{more:?}");
     }
 }

@@ -25,7 +25,7 @@ use crate::link::next_link;
 use crate::paging::{Listing, NextPage, Page, Scan, read_items};
 use crate::{Auth, Delivery, Error, Hook, HookRef, HookUpdate, NewHook, Owner, Result};
 use installation::{AuthState, bearer};
-pub use pace::{Pace, SECONDARY_CONCURRENT, SECONDARY_PER_MINUTE, points};
+pub use pace::{Pace, SECONDARY_CONCURRENT, SECONDARY_PER_MINUTE, SharedPace, Turn, points};
 pub use rate::{RATE_WINDOW, RateLimit, RetryPolicy, Wait};
 use transport::{Call, Reply};
 
@@ -54,6 +54,8 @@ pub struct Client {
     inner: Arc<Inner>,
     /// This handle's retry and wait policy.
     policy: RetryPolicy,
+    /// Prefixes this handle's keys in the ETag cache (see [`Client::with_etag_scope`]); empty by default.
+    etag_scope: Arc<str>,
 }
 
 /// What clones share.
@@ -137,7 +139,7 @@ impl Client {
             observer: std::sync::OnceLock::new(),
             pacer: pace::Pacer::new(Pace::default()),
         };
-        Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default() })
+        Ok(Self { inner: Arc::new(inner), policy: RetryPolicy::default(), etag_scope: Arc::from("") })
     }
 
     /// The id of the GitHub App this client authenticates as; `None` with a token.
@@ -154,6 +156,14 @@ impl Client {
         self
     }
 
+    /// This client with ETags of its own for delivery lists: for a second reader of the same list, which
+    /// the first one's ETag would otherwise answer 304 about changes only the first one has seen. The rate
+    /// budget stays shared.
+    pub fn with_etag_scope(mut self, scope: &str) -> Self {
+        self.etag_scope = Arc::from(scope);
+        self
+    }
+
     /// The retry and wait policy in force.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.policy
@@ -167,6 +177,27 @@ impl Client {
     /// Sets the pace for this client and every clone (default: [`Pace::default`], under GitHub's figures).
     pub fn set_pace(&self, pace: Pace) {
         self.inner.pacer.set(pace);
+    }
+
+    /// Paces this client and every clone through `shared`, a budget kept with the other processes on
+    /// the same credentials, rather than alone; `false` if one was set already.
+    pub fn share_pace(&self, shared: Arc<dyn SharedPace>) -> bool {
+        self.inner.pacer.share(shared)
+    }
+
+    /// A digest naming the credentials, for whatever keeps GitHub's per-credential limits across
+    /// processes: a token's SHA-256 (never the token), or a GitHub App's installation, whose
+    /// tokens change and whose limits stay. 32 hex digits.
+    pub fn identity(&self) -> String {
+        use sha2::Digest;
+        let named = match &self.inner.auth {
+            AuthState::Token(token) => sha2::Sha256::new().chain_update("token\0").chain_update(token.expose()),
+            AuthState::App { signer, .. } => {
+                let installation = signer.installation_id.map_or_else(String::new, |id| id.to_string());
+                sha2::Sha256::new().chain_update(format!("app\0{}\0{installation}", signer.app_id))
+            }
+        };
+        hex::encode(&named.finalize()[..16])
     }
 
     /// Tells `observer` about every answer from now on, for this client and its clones.
@@ -284,7 +315,7 @@ impl Client {
         let what = format!("the deliveries of {hook}");
         let per_page = per_page.clamp(1, 100);
         let url = self.url(&format!("{}/deliveries?per_page={per_page}", hook.path()))?;
-        let key = url.to_string();
+        let key = format!("{}{url}", self.etag_scope);
         let mut call = Call::new(Method::GET, url.clone(), &what);
         call.etag = lock(&self.inner.etags).get(&key).cloned();
         let reply = self.execute(&call).await?;
@@ -355,7 +386,7 @@ impl Client {
     /// Forgets the ETags of `hook`'s delivery lists, so that the next list answers a full page
     /// even if nothing changed: for a caller that could not handle the last page it got.
     pub fn forget_etags(&self, hook: &HookRef) {
-        let prefix = format!("{}{}/deliveries?", self.inner.base, hook.path());
+        let prefix = format!("{}{}{}/deliveries?", self.etag_scope, self.inner.base, hook.path());
         lock(&self.inner.etags).retain(|url, _| !url.starts_with(&prefix));
     }
 
@@ -479,6 +510,24 @@ mod tests {
             assert!(matches!(error, Error::ApiUrl(_)), "{bad}: {error}");
             assert!(!error.to_string().contains("pw"), "{error}");
         }
+    }
+
+    #[test]
+    fn the_identity_is_a_digest_of_the_token_and_never_the_token() {
+        let client = |token: &str| {
+            let config = Config {
+                api_url: Url::parse("https://api.github.com").unwrap(),
+                auth: Auth::Token(Secret::new(token)),
+                timeout: Duration::from_secs(1),
+            };
+            Client::new(config).unwrap()
+        };
+        let one = client("ghp_supersecretvalue1234");
+        assert_eq!(one.identity(), client("ghp_supersecretvalue1234").identity(), "one token, one identity");
+        assert_ne!(one.identity(), client("ghp_anothersecretvalue99").identity());
+        assert_eq!(one.identity().len(), 32);
+        assert!(one.identity().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!one.identity().contains("supersecret"));
     }
 
     #[test]

@@ -4,9 +4,14 @@
 //! endpoint (a GET costs 1 point, a write 5) or has more than [`SECONDARY_CONCURRENT`] requests in
 //! flight, and then asks it to wait a minute or more. Every clone of a client goes through one
 //! [`Pacer`], so that many sources on one token stay under both instead of finding them.
+//!
+//! Processes on one token (replicas) share GitHub's limits too: a [`SharedPace`] given to the client
+//! keeps the points a minute for all of them, and the local buckets are the fallback when it cannot.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -82,6 +87,34 @@ pub fn points(method: &str) -> u32 {
     }
 }
 
+/// A budget of points a minute per endpoint shared with the other processes on the same
+/// credentials (replicas), kept elsewhere (the relay keeps one in Redis). The client asks it before
+/// each call instead of its own buckets.
+pub trait SharedPace: Send + Sync {
+    /// Takes `cost` points of `endpoint`'s budget, which `pace` keeps for every process on these
+    /// credentials together: the wait until they are there, or [`Turn::Alone`] when the shared budget
+    /// cannot be reached.
+    fn reserve<'a>(
+        &'a self,
+        endpoint: &'a str,
+        cost: u32,
+        pace: Pace,
+    ) -> Pin<Box<dyn Future<Output = Turn> + Send + 'a>>;
+}
+
+/// A [`SharedPace`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// The points are taken; the call goes after this wait.
+    After(Duration),
+    /// The shared budget cannot be reached: the client paces alone, with its own buckets at
+    /// `1/share` of the pace, so that `share` processes doing the same stay under the limit.
+    Alone {
+        /// The processes assumed to share the credentials (at least 1).
+        share: u32,
+    },
+}
+
 /// One endpoint's token bucket.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -99,6 +132,8 @@ pub(crate) struct Pacer {
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Requests in flight; replaced (not resized) when the pace changes.
     in_flight: Mutex<Arc<Semaphore>>,
+    /// The budget shared with other processes on these credentials, once set.
+    shared: OnceLock<Arc<dyn SharedPace>>,
 }
 
 impl Pacer {
@@ -107,7 +142,13 @@ impl Pacer {
             pace: Mutex::new(pace),
             buckets: Mutex::default(),
             in_flight: Mutex::new(Arc::new(Semaphore::new(pace.concurrent.max(1)))),
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Paces through `shared` from now on; `false` if a shared budget was set already.
+    pub(crate) fn share(&self, shared: Arc<dyn SharedPace>) -> bool {
+        self.shared.set(shared).is_ok()
     }
 
     pub(crate) fn pace(&self) -> Pace {
@@ -123,7 +164,13 @@ impl Pacer {
     /// Waits for `endpoint`'s turn to spend `cost` points, then for a slot among the requests in
     /// flight; the permit holds the slot until it is dropped.
     pub(crate) async fn admit(&self, endpoint: &str, cost: u32) -> OwnedSemaphorePermit {
-        let wait = self.reserve(endpoint, cost, Instant::now());
+        let wait = match self.shared.get() {
+            Some(shared) => match shared.reserve(endpoint, cost, self.pace()).await {
+                Turn::After(wait) => wait,
+                Turn::Alone { share } => self.reserve(endpoint, cost, Instant::now(), share),
+            },
+            None => self.reserve(endpoint, cost, Instant::now(), 1),
+        };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -133,11 +180,13 @@ impl Pacer {
         in_flight.acquire_owned().await.expect("the semaphore is never closed")
     }
 
-    /// Takes `cost` points from `endpoint`'s bucket at `now`; how long to wait until they were there.
-    fn reserve(&self, endpoint: &str, cost: u32, now: Instant) -> Duration {
+    /// Takes `cost` points from `endpoint`'s bucket at `now`, its rate and burst `1/share` of the
+    /// pace's; how long to wait until they were there.
+    fn reserve(&self, endpoint: &str, cost: u32, now: Instant, share: u32) -> Duration {
         let pace = self.pace();
-        let per_second = f64::from(pace.per_minute.max(1)) / 60.0;
-        let burst = f64::from(pace.burst.max(1));
+        let share = f64::from(share.max(1));
+        let per_second = f64::from(pace.per_minute.max(1)) / 60.0 / share;
+        let burst = (f64::from(pace.burst) / share).max(1.0);
         let mut buckets = lock(&self.buckets);
         let bucket = buckets.entry(endpoint.to_string()).or_insert(Bucket { points: burst, at: now });
         let refilled = bucket.points + now.saturating_duration_since(bucket.at).as_secs_f64() * per_second;
@@ -184,17 +233,17 @@ mod tests {
         let pacer = Pacer::new(Pace { limit: 75, per_minute: 60, burst: 3, concurrent: 4 });
         let start = Instant::now();
         let endpoint = "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries";
-        let waits: Vec<Duration> = (0..5).map(|_| pacer.reserve(endpoint, 1, start)).collect();
+        let waits: Vec<Duration> = (0..5).map(|_| pacer.reserve(endpoint, 1, start, 1)).collect();
         assert_eq!(waits[..3], [Duration::ZERO; 3]);
         assert_eq!(waits[3], Duration::from_secs(1));
         assert_eq!(waits[4], Duration::from_secs(2));
         // Another endpoint has a bucket of its own.
-        assert_eq!(pacer.reserve("GET /orgs/{org}/hooks/{hook_id}/deliveries", 1, start), Duration::ZERO);
+        assert_eq!(pacer.reserve("GET /orgs/{org}/hooks/{hook_id}/deliveries", 1, start, 1), Duration::ZERO);
         // A write costs five points.
-        assert_eq!(pacer.reserve("POST /repos/{owner}/{repo}/hooks", points("POST"), start), Duration::from_secs(2));
+        assert_eq!(pacer.reserve("POST /repos/{owner}/{repo}/hooks", points("POST"), start, 1), Duration::from_secs(2));
         // After a minute the bucket is full again, and no fuller than its burst.
         let later = start + Duration::from_secs(60);
-        let waits: Vec<Duration> = (0..4).map(|_| pacer.reserve(endpoint, 1, later)).collect();
+        let waits: Vec<Duration> = (0..4).map(|_| pacer.reserve(endpoint, 1, later, 1)).collect();
         assert_eq!(waits, [Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::from_secs(1)]);
     }
 
@@ -206,13 +255,30 @@ mod tests {
         // Ask for a turn as often as anyone could, for five minutes, and count the turns per minute.
         let mut turns = Vec::new();
         for _ in 0..5000 {
-            turns.push(start + pacer.reserve("GET /x", 1, start));
+            turns.push(start + pacer.reserve("GET /x", 1, start, 1));
         }
         for minute in 0..4 {
             let from = start + Duration::from_secs(minute * 60);
             let in_minute = turns.iter().filter(|at| **at >= from && **at < from + Duration::from_secs(60)).count();
             assert!(in_minute as u32 <= pace.per_minute + pace.burst, "minute {minute}: {in_minute}");
         }
+    }
+
+    #[test]
+    fn pacing_alone_for_a_share_spends_that_share_of_the_pace() {
+        let pace = Pace { limit: 75, per_minute: 60, burst: 4, concurrent: 4 };
+        let pacer = Pacer::new(pace);
+        let start = Instant::now();
+        // A half: a burst of 2, then a point every 2 s.
+        let waits: Vec<Duration> = (0..4).map(|_| pacer.reserve("GET /half", 1, start, 2)).collect();
+        assert_eq!(waits, [Duration::ZERO, Duration::ZERO, Duration::from_secs(2), Duration::from_secs(4)]);
+        // Two processes, each alone at half, spend no more in a minute than one at the whole pace.
+        let (a, b) = (Pacer::new(pace), Pacer::new(pace));
+        let mut turns = 0;
+        for pacer in [&a, &b] {
+            turns += (0..200).filter(|_| pacer.reserve("GET /x", 1, start, 2) < Duration::from_secs(60)).count();
+        }
+        assert!(turns as u32 <= pace.per_minute + pace.burst, "{turns}");
     }
 
     #[tokio::test]

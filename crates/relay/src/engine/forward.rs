@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, instrument, warn};
 
+use crate::filter::Filter;
 use crate::ledger::{self, Durable};
 use crate::request::Answer;
 use crate::{Error, Event, OnHandlerError, Outgoing, SendError, SkipReason, Via, Warning};
@@ -256,6 +257,16 @@ pub(super) async fn forward_loop(
             this.budget.forwarded(size);
             continue;
         }
+        if let (Ok(request), Some(filter)) = (&request, &source.filter)
+            && !passes(&ctx, filter, request, &item).await
+        {
+            // Handled: a restart neither fetches nor forwards it again.
+            this.budget.forwarded(size);
+            this.settle(taken, How::Forwarded).await?;
+            let (hook, target) = (source.hook.clone(), Some(source.forwarder.target().0.clone()));
+            ctx.events.emit(Event::Filtered { hook, item, via, target }).await;
+            continue;
+        }
         let delivered = match request {
             // Shared with the events (the inspector, --record) without a copy of the payload.
             Ok(request) => deliver(&ctx, &source, &item, &Arc::new(request), via, &cancel).await,
@@ -272,7 +283,8 @@ pub(super) async fn forward_loop(
                 }
                 this.settle(taken, How::Parked).await?;
                 let hook = source.hook.clone();
-                ctx.events.emit(Event::Parked { hook, item, via, attempts, status, answer }).await;
+                let target = source.forwarder.target().0.clone();
+                ctx.events.emit(Event::Parked { hook, item, target, via, attempts, status, answer }).await;
             }
             Delivered::Invalid(reason) => {
                 // No guid here: the log writes fields as they are, and GitHub's (or a hostile API's) may hold escapes.
@@ -281,6 +293,24 @@ pub(super) async fn forward_loop(
                 ctx.events.warn(skipped).await;
                 this.settle(taken, How::Skipped).await?;
             }
+        }
+    }
+}
+
+/// Whether `filter` lets `request` through. One that fails (an error, a value other than true or
+/// false) counts as no, and is warned about once per filter and run: it may fail on every delivery.
+async fn passes(ctx: &Ctx, filter: &Filter, request: &Outgoing, item: &DeliveryItem) -> bool {
+    match request.passes(filter, &item.event, item.action.as_deref()) {
+        Ok(passes) => passes,
+        Err(error) => {
+            debug!(delivery = item.id, "the filter failed");
+            // A poisoned lock only means another forwarder panicked: warning twice is harmless.
+            let first = ctx.warned_filters.lock().map_or(true, |mut warned| warned.insert(filter.expr().to_owned()));
+            if first {
+                let (filter, item) = (filter.expr().to_owned(), item.clone());
+                ctx.events.warn(Warning::FilterFailed { filter, item, error }).await;
+            }
+            false
         }
     }
 }
@@ -358,7 +388,8 @@ pub(super) async fn deliver(
         };
         let wait = tenths(waits.next_wait());
         debug!(delivery = item.id, attempt, reason = %reason, "target unavailable; retrying");
-        ctx.events.emit(Event::Retrying { hook: source.hook.clone(), item: item.clone(), reason, wait, attempt }).await;
+        let (hook, target) = (source.hook.clone(), source.forwarder.target().0.clone());
+        ctx.events.emit(Event::Retrying { hook, item: item.clone(), target, reason, wait, attempt }).await;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             // The user asked to retry now.
@@ -446,7 +477,10 @@ async fn send_parked_again(
             Delivered::Answered => owner.unpark(item.id, item.guid.clone()).await?.wait().await?,
             Delivered::Parked { attempts, status, answer } => {
                 let hook = source.hook.clone();
-                ctx.events.emit(Event::Parked { hook, item: item.clone(), via, attempts, status, answer }).await;
+                let target = source.forwarder.target().0.clone();
+                ctx.events
+                    .emit(Event::Parked { hook, item: item.clone(), target, via, attempts, status, answer })
+                    .await;
                 still.push((pending, item));
             }
             Delivered::Invalid(_) => {}

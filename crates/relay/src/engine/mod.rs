@@ -90,6 +90,8 @@ struct Ctx {
     warned_unauthorized: std::sync::atomic::AtomicBool,
     /// Which source forwards each original delivery to each target, across sources.
     overlaps: overlap::Overlaps,
+    /// The filters that failed on a delivery and were warned about (once a run each), by expression.
+    warned_filters: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The ledger replicas share, if it is in Redis rather than in files.
     replicas: Option<Replicas>,
 }
@@ -112,14 +114,21 @@ struct SourceRun {
     hook: HookRef,
     /// Where its deliveries go.
     forwarder: Forwarder,
+    /// The client it lists the hook's deliveries with: the run's, with ETags of this target's own.
+    lister: github::Client,
     /// Its rule, for which events it forwards.
     rule: Arc<Rule>,
-    /// The local signing secret.
+    /// Forward only what this filter lets through (the target's own, else the rule's).
+    filter: Option<crate::filter::Filter>,
+    /// The local signing secret (the target's own, else the rule's).
     secret: Option<Secret>,
     /// Push mode: where to subscribe, with which token, and how to verify.
     stream: Option<StreamConfig>,
     /// On the App's hook, the ids of the rule's repositories: only their deliveries are forwarded.
     repository_ids: Vec<u64>,
+    /// Where this target's file ledger of the hook lives: the state directory, or for a rule's further
+    /// targets their own directory in it.
+    ledger_dir: std::path::PathBuf,
     /// This process's hold on the hook's file ledger, for as long as the source runs (none with
     /// a shared ledger: replicas share the hook, and their claims keep them apart).
     _lock: Option<Lock>,
@@ -148,6 +157,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     setup::check_hook_urls(&rules, client.api_url(), settings.allow_private_hook_url)?;
+    if settings.ledger.is_some() && rules.iter().any(|rule| !rule.more.is_empty()) {
+        // The shared ledger keys a hook's record by the hook alone: one record per target needs the files.
+        return Err(Error::Rule("a rule with several targets needs the file ledger, not --ledger (Redis)".into()));
+    }
     // Another user who may write there could plant links for hookfwd to write through. Checked
     // before any task starts, so that failing here leaves nothing running.
     let (instance_dir, state_dir) = (ledger::dir(&settings.state_dir, client.api_url()), settings.state_dir.clone());
@@ -161,6 +174,12 @@ pub async fn run(
         }),
         None => None,
     };
+    // Replicas on one token pace their GitHub calls together, so the secondary limit is the token's.
+    if let Some(replicas) = &replicas {
+        let identity = client.identity();
+        let pace = ledger::RedisPace::new(&replicas.connection, &replicas.instance, &identity, &replicas.id, &events);
+        client.share_pace(Arc::new(pace));
+    }
     let events = Emitter(events);
     // From the first call on: a rate limit can hold up the setup as much as the polls.
     let announcer =
@@ -207,6 +226,7 @@ pub async fn run(
             warned_slow: std::sync::atomic::AtomicBool::new(false),
             warned_unauthorized: std::sync::atomic::AtomicBool::new(false),
             overlaps: overlap::Overlaps::default(),
+            warned_filters: std::sync::Mutex::default(),
             replicas,
         });
         // Each source's starting point is fixed before "ready", so whatever happens after the
@@ -487,6 +507,8 @@ mod tests {
             hook_url: None,
             events: Vec::new(),
             actions: Vec::new(),
+            filter: None,
+            more: Vec::new(),
             installations: Vec::new(),
             repositories: Vec::new(),
             secret: None,

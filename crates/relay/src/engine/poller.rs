@@ -167,7 +167,8 @@ pub(super) async fn poll_once(
     newest_listed: &mut Option<DateTime<Utc>>,
     deep: bool,
 ) -> Result<(Result<Vec<DeliveryItem>, Error>, bool), github::Error> {
-    let client = &ctx.client;
+    // Each target of a hook lists it with ETags of its own: another target's poll must not make it miss a change.
+    let client = &source.lister;
     let mut state = match client.list_deliveries(&source.hook, PER_PAGE).await? {
         Listing::NotModified => match resume.take() {
             Some(state) => state,

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use github::{HookConfig, HookRef, NewHook, Secret};
@@ -11,7 +12,7 @@ use tracing::{debug, info};
 
 use super::{Emitter, SourceRun, StreamConfig, blocking, failed, is_auth, stream_config};
 use crate::ledger::Lock;
-use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings, Source, Warning};
+use crate::{Error, Event, Forwarder, HookOrigin, Rule, Settings, Source, Target, Warning};
 
 /// Why a source could not be set up.
 pub(super) enum SetupFailure {
@@ -72,7 +73,7 @@ pub(super) async fn set_up_all(
     let mut forbidden = Vec::new();
     let mut refused_one = None;
     'rules: for rule in rules {
-        let forwarder = Forwarder::new(rule.target.clone(), settings.target_timeout);
+        let routes = rule.routes();
         let shared_rule = Arc::new(rule.clone());
         for source in &rule.sources {
             if cancel.is_cancelled() {
@@ -99,14 +100,23 @@ pub(super) async fn set_up_all(
                             events.warn(Warning::LoopbackHookUrl { hook: hook.clone(), url: url.to_string() }).await;
                         }
                     }
-                    let (lock, stream) =
-                        match hold_hook(settings, &shared_rule, &hook, hook_url.clone(), created_secret).await {
-                            Ok(held) => held,
+                    // Each target has its own ledger, so its own lock: the first one the hook's, the others
+                    // their own, named for their URL (`routes/…`).
+                    let mut held = Vec::with_capacity(routes.len());
+                    for (index, route) in routes.iter().enumerate() {
+                        let dir = route_dir(&settings.state_dir, index, &route.target);
+                        let created = if index == 0 { created_secret.clone() } else { None };
+                        match hold_hook(settings, &dir, &shared_rule, &hook, hook_url.clone(), created).await {
+                            Ok((lock, stream)) => held.push((route, dir, lock, stream)),
                             Err(error) => {
-                                failures.push(failed(events, name, error.to_string()).await);
+                                failures.push(failed(events, name.clone(), error.to_string()).await);
                                 continue;
                             }
-                        };
+                        }
+                    }
+                    if held.is_empty() {
+                        continue;
+                    }
                     let repository_ids = match &hook {
                         HookRef::App { .. } if !rule.repositories.is_empty() => {
                             let looked_up = tokio::select! {
@@ -123,7 +133,8 @@ pub(super) async fn set_up_all(
                         }
                         _ => Vec::new(),
                     };
-                    info!(source = %name, hook = %hook, ?origin, streaming = stream.is_some(), "source ready");
+                    let streaming = held.iter().any(|(.., stream)| stream.is_some());
+                    info!(source = %name, hook = %hook, ?origin, streaming, "source ready");
                     if inactive {
                         events.warn(Warning::HookInactive { hook: hook.clone() }).await;
                     }
@@ -131,27 +142,32 @@ pub(super) async fn set_up_all(
                     if !missing.is_empty() {
                         events.warn(Warning::MissingEvents { hook: hook.clone(), events: missing }).await;
                     }
-                    events
-                        .emit(Event::HookReady {
-                            source: name.clone(),
+                    for (route, ledger_dir, lock, stream) in held {
+                        events
+                            .emit(Event::HookReady {
+                                source: name.clone(),
+                                hook: hook.clone(),
+                                origin,
+                                hook_url: hook_url.clone(),
+                                target: route.target.0.clone(),
+                                events: hook_events.clone(),
+                                streaming: stream.is_some(),
+                            })
+                            .await;
+                        runs.push(SourceRun {
+                            name: name.clone(),
                             hook: hook.clone(),
-                            origin,
-                            hook_url,
-                            target: rule.target.0.clone(),
-                            events: hook_events,
-                            streaming: stream.is_some(),
-                        })
-                        .await;
-                    runs.push(SourceRun {
-                        name,
-                        hook,
-                        forwarder: forwarder.clone(),
-                        rule: shared_rule.clone(),
-                        secret: rule.secret.clone(),
-                        stream,
-                        repository_ids,
-                        _lock: lock,
-                    });
+                            forwarder: Forwarder::new(route.target.clone(), settings.target_timeout),
+                            lister: client.clone().with_etag_scope(route.target.0.as_str()),
+                            rule: shared_rule.clone(),
+                            filter: route.filter.clone(),
+                            secret: route.secret.clone(),
+                            stream,
+                            repository_ids: repository_ids.clone(),
+                            ledger_dir,
+                            _lock: lock,
+                        });
+                    }
                 }
                 Err(failure) => {
                     debug!(source = %name, "source could not be set up");
@@ -182,22 +198,38 @@ pub(super) async fn set_up_all(
 /// work, so it runs off the async workers.
 async fn hold_hook(
     settings: &Settings,
+    ledger_dir: &Path,
     rule: &Arc<Rule>,
     hook: &HookRef,
     hook_url: Option<String>,
     created_secret: Option<Secret>,
 ) -> Result<(Option<Lock>, Option<StreamConfig>), Error> {
-    let (settings, rule, hook) = (settings.clone(), rule.clone(), hook.clone());
+    let (settings, rule, hook, ledger_dir) = (settings.clone(), rule.clone(), hook.clone(), ledger_dir.to_owned());
     blocking(move || {
         // Replicas sharing a ledger in Redis share the hook too: claims keep them apart.
         let lock = match settings.ledger {
             Some(_) => None,
-            None => Some(Lock::take(&settings.state_dir, &hook)?),
+            None => Some(Lock::take(&ledger_dir, &hook)?),
         };
         let stream = stream_config(&settings, &rule, &hook, hook_url.as_deref(), created_secret)?;
         Ok((lock, stream))
     })
     .await
+}
+
+/// Where the ledgers of a rule's target `index` live: the first target's are the hooks' own (so a rule that
+/// grows a second target keeps its place), each other's under `routes/`, named for its URL.
+pub(super) fn route_dir(state_dir: &Path, index: usize, target: &Target) -> PathBuf {
+    if index == 0 {
+        return state_dir.to_owned();
+    }
+    let url = &target.0;
+    let name: String =
+        format!("{}-{}{}", url.host_str().unwrap_or("target"), url.port_or_known_default().unwrap_or(0), url.path())
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+            .collect();
+    state_dir.join("routes").join(name.trim_end_matches('_'))
 }
 
 /// Finds the source's hook by URL, or creates it.
@@ -384,6 +416,8 @@ mod tests {
             hook_url: Some(hook_url.to_string()),
             events: vec!["*".into()],
             actions: Vec::new(),
+            filter: None,
+            more: Vec::new(),
             installations: Vec::new(),
             repositories: Vec::new(),
             secret: None,
@@ -391,6 +425,17 @@ mod tests {
             stream_token: None,
             hook_secret: None,
         }
+    }
+
+    #[test]
+    fn each_further_target_has_a_ledger_directory_of_its_own_named_for_its_url() {
+        let state = Path::new("/state");
+        let target = |text| Target::parse(text).unwrap();
+        assert_eq!(route_dir(state, 0, &target("localhost:3000")), state, "the first keeps the hook's own");
+        let second = route_dir(state, 1, &target("http://user:pw@ci.internal:8080/github/hook?x=1"));
+        assert_eq!(second, state.join("routes").join("ci.internal-8080_github_hook"));
+        assert_eq!(route_dir(state, 2, &target("https://example.com/")), state.join("routes").join("example.com-443"));
+        assert_ne!(route_dir(state, 1, &target("localhost:4000")), route_dir(state, 1, &target("localhost:4001")));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
         let ledger = replicas.connection.hook(&replicas.instance, &source.hook, &replicas.id);
         return start_shared(ctx, source, ledger, cancel).await;
     }
-    let dir = ctx.settings.state_dir.clone();
+    let dir = source.ledger_dir.clone();
     let hook = source.hook.clone();
     let mut existing = blocking(move || FileLedger::open(&dir, &hook)).await?;
     for warning in existing.as_mut().map(FileLedger::take_warnings).unwrap_or_default() {
@@ -88,7 +88,7 @@ pub(super) async fn start(ctx: &Ctx, source: &SourceRun, cancel: &CancellationTo
         let attempt = start_once(ctx, source, &point, existing.as_ref(), now).await;
         match attempt {
             Ok(Begin::Create { origin, done, first }) => {
-                let (dir, hook) = (ctx.settings.state_dir.clone(), source.hook.clone());
+                let (dir, hook) = (source.ledger_dir.clone(), source.hook.clone());
                 let ledger = blocking(move || FileLedger::create(&dir, &hook, origin, done, Utc::now())).await?;
                 return Ok(Some(Begun::File(ledger, first)));
             }

@@ -184,6 +184,11 @@ impl Connection {
     pub fn shown(&self) -> &str {
         &self.shown
     }
+
+    /// The connection itself, for the GitHub budget replicas share ([`super::RedisPace`]).
+    pub(super) fn manager(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
 }
 
 /// What a hook's shared ledger says about where forwarding starts.

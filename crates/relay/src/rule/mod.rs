@@ -9,6 +9,7 @@ use serde::de::IgnoredAny;
 use url::Url;
 
 use crate::Error;
+use crate::filter::Filter;
 
 /// Where deliveries come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,19 +73,38 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// One target of a rule, with what it alone is sent: `--to 'URL if FILTER'`, or an entry of a rule's `to` list.
+///
+/// Each target of a rule has its own order, retries, parking and ledger: one that is down holds back no other.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Where deliveries go.
+    pub target: Target,
+    /// The target's own filter; without one, the rule's.
+    pub filter: Option<Filter>,
+    /// The target's own local secret; without one, the rule's.
+    pub secret: Option<Secret>,
+}
+
 /// Sources, their target, and how their hooks are set up.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// Repositories, organizations, or the App.
     pub sources: Vec<Source>,
-    /// Where their deliveries go.
+    /// Where their deliveries go (the first target, when there are several).
     pub target: Target,
+    /// Further targets (fan-out), each with its own order, retries, parking and ledger, and its filter
+    /// (its own, else the rule's: resolved when the rule is made).
+    pub more: Vec<Route>,
     /// The blackhole URL that identifies (or creates) each source's hook.
     pub hook_url: Option<String>,
     /// Events for a created hook, and the only ones forwarded; `*` for all.
     pub events: Vec<String>,
     /// The only actions forwarded (`opened`); empty for every delivery, with an action or without.
     pub actions: Vec<String>,
+    /// Forward only the deliveries this jq expression lets through (`--filter`); run on the payload,
+    /// so a listed delivery is fetched before it is decided.
+    pub filter: Option<Filter>,
     /// On the App's hook, the only installations whose deliveries are forwarded; empty for all.
     pub installations: Vec<u64>,
     /// On the App's hook, the only repositories whose deliveries are forwarded; empty for all.
@@ -105,13 +125,15 @@ pub struct Rule {
 struct JsonRule {
     #[serde(default)]
     from: Vec<String>,
-    to: String,
+    to: To,
     #[serde(default)]
     hook: Option<JsonHook>,
     #[serde(default)]
     app: bool,
     #[serde(default)]
     actions: Vec<String>,
+    #[serde(default)]
+    filter: Option<String>,
     #[serde(default)]
     installations: Vec<u64>,
     #[serde(default)]
@@ -143,6 +165,35 @@ struct JsonHookConfig {
     url: Option<String>,
 }
 
+/// A rule's `to`: one target, or a list (fan-out), each a URL or a table with its own filter and secret.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "`to` must be a target URL, or a list of targets, each a URL or {url, filter, secret_env}"
+)]
+enum To {
+    One(String),
+    Many(Vec<ToEntry>),
+}
+
+/// One target of a `to` list.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "each target of `to` must be a URL or {url, filter, secret_env}")]
+enum ToEntry {
+    Url(String),
+    Table(ToTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToTable {
+    url: String,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    secret_env: Option<String>,
+}
+
 /// A TOML config file: `[[rule]]` tables.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,13 +210,15 @@ struct TomlFile {
 struct TomlRule {
     #[serde(default)]
     from: Vec<String>,
-    to: String,
+    to: To,
     #[serde(default)]
     hook_url: Option<String>,
     #[serde(default)]
     events: Vec<String>,
     #[serde(default)]
     actions: Vec<String>,
+    #[serde(default)]
+    filter: Option<String>,
     #[serde(default)]
     installations: Vec<u64>,
     #[serde(default)]
@@ -185,10 +238,11 @@ struct TomlRule {
 /// The fields every rule format shares, before validation.
 struct RawRule {
     from: Vec<String>,
-    to: String,
+    to: To,
     hook_url: Option<String>,
     events: Vec<String>,
     actions: Vec<String>,
+    filter: Option<String>,
     installations: Vec<u64>,
     repositories: Vec<String>,
     app: bool,
@@ -219,6 +273,17 @@ impl Rule {
         self.wants(item)
             && (self.installations.is_empty() || installation())
             && (self.repositories.is_empty() || repository())
+    }
+
+    /// Every target of the rule, the first one first, each with its filter and its secret (its own, else the
+    /// rule's).
+    pub fn routes(&self) -> Vec<Route> {
+        let first = Route { target: self.target.clone(), filter: self.filter.clone(), secret: self.secret.clone() };
+        let more = self
+            .more
+            .iter()
+            .map(|route| Route { secret: route.secret.clone().or_else(|| self.secret.clone()), ..route.clone() });
+        std::iter::once(first).chain(more).collect()
     }
 
     /// The rule's events that a hook subscribed to `hook_events` is not sent, so never arrive.
@@ -268,6 +333,7 @@ impl Rule {
             hook_url,
             events,
             actions: raw.actions,
+            filter: raw.filter,
             installations: raw.installations,
             repositories: raw.repositories,
             app: raw.app,
@@ -301,6 +367,7 @@ impl Rule {
                     hook_url: raw.hook_url,
                     events: raw.events,
                     actions: raw.actions,
+                    filter: raw.filter,
                     installations: raw.installations,
                     repositories: raw.repositories,
                     app: raw.app,
@@ -343,8 +410,43 @@ impl RawRule {
         if sources.is_empty() {
             return Err(Error::Rule("`from` names no repository or organization, and `app` is not true".into()));
         }
-        let target = Target::parse(&self.to)
-            .map_err(|_| Error::Rule(format!("`to` is `{}`, which is not a URL or host:port[/path]", self.to)))?;
+        let entries = match self.to {
+            To::One(url) => vec![ToTable { url, filter: None, secret_env: None }],
+            To::Many(entries) => entries
+                .into_iter()
+                .map(|entry| match entry {
+                    ToEntry::Url(url) => ToTable { url, filter: None, secret_env: None },
+                    ToEntry::Table(table) => table,
+                })
+                .collect(),
+        };
+        let mut routes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let target = Target::parse(&entry.url)
+                .map_err(|_| Error::Rule(format!("`to` is `{}`, which is not a URL or host:port[/path]", entry.url)))?;
+            if routes.iter().any(|route: &Route| route.target == target) {
+                return Err(Error::Rule(format!("`to` names `{}` twice", entry.url)));
+            }
+            let filter = entry
+                .filter
+                .as_deref()
+                .map(Filter::parse)
+                .transpose()
+                .map_err(|error| Error::Rule(format!("the `filter` of `to` `{}`: {error}", entry.url)))?;
+            let secret = match entry.secret_env {
+                Some(name) => match env(&name) {
+                    Some(value) if !value.is_empty() => Some(Secret::new(value)),
+                    _ => return Err(Error::Rule(format!("`secret_env` names `{name}`, which is not set or empty"))),
+                },
+                None => None,
+            };
+            routes.push(Route { target, filter, secret });
+        }
+        if routes.is_empty() {
+            return Err(Error::Rule("`to` lists no target".into()));
+        }
+        let first = routes.remove(0);
+        let target = first.target;
         if let Some(url) = &self.hook_url {
             match Url::parse(url) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
@@ -357,6 +459,17 @@ impl RawRule {
         if let Some(action) = self.actions.iter().find(|a| a.is_empty() || a.chars().any(char::is_whitespace)) {
             return Err(Error::Rule(format!("`actions` holds `{action}`, which is not an action name")));
         }
+        let filter = self
+            .filter
+            .as_deref()
+            .map(Filter::parse)
+            .transpose()
+            .map_err(|error| Error::Rule(format!("`filter`: {error}")))?;
+        // A target without a filter of its own has the rule's; the first target's is kept as the rule's.
+        for route in routes.iter_mut().filter(|route| route.filter.is_none()) {
+            route.filter = filter.clone();
+        }
+        let filter = first.filter.or(filter);
         if !self.app && (!self.installations.is_empty() || !self.repositories.is_empty()) {
             return Err(Error::Rule(
                 "`installations` and `repositories` choose among the App hook's deliveries; they need `app = true`"
@@ -377,15 +490,17 @@ impl RawRule {
             },
             None => Ok(None),
         };
-        let secret = from_env("secret_env", self.secret_env.clone())?;
+        let secret = first.secret.or(from_env("secret_env", self.secret_env.clone())?);
         let stream_token = from_env("stream_token_env", self.stream_token_env)?;
         let hook_secret = from_env("hook_secret_env", self.hook_secret_env)?;
         Ok(Rule {
             sources,
             target,
+            more: routes,
             hook_url: self.hook_url,
             events: self.events,
             actions: self.actions,
+            filter,
             installations: self.installations,
             repositories,
             secret,

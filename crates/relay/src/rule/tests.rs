@@ -229,3 +229,45 @@ fn installation_and_repository_filters_need_the_app_hook() {
     let err = Rule::from_json(r#"{"from":["o/r"],"to":"localhost:3000","actions":[""]}"#).unwrap_err();
     assert!(err.to_string().contains("not an action name"), "{err}");
 }
+
+#[test]
+fn a_rule_fans_out_to_each_target_with_its_own_filter_and_secret() {
+    let env = |name: &str| (name == "B_SECRET").then(|| "b-secret".to_string());
+    let text = r#"
+        [[rule]]
+        from = ["o/r"]
+        filter = '$event == "push"'
+        to = ["localhost:1", { url = "localhost:2", filter = '.action == "opened"', secret_env = "B_SECRET" }, "localhost:3"]
+    "#;
+    let rules = Rule::from_toml_with_env(text, env).unwrap();
+    let routes = rules[0].routes();
+    let urls: Vec<&str> = routes.iter().map(|route| route.target.0.as_str()).collect();
+    assert_eq!(urls, ["http://localhost:1/", "http://localhost:2/", "http://localhost:3/"]);
+    let filters: Vec<Option<&str>> = routes.iter().map(|route| route.filter.as_ref().map(Filter::expr)).collect();
+    // A target's own filter, else the rule's.
+    assert_eq!(filters, [Some(r#"$event == "push""#), Some(r#".action == "opened""#), Some(r#"$event == "push""#)]);
+    let secrets: Vec<bool> = routes.iter().map(|route| route.secret.is_some()).collect();
+    assert_eq!(secrets, [false, true, false]);
+    // One target is the rule of old.
+    let one = Rule::from_json_with_env(r#"{"from":["o/r"],"to":"localhost:1"}"#, no_env).unwrap();
+    assert_eq!(one.routes().len(), 1);
+}
+
+#[test]
+fn a_bad_target_list_gets_one_clear_sentence() {
+    let cases = [
+        (r#"{"from":["o/r"],"to":[]}"#, "`to` lists no target"),
+        (r#"{"from":["o/r"],"to":["localhost:1","localhost:1"]}"#, "names `localhost:1` twice"),
+        (r#"{"from":["o/r"],"to":["localhost:1",{"url":"nope"}]}"#, "`to` is `nope`"),
+        (r#"{"from":["o/r"],"to":[{"url":"localhost:2","filter":".a =="}]}"#, "at column 6"),
+        (r#"{"from":["o/r"],"to":[{"url":"localhost:2","secret_env":"NOPE"}]}"#, "`NOPE`, which is not set"),
+        (r#"{"from":["o/r"],"to":[{"url":"localhost:2","secret":"x"}]}"#, "`to` must be a target URL"),
+        (r#"{"from":["o/r"],"to":"localhost:1","filter":"nosuch"}"#, "undefined filter nosuch/0 at column 1"),
+    ];
+    for (text, expected) in cases {
+        let err = Rule::from_json_with_env(text, no_env).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(expected), "{text}: {message}");
+        assert!(!message.contains('\n'), "{text}: {message}");
+    }
+}

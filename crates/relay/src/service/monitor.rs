@@ -457,7 +457,16 @@ mod tests {
         }))
         .unwrap();
         let answer = crate::request::Answer::default();
-        monitor.observe(&Event::Parked { hook: hook(), item, via: crate::Via::Api, attempts: 3, status: 500, answer });
+        let target = url::Url::parse("http://127.0.0.1:3000/").unwrap();
+        monitor.observe(&Event::Parked {
+            hook: hook(),
+            item,
+            target,
+            via: crate::Via::Api,
+            attempts: 3,
+            status: 500,
+            answer,
+        });
         assert_eq!(monitor.stalled(max), None, "parked: the queue moves on");
     }
 
