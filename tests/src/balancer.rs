@@ -28,7 +28,7 @@ impl Balancer {
         let addr = listener.local_addr().expect("bound address");
         let backends = Arc::new(backends);
         let next = Arc::new(AtomicUsize::new(0));
-        let client = reqwest::Client::new();
+        let client = crate::http();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (backends, next, client) = (backends.clone(), next.clone(), client.clone());
