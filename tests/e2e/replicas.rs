@@ -26,6 +26,8 @@ const UPSTREAM: &str = "replicas-upstream-secret-never-printed-7a";
 /// A fake with [`REPO`]'s hook and `count` deliveries on it: the fake, the hook's id, and their guids.
 async fn fake_with_backlog(count: usize) -> (FakeGitHub, u64, Vec<String>) {
     let fake = FakeGitHub::start().await;
+    // What these tests are about is who fetches what, not pacing (tests/e2e/pace.rs): no secondary limit.
+    fake.set_secondary_limits(fake_github::SecondaryLimits { per_minute: None, concurrent: None });
     fake.add_token(TOKEN, "repo, admin:repo_hook");
     fake.add_repo(REPO);
     let hook = fake.add_hook(REPO, HookSpec::new(fake.blackhole_url()));
@@ -60,7 +62,7 @@ fn forward(
     let rule = json!({"from": [REPO], "to": target, "hook": {"config": {"url": hook_url}}}).to_string();
     let (api, state) = (fake.api_url().to_string(), state.path().to_str().expect("UTF-8 path").to_string());
     let mut args = vec!["forward", "--json", "--rule", &rule, "--api-url", &api, "--state-dir", &state];
-    args.extend(["--interval", "100ms", "--ledger", ledger]);
+    args.extend(["--interval", "100ms", "--ledger", ledger, "--secondary-limit", "1000000000"]);
     args.extend(extra);
     let env = [&[("HOOKFWD_TEST_CLAIM_TTL_MS", CLAIM_TTL_MS)], env].concat();
     ACCOUNT.hookfwd(&args, &env)
