@@ -106,7 +106,11 @@ async fn metrics_carry_every_documented_series_and_count_the_deliveries_forwarde
         fake.emit_sample(REPO, "push").await.expect("a push sample");
     }
     handler.wait_for(PATIENCE, "three pushes", |received| received.len() >= 3).await;
-    let after = until_answer(admin, "/metrics", &run, |_, body| sample(body, &forwarded) == Some(3.0)).await;
+    // The 304 comes from an idle poll after the three were listed, which may follow their forwarding.
+    let idle = "hookfwd_github_requests_total{endpoint=\"GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries\",status=\"304\"}";
+    let after =
+        until_answer(admin, "/metrics", &run, |_, body| sample(body, &forwarded) == Some(3.0) && body.contains(idle))
+            .await;
     for series in [
         "hookfwd_forward_duration_seconds_count 3",
         "hookfwd_delivery_lag_seconds_count 3",
