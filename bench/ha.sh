@@ -3,9 +3,9 @@
 # sharing one ledger in a real redis-server, both subscribed to the blackhole, against the in-process
 # fake GitHub with 20 ms of added API latency, on 127.0.0.1 only. With HA_BLACKHOLES=2 (the default)
 # the hook URL is nginx alternating two `blackhole --redis` instances (round robin) that share the
-# stream through the same Redis; HA_BLACKHOLES=1 uses one blackhole. Single events (latency from the
-# fake's POST to the handler), a burst of 2,000, then one safety poll (API calls and GETs per
-# delivery). About a minute and a half.
+# stream through a second redis-server (so that an outage can kill it alone); HA_BLACKHOLES=1 uses
+# one blackhole. Single events (latency from the fake's POST to the handler), a burst of 2,000,
+# then one safety poll (API calls and GETs per delivery). About a minute and a half.
 # HA_PHASES=outages instead kills, under steady traffic, one blackhole (-9, started again), one
 # replica (-9), then the blackholes' Redis (started again on its port); about two minutes.
 # HA_PHASES=steady,outages runs both.

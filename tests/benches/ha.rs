@@ -7,9 +7,16 @@
 //! API calls and GETs per delivery, lost and repeated. With `HA_BLACKHOLES=2` the hook URL is
 //! nginx, alternating two `blackhole --redis` instances that share the stream through Redis.
 //!
+//! `HA_PHASES` picks the phases, comma-separated: `steady` (the above, the default), and the
+//! outages, each under one event every 20 ms and followed by a safety poll: `blackhole` (one
+//! instance killed -9 for 2 s, started again on its port), `replica` (one killed -9 for good),
+//! `redis` (the blackholes' own Redis killed -9 for 3 s, started again empty on its port); `outages`
+//! is all three. Lost, repeated, POSTs answered non-2xx and GETs are counted per phase.
+//!
 //! Run it with `bench/ha.sh`. Everything listens on 127.0.0.1. Knobs: `HOOKFWD_BIN`,
 //! `BLACKHOLE_BIN` (else both are built in release), `HA_EVENTS` (200), `HA_BURST` (2000),
-//! `HA_BLACKHOLES` (1, or 2 behind `HA_FRONT`, the URL of a round-robin proxy bench/ha.sh starts).
+//! `HA_BLACKHOLES` (1, or 2 behind `HA_FRONT`, the URL of a round-robin proxy bench/ha.sh starts),
+//! `HA_PHASES` (`steady`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -142,7 +149,8 @@ async fn bench() {
     // be killed alone) behind the round-robin front bench/ha.sh runs.
     let mut hole_redis = RedisServer::start();
     let mut holes = Vec::new();
-    let backends: Vec<String> = std::env::var("HA_BACKENDS").unwrap_or_default().split(',').map(str::to_string).collect();
+    let backends: Vec<String> =
+        std::env::var("HA_BACKENDS").unwrap_or_default().split(',').map(str::to_string).collect();
     let hook_url = if blackholes == 2 {
         let front = std::env::var("HA_FRONT").expect("HA_FRONT: the round-robin proxy's URL (bench/ha.sh)");
         for listen in &backends {
@@ -186,7 +194,8 @@ async fn bench() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             holes.insert(0, blackhole(&blackhole_bin, Some(&hole_redis.url()), &backends[0]).await.0);
         });
-        let tally = settle(&fake, hook, &handler, since, &before, (Duration::from_secs(33), Duration::from_secs(45))).await;
+        let tally =
+            settle(&fake, hook, &handler, since, &before, (Duration::from_secs(33), Duration::from_secs(45))).await;
         println!(
             "| one blackhole killed -9 for 2 s, then started again | {} ({sent} sent) | {} ({}) | {} / {} | {} ({:.4}) | target 0 lost, 0 repeated, ≤ 0.1 GETs each ({}){} |",
             tally.deliveries,
@@ -204,16 +213,17 @@ async fn bench() {
         // One replica killed -9 mid-traffic; the other takes over its claims when they expire (30 s).
         let since = fake.deliveries(hook).iter().map(|d| d.id).max().unwrap_or(0);
         let before = fake.stats();
-        let killed_forwarded = Arc::new(AtomicUsize::new(0));
+        let at_kill = AtomicUsize::new(0);
         let (sent, ()) = tokio::join!(traffic(&fake, Duration::from_secs(4)), async {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let victim = replicas.remove(0);
-            killed_forwarded.store(victim.forwarded.load(Ordering::Relaxed), Ordering::Relaxed);
             drop(victim);
+            at_kill.store(fake.stats().since(&before).get_delivery as usize, Ordering::Relaxed);
         });
-        let tally = settle(&fake, hook, &handler, since, &before, (Duration::from_secs(65), Duration::from_secs(90))).await;
+        let tally =
+            settle(&fake, hook, &handler, since, &before, (Duration::from_secs(65), Duration::from_secs(90))).await;
         println!(
-            "| one replica killed -9 | {} ({sent} sent) | {} | {} / {} | {} ({:.4}) | target 0 lost, repeated ≤ what it had at the handler, GETs only for its own unsettled claims ({}); the last arrived {:.1} s after the traffic{} |",
+            "| one replica killed -9 | {} ({sent} sent) | {} | {} / {} | {} ({:.4}) | target 0 lost, repeated ≤ what it had at the handler, GETs only for its own unsettled claims ({}); {} GETs before the kill; the last arrived {:.1} s after the traffic{} |",
             tally.deliveries,
             tally.failed,
             tally.lost,
@@ -221,6 +231,7 @@ async fn bench() {
             tally.gets,
             tally.per_delivery(tally.gets),
             verdict(tally.lost == 0 && tally.failed == 0),
+            at_kill.load(Ordering::Relaxed),
             tally.last_after.as_secs_f64(),
             tally.when_gets()
         );
@@ -241,13 +252,17 @@ async fn bench() {
         });
         let back = window.lock().expect("window lock").1.expect("Redis restarted");
         let (down, up) = window.lock().expect("window lock").0.expect("Redis restarted");
-        let tally = settle(&fake, hook, &handler, since, &before, (Duration::from_secs(33), Duration::from_secs(45))).await;
+        let tally =
+            settle(&fake, hook, &handler, since, &before, (Duration::from_secs(33), Duration::from_secs(45))).await;
         let recorded = fake.deliveries(hook);
         // Deliveries whose POST started while Redis was down (the first after it went and the last before it came).
         let outage: Vec<_> = recorded.iter().filter(|d| d.id > down + 1 && d.id <= up).collect();
         let outage_ok = outage.iter().filter(|d| (200..300).contains(&d.status_code)).count();
-        let pushed: HashSet<&str> =
-            recorded.iter().filter(|d| d.id > up && (200..300).contains(&d.status_code)).map(|d| d.guid.as_str()).collect();
+        let pushed: HashSet<&str> = recorded
+            .iter()
+            .filter(|d| d.id > up && (200..300).contains(&d.status_code))
+            .map(|d| d.guid.as_str())
+            .collect();
         let first_pushed = {
             let seen = handler.seen.lock().expect("counter lock");
             seen.arrivals.iter().filter(|(guid, _)| pushed.contains(guid.as_str())).map(|(_, at)| *at).min()
@@ -368,7 +383,12 @@ async fn settle(
         repeated: arrivals.len() - distinct,
         gets: fake.stats().since(before).get_delivery,
         gets_between: first_get.zip(last_get),
-        last_after: arrivals.iter().map(|(_, at)| *at).max().map(|at| at.saturating_duration_since(ended)).unwrap_or_default(),
+        last_after: arrivals
+            .iter()
+            .map(|(_, at)| *at)
+            .max()
+            .map(|at| at.saturating_duration_since(ended))
+            .unwrap_or_default(),
     }
 }
 
