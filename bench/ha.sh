@@ -3,11 +3,14 @@
 # sharing one ledger in a real redis-server, both subscribed to the blackhole, against the in-process
 # fake GitHub with 20 ms of added API latency, on 127.0.0.1 only. With HA_BLACKHOLES=2 (the default)
 # the hook URL is nginx alternating two `blackhole --redis` instances (round robin) that share the
-# stream through the same Redis; HA_BLACKHOLES=1 uses one blackhole. Single events (latency from the
-# fake's POST to the handler), a burst of 2,000, then one safety poll (API calls and GETs per
-# delivery). About a minute and a half.
+# stream through a second redis-server (so that an outage can kill it alone); HA_BLACKHOLES=1 uses
+# one blackhole. Single events (latency from the fake's POST to the handler), a burst of 2,000,
+# then one safety poll (API calls and GETs per delivery). About a minute and a half.
+# HA_PHASES=outages instead kills, under steady traffic, one blackhole (-9, started again), one
+# replica (-9), then the blackholes' Redis (started again on its port); about two minutes.
+# HA_PHASES=steady,outages runs both.
 # Prints a Markdown table, and whether each target is met, for docs/benchmarks.md.
-# Knobs: HA_EVENTS, HA_BURST, HA_BLACKHOLES (see tests/benches/ha.rs).
+# Knobs: HA_EVENTS, HA_BURST, HA_BLACKHOLES, HA_PHASES (see tests/benches/ha.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -55,3 +58,10 @@ cargo build --release -p hookfwd-blackhole --features redis
 target=${CARGO_TARGET_DIR:-$PWD/target}
 HOOKFWD_BIN=$target/release/hookfwd BLACKHOLE_BIN=$target/release/blackhole \
   cargo bench -p hookfwd-e2e --bench ha
+if [ "$HA_BLACKHOLES" = 2 ]; then
+  # What nginx did with POSTs aimed at a blackhole that was down (HA_PHASES=outages).
+  echo
+  echo "nginx: $(grep -c 'connect() failed' "$work/nginx/error.log" || true) refused connections," \
+    "$(grep -c 'upstream prematurely closed\|reset by peer' "$work/nginx/error.log" || true) upstream connections cut," \
+    "$(grep -c 'no live upstreams' "$work/nginx/error.log" || true) requests with no live upstream"
+fi
