@@ -501,21 +501,7 @@ mod tests {
     use super::*;
 
     fn rule(sources: &[&str], target: &str) -> Rule {
-        Rule {
-            sources: sources.iter().map(|s| crate::Source::Owner(github::Owner::parse(s).unwrap())).collect(),
-            target: crate::Target::parse(target).unwrap(),
-            hook_url: None,
-            events: Vec::new(),
-            actions: Vec::new(),
-            filter: None,
-            more: Vec::new(),
-            installations: Vec::new(),
-            repositories: Vec::new(),
-            secret: None,
-            secret_env: None,
-            stream_token: None,
-            hook_secret: None,
-        }
+        Rule::example(sources, target)
     }
 
     #[test]

@@ -411,19 +411,9 @@ mod tests {
 
     fn rule(hook_url: &str) -> Rule {
         Rule {
-            sources: vec![Source::Owner(github::Owner::parse("octo/hello").unwrap())],
-            target: crate::Target::parse("localhost:3000").unwrap(),
             hook_url: Some(hook_url.to_string()),
             events: vec!["*".into()],
-            actions: Vec::new(),
-            filter: None,
-            more: Vec::new(),
-            installations: Vec::new(),
-            repositories: Vec::new(),
-            secret: None,
-            secret_env: None,
-            stream_token: None,
-            hook_secret: None,
+            ..Rule::example(&["octo/hello"], "localhost:3000")
         }
     }
 

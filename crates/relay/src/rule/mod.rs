@@ -253,6 +253,27 @@ struct RawRule {
 }
 
 impl Rule {
+    /// A rule from `sources` (owners or repositories) to `target`, everything else unset: the tests'
+    /// one builder, so a new field is added here once.
+    #[cfg(test)]
+    pub(crate) fn example(sources: &[&str], target: &str) -> Rule {
+        Rule {
+            sources: sources.iter().map(|s| Source::Owner(github::Owner::parse(s).unwrap())).collect(),
+            target: crate::Target::parse(target).unwrap(),
+            hook_url: None,
+            events: Vec::new(),
+            actions: Vec::new(),
+            filter: None,
+            more: Vec::new(),
+            installations: Vec::new(),
+            repositories: Vec::new(),
+            secret: None,
+            secret_env: None,
+            stream_token: None,
+            hook_secret: None,
+        }
+    }
+
     /// Whether deliveries of `event` are forwarded: the rule's events name it, or `*`.
     pub fn wants_event(&self, event: &str) -> bool {
         self.events.is_empty() || self.events.iter().any(|wanted| wanted == "*" || wanted == event)
